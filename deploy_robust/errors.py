@@ -1,0 +1,23 @@
+"""The two kinds of failure a user sees, and their exit codes.
+
+`UserError` is bad input (a missing file, a model that does not fit its weights, a
+dataset with NaN...): the CLI prints its one-line message and exits 2. `GateFailed` is a
+check the user asked for that did not pass (exit 1). Anything else is a bug and keeps
+its traceback.
+"""
+
+EXIT_OK = 0
+EXIT_GATE_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+class UserError(Exception):
+    """Bad input or usage: one clear line for the user, exit code 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class GateFailed(Exception):
+    """A requested gate (accuracy, agreement, robustness) did not pass: exit code 1."""
+
+    exit_code = EXIT_GATE_FAILED

@@ -1,0 +1,59 @@
+"""Resolve `--arch`: a built-in zoo name, or `path/to/file.py:factory` from the user's own code."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from torch import nn
+
+from deploy_robust import zoo
+from deploy_robust.errors import UserError
+from deploy_robust.spec import InputSpec
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    build: Callable[[int | None], nn.Module]
+    spec: InputSpec | None  # None for user code: the shape comes from flags
+
+
+def resolve(arch: str) -> Architecture:
+    if ":" in arch and arch.split(":", 1)[0].endswith(".py"):
+        return _from_file(arch)
+    entry = zoo.get(arch)
+    return Architecture(entry.name, entry.build, entry.spec)
+
+
+def _from_file(arch: str) -> Architecture:
+    file_part, factory_name = arch.rsplit(":", 1)
+    path = Path(file_part)
+    if not path.is_file():
+        raise UserError(f"--arch file not found: {path}")
+    module_name = f"_deploy_robust_user_arch_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise UserError(f"cannot import {path} as Python code")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # the user's code failed to import: report it in one line
+        raise UserError(f"importing {path} failed: {type(e).__name__}: {e}") from None
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise UserError(f"{path} has no callable '{factory_name}'")
+
+    def build(num_classes: int | None) -> nn.Module:
+        takes_classes = "num_classes" in inspect.signature(factory).parameters
+        model = factory(num_classes=num_classes) if (takes_classes and num_classes) else factory()
+        if not isinstance(model, nn.Module):
+            raise UserError(f"{arch} returned a {type(model).__name__}, not a torch.nn.Module")
+        return model
+
+    return Architecture(f"{path.name}:{factory_name}", build, None)

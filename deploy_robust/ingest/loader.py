@@ -1,0 +1,192 @@
+"""load_model: any supported model file -> (nn.Module in eval mode, InputSpec, provenance)."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+
+from deploy_robust import zoo
+from deploy_robust.errors import UserError
+from deploy_robust.hashing import sha256_file
+from deploy_robust.ingest import arch as arch_resolver
+from deploy_robust.ingest.checkpoint import extract_state_dict, layer_dtypes, load_state_dict, read_checkpoint
+from deploy_robust.ingest.formats import ModelFormat, sniff
+from deploy_robust.ingest.onnx_graph import OnnxGraphModule
+from deploy_robust.normalize import with_normalization
+from deploy_robust.spec import InputSpec
+
+
+@dataclass
+class SpecOverrides:
+    """What the user said on the command line about the input; None means 'not said'."""
+
+    shape: tuple[int, int, int] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    num_classes: int | None = None
+
+
+@dataclass
+class LoadedModel:
+    """An ingested model. `module` takes normalized inputs; `reference()` takes [0, 1] images."""
+
+    module: nn.Module
+    spec: InputSpec
+    source: dict[str, Any]
+    fixed_batch: int | None = None
+    layers: list[dict[str, str]] = field(default_factory=list)
+
+    def reference(self) -> nn.Module:
+        return with_normalization(self.module, self.spec)
+
+
+def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool = False,
+               overrides: SpecOverrides | None = None) -> LoadedModel:
+    """Load a TorchScript archive, a torch.export .pt2, a state_dict checkpoint (+ `arch`),
+    a pickled module (only with `trust_pickle`), or an ONNX model."""
+    path = Path(path)
+    overrides = overrides or SpecOverrides()
+    fmt = sniff(path)
+    if arch is not None and fmt not in (ModelFormat.TORCH_SAVE, ModelFormat.LEGACY_TORCH_SAVE):
+        raise UserError(f"--arch is for state_dict checkpoints; {path.name} is a {fmt.value} file that carries its own graph")
+    base_spec: InputSpec | None = None
+    fixed_batch = None
+    arch_name = None
+    if fmt in (ModelFormat.TORCH_SAVE, ModelFormat.LEGACY_TORCH_SAVE):
+        obj = read_checkpoint(path, trust_pickle)
+        if isinstance(obj, nn.Module):
+            module, dtypes = obj, layer_dtypes(dict(obj.state_dict()))
+            fmt_name = "pickled_module"
+        else:
+            state = extract_state_dict(obj, path.name)
+            architecture = _architecture_for(path, arch)
+            arch_name, base_spec = architecture.name, architecture.spec
+            module = architecture.build(overrides.num_classes)
+            dtypes = load_state_dict(module, state, architecture.name)
+            fmt_name = "state_dict"
+    elif fmt is ModelFormat.TORCHSCRIPT:
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except Exception as e:
+            raise UserError(f"{path.name}: not a loadable TorchScript archive: {str(e).splitlines()[0]}") from None
+        dtypes, fmt_name = layer_dtypes(dict(module.state_dict())), fmt.value
+    elif fmt is ModelFormat.EXPORTED_PROGRAM:
+        module, base_spec_shape, fixed_batch = _load_exported_program(path)
+        dtypes, fmt_name = layer_dtypes(dict(module.state_dict())), fmt.value
+        if base_spec_shape and overrides.shape is None:
+            overrides = SpecOverrides(base_spec_shape, overrides.mean, overrides.std, overrides.num_classes)
+    else:
+        module, shape, fixed_batch = _load_onnx(path)
+        dtypes, fmt_name = {}, fmt.value
+        for name, dt in module.source_dtypes.items():
+            dtypes[name] = dt
+        if shape and overrides.shape is None:
+            overrides = SpecOverrides(shape, overrides.mean, overrides.std, overrides.num_classes)
+
+    module = module.float().eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    spec = _resolve_spec(module, base_spec, overrides, fixed_batch, path.name)
+    source = {
+        "file": path.name,
+        "format": fmt_name,
+        "sha256": sha256_file(path),
+        "arch": arch_name,
+        "layer_dtypes": dict(sorted(dtypes.items())),
+    }
+    return LoadedModel(module, spec, source, fixed_batch, describe_layers(module, dtypes))
+
+
+def _architecture_for(path: Path, arch: str | None) -> arch_resolver.Architecture:
+    if arch is not None:
+        return arch_resolver.resolve(arch)
+    entry = zoo.find(path.stem)
+    if entry is not None:  # the built-in checkpoints are named after their architecture
+        return arch_resolver.resolve(entry.name)
+    raise UserError(f"{path.name} holds weights only (a state_dict): pass --arch NAME "
+                    f"({', '.join(zoo.names())}) or --arch path/to/file.py:factory")
+
+
+def _load_exported_program(path: Path) -> tuple[nn.Module, tuple[int, int, int] | None, int | None]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.export.load(str(path))
+    except Exception as e:
+        raise UserError(f"{path.name}: not a loadable torch.export program: {str(e).splitlines()[0]}") from None
+    user_inputs = list(program.graph_signature.user_inputs)
+    if len(user_inputs) != 1:
+        raise UserError(f"{path.name}: an image classifier takes one input; this program takes {len(user_inputs)}")
+    node = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == user_inputs[0])
+    value = node.meta.get("val")
+    shape, fixed_batch = None, None
+    if value is not None and value.dim() == 4:
+        dims = list(value.shape)
+        if all(isinstance(d, int) for d in dims[1:]):
+            shape = tuple(int(d) for d in dims[1:])
+        if isinstance(dims[0], int):
+            fixed_batch = int(dims[0])  # exported without a dynamic batch dimension
+    return program.module(), shape, fixed_batch
+
+
+def _load_onnx(path: Path) -> tuple[OnnxGraphModule, tuple[int, int, int] | None, int | None]:
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as e:
+        raise UserError(f"{path.name}: not a valid ONNX model: {str(e).splitlines()[0]}") from None
+    module = OnnxGraphModule(model)
+    if len(module.input_names) != 1:
+        raise UserError(f"{path.name}: an image classifier takes one input; this graph takes {len(module.input_names)}")
+    graph_input = next(i for i in model.graph.input if i.name == module.input_names[0])
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in graph_input.type.tensor_type.shape.dim]
+    shape = tuple(dims[1:]) if len(dims) == 4 and all(dims[1:]) else None
+    fixed_batch = dims[0] if len(dims) == 4 and dims[0] else None
+    return module, shape, fixed_batch
+
+
+def _resolve_spec(module: nn.Module, base: InputSpec | None, o: SpecOverrides, fixed_batch: int | None,
+                  name: str) -> InputSpec:
+    shape = o.shape or (base.shape if base else None)
+    if shape is None:
+        raise UserError(f"{name}: the input shape is not recorded in the model; pass --input-shape C,H,W")
+    mean = o.mean if o.mean is not None else (base.mean if base else None)
+    std = o.std if o.std is not None else (base.std if base else None)
+    probe = InputSpec(shape=tuple(shape), num_classes=max(2, o.num_classes or 2), mean=mean, std=std)
+    batch = fixed_batch or 2
+    try:
+        with torch.no_grad():
+            out = with_normalization(module, probe)(torch.zeros(batch, *probe.shape))
+    except Exception as e:
+        raise UserError(f"{name}: the model does not accept inputs of shape {batch}x{'x'.join(map(str, shape))}: "
+                        f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != batch:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UserError(f"{name}: a classifier must return logits of shape (N, classes); got {got}")
+    num_classes = int(out.shape[1])
+    expected = o.num_classes or (base.num_classes if base else None)
+    if expected is not None and expected != num_classes:
+        raise UserError(f"{name}: --num-classes {expected} but the model outputs {num_classes} logits")
+    return probe.replace(num_classes=num_classes)
+
+
+def describe_layers(module: nn.Module, dtypes: dict[str, str]) -> list[dict[str, str]]:
+    """One entry per weighted layer: name as in the torch model, its type and original dtype."""
+    layers = []
+    for name in sorted(layer_dtypes(dict(module.named_parameters())), key=_natural_key):
+        try:
+            kind = type(module.get_submodule(name)).__name__
+        except AttributeError:
+            kind = "tensor"
+        layers.append({"name": name, "type": kind, "source_dtype": dtypes.get(name, "float32")})
+    return layers
+
+
+def _natural_key(name: str) -> list:
+    return [int(p) if p.isdigit() else p for p in name.replace(".", " . ").split()]

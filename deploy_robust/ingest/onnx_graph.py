@@ -1,0 +1,474 @@
+"""Run an ONNX graph as a differentiable torch module.
+
+`OnnxGraphModule` interprets the graph node by node with torch ops, so an ONNX model can
+be ingested, evaluated with the torch backend, attacked with gradients and re-exported.
+Float initializers become parameters; integer initializers and shape arithmetic stay
+static Python values, so `torch.export` sees no data-dependent control flow.
+
+Ops are handlers in `OPS`, keyed by ONNX op type: `register("QuantizeLinear")(fn)` adds
+one (the twin of a quantized bundle registers its quantizers with straight-through
+gradients that way).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from onnx import numpy_helper
+from torch import nn
+
+from deploy_robust.errors import UserError
+
+Value = Any  # a torch.Tensor, or a static numpy array / Python list for shapes and indices
+Handler = Callable[[list[Value], dict[str, Any]], Value]
+OPS: dict[str, Handler] = {}
+
+
+def register(*op_types: str) -> Callable[[Handler], Handler]:
+    def wrap(fn: Handler) -> Handler:
+        for op in op_types:
+            OPS[op] = fn
+        return fn
+    return wrap
+
+
+_FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
+_TORCH_DTYPES = {
+    onnx.TensorProto.FLOAT: torch.float32, onnx.TensorProto.FLOAT16: torch.float16,
+    onnx.TensorProto.DOUBLE: torch.float64, onnx.TensorProto.BFLOAT16: torch.bfloat16,
+    onnx.TensorProto.INT64: torch.int64, onnx.TensorProto.INT32: torch.int32,
+    onnx.TensorProto.INT8: torch.int8, onnx.TensorProto.UINT8: torch.uint8, onnx.TensorProto.BOOL: torch.bool,
+}
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    out = {}
+    for a in node.attribute:
+        value = onnx.helper.get_attribute_value(a)
+        if isinstance(value, bytes):
+            value = value.decode()
+        elif isinstance(value, onnx.TensorProto):
+            value = numpy_helper.to_array(value)
+        out[a.name] = value
+    return out
+
+
+class OnnxGraphModule(nn.Module):
+    """A torch module that computes what an ONNX graph computes (first graph output).
+
+    `float_dtype` is the dtype float initializers and float casts are computed in; the
+    default float32 runs an FP16 graph at full precision (the ingest path), while
+    `float_dtype=None` keeps every cast as written.
+    """
+
+    def __init__(self, model: onnx.ModelProto, float_dtype: torch.dtype | None = torch.float32) -> None:
+        super().__init__()
+        graph = model.graph
+        self.float_dtype = float_dtype
+        self.params = nn.ParameterDict()
+        self.source_dtypes: dict[str, str] = {}
+        self._param_keys: dict[str, str] = {}
+        self._static: dict[str, np.ndarray] = {}
+        for init in graph.initializer:
+            array = numpy_helper.to_array(init)
+            if init.data_type in _FLOAT_TYPES:
+                key = f"p{len(self._param_keys)}"
+                tensor = torch.from_numpy(np.array(array, dtype=np.float32 if float_dtype else array.dtype))
+                if float_dtype is not None:
+                    tensor = tensor.to(float_dtype)
+                self.params[key] = nn.Parameter(tensor, requires_grad=True)
+                self._param_keys[init.name] = key
+                self.source_dtypes[init.name] = onnx.helper.tensor_dtype_to_np_dtype(init.data_type).name
+            else:
+                self._static[init.name] = array
+        initializer_names = {i.name for i in graph.initializer}
+        self.input_names = [i.name for i in graph.input if i.name not in initializer_names]
+        self.output_names = [o.name for o in graph.output]
+        self.nodes = [(n.op_type, list(n.input), list(n.output), _attrs(n), n.name) for n in graph.node]
+        missing = sorted({op for op, *_ in self.nodes if op not in OPS})
+        if missing:
+            raise UserError(f"the ONNX graph uses ops deploy-robust cannot run in torch: {', '.join(missing)} "
+                            f"(supported: {', '.join(sorted(OPS))})")
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        env: dict[str, Value] = dict(zip(self.input_names, inputs))
+        env.update(self._static)
+        for onnx_name, key in self._param_keys.items():
+            env[onnx_name] = self.params[key]
+        for op, ins, outs, attrs, name in self.nodes:
+            args = [env[i] if i else None for i in ins]
+            attrs = dict(attrs, _float_dtype=self.float_dtype, _node=name, _op=op)
+            result = OPS[op](args, attrs)
+            if not isinstance(result, tuple):
+                result = (result,)
+            env.update(zip(outs, result))
+        return env[self.output_names[0]]
+
+
+def _is_static(v: Value) -> bool:
+    return not isinstance(v, torch.Tensor)
+
+
+def _ints(v: Value) -> list[int]:
+    return [int(i) for i in (v.tolist() if hasattr(v, "tolist") else v)]
+
+
+# ---- arithmetic and activations -------------------------------------------------------
+
+def _binary(fn: Callable, np_fn: Callable) -> Handler:
+    def run(args, attrs):
+        a, b = args
+        if _is_static(a) and _is_static(b):
+            return np_fn(np.asarray(a), np.asarray(b))
+        a, b = (torch.as_tensor(v) if _is_static(v) else v for v in (a, b))
+        return fn(a, b)
+    return run
+
+
+OPS["Add"] = _binary(torch.add, np.add)
+OPS["Sub"] = _binary(torch.sub, np.subtract)
+OPS["Mul"] = _binary(torch.mul, np.multiply)
+OPS["Div"] = _binary(lambda a, b: torch.div(a, b) if a.is_floating_point() else torch.div(a, b, rounding_mode="trunc"),
+                     lambda a, b: a / b if a.dtype.kind == "f" else np.trunc(a / b).astype(a.dtype))
+OPS["Pow"] = _binary(torch.pow, np.power)
+OPS["Max"] = _binary(torch.maximum, np.maximum)
+OPS["Min"] = _binary(torch.minimum, np.minimum)
+
+for _op, _fn in {"Relu": F.relu, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Neg": torch.neg,
+                 "Exp": torch.exp, "Sqrt": torch.sqrt, "Erf": torch.erf, "Abs": torch.abs,
+                 "Softplus": F.softplus, "Floor": torch.floor, "Round": torch.round,
+                 "Identity": lambda x: x}.items():
+    OPS[_op] = (lambda fn: lambda args, attrs: fn(args[0]))(_fn)
+
+
+@register("LeakyRelu")
+def _leaky_relu(args, attrs):
+    return F.leaky_relu(args[0], attrs.get("alpha", 0.01))
+
+
+@register("HardSigmoid")
+def _hard_sigmoid(args, attrs):
+    return torch.clamp(attrs.get("alpha", 0.2) * args[0] + attrs.get("beta", 0.5), 0, 1)
+
+
+@register("HardSwish")
+def _hard_swish(args, attrs):
+    return F.hardswish(args[0])
+
+
+@register("Gelu")
+def _gelu(args, attrs):
+    return F.gelu(args[0], approximate=attrs.get("approximate", "none"))
+
+
+@register("Clip")
+def _clip(args, attrs):
+    x = args[0]
+    lo = args[1] if len(args) > 1 and args[1] is not None else attrs.get("min")
+    hi = args[2] if len(args) > 2 and args[2] is not None else attrs.get("max")
+    lo = float(np.asarray(lo)) if lo is not None and _is_static(lo) else lo
+    hi = float(np.asarray(hi)) if hi is not None and _is_static(hi) else hi
+    return torch.clamp(x, lo, hi)
+
+
+@register("LogSoftmax")
+def _log_softmax(args, attrs):
+    return torch.log_softmax(args[0], dim=attrs.get("axis", -1))
+
+
+@register("Softmax")
+def _softmax_only(args, attrs):
+    return torch.softmax(args[0], dim=attrs.get("axis", -1))
+
+
+@register("Dropout")
+def _dropout(args, attrs):
+    return args[0]
+
+
+# ---- linear layers ----------------------------------------------------------------------
+
+def _split_pads(pads: list[int], spatial: int) -> tuple[list[int] | None, list[int]]:
+    """ONNX pads (begins then ends) -> symmetric per-dim padding, or None and an F.pad list."""
+    begins, ends = pads[:spatial], pads[spatial:]
+    if begins == ends:
+        return begins, []
+    pad_list: list[int] = []
+    for b, e in zip(reversed(begins), reversed(ends)):
+        pad_list += [b, e]
+    return None, pad_list
+
+
+def _auto_pads(attrs: dict, x: torch.Tensor, kernel: list[int], strides: list[int], dilations: list[int]) -> list[int]:
+    auto = attrs.get("auto_pad", "NOTSET")
+    spatial = len(kernel)
+    if auto in ("NOTSET", "VALID"):
+        return list(attrs.get("pads", [0] * 2 * spatial)) if auto == "NOTSET" else [0] * 2 * spatial
+    begins, ends = [], []
+    for i in range(spatial):
+        size = x.shape[2 + i]
+        out = math.ceil(size / strides[i])
+        total = max(0, (out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - size)
+        small, large = total // 2, total - total // 2
+        begins.append(small if auto == "SAME_UPPER" else large)
+        ends.append(large if auto == "SAME_UPPER" else small)
+    return begins + ends
+
+
+@register("Conv")
+def _conv(args, attrs):
+    x, w = args[0], args[1]
+    b = args[2] if len(args) > 2 else None
+    spatial = w.dim() - 2
+    kernel = list(attrs.get("kernel_shape", w.shape[2:]))
+    strides = list(attrs.get("strides", [1] * spatial))
+    dilations = list(attrs.get("dilations", [1] * spatial))
+    padding, pad_list = _split_pads(_auto_pads(attrs, x, kernel, strides, dilations), spatial)
+    if pad_list:
+        x, padding = F.pad(x, pad_list), [0] * spatial
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[spatial]
+    return conv(x, w, b, strides, padding, dilations, attrs.get("group", 1))
+
+
+@register("Gemm")
+def _gemm(args, attrs):
+    a, b = args[0], args[1]
+    c = args[2] if len(args) > 2 else None
+    if attrs.get("transA", 0):
+        a = a.transpose(0, 1)
+    if attrs.get("transB", 0):
+        b = b.transpose(0, 1)
+    y = attrs.get("alpha", 1.0) * (a @ b)
+    if c is not None:
+        y = y + attrs.get("beta", 1.0) * c
+    return y
+
+
+@register("MatMul")
+def _matmul(args, attrs):
+    return torch.matmul(args[0], args[1])
+
+
+@register("BatchNormalization")
+def _batchnorm(args, attrs):
+    x, scale, bias, mean, var = args[:5]
+    return F.batch_norm(x, mean, var, scale, bias, training=False, eps=attrs.get("epsilon", 1e-5))
+
+
+# ---- pooling ---------------------------------------------------------------------------
+
+@register("MaxPool")
+def _maxpool(args, attrs):
+    x = args[0]
+    kernel = list(attrs["kernel_shape"])
+    spatial = len(kernel)
+    strides = list(attrs.get("strides", [1] * spatial))
+    dilations = list(attrs.get("dilations", [1] * spatial))
+    padding, pad_list = _split_pads(_auto_pads(attrs, x, kernel, strides, dilations), spatial)
+    if pad_list:
+        x, padding = F.pad(x, pad_list, value=float("-inf")), [0] * spatial
+    pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[spatial]
+    return pool(x, kernel, strides, padding, dilations, ceil_mode=bool(attrs.get("ceil_mode", 0)))
+
+
+@register("AveragePool")
+def _avgpool(args, attrs):
+    x = args[0]
+    kernel = list(attrs["kernel_shape"])
+    spatial = len(kernel)
+    strides = list(attrs.get("strides", [1] * spatial))
+    padding, pad_list = _split_pads(_auto_pads(attrs, x, kernel, strides, [1] * spatial), spatial)
+    include_pad = bool(attrs.get("count_include_pad", 0))
+    if pad_list:
+        if not include_pad:
+            raise UserError(f"AveragePool node {attrs['_node']}: asymmetric padding without count_include_pad is not supported")
+        x, padding = F.pad(x, pad_list), [0] * spatial
+    pool = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[spatial]
+    return pool(x, kernel, strides, padding, ceil_mode=bool(attrs.get("ceil_mode", 0)), count_include_pad=include_pad)
+
+
+@register("GlobalAveragePool")
+def _global_avgpool(args, attrs):
+    x = args[0]
+    return x.mean(dim=tuple(range(2, x.dim())), keepdim=True)
+
+
+@register("GlobalMaxPool")
+def _global_maxpool(args, attrs):
+    x = args[0]
+    return x.amax(dim=tuple(range(2, x.dim())), keepdim=True)
+
+
+@register("ReduceMean", "ReduceSum", "ReduceMax")
+def _reduce(args, attrs):
+    x = args[0]
+    axes = attrs.get("axes")
+    if axes is None and len(args) > 1 and args[1] is not None:
+        axes = _ints(args[1])
+    dims = tuple(axes) if axes else tuple(range(x.dim()))
+    keep = bool(attrs.get("keepdims", 1))
+    op = attrs["_op"]
+    if op == "ReduceMean":
+        return x.mean(dim=dims, keepdim=keep)
+    if op == "ReduceSum":
+        return x.sum(dim=dims, keepdim=keep)
+    return x.amax(dim=dims, keepdim=keep)
+
+
+# ---- shapes and data movement -----------------------------------------------------------
+
+@register("Flatten")
+def _flatten(args, attrs):
+    x = args[0]
+    axis = attrs.get("axis", 1)
+    axis = axis + x.dim() if axis < 0 else axis
+    return x.reshape(math.prod(x.shape[:axis]) if axis else 1, -1)
+
+
+@register("Reshape")
+def _reshape(args, attrs):
+    x, shape = args[0], _ints(args[1]) if not isinstance(args[1], list) else list(args[1])
+    if not attrs.get("allowzero", 0):
+        shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+    if _is_static(x):
+        return np.reshape(x, shape)
+    return x.reshape(shape)
+
+
+@register("Transpose")
+def _transpose(args, attrs):
+    x = args[0]
+    perm = attrs.get("perm", list(reversed(range(x.dim() if not _is_static(x) else np.ndim(x)))))
+    return np.transpose(x, perm) if _is_static(x) else x.permute(*perm)
+
+
+@register("Shape")
+def _shape(args, attrs):
+    # Static: a list of ints (or symbolic sizes while exporting), never a data tensor.
+    dims = list(args[0].shape)
+    start, end = attrs.get("start", 0), attrs.get("end", len(dims))
+    return dims[start:end]
+
+
+@register("Gather")
+def _gather(args, attrs):
+    data, index = args
+    axis = attrs.get("axis", 0)
+    if _is_static(data) and _is_static(index):
+        if isinstance(data, list) and axis == 0:
+            idx = np.asarray(index)
+            return data[int(idx)] if idx.ndim == 0 else [data[int(i)] for i in idx]
+        return np.take(np.asarray(data), np.asarray(index), axis=axis)
+    index = torch.as_tensor(np.asarray(index)) if _is_static(index) else index
+    return torch.index_select(data, axis, index.reshape(-1)).reshape(
+        list(data.shape[:axis]) + list(index.shape) + list(data.shape[axis + 1:]))
+
+
+@register("Unsqueeze")
+def _unsqueeze(args, attrs):
+    x = args[0]
+    axes = attrs.get("axes") or _ints(args[1])
+    if _is_static(x):
+        # Shape arithmetic: a scalar size becomes a one-element list for Concat.
+        if isinstance(x, list):
+            return x
+        if isinstance(x, np.ndarray) and x.ndim > 0:
+            return np.expand_dims(x, axes)
+        return [x.item() if isinstance(x, np.ndarray) else x]
+    for a in sorted(a + x.dim() + 1 if a < 0 else a for a in axes):
+        x = x.unsqueeze(a)
+    return x
+
+
+@register("Squeeze")
+def _squeeze(args, attrs):
+    x = args[0]
+    axes = attrs.get("axes") or (_ints(args[1]) if len(args) > 1 and args[1] is not None else None)
+    if _is_static(x):
+        return np.squeeze(np.asarray(x), axis=tuple(axes) if axes else None)
+    if axes is None:
+        return x.squeeze()
+    for a in sorted((a + x.dim() if a < 0 else a for a in axes), reverse=True):
+        x = x.squeeze(a)
+    return x
+
+
+@register("Concat")
+def _concat(args, attrs):
+    if all(_is_static(a) for a in args):
+        flat: list = []
+        for a in args:
+            if isinstance(a, list):
+                flat += a
+            elif isinstance(a, np.ndarray):
+                flat += a.reshape(-1).tolist()
+            else:
+                flat.append(a)
+        return flat
+    return torch.cat([torch.as_tensor(a) if _is_static(a) else a for a in args], dim=attrs.get("axis", 0))
+
+
+@register("Slice")
+def _slice(args, attrs):
+    x = args[0]
+    starts, ends = _ints(args[1]), _ints(args[2])
+    rank = len(x) if isinstance(x, list) else (np.ndim(x) if _is_static(x) else x.dim())
+    axes = _ints(args[3]) if len(args) > 3 and args[3] is not None else list(range(len(starts)))
+    steps = _ints(args[4]) if len(args) > 4 and args[4] is not None else [1] * len(starts)
+    index = [slice(None)] * rank
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        index[a] = slice(s, e, st)
+    if isinstance(x, list):
+        return x[index[0]]
+    return x[tuple(index)]
+
+
+@register("Constant")
+def _constant(args, attrs):
+    if "value" in attrs:
+        value = attrs["value"]
+        if value.dtype.kind == "f":
+            tensor = torch.from_numpy(np.array(value))
+            return tensor.to(attrs["_float_dtype"]) if attrs["_float_dtype"] else tensor
+        return value
+    for key in ("value_float", "value_int"):
+        if key in attrs:
+            return np.asarray(attrs[key])
+    for key in ("value_floats", "value_ints"):
+        if key in attrs:
+            return np.asarray(attrs[key])
+    raise UserError(f"Constant node {attrs['_node']}: unsupported value attribute")
+
+
+@register("Cast")
+def _cast(args, attrs):
+    x, to = args[0], attrs["to"]
+    if _is_static(x):
+        return np.asarray(x).astype(onnx.helper.tensor_dtype_to_np_dtype(to))
+    dtype = _TORCH_DTYPES.get(to)
+    if dtype is None:
+        raise UserError(f"Cast node {attrs['_node']}: unsupported target type {to}")
+    if dtype.is_floating_point and attrs["_float_dtype"] is not None:
+        dtype = attrs["_float_dtype"]
+    return x.to(dtype)
+
+
+@register("Pad")
+def _pad(args, attrs):
+    x = args[0]
+    pads = attrs.get("pads") or _ints(args[1])
+    mode = attrs.get("mode", "constant")
+    value = 0.0
+    if len(args) > 2 and args[2] is not None:
+        value = float(np.asarray(args[2]).reshape(-1)[0]) if _is_static(args[2]) else float(args[2])
+    rank = x.dim()
+    begins, ends = pads[:rank], pads[rank:]
+    pad_list: list[int] = []
+    for b, e in zip(reversed(begins), reversed(ends)):
+        pad_list += [b, e]
+    return F.pad(x, pad_list, mode={"constant": "constant", "reflect": "reflect", "edge": "replicate"}[mode], value=value if mode == "constant" else None)
