@@ -1,0 +1,62 @@
+"""Backends behind one Runner interface. Each imports lazily; a missing one is a clear 'install X'.
+
+    create_runner("ort-cpu", bundle)      # the engine that ships
+    create_runner("torch", bundle)        # the bundle's own graph, rebuilt in torch
+    create_runner("torch", module=model)  # any module taking [0, 1] images
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from torch import nn
+
+from deploy_robust.bundle import Bundle
+from deploy_robust.errors import UserError
+from deploy_robust.runtimes.base import Runner
+
+# backend -> (module to import, package to install if it is missing)
+BACKENDS = {
+    "ort-cpu": ("onnxruntime", "onnxruntime"),
+    "ort-cuda": ("onnxruntime", "onnxruntime-gpu"),
+    "torch": ("torch", "torch"),
+    "torch-cuda": ("torch", "torch (a CUDA build)"),
+}
+
+
+def create_runner(backend: str, bundle: Bundle | None = None, *, module: nn.Module | None = None,
+                  threads: int | None = None) -> Runner:
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend '{backend}'; choose from {', '.join(BACKENDS)}")
+    package, install = BACKENDS[backend]
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        raise UserError(f"backend {backend} needs {package}: pip install {install}") from None
+    fixed_batch = bundle.fixed_batch if bundle is not None else None
+    if backend.startswith("ort"):
+        if bundle is None:
+            raise UserError(f"backend {backend} runs a bundle; export the model first")
+        from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
+
+        return OnnxRuntimeRunner(bundle.model_path, "cuda" if backend == "ort-cuda" else "cpu", threads,
+                                 fixed_batch=fixed_batch)
+    from deploy_robust.runtimes.torch_runner import TorchRunner
+
+    if module is None:
+        if bundle is None:
+            raise UserError("the torch backend needs a bundle or a module")
+        module = bundle_as_torch(bundle)
+    return TorchRunner(module, "cuda" if backend == "torch-cuda" else "cpu", fixed_batch=fixed_batch)
+
+
+def bundle_as_torch(bundle: Bundle) -> nn.Module:
+    """The bundle's ONNX graph as a torch module, computing in the precisions the graph states."""
+    import onnx
+
+    from deploy_robust.ingest.onnx_graph import OnnxGraphModule
+
+    return OnnxGraphModule(onnx.load(str(bundle.model_path)), float_dtype=None).eval()
+
+
+__all__ = ["BACKENDS", "Runner", "create_runner", "bundle_as_torch"]
