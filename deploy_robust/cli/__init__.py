@@ -1,0 +1,63 @@
+"""The `deploy-robust` command: a registry of tools, each a module with add_arguments() and run().
+
+Exit codes: 0 ok, 1 a gate failed, 2 bad input or usage. Errors print one line
+(`--debug` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from deploy_robust import __version__
+from deploy_robust.errors import EXIT_BAD_INPUT, GateFailed, UserError
+from deploy_robust.progress import set_quiet
+
+# Tool modules, imported only when their command runs (so `--help` stays fast).
+TOOLS = {
+    "export": ("deploy_robust.cli.export_cmd", "export a model to a bundle (model.onnx + manifest.json)"),
+    "eval": ("deploy_robust.cli.eval_cmd", "clean accuracy of a bundle or model, optionally vs a reference"),
+    "info": ("deploy_robust.cli.info_cmd", "describe a bundle, a model file, or the built-in architectures"),
+    "demo": ("deploy_robust.cli.demo_cmd", "the whole pipeline on an embedded default, no downloads"),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    from deploy_robust.cli.args import add_common
+
+    parser = argparse.ArgumentParser(
+        prog="deploy-robust",
+        description="Deploy adversarially robust image classifiers, and verify they stay robust.")
+    parser.add_argument("--version", action="version", version=f"deploy-robust {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = next((a for a in argv if a in TOOLS), None)
+    for name, (module_name, help_text) in TOOLS.items():
+        tool_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:  # only the tool that runs is imported and gets its full arguments
+            module = importlib.import_module(module_name)
+            module.add_arguments(tool_parser)
+            add_common(tool_parser)
+            tool_parser.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_INPUT
+    set_quiet(args.json)
+    try:
+        return int(args.run(args) or 0)
+    except (UserError, GateFailed) as e:
+        if args.debug:
+            raise
+        kind = "gate failed" if isinstance(e, GateFailed) else "error"
+        print(f"deploy-robust: {kind}: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("deploy-robust: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,5 @@
+import sys
+
+from deploy_robust.cli import main
+
+sys.exit(main())

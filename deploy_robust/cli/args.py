@@ -1,0 +1,64 @@
+"""Argument groups shared by several commands, and parsers for their values."""
+
+from __future__ import annotations
+
+import argparse
+from fractions import Fraction
+
+from deploy_robust.ingest import SpecOverrides
+
+
+def number(text: str) -> float:
+    """A float, also written as a fraction: 0.5, 8/255, 125.3/255."""
+    try:
+        return float(Fraction(text)) if "/" in text else float(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
+
+
+def numbers(text: str) -> tuple[float, ...]:
+    return tuple(number(t) for t in text.replace(" ", "").split(",") if t)
+
+
+def shape(text: str) -> tuple[int, int, int]:
+    try:
+        dims = tuple(int(t) for t in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shape must be C,H,W integers; got {text}") from None
+    if len(dims) != 3 or min(dims) <= 0:
+        raise argparse.ArgumentTypeError(f"shape must be three positive integers C,H,W; got {text}")
+    return dims
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return value
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("output and run control")
+    group.add_argument("--json", action="store_true", help="print one JSON document instead of text; no progress bars")
+    group.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
+    group.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+
+
+def add_model_args(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """How to read a model file: its architecture, trust, and the input spec if it does not carry one."""
+    group = parser.add_argument_group("model loading")
+    group.add_argument("--arch", help="architecture for a state_dict checkpoint: a built-in name "
+                       "(see `deploy-robust info --zoo`) or path/to/file.py:factory")
+    group.add_argument("--trust-pickle", action="store_true",
+                       help="allow unpickling a whole pickled nn.Module (runs code from the file: trusted files only)")
+    group.add_argument("--input-shape", type=shape, metavar="C,H,W", help="input shape, for models that do not record it")
+    group.add_argument("--mean", type=numbers, metavar="M[,M,M]", help="normalization mean on the [0,1] scale (e.g. 0.4914,0.4822,0.4465)")
+    group.add_argument("--std", type=numbers, metavar="S[,S,S]", help="normalization std on the [0,1] scale")
+    group.add_argument("--num-classes", type=positive_int, metavar="N", help="number of classes (checked against the model)")
+
+
+def overrides(args: argparse.Namespace) -> SpecOverrides:
+    return SpecOverrides(args.input_shape, args.mean, args.std, args.num_classes)

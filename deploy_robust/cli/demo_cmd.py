@@ -1,0 +1,41 @@
+"""deploy-robust demo: the whole pipeline on an embedded default (no downloads), or on your model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from deploy_robust.cli import args as cli_args
+from deploy_robust.cli.output import ci, emit_json, pct, size, table
+from deploy_robust.demo import run_demo
+
+NAME = "demo"
+HELP = "train a small model on scikit-learn digits, export FP32/FP16 bundles, evaluate them (or use --model/--data)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--out", default="demo-out", help="output directory (default demo-out)")
+    parser.add_argument("--model", help="your model file instead of training the default")
+    parser.add_argument("--data", help="test set for --model")
+    parser.add_argument("--epochs", type=cli_args.positive_int, default=40, help="training epochs for the default model")
+    cli_args.add_model_args(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
+    result = run_demo(args.out, model=args.model, arch=args.arch, data=args.data, overrides=cli_args.overrides(args),
+                      trust_pickle=args.trust_pickle, epochs=args.epochs, seed=args.seed, log=log)
+    if args.json:
+        emit_json(result.to_json())
+        return 0
+    rows = []
+    for r in result.rows:
+        agree = r.get("agreement")
+        rows.append([r["name"], r["backend"], pct(r["accuracy"]), ci(r["accuracy_ci95"]),
+                     pct(agree["top1_agreement"]) if agree else "-",
+                     f"{agree['max_abs_logit_diff']:.2g}" if agree else "-",
+                     size(r["model_bytes"]) if "model_bytes" in r else "-"])
+    print(f"\n{result.dataset}: {result.n} test images")
+    print(table(["model", "backend", "accuracy", "95% CI", "top-1 agree w/ ref", "max |dlogit|", "model.onnx"], rows))
+    print(f"\nbundles in {result.out}/ ; next: deploy-robust info {result.out}/fp32")
+    return 0

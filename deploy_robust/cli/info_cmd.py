@@ -1,0 +1,77 @@
+"""deploy-robust info: what a bundle or a model file is, or the built-in architectures."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deploy_robust import zoo
+from deploy_robust.bundle import is_bundle, open_bundle
+from deploy_robust.cli import args as cli_args
+from deploy_robust.cli.output import emit_json, size, table
+from deploy_robust.errors import UserError
+from deploy_robust.export import onnx_summary
+from deploy_robust.ingest import load_model
+
+NAME = "info"
+HELP = "describe a bundle, a model file, or (--zoo) the built-in architectures"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", nargs="?", metavar="BUNDLE_OR_MODEL")
+    parser.add_argument("--zoo", action="store_true", help="list the built-in architectures")
+    cli_args.add_model_args(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.zoo:
+        return _zoo(args)
+    if not args.target:
+        raise UserError("info needs a bundle or model file (or --zoo)")
+    path = Path(args.target)
+    if is_bundle(path):
+        bundle = open_bundle(path)
+        doc = {"bundle": str(path), "manifest": bundle.manifest, "graph": onnx_summary(bundle.model_path)}
+    else:
+        loaded = load_model(path, args.arch, trust_pickle=args.trust_pickle, overrides=cli_args.overrides(args))
+        params = sum(p.numel() for p in loaded.module.parameters())
+        doc = {"model": str(path), "source": loaded.source, "input": loaded.spec.to_json(),
+               "parameters": params, "layers": loaded.layers, "batch": loaded.fixed_batch or "dynamic"}
+    if args.json:
+        emit_json(doc)
+        return 0
+    if "bundle" in doc:
+        m, g = doc["manifest"], doc["graph"]
+        print(f"bundle {path}  (schema v{m['schema_version']})")
+        print(table(["field", "value"], [
+            ["precision / target", f"{m['precision']['mode']} / {m['target']}"],
+            ["input", _describe_input(m["input"]) + f", batch {m['model']['batch']}"],
+            ["graph", f"{g['nodes']} nodes, opset {m['model']['opset']}, {size(g['bytes'])}; ops {g['ops']}"],
+            ["source", f"{m['source']['file']} ({m['source']['format']}, arch {m['source']['arch']}), sha256 {m['source']['sha256'][:12]}"],
+            ["exporter", m["model"]["exporter"]],
+            ["tools", ", ".join(f"{k} {v}" for k, v in m["tools"].items())],
+        ]))
+    else:
+        print(f"model {path}: {doc['source']['format']}, arch {doc['source']['arch']}, {doc['parameters']:,} parameters")
+        print(f"input {_describe_input(doc['input'])}, batch {doc['batch']}")
+        print(table(["layer", "type", "dtype"], [[l["name"], l["type"], l["source_dtype"]] for l in doc["layers"]]))
+    return 0
+
+
+def _describe_input(inp: dict) -> str:
+    norm = inp["normalization"]
+    text = f"{'x'.join(map(str, inp['shape']))} in [0,1], {inp['num_classes']} classes"
+    if norm:
+        text += f", mean {tuple(round(v, 4) for v in norm['mean'])} std {tuple(round(v, 4) for v in norm['std'])}"
+    return text
+
+
+def _zoo(args: argparse.Namespace) -> int:
+    entries = [zoo.get(n) for n in zoo.names()]
+    if args.json:
+        emit_json([{"name": e.name, "input": e.spec.to_json(), "description": e.description} for e in entries])
+    else:
+        print(table(["name", "input", "normalization", "description"], [
+            [e.name, "x".join(map(str, e.spec.shape)), "yes" if e.spec.normalized else "none", e.description]
+            for e in entries]))
+    return 0

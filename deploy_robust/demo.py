@@ -1,0 +1,85 @@
+"""The whole pipeline on an embedded default: train on scikit-learn digits, export, evaluate.
+
+With `model`/`data` it runs the same pipeline on the user's own model and dataset.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deploy_robust import zoo
+from deploy_robust.data import load_dataset
+from deploy_robust.errors import UserError
+from deploy_robust.evaluate import compare_logits, evaluate
+from deploy_robust.export import export_bundle
+from deploy_robust.ingest import SpecOverrides, load_model
+from deploy_robust.runtimes import create_runner
+from deploy_robust.train import train_classifier
+
+DEFAULT_ARCH = "digits_cnn"
+PRECISIONS = ("fp32", "fp16")
+
+
+@dataclass
+class DemoResult:
+    dataset: str
+    n: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    out: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "n": self.n, "results": self.rows, "seconds": self.timings, "out": self.out}
+
+
+def run_demo(out: str | Path = "demo-out", *, model: str | None = None, arch: str | None = None,
+             data: str | None = None, overrides: SpecOverrides | None = None, trust_pickle: bool = False,
+             epochs: int = 40, seed: int = 0, log=print) -> DemoResult:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    if model is None:
+        if data not in (None, "digits"):
+            raise UserError("--data needs --model: the embedded default trains on scikit-learn digits")
+        start = time.perf_counter()
+        model = str(_train_default(out, epochs, seed, log))
+        arch, data = DEFAULT_ARCH, "digits:test"
+        timings["train"] = time.perf_counter() - start
+    elif data is None:
+        raise UserError("--model needs --data (the test set to evaluate on)")
+
+    loaded = load_model(model, arch, trust_pickle=trust_pickle, overrides=overrides)
+    dataset = load_dataset(data, loaded.spec.shape)
+    log(f"model {loaded.source['file']} ({loaded.source['arch'] or loaded.source['format']}); "
+        f"data {dataset.name}: {len(dataset)} images")
+    reference = evaluate(create_runner("torch", module=loaded.reference()), dataset)
+    result = DemoResult(dataset.name, len(dataset), out=str(out))
+    result.rows.append({"name": "reference", "backend": "torch", **reference.to_json()})
+    for precision in PRECISIONS:
+        start = time.perf_counter()
+        bundle = export_bundle(loaded, out / precision, precision, seed=seed)
+        timings[f"export_{precision}"] = time.perf_counter() - start
+        engine = evaluate(create_runner("ort-cpu", bundle), dataset)
+        row = {"name": f"{precision} bundle", "backend": "ort-cpu", "bundle": str(bundle.path),
+               "model_bytes": bundle.model_path.stat().st_size, **engine.to_json(),
+               "agreement": compare_logits(engine.logits, reference.logits).to_json()}
+        result.rows.append(row)
+        log(f"exported {bundle.path}/ ({precision})")
+    result.timings = timings
+    return result
+
+
+def _train_default(out: Path, epochs: int, seed: int, log) -> Path:
+    train = load_dataset("digits:train")
+    model = zoo.get(DEFAULT_ARCH).build()
+    log(f"training {DEFAULT_ARCH} on scikit-learn digits ({len(train)} images, {epochs} epochs)...")
+    losses = train_classifier(model, train, epochs=epochs, seed=seed)
+    path = out / f"{DEFAULT_ARCH}.pt"
+    torch.save(model.state_dict(), path)
+    log(f"trained: final loss {losses[-1]:.4f}; weights in {path}")
+    return path
