@@ -100,7 +100,8 @@ def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool 
         "arch": arch_name,
         "layer_dtypes": dict(sorted(dtypes.items())),
     }
-    return LoadedModel(module, spec, source, fixed_batch, describe_layers(module, dtypes))
+    named = module.program if isinstance(module, _ProgramModule) else module
+    return LoadedModel(module, spec, source, fixed_batch, describe_layers(named, dtypes))
 
 
 def _architecture_for(path: Path, arch: str | None) -> arch_resolver.Architecture:
@@ -132,7 +133,22 @@ def _load_exported_program(path: Path) -> tuple[nn.Module, tuple[int, int, int] 
             shape = tuple(int(d) for d in dims[1:])
         if isinstance(dims[0], int):
             fixed_batch = int(dims[0])  # exported without a dynamic batch dimension
-    return program.module(), shape, fixed_batch
+    return _ProgramModule(program.module()), shape, fixed_batch
+
+
+class _ProgramModule(nn.Module):
+    """A torch.export program's module; it is fixed in eval mode and refuses .train()/.eval()."""
+
+    def __init__(self, graph_module: nn.Module) -> None:
+        super().__init__()
+        self.program = graph_module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.program(x)
+
+    def train(self, mode: bool = True) -> "_ProgramModule":
+        self.training = mode  # the graph inside keeps the eval semantics it was exported with
+        return self
 
 
 def _load_onnx(path: Path) -> tuple[OnnxGraphModule, tuple[int, int, int] | None, int | None]:
@@ -178,12 +194,12 @@ def _resolve_spec(module: nn.Module, base: InputSpec | None, o: SpecOverrides, f
 
 def describe_layers(module: nn.Module, dtypes: dict[str, str]) -> list[dict[str, str]]:
     """One entry per weighted layer: name as in the torch model, its type and original dtype."""
+    modules = dict(module.named_modules())
     layers = []
     for name in sorted(layer_dtypes(dict(module.named_parameters())), key=_natural_key):
-        try:
-            kind = type(module.get_submodule(name)).__name__
-        except AttributeError:
-            kind = "tensor"
+        sub = modules.get(name)
+        # TorchScript modules keep their Python class name in `original_name`.
+        kind = "tensor" if sub is None else getattr(sub, "original_name", type(sub).__name__)
         layers.append({"name": name, "type": kind, "source_dtype": dtypes.get(name, "float32")})
     return layers
 

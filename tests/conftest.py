@@ -1,0 +1,83 @@
+"""Shared fixtures: the real data in ../shared/data (skipped with a reason when absent) and tiny models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs ../shared/data ({'/'.join(parts)} not found); real-data tests run where it is present")
+    return path
+
+
+@pytest.fixture
+def shared():
+    return shared_path
+
+
+class TinyNet(nn.Module):
+    """A small CNN with BN and a residual add: enough structure to exercise export and ingestion."""
+
+    def __init__(self, channels: int = 3, num_classes: int = 5) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc = nn.Linear(32, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn(self.conv(x)))
+        h = torch.relu(h + self.conv2(h))
+        return self.fc(torch.flatten(self.pool(h), 1))
+
+
+def make_tiny(channels: int = 3, num_classes: int = 5, seed: int = 0) -> TinyNet:
+    torch.manual_seed(seed)
+    model = TinyNet(channels, num_classes)
+    with torch.no_grad():  # non-trivial BN statistics
+        model.bn.running_mean.uniform_(-0.5, 0.5)
+        model.bn.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+@pytest.fixture
+def tiny_model() -> TinyNet:
+    return make_tiny()
+
+
+@pytest.fixture
+def tiny_arch_file(tmp_path: Path) -> str:
+    """A user architecture file, as `--arch file.py:factory` names it."""
+    source = Path(__file__).with_name("conftest.py").read_text()
+    start = source.index("class TinyNet")
+    end = source.index("def make_tiny")
+    path = tmp_path / "user_arch.py"
+    path.write_text("import torch\nfrom torch import nn\n\n" + source[start:end] +
+                    "\ndef build(num_classes=5):\n    return TinyNet(3, num_classes)\n")
+    return f"{path}:build"
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path, tiny_model: TinyNet) -> Path:
+    path = tmp_path / "tiny.pt"
+    torch.save({"state_dict": tiny_model.state_dict(), "epoch": 3}, path)
+    return path
+
+
+@pytest.fixture
+def image_npz(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "images.npz"
+    np.savez(path, x=rng.integers(0, 256, (40, 3, 16, 16), dtype=np.uint8), y=rng.integers(0, 5, 40))
+    return path
