@@ -81,7 +81,8 @@ class OnnxGraphModule(nn.Module):
                 tensor = torch.from_numpy(np.array(array, dtype=np.float32 if float_dtype else array.dtype))
                 if float_dtype is not None:
                     tensor = tensor.to(float_dtype)
-                self.params[key] = nn.Parameter(tensor, requires_grad=True)
+                # Weights are fixed; gradients flow to the input (attacks), not to the graph.
+                self.params[key] = nn.Parameter(tensor, requires_grad=False)
                 self._param_keys[init.name] = key
                 self.source_dtypes[init.name] = onnx.helper.tensor_dtype_to_np_dtype(init.data_type).name
             else:
