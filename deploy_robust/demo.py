@@ -19,6 +19,7 @@ from deploy_robust.evaluate import compare_logits, evaluate
 from deploy_robust.export import export_bundle
 from deploy_robust.ingest import SpecOverrides, load_model
 from deploy_robust.runtimes import create_runner
+from deploy_robust.seeding import seed_everything
 from deploy_robust.train import train_classifier
 
 DEFAULT_ARCH = "digits_cnn"
@@ -76,6 +77,7 @@ def run_demo(out: str | Path = "demo-out", *, model: str | None = None, arch: st
 
 def _train_default(out: Path, epochs: int, seed: int, log) -> Path:
     train = load_dataset("digits:train")
+    seed_everything(seed)  # the initial weights too: same seed, same model
     model = zoo.get(DEFAULT_ARCH).build()
     log(f"training {DEFAULT_ARCH} on scikit-learn digits ({len(train)} images, {epochs} epochs)...")
     losses = train_classifier(model, train, epochs=epochs, seed=seed)

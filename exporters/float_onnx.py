@@ -49,6 +49,8 @@ def export_float_onnx(module: nn.Module, spec: InputSpec, precision: str = "fp32
     batch = fixed_batch or 2
     example = torch.zeros(batch, *spec.shape)
     is_script = isinstance(module, torch.jit.ScriptModule)
+    if is_script and wrapped is not module:
+        wrapped = torch.jit.script(wrapped)  # the TorchScript exporter cannot trace into a scripted child
     errors = []
     for exporter in (("torchscript",) if is_script else ("dynamo", "torchscript")):
         try:

@@ -196,13 +196,10 @@ def describe_layers(module: nn.Module, dtypes: dict[str, str]) -> list[dict[str,
     """One entry per weighted layer: name as in the torch model, its type and original dtype."""
     modules = dict(module.named_modules())
     layers = []
-    for name in sorted(layer_dtypes(dict(module.named_parameters())), key=_natural_key):
+    for name in layer_dtypes(dict(module.named_parameters())):  # registration order
         sub = modules.get(name)
         # TorchScript modules keep their Python class name in `original_name`.
         kind = "tensor" if sub is None else getattr(sub, "original_name", type(sub).__name__)
         layers.append({"name": name, "type": kind, "source_dtype": dtypes.get(name, "float32")})
     return layers
 
-
-def _natural_key(name: str) -> list:
-    return [int(p) if p.isdigit() else p for p in name.replace(".", " . ").split()]

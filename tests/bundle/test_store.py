@@ -1,0 +1,68 @@
+import json
+
+import pytest
+
+from deploy_robust.bundle import SCHEMA, SCHEMA_VERSION, open_bundle, write_bundle
+from deploy_robust.errors import UserError
+
+MANIFEST = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "model": {"file": "model.onnx", "batch": "dynamic"},
+            "input": {"shape": [1, 8, 8], "num_classes": 10, "normalization": None}, "precision": {"mode": "fp32"},
+            "target": "ort-cpu", "source": {}, "tools": {}, "seed": 0}
+
+
+def test_write_then_open(tmp_path):
+    bundle = write_bundle(tmp_path / "b", {"model.onnx": b"graph"}, MANIFEST)
+    again = open_bundle(bundle.path)
+    assert again.manifest == MANIFEST and again.model_path.read_bytes() == b"graph"
+    assert again.spec.shape == (1, 8, 8) and again.fixed_batch is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no temporary directory left behind
+
+
+def test_rewriting_a_bundle_replaces_it_whole(tmp_path):
+    write_bundle(tmp_path / "b", {"model.onnx": b"one", "extra.json": b"{}"}, MANIFEST)
+    write_bundle(tmp_path / "b", {"model.onnx": b"two"}, MANIFEST)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["manifest.json", "model.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_refuses_to_overwrite_a_directory_that_is_not_a_bundle(tmp_path):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "precious.txt").write_text("keep me")
+    with pytest.raises(UserError, match="not a bundle; refusing"):
+        write_bundle(tmp_path / "b", {"model.onnx": b"x"}, MANIFEST)
+    assert (tmp_path / "b" / "precious.txt").read_text() == "keep me"
+
+
+def test_a_failed_write_leaves_nothing(tmp_path):
+
+    with pytest.raises(TypeError):
+        write_bundle(tmp_path / "b", {"model.onnx": object()}, MANIFEST)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"schema": "other"}, "not a deploy-robust bundle manifest"),
+    ({"schema_version": SCHEMA_VERSION + 1}, "newer than this deploy-robust reads"),
+    ({"seed": None, "tools": None}, None),
+])
+def test_manifest_validation(tmp_path, change, message):
+    doc = {k: v for k, v in (MANIFEST | change).items() if v is not None}
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(doc))
+    (tmp_path / "b" / "model.onnx").write_bytes(b"x")
+    with pytest.raises(UserError, match=message or "manifest lacks seed, tools|manifest lacks tools, seed"):
+        open_bundle(tmp_path / "b")
+
+
+def test_missing_model_file_is_reported(tmp_path):
+    bundle = write_bundle(tmp_path / "b", {"model.onnx": b"x"}, MANIFEST)
+    bundle.model_path.unlink()
+    with pytest.raises(UserError, match="model.onnx, which is missing"):
+        open_bundle(bundle.path)
+
+
+def test_add_file_is_atomic(tmp_path):
+    bundle = write_bundle(tmp_path / "b", {"model.onnx": b"x"}, MANIFEST)
+    bundle.write_file("bench.json", '{"a": 1}')
+    assert json.loads((bundle.path / "bench.json").read_text()) == {"a": 1}
+    assert not [p for p in bundle.path.iterdir() if p.name.startswith(".")]

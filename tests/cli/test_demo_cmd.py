@@ -1,0 +1,25 @@
+import json
+
+
+def test_demo_trains_exports_and_evaluates(cli, tmp_path):
+    code, stdout, _ = cli("demo", "-o", tmp_path / "demo", "--epochs", "15", "--json")
+    doc = json.loads(stdout)
+    assert code == 0 and doc["dataset"] == "digits:test" and doc["n"] == 360
+    names = [r["name"] for r in doc["results"]]
+    assert names == ["reference", "fp32 bundle", "fp16 bundle"]
+    reference, fp32, fp16 = doc["results"]
+    assert reference["accuracy"] > 0.9  # a real model, trained in seconds
+    assert fp32["accuracy"] == reference["accuracy"] and fp32["agreement"]["max_abs_logit_diff"] <= 1e-4
+    assert fp16["agreement"]["top1_agreement"] >= 0.99
+    assert (tmp_path / "demo" / "fp32" / "manifest.json").is_file()
+
+
+def test_demo_on_a_user_model(cli, tmp_path, tiny_checkpoint, tiny_arch_file, image_npz):
+    code, stdout, _ = cli("demo", "-o", tmp_path / "d", "--model", tiny_checkpoint, "--arch", tiny_arch_file,
+                          "--input-shape", "3,16,16", "--data", image_npz, "--json")
+    assert code == 0 and json.loads(stdout)["n"] == 40
+
+
+def test_demo_model_needs_data(cli, tmp_path, tiny_checkpoint):
+    code, _, stderr = cli("demo", "-o", tmp_path / "d", "--model", tiny_checkpoint)
+    assert code == 2 and "--model needs --data" in stderr

@@ -1,0 +1,36 @@
+import json
+
+
+def _bundle(cli, tmp_path, ckpt, arch):
+    out = tmp_path / "b"
+    assert cli("export", ckpt, "--arch", arch, "--input-shape", "3,16,16", "-o", out)[0] == 0
+    return out
+
+
+def test_reference_comparison_and_passing_gates(cli, tmp_path, tiny_checkpoint, tiny_arch_file, image_npz):
+    out = _bundle(cli, tmp_path, tiny_checkpoint, tiny_arch_file)
+    code, stdout, _ = cli("eval", out, "--data", image_npz, "--reference", tiny_checkpoint, "--arch", tiny_arch_file,
+                          "--input-shape", "3,16,16", "--min-agreement", "1.0", "--min-accuracy", "0", "--json")
+    doc = json.loads(stdout)
+    assert code == 0
+    assert doc["reference"]["agreement"]["top1_agreement"] == 1.0
+    assert doc["reference"]["agreement"]["max_abs_logit_diff"] <= 1e-4
+    assert [g["passed"] for g in doc["gates"]] == [True, True]
+
+
+def test_failing_gate_exits_1(cli, tmp_path, tiny_checkpoint, tiny_arch_file, image_npz):
+    out = _bundle(cli, tmp_path, tiny_checkpoint, tiny_arch_file)
+    code, _, err = cli("eval", out, "--data", image_npz, "--min-accuracy", "1.01")
+    assert code == 1 and "gate failed: accuracy" in err
+
+
+def test_eval_model_file_in_torch(cli, tiny_checkpoint, tiny_arch_file, image_npz):
+    code, stdout, _ = cli("eval", tiny_checkpoint, "--arch", tiny_arch_file, "--input-shape", "3,16,16",
+                          "--data", image_npz)
+    assert code == 0 and "accuracy" in stdout and "95% CI" in stdout
+
+
+def test_ort_backend_on_a_model_file_asks_for_export(cli, tiny_checkpoint, tiny_arch_file, image_npz):
+    code, _, err = cli("eval", tiny_checkpoint, "--arch", tiny_arch_file, "--input-shape", "3,16,16",
+                       "--data", image_npz, "--backend", "ort-cpu")
+    assert code == 2 and "export the model first" in err
