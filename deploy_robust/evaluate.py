@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from deploy_robust.data import Dataset
+from deploy_robust.errors import UserError
 from deploy_robust.progress import progress
 from deploy_robust.runtimes.base import Runner
 from deploy_robust.stats import wilson_interval
@@ -53,8 +54,6 @@ def predict(runner: Runner, dataset: Dataset, batch_size: int = 256, desc: str =
 def evaluate(runner: Runner, dataset: Dataset, batch_size: int = 256) -> Evaluation:
     logits = predict(runner, dataset, batch_size)
     if logits.shape[1] < dataset.num_classes:
-        from deploy_robust.errors import UserError
-
         raise UserError(f"{dataset.name} has labels up to {dataset.num_classes - 1} but the model has only "
                         f"{logits.shape[1]} classes")
     correct = int((logits.argmax(1) == dataset.labels).sum())

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from deploy_robust.bundle import is_bundle, open_bundle
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import ci, emit_json, pct, table
 from deploy_robust.data import load_dataset
-from deploy_robust.errors import GateFailed
+from deploy_robust.errors import GateFailed, UserError
 from deploy_robust.evaluate import compare_logits, evaluate
 from deploy_robust.ingest import load_model
 from deploy_robust.runtimes import BACKENDS, create_runner
@@ -44,8 +45,6 @@ def run(args: argparse.Namespace) -> int:
         loaded = load_model(args.target, args.arch, trust_pickle=args.trust_pickle, overrides=overrides)
         spec, backend = loaded.spec, args.backend or "torch"
         if backend.startswith("ort"):
-            from deploy_robust.errors import UserError
-
             raise UserError(f"backend {backend} runs bundles; export the model first (deploy-robust export)")
         runner = create_runner(backend, module=loaded.reference())
         subject = {"model": loaded.source["file"]}
@@ -70,8 +69,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def is_bundle_path(target: str) -> bool:
-    from pathlib import Path
-
     return is_bundle(Path(target))
 
 
@@ -81,8 +78,6 @@ def _gates(args: argparse.Namespace, doc: dict) -> list[dict]:
         gates.append({"name": "accuracy", "value": doc["accuracy"], "threshold": args.min_accuracy,
                       "passed": doc["accuracy"] >= args.min_accuracy})
     if args.min_agreement is not None:
-        from deploy_robust.errors import UserError
-
         if "reference" not in doc:
             raise UserError("--min-agreement needs --reference")
         value = doc["reference"]["agreement"]["top1_agreement"]

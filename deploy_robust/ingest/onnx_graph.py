@@ -263,8 +263,8 @@ def _batchnorm(args, attrs):
 
 # ---- pooling ---------------------------------------------------------------------------
 
-@register("MaxPool")
-def _maxpool(args, attrs):
+def _pool_geometry(args, attrs, pad_value: float = 0.0):
+    """Input (explicitly padded if the pads are asymmetric), kernel, strides and symmetric padding."""
     x = args[0]
     kernel = list(attrs["kernel_shape"])
     spatial = len(kernel)
@@ -272,24 +272,24 @@ def _maxpool(args, attrs):
     dilations = list(attrs.get("dilations", [1] * spatial))
     padding, pad_list = _split_pads(_auto_pads(attrs, x, kernel, strides, dilations), spatial)
     if pad_list:
-        x, padding = F.pad(x, pad_list, value=float("-inf")), [0] * spatial
-    pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[spatial]
+        x, padding = F.pad(x, pad_list, value=pad_value), [0] * spatial
+    return x, kernel, strides, padding, dilations, bool(pad_list)
+
+
+@register("MaxPool")
+def _maxpool(args, attrs):
+    x, kernel, strides, padding, dilations, _ = _pool_geometry(args, attrs, pad_value=float("-inf"))
+    pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[len(kernel)]
     return pool(x, kernel, strides, padding, dilations, ceil_mode=bool(attrs.get("ceil_mode", 0)))
 
 
 @register("AveragePool")
 def _avgpool(args, attrs):
-    x = args[0]
-    kernel = list(attrs["kernel_shape"])
-    spatial = len(kernel)
-    strides = list(attrs.get("strides", [1] * spatial))
-    padding, pad_list = _split_pads(_auto_pads(attrs, x, kernel, strides, [1] * spatial), spatial)
     include_pad = bool(attrs.get("count_include_pad", 0))
-    if pad_list:
-        if not include_pad:
-            raise UserError(f"AveragePool node {attrs['_node']}: asymmetric padding without count_include_pad is not supported")
-        x, padding = F.pad(x, pad_list), [0] * spatial
-    pool = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[spatial]
+    x, kernel, strides, padding, _, padded = _pool_geometry(args, attrs)
+    if padded and not include_pad:
+        raise UserError(f"AveragePool node {attrs['_node']}: asymmetric padding without count_include_pad is not supported")
+    pool = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[len(kernel)]
     return pool(x, kernel, strides, padding, ceil_mode=bool(attrs.get("ceil_mode", 0)), count_include_pad=include_pad)
 
 

@@ -110,27 +110,9 @@ def vgg16_bn(num_classes: int = 10) -> VGG:
     return VGG(_VGG16, num_classes)
 
 
-class WideBlock(nn.Module):
-    """Pre-activation wide block (Zagoruyko and Komodakis 2016), no dropout."""
-
-    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_ch)
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_ch)
-        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
-        self.shortcut = None
-        if stride != 1 or in_ch != out_ch:
-            self.shortcut = nn.Conv2d(in_ch, out_ch, 1, stride, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(x))
-        skip = self.shortcut(out) if self.shortcut is not None else x
-        out = self.conv2(F.relu(self.bn2(self.conv1(out))))
-        return out + skip
-
-
 class WideResNet(nn.Module):
+    """WideResNet (Zagoruyko and Komodakis 2016) with pre-activation blocks, no dropout."""
+
     def __init__(self, depth: int = 28, widen: int = 4, num_classes: int = 10) -> None:
         super().__init__()
         if (depth - 4) % 6:
@@ -142,7 +124,7 @@ class WideResNet(nn.Module):
         for i, width in enumerate(widths[1:]):
             blocks = []
             for j in range(n):
-                blocks.append(WideBlock(in_ch, width, 2 if (i > 0 and j == 0) else 1))
+                blocks.append(PreActBlock(in_ch, width, 2 if (i > 0 and j == 0) else 1))
                 in_ch = width
             stages.append(nn.Sequential(*blocks))
         self.block1, self.block2, self.block3 = stages
