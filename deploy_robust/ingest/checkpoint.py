@@ -103,12 +103,15 @@ def load_state_dict(module: nn.Module, state: "OrderedDict[str, torch.Tensor]", 
 
 def layer_dtypes(named_tensors: dict[str, torch.Tensor]) -> dict[str, str]:
     """dtype of each layer's floating-point tensors, keyed by layer (parameter name minus its last part)."""
+    return group_by_layer({name: str(t.dtype).replace("torch.", "") for name, t in named_tensors.items()
+                           if t.is_floating_point()})
+
+
+def group_by_layer(dtype_by_tensor: dict[str, str]) -> dict[str, str]:
+    """{'conv.weight': 'float16', 'conv.bias': ...} -> {'conv': 'float16'} (first tensor of a layer wins)."""
     out: dict[str, str] = {}
-    for name, tensor in named_tensors.items():
-        if not tensor.is_floating_point():
-            continue
-        layer = name.rsplit(".", 1)[0] if "." in name else name
-        out.setdefault(layer, str(tensor.dtype).replace("torch.", ""))
+    for name, dtype in dtype_by_tensor.items():
+        out.setdefault(name.rsplit(".", 1)[0] if "." in name else name, dtype)
     return out
 
 

@@ -15,7 +15,8 @@ from deploy_robust import zoo
 from deploy_robust.errors import UserError
 from deploy_robust.hashing import sha256_file
 from deploy_robust.ingest import arch as arch_resolver
-from deploy_robust.ingest.checkpoint import extract_state_dict, layer_dtypes, load_state_dict, read_checkpoint
+from deploy_robust.ingest.checkpoint import (extract_state_dict, group_by_layer, layer_dtypes, load_state_dict,
+                                              read_checkpoint)
 from deploy_robust.ingest.formats import ModelFormat, sniff
 from deploy_robust.ingest.onnx_graph import OnnxGraphModule
 from deploy_robust.normalize import with_normalization
@@ -83,9 +84,7 @@ def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool 
             overrides = SpecOverrides(base_spec_shape, overrides.mean, overrides.std, overrides.num_classes)
     else:
         module, shape, fixed_batch = _load_onnx(path)
-        dtypes, fmt_name = {}, fmt.value
-        for name, dt in module.source_dtypes.items():
-            dtypes[name] = dt
+        dtypes, fmt_name = group_by_layer(module.source_dtypes), fmt.value
         if shape and overrides.shape is None:
             overrides = SpecOverrides(shape, overrides.mean, overrides.std, overrides.num_classes)
 
@@ -100,8 +99,12 @@ def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool 
         "arch": arch_name,
         "layer_dtypes": dict(sorted(dtypes.items())),
     }
-    named = module.program if isinstance(module, _ProgramModule) else module
-    return LoadedModel(module, spec, source, fixed_batch, describe_layers(named, dtypes))
+    if isinstance(module, OnnxGraphModule):  # layers named by the graph's initializers
+        layers = [{"name": name, "type": "onnx", "source_dtype": dt} for name, dt in dtypes.items()]
+    else:
+        named = module.program if isinstance(module, _ProgramModule) else module
+        layers = describe_layers(named, dtypes)
+    return LoadedModel(module, spec, source, fixed_batch, layers)
 
 
 def _architecture_for(path: Path, arch: str | None) -> arch_resolver.Architecture:

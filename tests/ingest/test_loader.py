@@ -80,6 +80,7 @@ def test_onnx_model_runs_in_torch_and_infers_its_spec(tmp_path, tiny_model):
                       dynamic_axes={"x": {0: "n"}})
     loaded = load_model(path)
     assert loaded.spec.shape == SHAPE and loaded.spec.num_classes == 5 and loaded.fixed_batch is None
+    assert "fc" in [layer["name"] for layer in loaded.layers]  # named from the graph's initializers
     _same_outputs(loaded, tiny_model)
 
 
