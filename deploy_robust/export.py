@@ -1,4 +1,10 @@
-"""export_bundle: an ingested model -> a bundle directory (model.onnx + manifest.json), atomically."""
+"""export_bundle: an ingested model -> a bundle directory (model.onnx + manifest.json [+ calibration.json]).
+
+Float precisions export the graph directly. Quantized ones (int8, int4, mixed) export the
+FP32 graph, decide each layer's precision (`quant.plan`), calibrate the activation tensors
+the target profile quantizes (or reuse a calibration cache), insert Q/DQ for that profile
+(`exporters.qdq`), check the result, and write it all atomically.
+"""
 
 from __future__ import annotations
 
@@ -9,64 +15,132 @@ import onnx
 import torch
 
 from deploy_robust.bundle import SCHEMA, SCHEMA_VERSION, Bundle, write_bundle
-from deploy_robust.bundle.manifest import tool_versions
+from deploy_robust.bundle.manifest import dumps, tool_versions
+from deploy_robust.calibrators.collect import calibrate, calibration_document, load_cache
+from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
 from deploy_robust.exporters import export_float_onnx
 from deploy_robust.exporters.float_onnx import DEFAULT_OPSET, FLOAT_PRECISIONS, INPUT_NAME, OUTPUT_NAME
+from deploy_robust.exporters.profiles import get_profile
+from deploy_robust.exporters.qdq import quantize_model, tensors_to_calibrate
+from deploy_robust.exporters.tensorrt_rules import check_tensorrt_rules
 from deploy_robust.hashing import sha256_bytes
 from deploy_robust.ingest import LoadedModel
+from deploy_robust.quant.plan import MODES, make_plan
 from deploy_robust.seeding import seed_everything
 
 TARGETS = ("ort-cpu", "ort-cuda", "tensorrt")
+INT4_OPSET = 21
 # Sanity bound on a fresh FP32 export against its torch reference; parity proper is `eval --reference`.
 _SELF_CHECK_TOL = 1e-3
 
 
 def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32", target: str = "ort-cpu", *,
+                  calib: Dataset | None = None, calib_method: str = "mse", calib_n: int = 512,
+                  percentile: float = 99.99, calib_cache: str | Path | None = None, plan_file: str | Path | None = None,
                   dynamic_batch: bool = True, opset: int = DEFAULT_OPSET, seed: int = 0) -> Bundle:
-    if precision not in FLOAT_PRECISIONS:
-        raise UserError(f"--precision {precision} is not available yet; choose from {', '.join(FLOAT_PRECISIONS)}")
+    if precision not in MODES:
+        raise UserError(f"--precision must be one of {', '.join(MODES)}; got {precision}")
     if target not in TARGETS:
         raise UserError(f"--target must be one of {', '.join(TARGETS)}; got {target}")
     seed_everything(seed)
-    result = export_float_onnx(loaded.module, loaded.spec, precision, dynamic_batch=dynamic_batch,
-                               fixed_batch=loaded.fixed_batch, opset=opset)
-    data = result.model.SerializeToString()
     batch = loaded.fixed_batch or ("dynamic" if dynamic_batch else 2)
-    _self_check(data, loaded, precision, seed, batch if isinstance(batch, int) else 4)
+    export_args = dict(dynamic_batch=dynamic_batch, fixed_batch=loaded.fixed_batch)
+    files: dict[str, bytes] = {}
+    calibration = None
+    if precision in FLOAT_PRECISIONS:
+        result = export_float_onnx(loaded.module, loaded.spec, precision, opset=opset, **export_args)
+        model, exporter = result.model, result.exporter
+        layers = [layer | {"precision": precision, "reason": f"{precision} export"} for layer in loaded.layers]
+        _self_check(model.SerializeToString(), loaded, precision, seed, batch if isinstance(batch, int) else 4)
+    else:
+        profile = get_profile(target)
+        result = export_float_onnx(loaded.module, loaded.spec, "fp32", opset=opset, **export_args)
+        plan = make_plan(result.model, precision, target, plan_file)
+        if _stores_int4(plan, profile) and opset < INT4_OPSET:
+            opset = INT4_OPSET  # INT4 tensors need opset 21: export the float graph there, so ops keep their semantics
+            result = export_float_onnx(loaded.module, loaded.spec, "fp32", opset=opset, **export_args)
+            plan = make_plan(result.model, precision, target, plan_file)
+        float_model, exporter = result.model, result.exporter
+        tensors = tensors_to_calibrate(float_model, plan, profile)
+        graph_hash = sha256_bytes(float_model.SerializeToString())
+        ranges, calibration = _ranges(float_model, tensors, graph_hash, calib, calib_method, calib_n, percentile,
+                                      calib_cache, profile.signed_activations, seed)
+        quantized = quantize_model(float_model, plan, ranges, profile)
+        model = quantized.model
+        _check_graph(model, target)
+        sources = {layer["name"]: layer["source_dtype"] for layer in loaded.layers}
+        layers = [p.to_json() | {"source_dtype": sources.get(p.name, "float32")} for p in plan]
+        if calibration is not None:
+            calibration["activations"] = quantized.activations
+            files["calibration.json"] = dumps(calibration).encode()
+        _self_check(model.SerializeToString(), loaded, precision, seed, batch if isinstance(batch, int) else 4)
+    data = model.SerializeToString()
+    files["model.onnx"] = data
     manifest = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "model": {"file": "model.onnx", "sha256": sha256_bytes(data), "opset": opset,
-                  "ir_version": result.model.ir_version, "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
-                  "batch": batch, "exporter": f"torch.onnx ({result.exporter})"},
+                  "ir_version": model.ir_version, "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
+                  "batch": batch, "exporter": f"torch.onnx ({exporter})"},
         "input": loaded.spec.to_json() | {"normalization_folded": loaded.spec.normalized},
-        "precision": {"mode": precision, "layers": [
-            layer | {"precision": precision, "reason": f"{precision} export"} for layer in loaded.layers]},
+        "precision": {"mode": precision, "layers": layers},
         "target": target,
-        "calibration": None,
+        "calibration": None if calibration is None else {
+            k: calibration[k] for k in ("method", "num_images", "dataset", "percentile") if k in calibration},
         "source": loaded.source,
         "tools": tool_versions(),
         "seed": seed,
     }
-    return write_bundle(out, {"model.onnx": data}, manifest)
+    return write_bundle(out, files, manifest)
+
+
+def _stores_int4(plan, profile) -> bool:
+    return any(p.precision == "int4" and (p.op in ("Gemm", "MatMul") or profile.int4_conv_storage == "int4")
+               for p in plan)
+
+
+def _ranges(model, tensors, graph_hash, calib, method, calib_n, percentile, cache, signed, seed):
+    if not tensors:
+        return {}, None
+    if cache is not None:
+        ranges, doc = load_cache(cache, graph_hash, tensors)
+        return ranges, doc
+    if calib is None:
+        raise UserError("quantized export needs calibration data: pass --calib DATA (or --calib-cache calibration.json)")
+    subset = calib.take(calib_n)
+    ranges = calibrate(model, tensors, subset, method, percentile=percentile, signed=signed)
+    doc = calibration_document(ranges, method=method, percentile=percentile, num_images=len(subset),
+                               graph_sha256=graph_hash, dataset=calib.name, seed=seed)
+    return ranges, doc
+
+
+def _check_graph(model: onnx.ModelProto, target: str) -> None:
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as e:
+        raise RuntimeError(f"internal error: the quantized graph fails onnx.checker: {str(e).splitlines()[0]}") from None
+    if target == "tensorrt":
+        violations = check_tensorrt_rules(model)
+        if violations:
+            raise RuntimeError("internal error: tensorrt bundle breaks its rules: " + "; ".join(violations[:5]))
 
 
 def _self_check(data: bytes, loaded: LoadedModel, precision: str, seed: int, batch: int) -> None:
-    """Load the new graph in ONNX Runtime and run it once against the torch reference."""
-    import onnxruntime as ort
+    """Load the new graph in ONNX Runtime (as the runner will) and run it once."""
+    from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 
-    try:
-        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    except Exception as e:
-        raise UserError(f"the exported graph does not load in ONNX Runtime: {str(e).splitlines()[0]}") from None
+    runner = OnnxRuntimeRunner(data, fixed_batch=batch if loaded.fixed_batch else None)
     x = np.random.default_rng(seed).random((batch, *loaded.spec.shape), dtype=np.float32)
-    got = session.run(None, {INPUT_NAME: x})[0]
-    with torch.no_grad():
-        want = loaded.reference()(torch.from_numpy(x)).numpy()
-    if precision == "fp32" and float(np.abs(got - want).max()) > _SELF_CHECK_TOL:
-        raise RuntimeError(f"internal error: exported graph differs from the model by "
-                           f"{float(np.abs(got - want).max()):.3g} on random inputs")
+    got = runner.infer(x)
+    if precision == "fp32":
+        with torch.no_grad():
+            want = loaded.reference()(torch.from_numpy(x)).numpy()
+        if float(np.abs(got - want).max()) > _SELF_CHECK_TOL:
+            raise RuntimeError(f"internal error: exported graph differs from the model by "
+                               f"{float(np.abs(got - want).max()):.3g} on random inputs")
+    elif not np.isfinite(got).all():
+        raise RuntimeError("internal error: the exported graph produces non-finite logits")
 
 
 def onnx_summary(path: Path) -> dict:

@@ -11,11 +11,15 @@ from deploy_robust.runtimes.base import Runner
 
 
 class OnnxRuntimeRunner(Runner):
-    def __init__(self, model_path: str | Path, device: str = "cpu", threads: int | None = None,
-                 optimization: str = "all", fixed_batch: int | None = None) -> None:
+    def __init__(self, model: str | Path | bytes, device: str = "cpu", threads: int | None = None,
+                 optimization: str = "all", fixed_batch: int | None = None, fast_int4: bool = True) -> None:
+        """`model`: a path or serialized bytes. `fast_int4` widens INT4 conv weights to INT8 at load
+        (same values; ONNX Runtime then runs its fused integer convolution)."""
         import onnxruntime as ort
 
-        self.model_path = str(model_path)
+        self.model = model
+        self.model_path = "<bytes>" if isinstance(model, bytes) else str(model)
+        self.fast_int4 = fast_int4
         self.device = device
         self.threads = threads
         self.optimization = optimization
@@ -47,10 +51,21 @@ class OnnxRuntimeRunner(Runner):
         if self.threads:
             options.intra_op_num_threads = self.threads
         try:
-            self._session = ort.InferenceSession(self.model_path, options, providers=self.providers)
+            self._session = ort.InferenceSession(self._model_bytes(), options, providers=self.providers)
         except Exception as e:
             raise UserError(f"ONNX Runtime cannot load {self.model_path}: {str(e).splitlines()[0]}") from None
         self._input = self._session.get_inputs()[0].name
+
+    def _model_bytes(self) -> bytes:
+        data = self.model if isinstance(self.model, bytes) else Path(self.model).read_bytes()
+        if not self.fast_int4:
+            return data
+        import onnx
+
+        from deploy_robust.kernels.int4_widen import widen_int4_conv_weights
+
+        model = onnx.load_from_string(data)
+        return model.SerializeToString() if widen_int4_conv_weights(model) else data
 
     def deactivate(self) -> None:
         self._session = None
@@ -62,3 +77,4 @@ class OnnxRuntimeRunner(Runner):
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self._input: x})[0].astype(np.float32, copy=False)
+

@@ -1,0 +1,88 @@
+"""Run the float graph on calibration data and stream the chosen tensors into calibrators.
+
+ONNX Runtime runs the float model with the tensors to calibrate added as graph outputs,
+one batch at a time; each calibrator keeps bounded state, so memory does not grow with
+the number of calibration images. Results are saved as `calibration.json` and can be
+reused (`--calib-cache`) when the float graph's hash matches.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from deploy_robust.calibrators.methods import METHODS, make
+from deploy_robust.data import Dataset
+from deploy_robust.errors import UserError
+from deploy_robust.progress import progress
+
+SCHEMA = "deploy-robust/calibration"
+SCHEMA_VERSION = 1
+
+
+def calibrate(model: onnx.ModelProto, tensors: list[str], dataset: Dataset, method: str = "mse", *,
+              batch_size: int = 64, percentile: float = 99.99, signed: bool = False) -> dict[str, tuple[float, float]]:
+    """Ranges (low, high) of each tensor in `tensors` over `dataset`."""
+    import onnxruntime as ort
+
+    if method not in METHODS:
+        raise UserError(f"--calib-method must be one of {', '.join(METHODS)}; got {method}")
+    if not tensors:
+        return {}
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    existing = {o.name for o in probe.graph.output}
+    for name in tensors:
+        if name not in existing:
+            probe.graph.output.append(onnx.ValueInfoProto(name=name))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    calibrators = {name: make(method, percentile=percentile, signed=signed) for name in tensors}
+    steps = math.ceil(len(dataset) / batch_size)
+    for index, (x, _) in enumerate(progress(dataset.batches(batch_size), total=steps, desc=f"calibrate ({method})")):
+        if not np.isfinite(x).all():
+            raise UserError(f"calibration batch {index} (images {index * batch_size}..{index * batch_size + len(x) - 1}) "
+                            "contains NaN or Inf")
+        outputs = session.run(tensors, {input_name: x})
+        for name, value in zip(tensors, outputs):
+            calibrators[name].update(value)
+    return {name: tuple(float(v) for v in c.range()) for name, c in calibrators.items()}
+
+
+def calibration_document(ranges: dict[str, tuple[float, float]], *, method: str, percentile: float, num_images: int,
+                         graph_sha256: str, dataset: str, seed: int) -> dict[str, Any]:
+    doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "method": method, "num_images": num_images,
+           "dataset": dataset, "float_graph_sha256": graph_sha256, "seed": seed,
+           "tensors": {k: {"low": v[0], "high": v[1]} for k, v in sorted(ranges.items())}}
+    if method == "percentile":
+        doc["percentile"] = percentile
+    return doc
+
+
+def load_cache(path: str | Path, graph_sha256: str, tensors: list[str]) -> tuple[dict[str, tuple[float, float]], dict]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "calibration.json"
+    if not path.is_file():
+        raise UserError(f"calibration cache not found: {path}")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+    if doc.get("schema") != SCHEMA:
+        raise UserError(f"{path}: not a deploy-robust calibration file")
+    if doc.get("float_graph_sha256") != graph_sha256:
+        raise UserError(f"{path} was calibrated for a different model (float graph hash differs); recalibrate")
+    ranges = {k: (v["low"], v["high"]) for k, v in doc["tensors"].items()}
+    missing = [t for t in tensors if t not in ranges]
+    if missing:
+        raise UserError(f"{path} lacks ranges for {len(missing)} tensors this export needs (e.g. {missing[0]}); "
+                        "it was made for another target or precision; recalibrate")
+    return ranges, doc

@@ -1,0 +1,148 @@
+"""Precision plans: the precision of every weighted layer, and the reason for it.
+
+Layers are the ONNX graph's weighted nodes (Conv, Gemm, MatMul with a constant weight),
+named as in the torch model (`layer1.0.conv1`), read from their weight initializer's name.
+A `mixed` plan comes from a YAML/JSON file:
+
+    default: int8           # precision of layers the file does not name
+    layers:
+      conv1: fp32           # exact names, or glob patterns
+      "layer4.*": int4
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from onnx import numpy_helper
+
+from deploy_robust.errors import UserError
+
+LAYER_PRECISIONS = ("fp32", "fp16", "int8", "int4")
+MODES = ("fp32", "fp16", "int8", "int4", "mixed")
+WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
+INT4_BLOCK = 32
+
+
+@dataclass
+class LayerPlan:
+    name: str           # torch-style layer name
+    node: str           # ONNX node name
+    op: str
+    precision: str      # final precision
+    requested: str
+    reason: str
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "node": self.node, "op": self.op, "precision": self.precision,
+                "requested": self.requested, "reason": self.reason}
+
+
+def layer_name(weight_name: str) -> str:
+    name = weight_name
+    for prefix in ("model.",):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    return name[: -len(".weight")] if name.endswith(".weight") else name
+
+
+def weighted_nodes(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, onnx.TensorProto]]:
+    """(node, weight initializer) for each Conv/Gemm/MatMul whose weight is a constant."""
+    inits = {i.name: i for i in model.graph.initializer}
+    found = []
+    for node in model.graph.node:
+        if node.op_type in WEIGHTED_OPS and len(node.input) > 1 and node.input[1] in inits:
+            found.append((node, inits[node.input[1]]))
+    return found
+
+
+def read_plan_file(path: str | Path) -> tuple[str, dict[str, str]]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"plan file not found: {path}")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            doc = yaml.safe_load(text)
+        else:
+            doc = json.loads(text)
+    except Exception as e:
+        raise UserError(f"{path.name}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {e}") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{path.name}: a plan is a mapping with 'default' and 'layers'")
+    layers = doc.get("layers", {k: v for k, v in doc.items() if k != "default"})
+    default = doc.get("default", "fp32")
+    for value in [default, *layers.values()]:
+        if value not in LAYER_PRECISIONS:
+            raise UserError(f"{path.name}: precision '{value}' is not one of {', '.join(LAYER_PRECISIONS)}")
+    return default, {str(k): str(v) for k, v in layers.items()}
+
+
+def make_plan(model: onnx.ModelProto, mode: str, target: str, plan_file: str | Path | None = None) -> list[LayerPlan]:
+    """Decide each layer's precision for `mode` on `target`, with fallbacks where a kernel is missing."""
+    if mode not in MODES:
+        raise UserError(f"--precision must be one of {', '.join(MODES)}; got {mode}")
+    default, overrides = mode, {}
+    if mode == "mixed":
+        if plan_file is None:
+            raise UserError("--precision mixed needs --plan plan.yaml")
+        default, overrides = read_plan_file(plan_file)
+    elif plan_file is not None:
+        raise UserError("--plan goes with --precision mixed")
+    plans = []
+    names = []
+    for node, weight in weighted_nodes(model):
+        name = layer_name(weight.name) if not weight.name.startswith("onnx::") else node.name
+        names.append(name)
+        requested = _lookup(name, overrides, default)
+        precision, reason = _decide(node, weight, requested, target)
+        plans.append(LayerPlan(name, node.name, node.op_type, precision, requested, reason))
+    unknown = [k for k in overrides if not any(fnmatch.fnmatchcase(n, k) for n in names)]
+    if unknown:
+        raise UserError(f"plan names layers the model does not have: {', '.join(unknown)} "
+                        f"(layers: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''})")
+    return plans
+
+
+def _lookup(name: str, overrides: dict[str, str], default: str) -> str:
+    if name in overrides:
+        return overrides[name]
+    for pattern, precision in overrides.items():
+        if fnmatch.fnmatchcase(name, pattern):
+            return precision
+    return default
+
+
+def _decide(node: onnx.NodeProto, weight: onnx.TensorProto, requested: str, target: str) -> tuple[str, str]:
+    if requested in ("fp32", "fp16"):
+        return requested, "requested"
+    if weight.data_type != onnx.TensorProto.FLOAT:
+        return "fp32", f"weight stored as {onnx.TensorProto.DataType.Name(weight.data_type)}, not float32"
+    dims = list(weight.dims)
+    if node.op_type == "Conv" and len(dims) != 4:
+        return "fp32", f"{len(dims) - 2}-D convolution: quantized kernels cover 2-D only"
+    if node.op_type == "MatMul" and len(dims) != 2:
+        return "fp32", "MatMul weight is not a matrix"
+    if requested == "int4" and node.op_type in ("Gemm", "MatMul"):
+        k = _gemm_k(node, dims)
+        if k % INT4_BLOCK:
+            return "int8", f"INT4 block quantization needs K divisible by {INT4_BLOCK}; K={k}"
+        return "int4", f"weight-only INT4, blocks of {INT4_BLOCK} along K"
+    if requested == "int4" and target == "tensorrt":
+        return "int4", "4-bit grid stored as INT8 (TensorRT has no INT4 convolution)"
+    return requested, "requested"
+
+
+def _gemm_k(node: onnx.NodeProto, dims: list[int]) -> int:
+    trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+    return dims[1] if (node.op_type == "Gemm" and trans_b) else dims[0]
+
+
+def weight_array(weight: onnx.TensorProto):
+    return numpy_helper.to_array(weight)

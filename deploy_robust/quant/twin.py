@@ -1,0 +1,83 @@
+"""The differentiable twin: a bundle's own Q/DQ graph run in torch, with straight-through rounding.
+
+`build_twin(bundle)` interprets `model.onnx` (not the original model) with
+`OnnxGraphModule`, adding handlers for QuantizeLinear / DequantizeLinear that compute
+exactly what the engine computes in the forward pass: round half to even, saturate to the
+integer range, scale back. In the backward pass the rounding is the identity (straight-
+through estimator) and saturation is clipped (zero gradient outside the range), so
+white-box attacks see the deployed quantization grid rather than a float model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from deploy_robust.ingest.onnx_graph import OnnxGraphModule, register
+
+_RANGES = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127), np.dtype(np.int32): (-2 ** 31, 2 ** 31 - 1)}
+
+
+def _int_range(zero_point) -> tuple[int, int]:
+    if zero_point is None:
+        return (0, 255)  # ONNX default zero point is uint8
+    dtype = np.asarray(zero_point).dtype
+    if dtype.name == "int4":
+        return (-8, 7)
+    if dtype.name == "uint4":
+        return (0, 15)
+    return _RANGES.get(np.dtype(dtype), (-128, 127))
+
+
+def _broadcast(param, x_dim: int, axis: int, block_size: int, length: int | None) -> torch.Tensor:
+    """Per-tensor, per-axis or blocked scale/zero point shaped to broadcast against the input."""
+    t = param if isinstance(param, torch.Tensor) else torch.as_tensor(np.asarray(param).astype(np.float32))
+    t = t.float()
+    if t.dim() == 0:
+        return t
+    axis = axis % x_dim
+    if block_size:
+        t = torch.repeat_interleave(t, block_size, dim=axis)
+        if length is not None:
+            t = t.narrow(axis, 0, length)
+        return t
+    shape = [1] * x_dim
+    shape[axis] = -1
+    return t.reshape(shape)
+
+
+def straight_through_round(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.round(x) - x).detach()
+
+
+@register("QuantizeLinear")
+def _quantize(args, attrs):
+    x, scale = args[0], args[1]
+    zero_point = args[2] if len(args) > 2 else None
+    axis, block = attrs.get("axis", 1), attrs.get("block_size", 0)
+    if not isinstance(x, torch.Tensor):
+        x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    s = _broadcast(scale, x.dim(), axis, block, x.shape[axis % x.dim()] if x.dim() else None)
+    z = 0.0 if zero_point is None else _broadcast(zero_point, x.dim(), axis, block, None)
+    lo, hi = _int_range(zero_point)
+    return torch.clamp(straight_through_round(x.float() / s) + z, lo, hi)
+
+
+@register("DequantizeLinear")
+def _dequantize(args, attrs):
+    q, scale = args[0], args[1]
+    zero_point = args[2] if len(args) > 2 else None
+    axis, block = attrs.get("axis", 1), attrs.get("block_size", 0)
+    if not isinstance(q, torch.Tensor):  # a stored integer weight
+        q = torch.as_tensor(np.asarray(q).astype(np.float32))
+    q = q.float()
+    s = _broadcast(scale, q.dim(), axis, block, q.shape[axis % q.dim()] if q.dim() else None)
+    z = 0.0 if zero_point is None else _broadcast(zero_point, q.dim(), axis, block, None)
+    return (q - z) * s
+
+
+def build_twin(model_path, float_dtype: torch.dtype | None = None) -> nn.Module:
+    """The twin of a bundle's graph: computes in the precisions the graph states (fp16 casts included)."""
+    return OnnxGraphModule(onnx.load(str(model_path)), float_dtype=float_dtype).eval()

@@ -1,0 +1,57 @@
+"""Target profiles: what each runtime runs fastest and correctly, as Q/DQ placement rules.
+
+ort-cpu   uint8 asymmetric activations, int8 symmetric per-channel weights (U8S8: what ONNX
+          Runtime's x86 integer kernels want). Every activation input of Conv/Gemm/MatMul/Add/
+          pools is quantized, after the ReLU (zero point 0, so ORT folds the ReLU away), and
+          Q/DQ is carried through Reshape/Flatten so the producing Conv ends in a Q and fuses
+          into QLinearConv. INT4 conv weights are stored as INT4 and widened at load.
+          Gemm/MatMul weights are quantized per tensor: ONNX Runtime 1.31's fused QGemm
+          computes wrong results with per-channel weight scales (measured: 0.7 max error on a
+          one-layer graph, exact per tensor; pinned by a test). Conv weights stay per channel.
+          8-bit weights use 7 bits of range ([-63, 63], "reduce range"): on x86 CPUs without
+          VNNI, ONNX Runtime's U8S8 kernels add pairs of u8*s8 products in int16, and
+          2*255*127 overflows it (measured here, AVX2 EPYC: logits off by up to 44);
+          2*255*63 = 32130 fits, so the bundle is correct on every x86 CPU.
+ort-cuda  as ort-cpu with int8 symmetric activations (zero point 0).
+tensorrt  int8 symmetric everything (zero point 0), per-channel weights; Q/DQ only on the
+          inputs of weighted ops, plus exactly one input (the skip branch) of each residual
+          Add; nothing around Softmax/Reshape/Concat. INT4 conv weights are emitted as INT8
+          tensors holding the 4-bit grid (TensorRT has no INT4 convolution); opset 17, or 21
+          only where INT4 Gemm/MatMul weights are stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deploy_robust.errors import UserError
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    name: str
+    signed_activations: bool
+    quantized_consumers: tuple[str, ...]  # ops whose activation inputs get Q/DQ
+    residual_add: str                      # "all": every Add input; "skip": one input per Add
+    carry_through: tuple[str, ...]         # shape-only ops that Q/DQ is carried across
+    int4_conv_storage: str                 # "int4" or "int8" (4-bit grid in int8 tensors)
+    per_channel_gemm: bool                 # per-output-channel Gemm/MatMul weights (else per tensor)
+    int8_weight_levels: int                # largest |q| of 8-bit weights: 127, or 63 ("reduce range")
+
+
+WEIGHTED = ("Conv", "Gemm", "MatMul")
+SHAPE_ONLY = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose")
+
+PROFILES = {
+    "ort-cpu": TargetProfile("ort-cpu", False, WEIGHTED + ("MaxPool", "AveragePool", "GlobalAveragePool"),
+                             "all", SHAPE_ONLY, "int4", False, 63),
+    "ort-cuda": TargetProfile("ort-cuda", True, WEIGHTED + ("MaxPool", "AveragePool", "GlobalAveragePool"),
+                              "all", SHAPE_ONLY, "int4", False, 127),
+    "tensorrt": TargetProfile("tensorrt", True, WEIGHTED, "skip", (), "int8", True, 127),
+}
+
+
+def get_profile(name: str) -> TargetProfile:
+    if name not in PROFILES:
+        raise UserError(f"--target must be one of {', '.join(PROFILES)}; got {name}")
+    return PROFILES[name]
