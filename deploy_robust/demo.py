@@ -23,7 +23,7 @@ from deploy_robust.seeding import seed_everything
 from deploy_robust.train import train_classifier
 
 DEFAULT_ARCH = "digits_cnn"
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8", "int4")
 
 
 @dataclass
@@ -40,7 +40,7 @@ class DemoResult:
 
 def run_demo(out: str | Path = "demo-out", *, model: str | None = None, arch: str | None = None,
              data: str | None = None, overrides: SpecOverrides | None = None, trust_pickle: bool = False,
-             epochs: int = 40, seed: int = 0, log=print) -> DemoResult:
+             calib: str | None = None, epochs: int = 40, seed: int = 0, log=print) -> DemoResult:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -53,6 +53,7 @@ def run_demo(out: str | Path = "demo-out", *, model: str | None = None, arch: st
         timings["train"] = time.perf_counter() - start
     elif data is None:
         raise UserError("--model needs --data (the test set to evaluate on)")
+    calib_source = "digits:train" if data == "digits:test" else (calib or data)
 
     loaded = load_model(model, arch, trust_pickle=trust_pickle, overrides=overrides)
     dataset = load_dataset(data, loaded.spec.shape)
@@ -61,9 +62,10 @@ def run_demo(out: str | Path = "demo-out", *, model: str | None = None, arch: st
     reference = evaluate(create_runner("torch", module=loaded.reference()), dataset)
     result = DemoResult(dataset.name, len(dataset), out=str(out))
     result.rows.append({"name": "reference", "backend": "torch", **reference.to_json()})
+    calibration = load_dataset(calib_source, loaded.spec.shape, split="train")
     for precision in PRECISIONS:
         start = time.perf_counter()
-        bundle = export_bundle(loaded, out / precision, precision, seed=seed)
+        bundle = export_bundle(loaded, out / precision, precision, seed=seed, calib=calibration)
         timings[f"export_{precision}"] = time.perf_counter() - start
         engine = evaluate(create_runner("ort-cpu", bundle), dataset)
         row = {"name": f"{precision} bundle", "backend": "ort-cpu", "bundle": str(bundle.path),

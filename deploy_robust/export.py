@@ -26,6 +26,7 @@ from deploy_robust.exporters.qdq import quantize_model, tensors_to_calibrate
 from deploy_robust.exporters.tensorrt_rules import check_tensorrt_rules
 from deploy_robust.hashing import sha256_bytes
 from deploy_robust.ingest import LoadedModel
+from deploy_robust.quant.fake_quant import freeze
 from deploy_robust.quant.plan import MODES, make_plan
 from deploy_robust.seeding import seed_everything
 
@@ -48,7 +49,19 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
     export_args = dict(dynamic_batch=dynamic_batch, fixed_batch=loaded.fixed_batch)
     files: dict[str, bytes] = {}
     calibration = None
-    if precision in FLOAT_PRECISIONS:
+    frozen_module, fake_quantizers = freeze(loaded.module)
+    if fake_quantizers:
+        # Already quantized (torch.ao FakeQuantize or DQ training): export exactly the trained grid.
+        if precision not in ("int8", "int4"):
+            raise UserError(f"{loaded.source['file']} carries {fake_quantizers} fake-quantizers and exports on its "
+                            "trained grid: use --precision int8")
+        result = export_float_onnx(frozen_module, loaded.spec, "fp32", opset=opset, **export_args)
+        model, exporter = result.model, result.exporter
+        _check_graph(model, target)
+        layers = [layer | {"precision": "trained grid", "reason": "fake-quantized in training; no recalibration"}
+                  for layer in loaded.layers]
+        _self_check(model.SerializeToString(), loaded, precision, seed, batch if isinstance(batch, int) else 4)
+    elif precision in FLOAT_PRECISIONS:
         result = export_float_onnx(loaded.module, loaded.spec, precision, opset=opset, **export_args)
         model, exporter = result.model, result.exporter
         layers = [layer | {"precision": precision, "reason": f"{precision} export"} for layer in loaded.layers]

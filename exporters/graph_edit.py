@@ -86,3 +86,13 @@ class GraphEditor:
         del self.graph.node[:]
         self.graph.node.extend(ordered)
         self.refresh()
+
+
+def int4_tensor(name: str, values: np.ndarray) -> onnx.TensorProto:
+    """An ONNX INT4 tensor from int8 values in [-8, 7], packed two per byte, low nibble first."""
+    flat = values.astype(np.int8).reshape(-1)
+    nibbles = (flat & 0x0F).astype(np.uint8)
+    if len(nibbles) % 2:
+        nibbles = np.append(nibbles, np.uint8(0))
+    packed = nibbles[0::2] | (nibbles[1::2] << 4)
+    return helper.make_tensor(name, onnx.TensorProto.INT4, list(values.shape), packed.tobytes(), raw=True)

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from deploy_robust.exporters.graph_edit import GraphEditor
+from deploy_robust.exporters.graph_edit import GraphEditor, int4_tensor
 from deploy_robust.exporters.preprocess import reduce_mean_to_global_pool
 from deploy_robust.exporters.profiles import TargetProfile
 from deploy_robust.quant.plan import INT4_BLOCK, LayerPlan
@@ -176,13 +176,10 @@ def _quantize_weights(editor: GraphEditor, node: onnx.NodeProto, bits: int, stor
     base = node.input[1]
     if store_int4:
         q_name = editor.fresh(f"{base}_int4")
-        tensor = helper.make_tensor(q_name, TensorProto.INT4, q.shape, q.reshape(-1).tolist())
-        editor.graph.initializer.append(tensor)
-        editor.inits[q_name] = tensor
         zero_name = editor.fresh(f"{base}_zero_point")
-        zero = helper.make_tensor(zero_name, TensorProto.INT4, [len(scale)], [0] * len(scale))
-        editor.graph.initializer.append(zero)
-        editor.inits[zero_name] = zero
+        for tensor in (int4_tensor(q_name, q), int4_tensor(zero_name, np.zeros(len(scale), np.int8))):
+            editor.graph.initializer.append(tensor)
+            editor.inits[tensor.name] = tensor
     else:
         q_name = editor.add_initializer(f"{base}_quantized", q)
         zero_name = editor.add_initializer(f"{base}_zero_point", np.zeros(len(scale), np.int8))
@@ -221,7 +218,7 @@ def _int4_weight_only(editor: GraphEditor, node: onnx.NodeProto) -> None:
     q, scale = quantize_blockwise(weight, 4, INT4_BLOCK, axis=0)
     base = node.input[1]
     q_name = editor.fresh(f"{base}_int4")
-    editor.graph.initializer.append(helper.make_tensor(q_name, TensorProto.INT4, q.shape, q.reshape(-1).tolist()))
+    editor.graph.initializer.append(int4_tensor(q_name, q))
     scale_name = editor.add_initializer(f"{base}_scale", scale)
     w_dq = editor.fresh(f"{base}_dq")
     dq = editor.make_node("DequantizeLinear", [q_name, scale_name], [w_dq], f"{base}_DequantizeLinear",

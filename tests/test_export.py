@@ -56,7 +56,7 @@ def test_bundle_manifest_records_what_is_needed(tmp_path):
 
 def test_unknown_precision_and_target(tmp_path):
     loaded = _loaded(tmp_path)
-    with pytest.raises(UserError, match="not available yet"):
+    with pytest.raises(UserError, match="--precision must be one of"):
         export_bundle(loaded, tmp_path / "x", "int3")
     with pytest.raises(UserError, match="--target must be one of"):
         export_bundle(loaded, tmp_path / "x", "fp32", "tpu")

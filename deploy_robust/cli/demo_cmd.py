@@ -10,13 +10,14 @@ from deploy_robust.cli.output import ci, emit_json, pct, size, table
 from deploy_robust.demo import run_demo
 
 NAME = "demo"
-HELP = "train a small model on scikit-learn digits, export FP32/FP16 bundles, evaluate them (or use --model/--data)"
+HELP = "train a small model on scikit-learn digits, export FP32/FP16/INT8/INT4 bundles, evaluate them (or --model/--data)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", default="demo-out", help="output directory (default demo-out)")
     parser.add_argument("--model", help="your model file instead of training the default")
     parser.add_argument("--data", help="test set for --model")
+    parser.add_argument("--calib", help="calibration images for --model's INT8/INT4 bundles (default: --data)")
     parser.add_argument("--epochs", type=cli_args.positive_int, default=40, help="training epochs for the default model")
     cli_args.add_model_args(parser)
 
@@ -24,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     result = run_demo(args.out, model=args.model, arch=args.arch, data=args.data, overrides=cli_args.overrides(args),
-                      trust_pickle=args.trust_pickle, epochs=args.epochs, seed=args.seed, log=log)
+                      trust_pickle=args.trust_pickle, calib=args.calib, epochs=args.epochs, seed=args.seed, log=log)
     if args.json:
         emit_json(result.to_json())
         return 0

@@ -7,7 +7,10 @@ import argparse
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json, size
 from deploy_robust.export import TARGETS, export_bundle, onnx_summary
+from deploy_robust.calibrators.methods import METHODS
+from deploy_robust.data import load_dataset
 from deploy_robust.ingest import load_model
+from deploy_robust.quant.plan import MODES
 
 NAME = "export"
 HELP = "export a model to a bundle (model.onnx + manifest.json)"
@@ -16,11 +19,20 @@ HELP = "export a model to a bundle (model.onnx + manifest.json)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="TorchScript, .pt2, state_dict checkpoint (+ --arch), or ONNX file")
     parser.add_argument("-o", "--out", required=True, help="bundle directory to write (replaced atomically)")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"], help="numeric precision (default fp32)")
+    parser.add_argument("--precision", default="fp32", choices=list(MODES),
+                        help="fp32, fp16, int8 (W8A8), int4 (4-bit weights; 8-bit activations for convs, weight-only "
+                        "blocks for Gemm/MatMul), or mixed (--plan) (default fp32)")
     parser.add_argument("--target", default="ort-cpu", choices=TARGETS, help="runtime the bundle is for (default ort-cpu)")
     parser.add_argument("--static-batch", type=cli_args.positive_int, metavar="N",
                         help="fix the batch size in the graph (default: dynamic batch)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; INT4 raises it to 21)")
+    calib = parser.add_argument_group("calibration (int8, int4, mixed)")
+    calib.add_argument("--calib", metavar="DATA", help="calibration images (any --data format; labels are not used)")
+    calib.add_argument("--calib-method", default="mse", choices=list(METHODS), help="activation range method (default mse)")
+    calib.add_argument("--calib-n", type=cli_args.positive_int, default=512, help="calibration images to use (default 512)")
+    calib.add_argument("--percentile", type=cli_args.number, default=99.99, help="for --calib-method percentile (default 99.99)")
+    calib.add_argument("--calib-cache", metavar="FILE", help="reuse a calibration.json (or a bundle holding one)")
+    calib.add_argument("--plan", metavar="PLAN", help="per-layer precision plan (YAML/JSON) for --precision mixed")
     cli_args.add_model_args(parser)
 
 
@@ -28,7 +40,12 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, args.arch, trust_pickle=args.trust_pickle, overrides=cli_args.overrides(args))
     if args.static_batch:
         loaded.fixed_batch = args.static_batch
-    bundle = export_bundle(loaded, args.out, args.precision, args.target, opset=args.opset, seed=args.seed)
+    calib = None
+    if args.calib:
+        calib = load_dataset(args.calib, loaded.spec.shape, split="train")  # a training split where the source has one
+    bundle = export_bundle(loaded, args.out, args.precision, args.target, calib=calib, calib_method=args.calib_method,
+                           calib_n=args.calib_n, percentile=args.percentile, calib_cache=args.calib_cache,
+                           plan_file=args.plan, opset=args.opset, seed=args.seed)
     summary = onnx_summary(bundle.model_path)
     if args.json:
         emit_json({"bundle": str(bundle.path), "manifest": bundle.manifest, "graph": summary})
@@ -38,4 +55,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {bundle.path}/  {args.precision} for {args.target}: model.onnx {size(summary['bytes'])}, "
               f"{summary['nodes']} nodes, input Nx{'x'.join(map(str, spec.shape))} in [0,1] ({norm}), "
               f"{spec.num_classes} classes")
+        fallbacks = [l for l in bundle.manifest["precision"]["layers"]
+                     if l.get("requested") and l["precision"] != l["requested"]]
+        for layer in fallbacks:
+            print(f"  note: layer {layer['name']} stays {layer['precision']} (asked {layer['requested']}): {layer['reason']}")
     return 0

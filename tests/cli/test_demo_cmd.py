@@ -6,11 +6,13 @@ def test_demo_trains_exports_and_evaluates(cli, tmp_path):
     doc = json.loads(stdout)
     assert code == 0 and doc["dataset"] == "digits:test" and doc["n"] == 360
     names = [r["name"] for r in doc["results"]]
-    assert names == ["reference", "fp32 bundle", "fp16 bundle"]
-    reference, fp32, fp16 = doc["results"]
+    assert names == ["reference", "fp32 bundle", "fp16 bundle", "int8 bundle", "int4 bundle"]
+    reference, fp32, fp16, int8, int4 = doc["results"]
     assert reference["accuracy"] > 0.9  # a real model, trained in seconds
     assert fp32["accuracy"] == reference["accuracy"] and fp32["agreement"]["max_abs_logit_diff"] <= 1e-4
     assert fp16["agreement"]["top1_agreement"] >= 0.99
+    assert int8["agreement"]["top1_agreement"] >= 0.98 and int4["accuracy"] > 0.9
+    assert int4["model_bytes"] < int8["model_bytes"] < fp32["model_bytes"]
     assert (tmp_path / "demo" / "fp32" / "manifest.json").is_file()
 
 

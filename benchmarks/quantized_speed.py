@@ -1,0 +1,127 @@
+"""Throughput of FP32, our INT8 / INT4 `ort-cpu` bundles and ONNX Runtime's quantize_static (defaults).
+
+ResNet-18 (CIFAR), batch 1 and 32, ONNX Runtime on the CPU. All variants run interleaved
+in the same process and rounds (this machine is shared and noisy), median of rounds.
+Weights are a fixed random initialization (speed does not depend on their values);
+calibration uses CIFAR-10 training images from ../shared/data when present.
+
+    python benchmarks/quantized_speed.py [--threads 2] [--rounds 5] [--seconds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+SHARED = HERE.parent.parent / "shared" / "data"
+
+from machine import machine_info  # noqa: E402
+
+import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
+
+from deploy_robust import zoo  # noqa: E402
+from deploy_robust.data import Dataset, load_dataset  # noqa: E402
+from deploy_robust.export import export_bundle  # noqa: E402
+from deploy_robust.ingest import LoadedModel  # noqa: E402
+from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner  # noqa: E402
+
+
+def calibration_set(spec) -> Dataset:
+    path = SHARED / "datasets" / "cifar10_train_first1017_per_batch.npz"
+    if path.exists():
+        return load_dataset(path, spec.shape).take(256)
+    rng = np.random.default_rng(0)
+    return Dataset(rng.integers(0, 256, (256, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, 256), "random", 255.0)
+
+
+def ort_quantize_static_default(fp32_path: Path, calib: Dataset, out: Path) -> Path:
+    """ONNX Runtime's own static quantization with its default settings (QDQ, S8S8, min-max)."""
+    from onnxruntime.quantization import CalibrationDataReader, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"input": x} for x, _ in calib.batches(32)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(str(fp32_path), str(out), Reader())
+    return out
+
+
+def throughput(runner: OnnxRuntimeRunner, batch: int, seconds: float) -> float:
+    inputs = [np.random.default_rng(i).random((batch, 3, 32, 32), dtype=np.float32) for i in range(4)]
+    for x in inputs:  # warm-up
+        runner.infer(x)
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        runner.infer(inputs[done % len(inputs)])
+        done += 1
+    return done * batch / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--batches", default="1,32")
+    args = parser.parse_args()
+    entry = zoo.get("resnet18")
+    torch.manual_seed(0)
+    loaded = LoadedModel(entry.build().eval(), entry.spec,
+                         {"file": "resnet18-random-init", "format": "zoo", "sha256": "", "arch": "resnet18", "layer_dtypes": {}})
+    calib = calibration_set(entry.spec)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        paths = {
+            "fp32": export_bundle(loaded, tmp / "fp32", "fp32").model_path,
+            "int8 ort-cpu (ours)": export_bundle(loaded, tmp / "int8", "int8", "ort-cpu", calib=calib).model_path,
+            "int4 ort-cpu (ours)": export_bundle(loaded, tmp / "int4", "int4", "ort-cpu", calib=calib).model_path,
+        }
+        paths["ort quantize_static (default)"] = ort_quantize_static_default(paths["fp32"], calib, tmp / "ort_static.onnx")
+        sizes = {name: path.stat().st_size for name, path in paths.items()}
+        runners = {name: OnnxRuntimeRunner(path, threads=args.threads) for name, path in paths.items()}
+        for r in runners.values():
+            r.activate()
+        results = []
+        for batch in [int(b) for b in args.batches.split(",")]:
+            samples: dict[str, list[float]] = {name: [] for name in runners}
+            for _ in range(args.rounds):
+                for name, runner in runners.items():
+                    samples[name].append(throughput(runner, batch, args.seconds))
+            for name, values in samples.items():
+                results.append({"variant": name, "batch": batch, "throughput_median": float(np.median(values)),
+                                "throughput_rounds": values, "model_bytes": sizes[name]})
+    by = {(r["variant"], r["batch"]): r for r in results}
+    for r in results:
+        fp32 = by[("fp32", r["batch"])]["throughput_median"]
+        ort_default = by[("ort quantize_static (default)", r["batch"])]["throughput_median"]
+        r["x_fp32"] = r["throughput_median"] / fp32
+        r["x_ort_quantize_static"] = r["throughput_median"] / ort_default
+        r["size_vs_fp32"] = r["model_bytes"] / by[("fp32", r["batch"])]["model_bytes"]
+    doc = {"benchmark": "quantized_speed", "model": "resnet18 (CIFAR, random init)", "threads": args.threads,
+           "rounds": args.rounds, "seconds_per_round": args.seconds,
+           "command": "python benchmarks/quantized_speed.py " + " ".join(sys.argv[1:]),
+           "machine": machine_info(), "results": results}
+    out = HERE / "results" / "quantized_speed.json"
+    out.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    print("| variant | batch | images/s (median) | x FP32 | x ORT quantize_static | model.onnx | size vs FP32 |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['variant']} | {r['batch']} | {r['throughput_median']:.0f} | {r['x_fp32']:.2f} | "
+              f"{r['x_ort_quantize_static']:.2f} | {r['model_bytes'] / 2**20:.1f} MB | {r['size_vs_fp32']:.3f} |")
+    print(f"\nwritten {out.relative_to(HERE.parent)}")
+
+
+if __name__ == "__main__":
+    main()
