@@ -126,14 +126,18 @@ def _quantize_histogram(p: np.ndarray, levels: int) -> np.ndarray:
     return np.where(nonzero, per_bin[group], 0.0)
 
 
-def _kl(p: np.ndarray, q: np.ndarray) -> float:
+def _kl(p: np.ndarray, q: np.ndarray, eps: float = 1e-4) -> float:
+    """KL(p || q) with q smoothed: empty bins of q that p needs (clipped outliers) get `eps`
+    of mass instead of making every clipping threshold infinitely bad."""
     p_sum, q_sum = p.sum(), q.sum()
     if p_sum == 0 or q_sum == 0:
         return np.inf
     p, q = p / p_sum, q / q_sum
     mask = p > 0
-    if np.any(q[mask] == 0):
-        return np.inf
+    empty = mask & (q == 0)
+    if empty.any():
+        q = q * (1 - eps * empty.sum() / max(1, (q > 0).sum()))
+        q = np.where(empty, eps, q)
     return float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
 
 

@@ -20,7 +20,7 @@ from deploy_robust.calibrators.collect import calibrate, calibration_document, l
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
 from deploy_robust.exporters import export_float_onnx
-from deploy_robust.exporters.float_onnx import DEFAULT_OPSET, FLOAT_PRECISIONS, INPUT_NAME, OUTPUT_NAME
+from deploy_robust.exporters.float_onnx import DEFAULT_OPSET, FLOAT_PRECISIONS, INPUT_NAME, OUTPUT_NAME, graph_opset
 from deploy_robust.exporters.profiles import get_profile
 from deploy_robust.exporters.qdq import quantize_model, tensors_to_calibrate
 from deploy_robust.exporters.tensorrt_rules import check_tensorrt_rules
@@ -93,7 +93,7 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
     manifest = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
-        "model": {"file": "model.onnx", "sha256": sha256_bytes(data), "opset": opset,
+        "model": {"file": "model.onnx", "sha256": sha256_bytes(data), "opset": graph_opset(model),
                   "ir_version": model.ir_version, "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
                   "batch": batch, "exporter": f"torch.onnx ({exporter})"},
         "input": loaded.spec.to_json() | {"normalization_folded": loaded.spec.normalized},
@@ -143,7 +143,7 @@ def _self_check(data: bytes, loaded: LoadedModel, precision: str, seed: int, bat
     """Load the new graph in ONNX Runtime (as the runner will) and run it once."""
     from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 
-    runner = OnnxRuntimeRunner(data, fixed_batch=batch if loaded.fixed_batch else None)
+    runner = OnnxRuntimeRunner(data, fixed_batch=batch if loaded.fixed_batch else None, optimization="basic")
     x = np.random.default_rng(seed).random((batch, *loaded.spec.shape), dtype=np.float32)
     got = runner.infer(x)
     if precision == "fp32":

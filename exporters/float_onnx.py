@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from deploy_robust.errors import UserError
+from deploy_robust.exporters.preprocess import reduce_mean_to_global_pool
 from deploy_robust.normalize import HalfPrecision, with_normalization
 from deploy_robust.spec import InputSpec
 
@@ -64,6 +65,8 @@ def export_float_onnx(module: nn.Module, spec: InputSpec, precision: str = "fp32
     else:
         raise UserError("ONNX export failed: " + " | ".join(errors))
     _clean(model)
+    reduce_mean_to_global_pool(model)  # exact; also what the down-conversion to opset 17 cannot do itself
+    model = _ensure_opset(model, opset)
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as e:
@@ -94,6 +97,24 @@ def _run_exporter(exporter: str, model: nn.Module, example: torch.Tensor, dynami
                       input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes,
                       do_constant_folding=True)
     return onnx.load_from_string(buffer.getvalue())
+
+
+def graph_opset(model: onnx.ModelProto) -> int:
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _ensure_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """The exporter's own down-conversion can silently leave a newer opset: convert, or fail clearly."""
+    if graph_opset(model) == opset:
+        return model
+    from onnx import version_converter
+
+    try:
+        converted = version_converter.convert_version(model, opset)
+    except Exception as e:
+        raise UserError(f"the graph exports at opset {graph_opset(model)} and cannot be converted to {opset} "
+                        f"({str(e).splitlines()[0]}); pass --opset {graph_opset(model)}") from None
+    return converted
 
 
 def _clean(model: onnx.ModelProto) -> None:

@@ -39,7 +39,8 @@ def create_runner(backend: str, bundle: Bundle | None = None, *, module: nn.Modu
             raise UserError(f"backend {backend} runs a bundle; export the model first")
         from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 
-        return OnnxRuntimeRunner(bundle.model_path, "cuda" if backend == "ort-cuda" else "cpu", threads,
+        device = "cuda" if backend == "ort-cuda" else "cpu"
+        return OnnxRuntimeRunner(bundle.model_path, device, threads, optimization=ort_optimization(bundle, device),
                                  fixed_batch=fixed_batch)
     from deploy_robust.runtimes.torch_runner import TorchRunner
 
@@ -48,6 +49,18 @@ def create_runner(backend: str, bundle: Bundle | None = None, *, module: nn.Modu
             raise UserError("the torch backend needs a bundle or a module")
         module = bundle_as_torch(bundle)
     return TorchRunner(module, "cuda" if backend == "torch-cuda" else "cpu", fixed_batch=fixed_batch)
+
+
+def ort_optimization(bundle: Bundle, device: str) -> str:
+    """Graph optimization level for running `bundle` on ONNX Runtime.
+
+    A quantized bundle made for TensorRT or ORT-CUDA has signed activations; ONNX Runtime's
+    fused x86 integer kernels shift them to uint8 and, without VNNI, saturate int16 sums.
+    On the CPU such a bundle runs unfused ("basic"): exact Q/DQ semantics, which is what its
+    own runtime is specified to compute, at float speed.
+    """
+    quantized = bundle.precision not in ("fp32", "fp16")
+    return "basic" if (device == "cpu" and quantized and bundle.manifest["target"] != "ort-cpu") else "all"
 
 
 def bundle_as_torch(bundle: Bundle) -> nn.Module:
@@ -59,4 +72,4 @@ def bundle_as_torch(bundle: Bundle) -> nn.Module:
     return OnnxGraphModule(onnx.load(str(bundle.model_path)), float_dtype=None).eval()
 
 
-__all__ = ["BACKENDS", "Runner", "create_runner", "bundle_as_torch"]
+__all__ = ["BACKENDS", "Runner", "create_runner", "bundle_as_torch", "ort_optimization"]

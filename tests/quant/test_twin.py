@@ -1,0 +1,29 @@
+import numpy as np
+import torch
+
+from deploy_robust.ingest.onnx_graph import OPS
+from deploy_robust.quant import twin  # noqa: F401
+
+
+def test_quantize_rounds_half_to_even_and_saturates_like_onnx():
+    q = OPS["QuantizeLinear"]
+    x = torch.tensor([0.5, 1.5, 2.5, -3.0, 300.0])
+    out = q([x, np.float32(1.0), np.uint8(0)], {})
+    assert out.tolist() == [0.0, 2.0, 2.0, 0.0, 255.0]
+
+
+def test_straight_through_gradient_is_clipped_outside_the_range():
+    q, dq = OPS["QuantizeLinear"], OPS["DequantizeLinear"]
+    x = torch.tensor([0.3, 100.0, -50.0], requires_grad=True)
+    y = dq([q([x, np.float32(0.1), np.int8(0)], {}), np.float32(0.1), np.int8(0)], {})
+    y.sum().backward()
+    assert x.grad.tolist() == [1.0, 0.0, 0.0]
+
+
+def test_per_axis_and_blocked_dequantize():
+    dq = OPS["DequantizeLinear"]
+    q = np.array([[1, 2], [3, 4]], np.int8)
+    out = dq([q, np.array([1.0, 10.0], np.float32), np.zeros(2, np.int8)], {"axis": 0})
+    assert out.tolist() == [[1, 2], [30, 40]]
+    blocked = dq([np.ones((4, 1), np.int8), np.array([[1.0], [2.0]], np.float32)], {"axis": 0, "block_size": 2})
+    assert blocked.reshape(-1).tolist() == [1, 1, 2, 2]
