@@ -9,6 +9,7 @@ from deploy_robust.cli.output import emit_json, size
 from deploy_robust.export import TARGETS, export_bundle, onnx_summary
 from deploy_robust.calibrators.methods import METHODS
 from deploy_robust.data import load_dataset
+from deploy_robust.errors import UserError
 from deploy_robust.ingest import load_model
 from deploy_robust.quant.plan import MODES
 
@@ -42,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
         loaded.fixed_batch = args.static_batch
     calib = None
     if args.calib:
-        calib = load_dataset(args.calib, loaded.spec.shape, split="train")  # a training split where the source has one
+        try:  # a training split where the source has one
+            calib = load_dataset(args.calib, loaded.spec.shape, split="train")
+        except UserError as e:
+            raise UserError(f"--calib: {e}") from None
     bundle = export_bundle(loaded, args.out, args.precision, args.target, calib=calib, calib_method=args.calib_method,
                            calib_n=args.calib_n, percentile=args.percentile, calib_cache=args.calib_cache,
                            plan_file=args.plan, opset=args.opset, seed=args.seed)

@@ -1,0 +1,120 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tests.conftest import make_tiny
+
+
+@pytest.fixture
+def model_args(tiny_checkpoint, tiny_arch_file):
+    return [tiny_checkpoint, "--arch", tiny_arch_file, "--input-shape", "3,16,16"]
+
+
+def test_int8_export_writes_calibration_and_a_reusable_cache(cli, tmp_path, model_args, image_npz):
+    code, _, err = cli("export", *model_args, "--precision", "int8", "--calib", image_npz, "--calib-method", "entropy",
+                       "-o", tmp_path / "a")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["calibration"]["method"] == "entropy" and manifest["calibration"]["num_images"] == 40
+    calibration = json.loads((tmp_path / "a" / "calibration.json").read_text())
+    assert calibration["tensors"] and calibration["activations"]
+    # Reusing the cache (no calibration data at all) reproduces the bundle byte for byte.
+    code, _, err = cli("export", *model_args, "--precision", "int8", "--calib-cache", tmp_path / "a", "-o", tmp_path / "b")
+    assert code == 0, err
+    assert (tmp_path / "a" / "model.onnx").read_bytes() == (tmp_path / "b" / "model.onnx").read_bytes()
+
+
+def test_cache_from_another_model_is_refused(cli, tmp_path, model_args, image_npz, tiny_arch_file):
+    assert cli("export", *model_args, "--precision", "int8", "--calib", image_npz, "-o", tmp_path / "a")[0] == 0
+    other = tmp_path / "other.pt"
+    torch.save(make_tiny(seed=5).state_dict(), other)
+    code, _, err = cli("export", other, "--arch", tiny_arch_file, "--input-shape", "3,16,16", "--precision", "int8",
+                       "--calib-cache", tmp_path / "a" / "calibration.json", "-o", tmp_path / "c")
+    assert code == 2 and "different model" in err and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(x=np.full((8, 3, 16, 16), np.inf, np.float32), y=np.zeros(8, np.int64)), "--calib: .*image 0 contains NaN or Inf"),
+    (dict(x=np.zeros((0, 3, 16, 16), np.uint8), y=np.zeros(0, np.int64)), "--calib: .*empty"),
+    (dict(x=np.zeros((8, 1, 28, 28), np.uint8), y=np.zeros(8, np.int64)), "--calib: .*the model takes 3x16x16"),
+])
+def test_bad_calibration_data(cli, tmp_path, model_args, arrays, message):
+    import re
+
+    data = tmp_path / "calib.npz"
+    np.savez(data, **arrays)
+    code, _, err = cli("export", *model_args, "--precision", "int8", "--calib", data, "-o", tmp_path / "q")
+    assert code == 2 and re.search(message, err) and not (tmp_path / "q").exists()
+
+
+def test_quantized_export_needs_calibration(cli, tmp_path, model_args):
+    code, _, err = cli("export", *model_args, "--precision", "int4", "-o", tmp_path / "q")
+    assert code == 2 and "needs calibration data" in err
+
+
+def test_a_layer_the_precision_cannot_handle_falls_back_and_is_recorded(cli, tmp_path, image_npz):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 14 * 14, 5)).eval()  # K = 784
+    path = tmp_path / "m.ts"
+    torch.jit.save(torch.jit.script(model), path)
+    code, out, err = cli("export", path, "--input-shape", "3,16,16", "--precision", "int4", "--calib", image_npz,
+                         "-o", tmp_path / "q")
+    assert code == 0, err
+    assert "layer 3 stays int8 (asked int4)" in out
+    layers = {l["name"]: l for l in json.loads((tmp_path / "q" / "manifest.json").read_text())["precision"]["layers"]}
+    assert layers["3"]["precision"] == "int8" and "K=784" in layers["3"]["reason"]
+    assert layers["0"]["precision"] == "int4"
+
+
+def test_mixed_plan_from_the_command_line(cli, tmp_path, model_args, image_npz):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"default": "int8", "layers": {"fc": "fp32"}}))
+    code, _, err = cli("export", *model_args, "--precision", "mixed", "--plan", plan, "--calib", image_npz,
+                       "-o", tmp_path / "m", "--json")
+    assert code == 0, err
+    layers = {l["name"]: l["precision"] for l in json.loads((tmp_path / "m" / "manifest.json").read_text())["precision"]["layers"]}
+    assert layers == {"conv": "int8", "conv2": "int8", "fc": "fp32"}
+
+
+def test_a_fake_quantized_model_exports_its_trained_grid(tmp_path):
+    import torch.ao.quantization as tq
+
+    from deploy_robust.export import export_bundle
+    from deploy_robust.ingest import LoadedModel
+    from deploy_robust.quant.twin import build_twin
+    from deploy_robust.runtimes import create_runner
+    from deploy_robust.spec import InputSpec
+
+    class QATNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.act = tq.FakeQuantize(observer=tq.MovingAverageMinMaxObserver, quant_min=0, quant_max=255,
+                                       dtype=torch.quint8)
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.weight_fq = tq.FakeQuantize(observer=tq.MovingAveragePerChannelMinMaxObserver, quant_min=-128,
+                                             quant_max=127, dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
+            self.fc = nn.Linear(4 * 14 * 14, 5)
+
+        def forward(self, x):
+            h = torch.nn.functional.conv2d(self.act(x), self.weight_fq(self.conv.weight), self.conv.bias)
+            return self.fc(torch.flatten(torch.relu(h), 1))
+
+    torch.manual_seed(0)
+    model = QATNet().train()
+    for _ in range(3):
+        model(torch.rand(16, 3, 16, 16))
+    model.eval()
+    loaded = LoadedModel(model, InputSpec((3, 16, 16), 5), {"file": "qat", "format": "test", "sha256": "", "arch": None,
+                                                              "layer_dtypes": {}},
+                         layers=[{"name": "conv", "type": "Conv2d", "source_dtype": "float32"}])
+    bundle = export_bundle(loaded, tmp_path / "q", "int8")
+    assert bundle.manifest["precision"]["layers"][0]["precision"] == "trained grid"
+    assert not (tmp_path / "q" / "calibration.json").exists()
+    x = np.random.default_rng(0).random((6, 3, 16, 16), dtype=np.float32)
+    engine = create_runner("ort-cpu", bundle).infer(x)
+    with torch.no_grad():
+        trained = model(torch.from_numpy(x)).numpy()
+        twin = build_twin(bundle.model_path)(torch.from_numpy(x)).numpy()
+    assert np.abs(engine - trained).max() < 1e-4 and np.abs(twin - trained).max() < 1e-4
