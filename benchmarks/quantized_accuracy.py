@@ -1,0 +1,91 @@
+"""INT8 / INT4 bundles of the real robust checkpoints: accuracy, agreement with FP32, twin fidelity, size.
+
+For each checkpoint in ../shared/data/models: export int8 and int4 for ort-cpu (calibrated
+on 512 training images with the default MSE method) and int8 for tensorrt (run unfused on
+the CPU), evaluate on the full test set with ONNX Runtime, and compare against the torch
+FP32 model and against the bundle's own twin. `--methods` adds a calibration-method sweep
+for INT8 ort-cpu.
+
+    python benchmarks/quantized_accuracy.py [--methods minmax,percentile,entropy,mse]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+SHARED = HERE.parent.parent / "shared" / "data"
+
+from machine import machine_info  # noqa: E402
+
+from deploy_robust.data import load_dataset  # noqa: E402
+from deploy_robust.evaluate import compare_logits, evaluate  # noqa: E402
+from deploy_robust.export import export_bundle  # noqa: E402
+from deploy_robust.ingest import load_model  # noqa: E402
+from deploy_robust.quant.twin import build_twin  # noqa: E402
+from deploy_robust.runtimes import create_runner  # noqa: E402
+from deploy_robust.runtimes.torch_runner import TorchRunner  # noqa: E402
+
+MNIST = ("mnist_test.npz", "mnist_train_first17435.npz")
+CIFAR = ("cifar10_test_first1017.npz", "cifar10_train_first1017_per_batch.npz")
+MODELS = [("mnist_cnn_a_adv.model", MNIST), ("MadryCNN_no_maxpool_tiny.pt", MNIST),
+          ("convex_adversarial_mnist.pth", MNIST), ("cifar_cnn_a_adv.model", CIFAR),
+          ("cifar_conv_small_pgd.pth", CIFAR), ("resnet2b.pth", CIFAR)]
+VARIANTS = [("int8", "ort-cpu"), ("int4", "ort-cpu"), ("int8", "tensorrt")]
+
+
+def measure(checkpoint: str, sets: tuple[str, str], methods: list[str], tmp: Path) -> list[dict]:
+    loaded = load_model(SHARED / "models" / checkpoint)
+    test = load_dataset(SHARED / "datasets" / sets[0], loaded.spec.shape)
+    calib = load_dataset(SHARED / "datasets" / sets[1], loaded.spec.shape)
+    reference = evaluate(create_runner("torch", module=loaded.reference()), test)
+    fp32 = export_bundle(loaded, tmp / "fp32", "fp32")
+    rows = []
+    runs = [(p, t, "mse") for p, t in VARIANTS] + [("int8", "ort-cpu", m) for m in methods if m != "mse"]
+    for precision, target, method in runs:
+        bundle = export_bundle(loaded, tmp / f"{precision}-{target}-{method}", precision, target, calib=calib,
+                               calib_method=method)
+        engine = evaluate(create_runner("ort-cpu", bundle), test)
+        twin = evaluate(TorchRunner(build_twin(bundle.model_path)), test)
+        rows.append({"model": checkpoint, "precision": precision, "target": target, "calib_method": method,
+                     "n": len(test), "fp32_accuracy": reference.accuracy, "accuracy": engine.accuracy,
+                     "delta_pt": 100 * (engine.accuracy - reference.accuracy),
+                     "top1_agreement_fp32": compare_logits(engine.logits, reference.logits).top1_agreement,
+                     "twin_engine_agreement": compare_logits(twin.logits, engine.logits).top1_agreement,
+                     "model_bytes": bundle.model_path.stat().st_size,
+                     "size_vs_fp32": bundle.model_path.stat().st_size / fp32.model_path.stat().st_size})
+        print(f"{checkpoint} {precision} {target} {method}: acc {100 * engine.accuracy:.2f} "
+              f"(fp32 {100 * reference.accuracy:.2f}), agree {100 * rows[-1]['top1_agreement_fp32']:.2f}, "
+              f"twin {100 * rows[-1]['twin_engine_agreement']:.2f}", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--methods", default="minmax,percentile,entropy,mse")
+    args = parser.parse_args()
+    if not SHARED.exists():
+        sys.exit("needs ../shared/data beside the repository")
+    methods = [m for m in args.methods.split(",") if m]
+    rows = []
+    for checkpoint, sets in MODELS:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows += measure(checkpoint, sets, methods, Path(tmp))
+    doc = {"benchmark": "quantized_accuracy", "command": "python benchmarks/quantized_accuracy.py " + " ".join(sys.argv[1:]),
+           "calibration": "512 training images", "machine": machine_info(), "results": rows}
+    (HERE / "results" / "quantized_accuracy.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    print("\n| model | precision / target | calib | FP32 acc | acc | delta (pt) | top-1 agree w/ FP32 | twin-engine agree | size vs FP32 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['precision']} / {r['target']} | {r['calib_method']} | {100 * r['fp32_accuracy']:.2f}% | "
+              f"{100 * r['accuracy']:.2f}% | {r['delta_pt']:+.2f} | {100 * r['top1_agreement_fp32']:.2f}% | "
+              f"{100 * r['twin_engine_agreement']:.2f}% | {r['size_vs_fp32']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
