@@ -19,8 +19,8 @@ from deploy_robust.exporters.graph_edit import GraphEditor, int4_tensor
 from deploy_robust.exporters.preprocess import reduce_mean_to_global_pool
 from deploy_robust.exporters.profiles import TargetProfile
 from deploy_robust.quant.plan import INT4_BLOCK, LayerPlan
-from deploy_robust.quant.scheme import (ActivationParams, activation_params, quantize_bias, quantize_blockwise,
-                                        quantize_per_channel)
+from deploy_robust.quant.scheme import (ActivationParams, activation_params, bias_safe_min_scale, quantize_bias,
+                                        quantize_blockwise, quantize_per_channel)
 
 Ranges = dict[str, tuple[float, float]]
 
@@ -168,9 +168,15 @@ def _quantize_weights(editor: GraphEditor, node: onnx.NodeProto, bits: int, stor
                       x_params: ActivationParams | None, per_channel: bool = True, levels: int | None = None) -> None:
     weight = numpy_helper.to_array(editor.inits[node.input[1]])
     axis = _weight_axis(node)
-    q, scale = quantize_per_channel(weight, bits, axis, levels)
+    bias = None
+    if len(node.input) > 2 and node.input[2] in editor.inits and x_params is not None:
+        bias = numpy_helper.to_array(editor.inits[node.input[2]])
+        if bias.ndim != 1 or len(bias) != weight.shape[axis]:
+            bias = None
+    floor = bias_safe_min_scale(bias, x_params.scale) if bias is not None else 0.0
+    q, scale = quantize_per_channel(weight, bits, axis, levels, floor)
     if not per_channel:  # one scale for the whole tensor, kept as a vector for the bias arithmetic
-        q, tensor_scale = quantize_per_channel(weight.reshape(1, -1), bits, 0, levels)
+        q, tensor_scale = quantize_per_channel(weight.reshape(1, -1), bits, 0, levels, np.max(floor))
         q = q.reshape(weight.shape)
         scale = np.full(weight.shape[axis], tensor_scale[0], np.float32)
     base = node.input[1]
@@ -192,18 +198,16 @@ def _quantize_weights(editor: GraphEditor, node: onnx.NodeProto, bits: int, stor
     editor.graph.node.append(editor.make_node("DequantizeLinear", [q_name, scale_name, zero_name], [w_dq],
                                               f"{base}_DequantizeLinear", axis=axis))
     node.input[1] = w_dq
-    if len(node.input) > 2 and node.input[2] in editor.inits and x_params is not None:
-        bias = numpy_helper.to_array(editor.inits[node.input[2]])
-        if bias.ndim == 1 and len(bias) == len(scale):
-            qb, bias_scale = quantize_bias(bias, x_params.scale, scale)
-            b_base = node.input[2]
-            qb_name = editor.add_initializer(f"{b_base}_quantized", qb)
-            bs_name = editor.add_initializer(f"{b_base}_scale", bias_scale)
-            bz_name = editor.add_initializer(f"{b_base}_zero_point", np.zeros(len(qb), np.int32))
-            b_dq = editor.fresh(f"{b_base}_dq")
-            editor.graph.node.append(editor.make_node("DequantizeLinear", [qb_name, bs_name, bz_name], [b_dq],
-                                                      f"{b_base}_DequantizeLinear", axis=0))
-            node.input[2] = b_dq
+    if bias is not None:
+        qb, bias_scale = quantize_bias(bias, x_params.scale, scale)
+        b_base = node.input[2]
+        qb_name = editor.add_initializer(f"{b_base}_quantized", qb)
+        bs_name = editor.add_initializer(f"{b_base}_scale", bias_scale)
+        bz_name = editor.add_initializer(f"{b_base}_zero_point", np.zeros(len(qb), np.int32))
+        b_dq = editor.fresh(f"{b_base}_dq")
+        editor.graph.node.append(editor.make_node("DequantizeLinear", [qb_name, bs_name, bz_name], [b_dq],
+                                                  f"{b_base}_DequantizeLinear", axis=0))
+        node.input[2] = b_dq
 
 
 def _int4_weight_only(editor: GraphEditor, node: onnx.NodeProto) -> None:

@@ -41,15 +41,20 @@ def weight_levels(bits: int) -> int:
     return 2 ** (bits - 1) - 1
 
 
-def quantize_per_channel(weight: np.ndarray, bits: int, axis: int = 0, levels: int | None = None
-                         ) -> tuple[np.ndarray, np.ndarray]:
+# Largest |bias| in int32 units: leaves headroom so bias + accumulator cannot wrap around.
+BIAS_LIMIT = 2 ** 30
+
+
+def quantize_per_channel(weight: np.ndarray, bits: int, axis: int = 0, levels: int | None = None,
+                         min_scale: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric per-channel quantization: integer values (int8 storage) and float32 scales.
 
-    `levels` narrows the grid below the bit width (63 for 8-bit "reduce range")."""
+    `levels` narrows the grid below the bit width (63 for 8-bit "reduce range"); `min_scale`
+    floors the scales (see `bias_safe_min_scale`)."""
     levels = levels or weight_levels(bits)
     moved = np.moveaxis(weight.astype(np.float32), axis, 0)
     absmax = np.abs(moved.reshape(moved.shape[0], -1)).max(axis=1)
-    scale = np.maximum(absmax / levels, _TINY).astype(np.float32)
+    scale = np.maximum(np.maximum(absmax / levels, min_scale), _TINY).astype(np.float32)
     shape = [1] * weight.ndim
     shape[axis] = -1
     q = np.clip(np.round(weight / scale.reshape(shape)), -levels, levels).astype(np.int8)
@@ -66,6 +71,14 @@ def quantize_blockwise(weight: np.ndarray, bits: int, block: int, axis: int = 0)
     scale = np.maximum(absmax / levels, _TINY).astype(np.float32)
     q = np.clip(np.round(blocks / scale[:, None]), -levels, levels).astype(np.int8).reshape(w.shape)
     return np.moveaxis(q, 0, axis), np.moveaxis(scale, 0, axis)
+
+
+def bias_safe_min_scale(bias: np.ndarray, input_scale: np.float32) -> np.ndarray:
+    """Smallest weight scale per channel for which the int32 bias (at s_x * s_w) stays within BIAS_LIMIT.
+
+    A nearly dead filter (|w| ~ 1e-6) with a normal bias would otherwise need a bias of
+    ~1e10 in int32 units: it saturates, and fused integer kernels wrap their accumulator."""
+    return (np.abs(bias.astype(np.float64)) / (float(input_scale) * BIAS_LIMIT)).astype(np.float32)
 
 
 def quantize_bias(bias: np.ndarray, input_scale: np.float32, weight_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

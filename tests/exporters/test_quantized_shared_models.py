@@ -15,6 +15,8 @@ from tests.conftest import shared_path
 
 CASES = [  # checkpoint, test set, calibration set, eps for the fidelity attack
     ("mnist_cnn_a_adv.model", "mnist_test.npz", "mnist_train_first17435.npz", 0.3),
+    # a nearly dead first-layer filter with a large bias: int32 bias overflow regression
+    ("MadryCNN_no_maxpool_tiny.pt", "mnist_test.npz", "mnist_train_first17435.npz", 0.3),
     ("cifar_cnn_a_adv.model", "cifar10_test_first1017.npz", "cifar10_train_first1017_per_batch.npz", 2 / 255),
     ("resnet2b.pth", "cifar10_test_first1017.npz", "cifar10_train_first1017_per_batch.npz", 2 / 255),
 ]
@@ -56,7 +58,7 @@ def test_int8_accuracy_is_within_half_a_point_of_fp32(bundles, checkpoint):
     assert abs(engine.accuracy - reference.accuracy) <= 0.005
     # Agreement with FP32: >= 99% where the model's logit margins allow it (see README: CIFAR CNN-A has
     # 5.4% of images with a top-2 margin under 0.05, and 8-bit weight rounding alone flips 3.4%).
-    floor = 0.99 if checkpoint.startswith("mnist") else 0.93
+    floor = 0.99 if checkpoint.endswith((".model", ".pt")) and "cifar" not in checkpoint else 0.93
     assert compare_logits(engine.logits, reference.logits).top1_agreement >= floor
 
 

@@ -37,3 +37,16 @@ def test_bias_at_input_times_weight_scale():
     qb, scale = quantize_bias(np.array([0.5, -1.0]), np.float32(0.01), np.array([0.1, 0.2], np.float32))
     np.testing.assert_allclose(scale, [0.001, 0.002])
     assert qb.tolist() == [500, -500]
+
+
+def test_a_nearly_dead_filter_keeps_its_bias_inside_int32():
+    from deploy_robust.quant.scheme import BIAS_LIMIT, bias_safe_min_scale
+
+    # Seen in MadryCNN_no_maxpool_tiny: a filter with max |w| = 2.3e-6 and bias -1.25.
+    w = np.stack([np.full((1, 5, 5), 2.3e-6), np.full((1, 5, 5), 0.5)]).astype(np.float32)
+    bias = np.array([-1.25, 0.3], np.float32)
+    sx = np.float32(1 / 255)
+    q, s = quantize_per_channel(w, 8, levels=63, min_scale=bias_safe_min_scale(bias, sx))
+    qb, _ = quantize_bias(bias, sx, s)
+    assert np.abs(qb.astype(np.int64)).max() <= BIAS_LIMIT
+    assert s[1] == np.float32(0.5 / 63)  # healthy channels keep their scale
