@@ -11,7 +11,6 @@ should be flat in N.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -44,7 +43,7 @@ def peak_rss_kib(n: int, method: str = "entropy") -> dict:
 
 
 def main() -> None:
-    from machine import machine_info
+    from machine import save_result
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="500,5000")
@@ -53,9 +52,7 @@ def main() -> None:
         sys.exit("needs ../shared/data beside the repository")
     rows = [peak_rss_kib(int(n)) for n in args.sizes.split(",")]
     ratio = rows[-1]["peak_rss_kib"] / rows[0]["peak_rss_kib"]
-    doc = {"benchmark": "calibration_memory", "command": "python benchmarks/calibration_memory.py " + " ".join(sys.argv[1:]),
-           "machine": machine_info(), "results": rows, "peak_ratio_last_vs_first": ratio}
-    (HERE / "results" / "calibration_memory.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    save_result("calibration_memory", rows, peak_ratio_last_vs_first=ratio)
     for r in rows:
         print(f"{r['images']:>6} images: peak RSS {r['peak_rss_kib'] / 1024:.0f} MiB "
               f"(before calibration {r['rss_before_kib'] / 1024:.0f} MiB), {r['seconds']} s")

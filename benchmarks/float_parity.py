@@ -9,7 +9,6 @@ model.onnx size. Writes benchmarks/results/float_parity.json and prints a Markdo
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
@@ -19,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 SHARED = HERE.parent.parent / "shared" / "data"
 
-from machine import machine_info  # noqa: E402
+from machine import save_result  # noqa: E402
 
 from deploy_robust.data import load_dataset  # noqa: E402
 from deploy_robust.evaluate import compare_logits, evaluate  # noqa: E402
@@ -71,10 +70,7 @@ def main() -> None:
         sys.exit("needs ../shared/data beside the repository")
     with tempfile.TemporaryDirectory() as tmp:
         rows = [measure(c, d, Path(tmp)) for c, d in MODELS]
-    doc = {"benchmark": "float_parity", "command": "python benchmarks/float_parity.py", "machine": machine_info(),
-           "results": rows}
-    out = HERE / "results" / "float_parity.json"
-    out.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    out = save_result("float_parity", rows)
     print(markdown(rows))
     print(f"\nwritten {out.relative_to(HERE.parent)}")
 

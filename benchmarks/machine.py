@@ -38,3 +38,15 @@ def machine_info() -> dict:
     except ImportError:
         pass
     return doc
+
+
+def save_result(name: str, results, **extra) -> Path:
+    """Write benchmarks/results/NAME.json: the results with the command that made them and the machine."""
+    import json
+    import sys
+
+    doc = {"benchmark": name, "command": " ".join(["python", f"benchmarks/{name}.py", *sys.argv[1:]]),
+           "machine": machine_info(), "results": results, **extra}
+    out = Path(__file__).resolve().parent / "results" / f"{name}.json"
+    out.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    return out

@@ -12,7 +12,6 @@ for INT8 ort-cpu.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 SHARED = HERE.parent.parent / "shared" / "data"
 
-from machine import machine_info  # noqa: E402
+from machine import save_result  # noqa: E402
 
 from deploy_robust.data import load_dataset  # noqa: E402
 from deploy_robust.evaluate import compare_logits, evaluate  # noqa: E402
@@ -76,9 +75,7 @@ def main() -> None:
     for checkpoint, sets in MODELS:
         with tempfile.TemporaryDirectory() as tmp:
             rows += measure(checkpoint, sets, methods, Path(tmp))
-    doc = {"benchmark": "quantized_accuracy", "command": "python benchmarks/quantized_accuracy.py " + " ".join(sys.argv[1:]),
-           "calibration": "512 training images", "machine": machine_info(), "results": rows}
-    (HERE / "results" / "quantized_accuracy.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    save_result("quantized_accuracy", rows, calibration="512 training images")
     print("\n| model | precision / target | calib | FP32 acc | acc | delta (pt) | top-1 agree w/ FP32 | twin-engine agree | size vs FP32 |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:

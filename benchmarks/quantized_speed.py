@@ -11,7 +11,6 @@ calibration uses CIFAR-10 training images from ../shared/data when present.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 SHARED = HERE.parent.parent / "shared" / "data"
 
-from machine import machine_info  # noqa: E402
+from machine import save_result  # noqa: E402
 
 import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
@@ -109,12 +108,8 @@ def main() -> None:
         r["x_fp32"] = r["throughput_median"] / fp32
         r["x_ort_quantize_static"] = r["throughput_median"] / ort_default
         r["size_vs_fp32"] = r["model_bytes"] / by[("fp32", r["batch"])]["model_bytes"]
-    doc = {"benchmark": "quantized_speed", "model": "resnet18 (CIFAR, random init)", "threads": args.threads,
-           "rounds": args.rounds, "seconds_per_round": args.seconds,
-           "command": "python benchmarks/quantized_speed.py " + " ".join(sys.argv[1:]),
-           "machine": machine_info(), "results": results}
-    out = HERE / "results" / "quantized_speed.json"
-    out.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    out = save_result("quantized_speed", results, model="resnet18 (CIFAR, random init)", threads=args.threads,
+                      rounds=args.rounds, seconds_per_round=args.seconds)
     print("| variant | batch | images/s (median) | x FP32 | x ORT quantize_static | model.onnx | size vs FP32 |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
