@@ -21,6 +21,7 @@ BACKENDS = {
     "ort-cuda": ("onnxruntime", "onnxruntime-gpu"),
     "torch": ("torch", "torch"),
     "torch-cuda": ("torch", "torch (a CUDA build)"),
+    "tensorrt": ("tensorrt", "tensorrt (on a machine with an NVIDIA GPU)"),
 }
 
 
@@ -34,6 +35,12 @@ def create_runner(backend: str, bundle: Bundle | None = None, *, module: nn.Modu
     except ImportError:
         raise UserError(f"backend {backend} needs {package}: pip install {install}") from None
     fixed_batch = bundle.fixed_batch if bundle is not None else None
+    if backend == "tensorrt":
+        if bundle is None:
+            raise UserError("backend tensorrt runs a bundle; export the model first")
+        from deploy_robust.runtimes.tensorrt_runner import TensorRTRunner
+
+        return TensorRTRunner(bundle.model_path, bundle.spec.shape, fixed_batch=fixed_batch)
     if backend.startswith("ort"):
         if bundle is None:
             raise UserError(f"backend {backend} runs a bundle; export the model first")

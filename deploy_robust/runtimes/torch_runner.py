@@ -26,3 +26,28 @@ class TorchRunner(Runner):
         with torch.no_grad():
             out = self.module(torch.from_numpy(x).to(self.device))
         return out.float().cpu().numpy()
+
+    # GPU-only timing hooks used by `bench` (CUDA events; transfers separate from compute).
+    def phases(self, x: np.ndarray) -> dict[str, float] | None:
+        if self.device.type != "cuda":
+            return None
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+        host = torch.from_numpy(x).pin_memory()
+        with torch.no_grad():
+            events[0].record()
+            x_dev = host.to(self.device, non_blocking=True)
+            events[1].record()
+            out = self.module(x_dev)
+            events[2].record()
+            out.float().cpu()
+            events[3].record()
+        torch.cuda.synchronize()
+        return {"h2d": events[0].elapsed_time(events[1]), "compute": events[1].elapsed_time(events[2]),
+                "d2h": events[2].elapsed_time(events[3])}
+
+    def reset_device_peak(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def device_peak_mib(self) -> float | None:
+        return torch.cuda.max_memory_allocated(self.device) / 2 ** 20 if self.device.type == "cuda" else None

@@ -1,0 +1,121 @@
+"""bench: measure bundles on runtimes, write bench.json, compare bundles side by side from one run."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from deploy_robust.bench.machine import machine_info
+from deploy_robust.bench.measure import BatchResult, measure
+from deploy_robust.bundle import Bundle
+from deploy_robust.bundle.manifest import dumps
+from deploy_robust.errors import UserError
+from deploy_robust.runtimes import create_runner
+
+SCHEMA = "deploy-robust/bench"
+SCHEMA_VERSION = 1
+
+
+def run_bench(bundles: list[Bundle], backends: list[str], batches: list[int], *, threads: int | None = None,
+              warmup: int = 10, iters: int | None = None, duration: float = 3.0, rounds: int = 1,
+              power: bool = False, log=lambda msg: None) -> list[dict[str, Any]]:
+    """One document per bundle. With several bundles (or rounds > 1) the measurements are
+    interleaved round by round, so a noisy neighbour slows every bundle alike."""
+    if not batches or min(batches) <= 0:
+        raise UserError("--batch needs positive batch sizes, e.g. 1,8,32")
+    sampler = _power_sampler() if power else None
+    runners: dict[tuple[int, str], Any] = {}
+    loads: dict[tuple[int, str], dict[str, float]] = {}
+    for i, bundle in enumerate(bundles):
+        for backend in backends:
+            runner = create_runner(backend, bundle, threads=threads)
+            start = time.perf_counter()
+            runner.activate()
+            load_ms = (time.perf_counter() - start) * 1e3
+            x = _one_input(bundle)
+            start = time.perf_counter()
+            runner.infer(x)
+            loads[(i, backend)] = {"load_ms": load_ms, "first_inference_ms": (time.perf_counter() - start) * 1e3}
+            runners[(i, backend)] = runner
+    samples: dict[tuple[int, str, int], list[BatchResult]] = {}
+    per_round = duration / rounds
+    for batch in batches:
+        for r in range(rounds):
+            for (i, backend), runner in runners.items():
+                log(f"{bundles[i].path.name} {backend} batch {batch} (round {r + 1}/{rounds})")
+                result = measure(runner, bundles[i].spec.shape, batch, warmup=warmup if r == 0 else 2,
+                                 iters=None if iters is None else max(1, iters // rounds), duration=per_round,
+                                 min_iters=max(5, 20 // rounds), power_sampler=sampler)
+                samples.setdefault((i, backend, batch), []).append(result)
+    machine = machine_info()
+    documents = []
+    for i, bundle in enumerate(bundles):
+        entries = []
+        for backend in backends:
+            runner = runners[(i, backend)]
+            for batch in batches:
+                merged = _merge(samples[(i, backend, batch)])
+                entry = merged.to_json() | loads[(i, backend)] | {"runtime": _runtime_settings(runner, threads)}
+                entries.append(entry)
+        documents.append({
+            "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+            "bundle": {"path": str(bundle.path), "precision": bundle.precision, "target": bundle.manifest["target"],
+                       "model_bytes": bundle.model_path.stat().st_size, "sha256": bundle.manifest["model"]["sha256"]},
+            "settings": {"warmup": warmup, "iters": iters, "duration_s": duration, "rounds": rounds, "threads": threads,
+                         "input_buffers": 4},
+            "machine": machine,
+            "results": entries,
+        })
+    for runner in runners.values():
+        runner.deactivate()
+    return documents
+
+
+def write_bench_json(bundle: Bundle, document: dict[str, Any]) -> None:
+    bundle.write_file("bench.json", dumps(document))
+
+
+def _merge(results: list[BatchResult]) -> BatchResult:
+    if len(results) == 1:
+        return results[0]
+    from deploy_robust.bench.measure import latency_stats
+
+    samples = [s for r in results for s in r.latencies_ms]
+    first = results[0]
+    merged = BatchResult(first.backend, first.batch, len(samples), sum(r.seconds for r in results),
+                         first.batch * len(samples) / (sum(samples) / 1e3), latency_stats(samples),
+                         peak_rss_mib=max((r.peak_rss_mib or 0) for r in results) or None,
+                         peak_device_mib=max((r.peak_device_mib or 0) for r in results) or None,
+                         phases_ms=first.phases_ms, power=first.power, latencies_ms=samples)
+    return merged
+
+
+def _one_input(bundle: Bundle):
+    import numpy as np
+
+    return np.zeros((1, *bundle.spec.shape), np.float32)
+
+
+def _runtime_settings(runner, threads: int | None) -> dict[str, Any]:
+    settings: dict[str, Any] = {"backend": runner.name, "threads": threads or "runtime default"}
+    session = getattr(runner, "_session", None)
+    if session is not None:
+        settings["execution_providers"] = session.get_providers()
+        settings["graph_optimization_level"] = getattr(runner, "optimization", None)
+    return settings
+
+
+def _power_sampler():
+    from deploy_robust.bench.power import TegrastatsSampler
+
+    try:
+        return TegrastatsSampler()
+    except RuntimeError as e:
+        raise UserError(f"--power: {e}") from None
+
+
+def throughput_of(document: dict[str, Any], backend: str, batch: int) -> float | None:
+    for entry in document["results"]:
+        if entry["backend"] == backend and entry["batch"] == batch:
+            return entry["throughput"]
+    return None

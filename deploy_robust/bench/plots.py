@@ -1,0 +1,65 @@
+"""Plots: latency against batch size, and the deployment frontier (speed against accuracy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        from deploy_robust.errors import UserError
+
+        raise UserError("plots need matplotlib: pip install matplotlib") from None
+    return plt
+
+
+def latency_plot(documents: list[dict[str, Any]], out: Path) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for doc in documents:
+        name = Path(doc["bundle"]["path"]).name
+        for backend in sorted({e["backend"] for e in doc["results"]}):
+            entries = sorted((e for e in doc["results"] if e["backend"] == backend), key=lambda e: e["batch"])
+            batches = [e["batch"] for e in entries]
+            ax.errorbar(batches, [e["latency_ms"]["p50"] for e in entries],
+                        yerr=[[e["latency_ms"]["p50"] - e["latency_ms"]["min"] for e in entries],
+                              [e["latency_ms"]["p99"] - e["latency_ms"]["p50"] for e in entries]],
+                        marker="o", capsize=3, label=f"{name} ({backend})")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("latency per batch (ms): p50, bars min..p99")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def frontier_plot(points: list[dict[str, Any]], out: Path, batch: int) -> Path:
+    """`points`: name, throughput, clean_accuracy and optionally robust_accuracy (from verify.json)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, marker, label in (("clean_accuracy", "o", "clean"), ("robust_accuracy", "s", "robust (verify)")):
+        pts = [p for p in points if p.get(key) is not None]
+        if not pts:
+            continue
+        ax.scatter([p["throughput"] for p in pts], [100 * p[key] for p in pts], marker=marker, label=label)
+        for p in pts:
+            ax.annotate(p["name"], (p["throughput"], 100 * p[key]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel(f"throughput at batch {batch} (images/s)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("deployment frontier")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -1,0 +1,111 @@
+"""deploy-robust bench: latency and throughput of bundles on real runtimes; --compare for side-by-side ratios."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from deploy_robust.bench import run_bench, write_bench_json
+from deploy_robust.bench.plots import frontier_plot, latency_plot
+from deploy_robust.bundle import open_bundle
+from deploy_robust.cli import args as cli_args
+from deploy_robust.cli.output import emit_json, size, table
+from deploy_robust.errors import UserError
+from deploy_robust.runtimes import BACKENDS
+
+NAME = "bench"
+HELP = "measure latency/throughput of bundles on real runtimes (writes bench.json and plots)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", nargs="?", help="bundle to measure")
+    parser.add_argument("--compare", nargs="+", metavar="BUNDLE",
+                        help="measure several bundles interleaved in one run and print ratios to the first")
+    parser.add_argument("--backend", default="ort-cpu",
+                        help=f"comma-separated backends: {', '.join(BACKENDS)} (default ort-cpu)")
+    parser.add_argument("--batch", default="1,8,32", help="comma-separated batch sizes (default 1,8,32)")
+    parser.add_argument("--threads", type=cli_args.positive_int, help="runtime threads (default: the runtime's)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed iterations before measuring (default 10)")
+    parser.add_argument("--iters", type=cli_args.positive_int, help="timed iterations per batch (default: --duration)")
+    parser.add_argument("--duration", type=cli_args.number, default=3.0, help="seconds per batch size (default 3)")
+    parser.add_argument("--rounds", type=cli_args.positive_int, help="interleaved rounds (default 1, or 3 with --compare)")
+    parser.add_argument("--power", action="store_true", help="sample board power with tegrastats (Jetson)")
+    parser.add_argument("--no-plot", action="store_true", help="do not write latency.png into the bundle")
+    parser.add_argument("--frontier", metavar="PNG", help="write the deployment frontier plot (throughput vs accuracy)")
+    parser.add_argument("--data", help="with --frontier: dataset for clean accuracy where a bundle has no verify.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = ([args.bundle] if args.bundle else []) + (args.compare or [])
+    if not paths:
+        raise UserError("bench needs a bundle (or --compare B1 B2 ...)")
+    bundles = [open_bundle(p) for p in paths]
+    backends = [b.strip() for b in args.backend.split(",") if b.strip()]
+    try:
+        batches = [int(b) for b in args.batch.split(",") if b.strip()]
+    except ValueError:
+        raise UserError(f"--batch takes comma-separated integers; got {args.batch}") from None
+    rounds = args.rounds or (3 if len(bundles) > 1 else 1)
+    log = (lambda *_: None) if args.json else (lambda msg: print(f"  {msg}", file=sys.stderr) if sys.stderr.isatty() else None)
+    documents = run_bench(bundles, backends, batches, threads=args.threads, warmup=args.warmup, iters=args.iters,
+                          duration=args.duration, rounds=rounds, power=args.power, log=log)
+    for bundle, document in zip(bundles, documents):
+        write_bench_json(bundle, document)
+        if not args.no_plot:
+            latency_plot([document], bundle.path / "latency.png")
+    if args.frontier:
+        frontier_plot(_frontier_points(bundles, documents, args.data, max(batches), backends[0]), Path(args.frontier),
+                      max(batches))
+    if args.json:
+        emit_json(documents[0] if len(documents) == 1 else {"compare": documents})
+    else:
+        _print(documents)
+    return 0
+
+
+def _print(documents: list[dict]) -> None:
+    first = {(e["backend"], e["batch"]): e["throughput"] for e in documents[0]["results"]}
+    rows = []
+    for doc in documents:
+        name = Path(doc["bundle"]["path"]).name
+        for e in doc["results"]:
+            lat = e["latency_ms"]
+            ratio = e["throughput"] / first[(e["backend"], e["batch"])] if (e["backend"], e["batch"]) in first else None
+            rows.append([name, doc["bundle"]["precision"], e["backend"], e["batch"], f"{e['throughput']:.1f}",
+                         f"{lat['p50']:.2f}", f"{lat['p90']:.2f}", f"{lat['p99']:.2f}", e["iterations"],
+                         f"{ratio:.2f}x" if len(documents) > 1 else "-", f"{e.get('peak_rss_mib', 0):.0f}"])
+    print(table(["bundle", "precision", "backend", "batch", "images/s", "p50 ms", "p90 ms", "p99 ms", "iters",
+                 "vs first", "peak RSS MiB"], rows))
+    cpu = documents[0]["machine"]["cpu"]
+    gpu = documents[0]["machine"].get("gpu")
+    where = f"{cpu.get('model', '?')} ({cpu.get('usable_cores')} cores; {', '.join(cpu.get('flags', []))})"
+    print(f"\nmachine: {where}" + (f"; GPU {gpu['name']}" if gpu else ""))
+    for doc in documents:
+        e = doc["results"][0]
+        print(f"{Path(doc['bundle']['path']).name}: model.onnx {size(doc['bundle']['model_bytes'])}, "
+              f"load {e['load_ms']:.0f} ms, first inference {e['first_inference_ms']:.1f} ms; bench.json written")
+
+
+def _frontier_points(bundles, documents, data, batch, backend) -> list[dict]:
+    import json
+
+    points = []
+    for bundle, doc in zip(bundles, documents):
+        point = {"name": bundle.path.name, "throughput": next(
+            e["throughput"] for e in doc["results"] if e["batch"] == batch and e["backend"] == backend)}
+        verify = bundle.path / "verify.json"
+        if verify.is_file():
+            v = json.loads(verify.read_text())
+            point["clean_accuracy"], point["robust_accuracy"] = v.get("clean_accuracy"), v.get("robust_accuracy")
+        elif data:
+            from deploy_robust.data import load_dataset
+            from deploy_robust.evaluate import evaluate
+            from deploy_robust.runtimes import create_runner
+
+            point["clean_accuracy"] = evaluate(create_runner("ort-cpu", bundle),
+                                               load_dataset(data, bundle.spec.shape)).accuracy
+        else:
+            raise UserError(f"--frontier needs accuracies: {bundle.path} has no verify.json; pass --data")
+        points.append(point)
+    return points

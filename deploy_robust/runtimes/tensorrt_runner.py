@@ -1,0 +1,105 @@
+"""TensorRT backend: builds (or loads the cached) engine of a bundle and runs it with torch CUDA buffers.
+
+Uses the name-based TensorRT 10 API (`set_input_shape`, `set_tensor_address`,
+`execute_async_v3`). Device buffers are torch CUDA tensors, so no pycuda is needed.
+`phases` splits a call into host-to-device copy, engine compute and device-to-host copy,
+timed with CUDA events (as trtexec reports them). Not run where it was written (no GPU with
+TensorRT there); tests are marked `tensorrt`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from deploy_robust.errors import UserError
+from deploy_robust.runtimes.base import Runner
+
+
+class TensorRTRunner(Runner):
+    name = "tensorrt"
+
+    def __init__(self, onnx_path: Path, input_shape: tuple[int, ...], engine_path: Path | None = None,
+                 fixed_batch: int | None = None) -> None:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("backend tensorrt needs an NVIDIA GPU and a CUDA build of torch")
+        from deploy_robust.exporters.tensorrt_engine import import_tensorrt
+
+        self.trt = import_tensorrt()
+        self.onnx_path, self.input_shape = Path(onnx_path), tuple(input_shape)
+        self.engine_path = engine_path or self.onnx_path.with_suffix(".engine")
+        self.fixed_batch = fixed_batch
+        self._context = None
+
+    def activate(self) -> None:
+        if self._context is not None:
+            return
+        import torch
+
+        from deploy_robust.exporters.tensorrt_engine import build_engine
+
+        trt = self.trt
+        if self.engine_path.is_file():
+            blob = self.engine_path.read_bytes()
+        else:
+            blob = build_engine(self.onnx_path, self.input_shape, fixed_batch=self.fixed_batch)
+            try:
+                self.engine_path.write_bytes(blob)  # engines are specific to GPU and TensorRT version
+            except OSError:
+                pass
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._engine = self._runtime.deserialize_cuda_engine(blob)
+        if self._engine is None:
+            raise UserError(f"{self.engine_path}: not an engine for this GPU/TensorRT version; delete it to rebuild")
+        self._context = self._engine.create_execution_context()
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        self._input = next(n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+        self._output = next(n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+        self._stream = torch.cuda.Stream()
+
+    def deactivate(self) -> None:
+        self._context = None
+
+    def _run_device(self, x_dev):
+        import torch
+
+        self._context.set_input_shape(self._input, tuple(x_dev.shape))
+        out_shape = tuple(self._context.get_tensor_shape(self._output))
+        out = torch.empty(out_shape, dtype=torch.float32, device="cuda")
+        self._context.set_tensor_address(self._input, x_dev.data_ptr())
+        self._context.set_tensor_address(self._output, out.data_ptr())
+        if not self._context.execute_async_v3(self._stream.cuda_stream):
+            raise RuntimeError("TensorRT execution failed")
+        return out
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        self.activate()
+        with torch.cuda.stream(self._stream):
+            x_dev = torch.from_numpy(x).pin_memory().to("cuda", non_blocking=True)
+            out = self._run_device(x_dev).to("cpu", non_blocking=True)
+        self._stream.synchronize()
+        return out.numpy()
+
+    def phases(self, x: np.ndarray) -> dict[str, float]:
+        """Milliseconds of H2D copy, engine compute and D2H copy, from CUDA events."""
+        import torch
+
+        self.activate()
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+        host = torch.from_numpy(x).pin_memory()
+        with torch.cuda.stream(self._stream):
+            events[0].record()
+            x_dev = host.to("cuda", non_blocking=True)
+            events[1].record()
+            out = self._run_device(x_dev)
+            events[2].record()
+            out.to("cpu", non_blocking=True)
+            events[3].record()
+        self._stream.synchronize()
+        return {"h2d": events[0].elapsed_time(events[1]), "compute": events[1].elapsed_time(events[2]),
+                "d2h": events[2].elapsed_time(events[3])}

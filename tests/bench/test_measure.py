@@ -1,0 +1,51 @@
+import time
+
+import numpy as np
+import pytest
+
+from deploy_robust.bench.measure import latency_stats, make_inputs, measure, peak_rss_mib
+from deploy_robust.runtimes.base import Runner
+
+
+class _Recording(Runner):
+    """A runner whose cost is known: it sleeps 1 ms per call and records which buffer it saw."""
+
+    name = "recording"
+
+    def __init__(self):
+        self.seen = []
+
+    def _infer(self, x):
+        self.seen.append(float(x.reshape(-1)[0]))
+        time.sleep(0.001)
+        return np.zeros((len(x), 2), np.float32)
+
+
+def test_latency_stats():
+    stats = latency_stats([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert stats["p50"] == 3.0 and stats["min"] == 1.0 and stats["max"] == 100.0
+    assert stats["p90"] > stats["p50"] and stats["p99"] > stats["p90"]
+
+
+def test_inputs_are_distinct_buffers():
+    inputs = make_inputs((3, 4, 4), 2, buffers=4)
+    assert len({x.tobytes() for x in inputs}) == 4
+
+
+def test_warmup_is_excluded_and_buffers_rotate():
+    runner = _Recording()
+    result = measure(runner, (1, 2, 2), batch=4, warmup=3, iters=8)
+    assert result.iterations == 8 and len(runner.seen) == 3 + 8  # warm-up, then timed calls only
+    timed = runner.seen[3:11]
+    assert len(set(timed)) == 4  # four buffers, rotated
+    assert result.latency_ms["min"] >= 1.0
+    assert result.throughput == pytest.approx(4 * 8 / (sum(result.latencies_ms) / 1e3))
+
+
+def test_duration_budget_with_a_minimum_of_iterations():
+    result = measure(_Recording(), (1, 2, 2), batch=1, warmup=0, duration=0.0, min_iters=5)
+    assert result.iterations == 5
+
+
+def test_peak_rss_is_reported():
+    assert peak_rss_mib() > 10

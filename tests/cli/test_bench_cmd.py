@@ -1,0 +1,102 @@
+"""Smoke tests of `deploy-robust bench` on a tiny real bundle (seconds); heavy runs live in benchmarks/."""
+
+import json
+
+import pytest
+import torch
+
+from deploy_robust.export import export_bundle
+from deploy_robust.ingest import LoadedModel
+from deploy_robust.spec import InputSpec
+from tests.conftest import make_tiny
+
+
+@pytest.fixture
+def tiny_bundles(tmp_path):
+    loaded = LoadedModel(make_tiny(), InputSpec((3, 16, 16), 5), {"file": "t", "format": "test", "sha256": "",
+                                                                   "arch": None, "layer_dtypes": {}})
+    return [export_bundle(loaded, tmp_path / p, p) for p in ("fp32", "fp16")]
+
+
+def test_bench_writes_a_schema_versioned_bench_json(cli, tiny_bundles):
+    bundle = tiny_bundles[0]
+    code, stdout, err = cli("bench", bundle.path, "--batch", "1,4", "--duration", "0.2", "--json")
+    assert code == 0, err
+    printed = json.loads(stdout)
+    written = json.loads((bundle.path / "bench.json").read_text())
+    assert printed == written
+    assert written["schema"] == "deploy-robust/bench" and written["schema_version"] == 1
+    assert [e["batch"] for e in written["results"]] == [1, 4]
+    for entry in written["results"]:
+        assert entry["backend"] == "ort-cpu" and entry["throughput"] > 0
+        assert entry["latency_ms"]["p50"] <= entry["latency_ms"]["p90"] <= entry["latency_ms"]["p99"]
+        assert entry["load_ms"] > 0 and entry["peak_rss_mib"] > 0
+    assert written["machine"]["cpu"]["logical_cores"] >= 1
+    assert (bundle.path / "latency.png").stat().st_size > 1000
+
+
+def test_compare_prints_ratios_to_the_first_bundle(cli, tiny_bundles, tmp_path):
+    a, b = tiny_bundles
+    code, stdout, err = cli("bench", "--compare", a.path, b.path, "--batch", "2", "--duration", "0.3",
+                            "--frontier", tmp_path / "frontier.png", "--data", _npz(tmp_path))
+    assert code == 0, err
+    assert "1.00x" in stdout and "fp16" in stdout
+    assert (tmp_path / "frontier.png").stat().st_size > 1000
+
+
+def test_torch_backend_runs_the_bundle_graph(cli, tiny_bundles):
+    code, stdout, err = cli("bench", tiny_bundles[0].path, "--backend", "torch", "--batch", "2", "--iters", "5",
+                            "--no-plot", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["results"][0]["iterations"] == 5
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backend", "tpu"], "unknown backend 'tpu'"),
+    (["--batch", "1,x"], "comma-separated integers"),
+    (["--batch", "0"], "positive batch sizes"),
+])
+def test_bad_bench_arguments(cli, tiny_bundles, args, message):
+    code, _, err = cli("bench", tiny_bundles[0].path, *args)
+    assert code == 2 and message in err
+
+
+def test_missing_backend_names_what_to_install(cli, tiny_bundles):
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    code, _, err = cli("bench", tiny_bundles[0].path, "--backend", "tensorrt")
+    assert code == 2 and "pip install tensorrt" in err
+
+
+def _npz(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "d.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.integers(0, 256, (16, 3, 16, 16), dtype=np.uint8), y=rng.integers(0, 5, 16))
+    return path
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_torch_cuda_reports_transfer_and_compute_separately(cli, tiny_bundles):
+    code, stdout, err = cli("bench", tiny_bundles[0].path, "--backend", "torch-cuda", "--batch", "8",
+                            "--duration", "0.5", "--json")
+    entry = json.loads(stdout)["results"][0]
+    assert code == 0 and set(entry["phases_ms"]) == {"h2d", "compute", "d2h"} and entry["peak_device_mib"] > 0
+
+
+@pytest.mark.tensorrt
+def test_tensorrt_engine_matches_onnxruntime(tiny_bundles):
+    pytest.importorskip("tensorrt")
+    import numpy as np
+
+    from deploy_robust.runtimes import create_runner
+
+    x = np.random.default_rng(0).random((4, 3, 16, 16), dtype=np.float32)
+    engine = create_runner("tensorrt", tiny_bundles[0]).infer(x)
+    reference = create_runner("ort-cpu", tiny_bundles[0]).infer(x)
+    assert np.abs(engine - reference).max() < 1e-3
