@@ -1,4 +1,4 @@
-"""The whole pipeline on an embedded default: train on scikit-learn digits, export, evaluate.
+"""The whole pipeline on an embedded default: train on scikit-learn digits, export, evaluate, benchmark.
 
 With `model`/`data` it runs the same pipeline on the user's own model and dataset.
 """
@@ -13,6 +13,9 @@ from typing import Any
 import torch
 
 from deploy_robust import zoo
+from deploy_robust.bench import run_bench, write_bench_json
+from deploy_robust.bench.plots import frontier_plot
+from deploy_robust.bundle import open_bundle
 from deploy_robust.data import load_dataset
 from deploy_robust.errors import UserError
 from deploy_robust.evaluate import compare_logits, evaluate
@@ -33,14 +36,17 @@ class DemoResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     out: str = ""
+    frontier: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "n": self.n, "results": self.rows, "seconds": self.timings, "out": self.out}
+        return {"dataset": self.dataset, "n": self.n, "results": self.rows, "seconds": self.timings, "out": self.out,
+                "frontier": self.frontier}
 
 
 def run_demo(out: str | Path = "demo-out", *, model: str | None = None, arch: str | None = None,
              data: str | None = None, overrides: SpecOverrides | None = None, trust_pickle: bool = False,
-             calib: str | None = None, epochs: int = 40, seed: int = 0, log=print) -> DemoResult:
+             calib: str | None = None, epochs: int = 40, seed: int = 0, bench_seconds: float = 1.0,
+             log=print) -> DemoResult:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -73,6 +79,17 @@ def run_demo(out: str | Path = "demo-out", *, model: str | None = None, arch: st
                "agreement": compare_logits(engine.logits, reference.logits).to_json()}
         result.rows.append(row)
         log(f"exported {bundle.path}/ ({precision})")
+    bundles = [open_bundle(r["bundle"]) for r in result.rows if "bundle" in r]
+    start = time.perf_counter()
+    documents = run_bench(bundles, ["ort-cpu"], [1, 32], duration=bench_seconds, rounds=2)
+    timings["bench"] = time.perf_counter() - start
+    for bundle, document, row in zip(bundles, documents, (r for r in result.rows if "bundle" in r)):
+        write_bench_json(bundle, document)
+        row["throughput"] = {str(e["batch"]): e["throughput"] for e in document["results"]}
+    points = [{"name": Path(r["bundle"]).name, "throughput": r["throughput"]["32"], "clean_accuracy": r["accuracy"]}
+              for r in result.rows if "bundle" in r]
+    result.frontier = str(frontier_plot(points, out / "frontier.png", 32))
+    log(f"benchmarked the bundles; frontier plot: {result.frontier}")
     result.timings = timings
     return result
 

@@ -12,6 +12,8 @@ ort-cpu   uint8 asymmetric activations, int8 symmetric per-channel weights (U8S8
           VNNI, ONNX Runtime's U8S8 kernels add pairs of u8*s8 products in int16, and
           2*255*127 overflows it (measured here, AVX2 EPYC: logits off by up to 44);
           2*255*63 = 32130 fits, so the bundle is correct on every x86 CPU.
+          INT4 weight-only Gemm/MatMul inputs are quantized too (8-bit activations), so the
+          layer before them ends in a Q and fuses; ORT runs the Gemm itself as MatMulNBits.
 ort-cuda  as ort-cpu with int8 symmetric activations (zero point 0).
 tensorrt  int8 symmetric everything (zero point 0), per-channel weights; Q/DQ only on the
           inputs of weighted ops, plus exactly one input (the skip branch) of each residual
@@ -37,6 +39,7 @@ class TargetProfile:
     int4_conv_storage: str                 # "int4" or "int8" (4-bit grid in int8 tensors)
     per_channel_gemm: bool                 # per-output-channel Gemm/MatMul weights (else per tensor)
     int8_weight_levels: int                # largest |q| of 8-bit weights: 127, or 63 ("reduce range")
+    quantize_weight_only_inputs: bool      # 8-bit activations into INT4 weight-only Gemm/MatMul too
 
 
 WEIGHTED = ("Conv", "Gemm", "MatMul")
@@ -44,10 +47,10 @@ SHAPE_ONLY = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose")
 
 PROFILES = {
     "ort-cpu": TargetProfile("ort-cpu", False, WEIGHTED + ("MaxPool", "AveragePool", "GlobalAveragePool"),
-                             "all", SHAPE_ONLY, "int4", False, 63),
+                             "all", SHAPE_ONLY, "int4", False, 63, True),
     "ort-cuda": TargetProfile("ort-cuda", True, WEIGHTED + ("MaxPool", "AveragePool", "GlobalAveragePool"),
-                              "all", SHAPE_ONLY, "int4", False, 127),
-    "tensorrt": TargetProfile("tensorrt", True, WEIGHTED, "skip", (), "int8", True, 127),
+                              "all", SHAPE_ONLY, "int4", False, 127, True),
+    "tensorrt": TargetProfile("tensorrt", True, WEIGHTED, "skip", (), "int8", True, 127, False),
 }
 
 

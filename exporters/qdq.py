@@ -89,7 +89,7 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def _activation_tensors(editor: GraphEditor, plan: list[LayerPlan], profile: TargetProfile) -> set[str]:
     quantized_layers = {p.node for p in plan if p.precision in ("int8", "int4")
-                        and not (p.precision == "int4" and p.op in ("Gemm", "MatMul"))}
+                        and (profile.quantize_weight_only_inputs or not (p.precision == "int4" and p.op in ("Gemm", "MatMul")))}
     if not quantized_layers:
         return set()
     chosen: set[str] = set()

@@ -32,11 +32,15 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for r in result.rows:
         agree = r.get("agreement")
+        speed = r.get("throughput", {})
         rows.append([r["name"], r["backend"], pct(r["accuracy"]), ci(r["accuracy_ci95"]),
                      pct(agree["top1_agreement"]) if agree else "-",
                      f"{agree['max_abs_logit_diff']:.2g}" if agree else "-",
-                     size(r["model_bytes"]) if "model_bytes" in r else "-"])
+                     size(r["model_bytes"]) if "model_bytes" in r else "-",
+                     f"{speed['1']:.0f}" if speed else "-", f"{speed['32']:.0f}" if speed else "-"])
     print(f"\n{result.dataset}: {result.n} test images")
-    print(table(["model", "backend", "accuracy", "95% CI", "top-1 agree w/ ref", "max |dlogit|", "model.onnx"], rows))
-    print(f"\nbundles in {result.out}/ ; next: deploy-robust info {result.out}/fp32")
+    print(table(["model", "backend", "accuracy", "95% CI", "top-1 agree w/ ref", "max |dlogit|", "model.onnx",
+                 "img/s b1", "img/s b32"], rows))
+    print(f"\nbundles in {result.out}/ (each with bench.json); frontier plot: {result.frontier}")
+    print(f"next: deploy-robust info {result.out}/int8 ; deploy-robust bench --compare {result.out}/fp32 {result.out}/int8")
     return 0
