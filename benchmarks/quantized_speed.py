@@ -20,26 +20,13 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-SHARED = HERE.parent.parent / "shared" / "data"
 
+from common import calibration_for, resnet18_random  # noqa: E402
 from machine import save_result  # noqa: E402
 
-import onnxruntime as ort  # noqa: E402
-import torch  # noqa: E402
-
-from deploy_robust import zoo  # noqa: E402
-from deploy_robust.data import Dataset, load_dataset  # noqa: E402
+from deploy_robust.data import Dataset  # noqa: E402
 from deploy_robust.export import export_bundle  # noqa: E402
-from deploy_robust.ingest import LoadedModel  # noqa: E402
 from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner  # noqa: E402
-
-
-def calibration_set(spec) -> Dataset:
-    path = SHARED / "datasets" / "cifar10_train_first1017_per_batch.npz"
-    if path.exists():
-        return load_dataset(path, spec.shape).take(256)
-    rng = np.random.default_rng(0)
-    return Dataset(rng.integers(0, 256, (256, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, 256), "random", 255.0)
 
 
 def ort_quantize_static_default(fp32_path: Path, calib: Dataset, out: Path) -> Path:
@@ -75,11 +62,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--batches", default="1,32")
     args = parser.parse_args()
-    entry = zoo.get("resnet18")
-    torch.manual_seed(0)
-    loaded = LoadedModel(entry.build().eval(), entry.spec,
-                         {"file": "resnet18-random-init", "format": "zoo", "sha256": "", "arch": "resnet18", "layer_dtypes": {}})
-    calib = calibration_set(entry.spec)
+    loaded = resnet18_random()
+    calib = calibration_for(loaded)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         paths = {

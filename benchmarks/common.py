@@ -1,0 +1,48 @@
+"""Bundles the benchmark scripts share: ResNet-18 (random init) and the real checkpoints of ../shared/data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deploy_robust import zoo
+from deploy_robust.data import Dataset, load_dataset
+from deploy_robust.export import export_bundle
+from deploy_robust.ingest import LoadedModel, load_model
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+CIFAR_CALIB = SHARED / "datasets" / "cifar10_train_first1017_per_batch.npz"
+MNIST_CALIB = SHARED / "datasets" / "mnist_train_first17435.npz"
+
+
+def resnet18_random() -> LoadedModel:
+    """ResNet-18 (CIFAR) with a fixed random initialization: speed does not depend on trained values."""
+    entry = zoo.get("resnet18")
+    torch.manual_seed(0)
+    return LoadedModel(entry.build().eval(), entry.spec, {"file": "resnet18-random-init", "format": "zoo",
+                                                          "sha256": "", "arch": "resnet18", "layer_dtypes": {}})
+
+
+def calibration_for(loaded: LoadedModel, n: int = 256) -> Dataset:
+    path = MNIST_CALIB if loaded.spec.shape[0] == 1 else CIFAR_CALIB
+    if path.exists():
+        return load_dataset(path, loaded.spec.shape).take(n)
+    rng = np.random.default_rng(0)
+    return Dataset(rng.integers(0, 256, (n, *loaded.spec.shape), dtype=np.uint8), rng.integers(0, 10, n), "random", 255.0)
+
+
+def shared_model(name: str) -> LoadedModel | None:
+    path = SHARED / "models" / name
+    return load_model(path) if path.exists() else None
+
+
+def export_variants(loaded: LoadedModel, root: Path, variants: list[tuple[str, str]]) -> dict[str, object]:
+    """{'int8/ort-cpu': Bundle, ...} for each (precision, target)."""
+    calib = calibration_for(loaded)
+    out = {}
+    for precision, target in variants:
+        name = f"{precision}-{target}"
+        out[f"{precision}/{target}"] = export_bundle(loaded, root / name, precision, target, calib=calib)
+    return out
