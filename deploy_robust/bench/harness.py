@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+
 from deploy_robust.bench.machine import machine_info
-from deploy_robust.bench.measure import BatchResult, measure
+from deploy_robust.bench.measure import BatchResult, latency_stats, measure
 from deploy_robust.bundle import Bundle
 from deploy_robust.bundle.manifest import dumps
 from deploy_robust.errors import UserError
@@ -78,8 +80,6 @@ def write_bench_json(bundle: Bundle, document: dict[str, Any]) -> None:
 def _merge(results: list[BatchResult]) -> BatchResult:
     if len(results) == 1:
         return results[0]
-    from deploy_robust.bench.measure import latency_stats
-
     samples = [s for r in results for s in r.latencies_ms]
     first = results[0]
     merged = BatchResult(first.backend, first.batch, len(samples), sum(r.seconds for r in results),
@@ -90,9 +90,7 @@ def _merge(results: list[BatchResult]) -> BatchResult:
     return merged
 
 
-def _one_input(bundle: Bundle):
-    import numpy as np
-
+def _one_input(bundle: Bundle) -> np.ndarray:
     return np.zeros((1, *bundle.spec.shape), np.float32)
 
 
@@ -112,10 +110,3 @@ def _power_sampler():
         return TegrastatsSampler()
     except RuntimeError as e:
         raise UserError(f"--power: {e}") from None
-
-
-def throughput_of(document: dict[str, Any], backend: str, batch: int) -> float | None:
-    for entry in document["results"]:
-        if entry["backend"] == backend and entry["batch"] == batch:
-            return entry["throughput"]
-    return None

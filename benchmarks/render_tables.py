@@ -1,0 +1,76 @@
+"""Print the README's performance tables from results/*.json (so each row traces to a command)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def cpu_matrix(doc: dict) -> str:
+    lines = [f"`{doc['command']}` ({doc['machine']['cpu'].get('model', '?')}, {doc['threads']} threads, "
+             "images/s, ratio to FP32 of the same run):", "",
+             "| model | variant | batch 1 | batch 8 | batch 32 | batch 64 | model.onnx |", "|---|---|---|---|---|---|---|"]
+    rows: dict[tuple[str, str], dict] = {}
+    for r in doc["results"]:
+        rows.setdefault((r["model"], r["variant"]), {"bytes": r["model_bytes"]})[r["batch"]] = r
+    for (model, variant), cells in rows.items():
+        values = [f"{cells[b]['throughput']:.0f} ({cells[b]['x_fp32']:.2f}x)" if b in cells else "-" for b in (1, 8, 32, 64)]
+        lines.append(f"| {model} | {variant} | " + " | ".join(values) + f" | {cells['bytes'] / 2**20:.2f} MB |")
+    return "\n".join(lines)
+
+
+def quantized_speed(doc: dict) -> str:
+    lines = [f"`{doc['command']}`:", "", "| variant | batch | images/s | x FP32 | x ORT quantize_static | model.onnx | size vs FP32 |",
+             "|---|---|---|---|---|---|---|"]
+    for r in doc["results"]:
+        lines.append(f"| {r['variant']} | {r['batch']} | {r['throughput_median']:.0f} | {r['x_fp32']:.2f} | "
+                     f"{r['x_ort_quantize_static']:.2f} | {r['model_bytes'] / 2**20:.1f} MB | {r['size_vs_fp32']:.3f} |")
+    return "\n".join(lines)
+
+
+def repeatability(doc: dict) -> str:
+    lines = [f"`{doc['command']}`:", "", "| bundle | batch | p50 run 1 (ms) | p50 run 2 (ms) | spread |", "|---|---|---|---|---|"]
+    for r in doc["results"]:
+        lines.append(f"| resnet18 {r['variant']} | {r['batch']} | {r['p50_ms_run1']:.2f} | {r['p50_ms_run2']:.2f} | "
+                     f"{100 * r['spread']:.1f}% |")
+    return "\n".join(lines)
+
+
+def quantized_accuracy(doc: dict) -> str:
+    rows = doc["results"]
+    lines = [f"`{doc['command']}` (calibration on {doc['calibration']}, default MSE; engine = ONNX Runtime CPU):", "",
+             "| model | precision / target | FP32 acc | engine acc | delta (pt) | top-1 agree w/ FP32 | twin-engine agree | size vs FP32 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in (r for r in rows if r["calib_method"] == "mse"):
+        lines.append(f"| {r['model']} | {r['precision']} / {r['target']} | {100 * r['fp32_accuracy']:.2f}% | "
+                     f"{100 * r['accuracy']:.2f}% | {r['delta_pt']:+.2f} | {100 * r['top1_agreement_fp32']:.2f}% | "
+                     f"{100 * r['twin_engine_agreement']:.2f}% | {r['size_vs_fp32']:.3f} |")
+    lines += ["", "Calibration methods, INT8 `ort-cpu` (accuracy delta in points / top-1 agreement with FP32):", "",
+              "| model | minmax | percentile 99.99 | entropy | mse (default) |", "|---|---|---|---|---|"]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        cells = []
+        for method in ("minmax", "percentile", "entropy", "mse"):
+            r = next(x for x in rows if x["model"] == model and x["calib_method"] == method
+                     and x["precision"] == "int8" and x["target"] == "ort-cpu")
+            cells.append(f"{r['delta_pt']:+.2f} / {100 * r['top1_agreement_fp32']:.2f}%")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    for name, render in (("quantized_speed", quantized_speed), ("quantized_accuracy", quantized_accuracy),
+                         ("cpu_matrix", cpu_matrix), ("repeatability", repeatability)):
+        doc = load(name)
+        if doc:
+            print(f"<!-- {name} -->\n{render(doc)}\n")
+
+
+if __name__ == "__main__":
+    main()
