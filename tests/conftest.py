@@ -9,6 +9,8 @@ import pytest
 import torch
 from torch import nn
 
+from deploy_robust.cli import main as cli_main
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
@@ -81,3 +83,15 @@ def image_npz(tmp_path: Path) -> Path:
     path = tmp_path / "images.npz"
     np.savez(path, x=rng.integers(0, 256, (40, 3, 16, 16), dtype=np.uint8), y=rng.integers(0, 5, 40))
     return path
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the CLI in-process: returns (exit code, stdout, stderr)."""
+
+    def run(*args: str):
+        code = cli_main([str(a) for a in args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

@@ -19,6 +19,7 @@ TOOLS = {
     "export": ("deploy_robust.cli.export_cmd", "export a model to a bundle (model.onnx + manifest.json)"),
     "eval": ("deploy_robust.cli.eval_cmd", "clean accuracy of a bundle or model, optionally vs a reference"),
     "info": ("deploy_robust.cli.info_cmd", "describe a bundle, a model file, or the built-in architectures"),
+    "verify": ("deploy_robust.cli.verify_cmd", "robust accuracy of the engine under adaptive attacks, with CI gates"),
     "bench": ("deploy_robust.cli.bench_cmd", "latency/throughput of bundles on real runtimes; --compare for ratios"),
     "demo": ("deploy_robust.cli.demo_cmd", "the whole pipeline on an embedded default, no downloads"),
 }

@@ -66,10 +66,14 @@ class OnnxGraphModule(nn.Module):
     `float_dtype=None` keeps every cast as written.
     """
 
-    def __init__(self, model: onnx.ModelProto, float_dtype: torch.dtype | None = torch.float32) -> None:
+    def __init__(self, model: onnx.ModelProto, float_dtype: torch.dtype | None = torch.float32,
+                 straight_through: bool = False) -> None:
         super().__init__()
         graph = model.graph
         self.float_dtype = float_dtype
+        # BPDA (Athalye et al. 2018): rounding-type ops pass gradients through as the identity,
+        # so attacks see past non-differentiable layers instead of being stopped by zero gradients.
+        self.straight_through = straight_through
         self.params = nn.ParameterDict()
         self.source_dtypes: dict[str, str] = {}
         self._param_keys: dict[str, str] = {}
@@ -103,7 +107,7 @@ class OnnxGraphModule(nn.Module):
             env[onnx_name] = self.params[key]
         for op, ins, outs, attrs, name in self.nodes:
             args = [env[i] if i else None for i in ins]
-            attrs = dict(attrs, _float_dtype=self.float_dtype, _node=name, _op=op)
+            attrs = dict(attrs, _float_dtype=self.float_dtype, _node=name, _op=op, _ste=self.straight_through)
             result = OPS[op](args, attrs)
             if not isinstance(result, tuple):
                 result = (result,)
@@ -142,9 +146,21 @@ OPS["Min"] = _binary(torch.minimum, np.minimum)
 
 for _op, _fn in {"Relu": F.relu, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Neg": torch.neg,
                  "Exp": torch.exp, "Sqrt": torch.sqrt, "Erf": torch.erf, "Abs": torch.abs,
-                 "Softplus": F.softplus, "Floor": torch.floor, "Round": torch.round,
-                 "Identity": lambda x: x}.items():
+                 "Softplus": F.softplus, "Identity": lambda x: x}.items():
     OPS[_op] = (lambda fn: lambda args, attrs: fn(args[0]))(_fn)
+
+
+def _piecewise_constant(fn):
+    def run(args, attrs):
+        x = args[0]
+        if attrs.get("_ste") and isinstance(x, torch.Tensor) and x.is_floating_point():
+            return x + (fn(x) - x).detach()  # forward exact, backward identity (BPDA)
+        return fn(x)
+    return run
+
+
+for _op, _fn in {"Round": torch.round, "Floor": torch.floor, "Ceil": torch.ceil, "Sign": torch.sign}.items():
+    OPS[_op] = _piecewise_constant(_fn)
 
 
 @register("LeakyRelu")

@@ -1,0 +1,108 @@
+"""deploy-robust verify: accuracy and adversarial robustness of the engine that ships, with CI gates."""
+
+from __future__ import annotations
+
+import argparse
+
+from deploy_robust.bundle import open_bundle
+from deploy_robust.cli import args as cli_args
+from deploy_robust.cli.output import emit_json
+from deploy_robust.data import load_dataset
+from deploy_robust.errors import GateFailed, UserError
+from deploy_robust.ingest import load_model
+from deploy_robust.verify import SUITES, ThreatModel, parse_eps, run_verify
+from deploy_robust.verify.protocol import DEFAULT_SWEEP
+from deploy_robust.verify.report import markdown, write
+
+NAME = "verify"
+HELP = "robust accuracy of the exported engine under adaptive attacks; gates exit 1 when they fail"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle")
+    parser.add_argument("--data", required=True, help="test set (any supported format)")
+    parser.add_argument("--eps", required=True, help="radius on the [0,1] scale, e.g. 8/255 or 0.3")
+    parser.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    parser.add_argument("--n", type=cli_args.positive_int, default=1000, help="points (the first N; default 1000)")
+    parser.add_argument("--suite", default="standard", choices=list(SUITES))
+    parser.add_argument("--backend", default="ort-cpu", help="engine backend (default ort-cpu)")
+    parser.add_argument("--batch-size", type=cli_args.positive_int, default=128)
+    parser.add_argument("--reference", metavar="MODEL", help="the float model: transfer attacks and a paired delta")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the accuracy-vs-eps curve")
+    parser.add_argument("--no-bpda", action="store_true",
+                        help="attack S with plain gradients (shows what gradient masking hides; not a verdict)")
+    gates = parser.add_argument_group("gates (exit 1 when one fails)")
+    gates.add_argument("--min-clean-acc", type=cli_args.number, metavar="X")
+    gates.add_argument("--min-robust-acc", type=cli_args.number, metavar="X")
+    gates.add_argument("--max-robust-drop", type=cli_args.number, metavar="X", help="R's robust accuracy minus E's (needs --reference)")
+    gates.add_argument("--min-agreement", type=cli_args.number, metavar="X", help="top-1 agreement of E with R (needs --reference)")
+    cli_args.add_model_args(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    bundle = open_bundle(args.bundle)
+    threat = ThreatModel(args.norm, parse_eps(args.eps))
+    if (args.max_robust_drop is not None or args.min_agreement is not None) and not args.reference:
+        raise UserError("--max-robust-drop and --min-agreement need --reference")
+    dataset = load_dataset(args.data, bundle.spec.shape)
+    reference = None
+    if args.reference:
+        reference = load_model(args.reference, args.arch, trust_pickle=args.trust_pickle,
+                               overrides=cli_args.overrides(args)).reference()
+    doc = run_verify(bundle, dataset, threat, n=args.n, suite=args.suite, reference=reference, backend=args.backend,
+                     batch_size=args.batch_size, seed=args.seed, sweep=None if args.no_sweep else DEFAULT_SWEEP,
+                     bpda=not args.no_bpda)
+    if reference is not None and args.max_robust_drop is not None:
+        _reference_robustness(doc, reference, dataset, threat, args)
+    doc["gates"] = _gates(doc, args)
+    write(bundle, doc)
+    if args.json:
+        emit_json(doc)
+    else:
+        print(markdown(doc))
+        print(f"written {bundle.path / 'verify.json'} and {bundle.path / 'report.md'}")
+    failed = [g for g in doc["gates"] if not g["passed"]]
+    if failed:
+        raise GateFailed("; ".join(f"{g['name']} {g['value']:.4f} {g['op']} {g['threshold']:g} fails" for g in failed))
+    return 0
+
+
+def _reference_robustness(doc, reference, dataset, threat, args) -> None:
+    """R's robust accuracy on the same points under the same white-box attacks (paired delta)."""
+    import numpy as np
+    import torch
+
+    from deploy_robust.verify.protocol import SUITES as suites, _run_white_box
+
+    data = dataset.take(args.n)
+    robust = []
+    for index, (x_np, y_np) in enumerate(data.batches(args.batch_size)):
+        x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
+        with torch.no_grad():
+            ok = (reference(x).argmax(1) == y).numpy()
+        for attack in (a for a in suites[args.suite] if a.on == "S"):
+            adv = _run_white_box(attack, reference, x, y, threat, args.seed + index)
+            with torch.no_grad():
+                ok &= (reference(adv).argmax(1) == y).numpy()
+        robust.append(ok)
+    value = float(np.concatenate(robust).mean())
+    doc["reference_robust_accuracy"] = value
+    doc["robust_delta_vs_reference"] = doc["robust_accuracy"] - value
+
+
+def _gates(doc, args) -> list[dict]:
+    gates = []
+
+    def gate(name, value, op, threshold):
+        passed = value >= threshold if op == ">=" else value <= threshold
+        gates.append({"name": name, "value": value, "op": op, "threshold": threshold, "passed": bool(passed)})
+
+    if args.min_clean_acc is not None:
+        gate("clean_accuracy", doc["clean_accuracy"], ">=", args.min_clean_acc)
+    if args.min_robust_acc is not None:
+        gate("robust_accuracy", doc["robust_accuracy"], ">=", args.min_robust_acc)
+    if args.max_robust_drop is not None:
+        gate("robust_drop_vs_reference", -doc["robust_delta_vs_reference"], "<=", args.max_robust_drop)
+    if args.min_agreement is not None:
+        gate("top1_agreement_with_reference", doc["models"]["R"]["top1_agreement_with_E"], ">=", args.min_agreement)
+    return gates

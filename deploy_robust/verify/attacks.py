@@ -1,0 +1,193 @@
+"""Adversarial attacks written from their papers: FGSM, PGD, APGD (CE / DLR), Square, with EOT.
+
+White-box attacks take `model`: a torch callable from [0, 1] images to logits (the twin S,
+whose quantizers and other non-differentiable ops pass straight-through gradients), and
+return, per example, the best candidate found: a misclassifying point when one was found,
+else the point of highest loss. Square takes `scores`: a numpy callable (the engine E).
+`eot` averages gradients over that many forward passes (for stochastic models).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from deploy_robust.verify.threat import ThreatModel
+
+TorchModel = Callable[[torch.Tensor], torch.Tensor]
+
+
+def margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """max_{j != y} z_j - z_y: positive exactly when misclassified (C&W margin)."""
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.clone()
+    other.scatter_(1, y[:, None], float("-inf"))
+    return other.max(1).values - true
+
+
+def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Difference of logits ratio (Croce and Hein 2020): scale-invariant margin."""
+    ordered = logits.sort(1, descending=True).values
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.clone()
+    other.scatter_(1, y[:, None], float("-inf"))
+    return (other.max(1).values - true) / (ordered[:, 0] - ordered[:, 2] + 1e-12)
+
+
+LOSSES = {"ce": lambda z, y: F.cross_entropy(z, y, reduction="none"), "margin": margin_loss, "dlr": dlr_loss}
+
+
+def _gradient(model: TorchModel, x: torch.Tensor, y: torch.Tensor, loss: str, eot: int):
+    total = torch.zeros_like(x)
+    values = torch.zeros(len(x))
+    logits = None
+    for _ in range(eot):
+        x_var = x.detach().requires_grad_(True)
+        logits = model(x_var)
+        per_example = LOSSES[loss](logits, y)
+        grad, = torch.autograd.grad(per_example.sum(), x_var)
+        total += grad
+        values += per_example.detach()
+    return total / eot, values / eot, logits.detach()
+
+
+class _Best:
+    """Per example: a misclassifying point if found (kept once found), else the highest-loss point."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x.clone()
+        self.loss = torch.full((len(x),), -float("inf"))
+        self.fooled = torch.zeros(len(x), dtype=torch.bool)
+
+    def update(self, x: torch.Tensor, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        wrong = logits.argmax(1) != y
+        take = (~self.fooled) & (wrong | (loss > self.loss))
+        self.x[take] = x[take].detach()
+        self.loss = torch.where(take, loss, self.loss)
+        self.fooled |= wrong
+
+
+def fgsm(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel) -> torch.Tensor:
+    grad, _, _ = _gradient(model, x, y, "ce", 1)
+    return threat.project(x + threat.step(grad, threat.eps), x)
+
+
+def pgd(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int = 50,
+        step_size: float | None = None, restarts: int = 1, loss: str = "ce", eot: int = 1,
+        seed: int = 0) -> torch.Tensor:
+    """Madry et al. 2018: projected steepest ascent from a random start; best over restarts."""
+    step_size = step_size if step_size is not None else 2.5 * threat.eps / steps
+    generator = torch.Generator().manual_seed(seed)
+    best = _Best(x)
+    for _ in range(restarts):
+        x_adv = threat.random_start(x, generator)
+        for _ in range(steps):
+            grad, values, logits = _gradient(model, x_adv, y, loss, eot)
+            best.update(x_adv, values, logits, y)
+            x_adv = threat.project(x_adv + threat.step(grad, step_size), x)
+        with torch.no_grad():
+            logits = model(x_adv)
+        best.update(x_adv, LOSSES[loss](logits, y), logits, y)
+    return best.x
+
+
+def _apgd_checkpoints(steps: int) -> list[int]:
+    p = [0.0, 0.22]
+    while p[-1] < 1:
+        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
+    return sorted({math.ceil(round(q * steps, 6)) for q in p if q <= 1})[1:]
+
+
+def apgd(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int = 100,
+         loss: str = "ce", restarts: int = 1, eot: int = 1, seed: int = 0, rho: float = 0.75,
+         momentum: float = 0.75) -> torch.Tensor:
+    """Auto-PGD (Croce and Hein, ICML 2020): step size 2*eps halved at checkpoints when progress
+    stalls (fewer than rho of the steps improved, or no change since the last checkpoint),
+    restarting from the best point; momentum 0.75 after the first step."""
+    generator = torch.Generator().manual_seed(seed)
+    checkpoints = _apgd_checkpoints(steps)
+    best = _Best(x)
+    n = len(x)
+    shape = (-1, *[1] * (x.dim() - 1))
+    for _ in range(restarts):
+        x_adv = threat.random_start(x, generator)
+        eta = torch.full((n,), 2.0 * threat.eps)
+        grad, loss_now, logits = _gradient(model, x_adv, y, loss, eot)
+        best.update(x_adv, loss_now, logits, y)
+        x_max, loss_max, grad_max = x_adv.clone(), loss_now.clone(), grad.clone()
+        x_prev = x_adv.clone()
+        increases = torch.zeros(n)
+        last_check, eta_at_check, loss_max_at_check = 0, eta.clone(), loss_max.clone()
+        for k in range(steps):
+            z = threat.project(x_adv + threat.step(grad, 1.0) * eta.view(shape), x)
+            if k == 0:
+                x_next = z
+            else:
+                x_next = threat.project(x_adv + momentum * (z - x_adv) + (1 - momentum) * (x_adv - x_prev), x)
+            x_prev, x_adv = x_adv, x_next
+            grad, loss_new, logits = _gradient(model, x_adv, y, loss, eot)
+            best.update(x_adv, loss_new, logits, y)
+            increases += (loss_new > loss_now).float()
+            loss_now = loss_new
+            improved = loss_new > loss_max
+            x_max[improved], grad_max[improved] = x_adv[improved], grad[improved]
+            loss_max = torch.where(improved, loss_new, loss_max)
+            if k + 1 in checkpoints:
+                span = k + 1 - last_check
+                stalled = (increases < rho * span) | ((eta == eta_at_check) & (loss_max == loss_max_at_check))
+                eta = torch.where(stalled, eta / 2, eta)
+                x_adv[stalled], grad[stalled] = x_max[stalled], grad_max[stalled]
+                increases.zero_()
+                last_check, eta_at_check, loss_max_at_check = k + 1, eta.clone(), loss_max.clone()
+    return best.x
+
+
+def square_linf(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, eps: float, *,
+                queries: int = 1000, p_init: float = 0.05, seed: int = 0) -> tuple[np.ndarray, int]:
+    """Square attack (Andriushchenko et al., ECCV 2020), L-inf, score-based: random square
+    updates at the eps-ball's vertices, kept when the margin loss decreases. Only scores are
+    used, so it runs on the engine itself. Returns the points and the queries spent."""
+    rng = np.random.default_rng(seed)
+    n, c, h, w = x.shape
+    x_best = np.clip(x + eps * rng.choice([-1.0, 1.0], size=(n, c, 1, w)), 0, 1).astype(np.float32)
+    margin = _margins(scores(x_best), y)
+    used = 1
+    for i in range(queries - 1):
+        active = np.flatnonzero(margin > 0)
+        if active.size == 0:
+            break
+        p = _square_p(p_init, i, queries)
+        side = max(1, min(h - 1, int(round(math.sqrt(p * h * w)))))
+        r, col = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+        candidate = x_best[active].copy()
+        base = x[active]
+        window = eps * rng.choice([-1.0, 1.0], size=(active.size, c, 1, 1))
+        candidate[:, :, r:r + side, col:col + side] = np.clip(base[:, :, r:r + side, col:col + side] + window, 0, 1)
+        new_margin = _margins(scores(candidate), y[active])
+        used += 1
+        better = new_margin < margin[active]
+        x_best[active[better]] = candidate[better]
+        margin[active[better]] = new_margin[better]
+    return x_best, used
+
+
+def _square_p(p_init: float, i: int, total: int) -> float:
+    """The published schedule: p halves at fixed fractions of a 10,000-query budget."""
+    i = int(i / total * 10000)
+    for limit, factor in ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64),
+                          (6000, 128), (8000, 256)):
+        if i <= limit:
+            return p_init / factor
+    return p_init / 512
+
+
+def _margins(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """z_y - max_{j != y} z_j (negative once misclassified)."""
+    true = logits[np.arange(len(y)), y]
+    other = logits.copy()
+    other[np.arange(len(y)), y] = -np.inf
+    return true - other.max(1)

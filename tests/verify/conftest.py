@@ -1,0 +1,50 @@
+import pytest
+import torch
+from torch import nn
+
+from deploy_robust import zoo
+from deploy_robust.data import load_dataset
+from deploy_robust.export import export_bundle
+from deploy_robust.ingest import LoadedModel
+from deploy_robust.seeding import seed_everything
+from deploy_robust.train import train_classifier
+
+
+class RoundInput(nn.Module):
+    """A gradient-masking 'defense': the input is rounded to 16 levels (Round in the graph: zero gradient).
+
+    The levels are 1/15 apart, finer than the eps of the tests, so the rounding hides gradients
+    without adding real robustness: the textbook case of gradient masking."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(torch.round(x * 15) / 15)
+
+
+@pytest.fixture(scope="session")
+def digits_model():
+    seed_everything(0)
+    model = zoo.get("digits_cnn").build()
+    train_classifier(model, load_dataset("digits:train"), epochs=15, seed=0)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def digits_test():
+    return load_dataset("digits:test")
+
+
+def _bundle(module, root, name):
+    spec = zoo.get("digits_cnn").spec
+    loaded = LoadedModel(module, spec, {"file": name, "format": "test", "sha256": "", "arch": "digits_cnn",
+                                        "layer_dtypes": {}})
+    return export_bundle(loaded, root / name)
+
+
+@pytest.fixture(scope="session")
+def digits_bundles(tmp_path_factory, digits_model):
+    root = tmp_path_factory.mktemp("verify")
+    return {"plain": _bundle(digits_model, root, "plain"), "masked": _bundle(RoundInput(digits_model), root, "masked")}

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+import torch
+
+from deploy_robust.verify import attacks
+from deploy_robust.verify.threat import ThreatModel, parse_eps
+
+
+def test_parse_eps():
+    assert parse_eps("8/255") == pytest.approx(8 / 255) and parse_eps("0.3") == 0.3
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 0.5)])
+def test_candidates_stay_inside_the_threat_model(digits_model, digits_test, norm, eps):
+    threat = ThreatModel(norm, eps)
+    x, y = (torch.from_numpy(a) for a in next(digits_test.batches(64)))
+    for adv in (attacks.fgsm(digits_model, x, y, threat), attacks.pgd(digits_model, x, y, threat, steps=10),
+                attacks.apgd(digits_model, x, y, threat, steps=20, loss="dlr")):
+        delta = (adv - x).flatten(1)
+        size = delta.abs().max(1).values if norm == "linf" else delta.norm(dim=1)
+        assert (size <= eps + 1e-5).all() and adv.min() >= 0 and adv.max() <= 1
+
+
+def test_iterative_attacks_beat_fgsm_and_reach_zero_at_large_eps(digits_model, digits_test):
+    x, y = (torch.from_numpy(a) for a in next(digits_test.batches(200)))
+
+    def acc(adv):
+        with torch.no_grad():
+            return (digits_model(adv).argmax(1) == y).float().mean().item()
+
+    threat = ThreatModel("linf", 0.1)
+    clean = acc(x)
+    fgsm = acc(attacks.fgsm(digits_model, x, y, threat))
+    pgd = acc(attacks.pgd(digits_model, x, y, threat, steps=20))
+    apgd = acc(attacks.apgd(digits_model, x, y, threat, steps=50))
+    assert clean > 0.9 and pgd <= fgsm and apgd <= fgsm and pgd < clean - 0.2
+    assert acc(attacks.pgd(digits_model, x, y, ThreatModel("linf", 0.5), steps=20)) < 0.02
+
+
+def test_square_attacks_with_scores_only(digits_model, digits_test):
+    x, y = next(digits_test.batches(100))
+
+    def scores(batch):
+        with torch.no_grad():
+            return digits_model(torch.from_numpy(batch)).numpy()
+
+    adv, queries = attacks.square_linf(scores, x, y, 0.2, queries=300)
+    assert np.abs(adv - x).max() <= 0.2 + 1e-6 and queries <= 300
+    assert (scores(adv).argmax(1) == y).mean() < (scores(x).argmax(1) == y).mean() - 0.2
+
+
+def test_apgd_checkpoints_follow_the_paper():
+    points = attacks._apgd_checkpoints(100)
+    assert points[:3] == [22, 41, 57] and points[-1] <= 100  # p = 0, .22, .41, .57, ... (Croce and Hein 2020)
