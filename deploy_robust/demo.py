@@ -1,4 +1,4 @@
-"""The whole pipeline on an embedded default: train on scikit-learn digits, export, evaluate, benchmark.
+"""The whole pipeline on an embedded default: train on scikit-learn digits, export, evaluate, benchmark, verify.
 
 With `model`/`data` it runs the same pipeline on the user's own model and dataset.
 """
@@ -24,6 +24,8 @@ from deploy_robust.ingest import SpecOverrides, load_model
 from deploy_robust.runtimes import create_runner
 from deploy_robust.seeding import seed_everything
 from deploy_robust.train import train_classifier
+from deploy_robust.verify import ThreatModel, run_verify
+from deploy_robust.verify.report import write as write_verify
 
 DEFAULT_ARCH = "digits_cnn"
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
@@ -37,16 +39,17 @@ class DemoResult:
     timings: dict[str, float] = field(default_factory=dict)
     out: str = ""
     frontier: str = ""
+    verify_eps: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "n": self.n, "results": self.rows, "seconds": self.timings, "out": self.out,
-                "frontier": self.frontier}
+                "frontier": self.frontier, "verify_eps": self.verify_eps}
 
 
 def run_demo(out: str | Path = "demo-out", *, model: str | None = None, arch: str | None = None,
              data: str | None = None, overrides: SpecOverrides | None = None, trust_pickle: bool = False,
              calib: str | None = None, epochs: int = 40, seed: int = 0, bench_seconds: float = 1.0,
-             log=print) -> DemoResult:
+             verify_eps: float | None = 0.1, verify_n: int = 200, log=print) -> DemoResult:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -88,6 +91,19 @@ def run_demo(out: str | Path = "demo-out", *, model: str | None = None, arch: st
         row["throughput"] = {str(e["batch"]): e["throughput"] for e in document["results"]}
     points = [{"name": Path(r["bundle"]).name, "throughput": r["throughput"]["32"], "clean_accuracy": r["accuracy"]}
               for r in result.rows if "bundle" in r]
+    if verify_eps:
+        start = time.perf_counter()
+        for bundle, row in zip(bundles, (r for r in result.rows if "bundle" in r)):
+            doc = run_verify(bundle, dataset, ThreatModel("linf", verify_eps), n=verify_n, suite="quick",
+                             reference=loaded.reference(), sweep=None, seed=seed)
+            write_verify(bundle, doc)
+            row["robust_accuracy"] = doc["robust_accuracy"]
+            row["flags"] = [f["flag"] for f in doc["flags"]]
+            for point in points:
+                if point["name"] == bundle.path.name:
+                    point["robust_accuracy"] = doc["robust_accuracy"]
+        timings["verify"] = time.perf_counter() - start
+        result.verify_eps = verify_eps
     result.frontier = str(frontier_plot(points, out / "frontier.png", 32))
     log(f"benchmarked the bundles; frontier plot: {result.frontier}")
     result.timings = timings
