@@ -64,9 +64,39 @@ def quantized_accuracy(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def verify_real_models(doc: dict) -> str:
+    lines = [f"`{doc['command']}` (L-inf, the eps each model was trained for, first {doc['results'][0]['n']} test points, "
+             f"suite `{doc['results'][0]['suite']}`; R = torch model, S = twin, E = ONNX Runtime engine):", "",
+             "| model | eps | bundle | clean R / S / E | robust E (95% CI) | gradient attacks only | transfer from R | Square on E adds | flags |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["results"]:
+        lo, hi = r["robust_ci95"]
+        eps = f"{r['eps'] * 255:.0f}/255" if r["eps"] < 0.1 else f"{r['eps']:g}"
+        transfer = next((v for k, v in r["attacks"].items() if k.startswith("transfer")), None)
+        square_adds = 100 * (r["robust_gradient_attacks_only"] - r["robust_E"])
+        lines.append(f"| {r['model']} | {eps} | {r['precision']} | {100 * r['clean_R']:.1f} / {100 * r['clean_S']:.1f} / "
+                     f"{100 * r['clean_E']:.1f}% | **{100 * r['robust_E']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f}) | "
+                     f"{100 * r['robust_gradient_attacks_only']:.1f}% | "
+                     f"{'-' if transfer is None else f'{100 * transfer:.1f}%'} | {square_adds:.1f} pt | "
+                     f"{', '.join(r['flags']) or 'none'} |")
+    return "\n".join(lines)
+
+
+def autoattack_referee(doc: dict) -> str:
+    lines = [f"`{doc['command']}` (FP32 bundles, first {doc['results'][0]['n']} test points):", "",
+             "| model | eps | ours (`standard`, on E) | AutoAttack standard | ours - AutoAttack | time ours / AutoAttack |",
+             "|---|---|---|---|---|---|"]
+    for r in doc["results"]:
+        eps = f"{r['eps'] * 255:.0f}/255" if r["eps"] < 0.1 else f"{r['eps']:g}"
+        lines.append(f"| {r['model']} | {eps} | {100 * r['ours_standard']:.1f}% | {100 * r['autoattack_standard']:.1f}% | "
+                     f"{r['difference_pt']:+.1f} pt | {r['ours_seconds']:.0f} s / {r['autoattack_seconds']:.0f} s |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     for name, render in (("quantized_speed", quantized_speed), ("quantized_accuracy", quantized_accuracy),
-                         ("cpu_matrix", cpu_matrix), ("repeatability", repeatability)):
+                         ("cpu_matrix", cpu_matrix), ("repeatability", repeatability),
+                         ("verify_real_models", verify_real_models), ("autoattack_referee", autoattack_referee)):
         doc = load(name)
         if doc:
             print(f"<!-- {name} -->\n{render(doc)}\n")
