@@ -53,7 +53,8 @@ def main() -> None:
         x, y = torch.from_numpy(data.as_float()), torch.from_numpy(data.labels)
         start = time.perf_counter()
         adversary = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=0)
-        x_adv = adversary.run_standard_evaluation(x, y, batch_size=250)
+        result = adversary.run_standard_evaluation(x, y, batch_size=250)
+        x_adv = result[0] if isinstance(result, tuple) else result  # (x_adv, y_adv) in pyautoattack 0.2
         with torch.no_grad():
             aa_robust = float((model(x_adv).argmax(1) == y).float().mean())
         aa_seconds = time.perf_counter() - start
@@ -63,7 +64,7 @@ def main() -> None:
                      "ours_attacks": {a["attack"]: a["robust_accuracy"] for a in ours["attacks"]}})
         print(f"{checkpoint} eps {eps:.4g}: ours {100 * ours['robust_accuracy']:.1f}% ({ours_seconds:.0f} s), "
               f"AutoAttack {100 * aa_robust:.1f}% ({aa_seconds:.0f} s)", flush=True)
-    save_result("autoattack_referee", rows)
+        save_result("autoattack_referee", rows)  # after every model: a long run keeps what it finished
 
 
 if __name__ == "__main__":
