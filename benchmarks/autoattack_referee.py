@@ -6,7 +6,7 @@ AutoAttack: `pyautoattack` standard (APGD-CE, APGD-T, FAB-T, Square) on the torc
 The issue's goal: ours <= AutoAttack + 1 pt.
 
     pip install pyautoattack
-    python benchmarks/autoattack_referee.py [--n 500]
+    python benchmarks/autoattack_referee.py [--n 500] [--reuse-autoattack]
 """
 
 from __future__ import annotations
@@ -39,7 +39,15 @@ def main() -> None:
         sys.exit("needs AutoAttack: pip install pyautoattack")
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--reuse-autoattack", action="store_true",
+                        help="take AutoAttack's figures from results/autoattack_referee.json (same model, eps, n)")
     args = parser.parse_args()
+    previous = {}
+    saved = Path(__file__).resolve().parent / "results" / "autoattack_referee.json"
+    if args.reuse_autoattack and saved.exists():
+        import json
+
+        previous = {(r["model"], round(r["eps"], 6), r["n"]): r for r in json.loads(saved.read_text())["results"]}
     rows = []
     for checkpoint, test, eps in MODELS:
         loaded = shared_model(checkpoint)
@@ -49,15 +57,19 @@ def main() -> None:
             start = time.perf_counter()
             ours = run_verify(bundle, data, ThreatModel("linf", eps), n=args.n, suite="standard", sweep=None)
             ours_seconds = time.perf_counter() - start
-        model = loaded.reference().eval()
-        x, y = torch.from_numpy(data.as_float()), torch.from_numpy(data.labels)
-        start = time.perf_counter()
-        adversary = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=0)
-        result = adversary.run_standard_evaluation(x, y, batch_size=250)
-        x_adv = result[0] if isinstance(result, tuple) else result  # (x_adv, y_adv) in pyautoattack 0.2
-        with torch.no_grad():
-            aa_robust = float((model(x_adv).argmax(1) == y).float().mean())
-        aa_seconds = time.perf_counter() - start
+        known = previous.get((checkpoint, round(eps, 6), args.n))
+        if known:
+            aa_robust, aa_seconds = known["autoattack_standard"], known["autoattack_seconds"]
+        else:
+            model = loaded.reference().eval()
+            x, y = torch.from_numpy(data.as_float()), torch.from_numpy(data.labels)
+            start = time.perf_counter()
+            adversary = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=0)
+            result = adversary.run_standard_evaluation(x, y, batch_size=250)
+            x_adv = result[0] if isinstance(result, tuple) else result  # (x_adv, y_adv) in pyautoattack 0.2
+            with torch.no_grad():
+                aa_robust = float((model(x_adv).argmax(1) == y).float().mean())
+            aa_seconds = time.perf_counter() - start
         rows.append({"model": checkpoint, "eps": eps, "n": args.n, "ours_standard": ours["robust_accuracy"],
                      "autoattack_standard": aa_robust, "difference_pt": 100 * (ours["robust_accuracy"] - aa_robust),
                      "ours_seconds": round(ours_seconds, 1), "autoattack_seconds": round(aa_seconds, 1),

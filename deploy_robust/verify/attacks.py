@@ -38,17 +38,26 @@ def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (other.max(1).values - true) / (ordered[:, 0] - ordered[:, 2] + 1e-12)
 
 
+def dlr_targeted_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Targeted DLR (Croce and Hein 2020): (z_t - z_y) / (z_pi1 - (z_pi3 + z_pi4) / 2)."""
+    ordered = logits.sort(1, descending=True).values
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    goal = logits.gather(1, target[:, None]).squeeze(1)
+    return (goal - true) / (ordered[:, 0] - 0.5 * (ordered[:, 2] + ordered[:, 3]) + 1e-12)
+
+
 LOSSES = {"ce": lambda z, y: F.cross_entropy(z, y, reduction="none"), "margin": margin_loss, "dlr": dlr_loss}
 
 
-def _gradient(model: TorchModel, x: torch.Tensor, y: torch.Tensor, loss: str, eot: int):
+def _gradient(model: TorchModel, x: torch.Tensor, y: torch.Tensor, loss, eot: int):
+    loss_fn = LOSSES[loss] if isinstance(loss, str) else loss
     total = torch.zeros_like(x)
     values = torch.zeros(len(x))
     logits = None
     for _ in range(eot):
         x_var = x.detach().requires_grad_(True)
         logits = model(x_var)
-        per_example = LOSSES[loss](logits, y)
+        per_example = loss_fn(logits, y)
         grad, = torch.autograd.grad(per_example.sum(), x_var)
         total += grad
         values += per_example.detach()
@@ -103,14 +112,14 @@ def _apgd_checkpoints(steps: int) -> list[int]:
 
 
 def apgd(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int = 100,
-         loss: str = "ce", restarts: int = 1, eot: int = 1, seed: int = 0, rho: float = 0.75,
-         momentum: float = 0.75) -> torch.Tensor:
+         loss="ce", restarts: int = 1, eot: int = 1, seed: int = 0, rho: float = 0.75,
+         momentum: float = 0.75, best: "_Best | None" = None) -> torch.Tensor:
     """Auto-PGD (Croce and Hein, ICML 2020): step size 2*eps halved at checkpoints when progress
     stalls (fewer than rho of the steps improved, or no change since the last checkpoint),
     restarting from the best point; momentum 0.75 after the first step."""
     generator = torch.Generator().manual_seed(seed)
     checkpoints = _apgd_checkpoints(steps)
-    best = _Best(x)
+    best = best or _Best(x)
     n = len(x)
     shape = (-1, *[1] * (x.dim() - 1))
     for _ in range(restarts):
@@ -146,10 +155,26 @@ def apgd(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatMode
     return best.x
 
 
+def apgd_targeted(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int = 100,
+                  targets: int = 9, eot: int = 1, seed: int = 0) -> torch.Tensor:
+    """APGD-T: APGD on the targeted DLR loss toward each of the `targets` classes the clean
+    logits rank highest after the true one (AutoAttack's version uses 9)."""
+    with torch.no_grad():
+        ranked = model(x).sort(1, descending=True).indices
+    best = _Best(x)
+    for k in range(1, min(targets, ranked.shape[1] - 1) + 1):
+        target = ranked[:, k].clone()
+        target[target == y] = ranked[target == y, 0]  # the true class never is its own target
+        loss = lambda z, labels, t=target: dlr_targeted_loss(z, labels, t)
+        apgd(model, x, y, threat, steps=steps, loss=loss, eot=eot, seed=seed + k, best=best)
+    return best.x
+
+
 def square_linf(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, eps: float, *,
-                queries: int = 1000, p_init: float = 0.05, seed: int = 0) -> tuple[np.ndarray, int]:
+                queries: int = 1000, p_init: float = 0.8, seed: int = 0) -> tuple[np.ndarray, int]:
     """Square attack (Andriushchenko et al., ECCV 2020), L-inf, score-based: random square
-    updates at the eps-ball's vertices, kept when the margin loss decreases. Only scores are
+    updates at the eps-ball's vertices, kept when the margin loss decreases (p_init 0.8 and
+    the published halving schedule, as AutoAttack runs it). Only scores are
     used, so it runs on the engine itself. Returns the points and the queries spent."""
     rng = np.random.default_rng(seed)
     n, c, h, w = x.shape

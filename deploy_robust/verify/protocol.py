@@ -54,7 +54,8 @@ SUITES: dict[str, list[Attack]] = {
         Attack("pgd-margin", "S", {"steps": 50, "restarts": 1, "loss": "margin"}),
         Attack("apgd-ce", "S", {"steps": 100, "restarts": 1, "loss": "ce"}),
         Attack("apgd-dlr", "S", {"steps": 100, "restarts": 1, "loss": "dlr"}),
-        Attack("square", "E", {"queries": 1000}),
+        Attack("apgd-t", "S", {"steps": 100, "targets": 9}),
+        Attack("square", "E", {"queries": 5000}),
         Attack("transfer-apgd-ce", "R", {"steps": 100, "restarts": 1, "loss": "ce"}),
     ],
     "thorough": [
@@ -63,8 +64,9 @@ SUITES: dict[str, list[Attack]] = {
         Attack("pgd-margin", "S", {"steps": 100, "restarts": 3, "loss": "margin"}),
         Attack("apgd-ce", "S", {"steps": 200, "restarts": 3, "loss": "ce"}),
         Attack("apgd-dlr", "S", {"steps": 200, "restarts": 3, "loss": "dlr"}),
+        Attack("apgd-t", "S", {"steps": 200, "targets": 9}),
         Attack("pgd-ce-2x-steps", "S", {"steps": 200, "restarts": 1, "loss": "ce"}),
-        Attack("square", "E", {"queries": 5000}),
+        Attack("square", "E", {"queries": 10000}),
         Attack("transfer-apgd-ce", "R", {"steps": 200, "restarts": 1, "loss": "ce"}),
     ],
 }
@@ -86,6 +88,8 @@ def _as_float32(module: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tenso
 def _run_white_box(attack: Attack, model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int):
     if attack.name == "fgsm":
         return attacks.fgsm(model, x, y, threat)
+    if attack.name == "apgd-t":
+        return attacks.apgd_targeted(model, x, y, threat, seed=seed, **attack.params)
     if attack.name.startswith(("apgd", "transfer-apgd")):
         return attacks.apgd(model, x, y, threat, seed=seed, **attack.params)
     return attacks.pgd(model, x, y, threat, seed=seed, **attack.params)
