@@ -8,7 +8,6 @@ E. A point is robust only if E is right on it clean and on every candidate of ev
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -22,7 +21,7 @@ from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
 from deploy_robust.ingest.onnx_graph import OnnxGraphModule
 from deploy_robust.progress import progress
-from deploy_robust.quant import twin as _twin  # noqa: F401  (registers the Q/DQ handlers)
+import deploy_robust.quant.twin  # noqa: F401  (registers the Q/DQ handlers in the graph interpreter)
 from deploy_robust.runtimes import create_runner
 from deploy_robust.stats import wilson_interval
 from deploy_robust.verify import attacks

@@ -2,7 +2,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from deploy_robust.calibrators.collect import calibrate, calibration_document, load_cache
 from deploy_robust.data import Dataset

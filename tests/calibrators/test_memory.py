@@ -1,7 +1,6 @@
 """Calibration memory is bounded independently of the number of images (issue figure: <= 1.5x for 10x images)."""
 
 import sys
-from pathlib import Path
 
 import pytest
 

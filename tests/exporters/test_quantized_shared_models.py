@@ -1,6 +1,5 @@
 """Quantized bundles of the real robust checkpoints (../shared/data): accuracy and twin fidelity."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -1,7 +1,6 @@
 """One small graph per op, run by ONNX Runtime and by OnnxGraphModule: the same numbers."""
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 import torch

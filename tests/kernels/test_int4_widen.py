@@ -3,7 +3,6 @@ from collections import Counter
 import numpy as np
 import onnx
 import onnxruntime as ort
-import torch
 
 from deploy_robust.kernels import widen_int4_conv_weights
 from tests.exporters.test_qdq import SPEC, Residual, _fused_ops, _quantized
