@@ -63,3 +63,19 @@ def frontier_plot(points: list[dict[str, Any]], out: Path, batch: int) -> Path:
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def eps_curve_plot(curve: list[dict[str, float]], out: Path, title: str) -> Path:
+    """Engine accuracy against eps (from verify's sweep): should fall, and reach about 0."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([255 * p["eps"] for p in curve], [100 * p["accuracy"] for p in curve], marker="o")
+    ax.set_xlabel("eps (x/255)")
+    ax.set_ylabel("accuracy of E (%)")
+    ax.set_title(title, fontsize=9)
+    ax.set_ylim(-2, 102)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

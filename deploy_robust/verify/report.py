@@ -40,6 +40,7 @@ def markdown(doc: dict[str, Any]) -> str:
     if doc.get("eps_curve"):
         lines += ["", "## Accuracy against eps (PGD-CE, 20 steps on S, scored on E)", "", "| eps | accuracy |", "|---|---|"]
         lines += [f"| {p['eps']:.4g} ({255 * p['eps']:.3g}/255) | {100 * p['accuracy']:.2f}% |" for p in doc["eps_curve"]]
+        lines += ["", "![accuracy against eps](eps_curve.png)"]
     if doc.get("gates"):
         lines += ["", "## Gates", ""] + [f"- {g['name']} {g['op']} {g['threshold']:g}: "
                                          f"{'pass' if g['passed'] else 'FAIL'} ({g['value']:.4f})" for g in doc["gates"]]
@@ -48,5 +49,11 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def write(bundle: Bundle, doc: dict[str, Any]) -> None:
+    """verify.json, report.md and, when the eps sweep ran, eps_curve.png, into the bundle."""
     bundle.write_file("verify.json", dumps(doc))
     bundle.write_file("report.md", markdown(doc))
+    if doc.get("eps_curve"):
+        from deploy_robust.bench.plots import eps_curve_plot
+
+        eps_curve_plot(doc["eps_curve"], bundle.path / "eps_curve.png",
+                       f"{bundle.path.name}: PGD-CE on S, scored on E ({doc['threat_model']['norm']})")

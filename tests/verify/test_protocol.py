@@ -22,6 +22,17 @@ def test_robust_accuracy_is_the_per_example_worst_case(plain_doc):
     assert plain_doc["flags"] == []
 
 
+def test_report_files_are_written_into_the_bundle(plain_doc, digits_bundles):
+    from deploy_robust.verify.report import write
+
+    bundle = digits_bundles["plain"]
+    write(bundle, plain_doc)
+    report = (bundle.path / "report.md").read_text()
+    assert report.startswith("# Verify") and "per-example worst case" in report and "eps_curve.png" in report
+    assert (bundle.path / "eps_curve.png").stat().st_size > 1000
+    assert json.loads((bundle.path / "verify.json").read_text())["robust_accuracy"] == plain_doc["robust_accuracy"]
+
+
 def test_gradient_masking_is_flagged_and_bpda_sees_through_it(digits_bundles, digits_test, plain_doc):
     threat = ThreatModel("linf", 0.1)
     naive = run_verify(digits_bundles["masked"], digits_test, threat, n=120, suite="quick", sweep=None, bpda=False)
