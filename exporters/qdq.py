@@ -16,7 +16,6 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from deploy_robust.exporters.graph_edit import GraphEditor, int4_tensor
-from deploy_robust.exporters.preprocess import reduce_mean_to_global_pool
 from deploy_robust.exporters.profiles import TargetProfile
 from deploy_robust.quant.plan import INT4_BLOCK, LayerPlan
 from deploy_robust.quant.scheme import (ActivationParams, activation_params, bias_safe_min_scale, quantize_bias,
@@ -34,13 +33,11 @@ class QuantizeResult:
 
 def tensors_to_calibrate(model: onnx.ModelProto, plan: list[LayerPlan], profile: TargetProfile) -> list[str]:
     """The activation tensors whose ranges the Q/DQ graph needs (calibration collects exactly these)."""
-    reduce_mean_to_global_pool(model)
     return sorted(_activation_tensors(GraphEditor(model), plan, profile))
 
 
 def quantize_model(model: onnx.ModelProto, plan: list[LayerPlan], ranges: Ranges, profile: TargetProfile) -> QuantizeResult:
     model = _copy(model)
-    reduce_mean_to_global_pool(model)
     editor = GraphEditor(model)
     tensors = _activation_tensors(editor, plan, profile)
     missing = sorted(t for t in tensors if t not in ranges)

@@ -19,9 +19,22 @@ def _pyplot():
     return plt
 
 
-def latency_plot(documents: list[dict[str, Any]], out: Path) -> Path:
+def _axes():
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
+    return plt, fig, ax
+
+
+def _save(plt, fig, ax, out: Path) -> Path:
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def latency_plot(documents: list[dict[str, Any]], out: Path) -> Path:
+    plt, fig, ax = _axes()
     for doc in documents:
         name = Path(doc["bundle"]["path"]).name
         for backend in sorted({e["backend"] for e in doc["results"]}):
@@ -35,18 +48,13 @@ def latency_plot(documents: list[dict[str, Any]], out: Path) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("batch size")
     ax.set_ylabel("latency per batch (ms): p50, bars min..p99")
-    ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, ax, out)
 
 
 def frontier_plot(points: list[dict[str, Any]], out: Path, batch: int) -> Path:
     """`points`: name, throughput, clean_accuracy and optionally robust_accuracy (from verify.json)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    plt, fig, ax = _axes()
     for key, marker, label in (("clean_accuracy", "o", "clean"), ("robust_accuracy", "s", "robust (verify)")):
         pts = [p for p in points if p.get(key) is not None]
         if not pts:
@@ -57,25 +65,16 @@ def frontier_plot(points: list[dict[str, Any]], out: Path, batch: int) -> Path:
     ax.set_xlabel(f"throughput at batch {batch} (images/s)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("deployment frontier")
-    ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, ax, out)
 
 
 def eps_curve_plot(curve: list[dict[str, float]], out: Path, title: str) -> Path:
     """Engine accuracy against eps (from verify's sweep): should fall, and reach about 0."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    plt, fig, ax = _axes()
     ax.plot([255 * p["eps"] for p in curve], [100 * p["accuracy"] for p in curve], marker="o")
     ax.set_xlabel("eps (x/255)")
     ax.set_ylabel("accuracy of E (%)")
     ax.set_title(title, fontsize=9)
     ax.set_ylim(-2, 102)
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, ax, out)

@@ -11,7 +11,7 @@ from deploy_robust.data import load_dataset
 from deploy_robust.errors import GateFailed, UserError
 from deploy_robust.ingest import load_model
 from deploy_robust.verify import SUITES, ThreatModel, parse_eps, run_verify
-from deploy_robust.verify.protocol import DEFAULT_SWEEP
+from deploy_robust.verify.protocol import DEFAULT_SWEEP, reference_robust_accuracy
 from deploy_robust.verify.report import markdown, write
 
 NAME = "verify"
@@ -53,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
                      batch_size=args.batch_size, seed=args.seed, sweep=None if args.no_sweep else DEFAULT_SWEEP,
                      bpda=not args.no_bpda)
     if reference is not None and args.max_robust_drop is not None:
-        _reference_robustness(doc, reference, dataset, threat, args)
+        value = reference_robust_accuracy(reference, dataset, threat, n=args.n, suite=args.suite,
+                                          batch_size=args.batch_size, seed=args.seed)
+        doc["reference_robust_accuracy"] = value
+        doc["robust_delta_vs_reference"] = doc["robust_accuracy"] - value
     doc["gates"] = _gates(doc, args)
     write(bundle, doc)
     if args.json:
@@ -65,29 +68,6 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         raise GateFailed("; ".join(f"{g['name']} {g['value']:.4f} {g['op']} {g['threshold']:g} fails" for g in failed))
     return 0
-
-
-def _reference_robustness(doc, reference, dataset, threat, args) -> None:
-    """R's robust accuracy on the same points under the same white-box attacks (paired delta)."""
-    import numpy as np
-    import torch
-
-    from deploy_robust.verify.protocol import SUITES as suites, _run_white_box
-
-    data = dataset.take(args.n)
-    robust = []
-    for index, (x_np, y_np) in enumerate(data.batches(args.batch_size)):
-        x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
-        with torch.no_grad():
-            ok = (reference(x).argmax(1) == y).numpy()
-        for attack in (a for a in suites[args.suite] if a.on == "S"):
-            adv = _run_white_box(attack, reference, x, y, threat, args.seed + index)
-            with torch.no_grad():
-                ok &= (reference(adv).argmax(1) == y).numpy()
-        robust.append(ok)
-    value = float(np.concatenate(robust).mean())
-    doc["reference_robust_accuracy"] = value
-    doc["robust_delta_vs_reference"] = doc["robust_accuracy"] - value
 
 
 def _gates(doc, args) -> list[dict]:

@@ -128,6 +128,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
         grad, _, _ = attacks._gradient(S, x, y, "ce", 1)
         zero_grad += int((grad.flatten(1).abs().sum(1) == 0).sum())
         alive = e_logits.argmax(1) == y_np  # attack only points E gets right (the rest are not robust anyway)
+        survivors = alive.copy()            # E right on every candidate so far
         for a_index, attack in enumerate(plan):
             adv = x_np.copy()
             if alive.any():
@@ -142,15 +143,13 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
                 elif attack.on == "R":
                     adv[idx] = _run_white_box(attack, reference, x[idx], y[idx], threat, seed_here).numpy()
                 else:  # Square on E: only the points every earlier attack left robust (as AutoAttack does)
-                    still = np.ones(len(x_np), bool)
-                    for name in e_on_attack:
-                        if e_on_attack[name] and len(e_on_attack[name]) == index + 1:
-                            still &= e_on_attack[name][index]
-                    todo = np.flatnonzero(alive & still)
+                    todo = np.flatnonzero(survivors)
                     if todo.size:
                         adv[todo], _ = attacks.square_linf(engine.infer, x_np[todo], y_np[todo], threat.eps,
                                                            seed=seed_here, **attack.params)
-            e_on_attack[attack.name].append(engine.infer(adv).argmax(1) == y_np)
+            correct = engine.infer(adv).argmax(1) == y_np
+            e_on_attack[attack.name].append(correct)
+            survivors &= correct
     seconds = time.perf_counter() - started
     e_clean_ok = np.concatenate(e_clean) == labels
     robust = e_clean_ok.copy()
@@ -175,6 +174,22 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
         doc["eps_curve"] = eps_curve(S, engine, data, threat, sweep, batch_size, seed)
     doc["flags"] = sanity_flags(doc)
     return doc
+
+
+def reference_robust_accuracy(reference: torch.nn.Module, dataset: Dataset, threat: ThreatModel, *, n: int,
+                              suite: str, batch_size: int = 128, seed: int = 0) -> float:
+    """R's robust accuracy on the same points under the suite's white-box attacks (for the paired delta)."""
+    robust = []
+    for index, (x_np, y_np) in enumerate(dataset.take(n).batches(batch_size)):
+        x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
+        with torch.no_grad():
+            ok = (reference(x).argmax(1) == y).numpy()
+        for attack in (a for a in SUITES[suite] if a.on == "S"):
+            adv = _run_white_box(attack, reference, x, y, threat, seed + index)
+            with torch.no_grad():
+                ok &= (reference(adv).argmax(1) == y).numpy()
+        robust.append(ok)
+    return float(np.concatenate(robust).mean())
 
 
 def eps_curve(S, engine, data: Dataset, threat: ThreatModel, sweep, batch_size: int, seed: int) -> list[dict]:
