@@ -26,6 +26,7 @@ from deploy_robust.exporters.qdq import quantize_model, tensors_to_calibrate
 from deploy_robust.exporters.tensorrt_rules import check_tensorrt_rules
 from deploy_robust.hashing import sha256_bytes
 from deploy_robust.ingest import LoadedModel
+from deploy_robust.ingest.onnx_graph import graph_is_stochastic
 from deploy_robust.quant.fake_quant import freeze
 from deploy_robust.quant.plan import MODES, make_plan
 from deploy_robust.seeding import seed_everything
@@ -95,7 +96,8 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
         "schema_version": SCHEMA_VERSION,
         "model": {"file": "model.onnx", "sha256": sha256_bytes(data), "opset": graph_opset(model),
                   "ir_version": model.ir_version, "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
-                  "batch": batch, "exporter": f"torch.onnx ({exporter})"},
+                  "batch": batch, "exporter": f"torch.onnx ({exporter})",
+                  "stochastic": graph_is_stochastic(model)},
         "input": loaded.spec.to_json() | {"normalization_folded": loaded.spec.normalized},
         "precision": {"mode": precision, "layers": layers},
         "target": target,
@@ -146,7 +148,12 @@ def _self_check(data: bytes, loaded: LoadedModel, precision: str, seed: int, bat
     runner = OnnxRuntimeRunner(data, fixed_batch=batch if loaded.fixed_batch else None, optimization="basic")
     x = np.random.default_rng(seed).random((batch, *loaded.spec.shape), dtype=np.float32)
     got = runner.infer(x)
-    if precision == "fp32":
+    if graph_is_stochastic(onnx.load_from_string(data)):
+        # A stochastic defense: outputs differ run to run, so no exact parity; the draws must
+        # survive export (a graph that repeats itself would have frozen one random mask).
+        if not np.isfinite(got).all() or np.array_equal(got, runner.infer(x)):
+            raise RuntimeError("internal error: the exported stochastic graph is non-finite or no longer random")
+    elif precision == "fp32":
         with torch.no_grad():
             want = loaded.reference()(torch.from_numpy(x)).numpy()
         if float(np.abs(got - want).max()) > _SELF_CHECK_TOL:

@@ -31,6 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-sweep", action="store_true", help="skip the accuracy-vs-eps curve")
     parser.add_argument("--no-bpda", action="store_true",
                         help="attack S with plain gradients (shows what gradient masking hides; not a verdict)")
+    parser.add_argument("--eot", type=cli_args.positive_int, metavar="N",
+                        help="EOT draws per gradient for a stochastic engine (default: the suite's; 1 = naive)")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="recompute every batch (by default an interrupted run resumes from its finished batches)")
     gates = parser.add_argument_group("gates (exit 1 when one fails)")
     gates.add_argument("--min-clean-acc", type=cli_args.number, metavar="X")
     gates.add_argument("--min-robust-acc", type=cli_args.number, metavar="X")
@@ -51,19 +55,19 @@ def run(args: argparse.Namespace) -> int:
                                overrides=cli_args.overrides(args)).reference()
     doc = run_verify(bundle, dataset, threat, n=args.n, suite=args.suite, reference=reference, backend=args.backend,
                      batch_size=args.batch_size, seed=args.seed, sweep=None if args.no_sweep else DEFAULT_SWEEP,
-                     bpda=not args.no_bpda)
+                     bpda=not args.no_bpda, eot=args.eot, resume=not args.no_resume)
     if reference is not None and args.max_robust_drop is not None:
         value = reference_robust_accuracy(reference, dataset, threat, n=args.n, suite=args.suite,
                                           batch_size=args.batch_size, seed=args.seed)
         doc["reference_robust_accuracy"] = value
         doc["robust_delta_vs_reference"] = doc["robust_accuracy"] - value
     doc["gates"] = _gates(doc, args)
-    write(bundle, doc)
+    written = write(bundle, doc)
     if args.json:
         emit_json(doc)
     else:
         print(markdown(doc))
-        print(f"written {bundle.path / 'verify.json'} and {bundle.path / 'report.md'}")
+        print("written " + ", ".join(str(p) for p in written))
     failed = [g for g in doc["gates"] if not g["passed"]]
     if failed:
         raise GateFailed("; ".join(f"{g['name']} {g['value']:.4f} {g['op']} {g['threshold']:g} fails" for g in failed))

@@ -1,4 +1,4 @@
-"""Adversarial attacks written from their papers: FGSM, PGD, APGD (CE / DLR), Square, with EOT.
+"""Adversarial attacks written from their papers: FGSM, PGD, APGD (CE / DLR / targeted), Square (L-inf, L2), EOT.
 
 White-box attacks take `model`: a torch callable from [0, 1] images to logits (the twin S,
 whose quantizers and other non-differentiable ops pass straight-through gradients), and
@@ -80,8 +80,8 @@ class _Best:
         self.fooled |= wrong
 
 
-def fgsm(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel) -> torch.Tensor:
-    grad, _, _ = _gradient(model, x, y, "ce", 1)
+def fgsm(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, eot: int = 1) -> torch.Tensor:
+    grad, _, _ = _gradient(model, x, y, "ce", eot)
     return threat.project(x + threat.step(grad, threat.eps), x)
 
 
@@ -198,6 +198,90 @@ def square_linf(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np
         x_best[active[better]] = candidate[better]
         margin[active[better]] = new_margin[better]
     return x_best, used
+
+
+def square_l2(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, eps: float, *,
+              queries: int = 1000, p_init: float = 0.3, seed: int = 0) -> tuple[np.ndarray, int]:
+    """Square attack, L2 version (Andriushchenko et al., ECCV 2020): the perturbation is a grid of
+    centred "pseudo-Gaussian" bumps of norm eps in total; each step picks two random windows,
+    moves the L2 mass of both (plus any unused budget) into the first with a fresh two-lobed
+    bump, empties the second, and keeps the change when the margin decreases."""
+    rng = np.random.default_rng(seed)
+    n, c, h, w = x.shape
+    tile = max(1, h // 5)
+    delta = np.zeros_like(x, dtype=np.float32)
+    for r in range(0, h, tile):
+        for col in range(0, w, tile):
+            th, tw = min(tile, h - r), min(tile, w - col)
+            bump = _pseudo_gaussian(th, tw)
+            delta[:, :, r:r + th, col:col + tw] = bump * rng.choice([-1.0, 1.0], size=(n, c, 1, 1))
+    delta *= eps / np.sqrt((delta ** 2).sum(axis=(1, 2, 3), keepdims=True))
+    x_best = np.clip(x + delta, 0, 1).astype(np.float32)
+    margin = _margins(scores(x_best), y)
+    used = 1
+    for i in range(queries - 1):
+        active = np.flatnonzero(margin > 0)
+        if active.size == 0:
+            break
+        side = max(3, min(h - 1, int(round(math.sqrt(_square_p(p_init, i, queries) * h * w)))))
+        side = min(side, h - 1, w - 1) if min(h, w) > 3 else 1
+        (r1, c1), (r2, c2) = (rng.integers(0, [h - side + 1, w - side + 1]) for _ in range(2))
+        w1 = (slice(None), slice(None), slice(r1, r1 + side), slice(c1, c1 + side))
+        w2 = (slice(None), slice(None), slice(r2, r2 + side), slice(c2, c2 + side))
+        base = x[active]
+        d = x_best[active] - base
+        union = np.zeros_like(d, dtype=bool)
+        union[w1] = True
+        union[w2] = True
+        mass = (np.where(union, d, 0) ** 2).sum(axis=(2, 3))                        # per image and channel
+        slack = np.maximum(eps ** 2 - (d ** 2).sum(axis=(1, 2, 3)), 0)[:, None] / c
+        bump = _two_lobed(side, rng) * rng.choice([-1.0, 1.0], size=(active.size, c, 1, 1))
+        grown = d[w1] + bump * np.sqrt(mass + slack)[:, :, None, None]
+        grown *= np.sqrt(mass + slack)[:, :, None, None] / np.maximum(
+            np.sqrt((grown ** 2).sum(axis=(2, 3), keepdims=True)), 1e-12)
+        d_new = d.copy()
+        d_new[w2] = 0
+        d_new[w1] = grown
+        candidate = np.clip(base + d_new, 0, 1).astype(np.float32)
+        new_margin = _margins(scores(candidate), y[active])
+        used += 1
+        better = new_margin < margin[active]
+        x_best[active[better]] = candidate[better]
+        margin[active[better]] = new_margin[better]
+    return x_best, used
+
+
+def _pseudo_gaussian(h: int, w: int) -> np.ndarray:
+    """Nested centred rectangles weighted 1/(k+1)^2, unit L2 norm: a cheap Gaussian-like bump."""
+    bump = np.zeros((h, w), dtype=np.float32)
+    cy, cx = h // 2, w // 2
+    for k in range(max(h, w)):
+        bump[max(cy - k, 0):min(cy + k + 1, h), max(cx - k, 0):min(cx + k + 1, w)] += 1.0 / (k + 1) ** 2
+    return bump / np.sqrt((bump ** 2).sum())
+
+
+def _two_lobed(side: int, rng: np.random.Generator) -> np.ndarray:
+    """A window of two opposite-signed bumps (random orientation), unit L2 norm."""
+    half = side // 2
+    bump = np.zeros((side, side), dtype=np.float32)
+    bump[:half] = _pseudo_gaussian(half, side) if half else 0
+    bump[half:] = -_pseudo_gaussian(side - half, side)
+    if rng.random() < 0.5:
+        bump = bump.T
+    return bump / np.sqrt((bump ** 2).sum())
+
+
+def averaged_scores(scores: Callable[[np.ndarray], np.ndarray], draws: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Scores of a stochastic model for score-based attacks: the log of the member-averaged
+    probabilities over `draws` runs (EOT for black-box attacks)."""
+    def averaged(x: np.ndarray) -> np.ndarray:
+        total = 0.0
+        for _ in range(draws):
+            z = scores(x).astype(np.float64)
+            z = np.exp(z - z.max(1, keepdims=True))
+            total = total + z / z.sum(1, keepdims=True)
+        return np.log(total / draws + 1e-12)
+    return averaged
 
 
 def _square_p(p_init: float, i: int, total: int) -> float:

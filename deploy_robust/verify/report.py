@@ -1,59 +1,142 @@
-"""verify.json and a Markdown report (flags first, then the per-attack table and the eps curve)."""
+"""verify.json and the human report (flags first, then models, attacks and the eps curve).
+
+The report is built once as a list of blocks and rendered twice: Markdown (report.md) and
+a self-contained HTML page (report.html, the eps-curve figure embedded).
+"""
 
 from __future__ import annotations
 
+import base64
+import html as html_lib
+import re
+from pathlib import Path
 from typing import Any
 
 from deploy_robust.bundle import Bundle
 from deploy_robust.bundle.manifest import dumps
 
+Block = tuple  # ("h1"|"h2"|"p", text) | ("ul", [items]) | ("table", header, rows) | ("img", file, alt)
 
-def markdown(doc: dict[str, Any]) -> str:
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def blocks(doc: dict[str, Any]) -> list[Block]:
     t = doc["threat_model"]
-    lines = [f"# Verify: {doc['bundle']['path']}", ""]
+    out: list[Block] = [("h1", f"Verify: {doc['bundle']['path']}")]
     if doc["flags"]:
-        lines += ["## Flags", ""] + [f"- **{f['flag']}**: {f['detail']}" for f in doc["flags"]] + [""]
+        out += [("h2", "Flags"), ("ul", [f"**{f['flag']}**: {f['detail']}" for f in doc["flags"]])]
     else:
-        lines += ["No sanity flag raised.", ""]
+        out.append(("p", "No sanity flag raised."))
     lo, hi = doc["robust_accuracy_ci95"]
-    lines += [
-        "## Headline (engine E)", "",
-        f"- threat model: {t['description']}; {doc['data']['n']} points ({doc['data']['name']}, {doc['data']['selection']}); "
+    randomness = doc["stochastic_engine"]
+    headline = [
+        f"threat model: {t['description']}; {doc['data']['n']} points ({doc['data']['name']}, {doc['data']['selection']}); "
         f"suite `{doc['suite']}`; seed {doc['seed']}; engine {doc['engine']}",
-        f"- clean accuracy: {100 * doc['clean_accuracy']:.2f}%",
-        f"- robust accuracy (per-example worst case over all attacks, scored on E): **{100 * doc['robust_accuracy']:.2f}%** "
+        f"clean accuracy: {_pct(doc['clean_accuracy'])}"
+        + (f" (mean over {randomness['scoring_passes']} runs; right in all of them: "
+           f"{_pct(doc['clean_accuracy_worst_case'])})" if "clean_accuracy_worst_case" in doc else ""),
+        f"robust accuracy (per-example worst case over all attacks, scored on E): **{_pct(doc['robust_accuracy'])}** "
         f"(95% Wilson interval {100 * lo:.1f}-{100 * hi:.1f}%); an upper bound: a stronger attack may find less",
-        "", "## Models", "", "| model | clean accuracy | top-1 agreement with E |", "|---|---|---|"]
+    ]
+    if "expected_robust_accuracy" in doc:
+        headline.append(f"stochastic engine: robust means right in all {randomness['scoring_passes']} scoring passes; "
+                        f"one run of E is right on {_pct(doc['expected_robust_accuracy'])} of the attacked points on "
+                        f"average (expected robust accuracy); EOT over {randomness['eot_draws']} draws per gradient")
+    out += [("h2", "Headline (engine E)"), ("ul", headline)]
+    rows = []
     for name, m in doc["models"].items():
         agree = m.get("top1_agreement_with_E")
-        lines.append(f"| {name} | {100 * m['clean_accuracy']:.2f}% | {'-' if agree is None else f'{100 * agree:.2f}%'} |")
+        rows.append([name, _pct(m["clean_accuracy"]), "-" if agree is None else _pct(agree)])
+    out += [("h2", "Models"), ("table", ["model", "clean accuracy", "top-1 agreement with E"], rows)]
+    notes = []
     if doc.get("agreement_E_S_on_S_adversarial") is not None:
-        lines += ["", f"E and S agree on {100 * doc['agreement_E_S_on_S_adversarial']:.2f}% of S's adversarial examples."]
+        notes.append(f"E and S agree on {_pct(doc['agreement_E_S_on_S_adversarial'])} of S's adversarial examples.")
     if doc.get("reference_robust_accuracy") is not None:
-        lines += [f"Reference R under the same white-box attacks: {100 * doc['reference_robust_accuracy']:.2f}% "
-                  f"(paired delta E - R: {100 * doc['robust_delta_vs_reference']:+.2f} pt on the same points)."]
-    lines += ["", "## Attacks", "", "| attack | run on | parameters | E robust accuracy |", "|---|---|---|---|"]
+        notes.append(f"Reference R under the same white-box attacks: {_pct(doc['reference_robust_accuracy'])} "
+                     f"(paired delta E - R: {100 * doc['robust_delta_vs_reference']:+.2f} pt on the same points).")
+    if notes:
+        out.append(("p", " ".join(notes)))
+    rows = []
     for a in doc["attacks"]:
         params = ", ".join(f"{k}={v}" for k, v in a["params"].items()) or "-"
         note = " (on survivors only)" if a.get("scope") else ""
-        lines.append(f"| {a['attack']} | {a['on']} | {params} | {100 * a['robust_accuracy']:.2f}%{note} |")
+        expected = f"; expected {_pct(a['expected_robust_accuracy'])}" if "expected_robust_accuracy" in a else ""
+        rows.append([a["attack"], a["on"], params, f"{_pct(a['robust_accuracy'])}{expected}{note}"])
+    out += [("h2", "Attacks"), ("table", ["attack", "run on", "parameters", "E robust accuracy"], rows)]
     if doc.get("eps_curve"):
-        lines += ["", "## Accuracy against eps (PGD-CE, 20 steps on S, scored on E)", "", "| eps | accuracy |", "|---|---|"]
-        lines += [f"| {p['eps']:.4g} ({255 * p['eps']:.3g}/255) | {100 * p['accuracy']:.2f}% |" for p in doc["eps_curve"]]
-        lines += ["", "![accuracy against eps](eps_curve.png)"]
+        out += [("h2", "Accuracy against eps (PGD-CE, 20 steps on S, scored on E)"),
+                ("table", ["eps", "accuracy"],
+                 [[f"{p['eps']:.4g} ({255 * p['eps']:.3g}/255)", _pct(p["accuracy"])] for p in doc["eps_curve"]]),
+                ("img", "eps_curve.png", "accuracy against eps")]
     if doc.get("gates"):
-        lines += ["", "## Gates", ""] + [f"- {g['name']} {g['op']} {g['threshold']:g}: "
-                                         f"{'pass' if g['passed'] else 'FAIL'} ({g['value']:.4f})" for g in doc["gates"]]
-    lines += ["", f"Took {doc['seconds']} s."]
-    return "\n".join(lines) + "\n"
+        out += [("h2", "Gates"), ("ul", [f"{g['name']} {g['op']} {g['threshold']:g}: "
+                                         f"{'pass' if g['passed'] else 'FAIL'} ({g['value']:.4f})" for g in doc["gates"]])]
+    out.append(("p", f"Took {doc['seconds']} s."))
+    return out
 
 
-def write(bundle: Bundle, doc: dict[str, Any]) -> None:
-    """verify.json, report.md and, when the eps sweep ran, eps_curve.png, into the bundle."""
+def markdown(doc: dict[str, Any]) -> str:
+    lines: list[str] = []
+    for block in blocks(doc):
+        kind = block[0]
+        if kind in ("h1", "h2"):
+            lines += [f"{'#' if kind == 'h1' else '##'} {block[1]}", ""]
+        elif kind == "p":
+            lines += [block[1], ""]
+        elif kind == "ul":
+            lines += [f"- {item}" for item in block[1]] + [""]
+        elif kind == "table":
+            header, rows = block[1], block[2]
+            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(row) + " |" for row in rows] + [""]
+        elif kind == "img":
+            lines += [f"![{block[2]}]({block[1]})", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _inline(text: str) -> str:
+    text = html_lib.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+def html(doc: dict[str, Any], figures: dict[str, bytes] | None = None) -> str:
+    """One self-contained page; `figures` maps an image file name to its PNG bytes (embedded)."""
+    figures = figures or {}
+    parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{html_lib.escape(doc['bundle']['path'])}: verify</title>",
+             "<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
+             "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:.25rem .6rem;text-align:left}"
+             "li strong{color:#a40000}</style></head><body>"]
+    for block in blocks(doc):
+        kind = block[0]
+        if kind in ("h1", "h2", "p"):
+            parts.append(f"<{kind}>{_inline(block[1])}</{kind}>")
+        elif kind == "ul":
+            parts.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in block[1]) + "</ul>")
+        elif kind == "table":
+            head = "".join(f"<th>{_inline(h)}</th>" for h in block[1])
+            body = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in block[2])
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif kind == "img" and block[1] in figures:
+            data = base64.b64encode(figures[block[1]]).decode()
+            parts.append(f'<p><img alt="{html_lib.escape(block[2])}" src="data:image/png;base64,{data}"></p>')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write(bundle: Bundle, doc: dict[str, Any]) -> list[Path]:
+    """verify.json, report.md, report.html and, when the eps sweep ran, eps_curve.png, into the bundle."""
     bundle.write_file("verify.json", dumps(doc))
     bundle.write_file("report.md", markdown(doc))
+    figures = {}
     if doc.get("eps_curve"):
         from deploy_robust.bench.plots import eps_curve_plot
 
         eps_curve_plot(doc["eps_curve"], bundle.path / "eps_curve.png",
                        f"{bundle.path.name}: PGD-CE on S, scored on E ({doc['threat_model']['norm']})")
+        figures["eps_curve.png"] = (bundle.path / "eps_curve.png").read_bytes()
+    bundle.write_file("report.html", html(doc, figures))
+    return [bundle.path / name for name in ("verify.json", "report.md", "report.html", *figures)]

@@ -24,6 +24,17 @@ class RoundInput(nn.Module):
         return self.model(torch.round(x * 15) / 15)
 
 
+class NoisyInput(nn.Module):
+    """A stochastic model: Gaussian noise on the input, fresh on every run (RandomNormalLike in ONNX)."""
+
+    def __init__(self, model: nn.Module, sigma: float = 0.3) -> None:
+        super().__init__()
+        self.model, self.sigma = model, sigma
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x + self.sigma * torch.randn_like(x))
+
+
 @pytest.fixture(scope="session")
 def digits_model():
     seed_everything(0)
@@ -47,4 +58,5 @@ def _bundle(module, root, name):
 @pytest.fixture(scope="session")
 def digits_bundles(tmp_path_factory, digits_model):
     root = tmp_path_factory.mktemp("verify")
-    return {"plain": _bundle(digits_model, root, "plain"), "masked": _bundle(RoundInput(digits_model), root, "masked")}
+    return {"plain": _bundle(digits_model, root, "plain"), "masked": _bundle(RoundInput(digits_model), root, "masked"),
+            "noisy": _bundle(NoisyInput(digits_model), root, "noisy")}

@@ -49,6 +49,27 @@ def test_square_attacks_with_scores_only(digits_model, digits_test):
     assert (scores(adv).argmax(1) == y).mean() < (scores(x).argmax(1) == y).mean() - 0.2
 
 
+def test_square_l2_stays_in_the_ball_and_finds_adversarials(digits_model, digits_test):
+    x, y = next(digits_test.batches(100))
+
+    def scores(batch):
+        with torch.no_grad():
+            return digits_model(torch.from_numpy(batch)).numpy()
+
+    adv, queries = attacks.square_l2(scores, x, y, 1.5, queries=300)
+    norms = np.sqrt(((adv - x) ** 2).reshape(len(x), -1).sum(1))
+    assert norms.max() <= 1.5 + 1e-4 and adv.min() >= 0 and adv.max() <= 1 and queries <= 300
+    assert (scores(adv).argmax(1) == y).mean() < (scores(x).argmax(1) == y).mean() - 0.2
+
+
+def test_averaged_scores_average_probabilities_over_draws():
+    draws = [np.array([[2.0, 0.0]]), np.array([[0.0, 3.0]])]
+    calls = iter(draws * 3)
+    got = attacks.averaged_scores(lambda x: next(calls), 2)(np.zeros((1, 1)))
+    probs = [np.exp(d) / np.exp(d).sum() for d in draws]
+    np.testing.assert_allclose(np.exp(got), (probs[0] + probs[1]) / 2, rtol=1e-9)
+
+
 def test_apgd_checkpoints_follow_the_paper():
     points = attacks._apgd_checkpoints(100)
     assert points[:3] == [22, 41, 57] and points[-1] <= 100  # p = 0, .22, .41, .57, ... (Croce and Hein 2020)

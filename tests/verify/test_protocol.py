@@ -59,3 +59,63 @@ def test_cli_gates_and_bad_input(cli, digits_bundles, tmp_path):
     assert code == 2 and "need --reference" in err
     code, _, err = cli("verify", bundle, "--data", "digits:test", "--eps", "abc")
     assert code == 2 and "--eps must be a number" in err
+
+
+def test_stochastic_engine_is_scored_over_passes_with_eot(digits_bundles, digits_test):
+    bundle = digits_bundles["noisy"]
+    assert bundle.manifest["model"]["stochastic"] is True
+    threat = ThreatModel("linf", 0.1)
+    doc = run_verify(bundle, digits_test, threat, n=60, suite="quick", sweep=None)
+    randomness = doc["stochastic_engine"]
+    assert randomness["stochastic"] and randomness["scoring_passes"] == 20 and randomness["eot_draws"] == 4
+    assert randomness["stable_prediction_fraction"] < 1.0
+    assert "randomness" in {f["flag"] for f in doc["flags"]}
+    # Worst case over 20 passes can only be below what one run gets on average.
+    assert doc["robust_accuracy"] <= doc["expected_robust_accuracy"] <= doc["clean_accuracy"]
+    assert doc["clean_accuracy_worst_case"] <= doc["clean_accuracy"]
+    assert all(a["robust_accuracy"] <= a["expected_robust_accuracy"] for a in doc["attacks"])
+    naive = run_verify(bundle, digits_test, threat, n=60, suite="quick", sweep=None, eot=1)
+    assert "no_eot" in {f["flag"] for f in naive["flags"]}
+
+
+def test_l2_threat_runs_square_l2_on_the_engine(plain_doc, digits_bundles, digits_test):
+    doc = run_verify(digits_bundles["plain"], digits_test, ThreatModel("l2", 1.0), n=60, suite="quick", sweep=None)
+    assert "square" in {a["attack"] for a in doc["attacks"]}
+    assert doc["threat_model"]["description"].startswith("L2")
+    assert doc["robust_accuracy"] < doc["clean_accuracy"]
+
+
+def test_an_interrupted_run_resumes_from_its_finished_batches(digits_bundles, digits_test, monkeypatch):
+    from deploy_robust.verify import protocol
+
+    bundle, threat = digits_bundles["plain"], ThreatModel("linf", 0.1)
+    kwargs = dict(n=60, suite="quick", sweep=None, batch_size=30)
+    fresh = run_verify(bundle, digits_test, threat, resume=False, **kwargs)
+    real, calls = protocol._verify_batch, []
+
+    def interrupted(*args):
+        calls.append(args[-1])
+        if args[-1] == 1:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(protocol, "_verify_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_verify(bundle, digits_test, threat, **kwargs)
+    assert (bundle.path / ".verify-progress").is_dir()
+    monkeypatch.setattr(protocol, "_verify_batch", lambda *args: calls.append(args[-1]) or real(*args))
+    resumed = run_verify(bundle, digits_test, threat, **kwargs)
+    assert calls == [0, 1, 1]  # batch 0 came from the checkpoint
+    assert not (bundle.path / ".verify-progress").exists()
+    drop = ("seconds",)
+    assert {k: v for k, v in resumed.items() if k not in drop} == {k: v for k, v in fresh.items() if k not in drop}
+
+
+def test_html_report_is_self_contained(plain_doc, digits_bundles):
+    from deploy_robust.verify.report import write
+
+    written = write(digits_bundles["plain"], plain_doc)
+    page = (digits_bundles["plain"].path / "report.html").read_text()
+    assert any(p.name == "report.html" for p in written)
+    assert page.startswith("<!doctype html>") and "<table>" in page and "data:image/png;base64," in page
+    assert "per-example worst case" in page
