@@ -93,10 +93,32 @@ def autoattack_referee(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def attack_speed(doc: dict) -> str:
+    lines = [f"`{doc['command']}` ({doc['machine']['cpu'].get('model', '?')}, {doc['torch_threads']} threads):", "",
+             "| model | batch x steps | reference loop | AutoAttack APGD-CE | ours PGD on R | ours APGD-CE on R | ours PGD on S "
+             "| PGD: ours / loop | APGD: ours / AutoAttack | layout R / S |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["results"]:
+        v = r["images_x_steps_per_s"]
+        lines.append(f"| {r['model']} | {r['batch']} x {r['steps']} | {v['reference_loop']:.0f} | {v['autoattack_apgd_ce']:.0f} "
+                     f"| {v['ours_pgd_on_R']:.0f} | {v['ours_apgd_ce_on_R']:.0f} | {v['ours_pgd_on_S']:.0f} "
+                     f"| **{r['ours_pgd_vs_reference_loop']:.2f}x** | **{r['ours_apgd_vs_autoattack_apgd']:.2f}x** "
+                     f"| {r['layout_R']} / {r['layout_S']} |")
+    return "\n".join(lines)
+
+
+def verify_time(doc: dict) -> str:
+    r = doc["results"][0]
+    return (f"`{doc['command']}`: the `standard` suite on {r['n']} CIFAR-10 test images ({r['model']}, FP32 bundle, "
+            f"eps {r['eps']}, engine {r['backend']}, sweep off) took **{r['seconds']:.0f} s** on this CPU "
+            f"({doc['machine']['cpu'].get('model', '?')}); robust accuracy {100 * r['robust_accuracy']:.1f}%, "
+            f"clean {100 * r['clean_accuracy']:.1f}%.")
+
+
 def main() -> None:
     for name, render in (("quantized_speed", quantized_speed), ("quantized_accuracy", quantized_accuracy),
                          ("cpu_matrix", cpu_matrix), ("repeatability", repeatability),
-                         ("verify_real_models", verify_real_models), ("autoattack_referee", autoattack_referee)):
+                         ("verify_real_models", verify_real_models), ("autoattack_referee", autoattack_referee),
+                         ("attack_speed", attack_speed), ("verify_time", verify_time)):
         doc = load(name)
         if doc:
             print(f"<!-- {name} -->\n{render(doc)}\n")

@@ -50,18 +50,19 @@ LOSSES = {"ce": lambda z, y: F.cross_entropy(z, y, reduction="none"), "margin": 
 
 
 def _gradient(model: TorchModel, x: torch.Tensor, y: torch.Tensor, loss, eot: int):
+    """Input gradient and per-example loss, averaged over `eot` forward passes (EOT)."""
     loss_fn = LOSSES[loss] if isinstance(loss, str) else loss
-    total = torch.zeros_like(x)
-    values = torch.zeros(len(x))
-    logits = None
+    grad_sum = loss_sum = logits = None
     for _ in range(eot):
         x_var = x.detach().requires_grad_(True)
         logits = model(x_var)
         per_example = loss_fn(logits, y)
         grad, = torch.autograd.grad(per_example.sum(), x_var)
-        total += grad
-        values += per_example.detach()
-    return total / eot, values / eot, logits.detach()
+        grad_sum = grad if grad_sum is None else grad_sum + grad
+        loss_sum = per_example.detach() if loss_sum is None else loss_sum + per_example.detach()
+    if eot > 1:
+        grad_sum, loss_sum = grad_sum / eot, loss_sum / eot
+    return grad_sum, loss_sum, logits.detach()
 
 
 class _Best:

@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import onnx
@@ -29,6 +29,7 @@ import deploy_robust.quant.twin  # noqa: F401  (registers the Q/DQ handlers in t
 from deploy_robust.runtimes import create_runner
 from deploy_robust.stats import wilson_interval
 from deploy_robust.verify import attacks
+from deploy_robust.verify.speed import prepare_for_attack
 from deploy_robust.verify.threat import ThreatModel
 
 SCHEMA = "deploy-robust/verify"
@@ -84,10 +85,6 @@ def build_twin(bundle: Bundle, bpda: bool = True) -> torch.nn.Module:
     return OnnxGraphModule(onnx.load(str(bundle.model_path)), float_dtype=torch.float32, straight_through=bpda).eval()
 
 
-def _as_float32(module: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    return lambda x: module(x).float()
-
-
 def _run_white_box(attack: Attack, model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int,
                    eot: int = 1):
     if attack.name == "fgsm":
@@ -129,21 +126,24 @@ def _scored(engine, x: np.ndarray, y: np.ndarray, passes: int) -> np.ndarray:
 def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int = 1000, suite: str = "standard",
                reference: torch.nn.Module | None = None, backend: str = "ort-cpu", batch_size: int = 128,
                seed: int = 0, sweep: tuple[float, ...] | None = DEFAULT_SWEEP, bpda: bool = True,
-               eot: int | None = None, resume: bool = True) -> dict[str, Any]:
+               eot: int | None = None, resume: bool = True, layout: str = "auto") -> dict[str, Any]:
     """Verify `bundle` on the first `n` points of `dataset`.
 
     `bpda=False` attacks S with plain gradients (to show what masking does); never for a verdict.
     `eot` overrides the EOT draws for a stochastic engine (1 shows what naive attacks report).
-    With `resume`, finished batches of an interrupted run with identical settings are reused."""
+    With `resume`, finished batches of an interrupted run with identical settings are reused.
+    `layout` is the memory layout attacks run in ("auto": the faster one, timed; see verify.speed)."""
     if suite not in SUITES:
         raise UserError(f"--suite must be one of {', '.join(SUITES)}; got {suite}")
     if dataset.shape != bundle.spec.shape:
         raise UserError(f"{dataset.name}: images are {dataset.shape}, the bundle takes {bundle.spec.shape}")
     data = dataset.take(n)
     engine = create_runner(backend, bundle)
-    twin = build_twin(bundle, bpda)
-    S = _as_float32(twin)
     started = time.perf_counter()
+    example = torch.from_numpy(next(data.batches(batch_size))[0])
+    S, used_layout = prepare_for_attack(build_twin(bundle, bpda), example, layout)
+    if reference is not None:
+        reference, _ = prepare_for_attack(reference, example, layout)
     plan = list(SUITES[suite]) if reference is not None else [a for a in SUITES[suite] if a.on != "R"]
     stochastic = _is_stochastic(engine, data)
     randomness = STOCHASTIC[suite] if stochastic else Randomness()
@@ -151,7 +151,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
         randomness = Randomness(eot=eot, square_draws=randomness.square_draws, passes=randomness.passes)
     settings = {"bundle_sha256": bundle.manifest["model"]["sha256"], "data": data.name, "n": len(data),
                 "threat": [threat.norm, threat.eps], "suite": suite, "seed": seed, "backend": backend,
-                "batch_size": batch_size, "bpda": bpda, "randomness": vars(randomness),
+                "batch_size": batch_size, "bpda": bpda, "randomness": vars(randomness), "layout": layout,
                 "reference": reference is not None}
     checkpoint = BatchCheckpoint(bundle.path, settings, resume)
     batches = list(data.batches(batch_size))
@@ -170,6 +170,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
         doc["gradients_on_S"] = "plain autograd (--no-bpda): rounding ops have zero gradient; not a verdict"
     if sweep:
         doc["eps_curve"] = eps_curve(S, engine, data, threat, sweep, batch_size, seed, randomness)
+    doc["attack_layout"] = used_layout
     doc["flags"] = sanity_flags(doc)
     checkpoint.finish()
     return doc
@@ -253,6 +254,7 @@ def reference_robust_accuracy(reference: torch.nn.Module, dataset: Dataset, thre
                               suite: str, batch_size: int = 128, seed: int = 0) -> float:
     """R's robust accuracy on the same points under the suite's white-box attacks (for the paired delta)."""
     robust = []
+    reference, _ = prepare_for_attack(reference, torch.from_numpy(next(dataset.take(n).batches(batch_size))[0]))
     for index, (x_np, y_np) in enumerate(dataset.take(n).batches(batch_size)):
         x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
         with torch.no_grad():

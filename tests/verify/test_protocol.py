@@ -89,7 +89,7 @@ def test_an_interrupted_run_resumes_from_its_finished_batches(digits_bundles, di
     from deploy_robust.verify import protocol
 
     bundle, threat = digits_bundles["plain"], ThreatModel("linf", 0.1)
-    kwargs = dict(n=60, suite="quick", sweep=None, batch_size=30)
+    kwargs = dict(n=60, suite="quick", sweep=None, batch_size=30, layout="contiguous")  # bit-identical runs
     fresh = run_verify(bundle, digits_test, threat, resume=False, **kwargs)
     real, calls = protocol._verify_batch, []
 
