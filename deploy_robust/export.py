@@ -104,6 +104,7 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
         "calibration": None if calibration is None else {
             k: calibration[k] for k in ("method", "num_images", "dataset", "percentile") if k in calibration},
         "source": loaded.source,
+        "defense": loaded.defense,
         "tools": tool_versions(),
         "seed": seed,
     }

@@ -9,6 +9,7 @@ from deploy_robust.cli.output import emit_json, size
 from deploy_robust.export import TARGETS, export_bundle, onnx_summary
 from deploy_robust.calibrators.methods import METHODS
 from deploy_robust.data import load_dataset
+from deploy_robust.defenses.sap import apply_sap
 from deploy_robust.errors import UserError
 from deploy_robust.ingest import load_model
 from deploy_robust.quant.plan import MODES
@@ -34,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     calib.add_argument("--percentile", type=cli_args.number, default=99.99, help="for --calib-method percentile (default 99.99)")
     calib.add_argument("--calib-cache", metavar="FILE", help="reuse a calibration.json (or a bundle holding one)")
     calib.add_argument("--plan", metavar="PLAN", help="per-layer precision plan (YAML/JSON) for --precision mixed")
+    defense = parser.add_argument_group("defenses (verify the result: deploy-robust verify)")
+    defense.add_argument("--sap", metavar="LAYERS", help="Stochastic Activation Pruning after these layers: 'all' (every "
+                         "activation module) or comma-separated module names; ONNX Runtime draws a fresh mask per run")
+    defense.add_argument("--sap-fraction", type=cli_args.number, default=1.0,
+                         help="draws per layer as a fraction of its units (default 1.0)")
+    defense.add_argument("--sap-seed", type=int, metavar="N", help="seeded, repeatable SAP (for tests; not a defense)")
     cli_args.add_model_args(parser)
 
 
@@ -41,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, args.arch, trust_pickle=args.trust_pickle, overrides=cli_args.overrides(args))
     if args.static_batch:
         loaded.fixed_batch = args.static_batch
+    if args.sap:
+        if not 0 < args.sap_fraction <= 16:
+            raise UserError(f"--sap-fraction must be in (0, 16]; got {args.sap_fraction:g}")
+        layers = None if args.sap == "all" else [n.strip() for n in args.sap.split(",") if n.strip()]
+        loaded = apply_sap(loaded, layers, args.sap_fraction, args.sap_seed)
     calib = None
     if args.calib:
         try:  # a training split where the source has one
@@ -61,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
               f"{spec.num_classes} classes")
         fallbacks = [l for l in bundle.manifest["precision"]["layers"]
                      if l.get("requested") and l["precision"] != l["requested"]]
+        if bundle.manifest.get("defense"):
+            d = bundle.manifest["defense"]
+            random = "stochastic engine: verify scores it over 20 runs" if bundle.manifest["model"]["stochastic"] else "repeatable"
+            print(f"  defense: {d['kind']} ({d['mode']}) after {', '.join(l['layer'] for l in d['layers'])}; {random}")
         for layer in fallbacks:
             print(f"  note: layer {layer['name']} stays {layer['precision']} (asked {layer['requested']}): {layer['reason']}")
     return 0

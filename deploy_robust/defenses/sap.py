@@ -21,15 +21,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-_SMALL = 1e-3   # below this, series are exact to float32 precision (next terms ~ x^4)
+_SMALL = 1e-2   # below this, 4-term series are exact to float32 precision (next term ~ x^5 / 5)
 _TINY = 1e-30   # keeps log p finite for p = 0 and keep probabilities away from 0
 
 
 def keep_probability(p: torch.Tensor, draws: int) -> torch.Tensor:
     """1 - (1 - p)^draws, accurately for small p (the units SAP mostly drops)."""
-    log1m = torch.where(p < _SMALL, -(p + p * p / 2 + p * p * p / 3), torch.log((1 - p).clamp_min(_TINY)))
+    p2 = p * p
+    log1m = torch.where(p < _SMALL, -(p + p2 / 2 + p2 * p / 3 + p2 * p2 / 4), torch.log((1 - p).clamp_min(_TINY)))
     z = draws * log1m                      # <= 0
-    expm1 = torch.where(z > -_SMALL, z + z * z / 2 + z * z * z / 6, torch.exp(z) - 1)
+    z2 = z * z
+    expm1 = torch.where(z > -_SMALL, z + z2 / 2 + z2 * z / 6 + z2 * z2 / 24, torch.exp(z) - 1)
     return (-expm1).clamp(_TINY, 1.0)
 
 
@@ -58,9 +60,10 @@ class StochasticActivationPruning(nn.Module):
         """[batch, r] unit indices drawn with replacement from Categorical(p)."""
         if self.seed is None:
             return torch.multinomial(p, r, replacement=True)
-        cdf = torch.cumsum(p, dim=1)
-        below = (cdf[:, None, :] < self.uniforms[None, :, None] * cdf[:, -1:, None]).to(p.dtype)
-        return below.sum(2).clamp(max=p.shape[1] - 1).long()
+        # float64 so torch's and ONNX Runtime's summation orders cannot move a draw across a boundary
+        cdf = torch.cumsum(p.double(), dim=1)
+        below = (cdf[:, None, :] < self.uniforms.double()[None, :, None] * cdf[:, -1:, None]).long()
+        return below.sum(2).clamp(max=p.shape[1] - 1)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         flat = h.flatten(1)
@@ -123,3 +126,14 @@ def add_sap(model: nn.Module, example: torch.Tensor, layers: list[str] | None = 
         setattr(parent, child, WithSAP(modules[name], sap))
         report.append({"layer": name, "units": units[name], "draws": sap.draws(units[name])})
     return model, report
+
+
+def apply_sap(loaded, layers: list[str] | None = None, fraction: float = 1.0, seed: int | None = None):
+    """`loaded` (an ingested model) with SAP added; the manifest will record where and how."""
+    from dataclasses import replace
+
+    example = torch.zeros(1, *loaded.spec.shape)
+    module, report = add_sap(loaded.module, example, layers, fraction, seed)
+    defense = {"kind": "stochastic_activation_pruning", "reference": "Dhillon et al., ICLR 2018",
+               "fraction": fraction, "mode": "random" if seed is None else f"seeded ({seed})", "layers": report}
+    return replace(loaded, module=module, defense=defense)

@@ -42,6 +42,7 @@ class LoadedModel:
     source: dict[str, Any]
     fixed_batch: int | None = None
     layers: list[dict[str, str]] = field(default_factory=list)
+    defense: dict[str, Any] | None = None  # set by deploy_robust.defenses; recorded in the manifest
 
     def reference(self) -> nn.Module:
         return with_normalization(self.module, self.spec)

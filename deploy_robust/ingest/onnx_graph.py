@@ -144,8 +144,14 @@ OPS["Pow"] = _binary(torch.pow, np.power)
 OPS["Max"] = _binary(torch.maximum, np.maximum)
 OPS["Min"] = _binary(torch.minimum, np.minimum)
 
+OPS["Less"] = _binary(torch.lt, np.less)
+OPS["Greater"] = _binary(torch.gt, np.greater)
+OPS["Equal"] = _binary(torch.eq, np.equal)
+OPS["LessOrEqual"] = _binary(torch.le, np.less_equal)
+OPS["GreaterOrEqual"] = _binary(torch.ge, np.greater_equal)
+
 for _op, _fn in {"Relu": F.relu, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Neg": torch.neg,
-                 "Exp": torch.exp, "Sqrt": torch.sqrt, "Erf": torch.erf, "Abs": torch.abs,
+                 "Exp": torch.exp, "Log": torch.log, "Sqrt": torch.sqrt, "Erf": torch.erf, "Abs": torch.abs,
                  "Softplus": F.softplus, "Identity": lambda x: x}.items():
     OPS[_op] = (lambda fn: lambda args, attrs: fn(args[0]))(_fn)
 
@@ -473,6 +479,60 @@ def _cast(args, attrs):
     if dtype.is_floating_point and attrs["_float_dtype"] is not None:
         dtype = attrs["_float_dtype"]
     return x.to(dtype)
+
+
+@register("Where")
+def _where(args, attrs):
+    cond, a, b = args
+    if all(_is_static(v) for v in args):
+        return np.where(cond, a, b)
+    cond, a, b = (torch.as_tensor(v) if _is_static(v) else v for v in (cond, a, b))
+    return torch.where(cond, a, b)
+
+
+@register("Not")
+def _not(args, attrs):
+    return np.logical_not(args[0]) if _is_static(args[0]) else torch.logical_not(args[0])
+
+
+@register("ConstantOfShape")
+def _constant_of_shape(args, attrs):
+    value = attrs.get("value", np.zeros(1, dtype=np.float32))
+    shape = _ints(args[0])
+    if value.dtype.kind == "f":
+        return torch.full(shape, float(value.reshape(-1)[0]), dtype=attrs["_float_dtype"] or torch.float32)
+    return np.full(shape, value.reshape(-1)[0], dtype=value.dtype)
+
+
+@register("Expand")
+def _expand(args, attrs):
+    x, shape = args[0], _ints(args[1])
+    if _is_static(x):
+        return np.broadcast_to(np.asarray(x), np.broadcast_shapes(np.shape(x), tuple(shape))).copy()
+    target = torch.broadcast_shapes(x.shape, tuple(shape))
+    return x.expand(target)
+
+
+@register("CumSum")
+def _cumsum(args, attrs):
+    x, axis = args[0], int(np.asarray(args[1]).reshape(-1)[0])
+    if attrs.get("exclusive") or attrs.get("reverse"):
+        raise UserError(f"CumSum node {attrs['_node']}: exclusive/reverse modes are not supported")
+    return torch.cumsum(x, dim=axis)
+
+
+@register("ScatterElements")
+def _scatter_elements(args, attrs):
+    data, indices, updates = args
+    axis = int(attrs.get("axis", 0))
+    indices = torch.as_tensor(indices).long() if _is_static(indices) else indices.long()
+    indices = torch.where(indices < 0, indices + data.shape[axis], indices)
+    updates = torch.as_tensor(updates) if _is_static(updates) else updates
+    reduction = attrs.get("reduction", "none")
+    if reduction == "none":
+        return data.scatter(axis, indices, updates.to(data.dtype))
+    return data.scatter_reduce(axis, indices, updates.to(data.dtype), reduce={"add": "sum", "mul": "prod"}.get(
+        reduction, reduction), include_self=True)
 
 
 @register("Pad")
