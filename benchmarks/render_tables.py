@@ -114,11 +114,28 @@ def verify_time(doc: dict) -> str:
             f"clean {100 * r['clean_accuracy']:.1f}%.")
 
 
+def defense_sap(doc: dict) -> str:
+    lines = [f"`{doc['command']}` (L-inf, first N CIFAR-10 test points; robust = per-example worst case on the engine):", "",
+             "| model | defense | eps | n | clean | naive PGD-20, one draw per step | verified (`{suite}` suite) | expected (one run) | stable predictions | time |".format(
+                 suite=doc["results"][0]["suite"]), "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["results"]:
+        for name, label in (("base_verify", "none (base)"), ("sap_verify", r["defense"])):
+            v = r[name]
+            lo, hi = v["robust_accuracy_ci95"]
+            naive = f"{100 * r['sap_naive_pgd20_one_draw']:.1f}%" if name == "sap_verify" else "-"
+            expected = "-" if v["expected_robust_accuracy"] is None else f"{100 * v['expected_robust_accuracy']:.1f}%"
+            lines.append(f"| {r['model']} | {label} | {r['eps']} | {r['n']} | {100 * v['clean_accuracy']:.1f}% | {naive} "
+                         f"| **{100 * v['robust_accuracy']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f}) | {expected} "
+                         f"| {100 * v['stable_prediction_fraction']:.1f}% | {v['seconds']:.0f} s |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     for name, render in (("quantized_speed", quantized_speed), ("quantized_accuracy", quantized_accuracy),
                          ("cpu_matrix", cpu_matrix), ("repeatability", repeatability),
                          ("verify_real_models", verify_real_models), ("autoattack_referee", autoattack_referee),
-                         ("attack_speed", attack_speed), ("verify_time", verify_time)):
+                         ("attack_speed", attack_speed), ("verify_time", verify_time),
+                         ("defense_sap", defense_sap)):
         doc = load(name)
         if doc:
             print(f"<!-- {name} -->\n{render(doc)}\n")

@@ -171,6 +171,26 @@ def apgd_targeted(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: T
     return best.x
 
 
+def _random_search(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, x_init: np.ndarray,
+                   queries: int, propose: Callable[[int, np.ndarray, np.ndarray], np.ndarray]) -> tuple[np.ndarray, int]:
+    """Square's outer loop: per step, `propose(step, current, clean)` a candidate for every point
+    not yet misclassified; keep it where the margin decreases. Returns the points and queries spent."""
+    x_best = np.clip(x_init, 0, 1).astype(np.float32)
+    margin = _margins(scores(x_best), y)
+    used = 1
+    for i in range(queries - 1):
+        active = np.flatnonzero(margin > 0)
+        if active.size == 0:
+            break
+        candidate = np.clip(propose(i, x_best[active], x[active]), 0, 1).astype(np.float32)
+        new_margin = _margins(scores(candidate), y[active])
+        used += 1
+        better = new_margin < margin[active]
+        x_best[active[better]] = candidate[better]
+        margin[active[better]] = new_margin[better]
+    return x_best, used
+
+
 def square_linf(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, eps: float, *,
                 queries: int = 1000, p_init: float = 0.8, seed: int = 0) -> tuple[np.ndarray, int]:
     """Square attack (Andriushchenko et al., ECCV 2020), L-inf, score-based: random square
@@ -179,26 +199,16 @@ def square_linf(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np
     used, so it runs on the engine itself. Returns the points and the queries spent."""
     rng = np.random.default_rng(seed)
     n, c, h, w = x.shape
-    x_best = np.clip(x + eps * rng.choice([-1.0, 1.0], size=(n, c, 1, w)), 0, 1).astype(np.float32)
-    margin = _margins(scores(x_best), y)
-    used = 1
-    for i in range(queries - 1):
-        active = np.flatnonzero(margin > 0)
-        if active.size == 0:
-            break
-        p = _square_p(p_init, i, queries)
-        side = max(1, min(h - 1, int(round(math.sqrt(p * h * w)))))
+
+    def propose(i: int, current: np.ndarray, clean: np.ndarray) -> np.ndarray:
+        side = max(1, min(h - 1, int(round(math.sqrt(_square_p(p_init, i, queries) * h * w)))))
         r, col = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
-        candidate = x_best[active].copy()
-        base = x[active]
-        window = eps * rng.choice([-1.0, 1.0], size=(active.size, c, 1, 1))
-        candidate[:, :, r:r + side, col:col + side] = np.clip(base[:, :, r:r + side, col:col + side] + window, 0, 1)
-        new_margin = _margins(scores(candidate), y[active])
-        used += 1
-        better = new_margin < margin[active]
-        x_best[active[better]] = candidate[better]
-        margin[active[better]] = new_margin[better]
-    return x_best, used
+        candidate = current.copy()
+        window = eps * rng.choice([-1.0, 1.0], size=(len(current), c, 1, 1))
+        candidate[:, :, r:r + side, col:col + side] = clean[:, :, r:r + side, col:col + side] + window
+        return candidate
+
+    return _random_search(scores, x, y, x + eps * rng.choice([-1.0, 1.0], size=(n, c, 1, w)), queries, propose)
 
 
 def square_l2(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, eps: float, *,
@@ -214,42 +224,29 @@ def square_l2(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.n
     for r in range(0, h, tile):
         for col in range(0, w, tile):
             th, tw = min(tile, h - r), min(tile, w - col)
-            bump = _pseudo_gaussian(th, tw)
-            delta[:, :, r:r + th, col:col + tw] = bump * rng.choice([-1.0, 1.0], size=(n, c, 1, 1))
+            delta[:, :, r:r + th, col:col + tw] = _pseudo_gaussian(th, tw) * rng.choice([-1.0, 1.0], size=(n, c, 1, 1))
     delta *= eps / np.sqrt((delta ** 2).sum(axis=(1, 2, 3), keepdims=True))
-    x_best = np.clip(x + delta, 0, 1).astype(np.float32)
-    margin = _margins(scores(x_best), y)
-    used = 1
-    for i in range(queries - 1):
-        active = np.flatnonzero(margin > 0)
-        if active.size == 0:
-            break
+
+    def propose(i: int, current: np.ndarray, clean: np.ndarray) -> np.ndarray:
         side = max(3, min(h - 1, int(round(math.sqrt(_square_p(p_init, i, queries) * h * w)))))
         side = min(side, h - 1, w - 1) if min(h, w) > 3 else 1
         (r1, c1), (r2, c2) = (rng.integers(0, [h - side + 1, w - side + 1]) for _ in range(2))
         w1 = (slice(None), slice(None), slice(r1, r1 + side), slice(c1, c1 + side))
         w2 = (slice(None), slice(None), slice(r2, r2 + side), slice(c2, c2 + side))
-        base = x[active]
-        d = x_best[active] - base
+        d = current - clean
         union = np.zeros_like(d, dtype=bool)
         union[w1] = True
         union[w2] = True
         mass = (np.where(union, d, 0) ** 2).sum(axis=(2, 3))                        # per image and channel
         slack = np.maximum(eps ** 2 - (d ** 2).sum(axis=(1, 2, 3)), 0)[:, None] / c
-        bump = _two_lobed(side, rng) * rng.choice([-1.0, 1.0], size=(active.size, c, 1, 1))
-        grown = d[w1] + bump * np.sqrt(mass + slack)[:, :, None, None]
-        grown *= np.sqrt(mass + slack)[:, :, None, None] / np.maximum(
-            np.sqrt((grown ** 2).sum(axis=(2, 3), keepdims=True)), 1e-12)
-        d_new = d.copy()
-        d_new[w2] = 0
-        d_new[w1] = grown
-        candidate = np.clip(base + d_new, 0, 1).astype(np.float32)
-        new_margin = _margins(scores(candidate), y[active])
-        used += 1
-        better = new_margin < margin[active]
-        x_best[active[better]] = candidate[better]
-        margin[active[better]] = new_margin[better]
-    return x_best, used
+        budget = np.sqrt(mass + slack)[:, :, None, None]
+        grown = d[w1] + _two_lobed(side, rng) * rng.choice([-1.0, 1.0], size=(len(d), c, 1, 1)) * budget
+        grown *= budget / np.maximum(np.sqrt((grown ** 2).sum(axis=(2, 3), keepdims=True)), 1e-12)
+        d[w2] = 0
+        d[w1] = grown
+        return clean + d
+
+    return _random_search(scores, x, y, x + delta, queries, propose)
 
 
 def _pseudo_gaussian(h: int, w: int) -> np.ndarray:

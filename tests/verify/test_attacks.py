@@ -37,25 +37,24 @@ def test_iterative_attacks_beat_fgsm_and_reach_zero_at_large_eps(digits_model, d
     assert acc(attacks.pgd(digits_model, x, y, ThreatModel("linf", 0.5), steps=20)) < 0.02
 
 
-def test_square_attacks_with_scores_only(digits_model, digits_test):
-    x, y = next(digits_test.batches(100))
-
-    def scores(batch):
+@pytest.fixture
+def scores(digits_model):
+    """The model seen as a black box: numpy images in, numpy logits out."""
+    def run(batch):
         with torch.no_grad():
             return digits_model(torch.from_numpy(batch)).numpy()
+    return run
 
+
+def test_square_attacks_with_scores_only(scores, digits_test):
+    x, y = next(digits_test.batches(100))
     adv, queries = attacks.square_linf(scores, x, y, 0.2, queries=300)
     assert np.abs(adv - x).max() <= 0.2 + 1e-6 and queries <= 300
     assert (scores(adv).argmax(1) == y).mean() < (scores(x).argmax(1) == y).mean() - 0.2
 
 
-def test_square_l2_stays_in_the_ball_and_finds_adversarials(digits_model, digits_test):
+def test_square_l2_stays_in_the_ball_and_finds_adversarials(scores, digits_test):
     x, y = next(digits_test.batches(100))
-
-    def scores(batch):
-        with torch.no_grad():
-            return digits_model(torch.from_numpy(batch)).numpy()
-
     adv, queries = attacks.square_l2(scores, x, y, 1.5, queries=300)
     norms = np.sqrt(((adv - x) ** 2).reshape(len(x), -1).sum(1))
     assert norms.max() <= 1.5 + 1e-4 and adv.min() >= 0 and adv.max() <= 1 and queries <= 300
