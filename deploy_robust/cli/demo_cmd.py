@@ -49,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
     if result.verify_eps:
         flagged = [f"{r['name']}: {', '.join(r['flags'])}" for r in result.rows if r.get("flags")]
         print(f"\nrobust = per-example worst case over FGSM, PGD-20 (on the twin), Square (on the engine) and transfer "
-              f"from the float model, L-inf eps {result.verify_eps:g}, first 200 test images; reports: "
-              f"{result.out}/<bundle>/report.md" + (f"\nflags: {'; '.join(flagged)}" if flagged else ""))
+              f"from the float model, L-inf eps {result.verify_eps:g}, first 200 test images"
+              + (f"\nflags: {'; '.join(flagged)}" if flagged else ""))
     print(f"\nbundles in {result.out}/ (each with bench.json); frontier plot: {result.frontier}")
     print(f"next: deploy-robust info {result.out}/int8 ; deploy-robust bench --compare {result.out}/fp32 {result.out}/int8")
+    if result.verify_eps:
+        print(f"verify report: {result.out}/int8/report.html (and report.md, verify.json in every bundle)")
     return 0

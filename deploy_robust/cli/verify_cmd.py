@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     doc = run_verify(bundle, dataset, threat, n=args.n, suite=args.suite, reference=reference, backend=args.backend,
                      batch_size=args.batch_size, seed=args.seed, sweep=None if args.no_sweep else DEFAULT_SWEEP,
                      bpda=not args.no_bpda, eot=args.eot, resume=not args.no_resume)
-    if reference is not None and args.max_robust_drop is not None:
+    if reference is not None:  # the paired delta: R under the same white-box attacks on the same points
         value = reference_robust_accuracy(reference, dataset, threat, n=args.n, suite=args.suite,
                                           batch_size=args.batch_size, seed=args.seed)
         doc["reference_robust_accuracy"] = value

@@ -14,6 +14,8 @@ def test_demo_trains_exports_and_evaluates(cli, tmp_path):
     assert int8["agreement"]["top1_agreement"] >= 0.98 and int4["accuracy"] > 0.9
     assert int4["model_bytes"] < int8["model_bytes"] < fp32["model_bytes"]
     assert (tmp_path / "demo" / "fp32" / "manifest.json").is_file()
+    assert 0 < int8["robust_accuracy"] < int8["accuracy"]  # every bundle is verified
+    assert (tmp_path / "demo" / "int8" / "report.html").is_file()
 
 
 def test_demo_on_a_user_model(cli, tmp_path, tiny_checkpoint, tiny_arch_file, image_npz):
