@@ -55,10 +55,11 @@ def export_float_onnx(module: nn.Module, spec: InputSpec, precision: str = "fp32
     if is_script and wrapped is not module:
         wrapped = torch.jit.script(wrapped)  # the TorchScript exporter cannot trace into a scripted child
     errors = []
+    outputs = [OUTPUT_NAME, *getattr(module, "extra_output_names", ())]  # e.g. a detector's score
     for exporter in (("torchscript",) if is_script else ("dynamo", "torchscript")):
         try:
             with _quiet():
-                model = _run_exporter(exporter, wrapped, example, dynamic_batch, opset)
+                model = _run_exporter(exporter, wrapped, example, dynamic_batch, opset, outputs)
             break
         except Exception as e:  # try the next exporter; report all if none works
             errors.append(f"{exporter}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
@@ -84,17 +85,17 @@ def _normalize_then_half(module: nn.Module, spec: InputSpec) -> nn.Module:
 
 
 def _run_exporter(exporter: str, model: nn.Module, example: torch.Tensor, dynamic_batch: bool,
-                  opset: int) -> onnx.ModelProto:
+                  opset: int, outputs: list[str]) -> onnx.ModelProto:
     if exporter == "dynamo":
         shapes = ({0: torch.export.Dim("batch", min=1, max=65536)},) if dynamic_batch else None
         program = torch.onnx.export(model, (example,), None, dynamo=True, opset_version=opset,
-                                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                    input_names=[INPUT_NAME], output_names=outputs,
                                     dynamic_shapes=shapes, optimize=True, verbose=False)
         return program.model_proto
     buffer = io.BytesIO()
-    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    axes = {name: {0: "batch"} for name in (INPUT_NAME, *outputs)} if dynamic_batch else None
     torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=opset,
-                      input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes,
+                      input_names=[INPUT_NAME], output_names=outputs, dynamic_axes=axes,
                       do_constant_folding=True)
     return onnx.load_from_string(buffer.getvalue())
 

@@ -10,6 +10,7 @@ from deploy_robust.export import TARGETS, export_bundle, onnx_summary
 from deploy_robust.calibrators.methods import METHODS
 from deploy_robust.data import load_dataset
 from deploy_robust.defenses.sap import apply_sap
+from deploy_robust.defenses.squeeze import apply_squeezing
 from deploy_robust.errors import UserError
 from deploy_robust.ingest import load_model
 from deploy_robust.quant.plan import MODES
@@ -41,6 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defense.add_argument("--sap-fraction", type=cli_args.number, default=1.0,
                          help="draws per layer as a fraction of its units (default 1.0)")
     defense.add_argument("--sap-seed", type=int, metavar="N", help="seeded, repeatable SAP (for tests; not a defense)")
+    defense.add_argument("--squeeze", metavar="SQUEEZERS",
+                         help="feature squeezing, e.g. bits:5,median:2 (bit depth; k x k median) folded into the graph")
+    defense.add_argument("--squeeze-mode", default="squeeze", choices=["squeeze", "detect"],
+                         help="squeeze: classify the squeezed input; detect: classify the input and add a "
+                              "squeeze_score output with a threshold set on --calib (default squeeze)")
+    defense.add_argument("--squeeze-fpr", type=cli_args.number, default=0.05,
+                         help="detect mode: false-positive rate on clean --calib images (default 0.05)")
     cli_args.add_model_args(parser)
 
 
@@ -59,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
             calib = load_dataset(args.calib, loaded.spec.shape, split="train")
         except UserError as e:
             raise UserError(f"--calib: {e}") from None
+    if args.squeeze:
+        if args.sap:
+            raise UserError("--squeeze and --sap together are not supported; export one defense at a time")
+        if args.squeeze_mode == "detect" and args.precision != "fp32":
+            raise UserError("--squeeze-mode detect exports at --precision fp32 (its score output is float)")
+        loaded = apply_squeezing(loaded, args.squeeze, args.squeeze_mode, calib, args.squeeze_fpr)
     bundle = export_bundle(loaded, args.out, args.precision, args.target, calib=calib, calib_method=args.calib_method,
                            calib_n=args.calib_n, percentile=args.percentile, calib_cache=args.calib_cache,
                            plan_file=args.plan, opset=args.opset, seed=args.seed)
@@ -76,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
         if bundle.manifest.get("defense"):
             d = bundle.manifest["defense"]
             random = "stochastic engine: verify scores it over 20 runs" if bundle.manifest["model"]["stochastic"] else "repeatable"
-            print(f"  defense: {d['kind']} ({d['mode']}) after {', '.join(l['layer'] for l in d['layers'])}; {random}")
+            if d["kind"] == "feature_squeezing":
+                threshold = f"; flags inputs with score > {d['threshold']:.4g} (FPR {d['target_fpr']:g})" if "threshold" in d else ""
+                print(f"  defense: feature squeezing ({d['mode']}): {', '.join(d['squeezers'])}{threshold}")
+            else:
+                print(f"  defense: {d['kind']} ({d['mode']}) after {', '.join(l['layer'] for l in d['layers'])}; {random}")
         for layer in fallbacks:
             print(f"  note: layer {layer['name']} stays {layer['precision']} (asked {layer['requested']}): {layer['reason']}")
     return 0

@@ -67,8 +67,9 @@ class OnnxGraphModule(nn.Module):
     """
 
     def __init__(self, model: onnx.ModelProto, float_dtype: torch.dtype | None = torch.float32,
-                 straight_through: bool = False) -> None:
+                 straight_through: bool = False, all_outputs: bool = False) -> None:
         super().__init__()
+        self.all_outputs = all_outputs  # the first output (logits) unless asked, e.g. a detector's score too
         graph = model.graph
         self.float_dtype = float_dtype
         # BPDA (Athalye et al. 2018): rounding-type ops pass gradients through as the identity,
@@ -112,6 +113,8 @@ class OnnxGraphModule(nn.Module):
             if not isinstance(result, tuple):
                 result = (result,)
             env.update(zip(outs, result))
+        if self.all_outputs:
+            return tuple(env[name] for name in self.output_names)
         return env[self.output_names[0]]
 
 
@@ -493,6 +496,14 @@ def _where(args, attrs):
 @register("Not")
 def _not(args, attrs):
     return np.logical_not(args[0]) if _is_static(args[0]) else torch.logical_not(args[0])
+
+
+@register("TopK")
+def _topk(args, attrs):
+    x, k = args[0], int(np.asarray(args[1]).reshape(-1)[0])
+    values, indices = torch.topk(x, k, dim=int(attrs.get("axis", -1)), largest=bool(attrs.get("largest", 1)),
+                                 sorted=bool(attrs.get("sorted", 1)))
+    return values, indices
 
 
 @register("ConstantOfShape")

@@ -78,3 +78,7 @@ class OnnxRuntimeRunner(Runner):
     def _infer(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self._input: x})[0].astype(np.float32, copy=False)
 
+    def infer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every graph output (e.g. logits and a detector's score), for a dynamic-batch graph."""
+        return self.session.run(None, {self._input: x})
+

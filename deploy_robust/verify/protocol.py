@@ -29,6 +29,7 @@ import deploy_robust.quant.twin  # noqa: F401  (registers the Q/DQ handlers in t
 from deploy_robust.runtimes import create_runner
 from deploy_robust.stats import wilson_interval
 from deploy_robust.verify import attacks
+from deploy_robust.verify.detection import detector_of, verify_detector
 from deploy_robust.verify.speed import prepare_for_attack
 from deploy_robust.verify.threat import ThreatModel
 
@@ -170,6 +171,8 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
         doc["gradients_on_S"] = "plain autograd (--no-bpda): rounding ops have zero gradient; not a verdict"
     if sweep:
         doc["eps_curve"] = eps_curve(S, engine, data, threat, sweep, batch_size, seed, randomness)
+    if detector_of(bundle) is not None:
+        doc["detector"] = verify_detector(bundle, dataset, threat, n=n, batch_size=batch_size, seed=seed)
     doc["attack_layout"] = used_layout
     doc["flags"] = sanity_flags(doc)
     checkpoint.finish()

@@ -65,6 +65,19 @@ def blocks(doc: dict[str, Any]) -> list[Block]:
         expected = f"; expected {_pct(a['expected_robust_accuracy'])}" if "expected_robust_accuracy" in a else ""
         rows.append([a["attack"], a["on"], params, f"{_pct(a['robust_accuracy'])}{expected}{note}"])
     out += [("h2", "Attacks"), ("table", ["attack", "run on", "parameters", "E robust accuracy"], rows)]
+    if doc.get("detector"):
+        d = doc["detector"]
+        lo, hi = d["robust_accuracy_detector_aware_ci95"]
+        u = d["unaware_attack"]
+        out += [("h2", "Detector (feature squeezing, detect mode)"), ("ul", [
+            f"threshold {d['threshold']:.4g} (set for FPR {d['target_fpr']:g} on clean data); false-positive rate "
+            f"on these clean points: {_pct(d['false_positive_rate_on_test'])}",
+            f"detector-unaware attack ({u['attack']}): fools the classifier on {_pct(u['fooled'])} of points; the "
+            f"detector flags {_pct(u['detection_rate'])} of those (robust accuracy counting flagged points as caught: "
+            f"{_pct(u['robust_accuracy_with_detector'])}; ignoring the detector: {_pct(u['robust_accuracy_ignoring_detector'])})",
+            f"detector-aware attack ({d['aware_attack']['attack']}): robust accuracy **"
+            f"{_pct(d['robust_accuracy_detector_aware'])}** (95% Wilson {100 * lo:.1f}-{100 * hi:.1f}%): "
+            f"{d['definition']}"])]
     if doc.get("eps_curve"):
         out += [("h2", "Accuracy against eps (PGD-CE, 20 steps on S, scored on E)"),
                 ("table", ["eps", "accuracy"],
