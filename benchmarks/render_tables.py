@@ -130,12 +130,41 @@ def defense_sap(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def defense_squeeze(doc: dict) -> str:
+    r0 = doc["results"][0]
+    lines = [f"`{doc['command']}` (L-inf at each model's training eps, first {r0['n']} test points, `{r0['suite']}` "
+             "suite; robust = per-example worst case on the engine):", "",
+             "| model | squeezers | variant | clean | robust (95% CI) | gradient attacks alone | flags |",
+             "|---|---|---|---|---|---|---|"]
+    labels = {"base": "base (no defense)", "squeeze_no_bpda": "squeeze mode, plain gradients (`--no-bpda`)",
+              "squeeze": "squeeze mode, BPDA (verify's default)"}
+    for r in doc["results"]:
+        for key, label in labels.items():
+            v = r[key]
+            lo, hi = v["robust_accuracy_ci95"]
+            lines.append(f"| {r['model']} | {r['squeezers']} | {label} | {100 * v['clean_accuracy']:.1f}% "
+                         f"| **{100 * v['robust_accuracy']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f}) "
+                         f"| {100 * v['gradient_attacks_only']:.1f}% | {', '.join(v['flags']) or 'none'} |")
+    lines += ["", "Detect mode (threshold for 5% false positives on clean training images):", "",
+              "| model | squeezers | FPR on test | unaware attack fools | detector flags of those | robust, unaware attack "
+              "(flagged = caught) | robust, detector-aware attack (95% CI) |", "|---|---|---|---|---|---|---|"]
+    for r in doc["results"]:
+        d = r["detect"]
+        u = d["unaware_attack"]
+        lo, hi = d["robust_accuracy_detector_aware_ci95"]
+        lines.append(f"| {r['model']} | {r['squeezers']} | {100 * d['false_positive_rate_on_test']:.1f}% "
+                     f"| {100 * u['fooled']:.1f}% | {100 * u['detection_rate']:.1f}% "
+                     f"| {100 * u['robust_accuracy_with_detector']:.1f}% "
+                     f"| **{100 * d['robust_accuracy_detector_aware']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f}) |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     for name, render in (("quantized_speed", quantized_speed), ("quantized_accuracy", quantized_accuracy),
                          ("cpu_matrix", cpu_matrix), ("repeatability", repeatability),
                          ("verify_real_models", verify_real_models), ("autoattack_referee", autoattack_referee),
                          ("attack_speed", attack_speed), ("verify_time", verify_time),
-                         ("defense_sap", defense_sap)):
+                         ("defense_sap", defense_sap), ("defense_squeeze", defense_squeeze)):
         doc = load(name)
         if doc:
             print(f"<!-- {name} -->\n{render(doc)}\n")

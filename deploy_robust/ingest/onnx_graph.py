@@ -390,7 +390,7 @@ def _gather(args, attrs):
             idx = np.asarray(index)
             return data[int(idx)] if idx.ndim == 0 else [data[int(i)] for i in idx]
         return np.take(np.asarray(data), np.asarray(index), axis=axis)
-    index = torch.as_tensor(np.asarray(index)) if _is_static(index) else index
+    index = torch.as_tensor(np.array(index)) if _is_static(index) else index  # a copy: initializers are read-only
     return torch.index_select(data, axis, index.reshape(-1)).reshape(
         list(data.shape[:axis]) + list(index.shape) + list(data.shape[axis + 1:]))
 
