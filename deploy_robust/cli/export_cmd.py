@@ -88,13 +88,19 @@ def run(args: argparse.Namespace) -> int:
         fallbacks = [l for l in bundle.manifest["precision"]["layers"]
                      if l.get("requested") and l["precision"] != l["requested"]]
         if bundle.manifest.get("defense"):
-            d = bundle.manifest["defense"]
-            random = "stochastic engine: verify scores it over 20 runs" if bundle.manifest["model"]["stochastic"] else "repeatable"
-            if d["kind"] == "feature_squeezing":
-                threshold = f"; flags inputs with score > {d['threshold']:.4g} (FPR {d['target_fpr']:g})" if "threshold" in d else ""
-                print(f"  defense: feature squeezing ({d['mode']}): {', '.join(d['squeezers'])}{threshold}")
-            else:
-                print(f"  defense: {d['kind']} ({d['mode']}) after {', '.join(l['layer'] for l in d['layers'])}; {random}")
+            print(f"  defense: {_defense_line(bundle.manifest)}")
         for layer in fallbacks:
             print(f"  note: layer {layer['name']} stays {layer['precision']} (asked {layer['requested']}): {layer['reason']}")
     return 0
+
+
+def _defense_line(manifest: dict) -> str:
+    d = manifest["defense"]
+    if d["kind"] == "feature_squeezing":
+        threshold = f"; flags inputs with score > {d['threshold']:.4g} (FPR {d['target_fpr']:g})" if "threshold" in d else ""
+        return f"feature squeezing ({d['mode']}): {', '.join(d['squeezers'])}{threshold}"
+    if d["kind"] == "empir":
+        surrogate = f"; attacks use {d['attack_output']}" if d.get("attack_output") else ""
+        return f"EMPIR ensemble {', '.join(d['members'])} ({d['combine']}){surrogate}"
+    random = "stochastic engine: verify scores it over 20 runs" if manifest["model"]["stochastic"] else "repeatable"
+    return f"{d['kind']} ({d['mode']}) after {', '.join(l['layer'] for l in d['layers'])}; {random}"

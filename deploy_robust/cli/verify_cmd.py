@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="attack S with plain gradients (shows what gradient masking hides; not a verdict)")
     parser.add_argument("--eot", type=cli_args.positive_int, metavar="N",
                         help="EOT draws per gradient for a stochastic engine (default: the suite's; 1 = naive)")
+    parser.add_argument("--attack-output", metavar="NAME",
+                        help="graph output S's attacks use (default: the one the manifest names, e.g. an EMPIR "
+                             "ensemble's averaged probabilities; 'logits' attacks the vote itself, which masks gradients)")
     parser.add_argument("--no-resume", action="store_true",
                         help="recompute every batch (by default an interrupted run resumes from its finished batches)")
     gates = parser.add_argument_group("gates (exit 1 when one fails)")
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                                overrides=cli_args.overrides(args)).reference()
     doc = run_verify(bundle, dataset, threat, n=args.n, suite=args.suite, reference=reference, backend=args.backend,
                      batch_size=args.batch_size, seed=args.seed, sweep=None if args.no_sweep else DEFAULT_SWEEP,
-                     bpda=not args.no_bpda, eot=args.eot, resume=not args.no_resume)
+                     bpda=not args.no_bpda, eot=args.eot, resume=not args.no_resume, attack_output=args.attack_output)
     if reference is not None:  # the paired delta: R under the same white-box attacks on the same points
         value = reference_robust_accuracy(reference, dataset, threat, n=args.n, suite=args.suite,
                                           batch_size=args.batch_size, seed=args.seed)

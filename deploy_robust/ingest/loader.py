@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from deploy_robust import zoo
+from deploy_robust.defenses.empir import CHECKPOINT_KEY as ENSEMBLE_KEY
 from deploy_robust.errors import UserError
 from deploy_robust.hashing import sha256_file
 from deploy_robust.ingest import arch as arch_resolver
@@ -45,7 +46,18 @@ class LoadedModel:
     defense: dict[str, Any] | None = None  # set by deploy_robust.defenses; recorded in the manifest
 
     def reference(self) -> nn.Module:
-        return with_normalization(self.module, self.spec)
+        """The classifier on [0, 1] images, returning logits (a detector's or ensemble's extra outputs dropped)."""
+        model = with_normalization(self.module, self.spec)
+        return FirstOutput(model) if getattr(self.module, "extra_output_names", ()) else model
+
+
+class FirstOutput(nn.Module):
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)[0]
 
 
 def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool = False,
@@ -60,11 +72,15 @@ def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool 
     base_spec: InputSpec | None = None
     fixed_batch = None
     arch_name = None
+    defense = None
     if fmt in (ModelFormat.TORCH_SAVE, ModelFormat.LEGACY_TORCH_SAVE):
         obj = read_checkpoint(path, trust_pickle)
         if isinstance(obj, nn.Module):
             module, dtypes = obj, layer_dtypes(dict(obj.state_dict()))
             fmt_name = "pickled_module"
+        elif isinstance(obj, dict) and ENSEMBLE_KEY in obj:  # written by `deploy-robust ensemble`
+            module, base_spec, defense = _load_ensemble(obj, path)
+            dtypes, fmt_name, arch_name = layer_dtypes(dict(module.state_dict())), "empir_ensemble", "empir"
         else:
             state = extract_state_dict(obj, path.name)
             architecture = _architecture_for(path, arch)
@@ -105,7 +121,17 @@ def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool 
     else:
         named = module.program if isinstance(module, _ProgramModule) else module
         layers = describe_layers(named, dtypes)
-    return LoadedModel(module, spec, source, fixed_batch, layers)
+    return LoadedModel(module, spec, source, fixed_batch, layers, defense)
+
+
+def _load_ensemble(obj: dict, path: Path):
+    from deploy_robust.defenses.empir import build_ensemble, describe, frozen_for_export
+
+    config = obj[ENSEMBLE_KEY]
+    ensemble = build_ensemble(config)
+    load_state_dict(ensemble, extract_state_dict(obj, path.name), "empir ensemble")
+    spec = InputSpec(tuple(config["shape"]), config["num_classes"])
+    return frozen_for_export(ensemble), spec, describe(config)
 
 
 def _architecture_for(path: Path, arch: str | None) -> arch_resolver.Architecture:
@@ -183,6 +209,8 @@ def _resolve_spec(module: nn.Module, base: InputSpec | None, o: SpecOverrides, f
     try:
         with torch.no_grad():
             out = with_normalization(module, probe)(torch.zeros(batch, *probe.shape))
+            if isinstance(out, tuple) and getattr(module, "extra_output_names", ()):
+                out = out[0]  # logits first; the rest are declared extra outputs
     except Exception as e:
         raise UserError(f"{name}: the model does not accept inputs of shape {batch}x{'x'.join(map(str, shape))}: "
                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None

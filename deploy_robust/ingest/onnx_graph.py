@@ -498,6 +498,13 @@ def _not(args, attrs):
     return np.logical_not(args[0]) if _is_static(args[0]) else torch.logical_not(args[0])
 
 
+@register("ArgMax")
+def _argmax(args, attrs):
+    if attrs.get("select_last_index"):
+        raise UserError(f"ArgMax node {attrs['_node']}: select_last_index is not supported")
+    return torch.argmax(args[0], dim=int(attrs.get("axis", 0)), keepdim=bool(attrs.get("keepdims", 1)))
+
+
 @register("TopK")
 def _topk(args, attrs):
     x, k = args[0], int(np.asarray(args[1]).reshape(-1)[0])

@@ -57,7 +57,10 @@ def _gradient(model: TorchModel, x: torch.Tensor, y: torch.Tensor, loss, eot: in
         x_var = x.detach().requires_grad_(True)
         logits = model(x_var)
         per_example = loss_fn(logits, y)
-        grad, = torch.autograd.grad(per_example.sum(), x_var)
+        if per_example.requires_grad:
+            grad, = torch.autograd.grad(per_example.sum(), x_var)
+        else:  # an output with no path back to the input (e.g. a vote): the gradient is zero
+            grad = torch.zeros_like(x_var)
         grad_sum = grad if grad_sum is None else grad_sum + grad
         loss_sum = per_example.detach() if loss_sum is None else loss_sum + per_example.detach()
     if eot > 1:

@@ -77,13 +77,30 @@ SUITES: dict[str, list[Attack]] = {
 }
 
 
-def build_twin(bundle: Bundle, bpda: bool = True) -> torch.nn.Module:
+def build_twin(bundle: Bundle, bpda: bool = True, attack_output: str | None = None) -> torch.nn.Module:
     """S: the bundle's graph in torch with quantizers and rounding ops straight-through (BPDA).
 
     S computes in float32 and passes straight through FP16 casts: fp16 gradients underflow
     (zero input gradients on confident points), and the casts' rounding is far below any eps.
-    Integer quantization is kept exactly; E scores every candidate at the deployed precision."""
-    return OnnxGraphModule(onnx.load(str(bundle.model_path)), float_dtype=torch.float32, straight_through=bpda).eval()
+    Integer quantization is kept exactly; E scores every candidate at the deployed precision.
+    S returns `attack_output`: by default the output the bundle's manifest names for attacks
+    (an ensemble's averaged probabilities instead of its gradient-free vote), else the first."""
+    model = onnx.load(str(bundle.model_path))
+    outputs = [o.name for o in model.graph.output]
+    name = attack_output or (bundle.manifest.get("defense") or {}).get("attack_output") or outputs[0]
+    if name not in outputs:
+        raise UserError(f"--attack-output {name}: the graph's outputs are {', '.join(outputs)}")
+    twin = OnnxGraphModule(model, float_dtype=torch.float32, straight_through=bpda, all_outputs=True).eval()
+    return PickOutput(twin, outputs.index(name))
+
+
+class PickOutput(torch.nn.Module):
+    def __init__(self, module: torch.nn.Module, index: int) -> None:
+        super().__init__()
+        self.module, self.index = module, index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)[self.index]
 
 
 def _run_white_box(attack: Attack, model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int,
@@ -127,13 +144,15 @@ def _scored(engine, x: np.ndarray, y: np.ndarray, passes: int) -> np.ndarray:
 def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int = 1000, suite: str = "standard",
                reference: torch.nn.Module | None = None, backend: str = "ort-cpu", batch_size: int = 128,
                seed: int = 0, sweep: tuple[float, ...] | None = DEFAULT_SWEEP, bpda: bool = True,
-               eot: int | None = None, resume: bool = True, layout: str = "auto") -> dict[str, Any]:
+               eot: int | None = None, resume: bool = True, layout: str = "auto",
+               attack_output: str | None = None) -> dict[str, Any]:
     """Verify `bundle` on the first `n` points of `dataset`.
 
     `bpda=False` attacks S with plain gradients (to show what masking does); never for a verdict.
     `eot` overrides the EOT draws for a stochastic engine (1 shows what naive attacks report).
     With `resume`, finished batches of an interrupted run with identical settings are reused.
-    `layout` is the memory layout attacks run in ("auto": the faster one, timed; see verify.speed)."""
+    `layout` is the memory layout attacks run in ("auto": the faster one, timed; see verify.speed).
+    `attack_output` overrides which graph output S's attacks use (see build_twin)."""
     if suite not in SUITES:
         raise UserError(f"--suite must be one of {', '.join(SUITES)}; got {suite}")
     if dataset.shape != bundle.spec.shape:
@@ -142,7 +161,8 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     engine = create_runner(backend, bundle)
     started = time.perf_counter()
     example = torch.from_numpy(next(data.batches(batch_size))[0])
-    S, used_layout = prepare_for_attack(build_twin(bundle, bpda), example, layout)
+    twin = build_twin(bundle, bpda, attack_output)
+    S, used_layout = prepare_for_attack(twin, example, layout)
     if reference is not None:
         reference, _ = prepare_for_attack(reference, example, layout)
     plan = list(SUITES[suite]) if reference is not None else [a for a in SUITES[suite] if a.on != "R"]
@@ -153,7 +173,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     settings = {"bundle_sha256": bundle.manifest["model"]["sha256"], "data": data.name, "n": len(data),
                 "threat": [threat.norm, threat.eps], "suite": suite, "seed": seed, "backend": backend,
                 "batch_size": batch_size, "bpda": bpda, "randomness": vars(randomness), "layout": layout,
-                "reference": reference is not None}
+                "reference": reference is not None, "attack_output": attack_output}
     checkpoint = BatchCheckpoint(bundle.path, settings, resume)
     batches = list(data.batches(batch_size))
     results = []
@@ -174,6 +194,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     if detector_of(bundle) is not None:
         doc["detector"] = verify_detector(bundle, dataset, threat, n=n, batch_size=batch_size, seed=seed)
     doc["attack_layout"] = used_layout
+    doc["attacked_output"] = twin.module.output_names[twin.index]
     doc["flags"] = sanity_flags(doc)
     checkpoint.finish()
     return doc

@@ -1,0 +1,151 @@
+"""EMPIR (Sen, Raghunathan and Ravindran, ICLR 2020): ensembles of mixed-precision models.
+
+Members are one full-precision model and low-precision ones, each (weight bits, activation
+bits). Quantization is DoReFa-style: weights tanh-normalized to [0, 1], rounded to k bits and
+mapped back to [-1, 1]; activations clipped to [0, 1] and rounded to k bits at the input of
+every low-precision conv (the image too); straight-through gradients; FC layers stay full
+precision. The ensemble votes: the class a majority of members pick, else the full-precision
+member's choice (or, with `combine="average"`, the average of the members' probabilities).
+
+Exported as one graph, members as branches. A vote has no useful gradient, so the graph
+also outputs `ensemble_log_probs` (log of the members' averaged probabilities), and the
+manifest names it as the output attacks should use: the consistent loss with which Tramer
+et al. (2020) broke EMPIR. verify scores every candidate on the vote.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deploy_robust.errors import UserError
+
+CHECKPOINT_KEY = "deploy_robust_ensemble"
+SURROGATE_OUTPUT = "ensemble_log_probs"
+ARCHS = ("mnist", "cifar", "digits")  # digits: scikit-learn's 8x8 digits, for fast tests and demos
+SHAPES = {"mnist": (1, 28, 28), "cifar": (3, 32, 32), "digits": (1, 8, 8)}
+
+
+def _ste_round(x: torch.Tensor, levels: float) -> torch.Tensor:
+    q = torch.round(x * levels) / levels
+    return x + (q - x).detach()
+
+
+def quantize_activation(x: torch.Tensor, bits: int) -> torch.Tensor:
+    # relu then min, not clamp: the exporter's opset-18 Clip does not down-convert to opset 17
+    return _ste_round(torch.minimum(torch.relu(x), torch.ones((), dtype=x.dtype)), float(2 ** bits - 1))
+
+
+def quantize_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
+    t = torch.tanh(w)
+    unit = t / (2 * t.abs().max()) + 0.5
+    return 2 * _ste_round(unit, float(2 ** bits - 1)) - 1
+
+
+class QuantConv2d(nn.Conv2d):
+    """A DoReFa conv: k-bit input activations, k-bit weights. `freeze()` stores the weight grid."""
+
+    def __init__(self, *args, w_bits: int, a_bits: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.w_bits, self.a_bits, self.frozen = w_bits, a_bits, False
+
+    def freeze(self) -> None:
+        with torch.no_grad():
+            self.weight.copy_(quantize_weight(self.weight, self.w_bits))
+        self.frozen = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight if self.frozen else quantize_weight(self.weight, self.w_bits)
+        return self._conv_forward(quantize_activation(x, self.a_bits), weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", w_bits={self.w_bits}, a_bits={self.a_bits}"
+
+
+def member(arch: str, w_bits: int | None = None, a_bits: int | None = None, num_classes: int = 10) -> nn.Module:
+    """A member network; convs are DoReFa-quantized when bits are given (FC layers never)."""
+    def conv(cin: int, cout: int, k: int) -> nn.Module:
+        if w_bits is None:
+            return nn.Conv2d(cin, cout, k, padding=k // 2)
+        return QuantConv2d(cin, cout, k, padding=k // 2, w_bits=w_bits, a_bits=a_bits)
+
+    if arch == "mnist":
+        return nn.Sequential(conv(1, 16, 5), nn.ReLU(), nn.MaxPool2d(2), conv(16, 32, 5), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, num_classes))
+    if arch == "cifar":
+        return nn.Sequential(conv(3, 32, 3), nn.ReLU(), nn.MaxPool2d(2), conv(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                             conv(64, 128, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                             nn.Linear(128 * 4 * 4, 256), nn.ReLU(), nn.Linear(256, num_classes))
+    if arch == "digits":
+        return nn.Sequential(conv(1, 16, 3), nn.ReLU(), nn.MaxPool2d(2), conv(16, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(32 * 2 * 2, 64), nn.ReLU(), nn.Linear(64, num_classes))
+    raise UserError(f"ensemble --arch must be one of {', '.join(ARCHS)}; got {arch}")
+
+
+def parse_member(text: str) -> dict[str, Any]:
+    """'fp32' or 'w2a4', optionally ':checkpoint.pt' (a trained member's state_dict)."""
+    spec, _, path = text.partition(":")
+    if spec == "fp32":
+        return {"w_bits": None, "a_bits": None, "checkpoint": path or None}
+    match = re.fullmatch(r"w(\d)a(\d)", spec)
+    if not match or not all(1 <= int(b) <= 8 for b in match.groups()):
+        raise UserError(f"--member must be fp32 or wXaY with 1-8 bits (e.g. w2a4), optionally :checkpoint.pt; got {text}")
+    return {"w_bits": int(match[1]), "a_bits": int(match[2]), "checkpoint": path or None}
+
+
+class Ensemble(nn.Module):
+    """Members on the same input; (vote scores, log of averaged probabilities) or averaged log-probabilities."""
+
+    def __init__(self, members: list[nn.Module], combine: str = "vote", full_precision: int = 0) -> None:
+        super().__init__()
+        if combine not in ("vote", "average"):
+            raise UserError(f"--combine must be vote or average; got {combine}")
+        self.members, self.combine, self.full_precision = nn.ModuleList(members), combine, full_precision
+        self.extra_output_names = (SURROGATE_OUTPUT,) if combine == "vote" else ()
+
+    def forward(self, x: torch.Tensor):
+        logits = [m(x) for m in self.members]
+        total = F.softmax(logits[0], dim=1)
+        for z in logits[1:]:
+            total = total + F.softmax(z, dim=1)
+        log_probs = torch.log(total / len(logits) + 1e-12)
+        if self.combine == "average":
+            return log_probs
+        # Vote: 2 for a class a strict majority picks, +1 for the full-precision member's pick,
+        # so the argmax is the majority when there is one and the full-precision choice otherwise.
+        classes = torch.arange(logits[0].shape[1])
+        picks = [(classes == z.argmax(1, keepdim=True)).float() for z in logits]  # one-hot of each member's pick
+        counts = picks[0]
+        for p in picks[1:]:
+            counts = counts + p
+        scores = 2 * (counts > len(logits) / 2).float() + picks[self.full_precision]
+        return scores, log_probs
+
+
+def build_ensemble(config: dict[str, Any]) -> Ensemble:
+    members = [member(config["arch"], m["w_bits"], m["a_bits"], config["num_classes"]) for m in config["members"]]
+    full = next((i for i, m in enumerate(config["members"]) if m["w_bits"] is None), 0)
+    return Ensemble(members, config["combine"], full)
+
+
+def frozen_for_export(ensemble: Ensemble) -> Ensemble:
+    """A copy whose quantized weights are stored on their grid (the graph holds the grid values)."""
+    out = copy.deepcopy(ensemble).eval()
+    for module in out.modules():
+        if isinstance(module, QuantConv2d):
+            module.freeze()
+    return out
+
+
+def describe(config: dict[str, Any]) -> dict[str, Any]:
+    names = ["fp32" if m["w_bits"] is None else f"w{m['w_bits']}a{m['a_bits']}" for m in config["members"]]
+    out = {"kind": "empir", "reference": "Sen, Raghunathan and Ravindran, ICLR 2020", "arch": config["arch"],
+           "members": names, "combine": config["combine"]}
+    if config["combine"] == "vote":
+        out["attack_output"] = SURROGATE_OUTPUT  # the consistent loss: averaged member probabilities
+    return out
