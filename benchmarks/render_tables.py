@@ -159,12 +159,32 @@ def defense_squeeze(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def defense_empir(doc: dict) -> str:
+    r0 = doc["results"][0]
+    lines = [f"`{doc['command']}` (L-inf, first {r0['n']} test points, `{r0['suite']}` suite, members trained here "
+             "without adversarial training; robust = per-example worst case on the engine):", "",
+             "| dataset | eps | model | clean | robust (95% CI) | gradient attacks alone | flags |", "|---|---|---|---|---|---|---|"]
+    for r in doc["results"]:
+        eps = f"{r['eps'] * 255:.0f}/255" if r["eps"] < 0.05 else f"{r['eps']:g}"
+        ens = "EMPIR " + "+".join(r["members"])
+        entries = [(f"{ens}, attacks on the vote (naive)", r["naive_attack_on_vote"]),
+                   (f"{ens}, consistent loss (verify's default)", r["verified_consistent_loss"])]
+        entries += [(f"member {m['member']} alone", m) for m in r["member_alone"]]
+        for label, v in entries:
+            lo, hi = v["robust_accuracy_ci95"]
+            lines.append(f"| {r['dataset']} | {eps} | {label} | {100 * v['clean_accuracy']:.1f}% "
+                         f"| **{100 * v['robust_accuracy']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f}) "
+                         f"| {100 * v['gradient_attacks_only']:.1f}% | {', '.join(v['flags']) or 'none'} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     for name, render in (("quantized_speed", quantized_speed), ("quantized_accuracy", quantized_accuracy),
                          ("cpu_matrix", cpu_matrix), ("repeatability", repeatability),
                          ("verify_real_models", verify_real_models), ("autoattack_referee", autoattack_referee),
                          ("attack_speed", attack_speed), ("verify_time", verify_time),
-                         ("defense_sap", defense_sap), ("defense_squeeze", defense_squeeze)):
+                         ("defense_sap", defense_sap), ("defense_squeeze", defense_squeeze),
+                         ("defense_empir", defense_empir)):
         doc = load(name)
         if doc:
             print(f"<!-- {name} -->\n{render(doc)}\n")

@@ -122,6 +122,11 @@ def _is_static(v: Value) -> bool:
     return not isinstance(v, torch.Tensor)
 
 
+def _tensor(v: Value) -> torch.Tensor:
+    """A static value as a tensor (a copy: initializer arrays are read-only)."""
+    return torch.from_numpy(np.array(v))
+
+
 def _ints(v: Value) -> list[int]:
     return [int(i) for i in (v.tolist() if hasattr(v, "tolist") else v)]
 
@@ -133,7 +138,7 @@ def _binary(fn: Callable, np_fn: Callable) -> Handler:
         a, b = args
         if _is_static(a) and _is_static(b):
             return np_fn(np.asarray(a), np.asarray(b))
-        a, b = (torch.as_tensor(v) if _is_static(v) else v for v in (a, b))
+        a, b = (_tensor(v) if _is_static(v) else v for v in (a, b))
         return fn(a, b)
     return run
 
@@ -390,7 +395,7 @@ def _gather(args, attrs):
             idx = np.asarray(index)
             return data[int(idx)] if idx.ndim == 0 else [data[int(i)] for i in idx]
         return np.take(np.asarray(data), np.asarray(index), axis=axis)
-    index = torch.as_tensor(np.array(index)) if _is_static(index) else index  # a copy: initializers are read-only
+    index = _tensor(index) if _is_static(index) else index
     return torch.index_select(data, axis, index.reshape(-1)).reshape(
         list(data.shape[:axis]) + list(index.shape) + list(data.shape[axis + 1:]))
 
@@ -436,7 +441,7 @@ def _concat(args, attrs):
             else:
                 flat.append(a)
         return flat
-    return torch.cat([torch.as_tensor(a) if _is_static(a) else a for a in args], dim=attrs.get("axis", 0))
+    return torch.cat([_tensor(a) if _is_static(a) else a for a in args], dim=attrs.get("axis", 0))
 
 
 @register("Slice")
@@ -489,7 +494,7 @@ def _where(args, attrs):
     cond, a, b = args
     if all(_is_static(v) for v in args):
         return np.where(cond, a, b)
-    cond, a, b = (torch.as_tensor(v) if _is_static(v) else v for v in (cond, a, b))
+    cond, a, b = (_tensor(v) if _is_static(v) else v for v in (cond, a, b))
     return torch.where(cond, a, b)
 
 
@@ -543,9 +548,9 @@ def _cumsum(args, attrs):
 def _scatter_elements(args, attrs):
     data, indices, updates = args
     axis = int(attrs.get("axis", 0))
-    indices = torch.as_tensor(indices).long() if _is_static(indices) else indices.long()
+    indices = _tensor(indices).long() if _is_static(indices) else indices.long()
     indices = torch.where(indices < 0, indices + data.shape[axis], indices)
-    updates = torch.as_tensor(updates) if _is_static(updates) else updates
+    updates = _tensor(updates) if _is_static(updates) else updates
     reduction = attrs.get("reduction", "none")
     if reduction == "none":
         return data.scatter(axis, indices, updates.to(data.dtype))
