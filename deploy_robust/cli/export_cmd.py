@@ -9,6 +9,7 @@ from deploy_robust.cli.output import emit_json, size
 from deploy_robust.export import TARGETS, export_bundle, onnx_summary
 from deploy_robust.calibrators.methods import METHODS
 from deploy_robust.data import load_dataset
+from deploy_robust.defenses import describe_defense
 from deploy_robust.defenses.sap import apply_sap
 from deploy_robust.defenses.squeeze import apply_squeezing
 from deploy_robust.errors import UserError
@@ -88,19 +89,8 @@ def run(args: argparse.Namespace) -> int:
         fallbacks = [l for l in bundle.manifest["precision"]["layers"]
                      if l.get("requested") and l["precision"] != l["requested"]]
         if bundle.manifest.get("defense"):
-            print(f"  defense: {_defense_line(bundle.manifest)}")
+            print(f"  defense: {describe_defense(bundle.manifest)}")
         for layer in fallbacks:
             print(f"  note: layer {layer['name']} stays {layer['precision']} (asked {layer['requested']}): {layer['reason']}")
     return 0
 
-
-def _defense_line(manifest: dict) -> str:
-    d = manifest["defense"]
-    if d["kind"] == "feature_squeezing":
-        threshold = f"; flags inputs with score > {d['threshold']:.4g} (FPR {d['target_fpr']:g})" if "threshold" in d else ""
-        return f"feature squeezing ({d['mode']}): {', '.join(d['squeezers'])}{threshold}"
-    if d["kind"] == "empir":
-        surrogate = f"; attacks use {d['attack_output']}" if d.get("attack_output") else ""
-        return f"EMPIR ensemble {', '.join(d['members'])} ({d['combine']}){surrogate}"
-    random = "stochastic engine: verify scores it over 20 runs" if manifest["model"]["stochastic"] else "repeatable"
-    return f"{d['kind']} ({d['mode']}) after {', '.join(l['layer'] for l in d['layers'])}; {random}"

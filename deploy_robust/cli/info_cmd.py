@@ -9,6 +9,7 @@ from deploy_robust import zoo
 from deploy_robust.bundle import is_bundle, open_bundle
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json, size, table
+from deploy_robust.defenses import describe_defense
 from deploy_robust.errors import UserError
 from deploy_robust.export import onnx_summary
 from deploy_robust.ingest import load_model
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
             ["graph", f"{g['nodes']} nodes, opset {m['model']['opset']}, {size(g['bytes'])}; ops {g['ops']}"],
             ["source", f"{m['source']['file']} ({m['source']['format']}, arch {m['source']['arch']}), sha256 {m['source']['sha256'][:12]}"],
             ["exporter", m["model"]["exporter"]],
+            *([["defense", describe_defense(m)]] if m.get("defense") else []),
             ["tools", ", ".join(f"{k} {v}" for k, v in m["tools"].items())],
         ]))
     else:
