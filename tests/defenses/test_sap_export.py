@@ -3,27 +3,13 @@
 
 import numpy as np
 import onnx
-import pytest
 import torch
 
-from deploy_robust import zoo
 from deploy_robust.bundle import open_bundle
 from deploy_robust.data import load_dataset
 from deploy_robust.defenses.sap import apply_sap
 from deploy_robust.ingest import load_model
 from deploy_robust.runtimes import create_runner
-from deploy_robust.seeding import seed_everything
-from deploy_robust.train import train_classifier
-
-
-@pytest.fixture(scope="module")
-def digits_checkpoint(tmp_path_factory):
-    seed_everything(0)
-    model = zoo.get("digits_cnn").build()
-    train_classifier(model, load_dataset("digits:train"), epochs=10, seed=0)
-    path = tmp_path_factory.mktemp("sap") / "digits.pt"
-    torch.save(model.state_dict(), path)
-    return path
 
 
 def _export(cli, checkpoint, out, *extra):

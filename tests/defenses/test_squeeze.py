@@ -27,26 +27,13 @@ def test_squeezers():
             parse_squeezers(bad)
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    from deploy_robust import zoo
-    from deploy_robust.seeding import seed_everything
-    from deploy_robust.train import train_classifier
-
-    seed_everything(0)
-    model = zoo.get("digits_cnn").build()
-    train_classifier(model, load_dataset("digits:train"), epochs=10, seed=0)
-    path = tmp_path_factory.mktemp("squeeze") / "digits.pt"
-    torch.save(model.state_dict(), path)
-    return path
-
-
-def test_squeeze_mode_exports_and_masks_gradients_that_bpda_restores(cli, checkpoint, tmp_path):
-    code, stdout, err = cli("export", checkpoint, "--arch", "digits_cnn", "-o", tmp_path / "sq", "--squeeze", "bits:3")
-    assert code == 0, err and "feature squeezing (squeeze): BitDepth(bits=3)" in stdout
+def test_squeeze_mode_exports_and_masks_gradients_that_bpda_restores(cli, digits_checkpoint, tmp_path):
+    code, stdout, err = cli("export", digits_checkpoint, "--arch", "digits_cnn", "-o", tmp_path / "sq", "--squeeze", "bits:3")
+    assert code == 0, err
+    assert "defense: feature squeezing (squeeze): BitDepth(bits=3)" in stdout
     bundle = open_bundle(tmp_path / "sq")
     onnx.checker.check_model(onnx.load(str(bundle.model_path)), full_check=True)
-    reference = apply_squeezing(load_model(checkpoint, "digits_cnn"), "bits:3").reference()
+    reference = apply_squeezing(load_model(digits_checkpoint, "digits_cnn"), "bits:3").reference()
     x, _ = next(load_dataset("digits:test").batches(64))
     with torch.no_grad():
         assert np.abs(create_runner("ort-cpu", bundle).infer(x) - reference(torch.from_numpy(x)).numpy()).max() < 1e-4
@@ -58,8 +45,8 @@ def test_squeeze_mode_exports_and_masks_gradients_that_bpda_restores(cli, checkp
     assert honest["robust_accuracy_gradient_attacks_only"] < masked["robust_accuracy_gradient_attacks_only"]
 
 
-def test_detect_mode_has_a_score_output_a_calibrated_threshold_and_is_verified(cli, checkpoint, tmp_path):
-    code, stdout, err = cli("export", checkpoint, "--arch", "digits_cnn", "-o", tmp_path / "det", "--squeeze",
+def test_detect_mode_has_a_score_output_a_calibrated_threshold_and_is_verified(cli, digits_checkpoint, tmp_path):
+    code, stdout, err = cli("export", digits_checkpoint, "--arch", "digits_cnn", "-o", tmp_path / "det", "--squeeze",
                             "bits:4", "--squeeze-mode", "detect", "--calib", "digits:train", "--squeeze-fpr", "0.1")
     assert code == 0, err
     bundle = open_bundle(tmp_path / "det")
@@ -80,7 +67,7 @@ def test_detect_mode_has_a_score_output_a_calibrated_threshold_and_is_verified(c
     assert detector["robust_accuracy_detector_aware"] < unaware["robust_accuracy_with_detector"]
 
 
-def test_detect_mode_needs_calibration_data(cli, checkpoint, tmp_path):
-    code, _, err = cli("export", checkpoint, "--arch", "digits_cnn", "-o", tmp_path / "x", "--squeeze", "bits:4",
+def test_detect_mode_needs_calibration_data(cli, digits_checkpoint, tmp_path):
+    code, _, err = cli("export", digits_checkpoint, "--arch", "digits_cnn", "-o", tmp_path / "x", "--squeeze", "bits:4",
                        "--squeeze-mode", "detect")
     assert code == 2 and "needs --calib" in err and not (tmp_path / "x").exists()
