@@ -397,9 +397,12 @@ def sanity_flags(doc: dict[str, Any]) -> list[dict[str, str]]:
                       "detail": f"{doc['zero_gradient_points_on_S']} points have an all-zero input gradient on S"})
     agree = doc.get("agreement_E_S_on_S_adversarial")
     if agree is not None and agree < 0.95 and not doc["stochastic_engine"]["stochastic"]:  # one draw each: moot
+        surrogate = doc.get("attacked_output") not in (None, "logits")
         flags.append({"flag": "twin_disagrees_with_engine",
                       "detail": f"E and S agree on only {100 * agree:.1f}% of S's adversarial examples: white-box "
-                                "results on S do not fully describe E"})
+                                "results on S do not fully describe E"
+                                + (f" (S is attacked through {doc['attacked_output']}, a differentiable surrogate of "
+                                   "E's output; every candidate is still scored on E)" if surrogate else "")})
     randomness = doc["stochastic_engine"]
     if randomness["stochastic"]:
         flags.append({"flag": "randomness",
