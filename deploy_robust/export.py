@@ -61,12 +61,12 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
         _check_graph(model, target)
         layers = [layer | {"precision": "trained grid", "reason": "fake-quantized in training; no recalibration"}
                   for layer in loaded.layers]
-        _self_check(model.SerializeToString(), loaded, precision, seed, batch if isinstance(batch, int) else 4)
+        _self_check(model, loaded, precision, seed, batch if isinstance(batch, int) else 4)
     elif precision in FLOAT_PRECISIONS:
         result = export_float_onnx(loaded.module, loaded.spec, precision, opset=opset, **export_args)
         model, exporter = result.model, result.exporter
         layers = [layer | {"precision": precision, "reason": f"{precision} export"} for layer in loaded.layers]
-        _self_check(model.SerializeToString(), loaded, precision, seed, batch if isinstance(batch, int) else 4)
+        _self_check(model, loaded, precision, seed, batch if isinstance(batch, int) else 4)
     else:
         profile = get_profile(target)
         result = export_float_onnx(loaded.module, loaded.spec, "fp32", opset=opset, **export_args)
@@ -88,7 +88,7 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
         if calibration is not None:
             calibration["activations"] = quantized.activations
             files["calibration.json"] = dumps(calibration).encode()
-        _self_check(model.SerializeToString(), loaded, precision, seed, batch if isinstance(batch, int) else 4)
+        _self_check(model, loaded, precision, seed, batch if isinstance(batch, int) else 4)
     data = model.SerializeToString()
     files["model.onnx"] = data
     manifest = {
@@ -142,22 +142,22 @@ def _check_graph(model: onnx.ModelProto, target: str) -> None:
             raise RuntimeError("internal error: tensorrt bundle breaks its rules: " + "; ".join(violations[:5]))
 
 
-def _self_check(data: bytes, loaded: LoadedModel, precision: str, seed: int, batch: int) -> None:
+def _self_check(model: onnx.ModelProto, loaded: LoadedModel, precision: str, seed: int, batch: int) -> None:
     """Load the new graph in ONNX Runtime (as the runner will) and run it once."""
     from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 
-    runner = OnnxRuntimeRunner(data, fixed_batch=batch if loaded.fixed_batch else None, optimization="basic")
+    runner = OnnxRuntimeRunner(model.SerializeToString(), fixed_batch=batch if loaded.fixed_batch else None,
+                               optimization="basic")
     x = np.random.default_rng(seed).random((batch, *loaded.spec.shape), dtype=np.float32)
     got = runner.infer(x)
-    if graph_is_stochastic(onnx.load_from_string(data)):
+    if graph_is_stochastic(model):
         # A stochastic defense: outputs differ run to run, so no exact parity; the draws must
         # survive export (a graph that repeats itself would have frozen one random mask).
         if not np.isfinite(got).all() or np.array_equal(got, runner.infer(x)):
             raise RuntimeError("internal error: the exported stochastic graph is non-finite or no longer random")
     elif precision == "fp32":
         with torch.no_grad():
-            want = loaded.reference()(torch.from_numpy(x))
-        want = (want[0] if isinstance(want, tuple) else want).numpy()  # logits; a detector also returns a score
+            want = loaded.reference()(torch.from_numpy(x)).numpy()
         if float(np.abs(got - want).max()) > _SELF_CHECK_TOL:
             raise RuntimeError(f"internal error: exported graph differs from the model by "
                                f"{float(np.abs(got - want).max()):.3g} on random inputs")

@@ -12,7 +12,10 @@ from deploy_robust.cli.output import emit_json
 from deploy_robust.data import load_dataset
 from deploy_robust.defenses.empir import ARCHS, CHECKPOINT_KEY, SHAPES, build_ensemble, describe, parse_member
 from deploy_robust.errors import UserError
+from deploy_robust.evaluate import evaluate
 from deploy_robust.ingest.checkpoint import extract_state_dict, read_checkpoint
+from deploy_robust.ingest.loader import PickOutput
+from deploy_robust.runtimes.torch_runner import TorchRunner
 from deploy_robust.seeding import seed_everything
 from deploy_robust.train import train_classifier
 
@@ -60,9 +63,10 @@ def run(args: argparse.Namespace) -> int:
     report = {"out": args.out, "defense": describe(config)}
     if args.test:
         test = load_dataset(args.test, SHAPES[args.arch])
-        report["accuracy"] = {text.split(":")[0] + f" (member {i})": _accuracy(net, test)
+        report["accuracy"] = {text.split(":")[0] + f" (member {i})": evaluate(TorchRunner(net), test).accuracy
                               for i, (text, net) in enumerate(zip(args.member, ensemble.members))}
-        report["accuracy"]["ensemble"] = _accuracy(lambda x: _first(ensemble(x)), test)
+        voted = PickOutput(ensemble, 0) if args.combine == "vote" else ensemble
+        report["accuracy"]["ensemble"] = evaluate(TorchRunner(voted), test).accuracy
     torch.save({CHECKPOINT_KEY: config, "state_dict": ensemble.state_dict()}, args.out)
     if args.json:
         emit_json(report)
@@ -73,14 +77,3 @@ def run(args: argparse.Namespace) -> int:
               f"next: deploy-robust export {args.out} -o OUT")
     return 0
 
-
-def _first(out):
-    return out[0] if isinstance(out, tuple) else out
-
-
-def _accuracy(model, dataset) -> float:
-    correct = 0
-    with torch.no_grad():
-        for x, y in dataset.batches(512):
-            correct += int((model(torch.from_numpy(x)).argmax(1).numpy() == y).sum())
-    return correct / len(dataset)

@@ -18,8 +18,13 @@ where the argument is small, since ONNX has neither op and 1 - p rounds to 1 for
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
+
 import torch
 from torch import nn
+
+from deploy_robust.errors import UserError
 
 _SMALL = 1e-2   # below this, 4-term series are exact to float32 precision (next term ~ x^5 / 5)
 _TINY = 1e-30   # keeps log p finite for p = 0 and keep probabilities away from 0
@@ -100,10 +105,6 @@ def add_sap(model: nn.Module, example: torch.Tensor, layers: list[str] | None = 
     """A copy of `model` with SAP after each named layer (default: every activation module).
 
     Returns the defended model and, per layer, its name, units and draws (for the manifest)."""
-    import copy
-
-    from deploy_robust.errors import UserError
-
     model = copy.deepcopy(model).eval()
     names = layers if layers else activation_layers(model)
     modules = dict(model.named_modules())
@@ -130,8 +131,6 @@ def add_sap(model: nn.Module, example: torch.Tensor, layers: list[str] | None = 
 
 def apply_sap(loaded, layers: list[str] | None = None, fraction: float = 1.0, seed: int | None = None):
     """`loaded` (an ingested model) with SAP added; the manifest will record where and how."""
-    from dataclasses import replace
-
     example = torch.zeros(1, *loaded.spec.shape)
     module, report = add_sap(loaded.module, example, layers, fraction, seed)
     defense = {"kind": "stochastic_activation_pruning", "reference": "Dhillon et al., ICLR 2018",

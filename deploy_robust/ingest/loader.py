@@ -48,16 +48,18 @@ class LoadedModel:
     def reference(self) -> nn.Module:
         """The classifier on [0, 1] images, returning logits (a detector's or ensemble's extra outputs dropped)."""
         model = with_normalization(self.module, self.spec)
-        return FirstOutput(model) if getattr(self.module, "extra_output_names", ()) else model
+        return PickOutput(model, 0) if getattr(self.module, "extra_output_names", ()) else model
 
 
-class FirstOutput(nn.Module):
-    def __init__(self, module: nn.Module) -> None:
+class PickOutput(nn.Module):
+    """One output of a module that returns several (a detector's or an ensemble's)."""
+
+    def __init__(self, module: nn.Module, index: int) -> None:
         super().__init__()
-        self.module = module
+        self.module, self.index = module, index
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x)[0]
+        return self.module(x)[self.index]
 
 
 def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool = False,

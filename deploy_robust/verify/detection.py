@@ -57,16 +57,19 @@ def _aware_pgd(twin, x, y, threat: ThreatModel, threshold: float, weight: float,
     return best
 
 
-def verify_detector(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int = 1000, batch_size: int = 128,
-                    steps: int = 50, seed: int = 0) -> dict[str, Any]:
+def verify_detector(bundle: Bundle, data: Dataset, threat: ThreatModel, *, batch_size: int = 128, steps: int = 50,
+                    seed: int = 0, engine=None, twin: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Both attacks on every point of `data`. `engine` (an ONNX Runtime runner) and `twin` (the
+    graph returning all its outputs) are reused from the verify run when given."""
     detector = detector_of(bundle)
     threshold = float(detector["threshold"])
-    engine = create_runner("ort-cpu", bundle)
-    twin = OnnxGraphModule(onnx.load(str(bundle.model_path)), straight_through=True, all_outputs=True).eval()
-    for p in twin.parameters():
-        p.requires_grad_(False)
+    if not hasattr(engine, "infer_outputs"):  # the score output is read through ONNX Runtime
+        engine = create_runner("ort-cpu", bundle)
+    if twin is None:
+        twin = OnnxGraphModule(onnx.load(str(bundle.model_path)), straight_through=True, all_outputs=True).eval()
+        for p in twin.parameters():
+            p.requires_grad_(False)
     classifier = lambda x: twin(x)[0]  # noqa: E731
-    data = dataset.take(n)
     clean_ok, clean_flag, unaware_fooled, unaware_flagged, unaware_robust, robust = [], [], [], [], [], []
     for index, (x_np, y_np) in enumerate(data.batches(batch_size)):
         x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)

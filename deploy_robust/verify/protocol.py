@@ -22,7 +22,9 @@ import torch
 from deploy_robust.bundle import Bundle
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
+from deploy_robust.exporters.float_onnx import OUTPUT_NAME
 from deploy_robust.hashing import sha256_bytes
+from deploy_robust.ingest.loader import PickOutput
 from deploy_robust.ingest.onnx_graph import OnnxGraphModule
 from deploy_robust.progress import progress
 import deploy_robust.quant.twin  # noqa: F401  (registers the Q/DQ handlers in the graph interpreter)
@@ -92,15 +94,6 @@ def build_twin(bundle: Bundle, bpda: bool = True, attack_output: str | None = No
         raise UserError(f"--attack-output {name}: the graph's outputs are {', '.join(outputs)}")
     twin = OnnxGraphModule(model, float_dtype=torch.float32, straight_through=bpda, all_outputs=True).eval()
     return PickOutput(twin, outputs.index(name))
-
-
-class PickOutput(torch.nn.Module):
-    def __init__(self, module: torch.nn.Module, index: int) -> None:
-        super().__init__()
-        self.module, self.index = module, index
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x)[self.index]
 
 
 def _run_white_box(attack: Attack, model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int,
@@ -192,7 +185,8 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     if sweep:
         doc["eps_curve"] = eps_curve(S, engine, data, threat, sweep, batch_size, seed, randomness)
     if detector_of(bundle) is not None:
-        doc["detector"] = verify_detector(bundle, dataset, threat, n=n, batch_size=batch_size, seed=seed)
+        doc["detector"] = verify_detector(bundle, data, threat, batch_size=batch_size, seed=seed, engine=engine,
+                                          twin=twin.module)
     doc["attack_layout"] = used_layout
     doc["attacked_output"] = twin.module.output_names[twin.index]
     doc["flags"] = sanity_flags(doc)
@@ -254,14 +248,12 @@ class BatchCheckpoint:
         self.root = bundle_path / ".verify-progress"
         self.dir = self.root / key
         self.enabled = enabled
-        self.resumed = 0
 
     def load(self, index: int) -> dict[str, np.ndarray] | None:
         path = self.dir / f"batch-{index:05d}.npz"
         if not (self.enabled and path.exists()):
             return None
         with np.load(path, allow_pickle=False) as f:
-            self.resumed += 1
             return {k: f[k] for k in f.files}
 
     def save(self, index: int, result: dict[str, np.ndarray]) -> None:
@@ -278,8 +270,9 @@ def reference_robust_accuracy(reference: torch.nn.Module, dataset: Dataset, thre
                               suite: str, batch_size: int = 128, seed: int = 0) -> float:
     """R's robust accuracy on the same points under the suite's white-box attacks (for the paired delta)."""
     robust = []
-    reference, _ = prepare_for_attack(reference, torch.from_numpy(next(dataset.take(n).batches(batch_size))[0]))
-    for index, (x_np, y_np) in enumerate(dataset.take(n).batches(batch_size)):
+    data = dataset.take(n)
+    reference, _ = prepare_for_attack(reference, torch.from_numpy(next(data.batches(batch_size))[0]))
+    for index, (x_np, y_np) in enumerate(data.batches(batch_size)):
         x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
         with torch.no_grad():
             ok = (reference(x).argmax(1) == y).numpy()
@@ -397,7 +390,7 @@ def sanity_flags(doc: dict[str, Any]) -> list[dict[str, str]]:
                       "detail": f"{doc['zero_gradient_points_on_S']} points have an all-zero input gradient on S"})
     agree = doc.get("agreement_E_S_on_S_adversarial")
     if agree is not None and agree < 0.95 and not doc["stochastic_engine"]["stochastic"]:  # one draw each: moot
-        surrogate = doc.get("attacked_output") not in (None, "logits")
+        surrogate = doc.get("attacked_output") not in (None, OUTPUT_NAME)
         flags.append({"flag": "twin_disagrees_with_engine",
                       "detail": f"E and S agree on only {100 * agree:.1f}% of S's adversarial examples: white-box "
                                 "results on S do not fully describe E"
