@@ -105,6 +105,7 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
             k: calibration[k] for k in ("method", "num_images", "dataset", "percentile") if k in calibration},
         "source": loaded.source,
         "defense": loaded.defense,
+        "transforms": loaded.transforms,
         "tools": tool_versions(),
         "seed": seed,
     }

@@ -3,8 +3,9 @@
 ort-cpu   uint8 asymmetric activations, int8 symmetric per-channel weights (U8S8: what ONNX
           Runtime's x86 integer kernels want). Every activation input of Conv/Gemm/MatMul/Add/
           pools is quantized, after the ReLU (zero point 0, so ORT folds the ReLU away), and
-          Q/DQ is carried through Reshape/Flatten so the producing Conv ends in a Q and fuses
-          into QLinearConv. INT4 conv weights are stored as INT4 and widened at load.
+          Q/DQ is carried through Reshape/Flatten/Gather (sharing the scale of the tensor they
+          read) so the producing Conv ends in a Q and fuses into QLinearConv, and the data
+          movement runs on uint8. INT4 conv weights are stored as INT4 and widened at load.
           Gemm/MatMul weights are quantized per tensor: ONNX Runtime 1.31's fused QGemm
           computes wrong results with per-channel weight scales (measured: 0.7 max error on a
           one-layer graph, exact per tensor; pinned by a test). Conv weights stay per channel.
@@ -35,7 +36,7 @@ class TargetProfile:
     signed_activations: bool
     quantized_consumers: tuple[str, ...]  # ops whose activation inputs get Q/DQ
     residual_add: str                      # "all": every Add input; "skip": one input per Add
-    carry_through: tuple[str, ...]         # shape-only ops that Q/DQ is carried across
+    carry_through: tuple[str, ...]         # data-movement ops that Q/DQ is carried across (shared scale)
     int4_conv_storage: str                 # "int4" or "int8" (4-bit grid in int8 tensors)
     per_channel_gemm: bool                 # per-output-channel Gemm/MatMul weights (else per tensor)
     int8_weight_levels: int                # largest |q| of 8-bit weights: 127, or 63 ("reduce range")
@@ -43,13 +44,15 @@ class TargetProfile:
 
 
 WEIGHTED = ("Conv", "Gemm", "MatMul")
-SHAPE_ONLY = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose")
+# Ops that only move values: Q/DQ is carried back across them with the input's scale and zero
+# point, so ONNX Runtime runs them on 8-bit data (a GDWS channel Gather included).
+DATA_MOVEMENT = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Gather")
 
 PROFILES = {
     "ort-cpu": TargetProfile("ort-cpu", False, WEIGHTED + ("MaxPool", "AveragePool", "GlobalAveragePool"),
-                             "all", SHAPE_ONLY, "int4", False, 63, True),
+                             "all", DATA_MOVEMENT, "int4", False, 63, True),
     "ort-cuda": TargetProfile("ort-cuda", True, WEIGHTED + ("MaxPool", "AveragePool", "GlobalAveragePool"),
-                              "all", SHAPE_ONLY, "int4", False, 127, True),
+                              "all", DATA_MOVEMENT, "int4", False, 127, True),
     "tensorrt": TargetProfile("tensorrt", True, WEIGHTED, "skip", (), "int8", True, 127, False),
 }
 

@@ -22,6 +22,7 @@ from deploy_robust.ingest.formats import ModelFormat, sniff
 from deploy_robust.ingest.onnx_graph import OnnxGraphModule
 from deploy_robust.normalize import with_normalization
 from deploy_robust.spec import InputSpec
+from deploy_robust.transforms.gdws.checkpoint import CHECKPOINT_KEY as GDWS_KEY, build_from_checkpoint
 
 
 @dataclass
@@ -44,6 +45,7 @@ class LoadedModel:
     fixed_batch: int | None = None
     layers: list[dict[str, str]] = field(default_factory=list)
     defense: dict[str, Any] | None = None  # set by deploy_robust.defenses; recorded in the manifest
+    transforms: dict[str, Any] | None = None  # e.g. {"gdws": plan}; recorded in the manifest
 
     def reference(self) -> nn.Module:
         """The classifier on [0, 1] images, returning logits (a detector's or ensemble's extra outputs dropped)."""
@@ -74,7 +76,7 @@ def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool 
     base_spec: InputSpec | None = None
     fixed_batch = None
     arch_name = None
-    defense = None
+    defense = transforms = None
     if fmt in (ModelFormat.TORCH_SAVE, ModelFormat.LEGACY_TORCH_SAVE):
         obj = read_checkpoint(path, trust_pickle)
         if isinstance(obj, nn.Module):
@@ -83,6 +85,10 @@ def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool 
         elif isinstance(obj, dict) and ENSEMBLE_KEY in obj:  # written by `deploy-robust ensemble`
             module, base_spec, defense = _load_ensemble(obj, path)
             dtypes, fmt_name, arch_name = layer_dtypes(dict(module.state_dict())), "empir_ensemble", "empir"
+        elif isinstance(obj, dict) and GDWS_KEY in obj:  # written by `deploy-robust gdws`
+            module, base_spec, arch_name = build_from_checkpoint(obj[GDWS_KEY])
+            dtypes = load_state_dict(module, extract_state_dict(obj, path.name), f"{arch_name} (GDWS)")
+            fmt_name, transforms = "gdws_checkpoint", {"gdws": obj[GDWS_KEY]["plan"]}
         else:
             state = extract_state_dict(obj, path.name)
             architecture = _architecture_for(path, arch)
@@ -123,7 +129,7 @@ def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool 
     else:
         named = module.program if isinstance(module, _ProgramModule) else module
         layers = describe_layers(named, dtypes)
-    return LoadedModel(module, spec, source, fixed_batch, layers, defense)
+    return LoadedModel(module, spec, source, fixed_batch, layers, defense, transforms)
 
 
 def _load_ensemble(obj: dict, path: Path):

@@ -1,5 +1,6 @@
-"""Training: plain classifier training now; PGD/FGSM adversarial training builds on the same loop."""
+"""Training: plain and adversarial (FGSM with random start) classifier training on one loop."""
 
-from deploy_robust.train.classifier import train_classifier
+from deploy_robust.train.adversarial import fgsm_random_start
+from deploy_robust.train.classifier import crop_and_flip, train_classifier
 
-__all__ = ["train_classifier"]
+__all__ = ["crop_and_flip", "fgsm_random_start", "train_classifier"]

@@ -1,0 +1,1 @@
+"""Model transforms applied before export: GDWS convolution rewriting (`transforms.gdws`)."""

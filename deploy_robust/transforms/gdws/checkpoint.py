@@ -1,0 +1,52 @@
+"""Saving a GDWS-rewritten model as a weights-only checkpoint, and rebuilding it at load time.
+
+The file holds the state_dict and, under CHECKPOINT_KEY, the architecture name, input spec
+and the plan; `deploy_robust.ingest.load_model` rebuilds the architecture, gives it the
+plan's structure (`network.restructure`) and loads the weights, with no pickled code.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deploy_robust.errors import UserError
+from deploy_robust.ingest import arch as arch_resolver
+from deploy_robust.spec import InputSpec
+from deploy_robust.transforms.gdws.network import GDWSPlan, restructure
+
+CHECKPOINT_KEY = "deploy_robust_gdws"
+
+
+def save_gdws_checkpoint(path: str | Path, module: nn.Module, arch: str | None, spec: InputSpec,
+                         plan: GDWSPlan) -> Path:
+    if arch is None:
+        raise UserError("gdws -o writes a weights-only checkpoint and needs the model's architecture: use a "
+                        "state_dict checkpoint with --arch (or a built-in model file); to export any other model, "
+                        "use deploy-robust export --gdws-beta/--gdws-budget")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {CHECKPOINT_KEY: {"arch": arch, "input": spec.to_json(), "plan": plan.to_json()},
+           "state_dict": module.state_dict()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        torch.save(doc, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def build_from_checkpoint(config: dict[str, Any]) -> tuple[nn.Module, InputSpec, str]:
+    """(untrained module with the GDWS structure, input spec, arch name) from a checkpoint's config."""
+    architecture = arch_resolver.resolve(config["arch"])
+    spec = InputSpec.from_json(config["input"])
+    module = restructure(architecture.build(spec.num_classes), config["plan"])
+    return module, spec, architecture.name

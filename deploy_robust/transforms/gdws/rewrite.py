@@ -1,0 +1,82 @@
+"""GDWS on an ingested model: channel weights (estimated, cached or plain), plan, rewrite, provenance.
+
+Both `deploy-robust gdws` and `deploy-robust export --gdws-*` go through `rewrite_model`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from torch import nn
+
+from deploy_robust.data import Dataset
+from deploy_robust.errors import UserError
+from deploy_robust.ingest import LoadedModel
+from deploy_robust.ingest.checkpoint import layer_dtypes
+from deploy_robust.ingest.loader import describe_layers
+from deploy_robust.transforms.gdws.alphas import (AlphaSettings, alpha_info, estimate_alphas, load_alphas, save_alphas,
+                                                  weights_hash)
+from deploy_robust.transforms.gdws.network import CHANNEL_MULTIPLE, GDWSPlan, apply_gdws, plan_gdws
+
+
+@dataclass
+class GDWSRequest:
+    beta: float | None = None
+    budget: float | None = None
+    alphas: str | Path | None = None        # cache file: read when present, written after estimating
+    alpha_data: Dataset | None = None       # images to estimate alphas on (none: plain Frobenius error)
+    alpha_settings: AlphaSettings = AlphaSettings()
+    skip: tuple[str, ...] = ()
+    include_first: bool = False
+    include_pointwise: bool = False
+    channel_multiple: int = CHANNEL_MULTIPLE
+
+
+def rewrite_model(loaded: LoadedModel, request: GDWSRequest, log=lambda msg: None) -> tuple[LoadedModel, GDWSPlan]:
+    """A new LoadedModel whose module has its convolutions rewritten; the input model is left untouched."""
+    module = copy.deepcopy(loaded.module)
+    shape = loaded.spec.shape
+    # Plan once with alpha = 1 only to learn which layers are rewritable (the alphas are per layer).
+    eligible = _eligible_convs(module, shape, request)
+    alphas, info = _channel_weights(loaded, module, eligible, request, log)
+    plan = plan_gdws(module, shape, beta=request.beta, budget=request.budget, alphas=alphas, alpha_info=info,
+                     skip=list(request.skip), include_first=request.include_first,
+                     include_pointwise=request.include_pointwise, channel_multiple=request.channel_multiple)
+    apply_gdws(module, plan)
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    dtypes = layer_dtypes(dict(module.state_dict()))
+    transforms = dict(loaded.transforms or {}) | {"gdws": plan.to_json()}
+    rewritten = replace(loaded, module=module, layers=describe_layers(module, dtypes), transforms=transforms)
+    return rewritten, plan
+
+
+def _eligible_convs(module: nn.Module, shape, request: GDWSRequest) -> dict[str, nn.Conv2d]:
+    probe = plan_gdws(module, shape, beta=0.0, skip=list(request.skip), include_first=request.include_first,
+                      include_pointwise=request.include_pointwise)
+    modules = dict(module.named_modules())
+    return {layer.name: modules[layer.name] for layer in probe.layers if not layer.reason.startswith("skipped")}
+
+
+def _channel_weights(loaded: LoadedModel, module: nn.Module, convs: dict[str, nn.Conv2d], request: GDWSRequest, log):
+    digest = weights_hash(convs)
+    cache = Path(request.alphas) if request.alphas else None
+    if cache is not None and cache.exists():
+        alphas, info = load_alphas(cache, digest)
+        log(f"gdws: channel weights from {cache}")
+        return alphas, info
+    if request.alpha_data is None:
+        if cache is not None:
+            raise UserError(f"--alphas {cache} does not exist: pass --alpha-data to estimate and write it")
+        return None, None
+    settings = request.alpha_settings
+    log(f"gdws: estimating channel weights on {settings.n} PGD points of {request.alpha_data.name} "
+        f"({settings.norm} eps {settings.eps:.4g}, {settings.steps} steps)")
+    classifier = replace(loaded, module=module).reference()
+    alphas = estimate_alphas(classifier, convs, request.alpha_data, settings)
+    if cache is not None:
+        save_alphas(cache, alphas, settings, digest, request.alpha_data.name)
+    return alphas, alpha_info(asdict(settings), request.alpha_data.name, cache.name if cache else None)
