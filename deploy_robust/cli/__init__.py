@@ -21,6 +21,7 @@ TOOLS = {
     "info": ("deploy_robust.cli.info_cmd", "describe a bundle, a model file, or the built-in architectures"),
     "verify": ("deploy_robust.cli.verify_cmd", "robust accuracy of the engine under adaptive attacks, with CI gates"),
     "bench": ("deploy_robust.cli.bench_cmd", "latency/throughput of bundles on real runtimes; --compare for ratios"),
+    "gdws": ("deploy_robust.cli.gdws_cmd", "rewrite convolutions as generalized depthwise-separable ones (-o model_gdws.pt)"),
     "ensemble": ("deploy_robust.cli.ensemble_cmd", "train or assemble an EMPIR mixed-precision ensemble (-o ens.pt)"),
     "demo": ("deploy_robust.cli.demo_cmd", "the whole pipeline on an embedded default, no downloads"),
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from deploy_robust.cli import args as cli_args
+from deploy_robust.cli.gdws_cmd import add_gdws_args, rewrite_for_export
 from deploy_robust.cli.output import emit_json, size
 from deploy_robust.export import TARGETS, export_bundle, onnx_summary
 from deploy_robust.calibrators.methods import METHODS
@@ -50,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                               "squeeze_score output with a threshold set on --calib (default squeeze)")
     defense.add_argument("--squeeze-fpr", type=cli_args.number, default=0.05,
                          help="detect mode: false-positive rate on clean --calib images (default 0.05)")
+    add_gdws_args(parser, prefix="gdws-")
     cli_args.add_model_args(parser)
 
 
@@ -57,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, args.arch, trust_pickle=args.trust_pickle, overrides=cli_args.overrides(args))
     if args.static_batch:
         loaded.fixed_batch = args.static_batch
+    loaded = rewrite_for_export(loaded, args)
     if args.sap:
         if not 0 < args.sap_fraction <= 16:
             raise UserError(f"--sap-fraction must be in (0, 16]; got {args.sap_fraction:g}")

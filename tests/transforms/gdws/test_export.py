@@ -1,0 +1,108 @@
+"""GDWS end to end: checkpoint round trip, FP32 fidelity of the bundle, INT8 on 8-bit gathers, CLI errors."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from deploy_robust.bundle import open_bundle
+from deploy_robust.data import load_dataset
+from deploy_robust.evaluate import compare_logits, evaluate
+from deploy_robust.ingest import load_model
+from deploy_robust.runtimes import create_runner
+from deploy_robust.transforms.gdws import GDWSConv2d
+
+
+@pytest.fixture(scope="module")
+def digits_test():
+    return load_dataset("digits:test")
+
+
+def test_gdws_checkpoint_reloads_to_the_same_model(cli, digits_checkpoint, tmp_path, digits_test):
+    out = tmp_path / "digits_gdws.pt"
+    code, stdout, _ = cli("gdws", digits_checkpoint, "--arch", "digits_cnn", "--budget", "0.5", "--channel-multiple", "1",
+                          "--test", "digits:test", "-o", out, "--json")
+    assert code == 0
+    report = json.loads(stdout)
+    (layer,) = [l for l in report["plan"]["layers"] if l["replaced"]]
+    assert layer["name"] == "2" and layer["mac_ratio"] >= 2.0
+    assert report["clean_accuracy"]["gdws"] > 0.8 * report["clean_accuracy"]["original"]
+    loaded = load_model(out)
+    assert isinstance(loaded.module[2], GDWSConv2d) and loaded.module[2].width == layer["G"]
+    assert loaded.transforms["gdws"]["layers"][1]["allocation"] == layer["allocation"]
+    accuracy = evaluate(create_runner("torch", module=loaded.reference()), digits_test).accuracy
+    assert accuracy == pytest.approx(report["clean_accuracy"]["gdws"])
+
+
+def test_fp32_bundle_matches_the_gdws_model_and_int8_gathers_bytes(cli, digits_checkpoint, tmp_path, digits_test):
+    gdws_pt = tmp_path / "g.pt"
+    assert cli("gdws", digits_checkpoint, "--arch", "digits_cnn", "--budget", "0.4", "-o", gdws_pt)[0] == 0
+    loaded = load_model(gdws_pt)
+    assert cli("export", gdws_pt, "-o", tmp_path / "fp32")[0] == 0
+    bundle = open_bundle(tmp_path / "fp32")
+    assert bundle.manifest["transforms"]["gdws"]["budget"] == 0.4
+    assert {"2.depthwise", "2.pointwise"} <= {l["name"] for l in bundle.manifest["precision"]["layers"]}
+    ops = [n.op_type for n in onnx.load(bundle.model_path).graph.node]
+    assert ops.count("Gather") == 1 and ops.count("Conv") == 3
+    engine = evaluate(create_runner("ort-cpu", bundle), digits_test)
+    reference = evaluate(create_runner("torch", module=loaded.reference()), digits_test)
+    agreement = compare_logits(engine.logits, reference.logits)
+    assert agreement.max_abs_diff <= 1e-4 and agreement.top1_agreement == 1.0
+
+    code, _, err = cli("export", gdws_pt, "--precision", "int8", "--calib", "digits:train", "-o", tmp_path / "int8")
+    assert code == 0, err
+    int8 = open_bundle(tmp_path / "int8")
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(int8.model_path), options, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(tmp_path / "optimized.onnx").graph
+    producers = {o: n.op_type for n in optimized.node for o in n.output}
+    gathers = [n for n in optimized.node if n.op_type == "Gather"]
+    # the gather reads the 8-bit output of the stem conv: no float round trip around it
+    assert gathers and all(producers.get(n.input[0]) != "DequantizeLinear" for n in gathers)
+    assert sum(n.op_type == "QLinearConv" for n in optimized.node) == 3
+    quantized = evaluate(create_runner("ort-cpu", int8), digits_test)
+    assert compare_logits(quantized.logits, reference.logits).top1_agreement >= 0.95
+
+
+def test_export_gdws_options_give_the_same_graph_as_gdws_then_export(cli, digits_checkpoint, tmp_path):
+    assert cli("gdws", digits_checkpoint, "--arch", "digits_cnn", "--budget", "0.5", "-o", tmp_path / "g.pt")[0] == 0
+    assert cli("export", tmp_path / "g.pt", "-o", tmp_path / "two_steps")[0] == 0
+    code, _, err = cli("export", digits_checkpoint, "--arch", "digits_cnn", "--gdws-budget", "0.5", "-o", tmp_path / "one")
+    assert code == 0 and "fewer MACs" in err
+    two, one = open_bundle(tmp_path / "two_steps"), open_bundle(tmp_path / "one")
+    assert two.manifest["model"]["sha256"] == one.manifest["model"]["sha256"]
+    assert one.manifest["transforms"]["gdws"]["layers"] == two.manifest["transforms"]["gdws"]["layers"]
+
+
+def test_alpha_cache_is_written_then_reused(cli, digits_checkpoint, tmp_path):
+    alphas = tmp_path / "alphas.json"
+    args = ["gdws", digits_checkpoint, "--arch", "digits_cnn", "--budget", "0.5", "--alphas", alphas, "--json"]
+    code, stdout, _ = cli(*args, "--alpha-data", "digits:train", "--alpha-eps", "0.1", "--alpha-n", "16")
+    assert code == 0 and alphas.exists()
+    first = json.loads(stdout)["plan"]
+    assert first["alphas"]["eps"] == 0.1 and first["alphas"]["n"] == 16
+    code, stdout, _ = cli(*args)  # no --alpha-data: the cache is enough
+    assert code == 0 and json.loads(stdout)["plan"]["layers"] == first["layers"]
+
+
+def test_bad_gdws_input_exits_2(cli, digits_checkpoint, tmp_path):
+    base = ["gdws", digits_checkpoint, "--arch", "digits_cnn"]
+    for usage in ([], ["--beta", "1", "--budget", "0.5"]):  # exactly one of --beta and --budget
+        with pytest.raises(SystemExit) as exit_info:
+            cli(*base, *usage)
+        assert exit_info.value.code == 2
+    code, _, err = cli(*base, "--budget", "0.5", "--alpha-data", "digits:train")
+    assert code == 2 and "--alpha-eps" in err
+    code, _, err = cli(*base, "--budget", "2")
+    assert code == 2 and "(0, 1]" in err
+    code, _, err = cli(*base, "--budget", "0.5", "--alphas", tmp_path / "missing.json")
+    assert code == 2 and "does not exist" in err
+    assert cli(*base, "--budget", "0.5", "-o", tmp_path / "g.pt")[0] == 0
+    assert cli("export", tmp_path / "g.pt", "-o", tmp_path / "b")[0] == 0
+    code, _, err = cli("gdws", tmp_path / "b" / "model.onnx", "--budget", "0.5")  # an ONNX graph has no nn.Conv2d
+    assert code == 2 and "no convolution" in err
+    assert not list(tmp_path.glob(".g.pt.*"))  # no temporary file left behind
