@@ -11,7 +11,8 @@ from deploy_robust.demo import run_demo
 from deploy_robust.verify import parse_eps
 
 NAME = "demo"
-HELP = "train a small model on scikit-learn digits, export FP32/FP16/INT8/INT4 bundles, evaluate them (or --model/--data)"
+HELP = ("train a small model on scikit-learn digits, export FP32/FP16/INT8/INT4 and GDWS bundles, evaluate, benchmark "
+        "and verify them (or --model/--data)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,8 +6,9 @@ def test_demo_trains_exports_and_evaluates(cli, tmp_path):
     doc = json.loads(stdout)
     assert code == 0 and doc["dataset"] == "digits:test" and doc["n"] == 360
     names = [r["name"] for r in doc["results"]]
-    assert names == ["reference", "fp32 bundle", "fp16 bundle", "int8 bundle", "int4 bundle"]
-    reference, fp32, fp16, int8, int4 = doc["results"]
+    assert names == ["reference", "fp32 bundle", "fp16 bundle", "int8 bundle", "int4 bundle", "gdws-fp32 bundle",
+                     "gdws-int8 bundle"]
+    reference, fp32, fp16, int8, int4, gdws32, gdws8 = doc["results"]
     assert reference["accuracy"] > 0.9  # a real model, trained in seconds
     assert fp32["accuracy"] == reference["accuracy"] and fp32["agreement"]["max_abs_logit_diff"] <= 1e-4
     assert fp16["agreement"]["top1_agreement"] >= 0.99
@@ -16,6 +17,10 @@ def test_demo_trains_exports_and_evaluates(cli, tmp_path):
     assert (tmp_path / "demo" / "fp32" / "manifest.json").is_file()
     assert 0 < int8["robust_accuracy"] < int8["accuracy"]  # every bundle is verified
     assert (tmp_path / "demo" / "int8" / "report.html").is_file()
+    # the GDWS variant: fewer MACs, still a working classifier, on the frontier with the others
+    gdws_manifest = json.loads((tmp_path / "demo" / "gdws-fp32" / "manifest.json").read_text())
+    assert gdws_manifest["transforms"]["gdws"]["rewritable_macs"]["ratio"] >= 2
+    assert gdws32["accuracy"] > 0.8 and gdws8["agreement"]["top1_agreement"] > 0.8 and "robust_accuracy" in gdws8
 
 
 def test_demo_on_a_user_model(cli, tmp_path, tiny_checkpoint, tiny_arch_file, image_npz):

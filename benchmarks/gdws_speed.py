@@ -1,0 +1,165 @@
+"""GDWS speed: ResNet-18 (CIFAR) with 4x fewer MACs against the original, FP32 and INT8, on ONNX Runtime CPU.
+
+Every variant runs interleaved in one process, round by round (this machine is shared and
+noisy); figures are medians over rounds. Variants:
+
+- original FP32 / INT8 (`ort-cpu` profile);
+- GDWS at a whole-model 4x MAC reduction (real allocations from the trained weights, plain
+  Frobenius error), FP32 / INT8, with G rounded to 16 (default) and unrounded (FP32);
+- the uniform g = 2 allocation in both layouts: gather + depthwise (what GDWSConv2d emits)
+  and a depthwise conv with a channel multiplier of 2 (no gather), FP32 / INT8.
+
+Weights: the FGSM-trained ResNet-18 from benchmarks/train_resnet18_cifar.py when it has been
+trained (benchmarks/.models/), else a fixed random initialization (recorded in the result).
+With --torch-device cuda it also times the torch modules themselves on the GPU (original vs
+GDWS, FP32 and FP16 autocast).
+
+    python benchmarks/gdws_speed.py [--rounds 5] [--seconds 2] [--threads 2] [--torch-device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from common import calibration_for, resnet18_random  # noqa: E402
+from machine import save_result  # noqa: E402
+from quantized_speed import throughput  # noqa: E402
+from train_resnet18_cifar import CHECKPOINT  # noqa: E402
+
+from deploy_robust.export import export_bundle  # noqa: E402
+from deploy_robust.ingest import LoadedModel, load_model  # noqa: E402
+from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner  # noqa: E402
+from deploy_robust.transforms.gdws import GDWSConv2d, apply_gdws, plan_gdws  # noqa: E402
+from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model  # noqa: E402
+
+
+def resnet18() -> tuple[LoadedModel, str]:
+    if CHECKPOINT.exists():
+        return load_model(CHECKPOINT, "resnet18"), f"resnet18 (CIFAR), FGSM-trained ({CHECKPOINT.name})"
+    return resnet18_random(), "resnet18 (CIFAR), random init (run train_resnet18_cifar.py for trained weights)"
+
+
+def budget_for_model_ratio(loaded: LoadedModel, ratio: float) -> float:
+    """The rewritable-MAC budget that gives the whole model `ratio` x fewer MACs."""
+    plan = plan_gdws(loaded.module, loaded.spec.shape, beta=0.0, channel_multiple=1)
+    fixed = plan.model_macs - sum(l.original_macs for l in plan.layers if not l.reason.startswith("skipped"))
+    return (plan.model_macs / ratio - fixed) / (plan.model_macs - fixed)
+
+
+def uniform(loaded: LoadedModel, g: int, multiplier_layout: bool) -> LoadedModel:
+    """Every rewritable conv as GDWS with g_c = g (uniform), as gather + depthwise or as a channel multiplier."""
+    module = copy.deepcopy(loaded.module)
+    plan = plan_gdws(module, loaded.spec.shape, beta=0.0, channel_multiple=1)
+    for layer in plan.layers:
+        if not layer.reason.startswith("skipped"):
+            layer.allocation, layer.reason = [g] * layer.in_channels, "rewritten"
+    apply_gdws(module, plan)
+    if multiplier_layout:
+        for name, gdws in [(n, m) for n, m in module.named_modules() if isinstance(m, GDWSConv2d)]:
+            dw = gdws.depthwise  # output channel c*g + k of a groups=C conv belongs to input channel c: same order
+            grouped = nn.Conv2d(gdws.in_channels, gdws.width, dw.kernel_size, dw.stride, dw.padding, dw.dilation,
+                                groups=gdws.in_channels, bias=False)
+            grouped.weight.data.copy_(dw.weight.data)
+            parent, _, child = name.rpartition(".")
+            setattr(module.get_submodule(parent) if parent else module, child, nn.Sequential(grouped, gdws.pointwise))
+    return LoadedModel(module.eval(), loaded.spec, loaded.source, layers=[])
+
+
+def torch_gpu_rows(variants: dict[str, LoadedModel], device: str, rounds: int, seconds: float) -> list[dict]:
+    rows = []
+    for batch in (1, 32, 256):
+        for half in (False, True):
+            samples: dict[str, list[float]] = {name: [] for name in variants}
+            for _ in range(rounds):
+                for name, loaded in variants.items():
+                    model = loaded.reference().to(device).eval()
+                    x = torch.rand(batch, *loaded.spec.shape, device=device)
+                    with torch.no_grad(), torch.autocast("cuda", enabled=half):
+                        for _ in range(10):
+                            model(x)
+                        torch.cuda.synchronize()
+                        done, start = 0, time.perf_counter()
+                        while time.perf_counter() - start < seconds:
+                            model(x)
+                            done += 1
+                        torch.cuda.synchronize()
+                    samples[name].append(done * batch / (time.perf_counter() - start))
+            for name, values in samples.items():
+                rows.append({"variant": f"torch {device} {name} {'fp16' if half else 'fp32'}", "batch": batch,
+                             "throughput_median": float(np.median(values)), "throughput_rounds": values})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--batches", default="1,32")
+    parser.add_argument("--mac-reduction", type=float, default=4.0, help="whole-model MAC reduction (default 4)")
+    parser.add_argument("--torch-device", help="also time the torch modules on this device (e.g. cuda)")
+    args = parser.parse_args()
+    original, model_name = resnet18()
+    budget = budget_for_model_ratio(original, args.mac_reduction)
+    gdws, plan = rewrite_model(original, GDWSRequest(budget=budget))
+    gdws_exact, plan_exact = rewrite_model(original, GDWSRequest(budget=budget, channel_multiple=1))
+    calib = calibration_for(original)
+    builds = [("original", original, "fp32"), ("original", original, "int8"),
+              ("gdws", gdws, "fp32"), ("gdws", gdws, "int8"), ("gdws unrounded G", gdws_exact, "fp32"),
+              ("uniform g=2 gather", uniform(original, 2, False), "fp32"),
+              ("uniform g=2 gather", uniform(original, 2, False), "int8"),
+              ("uniform g=2 multiplier", uniform(original, 2, True), "fp32"),
+              ("uniform g=2 multiplier", uniform(original, 2, True), "int8")]
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for i, (name, loaded, precision) in enumerate(builds):
+            bundle = export_bundle(loaded, Path(tmp) / str(i), precision, calib=calib if precision == "int8" else None)
+            paths[f"{name} {precision}"] = bundle.model_path
+        runners = {name: OnnxRuntimeRunner(path, threads=args.threads) for name, path in paths.items()}
+        for runner in runners.values():
+            runner.activate()
+        results = []
+        for batch in [int(b) for b in args.batches.split(",")]:
+            samples: dict[str, list[float]] = {name: [] for name in runners}
+            for _ in range(args.rounds):
+                for name, runner in runners.items():
+                    samples[name].append(throughput(runner, batch, args.seconds))
+            for name, values in samples.items():
+                results.append({"variant": name, "batch": batch, "throughput_median": float(np.median(values)),
+                                "throughput_rounds": values})
+    by = {(r["variant"], r["batch"]): r for r in results}
+    for r in results:
+        precision = r["variant"].rsplit(" ", 1)[1]
+        r["x_original_same_precision"] = r["throughput_median"] / by[(f"original {precision}", r["batch"])]["throughput_median"]
+    if args.torch_device:
+        results += torch_gpu_rows({"original": original, "gdws": gdws}, args.torch_device, args.rounds, args.seconds)
+    doc = plan.to_json()
+    out = save_result("gdws_speed", results, model=model_name, threads=args.threads, rounds=args.rounds,
+                      seconds_per_round=args.seconds, budget=budget,
+                      mac_ratio={"model": doc["model_macs"], "rewritable": doc["rewritable_macs"],
+                                 "unrounded_model": plan_exact.to_json()["model_macs"]},
+                      layers=[{k: l[k] for k in ("name", "G", "mac_ratio", "g_histogram") if k in l}
+                              for l in doc["layers"] if l["replaced"]])
+    print(f"{model_name}: whole model {doc['model_macs']['original'] / 1e6:.0f}M -> {doc['model_macs']['gdws'] / 1e6:.0f}M "
+          f"MACs ({doc['model_macs']['ratio']:.2f}x)")
+    print("| variant | batch | images/s (median) | x original, same precision |\n|---|---|---|---|")
+    for r in results:
+        ratio = f"{r['x_original_same_precision']:.2f}" if "x_original_same_precision" in r else "-"
+        print(f"| {r['variant']} | {r['batch']} | {r['throughput_median']:.0f} | {ratio} |")
+    print(f"\nwritten {out.relative_to(HERE.parent)}")
+
+
+if __name__ == "__main__":
+    main()
