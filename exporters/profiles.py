@@ -18,7 +18,8 @@ ort-cpu   uint8 asymmetric activations, int8 symmetric per-channel weights (U8S8
 ort-cuda  as ort-cpu with int8 symmetric activations (zero point 0).
 tensorrt  int8 symmetric everything (zero point 0), per-channel weights; Q/DQ only on the
           inputs of weighted ops, plus exactly one input (the skip branch) of each residual
-          Add; nothing around Softmax/Reshape/Concat. INT4 conv weights are emitted as INT8
+          Add; nothing around Softmax/Reshape/Concat/Gather (a tensor quantized for a Conv
+          still reaches a GDWS channel Gather in float). INT4 conv weights are emitted as INT8
           tensors holding the 4-bit grid (TensorRT has no INT4 convolution); opset 17, or 21
           only where INT4 Gemm/MatMul weights are stored.
 """
@@ -41,6 +42,8 @@ class TargetProfile:
     per_channel_gemm: bool                 # per-output-channel Gemm/MatMul weights (else per tensor)
     int8_weight_levels: int                # largest |q| of 8-bit weights: 127, or 63 ("reduce range")
     quantize_weight_only_inputs: bool      # 8-bit activations into INT4 weight-only Gemm/MatMul too
+    dequantized_consumers: tuple[str, ...] | None = None  # ops that read a DQ output (None: every op);
+                                                            # the others keep reading the float tensor
 
 
 WEIGHTED = ("Conv", "Gemm", "MatMul")
@@ -53,7 +56,7 @@ PROFILES = {
                              "all", DATA_MOVEMENT, "int4", False, 63, True),
     "ort-cuda": TargetProfile("ort-cuda", True, WEIGHTED + ("MaxPool", "AveragePool", "GlobalAveragePool"),
                               "all", DATA_MOVEMENT, "int4", False, 127, True),
-    "tensorrt": TargetProfile("tensorrt", True, WEIGHTED, "skip", (), "int8", True, 127, False),
+    "tensorrt": TargetProfile("tensorrt", True, WEIGHTED, "skip", (), "int8", True, 127, False, WEIGHTED + ("Add",)),
 }
 
 

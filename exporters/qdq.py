@@ -74,7 +74,7 @@ def quantize_model(model: onnx.ModelProto, plan: list[LayerPlan], ranges: Ranges
                 _quantize_weights(editor, node, bits, stored_int4, x_params, per_channel, levels)
                 result.stores_int4 |= stored_int4
     for tensor in sorted(tensors):
-        _insert_qdq(editor, tensor, params[tensor])
+        _insert_qdq(editor, tensor, params[tensor], profile.dequantized_consumers)
     editor.remove_unused_initializers()
     editor.topological_sort()
     return result
@@ -166,7 +166,7 @@ def _kernel_area(editor: GraphEditor, conv: onnx.NodeProto) -> int:
 
 # ---- rewriting ---------------------------------------------------------------------------
 
-def _insert_qdq(editor: GraphEditor, tensor: str, p: ActivationParams) -> None:
+def _insert_qdq(editor: GraphEditor, tensor: str, p: ActivationParams, readers: tuple[str, ...] | None) -> None:
     base = tensor.replace(":", "_")
     scale = editor.add_initializer(f"{base}_scale", np.array(p.scale, dtype=np.float32))
     zero = editor.add_initializer(f"{base}_zero_point", np.array(p.zero_point, dtype=p.dtype))
@@ -176,6 +176,8 @@ def _insert_qdq(editor: GraphEditor, tensor: str, p: ActivationParams) -> None:
     dq = editor.make_node("DequantizeLinear", [quantized, scale, zero], [dequantized], f"{base}_DequantizeLinear")
     editor.graph.node.extend([q, dq])
     for consumer in consumers:
+        if readers is not None and consumer.op_type not in readers:
+            continue
         for i, name in enumerate(consumer.input):
             if name == tensor:
                 consumer.input[i] = dequantized

@@ -106,3 +106,44 @@ def test_bad_gdws_input_exits_2(cli, digits_checkpoint, tmp_path):
     code, _, err = cli("gdws", tmp_path / "b" / "model.onnx", "--budget", "0.5")  # an ONNX graph has no nn.Conv2d
     assert code == 2 and "no convolution" in err
     assert not list(tmp_path.glob(".g.pt.*"))  # no temporary file left behind
+
+
+@pytest.mark.parametrize("precision,target", [("fp16", "ort-cpu"), ("int8", "ort-cpu"), ("int4", "ort-cpu"),
+                                              ("int8", "ort-cuda"), ("int8", "tensorrt"), ("int4", "tensorrt")])
+def test_gdws_exports_to_every_precision_and_target(precision, target, tmp_path):
+    from deploy_robust.data import Dataset
+    from deploy_robust.export import export_bundle
+    from deploy_robust.ingest import LoadedModel
+    from deploy_robust.quant.twin import build_twin
+    from deploy_robust.spec import InputSpec
+    from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
+    from tests.conftest import make_tiny
+
+    # TinyNet: the GDWS conv2 reads the stem's output, which also feeds the residual Add
+    loaded = LoadedModel(make_tiny(), InputSpec((3, 8, 8), 5), {"file": "tiny", "arch": None}, layers=[])
+    rewritten, plan = rewrite_model(loaded, GDWSRequest(budget=0.6, include_first=False, channel_multiple=1))
+    assert [l.name for l in plan.replaced] == ["conv2"]
+    rng = np.random.default_rng(0)
+    images = Dataset(rng.integers(0, 256, (64, 3, 8, 8), dtype=np.uint8), rng.integers(0, 5, 64), "random", 255.0)
+    bundle = export_bundle(rewritten, tmp_path / "b", precision, target, calib=images)
+    graph = onnx.load(bundle.model_path).graph
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    gather = next(n for n in graph.node if n.op_type == "Gather")
+    if precision != "fp16":
+        # the G-channel intermediate (the depthwise output) was calibrated and is quantized for the pointwise conv
+        nodes = {o: n for n in graph.node for o in n.output}
+        pointwise = next(n for n in graph.node if n.op_type == "Conv" and "pointwise" in n.input[1])
+        intermediate = nodes[nodes[pointwise.input[0]].input[0]].input[0]  # DQ <- Q <- tensor
+        assert producers[intermediate] == "Conv"  # the depthwise conv's output
+        assert intermediate in json.loads((bundle.path / "calibration.json").read_text())["activations"]
+        quantized_inputs = [n for n in graph.node if n.op_type == "Conv" and producers.get(n.input[0]) == "DequantizeLinear"]
+        assert len(quantized_inputs) == 3  # stem, depthwise, pointwise
+        if target == "tensorrt":
+            assert producers.get(gather.input[0]) != "DequantizeLinear"  # TensorRT: Q/DQ only into weighted ops
+    engine = create_runner("ort-cpu", bundle)
+    twin = build_twin(bundle.model_path)
+    x = images.as_float()
+    with torch.no_grad():
+        twin_logits = twin(torch.from_numpy(x)).numpy()
+    agreement = compare_logits(engine.infer(x), twin_logits)
+    assert agreement.top1_agreement >= 0.95
