@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         loaded = load_model(path, args.arch, trust_pickle=args.trust_pickle, overrides=cli_args.overrides(args))
         params = sum(p.numel() for p in loaded.module.parameters())
         doc = {"model": str(path), "source": loaded.source, "input": loaded.spec.to_json(),
-               "parameters": params, "layers": loaded.layers, "batch": loaded.fixed_batch or "dynamic"}
+               "parameters": params, "layers": loaded.layers, "batch": loaded.fixed_batch or "dynamic",
+               "transforms": loaded.transforms}
     if args.json:
         emit_json(doc)
         return 0
@@ -51,13 +52,23 @@ def run(args: argparse.Namespace) -> int:
             ["source", f"{m['source']['file']} ({m['source']['format']}, arch {m['source']['arch']}), sha256 {m['source']['sha256'][:12]}"],
             ["exporter", m["model"]["exporter"]],
             *([["defense", describe_defense(m)]] if m.get("defense") else []),
+            *([["transforms", describe_gdws(m["transforms"]["gdws"])]] if (m.get("transforms") or {}).get("gdws") else []),
             ["tools", ", ".join(f"{k} {v}" for k, v in m["tools"].items())],
         ]))
     else:
         print(f"model {path}: {doc['source']['format']}, arch {doc['source']['arch']}, {doc['parameters']:,} parameters")
         print(f"input {_describe_input(doc['input'])}, batch {doc['batch']}")
+        if (doc["transforms"] or {}).get("gdws"):
+            print(f"transforms: {describe_gdws(doc['transforms']['gdws'])}")
         print(table(["layer", "type", "dtype"], [[l["name"], l["type"], l["source_dtype"]] for l in doc["layers"]]))
     return 0
+
+
+def describe_gdws(plan: dict) -> str:
+    rewritten = [l for l in plan["layers"] if l["replaced"]]
+    how = f"budget {plan['budget']:g}" if plan.get("budget") is not None else f"beta {plan['beta']:.4g}"
+    return (f"GDWS ({how}): {len(rewritten)} of {len(plan['layers'])} convolutions rewritten, "
+            f"{plan['model_macs']['ratio']:.2f}x fewer MACs in the model")
 
 
 def _describe_input(inp: dict) -> str:

@@ -35,6 +35,8 @@ def test_gdws_checkpoint_reloads_to_the_same_model(cli, digits_checkpoint, tmp_p
     assert loaded.transforms["gdws"]["layers"][1]["allocation"] == layer["allocation"]
     accuracy = evaluate(create_runner("torch", module=loaded.reference()), digits_test).accuracy
     assert accuracy == pytest.approx(report["clean_accuracy"]["gdws"])
+    code, stdout, _ = cli("info", out)
+    assert code == 0 and "GDWS (budget 0.5): 1 of 2 convolutions rewritten" in stdout
 
 
 def test_fp32_bundle_matches_the_gdws_model_and_int8_gathers_bytes(cli, digits_checkpoint, tmp_path, digits_test):

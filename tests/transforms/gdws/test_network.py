@@ -77,12 +77,13 @@ def test_budget_is_met_with_the_smallest_common_beta():
     doc = plan.to_json()
     assert doc["rewritable_macs"]["ratio"] >= 4.0
     assert doc["model_macs"]["ratio"] > 3.5
-    assert all(layer.width % 16 == 0 for layer in plan.replaced)
+    assert all(layer.width % 16 == 0 or layer.width < 128 for layer in plan.replaced)
+    assert sum(layer.width % 16 == 0 for layer in plan.replaced) >= 8
     # any smaller beta the search could have chosen overshoots the budget
     looser = plan_gdws(model, (3, 32, 32), beta=plan.beta * 0.999)
     assert looser.to_json()["rewritable_macs"]["ratio"] < 4.0
     # and every rewritten layer's error is within beta (rounding G up only lowers it)
-    assert all(layer.error <= plan.beta for layer in plan.replaced)
+    assert all(layer.error <= plan.beta * (1 + 1e-9) for layer in plan.replaced)  # beta is one of the sums
 
 
 def test_channel_rounding_keeps_more_components_and_lowers_the_error():
@@ -90,7 +91,8 @@ def test_channel_rounding_keeps_more_components_and_lowers_the_error():
     exact = plan_gdws(model, (3, 32, 32), beta=40.0, channel_multiple=1)
     rounded = plan_gdws(model, (3, 32, 32), beta=40.0, channel_multiple=16)
     for a, b in zip(exact.replaced, rounded.replaced):
-        assert b.width >= a.width and b.width - a.width < 16 and b.error <= a.error
+        assert b.width >= a.width and 8 * (b.width - a.width) <= a.width and b.error <= a.error
+        assert b.width % 16 == 0 or b.width == a.width
 
 
 def test_impossible_requests_are_user_errors():
