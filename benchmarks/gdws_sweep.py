@@ -3,7 +3,8 @@
 For each budget (fraction of the rewritable convolutions' MACs kept) GDWS finds the common
 beta, rewrites the model, exports an FP32 bundle and runs `deploy-robust verify` on it
 (per-example worst case over FGSM, PGD-CE/margin on the twin, Square on the engine and
-transfer from the original model; L-inf at the eps the model was trained for). Two channel
+transfer from the original model; L-inf at the eps the model was trained for), and checks
+the bundle against the rewritten torch model on the whole test set (max |logit difference|). Two channel
 weightings: plain Frobenius error (alpha = 1) and the paper's noise gains at PGD points.
 
 Models: resnet2b from ../shared/data (adversarially trained, 2/255) and, when it has been
@@ -29,8 +30,10 @@ from train_resnet18_cifar import CHECKPOINT  # noqa: E402
 
 from deploy_robust.bench.plots import _axes, _save  # noqa: E402
 from deploy_robust.data import load_dataset  # noqa: E402
+from deploy_robust.evaluate import compare_logits, evaluate  # noqa: E402
 from deploy_robust.export import export_bundle  # noqa: E402
 from deploy_robust.ingest import load_model  # noqa: E402
+from deploy_robust.runtimes import create_runner  # noqa: E402
 from deploy_robust.transforms.gdws.alphas import AlphaSettings  # noqa: E402
 from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model  # noqa: E402
 from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
@@ -71,6 +74,8 @@ def main() -> None:
                     variants.append((weighting, plan, rewritten))
             for weighting, plan, loaded in variants:
                 bundle = export_bundle(loaded, Path(tmp) / f"b{len(rows)}", "fp32")
+                fidelity = compare_logits(evaluate(create_runner("ort-cpu", bundle), test).logits,
+                                          evaluate(create_runner("torch", module=loaded.reference()), test).logits)
                 doc = run_verify(bundle, test, ThreatModel("linf", eps), n=n, suite=args.suite,
                                  reference=original.reference(), sweep=None)
                 macs = plan.to_json()["model_macs"] if plan else None
@@ -79,10 +84,12 @@ def main() -> None:
                        "model_macs": macs["gdws"] if macs else None, "mac_ratio": macs["ratio"] if macs else 1.0,
                        "clean": doc["clean_accuracy"], "robust": doc["robust_accuracy"],
                        "robust_ci95": doc["robust_accuracy_ci95"], "flags": [f["flag"] for f in doc["flags"]],
-                       "seconds": doc["seconds"]}
+                       "seconds": doc["seconds"], "bundle_vs_torch_max_abs_logit_diff": fidelity.max_abs_diff,
+                       "bundle_vs_torch_top1_agreement": fidelity.top1_agreement}
                 rows.append(row)
                 print(f"{name} {weighting} budget {row['budget']:.2f} ({row['mac_ratio']:.2f}x MACs): clean "
-                      f"{100 * row['clean']:.1f}% robust {100 * row['robust']:.1f}% ({row['seconds']:.0f} s)", flush=True)
+                      f"{100 * row['clean']:.1f}% robust {100 * row['robust']:.1f}% ({row['seconds']:.0f} s; bundle vs torch "
+                      f"max |dlogit| {fidelity.max_abs_diff:.1e})", flush=True)
         plot(name, [r for r in rows if r["model"] == name], eps)
     previous = HERE / "results" / "gdws_sweep.json"  # keep the rows of models not run this time
     if previous.exists():

@@ -178,13 +178,47 @@ def defense_empir(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def gdws_speed(doc: dict) -> str:
+    macs = doc["mac_ratio"]["model"]
+    lines = [f"`{doc['command']}` ({doc['model']}; {doc['machine']['cpu'].get('model', '?')}, {doc['threads']} threads, "
+             f"images/s, median of {doc['rounds']} interleaved rounds). GDWS: whole model {macs['original'] / 1e6:.0f}M -> "
+             f"{macs['gdws'] / 1e6:.0f}M MACs (**{macs['ratio']:.2f}x**), budget {doc['budget']:.3f} of the rewritable convs:", "",
+             "| variant | batch 1 | x original | batch 32 | x original |", "|---|---|---|---|---|"]
+    rows: dict[str, dict] = {}
+    for r in doc["results"]:
+        rows.setdefault(r["variant"], {})[r["batch"]] = r
+    for variant, cells in rows.items():
+        values = []
+        for batch in (1, 32):
+            r = cells.get(batch)
+            ratio = r.get("x_original_same_precision") if r else None
+            values += [f"{r['throughput_median']:.0f}" if r else "-",
+                       "-" if ratio is None else (f"**{ratio:.2f}x**" if variant.startswith("gdws ") else f"{ratio:.2f}x")]
+        lines.append(f"| {variant} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def gdws_sweep(doc: dict) -> str:
+    lines = [f"`{doc['command']}` (FP32 bundles; verify `{doc['results'][0]['suite']}` suite, L-inf, transfer from the "
+             "original model included; robust = per-example worst case on the engine):", "",
+             "| model | channel weights | budget | beta | MACs (whole model) | clean | robust (95% CI) | bundle vs torch max abs dlogit |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(doc["results"], key=lambda r: (r["model"], r["weighting"] != "original", r["weighting"], -r["budget"])):
+        lo, hi = r["robust_ci95"]
+        label = {"original": "original model", "frobenius": "Frobenius (alpha = 1)", "alpha": "noise gains (eq. 8)"}[r["weighting"]]
+        lines.append(f"| {r['model']} (n={r['n']}, eps {255 * r['eps']:.0f}/255) | {label} | {r['budget']:.2f} | {r['beta']:.3g} "
+                     f"| {r['mac_ratio']:.2f}x fewer | {100 * r['clean']:.1f}% | **{100 * r['robust']:.1f}%** "
+                     f"({100 * lo:.1f}-{100 * hi:.1f}) | {r.get('bundle_vs_torch_max_abs_logit_diff', float('nan')):.1e} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     for name, render in (("quantized_speed", quantized_speed), ("quantized_accuracy", quantized_accuracy),
                          ("cpu_matrix", cpu_matrix), ("repeatability", repeatability),
                          ("verify_real_models", verify_real_models), ("autoattack_referee", autoattack_referee),
                          ("attack_speed", attack_speed), ("verify_time", verify_time),
                          ("defense_sap", defense_sap), ("defense_squeeze", defense_squeeze),
-                         ("defense_empir", defense_empir)):
+                         ("defense_empir", defense_empir), ("gdws_speed", gdws_speed), ("gdws_sweep", gdws_sweep)):
         doc = load(name)
         if doc:
             print(f"<!-- {name} -->\n{render(doc)}\n")
