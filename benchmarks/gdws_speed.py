@@ -4,8 +4,9 @@ Every variant runs interleaved in one process, round by round (this machine is s
 noisy); figures are medians over rounds. Variants:
 
 - original FP32 / INT8 (`ort-cpu` profile);
-- GDWS at a whole-model 4x MAC reduction (real allocations from the trained weights, plain
-  Frobenius error), FP32 / INT8, with G rounded to 16 (default) and unrounded (FP32);
+- GDWS at a whole-model 4x MAC reduction (the default per-layer budget, MEGO on the trained
+  weights in every layer, plain Frobenius error), FP32 / INT8, with G rounded to 16 (default)
+  and unrounded (FP32);
 - the uniform g = 2 allocation in both layouts: gather + depthwise (what GDWSConv2d emits)
   and a depthwise conv with a channel multiplier of 2 (no gather), FP32 / INT8.
 

@@ -1,11 +1,13 @@
 """GDWS on real robust models: MACs against clean and robust accuracy, swept over beta (through MAC budgets).
 
 For each budget (fraction of the rewritable convolutions' MACs kept) GDWS finds the common
-beta, rewrites the model, exports an FP32 bundle and runs `deploy-robust verify` on it
+allocation, rewrites the model, exports an FP32 bundle and runs `deploy-robust verify` on it
 (per-example worst case over FGSM, PGD-CE/margin on the twin, Square on the engine and
 transfer from the original model; L-inf at the eps the model was trained for), and checks
-the bundle against the rewritten torch model on the whole test set (max |logit difference|). Two channel
-weightings: plain Frobenius error (alpha = 1) and the paper's noise gains at PGD points.
+the bundle against the rewritten torch model on the whole test set (max |logit difference|).
+Three allocations: the default (every layer keeps the budget's fraction of its MACs, plain
+Frobenius error), and the paper's one common beta with plain Frobenius error and with its
+noise gains at PGD points (alpha).
 
 Models: resnet2b from ../shared/data (adversarially trained, 2/255) and, when it has been
 trained (benchmarks/train_resnet18_cifar.py), the FGSM-trained ResNet-18.
@@ -42,7 +44,7 @@ TEST = SHARED / "datasets" / "cifar10_test_first1017.npz"
 SETUPS = {  # name -> (loader, eps, budgets, points)
     "resnet2b": (lambda: shared_model("resnet2b.pth"), 2 / 255, (0.8, 0.6, 0.5, 0.4, 0.3), None),
     "resnet18": (lambda: load_model(CHECKPOINT, "resnet18") if CHECKPOINT.exists() else None, 2 / 255,
-                 (0.5, 0.25), 200),
+                 (0.75, 0.5), 100),
 }
 
 
@@ -67,9 +69,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             alphas = Path(tmp) / "alphas.json"
             for budget in budgets:
-                for weighting in ("frobenius", "alpha"):
-                    request = GDWSRequest(budget=budget, alphas=alphas if weighting == "alpha" else None,
-                                          alpha_data=train if weighting == "alpha" else None, alpha_settings=settings)
+                for weighting in ("per-layer", "frobenius", "alpha"):
+                    alpha = weighting == "alpha"
+                    request = GDWSRequest(budget=budget, alphas=alphas if alpha else None,
+                                          alpha_data=train if alpha else None, alpha_settings=settings,
+                                          allocation="per-layer" if weighting == "per-layer" else "global")
                     rewritten, plan = rewrite_model(original, request)
                     variants.append((weighting, plan, rewritten))
             for weighting, plan, loaded in variants:
@@ -101,11 +105,12 @@ def main() -> None:
 def plot(name: str, rows: list[dict], eps: float) -> None:
     plt, fig, ax = _axes()
     original = next(r for r in rows if r["weighting"] == "original")
-    for weighting, style in (("frobenius", "-"), ("alpha", "--")):
+    labels = {"per-layer": "per-layer budget (default)", "frobenius": "one beta, Frobenius", "alpha": "one beta, noise gains"}
+    for weighting, style in (("per-layer", "-"), ("frobenius", ":"), ("alpha", "--")):
         pts = sorted([original] + [r for r in rows if r["weighting"] == weighting], key=lambda r: r["mac_ratio"])
         for key, marker in (("clean", "o"), ("robust", "s")):
             ax.plot([r["mac_ratio"] for r in pts], [100 * r[key] for r in pts], style, marker=marker,
-                    label=f"{key}, {'alpha-weighted' if weighting == 'alpha' else 'Frobenius'}")
+                    label=f"{key}, {labels[weighting]}")
     ax.set_xlabel("MAC reduction of the whole model (x)")
     ax.set_ylabel(f"accuracy (%), robust at L-inf {255 * eps:.0f}/255")
     ax.set_title(f"GDWS on {name}: verify, {rows[0]['n']} test images", fontsize=9)

@@ -201,11 +201,13 @@ def gdws_speed(doc: dict) -> str:
 def gdws_sweep(doc: dict) -> str:
     lines = [f"`{doc['command']}` (FP32 bundles; verify `{doc['results'][0]['suite']}` suite, L-inf, transfer from the "
              "original model included; robust = per-example worst case on the engine):", "",
-             "| model | channel weights | budget | beta | MACs (whole model) | clean | robust (95% CI) | bundle vs torch max abs dlogit |",
+             "| model | allocation | budget | beta | MACs (whole model) | clean | robust (95% CI) | bundle vs torch max abs dlogit |",
              "|---|---|---|---|---|---|---|---|"]
-    for r in sorted(doc["results"], key=lambda r: (r["model"], r["weighting"] != "original", r["weighting"], -r["budget"])):
+    order = {"original": 0, "per-layer": 1, "frobenius": 2, "alpha": 3}
+    for r in sorted(doc["results"], key=lambda r: (r["model"], order[r["weighting"]], -r["budget"])):
         lo, hi = r["robust_ci95"]
-        label = {"original": "original model", "frobenius": "Frobenius (alpha = 1)", "alpha": "noise gains (eq. 8)"}[r["weighting"]]
+        label = {"original": "original model", "per-layer": "per-layer budget, Frobenius (default)",
+                 "frobenius": "one beta, Frobenius (alpha = 1)", "alpha": "one beta, noise gains (eq. 8)"}[r["weighting"]]
         lines.append(f"| {r['model']} (n={r['n']}, eps {255 * r['eps']:.0f}/255) | {label} | {r['budget']:.2f} | {r['beta']:.3g} "
                      f"| {r['mac_ratio']:.2f}x fewer | {100 * r['clean']:.1f}% | **{100 * r['robust']:.1f}%** "
                      f"({100 * lo:.1f}-{100 * hi:.1f}) | {r.get('bundle_vs_torch_max_abs_logit_diff', float('nan')):.1e} |")

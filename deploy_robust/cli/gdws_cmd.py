@@ -38,8 +38,10 @@ def add_gdws_args(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     choice.add_argument(f"--{prefix}beta", type=cli_args.number, metavar="B",
                         help="weighted error allowed per layer (LEGO); the same for every layer")
     choice.add_argument(f"--{prefix}budget", type=cli_args.number, metavar="RATIO",
-                        help="fraction of the rewritable convolutions' MACs to keep, e.g. 0.25 for 4x fewer "
-                             "(finds the smallest common beta that fits)")
+                        help="fraction of the rewritable convolutions' MACs to keep, e.g. 0.25 for 4x fewer")
+    group.add_argument(f"--{prefix}allocation", default="per-layer", choices=["per-layer", "global"],
+                       help=f"how --{prefix}budget is shared: every layer keeps that fraction (default; measured "
+                            "better) or one common beta, the smallest that fits (the paper's rule)")
     group.add_argument(f"--{prefix}alphas", metavar="FILE", help="channel weights: read from FILE when it exists, "
                        f"else estimated on --{prefix}alpha-data and written there")
     group.add_argument(f"--{prefix}alpha-data", metavar="DATA", help="images to estimate the robustness-aware channel "
@@ -78,7 +80,7 @@ def request_from_args(args: argparse.Namespace, shape: tuple[int, int, int], pre
             raise UserError(f"--{prefix}alpha-data: {e}") from None
     skip = tuple(s.strip() for s in (get("skip") or "").split(",") if s.strip())
     return GDWSRequest(beta, budget, get("alphas"), alpha_data, settings, skip, get("include_first"),
-                       get("include_pointwise"), get("channel_multiple"))
+                       get("include_pointwise"), get("channel_multiple"), get("allocation"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,9 +122,13 @@ def describe_plan(plan: GDWSPlan) -> str:
             rows.append([layer.name, geometry, "-", "-", "1.00x", "-", layer.reason])
     doc = plan.to_json()
     weights = "alpha-weighted" if plan.alphas else "Frobenius (alpha = 1)"
+    if plan.allocation == "per-layer":
+        rule = f"every layer keeps {plan.budget:g} of its MACs ({weights} error; largest layer error {plan.beta:.4g})"
+    else:
+        found = f"; the smallest that fits budget {plan.budget:g}" if plan.budget else ""
+        rule = f"one beta for every layer: {plan.beta:.4g} ({weights} error{found})"
     lines = [table(["layer", "shape", "G", "g_c histogram (g:channels)", "MACs", "error", "note"], rows),
-             f"beta {plan.beta:.4g} ({weights} error{'; found for budget ' + format(plan.budget, 'g') if plan.budget else ''}), "
-             f"G rounded to a multiple of {plan.channel_multiple}",
+             f"{rule}; G rounded to a multiple of {plan.channel_multiple} where cheap",
              f"rewritable convolutions: {doc['rewritable_macs']['ratio']:.2f}x fewer MACs; whole model (convs + linears): "
              f"{doc['model_macs']['original'] / 1e6:.1f}M -> {doc['model_macs']['gdws'] / 1e6:.1f}M MACs "
              f"({doc['model_macs']['ratio']:.2f}x)"]

@@ -1,9 +1,15 @@
-"""GDWS for a whole network: find the convolutions to rewrite, allocate with one beta, rewrite them.
+"""GDWS for a whole network: find the convolutions to rewrite, allocate, rewrite them.
 
 `plan_gdws(model, shape, beta=... | budget=...)` decides; `apply_gdws(model, plan)` rewrites.
-The same beta holds for every layer (the paper's network-level rule). A `budget` (fraction of
-the rewritable convolutions' MACs to keep) is met by searching the smallest common beta whose
-allocation fits, over the exact points where some layer's allocation changes.
+
+- `beta`: the paper's network-level rule, the same weighted error for every layer (LEGO).
+- `budget` R (fraction of the rewritable convolutions' MACs to keep), `allocation="per-layer"`
+  (default): every rewritable conv keeps R of its MACs, MEGO inside each layer. Measured
+  better here than one common beta (`benchmarks/gdws_sweep.py`): errors of raw weights do not
+  compare across layers when BatchNorm rescales them, and the noise-gain weights are
+  first-order estimates that break down far from the weights.
+- `budget` R, `allocation="global"`: the smallest common beta whose allocation fits, searched
+  over the exact points where some layer's allocation changes.
 
 A convolution is rewritten only when it is a plain `nn.Conv2d` with groups = 1 and zero
 padding, it is not the first convolution (default) and not 1x1 (default), and the GDWS cost
@@ -11,13 +17,13 @@ G (Kh Kw + M) is below the original M C Kh Kw per output pixel. A BatchNorm that
 follows a rewritten conv is folded into the pointwise conv after the decomposition (the
 allocation is computed on the raw weight, as in the paper).
 
-G is rounded up to a multiple of `channel_multiple` (default 16) by keeping the next-best
-components (MEGO at the rounded G: a smaller error for a few more MACs), where that adds at
-most 1/8 more filters (small layers, where rounding would be coarse and speed is not at
-stake, keep the exact LEGO allocation). ONNX Runtime's
-blocked CPU kernels (NCHWc) take a convolution only when its channel count divides by the
-SIMD width (8 floats on AVX2, 16 on AVX-512); off the blocked path its depthwise kernel
-measured 17x slower here (a G=3046 vs G=3048 depthwise conv at 4x4, batch 32: 22.9 ms vs 1.4 ms).
+G is rounded to a multiple of `channel_multiple` (default 16) where that moves it by at most
+1/8: up for a beta (keeping the next-best components lowers the error), down for a budget
+(so the budget holds); small layers, where rounding would be coarse and speed is not at
+stake, keep the exact allocation. ONNX Runtime's blocked CPU kernels (NCHWc) take a
+convolution only when its channel count divides by the SIMD width (8 floats on AVX2, 16 on
+AVX-512); off the blocked path its depthwise kernel measured 17x slower here (a G=3046 vs
+G=3048 depthwise conv at 4x4, batch 32: 22.9 ms vs 1.4 ms).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from deploy_robust.transforms.gdws.layer import GDWSConv2d
 
 
 CHANNEL_MULTIPLE = 16
+ALLOCATIONS = ("per-layer", "global")
 
 
 @dataclass
@@ -92,7 +99,8 @@ class GDWSPlan:
     budget: float | None
     alphas: dict[str, Any] | None  # how the channel weights were estimated; None = plain Frobenius error
     model_macs: int                 # MACs of every conv and linear layer of the original model
-    channel_multiple: int = 1       # G rounded up to a multiple of this
+    channel_multiple: int = 1       # G rounded to a multiple of this where cheap
+    allocation: str = "global"      # how a budget was shared: "per-layer" or "global" (one beta)
 
     @property
     def replaced(self) -> list[LayerDecision]:
@@ -106,7 +114,8 @@ class GDWSPlan:
         eligible = [l for l in self.layers if not l.reason.startswith("skipped")]
         before = sum(l.original_macs for l in eligible)
         after = sum(l.macs for l in eligible)
-        return {"beta": self.beta, "budget": self.budget, "alphas": self.alphas, "channel_multiple": self.channel_multiple,
+        return {"beta": self.beta, "budget": self.budget, "allocation": self.allocation, "alphas": self.alphas,
+                "channel_multiple": self.channel_multiple,
                 "rewritable_macs": {"original": before, "gdws": after, "ratio": before / max(after, 1)},
                 "model_macs": {"original": self.model_macs, "gdws": self.macs(),
                                "ratio": self.model_macs / max(self.macs(), 1)},
@@ -161,10 +170,20 @@ def _skip_reason(name: str, conv: nn.Conv2d, first: bool, skip: list[str], inclu
 def plan_gdws(model: nn.Module, shape: tuple[int, ...], *, beta: float | None = None, budget: float | None = None,
               alphas: dict[str, np.ndarray] | None = None, alpha_info: dict[str, Any] | None = None,
               skip: list[str] | None = None, include_first: bool = False,
-              include_pointwise: bool = False, channel_multiple: int = CHANNEL_MULTIPLE) -> GDWSPlan:
-    """Decide every convolution's allocation for one `beta`, or for the MAC `budget` (a fraction in (0, 1])."""
+              include_pointwise: bool = False, channel_multiple: int = CHANNEL_MULTIPLE,
+              allocation: str = "per-layer") -> GDWSPlan:
+    """Decide every convolution's allocation for one `beta`, or for the MAC `budget` (a fraction in (0, 1]).
+
+    With a budget, `allocation` says how it is shared: "per-layer" (every rewritable conv keeps
+    that fraction of its MACs; MEGO inside each layer) or "global" (the paper's one common
+    beta, the smallest that fits). A beta is always global.
+    """
     if (beta is None) == (budget is None):
         raise UserError("GDWS needs exactly one of beta (error per layer) or budget (fraction of MACs to keep)")
+    if allocation not in ALLOCATIONS:
+        raise UserError(f"GDWS allocation must be one of {', '.join(ALLOCATIONS)}; got {allocation}")
+    if beta is not None:
+        allocation = "global"
     if beta is not None and not (np.isfinite(beta) and beta >= 0):
         raise UserError(f"GDWS beta must be a number >= 0; got {beta}")
     if budget is not None and not 0 < budget <= 1:
@@ -187,19 +206,42 @@ def plan_gdws(model: nn.Module, shape: tuple[int, ...], *, beta: float | None = 
                         "not the first)")
     if channel_multiple < 1:
         raise UserError(f"GDWS channel multiple must be >= 1; got {channel_multiple}")
-    if budget is not None:
-        beta = _beta_for_budget(layers, scores, budget, channel_multiple)
-    for layer in layers:
-        if layer.name in scores:
-            _allocate(layer, scores[layer.name], beta, channel_multiple)
-    return GDWSPlan(layers, float(beta), budget, alpha_info, model_macs, channel_multiple)
+    if allocation == "per-layer":
+        for layer in layers:
+            if layer.name in scores:
+                _allocate_per_layer(layer, scores[layer.name], budget, channel_multiple)
+        beta = max((layer.error for layer in layers if layer.replaced), default=0.0)
+    else:
+        if budget is not None:
+            beta = _beta_for_budget(layers, scores, budget, channel_multiple)
+        for layer in layers:
+            if layer.name in scores:
+                _allocate(layer, scores[layer.name], beta, channel_multiple)
+    return GDWSPlan(layers, float(beta), budget, alpha_info, model_macs, channel_multiple, allocation)
 
 
 def _allocate(layer: LayerDecision, scores: np.ndarray, beta: float, multiple: int) -> None:
+    """Global rule: LEGO at `beta`, G rounded up to the channel multiple where that is cheap."""
     width = max(int(lego(scores, beta).sum()), 1)  # beta above the whole error still keeps one filter
     rounded = min(-(-width // multiple) * multiple, scores.size)
     if 8 * (rounded - width) <= width:  # only where it costs at most 1/8 more filters (small layers stay exact)
         width = rounded
+    _set_width(layer, scores, width)
+
+
+def _allocate_per_layer(layer: LayerDecision, scores: np.ndarray, budget: float, multiple: int) -> None:
+    """Per-layer rule: the largest G within `budget` x this layer's MACs, rounded down to the multiple where cheap."""
+    kh, kw = layer.kernel
+    width = int(budget * layer.out_channels * layer.in_channels * kh * kw // (kh * kw + layer.out_channels))
+    width = min(max(width, 1), scores.size)
+    rounded = width // multiple * multiple
+    if rounded and 8 * (width - rounded) <= width:
+        width = rounded
+    _set_width(layer, scores, width)
+
+
+def _set_width(layer: LayerDecision, scores: np.ndarray, width: int) -> None:
+    """MEGO at G = width; the conv stays as it is when that would not save MACs."""
     allocation = mego(scores, width)
     kh, kw = layer.kernel
     cost = int(allocation.sum()) * (kh * kw + layer.out_channels)

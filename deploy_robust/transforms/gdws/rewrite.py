@@ -32,6 +32,7 @@ class GDWSRequest:
     include_first: bool = False
     include_pointwise: bool = False
     channel_multiple: int = CHANNEL_MULTIPLE
+    allocation: str = "per-layer"           # how a budget is shared (see network.plan_gdws)
 
 
 def rewrite_model(loaded: LoadedModel, request: GDWSRequest, log=lambda msg: None) -> tuple[LoadedModel, GDWSPlan]:
@@ -43,7 +44,7 @@ def rewrite_model(loaded: LoadedModel, request: GDWSRequest, log=lambda msg: Non
     alphas, info = _channel_weights(loaded, module, eligible, request, log)
     plan = plan_gdws(module, shape, beta=request.beta, budget=request.budget, alphas=alphas, alpha_info=info,
                      skip=list(request.skip), include_first=request.include_first,
-                     include_pointwise=request.include_pointwise, channel_multiple=request.channel_multiple)
+                     include_pointwise=request.include_pointwise, channel_multiple=request.channel_multiple, allocation=request.allocation)
     apply_gdws(module, plan)
     module.eval()
     for p in module.parameters():

@@ -58,7 +58,7 @@ def test_full_rank_rewrite_of_every_conv_is_exact_and_folds_batchnorm():
     model = _mixed()
     x = torch.rand(3, 3, 16, 16)
     expected = model(x)
-    plan = plan_gdws(model, (3, 16, 16), budget=1.0, include_first=True, channel_multiple=1)
+    plan = plan_gdws(model, (3, 16, 16), beta=0.0, include_first=True, channel_multiple=1)
     # force full rank wherever GDWS would otherwise keep the conv, to test exactness of the rewrite itself
     for layer in plan.layers:
         if layer.reason.startswith("kept"):
@@ -71,9 +71,21 @@ def test_full_rank_rewrite_of_every_conv_is_exact_and_folds_batchnorm():
     assert torch.allclose(rewritten(x), expected, atol=1e-5, rtol=1e-4)
 
 
-def test_budget_is_met_with_the_smallest_common_beta():
+def test_per_layer_budget_holds_in_every_layer():
     model = zoo.get("resnet18").build().eval()
     plan = plan_gdws(model, (3, 32, 32), budget=0.25)
+    assert plan.allocation == "per-layer" and len(plan.replaced) == 16
+    for layer in plan.replaced:
+        assert layer.macs <= 0.25 * layer.original_macs
+        widest = int(0.25 * layer.original_macs // ((9 + layer.out_channels) * layer.output_pixels))
+        assert layer.width == widest or (layer.width % 16 == 0 and 8 * (widest - layer.width) <= widest)
+    assert plan.to_json()["rewritable_macs"]["ratio"] >= 4.0
+    assert plan.beta == max(layer.error for layer in plan.replaced)
+
+
+def test_global_budget_is_met_with_the_smallest_common_beta():
+    model = zoo.get("resnet18").build().eval()
+    plan = plan_gdws(model, (3, 32, 32), budget=0.25, allocation="global")
     doc = plan.to_json()
     assert doc["rewritable_macs"]["ratio"] >= 4.0
     assert doc["model_macs"]["ratio"] > 3.5
@@ -101,7 +113,9 @@ def test_impossible_requests_are_user_errors():
     with pytest.raises(UserError, match="budget"):
         plan_gdws(_mixed(), (3, 16, 16), budget=1.5)
     with pytest.raises(UserError, match="cannot reach"):
-        plan_gdws(_mixed(), (3, 16, 16), budget=0.001, channel_multiple=16)
+        plan_gdws(_mixed(), (3, 16, 16), budget=0.001, channel_multiple=16, allocation="global")
+    with pytest.raises(UserError, match="allocation"):
+        plan_gdws(_mixed(), (3, 16, 16), budget=0.5, allocation="uniform")
     only_pointwise = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 1))
     with pytest.raises(UserError, match="no convolution"):
         plan_gdws(only_pointwise, (3, 8, 8), beta=1.0)
