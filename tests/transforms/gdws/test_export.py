@@ -149,3 +149,13 @@ def test_gdws_exports_to_every_precision_and_target(precision, target, tmp_path)
         twin_logits = twin(torch.from_numpy(x)).numpy()
     agreement = compare_logits(engine.infer(x), twin_logits)
     assert agreement.top1_agreement >= 0.95
+
+
+def test_allocation_choice_reaches_the_plan(cli, digits_checkpoint):
+    base = ["gdws", digits_checkpoint, "--arch", "digits_cnn", "--json"]
+    per_layer = json.loads(cli(*base, "--budget", "0.5")[1])["plan"]
+    common = json.loads(cli(*base, "--budget", "0.5", "--allocation", "global")[1])["plan"]
+    by_beta = json.loads(cli(*base, "--beta", str(common["beta"]))[1])["plan"]
+    assert per_layer["allocation"] == "per-layer" and common["allocation"] == by_beta["allocation"] == "global"
+    assert by_beta["layers"] == common["layers"]  # the budget's beta, given directly, is the same plan
+    assert per_layer["rewritable_macs"]["ratio"] >= 2 and common["rewritable_macs"]["ratio"] >= 2
