@@ -199,8 +199,8 @@ def gdws_speed(doc: dict) -> str:
 
 
 def gdws_sweep(doc: dict) -> str:
-    lines = [f"`{doc['command']}` (FP32 bundles; verify `{doc['results'][0]['suite']}` suite, L-inf, transfer from the "
-             "original model included; robust = per-example worst case on the engine):", "",
+    lines = [f"`python benchmarks/gdws_sweep.py` (both models; FP32 bundles; verify `{doc['results'][0]['suite']}` suite, L-inf, "
+             "transfer from the original model included; robust = per-example worst case on the engine):", "",
              "| model | allocation | budget | beta | MACs (whole model) | clean | robust (95% CI) | bundle vs torch max abs dlogit |",
              "|---|---|---|---|---|---|---|---|"]
     order = {"original": 0, "per-layer": 1, "frobenius": 2, "alpha": 3}
