@@ -2,8 +2,7 @@
 
 Trains on the shared CIFAR-10 subset (5,085 images; crops and flips) from a fixed seed and
 writes a plain state_dict to benchmarks/.models/ (not committed: 45 MB; this script
-rebuilds it bit for bit on the same machine). A CPU run takes about 6 minutes an epoch
-on 2 cores.
+rebuilds it from the same seed). A CPU run took 50 minutes for 6 epochs on 2 cores.
 
     python benchmarks/train_resnet18_cifar.py --epochs 8
 """
