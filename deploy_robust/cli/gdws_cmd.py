@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json, pct, table
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         report["clean_accuracy"] = {name: evaluate(TorchRunner(m.reference()), test).accuracy
                                     for name, m in (("original", loaded), ("gdws", rewritten))}
     if args.out:
-        save_gdws_checkpoint(args.out, rewritten.module, loaded.source["arch"], loaded.spec, plan)
+        save_gdws_checkpoint(args.out, rewritten.module, _arch_to_record(args.arch, loaded), loaded.spec, plan)
         report["out"] = args.out
     if args.json:
         emit_json(report)
@@ -107,6 +108,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("(plan only: pass -o FILE to write the GDWS model)")
     return 0
+
+
+def _arch_to_record(arch: str | None, loaded: LoadedModel) -> str | None:
+    """The architecture a GDWS checkpoint is rebuilt from: a user file by its absolute path (so the
+    checkpoint loads from any directory), a built-in one by name."""
+    if arch and ":" in arch and arch.split(":", 1)[0].endswith(".py"):
+        file_part, factory = arch.rsplit(":", 1)
+        return f"{Path(file_part).resolve()}:{factory}"
+    return loaded.source["arch"]
 
 
 def describe_plan(plan: GDWSPlan) -> str:

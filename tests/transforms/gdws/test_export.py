@@ -159,3 +159,16 @@ def test_allocation_choice_reaches_the_plan(cli, digits_checkpoint):
     assert per_layer["allocation"] == "per-layer" and common["allocation"] == by_beta["allocation"] == "global"
     assert by_beta["layers"] == common["layers"]  # the budget's beta, given directly, is the same plan
     assert per_layer["rewritable_macs"]["ratio"] >= 2 and common["rewritable_macs"]["ratio"] >= 2
+
+
+def test_user_architecture_checkpoint_loads_from_another_directory(cli, tiny_checkpoint, tiny_arch_file, tmp_path,
+                                                                    monkeypatch):
+    out = tmp_path / "tiny_gdws.pt"
+    code, _, err = cli("gdws", tiny_checkpoint, "--arch", tiny_arch_file, "--input-shape", "3,16,16",
+                       "--budget", "0.5", "--channel-multiple", "1", "-o", out)
+    assert code == 0, err
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    loaded = load_model(out)
+    assert isinstance(loaded.module.conv2, GDWSConv2d) and loaded.spec.shape == (3, 16, 16)
