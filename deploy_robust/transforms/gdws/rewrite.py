@@ -37,6 +37,9 @@ class GDWSRequest:
 
 def rewrite_model(loaded: LoadedModel, request: GDWSRequest, log=lambda msg: None) -> tuple[LoadedModel, GDWSPlan]:
     """A new LoadedModel whose module has its convolutions rewritten; the input model is left untouched."""
+    if (loaded.transforms or {}).get("gdws"):
+        raise UserError(f"{loaded.source.get('file', 'the model')} is already GDWS-rewritten; rewrite the original "
+                        "model with the new --beta/--budget instead")
     module = copy.deepcopy(loaded.module)
     shape = loaded.spec.shape
     # Plan once with alpha = 1 only to learn which layers are rewritable (the alphas are per layer).

@@ -37,6 +37,8 @@ def test_gdws_checkpoint_reloads_to_the_same_model(cli, digits_checkpoint, tmp_p
     assert accuracy == pytest.approx(report["clean_accuracy"]["gdws"])
     code, stdout, _ = cli("info", out)
     assert code == 0 and "GDWS (budget 0.5): 1 of 2 convolutions rewritten" in stdout
+    code, _, err = cli("gdws", out, "--budget", "0.5", "-o", tmp_path / "twice.pt")
+    assert code == 2 and "already GDWS-rewritten" in err and not (tmp_path / "twice.pt").exists()
 
 
 def test_fp32_bundle_matches_the_gdws_model_and_int8_gathers_bytes(cli, digits_checkpoint, tmp_path, digits_test):
