@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +47,30 @@ def export_variants(loaded: LoadedModel, root: Path, variants: list[tuple[str, s
         name = f"{precision}-{target}"
         out[f"{precision}/{target}"] = export_bundle(loaded, root / name, precision, target, calib=calib)
     return out
+
+
+def throughput(runner, batch: int, seconds: float, shape: tuple[int, ...] = (3, 32, 32)) -> float:
+    """Images per second of `runner` on random batches, after a warm-up, for about `seconds`."""
+    inputs = [np.random.default_rng(i).random((batch, *shape), dtype=np.float32) for i in range(4)]
+    for x in inputs:  # warm-up
+        runner.infer(x)
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        runner.infer(inputs[done % len(inputs)])
+        done += 1
+    return done * batch / (time.perf_counter() - start)
+
+
+def interleaved_throughput(runners: dict[str, object], batches: list[int], rounds: int, seconds: float) -> list[dict]:
+    """Every runner measured round by round (a noisy neighbour slows all alike): one row per
+    (variant, batch) with the median over rounds and the rounds themselves."""
+    results = []
+    for batch in batches:
+        samples: dict[str, list[float]] = {name: [] for name in runners}
+        for _ in range(rounds):
+            for name, runner in runners.items():
+                samples[name].append(throughput(runner, batch, seconds))
+        for name, values in samples.items():
+            results.append({"variant": name, "batch": batch, "throughput_median": float(np.median(values)),
+                            "throughput_rounds": values})
+    return results

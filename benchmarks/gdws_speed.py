@@ -34,15 +34,15 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import calibration_for, resnet18_random  # noqa: E402
+from common import calibration_for, interleaved_throughput, resnet18_random  # noqa: E402
 from machine import save_result  # noqa: E402
-from quantized_speed import throughput  # noqa: E402
 from train_resnet18_cifar import CHECKPOINT  # noqa: E402
 
 from deploy_robust.export import export_bundle  # noqa: E402
 from deploy_robust.ingest import LoadedModel, load_model  # noqa: E402
 from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner  # noqa: E402
-from deploy_robust.transforms.gdws import GDWSConv2d, apply_gdws, plan_gdws  # noqa: E402
+from deploy_robust.transforms.gdws import GDWSConv2d, GDWSPlan, apply_gdws  # noqa: E402
+from deploy_robust.transforms.gdws.network import find_layers  # noqa: E402
 from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model  # noqa: E402
 
 
@@ -54,19 +54,19 @@ def resnet18() -> tuple[LoadedModel, str]:
 
 def budget_for_model_ratio(loaded: LoadedModel, ratio: float) -> float:
     """The rewritable-MAC budget that gives the whole model `ratio` x fewer MACs."""
-    plan = plan_gdws(loaded.module, loaded.spec.shape, beta=0.0, channel_multiple=1)
-    fixed = plan.model_macs - sum(l.original_macs for l in plan.layers if not l.reason.startswith("skipped"))
-    return (plan.model_macs / ratio - fixed) / (plan.model_macs - fixed)
+    layers, _, model_macs = find_layers(loaded.module, loaded.spec.shape)
+    fixed = model_macs - sum(l.original_macs for l in layers if l.rewritable)
+    return (model_macs / ratio - fixed) / (model_macs - fixed)
 
 
 def uniform(loaded: LoadedModel, g: int, multiplier_layout: bool) -> LoadedModel:
     """Every rewritable conv as GDWS with g_c = g (uniform), as gather + depthwise or as a channel multiplier."""
     module = copy.deepcopy(loaded.module)
-    plan = plan_gdws(module, loaded.spec.shape, beta=0.0, channel_multiple=1)
-    for layer in plan.layers:
-        if not layer.reason.startswith("skipped"):
+    layers, _, model_macs = find_layers(module, loaded.spec.shape)
+    for layer in layers:
+        if layer.rewritable:
             layer.allocation, layer.reason = [g] * layer.in_channels, "rewritten"
-    apply_gdws(module, plan)
+    apply_gdws(module, GDWSPlan(layers, 0.0, None, None, model_macs))
     if multiplier_layout:
         for name, gdws in [(n, m) for n, m in module.named_modules() if isinstance(m, GDWSConv2d)]:
             dw = gdws.depthwise  # output channel c*g + k of a groups=C conv belongs to input channel c: same order
@@ -131,15 +131,7 @@ def main() -> None:
         runners = {name: OnnxRuntimeRunner(path, threads=args.threads) for name, path in paths.items()}
         for runner in runners.values():
             runner.activate()
-        results = []
-        for batch in [int(b) for b in args.batches.split(",")]:
-            samples: dict[str, list[float]] = {name: [] for name in runners}
-            for _ in range(args.rounds):
-                for name, runner in runners.items():
-                    samples[name].append(throughput(runner, batch, args.seconds))
-            for name, values in samples.items():
-                results.append({"variant": name, "batch": batch, "throughput_median": float(np.median(values)),
-                                "throughput_rounds": values})
+        results = interleaved_throughput(runners, [int(b) for b in args.batches.split(",")], args.rounds, args.seconds)
     by = {(r["variant"], r["batch"]): r for r in results}
     for r in results:
         precision = r["variant"].rsplit(" ", 1)[1]

@@ -13,15 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import calibration_for, resnet18_random  # noqa: E402
+from common import calibration_for, interleaved_throughput, resnet18_random  # noqa: E402
 from machine import save_result  # noqa: E402
 
 from deploy_robust.data import Dataset  # noqa: E402
@@ -42,17 +40,6 @@ def ort_quantize_static_default(fp32_path: Path, calib: Dataset, out: Path) -> P
 
     quantize_static(str(fp32_path), str(out), Reader())
     return out
-
-
-def throughput(runner: OnnxRuntimeRunner, batch: int, seconds: float) -> float:
-    inputs = [np.random.default_rng(i).random((batch, 3, 32, 32), dtype=np.float32) for i in range(4)]
-    for x in inputs:  # warm-up
-        runner.infer(x)
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        runner.infer(inputs[done % len(inputs)])
-        done += 1
-    return done * batch / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -76,15 +63,9 @@ def main() -> None:
         runners = {name: OnnxRuntimeRunner(path, threads=args.threads) for name, path in paths.items()}
         for r in runners.values():
             r.activate()
-        results = []
-        for batch in [int(b) for b in args.batches.split(",")]:
-            samples: dict[str, list[float]] = {name: [] for name in runners}
-            for _ in range(args.rounds):
-                for name, runner in runners.items():
-                    samples[name].append(throughput(runner, batch, args.seconds))
-            for name, values in samples.items():
-                results.append({"variant": name, "batch": batch, "throughput_median": float(np.median(values)),
-                                "throughput_rounds": values, "model_bytes": sizes[name]})
+        results = interleaved_throughput(runners, [int(b) for b in args.batches.split(",")], args.rounds, args.seconds)
+        for r in results:
+            r["model_bytes"] = sizes[r["variant"]]
     by = {(r["variant"], r["batch"]): r for r in results}
     for r in results:
         fp32 = by[("fp32", r["batch"])]["throughput_median"]

@@ -44,16 +44,14 @@ def quantize_model(model: onnx.ModelProto, plan: list[LayerPlan], ranges: Ranges
     if missing:
         raise ValueError(f"no calibrated range for {', '.join(missing[:5])}")
     result = QuantizeResult(model)
-    ranges = dict(ranges)
     params: dict[str, ActivationParams] = {}
-    for tensor in _sources_first(editor, tensors, profile):
-        moved_from = _moved_from(editor, tensor, tensors, profile)
-        if moved_from is not None:  # a data-movement op's output: its input's scale, so Q/DQ cancels around it
-            ranges[tensor] = ranges[moved_from]
-        p = activation_params(*ranges[tensor], signed=profile.signed_activations)
+    for tensor in sorted(tensors):
+        # a data-movement op's output takes the scale of the tensor it moves, so Q/DQ cancels around the op
+        low_high = ranges[_moved_source(editor, tensor, tensors, profile)]
+        p = activation_params(*low_high, signed=profile.signed_activations)
         params[tensor] = p
         result.activations[tensor] = {"scale": float(p.scale), "zero_point": p.zero_point,
-                                      "dtype": "int8" if p.signed else "uint8", "range": list(map(float, ranges[tensor]))}
+                                      "dtype": "int8" if p.signed else "uint8", "range": list(map(float, low_high))}
     by_node = {p.node: p for p in plan}
     for node in list(model.graph.node):
         layer = by_node.get(node.name)
@@ -122,28 +120,13 @@ def _activation_tensors(editor: GraphEditor, plan: list[LayerPlan], profile: Tar
     return chosen
 
 
-def _moved_from(editor: GraphEditor, tensor: str, tensors: set[str], profile: TargetProfile) -> str | None:
+def _moved_source(editor: GraphEditor, tensor: str, tensors: set[str], profile: TargetProfile) -> str:
+    """The quantized tensor `tensor` was carried from across data-movement ops (itself if none)."""
     producer = editor.producer.get(tensor)
-    if producer is not None and producer.op_type in profile.carry_through and producer.input[0] in tensors:
-        return producer.input[0]
-    return None
-
-
-def _sources_first(editor: GraphEditor, tensors: set[str], profile: TargetProfile) -> list[str]:
-    """`tensors` sorted, each data-movement output after the tensor it was moved from."""
-    ordered: list[str] = []
-
-    def visit(tensor: str) -> None:
-        if tensor in ordered:
-            return
-        source = _moved_from(editor, tensor, tensors, profile)
-        if source is not None:
-            visit(source)
-        ordered.append(tensor)
-
-    for tensor in sorted(tensors):
-        visit(tensor)
-    return ordered
+    while producer is not None and producer.op_type in profile.carry_through and producer.input[0] in tensors:
+        tensor = producer.input[0]
+        producer = editor.producer.get(tensor)
+    return tensor
 
 
 def _skip_branch(editor: GraphEditor, add: onnx.NodeProto) -> str:

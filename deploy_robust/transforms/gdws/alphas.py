@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deploy_robust.bundle.store import write_file_atomic
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
 from deploy_robust.progress import progress
@@ -103,10 +102,7 @@ def save_alphas(path: str | Path, alphas: dict[str, np.ndarray], settings: Alpha
            "settings": asdict(settings), "alphas": {k: [float(v) for v in a] for k, a in sorted(alphas.items())}}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, path)
+    write_file_atomic(path, json.dumps(doc, indent=1))
 
 
 def load_alphas(path: str | Path, weights_sha256: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -7,14 +7,14 @@ plan's structure (`network.restructure`) and loads the weights, with no pickled 
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from deploy_robust.bundle.store import write_file_atomic
 from deploy_robust.errors import UserError
 from deploy_robust.ingest import arch as arch_resolver
 from deploy_robust.spec import InputSpec
@@ -33,15 +33,9 @@ def save_gdws_checkpoint(path: str | Path, module: nn.Module, arch: str | None, 
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {CHECKPOINT_KEY: {"arch": arch, "input": spec.to_json(), "plan": plan.to_json()},
            "state_dict": module.state_dict()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        torch.save(doc, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    buffer = io.BytesIO()
+    torch.save(doc, buffer)
+    return write_file_atomic(path, buffer.getvalue())
 
 
 def build_from_checkpoint(config: dict[str, Any]) -> tuple[nn.Module, InputSpec, str]:

@@ -29,7 +29,7 @@ G=3048 depthwise conv at 4x4, batch 32: 22.9 ms vs 1.4 ms).
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -64,6 +64,11 @@ class LayerDecision:
     @property
     def replaced(self) -> bool:
         return bool(self.allocation)
+
+    @property
+    def rewritable(self) -> bool:
+        """Not skipped by the layer rules (it may still be kept when GDWS would not save MACs)."""
+        return not self.reason.startswith("skipped")
 
     @property
     def width(self) -> int:
@@ -111,7 +116,7 @@ class GDWSPlan:
         return self.model_macs - sum(l.original_macs - l.macs for l in self.layers)
 
     def to_json(self) -> dict[str, Any]:
-        eligible = [l for l in self.layers if not l.reason.startswith("skipped")]
+        eligible = [l for l in self.layers if l.rewritable]
         before = sum(l.original_macs for l in eligible)
         after = sum(l.macs for l in eligible)
         return {"beta": self.beta, "budget": self.budget, "allocation": self.allocation, "alphas": self.alphas,
@@ -167,6 +172,27 @@ def _skip_reason(name: str, conv: nn.Conv2d, first: bool, skip: list[str], inclu
 
 # ---- planning -------------------------------------------------------------------------------
 
+def find_layers(model: nn.Module, shape: tuple[int, ...], *, skip: list[str] | None = None,
+                include_first: bool = False, include_pointwise: bool = False
+                ) -> tuple[list[LayerDecision], dict[str, nn.Conv2d], int]:
+    """(a decision per conv, skipped ones with their reason; {name: conv} of the rewritable ones;
+    whole-model conv+linear MACs), from one forward pass and no decomposition."""
+    convs, model_macs = conv_geometry(model, shape)
+    layers, rewritable = [], {}
+    for position, (name, conv, pixels) in enumerate(convs):
+        kh, kw = conv.kernel_size
+        original = conv.out_channels * conv.in_channels * kh * kw * pixels
+        decision = LayerDecision(name, conv.in_channels, conv.out_channels, (kh, kw), tuple(conv.stride), pixels, original)
+        decision.reason = _skip_reason(name, conv, position == 0, skip or [], include_first, include_pointwise)
+        if decision.rewritable:
+            rewritable[name] = conv
+        layers.append(decision)
+    if not rewritable:
+        raise UserError("the model has no convolution GDWS can rewrite (plain nn.Conv2d, KxK with K > 1, groups=1, "
+                        "not the first)")
+    return layers, rewritable, model_macs
+
+
 def plan_gdws(model: nn.Module, shape: tuple[int, ...], *, beta: float | None = None, budget: float | None = None,
               alphas: dict[str, np.ndarray] | None = None, alpha_info: dict[str, Any] | None = None,
               skip: list[str] | None = None, include_first: bool = False,
@@ -188,22 +214,14 @@ def plan_gdws(model: nn.Module, shape: tuple[int, ...], *, beta: float | None = 
         raise UserError(f"GDWS beta must be a number >= 0; got {beta}")
     if budget is not None and not 0 < budget <= 1:
         raise UserError(f"GDWS budget is the fraction of MACs to keep, in (0, 1]; got {budget}")
-    convs, model_macs = conv_geometry(model, shape)
-    layers, scores = [], {}
-    for position, (name, conv, pixels) in enumerate(convs):
-        kh, kw = conv.kernel_size
-        original = conv.out_channels * conv.in_channels * kh * kw * pixels
-        decision = LayerDecision(name, conv.in_channels, conv.out_channels, (kh, kw), tuple(conv.stride), pixels, original)
-        decision.reason = _skip_reason(name, conv, position == 0, skip or [], include_first, include_pointwise)
-        if not decision.reason:
-            alpha = None if alphas is None else alphas.get(name)
-            if alphas is not None and alpha is None:
-                raise UserError(f"the GDWS channel weights (alphas) have no entry for layer {name}")
-            scores[name] = channel_svd(conv.weight).scores(alpha)
-        layers.append(decision)
-    if not scores:
-        raise UserError("the model has no convolution GDWS can rewrite (plain nn.Conv2d, KxK with K > 1, groups=1, "
-                        "not the first)")
+    layers, rewritable, model_macs = find_layers(model, shape, skip=skip, include_first=include_first,
+                                                 include_pointwise=include_pointwise)
+    scores = {}
+    for name, conv in rewritable.items():
+        alpha = None if alphas is None else alphas.get(name)
+        if alphas is not None and alpha is None:
+            raise UserError(f"the GDWS channel weights (alphas) have no entry for layer {name}")
+        scores[name] = channel_svd(conv.weight).scores(alpha)
     if channel_multiple < 1:
         raise UserError(f"GDWS channel multiple must be >= 1; got {channel_multiple}")
     if allocation == "per-layer":
@@ -265,9 +283,7 @@ def _beta_for_budget(layers: list[LayerDecision], scores: dict[str, np.ndarray],
     def macs(beta: float) -> int:
         total = 0
         for name, s in scores.items():
-            probe = LayerDecision(**{k: getattr(by_name[name], k) for k in
-                                     ("name", "in_channels", "out_channels", "kernel", "stride", "output_pixels",
-                                      "original_macs")})
+            probe = replace(by_name[name])  # a scratch copy: _allocate sets its allocation
             _allocate(probe, s, beta, multiple)
             total += probe.macs
         return total

@@ -18,7 +18,7 @@ from deploy_robust.ingest.checkpoint import layer_dtypes
 from deploy_robust.ingest.loader import describe_layers
 from deploy_robust.transforms.gdws.alphas import (AlphaSettings, alpha_info, estimate_alphas, load_alphas, save_alphas,
                                                   weights_hash)
-from deploy_robust.transforms.gdws.network import CHANNEL_MULTIPLE, GDWSPlan, apply_gdws, plan_gdws
+from deploy_robust.transforms.gdws.network import CHANNEL_MULTIPLE, GDWSPlan, apply_gdws, find_layers, plan_gdws
 
 
 @dataclass
@@ -42,12 +42,13 @@ def rewrite_model(loaded: LoadedModel, request: GDWSRequest, log=lambda msg: Non
                         "model with the new --beta/--budget instead")
     module = copy.deepcopy(loaded.module)
     shape = loaded.spec.shape
-    # Plan once with alpha = 1 only to learn which layers are rewritable (the alphas are per layer).
-    eligible = _eligible_convs(module, shape, request)
+    _, eligible, _ = find_layers(module, shape, skip=list(request.skip), include_first=request.include_first,
+                                 include_pointwise=request.include_pointwise)  # the layers alphas are needed for
     alphas, info = _channel_weights(loaded, module, eligible, request, log)
     plan = plan_gdws(module, shape, beta=request.beta, budget=request.budget, alphas=alphas, alpha_info=info,
                      skip=list(request.skip), include_first=request.include_first,
-                     include_pointwise=request.include_pointwise, channel_multiple=request.channel_multiple, allocation=request.allocation)
+                     include_pointwise=request.include_pointwise, channel_multiple=request.channel_multiple,
+                     allocation=request.allocation)
     apply_gdws(module, plan)
     module.eval()
     for p in module.parameters():
@@ -56,13 +57,6 @@ def rewrite_model(loaded: LoadedModel, request: GDWSRequest, log=lambda msg: Non
     transforms = dict(loaded.transforms or {}) | {"gdws": plan.to_json()}
     rewritten = replace(loaded, module=module, layers=describe_layers(module, dtypes), transforms=transforms)
     return rewritten, plan
-
-
-def _eligible_convs(module: nn.Module, shape, request: GDWSRequest) -> dict[str, nn.Conv2d]:
-    probe = plan_gdws(module, shape, beta=0.0, skip=list(request.skip), include_first=request.include_first,
-                      include_pointwise=request.include_pointwise)
-    modules = dict(module.named_modules())
-    return {layer.name: modules[layer.name] for layer in probe.layers if not layer.reason.startswith("skipped")}
 
 
 def _channel_weights(loaded: LoadedModel, module: nn.Module, convs: dict[str, nn.Conv2d], request: GDWSRequest, log):
