@@ -39,3 +39,8 @@ def with_normalization(model: nn.Module, spec: InputSpec) -> nn.Module:
     if not spec.normalized:
         return model
     return Normalized(model, spec.mean, spec.std).eval()
+
+
+def normalizer(spec: InputSpec) -> nn.Module | None:
+    """The spec's normalization alone ([0, 1] images in, model inputs out), or None if it has none."""
+    return Normalized(nn.Identity(), spec.mean, spec.std).eval() if spec.normalized else None

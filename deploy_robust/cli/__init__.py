@@ -22,6 +22,7 @@ TOOLS = {
     "verify": ("deploy_robust.cli.verify_cmd", "robust accuracy of the engine under adaptive attacks, with CI gates"),
     "bench": ("deploy_robust.cli.bench_cmd", "latency/throughput of bundles on real runtimes; --compare for ratios"),
     "gdws": ("deploy_robust.cli.gdws_cmd", "rewrite convolutions as generalized depthwise-separable ones (-o model_gdws.pt)"),
+    "train": ("deploy_robust.cli.train_cmd", "adversarial training (PGD / FGSM), resumable, torchrun-ready (-o model.pt)"),
     "ensemble": ("deploy_robust.cli.ensemble_cmd", "train or assemble an EMPIR mixed-precision ensemble (-o ens.pt)"),
     "demo": ("deploy_robust.cli.demo_cmd", "the whole pipeline on an embedded default, no downloads"),
 }

@@ -22,6 +22,7 @@ from deploy_robust.ingest.formats import ModelFormat, sniff
 from deploy_robust.ingest.onnx_graph import OnnxGraphModule
 from deploy_robust.normalize import with_normalization
 from deploy_robust.spec import InputSpec
+from deploy_robust.train.model_file import MODEL_KEY, build_from_model_file
 from deploy_robust.transforms.gdws.checkpoint import CHECKPOINT_KEY as GDWS_KEY, build_from_checkpoint
 
 
@@ -89,6 +90,13 @@ def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool 
             module, base_spec, arch_name = build_from_checkpoint(obj[GDWS_KEY])
             dtypes = load_state_dict(module, extract_state_dict(obj, path.name), f"{arch_name} (GDWS)")
             fmt_name, transforms = "gdws_checkpoint", {"gdws": obj[GDWS_KEY]["plan"]}
+        elif isinstance(obj, dict) and MODEL_KEY in obj:  # written by `deploy-robust train` / `dq`
+            config = obj[MODEL_KEY]
+            module, base_spec, arch_name = build_from_model_file(config)
+            dtypes = load_state_dict(module, extract_state_dict(obj, path.name), arch_name)
+            fmt_name = "dq_model" if config.get("dq") else "trained_model"
+            if config.get("dq"):
+                transforms = {"dq": config["dq"] | {"training": config.get("training")}}
         else:
             state = extract_state_dict(obj, path.name)
             architecture = _architecture_for(path, arch)

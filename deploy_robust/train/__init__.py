@@ -1,6 +1,6 @@
-"""Training: plain and adversarial (FGSM with random start) classifier training on one loop."""
+"""Training: plain, adversarial (PGD, FGSM with random start) and regularized, on one loop."""
 
-from deploy_robust.train.adversarial import fgsm_random_start
+from deploy_robust.train.adversarial import fgsm_random_start, make_perturb, pgd_training
 from deploy_robust.train.classifier import crop_and_flip, train_classifier
 
-__all__ = ["crop_and_flip", "fgsm_random_start", "train_classifier"]
+__all__ = ["crop_and_flip", "fgsm_random_start", "make_perturb", "pgd_training", "train_classifier"]
