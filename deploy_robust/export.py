@@ -24,12 +24,14 @@ from deploy_robust.exporters.float_onnx import DEFAULT_OPSET, FLOAT_PRECISIONS, 
 from deploy_robust.exporters.profiles import get_profile
 from deploy_robust.exporters.qdq import quantize_model, tensors_to_calibrate
 from deploy_robust.exporters.tensorrt_rules import check_tensorrt_rules
+from deploy_robust.exporters.trained_grid import quantize_on_trained_grid
 from deploy_robust.hashing import sha256_bytes
 from deploy_robust.ingest import LoadedModel
 from deploy_robust.ingest.onnx_graph import graph_is_stochastic
 from deploy_robust.quant.fake_quant import freeze
 from deploy_robust.quant.plan import MODES, make_plan
 from deploy_robust.seeding import seed_everything
+from deploy_robust.transforms.dq.model import deploy_form, is_dq_model, trained_grid
 
 TARGETS = ("ort-cpu", "ort-cuda", "tensorrt")
 INT4_OPSET = 21
@@ -51,7 +53,20 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
     files: dict[str, bytes] = {}
     calibration = None
     frozen_module, fake_quantizers = freeze(loaded.module)
-    if fake_quantizers:
+    if is_dq_model(loaded.module):
+        # Defensive Quantization: Q/DQ at exactly the trained scales and grids (exporters.trained_grid)
+        if precision not in ("int8", "int4"):
+            raise UserError(f"{loaded.source['file']} is a Defensive Quantization model and exports on its "
+                            "trained grid: use --precision int8")
+        grid = trained_grid(loaded.module)
+        result = export_float_onnx(deploy_form(loaded.module), loaded.spec, "fp32", opset=opset, **export_args)
+        quantized, plan = quantize_on_trained_grid(result.model, grid, get_profile(target))
+        model, exporter = quantized.model, result.exporter
+        _check_graph(model, target)
+        sources = {layer["name"]: layer["source_dtype"] for layer in loaded.layers}
+        layers = [p.to_json() | {"source_dtype": sources.get(p.name, "float32")} for p in plan]
+        _self_check(model, loaded, precision, seed, batch if isinstance(batch, int) else 4)
+    elif fake_quantizers:
         # Already quantized (torch.ao FakeQuantize or DQ training): export exactly the trained grid.
         if precision not in ("int8", "int4"):
             raise UserError(f"{loaded.source['file']} carries {fake_quantizers} fake-quantizers and exports on its "

@@ -36,7 +36,7 @@ class TargetProfile:
     name: str
     signed_activations: bool
     quantized_consumers: tuple[str, ...]  # ops whose activation inputs get Q/DQ
-    residual_add: str                      # "all": every Add input; "skip": one input per Add
+    residual_add: str                      # "all": every Add input; "skip": one input per Add; "none"
     carry_through: tuple[str, ...]         # data-movement ops that Q/DQ is carried across (shared scale)
     int4_conv_storage: str                 # "int4" or "int8" (4-bit grid in int8 tensors)
     per_channel_gemm: bool                 # per-output-channel Gemm/MatMul weights (else per tensor)

@@ -36,19 +36,28 @@ def tensors_to_calibrate(model: onnx.ModelProto, plan: list[LayerPlan], profile:
     return sorted(_activation_tensors(GraphEditor(model), plan, profile))
 
 
-def quantize_model(model: onnx.ModelProto, plan: list[LayerPlan], ranges: Ranges, profile: TargetProfile) -> QuantizeResult:
+def quantize_model(model: onnx.ModelProto, plan: list[LayerPlan], ranges: Ranges, profile: TargetProfile, *,
+                   fixed: dict[str, ActivationParams] | None = None,
+                   weight_levels: dict[str, int] | None = None) -> QuantizeResult:
+    """`fixed` gives activation tensors their scale and zero point directly (a trained grid) instead
+    of a calibrated range; `weight_levels` (by node) the largest |q| of a layer's weight grid."""
     model = _copy(model)
     editor = GraphEditor(model)
     tensors = _activation_tensors(editor, plan, profile)
-    missing = sorted(t for t in tensors if t not in ranges)
+    fixed, weight_levels = fixed or {}, weight_levels or {}
+    missing = sorted(t for t in tensors if t not in ranges and t not in fixed)
     if missing:
         raise ValueError(f"no calibrated range for {', '.join(missing[:5])}")
     result = QuantizeResult(model)
     params: dict[str, ActivationParams] = {}
     for tensor in sorted(tensors):
-        # a data-movement op's output takes the scale of the tensor it moves, so Q/DQ cancels around the op
-        low_high = ranges[_moved_source(editor, tensor, tensors, profile)]
-        p = activation_params(*low_high, signed=profile.signed_activations)
+        if tensor in fixed:
+            p = fixed[tensor]
+            low_high = ((0 - p.zero_point) * float(p.scale), ((127 if p.signed else 255) - p.zero_point) * float(p.scale))
+        else:
+            # a data-movement op's output takes the scale of the tensor it moves, so Q/DQ cancels around the op
+            low_high = ranges[moved_source(editor, tensor, tensors, profile)]
+            p = activation_params(*low_high, signed=profile.signed_activations)
         params[tensor] = p
         result.activations[tensor] = {"scale": float(p.scale), "zero_point": p.zero_point,
                                       "dtype": "int8" if p.signed else "uint8", "range": list(map(float, low_high))}
@@ -68,7 +77,7 @@ def quantize_model(model: onnx.ModelProto, plan: list[LayerPlan], ranges: Ranges
                 stored_int4 = layer.precision == "int4" and profile.int4_conv_storage == "int4"
                 per_channel = node.op_type == "Conv" or profile.per_channel_gemm
                 bits = 4 if layer.precision == "int4" else 8
-                levels = profile.int8_weight_levels if bits == 8 else None
+                levels = weight_levels.get(node.name) or (profile.int8_weight_levels if bits == 8 else None)
                 _quantize_weights(editor, node, bits, stored_int4, x_params, per_channel, levels)
                 result.stores_int4 |= stored_int4
     for tensor in sorted(tensors):
@@ -100,7 +109,7 @@ def _activation_tensors(editor: GraphEditor, plan: list[LayerPlan], profile: Tar
         if node.op_type in ("Conv", "Gemm", "MatMul"):
             if node.name in quantized_layers and activation(node.input[0]):
                 chosen.add(node.input[0])
-        elif node.op_type == "Add" and all(activation(i) for i in node.input):
+        elif node.op_type == "Add" and all(activation(i) for i in node.input) and profile.residual_add != "none":
             if profile.residual_add == "all":
                 chosen.update(node.input)
             else:
@@ -120,7 +129,7 @@ def _activation_tensors(editor: GraphEditor, plan: list[LayerPlan], profile: Tar
     return chosen
 
 
-def _moved_source(editor: GraphEditor, tensor: str, tensors: set[str], profile: TargetProfile) -> str:
+def moved_source(editor: GraphEditor, tensor: str, tensors: set[str], profile: TargetProfile) -> str:
     """The quantized tensor `tensor` was carried from across data-movement ops (itself if none)."""
     producer = editor.producer.get(tensor)
     while producer is not None and producer.op_type in profile.carry_through and producer.input[0] in tensors:

@@ -306,7 +306,7 @@ def _beta_for_budget(layers: list[LayerDecision], scores: dict[str, np.ndarray],
 def apply_gdws(model: nn.Module, plan: GDWSPlan, *, fold_bn: bool = True) -> nn.Module:
     """Rewrite `model` in place following `plan`; returns it. Folds a directly following BatchNorm."""
     modules = dict(model.named_modules())
-    followers = _batchnorm_after_conv(model) if fold_bn else {}
+    followers = batchnorm_after_conv(model) if fold_bn else {}
     for layer in plan.replaced:
         conv = modules[layer.name]
         svd = channel_svd(conv.weight)
@@ -322,7 +322,7 @@ def apply_gdws(model: nn.Module, plan: GDWSPlan, *, fold_bn: bool = True) -> nn.
             pointwise = pointwise * scale[:, None]
             bias = shift + (bias * scale if bias is not None else 0)
             gdws.pointwise = nn.Conv2d(gdws.width, layer.out_channels, 1, bias=True)
-            _set_module(model, bn_name, nn.Identity())
+            set_module(model, bn_name, nn.Identity())
             layer.folded_bn = bn_name
         with torch.no_grad():
             gdws.depthwise.weight.copy_(torch.from_numpy(depthwise))
@@ -332,17 +332,17 @@ def apply_gdws(model: nn.Module, plan: GDWSPlan, *, fold_bn: bool = True) -> nn.
         gdws.to(conv.weight.dtype).train(conv.training)
         for p in gdws.parameters():
             p.requires_grad_(conv.weight.requires_grad)
-        _set_module(model, layer.name, gdws)
+        set_module(model, layer.name, gdws)
     return model
 
 
-def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, module)
 
 
-def _batchnorm_after_conv(model: nn.Module) -> dict[str, str]:
+def batchnorm_after_conv(model: nn.Module) -> dict[str, str]:
     """{conv name: BatchNorm2d name} where the BN is the conv output's only consumer (torch.fx trace)."""
     try:
         traced = torch.fx.symbolic_trace(model)
@@ -373,6 +373,6 @@ def restructure(model: nn.Module, plan_doc: dict[str, Any]) -> nn.Module:
         gdws = GDWSConv2d.like(conv, layer["allocation"])
         if layer.get("folded_bn"):
             gdws.pointwise = nn.Conv2d(gdws.width, conv.out_channels, 1, bias=True)
-            _set_module(model, layer["folded_bn"], nn.Identity())
-        _set_module(model, layer["name"], gdws)
+            set_module(model, layer["folded_bn"], nn.Identity())
+        set_module(model, layer["name"], gdws)
     return model
