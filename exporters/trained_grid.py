@@ -36,10 +36,10 @@ _NORMALIZATION_OPS = ("Sub", "Div")
 
 @dataclass(frozen=True)
 class TrainedGrid:
+    weight_bits: dict[str, int]              # torch layer name -> bits of its weight grid
     weight_levels: dict[str, int]            # torch layer name -> largest |q|
     activation_bits: dict[float, int]        # bound (float32 value) -> bits of the activation it clips
     input_params: ActivationParams           # the 8-bit input quantizer
-    label: str                               # e.g. "w4a4 trained grid"
 
 
 def quantize_on_trained_grid(model: onnx.ModelProto, grid: TrainedGrid, profile: TargetProfile) -> tuple[QuantizeResult, list[LayerPlan]]:
@@ -53,7 +53,9 @@ def quantize_on_trained_grid(model: onnx.ModelProto, grid: TrainedGrid, profile:
         name = layer_name(weight.name)
         if name not in grid.weight_levels:
             raise UserError(f"layer {name} of the exported graph has no trained weight grid")
-        plan.append(LayerPlan(name, node.name, node.op_type, "int8", grid.label, "trained grid, no recalibration"))
+        a_bits = "/".join(str(b) for b in sorted(set(grid.activation_bits.values())))
+        plan.append(LayerPlan(name, node.name, node.op_type, "int8", "int8",
+                              f"trained grid w{grid.weight_bits[name]}a{a_bits} on int8 kernels, no recalibration"))
         levels[node.name] = grid.weight_levels[name]
     only_weighted = replace(profile, quantized_consumers=WEIGHTED, residual_add="none")
     editor = GraphEditor(model)

@@ -23,6 +23,7 @@ TOOLS = {
     "bench": ("deploy_robust.cli.bench_cmd", "latency/throughput of bundles on real runtimes; --compare for ratios"),
     "gdws": ("deploy_robust.cli.gdws_cmd", "rewrite convolutions as generalized depthwise-separable ones (-o model_gdws.pt)"),
     "train": ("deploy_robust.cli.train_cmd", "adversarial training (PGD / FGSM), resumable, torchrun-ready (-o model.pt)"),
+    "dq": ("deploy_robust.cli.dq_cmd", "Defensive Quantization fine-tuning at W/A bits (-o model_dq.pt)"),
     "ensemble": ("deploy_robust.cli.ensemble_cmd", "train or assemble an EMPIR mixed-precision ensemble (-o ens.pt)"),
     "demo": ("deploy_robust.cli.demo_cmd", "the whole pipeline on an embedded default, no downloads"),
 }

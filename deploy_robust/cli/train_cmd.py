@@ -23,7 +23,7 @@ from deploy_robust.seeding import seed_everything
 from deploy_robust.normalize import normalizer, with_normalization
 from deploy_robust.train import distributed, make_perturb, train_classifier
 from deploy_robust.train.evaluation import clean_and_pgd
-from deploy_robust.train.model_file import save_model_file
+from deploy_robust.ingest.model_file import save_model_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,14 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", required=True, help="the trained model file to write (.pt, weights only)")
 
 
-def add_training_args(parser: argparse.ArgumentParser) -> None:
+def add_training_args(parser: argparse.ArgumentParser, epochs: int = 10, lr: float = 3e-3, adv: str = "pgd") -> None:
     """Optimization and adversarial-training flags shared by `train` and `dq`."""
     group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=cli_args.positive_int, default=10)
+    group.add_argument("--epochs", type=int, default=epochs, help=f"({epochs})")
     group.add_argument("--batch", type=cli_args.positive_int, default=128, help="images per process per step (128)")
-    group.add_argument("--lr", type=cli_args.number, default=3e-3, help="peak learning rate of the one-cycle Adam schedule")
-    group.add_argument("--adv", default="pgd", choices=["none", "fgsm", "pgd"],
-                       help="adversarial training: PGD (Madry et al.), FGSM with random start, or none (default pgd)")
+    group.add_argument("--lr", type=cli_args.number, default=lr, help=f"peak learning rate of the one-cycle Adam "
+                       f"schedule ({lr:g})")
+    group.add_argument("--adv", default=adv, choices=["none", "fgsm", "pgd"],
+                       help=f"adversarial training: PGD (Madry et al.), FGSM with random start, or none (default {adv})")
     group.add_argument("--eps", type=cli_args.number, default=None,
                        help="L-inf radius on [0,1] images, e.g. 2/255 or 0.3 (required unless --adv none)")
     group.add_argument("--steps", type=cli_args.positive_int, default=7, help="PGD steps per batch (7)")
@@ -69,6 +70,8 @@ def training_settings(args: argparse.Namespace, data_name: str, world: int) -> d
 
 def run(args: argparse.Namespace) -> int:
     distributed.init_from_env()
+    if args.epochs < 1:
+        raise UserError(f"--epochs must be >= 1; got {args.epochs}")
     architecture = arch_resolver.resolve(args.arch)
     if architecture.spec is None:
         raise UserError(f"--arch {args.arch}: a user architecture needs its input spec; train it with a built-in "

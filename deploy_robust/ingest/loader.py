@@ -22,7 +22,7 @@ from deploy_robust.ingest.formats import ModelFormat, sniff
 from deploy_robust.ingest.onnx_graph import OnnxGraphModule
 from deploy_robust.normalize import with_normalization
 from deploy_robust.spec import InputSpec
-from deploy_robust.train.model_file import MODEL_KEY, build_from_model_file
+from deploy_robust.ingest.model_file import MODEL_KEY, build_from_model_file
 from deploy_robust.transforms.gdws.checkpoint import CHECKPOINT_KEY as GDWS_KEY, build_from_checkpoint
 
 

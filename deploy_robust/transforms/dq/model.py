@@ -179,10 +179,8 @@ def is_dq_model(model: nn.Module) -> bool:
 
 def trained_grid(model: nn.Module) -> TrainedGrid:
     """What the exporter needs to write a DQ model's grids: weight levels, activation bounds, input scale."""
-    levels = {name: weight_levels(m.bits) for name, m in model.named_modules() if hasattr(m, "quantized_weight")}
+    bits = {name: m.bits for name, m in model.named_modules() if hasattr(m, "quantized_weight")}
     bounds = {float(np.float32(m.bound)): m.bits for m in model.modules() if isinstance(m, ActivationQuantizer)}
     inputs = next(m for m in model.modules() if isinstance(m, InputQuantizer))
-    a_bits = sorted(set(bounds.values()))
-    w_bits = sorted({m.bits for m in model.modules() if hasattr(m, "quantized_weight")})
-    label = f"w{'/'.join(map(str, w_bits))}a{'/'.join(map(str, a_bits))} trained grid"
-    return TrainedGrid(levels, bounds, ActivationParams(np.float32(inputs.scale), int(inputs.zero_point), False), label)
+    return TrainedGrid(bits, {name: weight_levels(b) for name, b in bits.items()}, bounds,
+                       ActivationParams(np.float32(inputs.scale), int(inputs.zero_point), False))

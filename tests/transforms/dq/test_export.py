@@ -1,0 +1,90 @@
+"""DQ bundles: exact trained grids on ONNX Runtime's integer kernels, and a twin that matches the engine."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnx import numpy_helper
+
+from deploy_robust.data import load_dataset
+from deploy_robust.export import export_bundle
+from deploy_robust.ingest import load_model
+from deploy_robust.normalize import with_normalization
+from deploy_robust.quant.twin import build_twin
+from deploy_robust.runtimes import create_runner
+from deploy_robust.ingest.model_file import save_model_file
+from deploy_robust.transforms.dq import DQRequest, defensive_quantization
+from deploy_robust.verify.attacks import pgd
+from deploy_robust.verify.threat import ThreatModel
+from tests.conftest import shared_path
+
+
+def _optimized_ops(model_path, tmp_path) -> dict[str, int]:
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    ops: dict[str, int] = {}
+    for node in onnx.load(str(tmp_path / "optimized.onnx")).graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    return ops
+
+
+def _dq_bundle(loaded, train, request, tmp_path, name):
+    module, config, _ = defensive_quantization(loaded, train, request)
+    path = save_model_file(tmp_path / f"{name}.pt", module, loaded.source["arch"], loaded.spec, {}, dq=config.to_json())
+    reloaded = load_model(path)
+    return module, reloaded, export_bundle(reloaded, tmp_path / name, "int8")
+
+
+def test_a_dq_bundle_runs_its_trained_grid_on_integer_kernels(digits_checkpoint, tmp_path):
+    loaded = load_model(digits_checkpoint, "digits_cnn")
+    train, test = load_dataset("digits:train"), load_dataset("digits:test")
+    module, reloaded, bundle = _dq_bundle(loaded, train, DQRequest(4, 3, beta=1e-3, epochs=2), tmp_path, "dq")
+    assert reloaded.transforms["dq"]["w_bits"] == 4 and bundle.manifest["transforms"]["dq"]["a_bits"] == 3
+    graph = onnx.load(str(bundle.model_path))
+    clips = [numpy_helper.to_array(i) for i in graph.graph.initializer if i.name.endswith("_clip_max")]
+    assert len(clips) == 3 and all(int(c) == 7 for c in clips)  # 3-bit activations on uint8
+    ops = _optimized_ops(bundle.model_path, tmp_path)
+    assert ops.get("QLinearConv") == 2 and "Conv" not in ops and "Relu" not in ops, ops
+    x = torch.from_numpy(test.as_float())
+    engine = create_runner("ort-cpu", bundle).infer(x.numpy())
+    with torch.no_grad():
+        trained = with_normalization(module, loaded.spec)(x).numpy()
+        twin_logits = build_twin(bundle.model_path)(x).numpy()
+    assert (engine.argmax(1) == twin_logits.argmax(1)).mean() >= 0.995
+    assert (engine.argmax(1) == trained.argmax(1)).mean() >= 0.98
+    # adversarial examples crafted on the twin: the engine still computes what the twin computes
+    twin = build_twin(bundle.model_path)
+    x_adv = pgd(twin, x[:200], torch.from_numpy(test.labels[:200]).long(), ThreatModel("linf", 0.1), steps=10)
+    with torch.no_grad():
+        adv_twin = twin(x_adv).numpy()
+    adv_engine = create_runner("ort-cpu", bundle).infer(x_adv.numpy())
+    assert (adv_engine.argmax(1) == adv_twin.argmax(1)).mean() >= 0.995
+
+
+def test_dq_models_refuse_targets_their_input_grid_does_not_fit(digits_checkpoint, tmp_path):
+    import pytest
+
+    from deploy_robust.errors import UserError
+
+    loaded = load_model(digits_checkpoint, "digits_cnn")
+    _, reloaded, _ = _dq_bundle(loaded, load_dataset("digits:train"), DQRequest(8, 8, epochs=0), tmp_path, "ptq")
+    with pytest.raises(UserError, match="ort-cpu"):
+        export_bundle(reloaded, tmp_path / "trt", "int8", "tensorrt")
+    assert not (tmp_path / "trt").exists()
+
+
+def test_post_training_w4a4_on_the_shared_mnist_model_matches_its_twin(tmp_path):
+    loaded = load_model(shared_path("models", "mnist_cnn_a_adv.model"))
+    train = load_dataset(shared_path("datasets", "mnist_train_first17435.npz"), split="train")
+    test = load_dataset(shared_path("datasets", "mnist_test.npz")).take(2000)
+    module, _, bundle = _dq_bundle(loaded, train, DQRequest(4, 4, epochs=0), tmp_path, "mnist_w4a4")
+    x = test.as_float()
+    engine = create_runner("ort-cpu", bundle).infer(x)
+    with torch.no_grad():
+        twin = build_twin(bundle.model_path)(torch.from_numpy(x)).numpy()
+        trained = with_normalization(module, loaded.spec)(torch.from_numpy(x)).numpy()
+    assert (engine.argmax(1) == twin.argmax(1)).mean() >= 0.995
+    assert (engine.argmax(1) == trained.argmax(1)).mean() >= 0.99
+    assert abs((engine.argmax(1) == test.labels).mean() - (trained.argmax(1) == test.labels).mean()) <= 0.005
