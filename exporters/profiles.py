@@ -44,6 +44,8 @@ class TargetProfile:
     quantize_weight_only_inputs: bool      # 8-bit activations into INT4 weight-only Gemm/MatMul too
     dequantized_consumers: tuple[str, ...] | None = None  # ops that read a DQ output (None: every op);
                                                             # the others keep reading the float tensor
+    integer_clip: bool = True              # a trained k-bit activation bound as an integer Clip between Q
+                                           # and DQ (ONNX Runtime); else a float Min before the Q (TensorRT)
 
 
 WEIGHTED = ("Conv", "Gemm", "MatMul")
@@ -56,7 +58,8 @@ PROFILES = {
                              "all", DATA_MOVEMENT, "int4", False, 63, True),
     "ort-cuda": TargetProfile("ort-cuda", True, WEIGHTED + ("MaxPool", "AveragePool", "GlobalAveragePool"),
                               "all", DATA_MOVEMENT, "int4", False, 127, True),
-    "tensorrt": TargetProfile("tensorrt", True, WEIGHTED, "skip", (), "int8", True, 127, False, WEIGHTED + ("Add",)),
+    "tensorrt": TargetProfile("tensorrt", True, WEIGHTED, "skip", (), "int8", True, 127, False, WEIGHTED + ("Add",),
+                              integer_clip=False),
 }
 
 

@@ -56,7 +56,7 @@ def quantize_model(model: onnx.ModelProto, plan: list[LayerPlan], ranges: Ranges
             low_high = ((0 - p.zero_point) * float(p.scale), ((127 if p.signed else 255) - p.zero_point) * float(p.scale))
         else:
             # a data-movement op's output takes the scale of the tensor it moves, so Q/DQ cancels around the op
-            low_high = ranges[moved_source(editor, tensor, tensors, profile)]
+            low_high = ranges[_moved_source(editor, tensor, tensors, profile)]
             p = activation_params(*low_high, signed=profile.signed_activations)
         params[tensor] = p
         result.activations[tensor] = {"scale": float(p.scale), "zero_point": p.zero_point,
@@ -129,7 +129,7 @@ def _activation_tensors(editor: GraphEditor, plan: list[LayerPlan], profile: Tar
     return chosen
 
 
-def moved_source(editor: GraphEditor, tensor: str, tensors: set[str], profile: TargetProfile) -> str:
+def _moved_source(editor: GraphEditor, tensor: str, tensors: set[str], profile: TargetProfile) -> str:
     """The quantized tensor `tensor` was carried from across data-movement ops (itself if none)."""
     producer = editor.producer.get(tensor)
     while producer is not None and producer.op_type in profile.carry_through and producer.input[0] in tensors:

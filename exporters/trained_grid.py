@@ -9,11 +9,13 @@ and nowhere else (no calibrated ranges: what was not quantized in training stays
 the inputs of a residual Add). Weights are re-quantized per channel with the trained number
 of levels, which reproduces their integers exactly (they are on the grid already).
 
-Finally an a-bit activation (a < 8) becomes Q(x) -> Clip(0, 2^a - 1) on uint8 -> DQ: the
-producing Conv fuses with its Q into ONNX Runtime's integer kernel (zero point 0 makes the
-ReLU redundant), and the integer Clip keeps the value on the a-bit grid, so the engine
+Finally, for ONNX Runtime an a-bit activation becomes Q(x) -> Clip(0, 2^a - 1) -> DQ with the
+Clip on the integers (uint8 or int8): the producing Conv fuses with its Q into ONNX Runtime's
+integer kernel, and the integer Clip keeps the value on the a-bit grid, so the engine
 computes what was trained: round(clip(x, 0, b) / s) = clip(round(x / s), 0, 2^a - 1) when
-b = (2^a - 1) s.
+b = (2^a - 1) s. For TensorRT the bound stays a float Min(Relu(x), b) before an int8 Q, the
+form its fusions take (Q/DQ only on weighted inputs). Signed targets (ort-cuda, tensorrt)
+need the int8 input grid (`dq --input-grid int8`) and at most 7 activation bits (0..127).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from onnx import numpy_helper
 
 from deploy_robust.errors import UserError
 from deploy_robust.exporters.graph_edit import GraphEditor
-from deploy_robust.exporters.profiles import WEIGHTED, TargetProfile
-from deploy_robust.exporters.qdq import QuantizeResult, moved_source, quantize_model, tensors_to_calibrate
+from deploy_robust.exporters.profiles import DATA_MOVEMENT, WEIGHTED, TargetProfile
+from deploy_robust.exporters.qdq import QuantizeResult, quantize_model, tensors_to_calibrate
 from deploy_robust.quant.plan import LayerPlan, layer_name, weighted_nodes
 from deploy_robust.quant.scheme import ActivationParams
 
@@ -43,10 +45,14 @@ class TrainedGrid:
 
 
 def quantize_on_trained_grid(model: onnx.ModelProto, grid: TrainedGrid, profile: TargetProfile) -> tuple[QuantizeResult, list[LayerPlan]]:
-    if profile.signed_activations:
-        raise UserError(f"a Defensive Quantization model exports on its trained grid to --target ort-cpu; "
-                        f"{profile.name} needs symmetric int8 activations, which the 8-bit asymmetric input "
-                        "quantizer it trained with does not fit")
+    if profile.signed_activations:  # int8 with zero point 0 everywhere
+        if not grid.input_params.signed:
+            raise UserError(f"--target {profile.name} needs int8 symmetric activations; this model was trained with "
+                            "a uint8 input grid, which only --target ort-cpu runs exactly (train it with "
+                            "`dq --input-grid int8` for every target)")
+        if max(grid.activation_bits.values()) > 7:
+            raise UserError(f"--target {profile.name} holds activations in int8 (0..127): 8-bit unsigned "
+                            "activations do not fit; train with at most 7 activation bits (e.g. --bits 8/7)")
     plan = []
     levels = {}
     for node, weight in weighted_nodes(model):
@@ -60,19 +66,30 @@ def quantize_on_trained_grid(model: onnx.ModelProto, grid: TrainedGrid, profile:
     only_weighted = replace(profile, quantized_consumers=WEIGHTED, residual_add="none")
     editor = GraphEditor(model)
     tensors = set(tensors_to_calibrate(model, plan, only_weighted))
-    fixed = {t: _trained_params(editor, moved_source(editor, t, tensors, only_weighted), grid) for t in tensors}
+    signed = profile.signed_activations
+    fixed = {t: _trained_params(editor, _moved_from(editor, t), grid, signed) for t in tensors}
     result = quantize_model(model, plan, {}, only_weighted, fixed=fixed, weight_levels=levels)
-    _clip_in_integers(result.model, grid)
+    if profile.integer_clip:
+        _clip_in_integers(result.model, grid)
     return result, plan
 
 
-def _trained_params(editor: GraphEditor, tensor: str, grid: TrainedGrid) -> ActivationParams:
+def _moved_from(editor: GraphEditor, tensor: str) -> str:
+    """The tensor whose values `tensor` holds, moved by data-movement ops (the scale comes from there)."""
+    producer = editor.producer.get(tensor)
+    while producer is not None and producer.op_type in DATA_MOVEMENT:
+        tensor = producer.input[0]
+        producer = editor.producer.get(tensor)
+    return tensor
+
+
+def _trained_params(editor: GraphEditor, tensor: str, grid: TrainedGrid, signed: bool) -> ActivationParams:
     bound = _activation_bound(editor, tensor)
     if bound is not None:
         bits = next((b for value, b in grid.activation_bits.items() if np.isclose(value, bound, rtol=1e-6)), None)
         if bits is None:
             raise UserError(f"activation {tensor} is clipped at {bound:g}, which no trained quantizer has")
-        return ActivationParams(np.float32(np.float32(bound) / np.float32(2 ** bits - 1)), 0, False)
+        return ActivationParams(np.float32(np.float32(bound) / np.float32(2 ** bits - 1)), 0, signed)
     if _is_model_input(editor, tensor):
         return grid.input_params
     raise UserError(f"tensor {tensor} feeds a quantized layer but was not quantized in training")
@@ -106,7 +123,8 @@ def _is_model_input(editor: GraphEditor, tensor: str) -> bool:
 
 
 def _clip_in_integers(model: onnx.ModelProto, grid: TrainedGrid) -> None:
-    """Relu -> Min(b) -> Q(s, 0)  becomes  Q(s, 0) -> Clip(0, 2^a - 1) (uint8); Relu and Min go."""
+    """Relu -> Min(b) -> Q(s, 0)  becomes  Q(s, 0) -> Clip(0, 2^a - 1) (in the Q's integer type); Relu and
+    Min go (zero point 0 saturates negatives to 0 in uint8; in int8 the Clip's 0 does it)."""
     editor = GraphEditor(model)
     for q in [n for n in model.graph.node if n.op_type == "QuantizeLinear"]:
         minimum = editor.producer.get(q.input[0])
@@ -122,12 +140,13 @@ def _clip_in_integers(model: onnx.ModelProto, grid: TrainedGrid) -> None:
         if len(editor.consumers[relu.output[0]]) == 1:
             model.graph.node.remove(relu)
         editor.refresh()
-        if bits == 8:
+        dtype = numpy_helper.to_array(editor.inits[q.input[2]]).dtype
+        if bits == 8 and dtype == np.uint8:
             continue  # the uint8 range is the 8-bit grid: Q alone keeps it
         quantized = q.output[0]
         clipped = editor.fresh(f"{quantized}_clip")
-        low = editor.add_initializer(f"{quantized}_clip_min", np.array(0, np.uint8))
-        high = editor.add_initializer(f"{quantized}_clip_max", np.array(2 ** bits - 1, np.uint8))
+        low = editor.add_initializer(f"{quantized}_clip_min", np.array(0, dtype))
+        high = editor.add_initializer(f"{quantized}_clip_max", np.array(2 ** bits - 1, dtype))
         for consumer in list(editor.consumers[quantized]):
             for i, name in enumerate(consumer.input):
                 if name == quantized:

@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Lipschitz regularizer weight: loss + beta/2 * sum ||W W^T - I||^2 (0: plain QAT)")
     parser.add_argument("--data", required=True, help="training images (also calibrate the activation bounds)")
     parser.add_argument("--calib-n", type=cli_args.positive_int, default=512, help="images to calibrate bounds on (512)")
+    parser.add_argument("--input-grid", default="uint8", choices=["uint8", "int8"],
+                        help="8-bit grid of the model input: uint8 (default; exports to ort-cpu, its fastest form) "
+                             "or int8 symmetric (exports to every target: ort-cpu, ort-cuda, tensorrt)")
     parser.add_argument("--test", help="test images: clean and PGD accuracy of the original and the DQ model")
     parser.add_argument("--adv-train", action="store_true", help="same as --adv pgd (needs --eps)")
     parser.add_argument("--eval-n", type=cli_args.positive_int, default=500)
@@ -68,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     kind = "post-training quantization" if args.epochs == 0 else ("QAT" if args.beta == 0 else f"DQ beta {args.beta:g}")
     log(f"{kind} of {loaded.source['file']} at w{w_bits}a{a_bits} on {train.name} ({args.epochs} epochs, adv {args.adv})")
-    request = DQRequest(w_bits, a_bits, args.beta, args.epochs, args.lr, args.batch, args.calib_n, perturb, args.seed)
+    request = DQRequest(w_bits, a_bits, args.beta, args.epochs, args.lr, args.batch, args.calib_n, perturb, args.seed,
+                        input_signed=args.input_grid == "int8")
     started = time.perf_counter()
     module, config, report = defensive_quantization(loaded, train, request)
     training = {"kind": kind, "data": train.name, "bits": f"{w_bits}/{a_bits}", "beta": args.beta,

@@ -33,6 +33,7 @@ class DQRequest:
     calib_n: int = 512
     perturb: Perturb | None = None
     seed: int = 0
+    input_signed: bool = False
 
 
 def defensive_quantization(loaded: LoadedModel, train: Dataset, request: DQRequest) -> tuple[nn.Module, DQConfig, dict]:
@@ -40,7 +41,7 @@ def defensive_quantization(loaded: LoadedModel, train: Dataset, request: DQReque
     seed_everything(request.seed)
     calibration = torch.from_numpy(train.take(request.calib_n).as_float())
     module, config = prepare_dq(loaded.module, request.w_bits, request.a_bits, calibration,
-                                loaded.spec.mean, loaded.spec.std)
+                                loaded.spec.mean, loaded.spec.std, request.input_signed)
     before = spectral_norms(module)
     losses: list[float] = []
     if request.epochs > 0:

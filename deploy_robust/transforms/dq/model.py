@@ -7,7 +7,8 @@ architecture and config before its weights (and calibrated bounds) load:
   - every Conv2d / Linear runs on a per-channel symmetric weight grid: `w_bits`, or 8 bits for
     the first and the last weighted layer (`edge_bits`, as DoReFa and PACT keep them);
   - every ReLU (module or function) becomes an `ActivationQuantizer` (bounded, `a_bits`);
-  - the model input is quantized to 8 bits over the normalized image range.
+  - the model input is quantized to 8 bits over the normalized image range (uint8, or int8
+    symmetric with `input_signed`, which every export target takes).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class DQConfig:
     input_range: tuple[float, float]   # normalized-input range of the 8-bit input quantizer
     edge_bits: int = 8
     folded_bn: dict[str, str] = field(default_factory=dict)  # conv name -> folded BatchNorm name
+    input_signed: bool = False         # int8 symmetric input grid (every target) instead of uint8 (ort-cpu)
 
     def to_json(self) -> dict:
         return asdict(self) | {"input_range": list(self.input_range)}
@@ -45,7 +47,7 @@ class DQConfig:
     @classmethod
     def from_json(cls, doc: dict) -> "DQConfig":
         return cls(int(doc["w_bits"]), int(doc["a_bits"]), tuple(doc["input_range"]), int(doc.get("edge_bits", 8)),
-                   dict(doc.get("folded_bn", {})))
+                   dict(doc.get("folded_bn", {})), bool(doc.get("input_signed", False)))
 
     @property
     def label(self) -> str:
@@ -115,7 +117,7 @@ def prepare_structure(model: nn.Module, config: DQConfig) -> nn.Module:
     if count == 0:
         raise UserError("Defensive Quantization bounds and quantizes ReLU activations; this model has none")
     placeholder = next(n for n in graph.nodes if n.op == "placeholder")
-    traced.add_submodule("dq_input", InputQuantizer(*config.input_range))
+    traced.add_submodule("dq_input", InputQuantizer(*config.input_range, signed=config.input_signed))
     with graph.inserting_after(placeholder):
         quantized_input = graph.call_module("dq_input", (placeholder,))
     placeholder.replace_all_uses_with(quantized_input, delete_user_cb=lambda user: user is not quantized_input)
@@ -126,12 +128,12 @@ def prepare_structure(model: nn.Module, config: DQConfig) -> nn.Module:
 
 def prepare_dq(model: nn.Module, w_bits: int, a_bits: int, calibration: torch.Tensor,
                mean: tuple[float, ...] | None = None,
-               std: tuple[float, ...] | None = None) -> tuple[nn.Module, DQConfig]:
+               std: tuple[float, ...] | None = None, input_signed: bool = False) -> tuple[nn.Module, DQConfig]:
     """A DQ copy of a trained `model` (which takes normalized inputs): BN folded, quantizers inserted,
     activation bounds calibrated (MSE-optimal for `a_bits`) on `calibration` ([0, 1] images)."""
     model = copy.deepcopy(model).float().eval()
     folded = fold_batchnorms(model)
-    config = DQConfig(w_bits, a_bits, input_range(mean, std), folded_bn=folded)
+    config = DQConfig(w_bits, a_bits, input_range(mean, std), folded_bn=folded, input_signed=input_signed)
     dq = prepare_structure(model, config)
     calibrate_bounds(dq, _normalize(calibration, mean, std))
     for p in dq.parameters():
@@ -183,4 +185,4 @@ def trained_grid(model: nn.Module) -> TrainedGrid:
     bounds = {float(np.float32(m.bound)): m.bits for m in model.modules() if isinstance(m, ActivationQuantizer)}
     inputs = next(m for m in model.modules() if isinstance(m, InputQuantizer))
     return TrainedGrid(bits, {name: weight_levels(b) for name, b in bits.items()}, bounds,
-                       ActivationParams(np.float32(inputs.scale), int(inputs.zero_point), False))
+                       ActivationParams(np.float32(inputs.scale), int(inputs.zero_point), inputs.signed))

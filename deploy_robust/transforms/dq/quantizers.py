@@ -6,8 +6,8 @@ that 8-bit weights use L = 63 (the "reduce range" grid of the ort-cpu profile: x
 without VNNI add pairs of u8 x s8 products in int16, which 255 * 127 * 2 overflows).
 Activations: bounded ReLU, clip(x, 0, bound) rounded to 2^a - 1 levels with zero point 0, so
 an a-bit activation is an 8-bit one that never exceeds 2^a - 1: INT8 kernels run it exactly.
-The model input: 8-bit, asymmetric over the normalized image range (uint8, as the exporter
-computes it). Rounding is half-to-even, as ONNX QuantizeLinear rounds.
+The model input: 8-bit over the normalized image range, uint8 asymmetric or int8 symmetric
+(scale and zero point as the exporter computes them). Rounding is half-to-even, as ONNX QuantizeLinear rounds.
 """
 
 from __future__ import annotations
@@ -98,19 +98,21 @@ class ActivationQuantizer(nn.Module):
 
 
 class InputQuantizer(nn.Module):
-    """8-bit asymmetric fake quantization of the (normalized) model input over a fixed range."""
+    """8-bit fake quantization of the (normalized) model input over a fixed range: uint8 asymmetric
+    (ONNX Runtime CPU's fastest form) or int8 symmetric with zero point 0 (what every target takes)."""
 
-    def __init__(self, low: float, high: float) -> None:
+    def __init__(self, low: float, high: float, signed: bool = False) -> None:
         super().__init__()
-        p = activation_params(low, high, signed=False)
-        self.low, self.high = float(low), float(high)
+        p = activation_params(low, high, signed=signed)
+        self.low, self.high, self.signed = float(low), float(high), signed
+        self.q_min, self.q_max = (-128, 127) if signed else (0, 255)
         self.register_buffer("scale", torch.tensor(float(p.scale)))
         self.register_buffer("zero_point", torch.tensor(float(p.zero_point)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if getattr(self, "deploy", False):
             return x
-        q = torch.clamp(ste_round(x / self.scale) + self.zero_point, 0, 255)
+        q = torch.clamp(ste_round(x / self.scale) + self.zero_point, self.q_min, self.q_max)
         return (q - self.zero_point) * self.scale
 
 

@@ -2,11 +2,13 @@
 
 import numpy as np
 import onnx
+import pytest
 import onnxruntime as ort
 import torch
 from onnx import numpy_helper
 
 from deploy_robust.data import load_dataset
+from deploy_robust.errors import UserError
 from deploy_robust.export import export_bundle
 from deploy_robust.ingest import load_model
 from deploy_robust.normalize import with_normalization
@@ -63,16 +65,37 @@ def test_a_dq_bundle_runs_its_trained_grid_on_integer_kernels(digits_checkpoint,
     assert (adv_engine.argmax(1) == adv_twin.argmax(1)).mean() >= 0.995
 
 
-def test_dq_models_refuse_targets_their_input_grid_does_not_fit(digits_checkpoint, tmp_path):
-    import pytest
-
-    from deploy_robust.errors import UserError
-
+def test_dq_models_refuse_targets_their_grid_does_not_fit(digits_checkpoint, tmp_path):
     loaded = load_model(digits_checkpoint, "digits_cnn")
-    _, reloaded, _ = _dq_bundle(loaded, load_dataset("digits:train"), DQRequest(8, 8, epochs=0), tmp_path, "ptq")
-    with pytest.raises(UserError, match="ort-cpu"):
-        export_bundle(reloaded, tmp_path / "trt", "int8", "tensorrt")
-    assert not (tmp_path / "trt").exists()
+    train = load_dataset("digits:train")
+    _, uint8_input, _ = _dq_bundle(loaded, train, DQRequest(8, 7, epochs=0), tmp_path, "ptq")
+    with pytest.raises(UserError, match="--input-grid int8"):
+        export_bundle(uint8_input, tmp_path / "trt", "int8", "tensorrt")
+    _, eight_bit, _ = _dq_bundle(loaded, train, DQRequest(8, 8, epochs=0, input_signed=True), tmp_path, "ptq8")
+    with pytest.raises(UserError, match="7 activation bits"):
+        export_bundle(eight_bit, tmp_path / "cuda", "int8", "ort-cuda")
+    assert not (tmp_path / "trt").exists() and not (tmp_path / "cuda").exists()
+
+
+@pytest.mark.parametrize("target", ["ort-cuda", "tensorrt"])
+def test_an_int8_input_dq_model_exports_its_grid_to_signed_targets(digits_checkpoint, tmp_path, target):
+    loaded = load_model(digits_checkpoint, "digits_cnn")
+    module, config, _ = defensive_quantization(loaded, load_dataset("digits:train"),
+                                               DQRequest(4, 3, epochs=0, input_signed=True))
+    path = save_model_file(tmp_path / "dq.pt", module, "digits_cnn", loaded.spec, {}, dq=config.to_json())
+    bundle = export_bundle(load_model(path), tmp_path / target, "int8", target)  # tensorrt: the rule checker ran
+    graph = onnx.load(str(bundle.model_path))
+    zero_points = [numpy_helper.to_array(i) for i in graph.graph.initializer if "zero_point" in i.name]
+    assert all(z.dtype in (np.int8, np.int32) and not z.any() for z in zero_points)
+    ops = {n.op_type for n in graph.graph.node}
+    assert ("Clip" in ops) == (target == "ort-cuda") and ("Min" in ops) == (target == "tensorrt")
+    x = torch.from_numpy(load_dataset("digits:test").as_float())
+    engine = create_runner("ort-cpu", bundle).infer(x.numpy())  # the same graph on ONNX Runtime's CPU provider
+    with torch.no_grad():
+        trained = with_normalization(module, loaded.spec)(x).numpy()
+        twin = build_twin(bundle.model_path)(x).numpy()
+    assert (engine.argmax(1) == twin.argmax(1)).mean() >= 0.995
+    assert (engine.argmax(1) == trained.argmax(1)).mean() >= 0.98
 
 
 def test_post_training_w4a4_on_the_shared_mnist_model_matches_its_twin(tmp_path):
