@@ -22,6 +22,7 @@ from deploy_robust.data import load_dataset
 from deploy_robust.errors import UserError
 from deploy_robust.ingest import load_model
 from deploy_robust.normalize import with_normalization
+from deploy_robust.train.distributed import local_device
 from deploy_robust.train.evaluation import clean_and_pgd
 from deploy_robust.ingest.model_file import save_model_file
 from deploy_robust.transforms.dq import DQRequest, defensive_quantization
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     kind = "post-training quantization" if args.epochs == 0 else ("QAT" if args.beta == 0 else f"DQ beta {args.beta:g}")
     log(f"{kind} of {loaded.source['file']} at w{w_bits}a{a_bits} on {train.name} ({args.epochs} epochs, adv {args.adv})")
     request = DQRequest(w_bits, a_bits, args.beta, args.epochs, args.lr, args.batch, args.calib_n, perturb, args.seed,
-                        input_signed=args.input_grid == "int8")
+                        input_signed=args.input_grid == "int8", device=str(local_device(args.device)))
     started = time.perf_counter()
     module, config, report = defensive_quantization(loaded, train, request)
     training = {"kind": kind, "data": train.name, "bits": f"{w_bits}/{a_bits}", "beta": args.beta,

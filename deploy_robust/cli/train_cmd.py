@@ -54,6 +54,8 @@ def add_training_args(parser: argparse.ArgumentParser, epochs: int = 10, lr: flo
     group.add_argument("--steps", type=cli_args.positive_int, default=7, help="PGD steps per batch (7)")
     group.add_argument("--step-size", type=cli_args.number, default=None, help="attack step (default 2.5 eps / steps)")
     group.add_argument("--augment", action="store_true", help="random crops and flips (CIFAR-style)")
+    group.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                       help="where to train: auto = CUDA when torch sees a GPU (under torchrun, LOCAL_RANK's)")
 
 
 def perturb_from_args(args: argparse.Namespace):
@@ -65,7 +67,7 @@ def perturb_from_args(args: argparse.Namespace):
 def training_settings(args: argparse.Namespace, data_name: str, world: int) -> dict:
     return {"data": data_name, "epochs": args.epochs, "batch_per_process": args.batch, "processes": world,
             "lr": args.lr, "adv": args.adv, "eps": args.eps, "steps": args.steps, "step_size": args.step_size,
-            "augment": args.augment, "seed": args.seed}
+            "augment": args.augment, "seed": args.seed, "device": str(distributed.local_device(args.device))}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         model.load_state_dict(load_model(args.init, args.arch).module.state_dict())
         for p in model.parameters():
             p.requires_grad_(True)
+    model.to(distributed.local_device(args.device))
     lead = distributed.rank() == 0
     log = (lambda *_: None) if (args.json or not lead) else (lambda msg: print(msg, file=sys.stderr))
     log(f"training {architecture.name} on {train.name} ({len(train)} images, {args.epochs} epochs, "
@@ -94,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
                               input_transform=normalizer(spec), augment=args.augment, perturb=perturb,
                               checkpoint=args.checkpoint, resume=args.resume,
                               on_epoch=lambda e, loss: log(f"  epoch {e + 1}/{args.epochs}: loss {loss:.4f}"))
+    model.cpu()
     settings = training_settings(args, train.name, distributed.world_size()) | {
         "seconds": round(time.perf_counter() - started, 1), "losses": [round(v, 5) for v in losses]}
     if not lead:

@@ -56,6 +56,8 @@ def train_classifier(model: nn.Module, dataset: Dataset, *, epochs: int = 30, ba
     steps = epochs * int(np.ceil(len(dataset) / global_batch))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
     classifier = nn.Sequential(input_transform, model) if input_transform is not None else model
+    device = next(model.parameters()).device  # the caller places the model (CPU, or CUDA when present)
+    classifier.to(device)
     trained = distributed.wrap(classifier)
     losses: list[float] = []
     first_epoch = 0
@@ -74,6 +76,7 @@ def train_classifier(model: nn.Module, dataset: Dataset, *, epochs: int = 30, ba
             x, y = images[index], labels[index]
             if augment:
                 x = crop_and_flip(x)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if perturb is not None:
                 x = perturb(classifier, x, y)
             loss = F.cross_entropy(trained(x), y)
@@ -84,7 +87,7 @@ def train_classifier(model: nn.Module, dataset: Dataset, *, epochs: int = 30, ba
             loss.backward()
             optimizer.step()
             schedule.step()
-        distributed.all_reduce_sum(total)
+        distributed.all_reduce_sum(total, device)
         losses.append(float(total[0] / total[1]))
         if checkpoint is not None and rank == 0:
             _save_state(checkpoint, model, optimizer, schedule, losses)

@@ -35,16 +35,32 @@ def rank() -> int:
     return dist.get_rank() if active() else 0
 
 
+def local_device(requested: str = "auto") -> torch.device:
+    """'cpu', 'cuda', or 'auto' (CUDA when present); under torchrun, this process's GPU (LOCAL_RANK)."""
+    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        from deploy_robust.errors import UserError
+
+        raise UserError("--device cuda: torch sees no CUDA GPU (is the CUDA build of torch installed?)")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def wrap(module: nn.Module) -> nn.Module:
     """DistributedDataParallel around `module` when distributed (it also syncs the initial weights)."""
     if not active():
         return module
-    return nn.parallel.DistributedDataParallel(module)
+    device = next(module.parameters()).device
+    return nn.parallel.DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None)
 
 
-def all_reduce_sum(tensor: torch.Tensor) -> None:
-    if active():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+def all_reduce_sum(tensor: torch.Tensor, device: torch.device | None = None) -> None:
+    """Sum over processes, in place (NCCL reduces CUDA tensors: the value travels through `device`)."""
+    if not active():
+        return
+    on_device = tensor.to(device) if device is not None else tensor
+    dist.all_reduce(on_device, op=dist.ReduceOp.SUM)
+    tensor.copy_(on_device.cpu())
 
 
 def barrier() -> None:

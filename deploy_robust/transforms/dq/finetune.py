@@ -34,6 +34,7 @@ class DQRequest:
     perturb: Perturb | None = None
     seed: int = 0
     input_signed: bool = False
+    device: str = "cpu"
 
 
 def defensive_quantization(loaded: LoadedModel, train: Dataset, request: DQRequest) -> tuple[nn.Module, DQConfig, dict]:
@@ -46,10 +47,11 @@ def defensive_quantization(loaded: LoadedModel, train: Dataset, request: DQReque
     losses: list[float] = []
     if request.epochs > 0:
         penalty = (lambda m: lipschitz_penalty(m, request.beta)) if request.beta > 0 else None
+        module.to(request.device)
         losses = train_classifier(module, train, epochs=request.epochs, batch_size=request.batch_size, lr=request.lr,
                                   seed=request.seed, input_transform=normalizer(loaded.spec), perturb=request.perturb,
                                   penalty=penalty)
-    module.eval()
+    module.cpu().eval()
     for p in module.parameters():
         p.requires_grad_(False)
     after = spectral_norms(module)
