@@ -214,13 +214,51 @@ def gdws_sweep(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def dq_baselines(doc: dict) -> str:
+    """One row per model, method and bits; a column per eps (clean accuracy does not depend on eps)."""
+    r0 = doc["results"][0]
+    lines = [f"`{doc['command']}` (ort-cpu bundles; verify `{r0['suite']}` suite, n={r0['n']}, L-inf; robust = per-example "
+             "worst case on the engine over FGSM, PGD-CE/margin on the STE twin, Square on the engine and transfer "
+             "from the FP32 model; 95% Wilson CI; fine-tuning lr " + f"{doc.get('lr', '?')}):", "",
+             "| model | bits W/A | method | clean | robust @ eps 1 | robust @ eps 2 | twin = engine (clean) |",
+             "|---|---|---|---|---|---|---|"]
+    groups: dict[tuple, list[dict]] = {}
+    for r in doc["results"]:
+        groups.setdefault((r["model"], r["bits"], r["method"]), []).append(r)
+    for (model, bits, method), rows in groups.items():
+        cells = []
+        for r in sorted(rows, key=lambda r: r["eps"])[:2]:
+            lo, hi = r["robust_ci95"]
+            eps = f"{255 * r['eps']:.0f}/255" if r["model"] == "cifar" else f"{r['eps']:g}"
+            cells.append(f"**{100 * r['robust']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f}) at {eps}")
+        cells += ["-"] * (2 - len(cells))
+        lines.append(f"| {rows[0]['checkpoint']} | {bits} | {method} | {100 * rows[0]['clean']:.1f}% | {cells[0]} | "
+                     f"{cells[1]} | {100 * rows[0]['twin_engine_clean_agreement']:.1f}% |")
+    return "\n".join(lines)
+
+
+def adversarial_training(doc: dict) -> str:
+    lines = [f"`{doc['command']}` (CNN-A from scratch, {doc['epochs']} epochs on the 5,085 shared CIFAR-10 training "
+             f"images; same seed: byte-identical weights = {doc['reproducible']}):", "",
+             "| run | training report: clean | PGD-20 x 2 @ 2/255 | verify quick: clean | robust @ 2/255 (95% CI) | "
+             "time | weights sha256 |", "|---|---|---|---|---|---|---|"]
+    for r in doc["results"]:
+        e, v = r["training_eval"], r.get("verify")
+        verified = f"{100 * v['clean']:.1f}% | **{100 * v['robust']:.1f}%** ({100 * v['robust_ci95'][0]:.1f}-" \
+                   f"{100 * v['robust_ci95'][1]:.1f})" if v else "- | -"
+        lines.append(f"| {r['run']} | {100 * e['clean']:.1f}% | {100 * e['pgd']:.1f}% | {verified} | {r['seconds']:.0f} s "
+                     f"| `{r['weights_sha256'][:12]}` |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     for name, render in (("quantized_speed", quantized_speed), ("quantized_accuracy", quantized_accuracy),
                          ("cpu_matrix", cpu_matrix), ("repeatability", repeatability),
                          ("verify_real_models", verify_real_models), ("autoattack_referee", autoattack_referee),
                          ("attack_speed", attack_speed), ("verify_time", verify_time),
                          ("defense_sap", defense_sap), ("defense_squeeze", defense_squeeze),
-                         ("defense_empir", defense_empir), ("gdws_speed", gdws_speed), ("gdws_sweep", gdws_sweep)):
+                         ("defense_empir", defense_empir), ("gdws_speed", gdws_speed), ("gdws_sweep", gdws_sweep),
+                         ("dq_baselines", dq_baselines), ("adversarial_training", adversarial_training)):
         doc = load(name)
         if doc:
             print(f"<!-- {name} -->\n{render(doc)}\n")

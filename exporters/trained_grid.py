@@ -63,7 +63,8 @@ def quantize_on_trained_grid(model: onnx.ModelProto, grid: TrainedGrid, profile:
         plan.append(LayerPlan(name, node.name, node.op_type, "int8", "int8",
                               f"trained grid w{grid.weight_bits[name]}a{a_bits} on int8 kernels, no recalibration"))
         levels[node.name] = grid.weight_levels[name]
-    only_weighted = replace(profile, quantized_consumers=WEIGHTED, residual_add="none")
+    # Linear layers trained per tensor (see deploy_robust.transforms.dq.quantizers) stay per tensor everywhere
+    only_weighted = replace(profile, quantized_consumers=WEIGHTED, residual_add="none", per_channel_gemm=False)
     editor = GraphEditor(model)
     tensors = set(tensors_to_calibrate(model, plan, only_weighted))
     signed = profile.signed_activations
@@ -75,9 +76,10 @@ def quantize_on_trained_grid(model: onnx.ModelProto, grid: TrainedGrid, profile:
 
 
 def _moved_from(editor: GraphEditor, tensor: str) -> str:
-    """The tensor whose values `tensor` holds, moved by data-movement ops (the scale comes from there)."""
+    """The tensor whose values `tensor` holds, moved by data-movement ops or max-pooled (a max of grid
+    values is on the same grid): its scale is the trained one."""
     producer = editor.producer.get(tensor)
-    while producer is not None and producer.op_type in DATA_MOVEMENT:
+    while producer is not None and producer.op_type in DATA_MOVEMENT + ("MaxPool",):
         tensor = producer.input[0]
         producer = editor.producer.get(tensor)
     return tensor

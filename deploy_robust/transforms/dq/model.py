@@ -123,7 +123,31 @@ def prepare_structure(model: nn.Module, config: DQConfig) -> nn.Module:
     placeholder.replace_all_uses_with(quantized_input, delete_user_cb=lambda user: user is not quantized_input)
     graph.lint()
     traced.recompile()
+    _link_inputs(traced)
     return traced
+
+
+# Ops that keep values on their input's grid (and its scale): the engine carries Q/DQ across them.
+_GRID_PRESERVING_MODULES = (nn.Flatten, nn.MaxPool2d, nn.Identity)
+_GRID_PRESERVING_FUNCTIONS = (torch.flatten, torch.reshape, nn.functional.max_pool2d)
+_GRID_PRESERVING_METHODS = ("view", "reshape", "flatten")
+
+
+def _link_inputs(traced: torch.fx.GraphModule) -> None:
+    """Tell each quantized layer which quantizer produces its input (its bias is rounded at that scale)."""
+    modules = dict(traced.named_modules())
+    for node in traced.graph.nodes:
+        layer = modules.get(node.target) if node.op == "call_module" else None
+        if not hasattr(layer, "link_input"):
+            continue
+        source = node.args[0]
+        while isinstance(source, torch.fx.Node) and (
+                (source.op == "call_module" and isinstance(modules.get(source.target), _GRID_PRESERVING_MODULES))
+                or (source.op == "call_function" and source.target in _GRID_PRESERVING_FUNCTIONS)
+                or (source.op == "call_method" and source.target in _GRID_PRESERVING_METHODS)):
+            source = source.args[0]
+        quantizer = modules.get(source.target) if isinstance(source, torch.fx.Node) and source.op == "call_module" else None
+        layer.link_input(quantizer if isinstance(quantizer, (ActivationQuantizer, InputQuantizer)) else None)
 
 
 def prepare_dq(model: nn.Module, w_bits: int, a_bits: int, calibration: torch.Tensor,

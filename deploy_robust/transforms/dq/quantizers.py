@@ -1,13 +1,15 @@
 """Fake quantizers for Defensive Quantization training, with straight-through gradients.
 
-Weights: symmetric per output channel (per tensor for Linear layers, which ONNX Runtime's
-fused QGemm needs), scale = max|w| / L with L = 2^(b-1) - 1 levels, except
-that 8-bit weights use L = 63 (the "reduce range" grid of the ort-cpu profile: x86 CPUs
-without VNNI add pairs of u8 x s8 products in int16, which 255 * 127 * 2 overflows).
+Weights: symmetric, per output channel (per tensor for Linear layers, which ONNX Runtime's
+fused QGemm needs), on L = 2^(b-1) - 1 levels, except 8-bit weights, which use L = 63 (the
+"reduce range" grid of the ort-cpu profile: x86 CPUs without VNNI add pairs of u8 x s8
+products in int16, which 255 * 127 * 2 overflows). Scale f * max|w| / L, with the clipping
+fraction f in [0.3, 1] of least squared error (f = 1 at 8 bits).
 Activations: bounded ReLU, clip(x, 0, bound) rounded to 2^a - 1 levels with zero point 0, so
 an a-bit activation is an 8-bit one that never exceeds 2^a - 1: INT8 kernels run it exactly.
 The model input: 8-bit over the normalized image range, uint8 asymmetric or int8 symmetric
-(scale and zero point as the exporter computes them). Rounding is half-to-even, as ONNX QuantizeLinear rounds.
+(scale and zero point as the exporter computes them). Rounding is half-to-even, as ONNX
+QuantizeLinear rounds.
 """
 
 from __future__ import annotations
@@ -29,37 +31,79 @@ def weight_levels(bits: int) -> int:
     return 63 if bits == 8 else 2 ** (bits - 1) - 1
 
 
-def quantize_weight(weight: torch.Tensor, levels: int, per_channel: bool = True) -> torch.Tensor:
-    """Symmetric fake quantization on [-levels, levels], per output channel or per tensor
-    (scale from the detached max)."""
-    rows = weight.detach().reshape(weight.shape[0], -1) if per_channel else weight.detach().reshape(1, -1)
+_CLIP_FRACTIONS = torch.linspace(1.0, 0.3, 15)
+
+
+def weight_scale(rows: torch.Tensor, levels: int) -> torch.Tensor:
+    """Per row, the scale s = f * max|w| / levels (f in [0.3, 1]) with the least squared rounding error.
+
+    f <= 1 keeps the largest weight at +-levels after clipping, so the grid's own max gives s
+    back exactly (the exporter re-derives the scale that way). At 8 bits the max is kept
+    (f = 1); at 2 bits it would round most weights to 0."""
     absmax = rows.abs().amax(1).clamp_min(1e-12)
-    scale = (absmax / levels).reshape(-1, *[1] * (weight.dim() - 1))
-    return torch.clamp(ste_round(weight / scale), -levels, levels) * scale
+    if levels >= 63:
+        return absmax / levels
+    scales = _CLIP_FRACTIONS.to(rows)[:, None] * absmax[None, :] / levels          # [F, rows]
+    q = torch.clamp(torch.round(rows[None] / scales[..., None]), -levels, levels)  # [F, rows, n]
+    errors = ((q * scales[..., None] - rows[None]) ** 2).sum(2)
+    return scales.gather(0, errors.argmin(0)[None]).squeeze(0)
 
 
-class QuantConv2d(nn.Conv2d):
-    """A Conv2d whose forward uses its weight on a `bits`-bit symmetric per-channel grid."""
+def _weight_grid(weight: torch.Tensor, levels: int, per_channel: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fake-quantized weight, its scale per output channel)."""
+    rows = weight.detach().reshape(weight.shape[0], -1) if per_channel else weight.detach().reshape(1, -1)
+    scale = weight_scale(rows, levels)
+    shaped = scale.reshape(-1, *[1] * (weight.dim() - 1))
+    quantized = torch.clamp(ste_round(weight / shaped), -levels, levels) * shaped
+    return quantized, scale.expand(weight.shape[0])
+
+
+def quantize_weight(weight: torch.Tensor, levels: int, per_channel: bool = True) -> torch.Tensor:
+    """Symmetric fake quantization on [-levels, levels], per output channel or per tensor; the
+    scale comes from the detached weights (`weight_scale`), the rounding passes gradients straight through."""
+    return _weight_grid(weight, levels, per_channel)[0]
+
+
+class _QuantLayer:
+    """Shared by QuantConv2d and QuantLinear: the weight grid, and the bias on the engine's int32 grid.
+
+    The engine adds the bias in int32 at scale s_x * s_w (s_x: the scale of the layer's quantized
+    input). At 2-4 activation bits an unrounded bias would flip activation levels that the
+    engine does not flip, so training rounds it the same way (straight through)."""
 
     bits: int
+    per_channel = True
+
+    def link_input(self, quantizer: nn.Module | None) -> None:
+        # a plain attribute, not a submodule: the quantizer is already registered where it runs
+        object.__setattr__(self, "input_quantizer", quantizer)
 
     def quantized_weight(self) -> torch.Tensor:
-        return quantize_weight(self.weight, weight_levels(self.bits))
+        return _weight_grid(self.weight, weight_levels(self.bits), self.per_channel)[0]
+
+    def quantized_parameters(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        weight, scale = _weight_grid(self.weight, weight_levels(self.bits), self.per_channel)
+        quantizer = getattr(self, "input_quantizer", None)
+        if self.bias is None or quantizer is None:
+            return weight, self.bias
+        step = (quantizer.step() * scale).detach()
+        return weight, ste_round(self.bias / step) * step
+
+
+class QuantConv2d(_QuantLayer, nn.Conv2d):
+    """A Conv2d on a `bits`-bit symmetric per-channel weight grid."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.quantized_weight(), self.bias)
+        return self._conv_forward(x, *self.quantized_parameters())
 
 
-class QuantLinear(nn.Linear):
+class QuantLinear(_QuantLayer, nn.Linear):
     """Per-tensor weights: ONNX Runtime 1.31's fused QGemm is wrong with per-channel scales (see profiles)."""
 
-    bits: int
-
-    def quantized_weight(self) -> torch.Tensor:
-        return quantize_weight(self.weight, weight_levels(self.bits), per_channel=False)
+    per_channel = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(x, self.quantized_weight(), self.bias)
+        return nn.functional.linear(x, *self.quantized_parameters())
 
 
 def quantize_layer(layer: nn.Module, bits: int) -> nn.Module:
@@ -86,6 +130,9 @@ class ActivationQuantizer(nn.Module):
     def scale(self) -> torch.Tensor:
         return self.bound / self.levels
 
+    def step(self) -> torch.Tensor:
+        return self.scale()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if getattr(self, "deploy", False):  # export form: the exporter writes the rounding as Q/DQ
             return torch.minimum(torch.relu(x), self.bound)
@@ -108,6 +155,9 @@ class InputQuantizer(nn.Module):
         self.q_min, self.q_max = (-128, 127) if signed else (0, 255)
         self.register_buffer("scale", torch.tensor(float(p.scale)))
         self.register_buffer("zero_point", torch.tensor(float(p.zero_point)))
+
+    def step(self) -> torch.Tensor:
+        return self.scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if getattr(self, "deploy", False):

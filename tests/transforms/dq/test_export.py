@@ -55,7 +55,8 @@ def test_a_dq_bundle_runs_its_trained_grid_on_integer_kernels(digits_checkpoint,
         trained = with_normalization(module, loaded.spec)(x).numpy()
         twin_logits = build_twin(bundle.model_path)(x).numpy()
     assert (engine.argmax(1) == twin_logits.argmax(1)).mean() >= 0.995
-    assert (engine.argmax(1) == trained.argmax(1)).mean() >= 0.98
+    # the engine computes what was trained: same grids, same int32 bias rounding
+    assert np.abs(engine - trained).max() < 1e-3
     # adversarial examples crafted on the twin: the engine still computes what the twin computes
     twin = build_twin(bundle.model_path)
     x_adv = pgd(twin, x[:200], torch.from_numpy(test.labels[:200]).long(), ThreatModel("linf", 0.1), steps=10)
@@ -95,7 +96,7 @@ def test_an_int8_input_dq_model_exports_its_grid_to_signed_targets(digits_checkp
         trained = with_normalization(module, loaded.spec)(x).numpy()
         twin = build_twin(bundle.model_path)(x).numpy()
     assert (engine.argmax(1) == twin.argmax(1)).mean() >= 0.995
-    assert (engine.argmax(1) == trained.argmax(1)).mean() >= 0.98
+    assert np.abs(engine - trained).max() < 1e-3
 
 
 def test_post_training_w4a4_on_the_shared_mnist_model_matches_its_twin(tmp_path):
@@ -109,5 +110,4 @@ def test_post_training_w4a4_on_the_shared_mnist_model_matches_its_twin(tmp_path)
         twin = build_twin(bundle.model_path)(torch.from_numpy(x)).numpy()
         trained = with_normalization(module, loaded.spec)(torch.from_numpy(x)).numpy()
     assert (engine.argmax(1) == twin.argmax(1)).mean() >= 0.995
-    assert (engine.argmax(1) == trained.argmax(1)).mean() >= 0.99
-    assert abs((engine.argmax(1) == test.labels).mean() - (trained.argmax(1) == test.labels).mean()) <= 0.005
+    assert np.abs(engine - trained).max() < 1e-3
