@@ -18,6 +18,9 @@ from deploy_robust.bundle import SCHEMA, SCHEMA_VERSION, Bundle, write_bundle
 from deploy_robust.bundle.manifest import dumps, tool_versions
 from deploy_robust.calibrators.collect import calibrate, calibration_document, load_cache
 from deploy_robust.data import Dataset
+from deploy_robust.defenses.empir import Ensemble
+from deploy_robust.defenses.empir import QuantConv2d as EmpirConv
+from deploy_robust.defenses.empir import int8_form as empir_int8_form
 from deploy_robust.errors import UserError
 from deploy_robust.exporters import export_float_onnx
 from deploy_robust.exporters.float_onnx import DEFAULT_OPSET, FLOAT_PRECISIONS, INPUT_NAME, OUTPUT_NAME, graph_opset
@@ -53,13 +56,14 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
     files: dict[str, bytes] = {}
     calibration = None
     frozen_module, fake_quantizers = freeze(loaded.module)
-    if is_dq_model(loaded.module):
-        # Defensive Quantization: Q/DQ at exactly the trained scales and grids (exporters.trained_grid)
-        if precision not in ("int8", "int4"):
-            raise UserError(f"{loaded.source['file']} is a Defensive Quantization model and exports on its "
-                            "trained grid: use --precision int8")
-        grid = trained_grid(loaded.module)
-        result = export_float_onnx(deploy_form(loaded.module), loaded.spec, "fp32", opset=opset, **export_args)
+    trained = _trained_grid_form(loaded.module, precision)
+    if is_dq_model(loaded.module) and trained is None:
+        raise UserError(f"{loaded.source['file']} is a Defensive Quantization model and exports on its "
+                        "trained grid: use --precision int8")
+    if trained is not None:
+        # Q/DQ at exactly the trained scales and grids (exporters.trained_grid): DQ models, EMPIR members
+        deployed, grid = trained
+        result = export_float_onnx(deployed, loaded.spec, "fp32", opset=opset, **export_args)
         quantized, plan = quantize_on_trained_grid(result.model, grid, get_profile(target))
         model, exporter = quantized.model, result.exporter
         _check_graph(model, target)
@@ -125,6 +129,18 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
         "seed": seed,
     }
     return write_bundle(out, files, manifest)
+
+
+def _trained_grid_form(module: torch.nn.Module, precision: str):
+    """(module to export, its TrainedGrid) for models that carry their own quantization grids at
+    --precision int8 (int4 accepted: the grid decides); None for every other model."""
+    if precision not in ("int8", "int4"):
+        return None
+    if is_dq_model(module):
+        return deploy_form(module), trained_grid(module)
+    if isinstance(module, Ensemble) and any(isinstance(m, EmpirConv) for m in module.modules()):
+        return empir_int8_form(module)
+    return None
 
 
 def _stores_int4(plan, profile) -> bool:

@@ -38,13 +38,15 @@ def tensors_to_calibrate(model: onnx.ModelProto, plan: list[LayerPlan], profile:
 
 def quantize_model(model: onnx.ModelProto, plan: list[LayerPlan], ranges: Ranges, profile: TargetProfile, *,
                    fixed: dict[str, ActivationParams] | None = None,
-                   weight_levels: dict[str, int] | None = None) -> QuantizeResult:
-    """`fixed` gives activation tensors their scale and zero point directly (a trained grid) instead
-    of a calibrated range; `weight_levels` (by node) the largest |q| of a layer's weight grid."""
+                   weight_levels: dict[str, int] | None = None,
+                   weight_scales: dict[str, float] | None = None) -> QuantizeResult:
+    """`fixed` gives activation tensors (those the profile picks, and any others named) their scale and
+    zero point directly (a trained grid) instead of a calibrated range; `weight_levels` (by node) the
+    largest |q| of a layer's weight grid, `weight_scales` (by node) its per-tensor scale."""
     model = _copy(model)
     editor = GraphEditor(model)
-    tensors = _activation_tensors(editor, plan, profile)
-    fixed, weight_levels = fixed or {}, weight_levels or {}
+    fixed, weight_levels, weight_scales = fixed or {}, weight_levels or {}, weight_scales or {}
+    tensors = _activation_tensors(editor, plan, profile) | set(fixed)
     missing = sorted(t for t in tensors if t not in ranges and t not in fixed)
     if missing:
         raise ValueError(f"no calibrated range for {', '.join(missing[:5])}")
@@ -78,7 +80,8 @@ def quantize_model(model: onnx.ModelProto, plan: list[LayerPlan], ranges: Ranges
                 per_channel = node.op_type == "Conv" or profile.per_channel_gemm
                 bits = 4 if layer.precision == "int4" else 8
                 levels = weight_levels.get(node.name) or (profile.int8_weight_levels if bits == 8 else None)
-                _quantize_weights(editor, node, bits, stored_int4, x_params, per_channel, levels)
+                _quantize_weights(editor, node, bits, stored_int4, x_params, per_channel, levels,
+                                  weight_scales.get(node.name))
                 result.stores_int4 |= stored_int4
     for tensor in sorted(tensors):
         _insert_qdq(editor, tensor, params[tensor], profile.dequantized_consumers)
@@ -184,7 +187,8 @@ def _weight_axis(node: onnx.NodeProto) -> int:
 
 
 def _quantize_weights(editor: GraphEditor, node: onnx.NodeProto, bits: int, store_int4: bool,
-                      x_params: ActivationParams | None, per_channel: bool = True, levels: int | None = None) -> None:
+                      x_params: ActivationParams | None, per_channel: bool = True, levels: int | None = None,
+                      explicit_scale: float | None = None) -> None:
     weight = numpy_helper.to_array(editor.inits[node.input[1]])
     axis = _weight_axis(node)
     bias = None
@@ -194,7 +198,11 @@ def _quantize_weights(editor: GraphEditor, node: onnx.NodeProto, bits: int, stor
             bias = None
     floor = bias_safe_min_scale(bias, x_params.scale) if bias is not None else 0.0
     q, scale = quantize_per_channel(weight, bits, axis, levels, floor)
-    if not per_channel:  # one scale for the whole tensor, kept as a vector for the bias arithmetic
+    if explicit_scale is not None:  # a trained grid with its own scale (weights already on it)
+        per_channel = True
+        scale = np.full(weight.shape[axis], explicit_scale, np.float32)
+        q = np.clip(np.round(weight / np.float32(explicit_scale)), -levels, levels).astype(np.int8)
+    elif not per_channel:  # one scale for the whole tensor, kept as a vector for the bias arithmetic
         q, tensor_scale = quantize_per_channel(weight.reshape(1, -1), bits, 0, levels, np.max(floor))
         q = q.reshape(weight.shape)
         scale = np.full(weight.shape[axis], tensor_scale[0], np.float32)

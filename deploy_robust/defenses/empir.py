@@ -4,7 +4,7 @@ Members are one full-precision model and low-precision ones, each (weight bits, 
 bits). Quantization is DoReFa-style: weights tanh-normalized to [0, 1], rounded to k bits and
 mapped back to [-1, 1]; activations clipped to [0, 1] and rounded to k bits at the input of
 every low-precision conv (the image too); straight-through gradients; FC layers stay full
-precision. The ensemble votes: the class a majority of members pick, else the full-precision
+precision; conv biases sit on the int32 grid INT8 kernels add them on. The ensemble votes: the class a majority of members pick, else the full-precision
 member's choice (or, with `combine="average"`, the average of the members' probabilities).
 
 Exported as one graph, members as branches. A vote has no useful gradient, so the graph
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deploy_robust.errors import UserError
+from deploy_robust.exporters.trained_grid import TrainedGrid
 
 CHECKPOINT_KEY = "deploy_robust_ensemble"
 SURROGATE_OUTPUT = "ensemble_log_probs"
@@ -32,7 +33,9 @@ SHAPES = {"mnist": (1, 28, 28), "cifar": (3, 32, 32), "digits": (1, 8, 8)}
 
 
 def _ste_round(x: torch.Tensor, levels: float) -> torch.Tensor:
-    q = torch.round(x * levels) / levels
+    # divide by the float32 step, as ONNX QuantizeLinear does, so exact ties round the same way there
+    step = torch.tensor(1.0 / levels, dtype=x.dtype)
+    q = torch.round(x / step) * step
     return x + (q - x).detach()
 
 
@@ -59,9 +62,17 @@ class QuantConv2d(nn.Conv2d):
             self.weight.copy_(quantize_weight(self.weight, self.w_bits))
         self.frozen = True
 
+    def quantized_bias(self) -> torch.Tensor | None:
+        """The bias on the integer kernels' int32 grid (step = input scale x weight scale), so an INT8
+        engine adds exactly the trained bias (unrounded, it would flip 2-bit activation levels)."""
+        if self.bias is None:
+            return None
+        steps = float((2 ** self.a_bits - 1) * (2 ** self.w_bits - 1))
+        return _ste_round(self.bias, steps)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.weight if self.frozen else quantize_weight(self.weight, self.w_bits)
-        return self._conv_forward(quantize_activation(x, self.a_bits), weight, self.bias)
+        return self._conv_forward(quantize_activation(x, self.a_bits), weight, self.quantized_bias())
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", w_bits={self.w_bits}, a_bits={self.a_bits}"
@@ -140,6 +151,66 @@ def frozen_for_export(ensemble: Ensemble) -> Ensemble:
         if isinstance(module, QuantConv2d):
             module.freeze()
     return out
+
+
+def int8_form(ensemble: Ensemble) -> tuple[Ensemble, TrainedGrid]:
+    """The ensemble rearranged so its low-precision members run on INT8 kernels, and their grids.
+
+    Each member's activation quantizer moves from the input of a quantized conv to the output
+    of the conv before it, ahead of the max-pool: relu, clipping to [0, 1] and rounding are
+    monotone, so they commute with a max, and the values are unchanged. The image's quantizer
+    stays at the input. Weights keep their DoReFa grid, (2j - L) / L with L = 2^w - 1: int8
+    integers at scale 1 / L. The exporter then writes Q (scale 1 / (2^a - 1)) -> integer Clip ->
+    DQ after each of those convs, so they fuse into integer kernels; FC layers, the last conv
+    of each member (its output reaches the full-precision FC layers) and the full-precision
+    member stay float, as trained."""
+    out = copy.deepcopy(ensemble).eval()
+    weight_bits, weight_levels, weight_scales, input_bits = {}, {}, {}, {}
+    for m_index, net in enumerate(out.members):
+        layers = list(net)
+        quantized = [i for i, layer in enumerate(layers) if isinstance(layer, QuantConv2d)]
+        if not quantized:
+            continue
+        prefix = f"members.{m_index}"  # the member becomes Sequential(image quantizer, body)
+        first = _bounded(layers[quantized[0]].a_bits)
+        for position, index in enumerate(quantized):
+            conv = layers[index]
+            if conv.w_bits > 7:
+                raise UserError("EMPIR members with 8-bit weights have 255 levels, more than int8 holds: "
+                                "export this ensemble with --precision fp32")
+            layers[index] = _plain_conv(conv)
+            levels = 2 ** conv.w_bits - 1
+            name = f"{prefix}.1.{index}"
+            weight_bits[name], weight_levels[name], weight_scales[name] = conv.w_bits, levels, 1.0 / levels
+            input_bits[name] = conv.a_bits
+            if position + 1 < len(quantized):  # the next quantized conv's input quantizer, moved up here
+                nxt = quantized[position + 1]
+                if not (isinstance(layers[index + 1], nn.ReLU)
+                        and all(isinstance(m, (nn.ReLU, nn.MaxPool2d)) for m in layers[index + 1:nxt])):
+                    raise UserError("EMPIR INT8 export expects conv -> ReLU -> max-pool -> conv between quantized convs")
+                layers[index + 1] = _bounded(layers[nxt].a_bits)
+        out.members[m_index] = nn.Sequential(first, nn.Sequential(*layers))
+    return out, TrainedGrid(weight_bits, weight_levels, input_bits, None, weight_scales)
+
+
+def _plain_conv(conv: "QuantConv2d") -> nn.Conv2d:
+    """A float Conv2d holding the DoReFa weight grid (the Q/DQ the exporter writes keeps it exact)."""
+    plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                      bias=conv.bias is not None)
+    with torch.no_grad():
+        plain.weight.copy_(conv.weight if conv.frozen else quantize_weight(conv.weight, conv.w_bits))
+        if conv.bias is not None:
+            plain.bias.copy_(conv.quantized_bias())
+    return plain
+
+
+def _bounded(bits: int) -> nn.Module:
+    """Min(Relu(x), 1) in the graph; the exporter's Q/DQ rounds it to `bits` bits."""
+    from deploy_robust.transforms.dq.quantizers import ActivationQuantizer
+
+    quantizer = ActivationQuantizer(bits)
+    quantizer.deploy = True
+    return quantizer
 
 
 def describe(config: dict[str, Any]) -> dict[str, Any]:

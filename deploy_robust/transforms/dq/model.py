@@ -205,8 +205,10 @@ def is_dq_model(model: nn.Module) -> bool:
 
 def trained_grid(model: nn.Module) -> TrainedGrid:
     """What the exporter needs to write a DQ model's grids: weight levels, activation bounds, input scale."""
-    bits = {name: m.bits for name, m in model.named_modules() if hasattr(m, "quantized_weight")}
-    bounds = {float(np.float32(m.bound)): m.bits for m in model.modules() if isinstance(m, ActivationQuantizer)}
+    layers = {name: m for name, m in model.named_modules() if hasattr(m, "quantized_weight")}
+    reads = {name: m.input_quantizer.bits for name, m in layers.items()
+             if isinstance(getattr(m, "input_quantizer", None), ActivationQuantizer)}
     inputs = next(m for m in model.modules() if isinstance(m, InputQuantizer))
-    return TrainedGrid(bits, {name: weight_levels(b) for name, b in bits.items()}, bounds,
+    return TrainedGrid({name: m.bits for name, m in layers.items()},
+                       {name: weight_levels(m.bits) for name, m in layers.items()}, reads,
                        ActivationParams(np.float32(inputs.scale), int(inputs.zero_point), inputs.signed))

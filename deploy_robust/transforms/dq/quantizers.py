@@ -49,19 +49,12 @@ def weight_scale(rows: torch.Tensor, levels: int) -> torch.Tensor:
     return scales.gather(0, errors.argmin(0)[None]).squeeze(0)
 
 
-def _weight_grid(weight: torch.Tensor, levels: int, per_channel: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(fake-quantized weight, its scale per output channel)."""
-    rows = weight.detach().reshape(weight.shape[0], -1) if per_channel else weight.detach().reshape(1, -1)
-    scale = weight_scale(rows, levels)
-    shaped = scale.reshape(-1, *[1] * (weight.dim() - 1))
-    quantized = torch.clamp(ste_round(weight / shaped), -levels, levels) * shaped
-    return quantized, scale.expand(weight.shape[0])
-
-
 def quantize_weight(weight: torch.Tensor, levels: int, per_channel: bool = True) -> torch.Tensor:
     """Symmetric fake quantization on [-levels, levels], per output channel or per tensor; the
     scale comes from the detached weights (`weight_scale`), the rounding passes gradients straight through."""
-    return _weight_grid(weight, levels, per_channel)[0]
+    rows = weight.detach().reshape(weight.shape[0], -1) if per_channel else weight.detach().reshape(1, -1)
+    scale = weight_scale(rows, levels).reshape(-1, *[1] * (weight.dim() - 1))
+    return torch.clamp(ste_round(weight / scale), -levels, levels) * scale
 
 
 class _QuantLayer:
@@ -79,10 +72,24 @@ class _QuantLayer:
         object.__setattr__(self, "input_quantizer", quantizer)
 
     def quantized_weight(self) -> torch.Tensor:
-        return _weight_grid(self.weight, weight_levels(self.bits), self.per_channel)[0]
+        return self.quantized_parameters()[0]
+
+    def _scale(self) -> torch.Tensor:
+        # The scale search is the costly part; weights change only at optimizer steps (the in-place
+        # update bumps the tensor's version), not during an attack's forward passes.
+        key = (self.weight._version, self.weight.data_ptr(), self.bits)
+        cached = getattr(self, "_cached_scale", None)
+        if cached is None or cached[0] != key:
+            rows = self.weight.detach().reshape(self.weight.shape[0] if self.per_channel else 1, -1)
+            cached = (key, weight_scale(rows, weight_levels(self.bits)).expand(self.weight.shape[0]))
+            self._cached_scale = cached
+        return cached[1]
 
     def quantized_parameters(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        weight, scale = _weight_grid(self.weight, weight_levels(self.bits), self.per_channel)
+        scale = self._scale()
+        shaped = scale.reshape(-1, *[1] * (self.weight.dim() - 1))
+        levels = weight_levels(self.bits)
+        weight = torch.clamp(ste_round(self.weight / shaped), -levels, levels) * shaped
         quantizer = getattr(self, "input_quantizer", None)
         if self.bias is None or quantizer is None:
             return weight, self.bias

@@ -91,3 +91,17 @@ def test_batchnorm_folds_into_the_conv_before_quantization():
         after = model(x)
     assert folded == {"0": "1"} and isinstance(model[1], nn.Identity)
     assert torch.allclose(before, after, atol=1e-5)
+
+
+def test_the_cached_weight_scale_follows_optimizer_steps():
+    from deploy_robust.transforms.dq.quantizers import quantize_layer
+
+    torch.manual_seed(0)
+    layer = quantize_layer(nn.Conv2d(2, 3, 3), 4)
+    before = layer.quantized_weight().detach().clone()
+    optimizer = torch.optim.SGD(layer.parameters(), lr=1.0)
+    layer.quantized_weight().pow(2).sum().backward()
+    optimizer.step()
+    after = layer.quantized_weight().detach()
+    assert not torch.equal(before, after)
+    assert torch.equal(after, quantize_weight(layer.weight.detach(), weight_levels(4)))
