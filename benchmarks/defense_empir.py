@@ -9,6 +9,9 @@ training subsets. On the same first N test points, with the same suite:
   al. 2020), every candidate scored on the vote;
 - each member alone, exported and verified as its own bundle.
 
+The ensemble bundle is exported with --precision int8 (low-precision members on integer
+kernels, their trained grids kept) and compared with the float-kernel export on every test image.
+
 The issue's goal: verified ensemble <= best single member + 2 pt.
 
     python benchmarks/defense_empir.py [--n 200] [--suite standard]
@@ -29,6 +32,7 @@ from deploy_robust.cli import main as cli  # noqa: E402
 from deploy_robust.data import load_dataset  # noqa: E402
 from deploy_robust.export import export_bundle  # noqa: E402
 from deploy_robust.ingest import LoadedModel, load_model  # noqa: E402
+from deploy_robust.runtimes import create_runner  # noqa: E402
 from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
 
 CASES = [("mnist", MNIST_CALIB, "mnist_test.npz", ["w2a4", "w2a4", "fp32"], 0.1, 4),
@@ -58,9 +62,17 @@ def main() -> None:
         loaded = load_model(root / "ens.pt")
         test = load_dataset(SHARED / "datasets" / test_file, loaded.spec.shape)
         threat = ThreatModel("linf", eps)
-        ensemble = export_bundle(loaded, root / "ensemble")
+        # the members on INT8 kernels (--precision int8), checked against the float-kernel export on the whole test set
+        ensemble = export_bundle(loaded, root / "ensemble", "int8")
+        float_form = export_bundle(loaded, root / "ensemble_fp32")
+        x = test.as_float()
+        int8_votes, int8_log_probs = create_runner("ort-cpu", ensemble).infer_outputs(x)
+        float_votes, float_log_probs = create_runner("ort-cpu", float_form).infer_outputs(x)
         run = dict(n=args.n, suite=args.suite, sweep=None, resume=False)
         row = {"dataset": arch, "members": members, "epochs": epochs, "eps": eps, "n": args.n, "suite": args.suite,
+               "int8_vs_float_kernels": {"images": len(x), "vote_agreement": float((int8_votes.argmax(1) == float_votes.argmax(1)).mean()),
+                                         "max_abs_log_prob_diff": float(abs(int8_log_probs - float_log_probs).max()),
+                                         "quantized_convs_on_int8": sum(layer["precision"] == "int8" for layer in ensemble.manifest["precision"]["layers"])},
                "naive_attack_on_vote": summary(run_verify(ensemble, test, threat, attack_output="logits", **run)),
                "verified_consistent_loss": summary(run_verify(ensemble, test, threat, **run))}
         row["member_alone"] = []

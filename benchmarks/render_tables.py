@@ -175,6 +175,13 @@ def defense_empir(doc: dict) -> str:
             lines.append(f"| {r['dataset']} | {eps} | {label} | {100 * v['clean_accuracy']:.1f}% "
                          f"| **{100 * v['robust_accuracy']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f}) "
                          f"| {100 * v['gradient_attacks_only']:.1f}% | {', '.join(v['flags']) or 'none'} |")
+    for r in doc["results"]:
+        f = r.get("int8_vs_float_kernels")
+        if f:
+            lines.append(f"\n{r['dataset']}: the ensemble bundle runs {f['quantized_convs_on_int8']} member convs on "
+                         f"INT8 kernels (`--precision int8`); against the float-kernel export, vote agreement "
+                         f"{100 * f['vote_agreement']:.2f}% on {f['images']} test images, max |log-prob difference| "
+                         f"{f['max_abs_log_prob_diff']:.1e}.")
     return "\n".join(lines)
 
 

@@ -52,16 +52,33 @@ def run(args: argparse.Namespace) -> int:
             ["source", f"{m['source']['file']} ({m['source']['format']}, arch {m['source']['arch']}), sha256 {m['source']['sha256'][:12]}"],
             ["exporter", m["model"]["exporter"]],
             *([["defense", describe_defense(m)]] if m.get("defense") else []),
-            *([["transforms", describe_gdws(m["transforms"]["gdws"])]] if (m.get("transforms") or {}).get("gdws") else []),
+            *([["transforms", describe_transforms(m["transforms"])]] if m.get("transforms") else []),
             ["tools", ", ".join(f"{k} {v}" for k, v in m["tools"].items())],
         ]))
     else:
         print(f"model {path}: {doc['source']['format']}, arch {doc['source']['arch']}, {doc['parameters']:,} parameters")
         print(f"input {_describe_input(doc['input'])}, batch {doc['batch']}")
-        if (doc["transforms"] or {}).get("gdws"):
-            print(f"transforms: {describe_gdws(doc['transforms']['gdws'])}")
+        if doc["transforms"]:
+            print(f"transforms: {describe_transforms(doc['transforms'])}")
         print(table(["layer", "type", "dtype"], [[l["name"], l["type"], l["source_dtype"]] for l in doc["layers"]]))
     return 0
+
+
+def describe_transforms(transforms: dict) -> str:
+    parts = []
+    if transforms.get("gdws"):
+        parts.append(describe_gdws(transforms["gdws"]))
+    if transforms.get("dq"):
+        parts.append(describe_dq(transforms["dq"]))
+    return "; ".join(parts)
+
+
+def describe_dq(dq: dict) -> str:
+    training = dq.get("training") or {}
+    kind = training.get("kind", "Defensive Quantization")
+    adv = f", adv {training['adv']} eps {training['eps']:g}" if training.get("adv") not in (None, "none") else ""
+    return (f"{kind}: w{dq['w_bits']}a{dq['a_bits']} (edge layers w{dq.get('edge_bits', 8)}, "
+            f"{'int8' if dq.get('input_signed') else 'uint8'} input), {training.get('epochs', '?')} epochs{adv}")
 
 
 def describe_gdws(plan: dict) -> str:

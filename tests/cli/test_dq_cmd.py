@@ -16,7 +16,9 @@ def test_dq_then_export(cli, digits_checkpoint, tmp_path):
     assert set(doc["training"]["evaluation"]) == {"original", "dq"}
     assert "spectral norm" in text and "dq: clean" in text
     code, _, err = cli("export", out, "--precision", "int8", "-o", tmp_path / "bundle")
-    assert code == 0, err and (tmp_path / "bundle" / "model.onnx").exists()
+    assert code == 0, err
+    code, text, _ = cli("info", tmp_path / "bundle")
+    assert code == 0 and "DQ beta 0.001: w4a4 (edge layers w8, uint8 input), 1 epochs, adv fgsm eps 0.05" in text
 
 
 def test_dq_rejects_bad_bits_and_float_export(cli, digits_checkpoint, tmp_path):

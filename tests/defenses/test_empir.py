@@ -86,6 +86,34 @@ def test_ensemble_exports_to_one_graph_matching_torch(cli, ensemble_file, tmp_pa
     assert (engine_votes.argmax(1) == y).mean() > 0.9
 
 
+def test_int8_export_runs_members_on_integer_kernels_and_computes_the_same_ensemble(cli, ensemble_file, tmp_path):
+    import onnxruntime as ort
+
+    from deploy_robust.quant.twin import build_twin
+
+    assert cli("export", ensemble_file, "-o", tmp_path / "fp32")[0] == 0
+    code, _, err = cli("export", ensemble_file, "--precision", "int8", "-o", tmp_path / "int8")
+    assert code == 0, err
+    bundle = open_bundle(tmp_path / "int8")
+    layers = {layer["name"]: layer["precision"] for layer in bundle.manifest["precision"]["layers"]}
+    assert layers["members.0.1.0"] == "int8" and layers["members.2.0"] == "fp32"  # fp32 member stays float
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    ort.InferenceSession(str(bundle.model_path), options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    # each low-precision member's first conv fuses; its last conv feeds full-precision FC layers, so it stays float
+    assert ops.count("QLinearConv") == 2
+    x = load_dataset("digits:test").as_float()
+    float_votes, float_log_probs = create_runner("ort-cpu", open_bundle(tmp_path / "fp32")).infer_outputs(x)
+    votes, log_probs = create_runner("ort-cpu", bundle).infer_outputs(x)
+    assert np.array_equal(votes.argmax(1), float_votes.argmax(1))
+    assert np.abs(log_probs - float_log_probs).max() < 1e-4
+    with torch.no_grad():
+        twin_votes, _ = build_twin(bundle.model_path)(torch.from_numpy(x))
+    assert (twin_votes.numpy().argmax(1) == votes.argmax(1)).mean() >= 0.995
+
+
 def test_verify_uses_the_consistent_loss_and_shows_the_vote_masks_gradients(cli, ensemble_file, tmp_path):
     assert cli("export", ensemble_file, "-o", tmp_path / "ens")[0] == 0
     args = ("verify", tmp_path / "ens", "--data", "digits:test", "--eps", "0.1", "--n", "80", "--suite", "quick",
