@@ -1,13 +1,17 @@
-"""Q/DQ on a trained grid: a Defensive Quantization model exports with exactly the scales it trained with.
+"""Q/DQ on a trained grid: models that carry their own quantization (Defensive Quantization models,
+EMPIR members) export with exactly the scales they trained with.
 
 The float graph is the model's deploy form (weights already on their grids, each bounded
 activation as Min(Relu(x), bound), the input quantizer the identity). Q/DQ then goes on the
-input of every weighted op, carried back across data movement (Flatten, Reshape, ...) to:
-  - a bounded activation: uint8, scale bound / (2^a - 1), zero point 0;
+input of every quantized weighted op, its scale taken from what the input was moved from
+(Flatten, Reshape, max-pool, ...):
+  - a bounded activation: scale bound / (2^a - 1), zero point 0, with a the bits the reading
+    layers were trained with (bits are keyed on the layers: the ONNX optimizer merges equal
+    bounds and equal nodes);
   - the model input: the input quantizer's 8-bit scale and zero point;
 and nowhere else (no calibrated ranges: what was not quantized in training stays float, e.g.
-the inputs of a residual Add). Weights are re-quantized per channel with the trained number
-of levels, which reproduces their integers exactly (they are on the grid already).
+the inputs of a residual Add, full-precision layers). Weights are re-quantized with the
+trained number of levels (or an explicit scale), which gives back their integers exactly.
 
 Finally, for ONNX Runtime an a-bit activation becomes Q(x) -> Clip(0, 2^a - 1) -> DQ with the
 Clip on the integers (uint8 or int8): the producing Conv fuses with its Q into ONNX Runtime's
