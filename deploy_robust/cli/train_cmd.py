@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_training_args(parser: argparse.ArgumentParser, epochs: int = 10, lr: float = 3e-3, adv: str = "pgd") -> None:
     """Optimization and adversarial-training flags shared by `train` and `dq`."""
     group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=int, default=epochs, help=f"({epochs})")
+    group.add_argument("--epochs", type=int, default=epochs, help=f"passes over the training data ({epochs})")
     group.add_argument("--batch", type=cli_args.positive_int, default=128, help="images per process per step (128)")
     group.add_argument("--lr", type=cli_args.number, default=lr, help=f"peak learning rate of the one-cycle Adam "
                        f"schedule ({lr:g})")
