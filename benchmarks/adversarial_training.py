@@ -58,7 +58,8 @@ def main() -> None:
             doc = torch.load(path, weights_only=True)
             digests[name] = hashlib.sha256(b"".join(t.numpy().tobytes() for t in doc["state_dict"].values())).hexdigest()
             training = doc[MODEL_KEY]["training"]
-            row = {"run": name, "command": " ".join(["deploy-robust", *command[3:]]), "seconds": training["seconds"],
+            shown = " ".join(["deploy-robust", *command[3:-1], path.name]).replace(str(SHARED), "../shared/data")
+            row = {"run": name, "command": shown, "seconds": training["seconds"],
                    "training_eval": training["evaluation"], "weights_sha256": digests[name]}
             if name != "pgd (same seed, again)":
                 bundle = export_bundle(load_model(path), Path(tmp) / f"bundle_{len(rows)}", "fp32")
