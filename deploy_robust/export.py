@@ -67,8 +67,7 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
         quantized, plan = quantize_on_trained_grid(result.model, grid, get_profile(target))
         model, exporter = quantized.model, result.exporter
         _check_graph(model, target)
-        sources = {layer["name"]: layer["source_dtype"] for layer in loaded.layers}
-        layers = [p.to_json() | {"source_dtype": sources.get(p.name, "float32")} for p in plan]
+        layers = _layer_records(plan, loaded)
         _self_check(model, loaded, precision, seed, batch if isinstance(batch, int) else 4)
     elif fake_quantizers:
         # Already quantized (torch.ao FakeQuantize or DQ training): export exactly the trained grid.
@@ -102,8 +101,7 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
         quantized = quantize_model(float_model, plan, ranges, profile)
         model = quantized.model
         _check_graph(model, target)
-        sources = {layer["name"]: layer["source_dtype"] for layer in loaded.layers}
-        layers = [p.to_json() | {"source_dtype": sources.get(p.name, "float32")} for p in plan]
+        layers = _layer_records(plan, loaded)
         if calibration is not None:
             calibration["activations"] = quantized.activations
             files["calibration.json"] = dumps(calibration).encode()
@@ -129,6 +127,12 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
         "seed": seed,
     }
     return write_bundle(out, files, manifest)
+
+
+def _layer_records(plan, loaded: LoadedModel) -> list[dict]:
+    """The manifest's per-layer precision entries, with each layer's dtype in the source model."""
+    sources = {layer["name"]: layer["source_dtype"] for layer in loaded.layers}
+    return [p.to_json() | {"source_dtype": sources.get(p.name, "float32")} for p in plan]
 
 
 def _trained_grid_form(module: torch.nn.Module, precision: str):

@@ -197,12 +197,13 @@ def _quantize_weights(editor: GraphEditor, node: onnx.NodeProto, bits: int, stor
         if bias.ndim != 1 or len(bias) != weight.shape[axis]:
             bias = None
     floor = bias_safe_min_scale(bias, x_params.scale) if bias is not None else 0.0
-    q, scale = quantize_per_channel(weight, bits, axis, levels, floor)
     if explicit_scale is not None:  # a trained grid with its own scale (weights already on it)
         per_channel = True
         scale = np.full(weight.shape[axis], explicit_scale, np.float32)
         q = np.clip(np.round(weight / np.float32(explicit_scale)), -levels, levels).astype(np.int8)
-    elif not per_channel:  # one scale for the whole tensor, kept as a vector for the bias arithmetic
+    elif per_channel:
+        q, scale = quantize_per_channel(weight, bits, axis, levels, floor)
+    else:  # one scale for the whole tensor, kept as a vector for the bias arithmetic
         q, tensor_scale = quantize_per_channel(weight.reshape(1, -1), bits, 0, levels, np.max(floor))
         q = q.reshape(weight.shape)
         scale = np.full(weight.shape[axis], tensor_scale[0], np.float32)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json, pct, table
@@ -12,6 +11,7 @@ from deploy_robust.data import load_dataset
 from deploy_robust.errors import UserError
 from deploy_robust.evaluate import evaluate
 from deploy_robust.ingest import LoadedModel, load_model
+from deploy_robust.ingest.model_file import is_arch_file, portable_arch
 from deploy_robust.runtimes.torch_runner import TorchRunner
 from deploy_robust.transforms.gdws.alphas import AlphaSettings
 from deploy_robust.transforms.gdws.checkpoint import save_gdws_checkpoint
@@ -113,10 +113,7 @@ def run(args: argparse.Namespace) -> int:
 def _arch_to_record(arch: str | None, loaded: LoadedModel) -> str | None:
     """The architecture a GDWS checkpoint is rebuilt from: a user file by its absolute path (so the
     checkpoint loads from any directory), a built-in one by name."""
-    if arch and ":" in arch and arch.split(":", 1)[0].endswith(".py"):
-        file_part, factory = arch.rsplit(":", 1)
-        return f"{Path(file_part).resolve()}:{factory}"
-    return loaded.source["arch"]
+    return portable_arch(arch) if arch and is_arch_file(arch) else loaded.source["arch"]
 
 
 def describe_plan(plan: GDWSPlan) -> str:

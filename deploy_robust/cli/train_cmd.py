@@ -27,7 +27,7 @@ from deploy_robust.train.evaluation import clean_and_pgd
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--arch", required=True, help="a built-in architecture (deploy-robust info --zoo) or file.py:factory")
+    parser.add_argument("--arch", required=True, help="a built-in architecture (deploy-robust info --zoo)")
     parser.add_argument("--data", required=True, help="training images (.npz, CIFAR-10 batches, MNIST idx, folder, digits)")
     parser.add_argument("--test", help="test images for the final clean / PGD evaluation")
     parser.add_argument("--init", help="start from these weights (a model file or state_dict for --arch)")
@@ -64,10 +64,10 @@ def perturb_from_args(args: argparse.Namespace):
     return make_perturb(args.adv, args.eps or 0.0, args.steps, args.step_size)
 
 
-def training_settings(args: argparse.Namespace, data_name: str, world: int) -> dict:
+def training_settings(args: argparse.Namespace, data_name: str, world: int, device: str) -> dict:
     return {"data": data_name, "epochs": args.epochs, "batch_per_process": args.batch, "processes": world,
             "lr": args.lr, "adv": args.adv, "eps": args.eps, "steps": args.steps, "step_size": args.step_size,
-            "augment": args.augment, "seed": args.seed, "device": str(distributed.local_device(args.device))}
+            "augment": args.augment, "seed": args.seed, "device": device}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         model.load_state_dict(load_model(args.init, args.arch).module.state_dict())
         for p in model.parameters():
             p.requires_grad_(True)
-    model.to(distributed.local_device(args.device))
+    device = distributed.local_device(args.device)
+    model.to(device)
     lead = distributed.rank() == 0
     log = (lambda *_: None) if (args.json or not lead) else (lambda msg: print(msg, file=sys.stderr))
     log(f"training {architecture.name} on {train.name} ({len(train)} images, {args.epochs} epochs, "
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                               checkpoint=args.checkpoint, resume=args.resume,
                               on_epoch=lambda e, loss: log(f"  epoch {e + 1}/{args.epochs}: loss {loss:.4f}"))
     model.cpu()
-    settings = training_settings(args, train.name, distributed.world_size()) | {
+    settings = training_settings(args, train.name, distributed.world_size(), str(device)) | {
         "seconds": round(time.perf_counter() - started, 1), "losses": [round(v, 5) for v in losses]}
     if not lead:
         return 0

@@ -4,8 +4,8 @@ Members are one full-precision model and low-precision ones, each (weight bits, 
 bits). Quantization is DoReFa-style: weights tanh-normalized to [0, 1], rounded to k bits and
 mapped back to [-1, 1]; activations clipped to [0, 1] and rounded to k bits at the input of
 every low-precision conv (the image too); straight-through gradients; FC layers stay full
-precision; conv biases sit on the int32 grid INT8 kernels add them on. The ensemble votes: the class a majority of members pick, else the full-precision
-member's choice (or, with `combine="average"`, the average of the members' probabilities).
+precision; conv biases sit on the int32 grid INT8 kernels add them on. The ensemble votes:
+the class a majority of members pick, else the full-precision member's choice (or, with `combine="average"`, the average of the members' probabilities).
 
 Exported as one graph, members as branches. A vote has no useful gradient, so the graph
 also outputs `ensemble_log_probs` (log of the members' averaged probabilities), and the
@@ -206,6 +206,7 @@ def _plain_conv(conv: "QuantConv2d") -> nn.Conv2d:
 
 def _bounded(bits: int) -> nn.Module:
     """Min(Relu(x), 1) in the graph; the exporter's Q/DQ rounds it to `bits` bits."""
+    # imported here: the dq package imports the model loader, which imports this module
     from deploy_robust.transforms.dq.quantizers import ActivationQuantizer
 
     quantizer = ActivationQuantizer(bits)

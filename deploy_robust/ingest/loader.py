@@ -19,10 +19,10 @@ from deploy_robust.ingest import arch as arch_resolver
 from deploy_robust.ingest.checkpoint import (extract_state_dict, group_by_layer, layer_dtypes, load_state_dict,
                                               read_checkpoint)
 from deploy_robust.ingest.formats import ModelFormat, sniff
+from deploy_robust.ingest.model_file import MODEL_KEY, build_from_model_file
 from deploy_robust.ingest.onnx_graph import OnnxGraphModule
 from deploy_robust.normalize import with_normalization
 from deploy_robust.spec import InputSpec
-from deploy_robust.ingest.model_file import MODEL_KEY, build_from_model_file
 from deploy_robust.transforms.gdws.checkpoint import CHECKPOINT_KEY as GDWS_KEY, build_from_checkpoint
 
 

@@ -23,9 +23,14 @@ from deploy_robust.spec import InputSpec
 MODEL_KEY = "deploy_robust_model"
 
 
+def is_arch_file(arch: str) -> bool:
+    """`path/to/file.py:factory` rather than a built-in name."""
+    return ":" in arch and arch.split(":", 1)[0].endswith(".py")
+
+
 def portable_arch(arch: str) -> str:
     """A user architecture file recorded by absolute path, so the model loads from any directory."""
-    if ":" in arch and arch.split(":", 1)[0].endswith(".py"):
+    if is_arch_file(arch):
         file_part, factory = arch.rsplit(":", 1)
         return f"{Path(file_part).resolve()}:{factory}"
     return arch

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deploy_robust.bundle.store import write_file_atomic
 from deploy_robust.data import Dataset
 from deploy_robust.progress import progress
 from deploy_robust.seeding import seed_everything
@@ -99,8 +100,6 @@ def train_classifier(model: nn.Module, dataset: Dataset, *, epochs: int = 30, ba
 
 
 def _save_state(path: str | Path, model: nn.Module, optimizer, schedule, losses: list[float]) -> None:
-    from deploy_robust.bundle.store import write_file_atomic
-
     buffer = io.BytesIO()
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "losses": losses}, buffer)
