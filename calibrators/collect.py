@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import onnx
@@ -28,12 +28,24 @@ SCHEMA_VERSION = 1
 def calibrate(model: onnx.ModelProto, tensors: list[str], dataset: Dataset, method: str = "mse", *,
               batch_size: int = 64, percentile: float = 99.99, signed: bool = False) -> dict[str, tuple[float, float]]:
     """Ranges (low, high) of each tensor in `tensors` over `dataset`."""
-    import onnxruntime as ort
-
     if method not in METHODS:
         raise UserError(f"--calib-method must be one of {', '.join(METHODS)}; got {method}")
     if not tensors:
         return {}
+    calibrators = {name: make(method, percentile=percentile, signed=signed) for name in tensors}
+    for values in stream_tensors(model, tensors, dataset, batch_size, f"calibrate ({method})"):
+        for name, value in values.items():
+            calibrators[name].update(value)
+    return {name: tuple(float(v) for v in c.range()) for name, c in calibrators.items()}
+
+
+def stream_tensors(model: onnx.ModelProto, tensors: list[str], dataset: Dataset, batch_size: int,
+                   desc: str) -> Iterator[dict[str, np.ndarray]]:
+    """Run the float graph batch by batch and yield the named intermediate tensors of each batch.
+
+    Calibration data with NaN or Inf is refused, naming the batch and its images."""
+    import onnxruntime as ort
+
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     existing = {o.name for o in probe.graph.output}
@@ -44,16 +56,12 @@ def calibrate(model: onnx.ModelProto, tensors: list[str], dataset: Dataset, meth
     options.log_severity_level = 3
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
-    calibrators = {name: make(method, percentile=percentile, signed=signed) for name in tensors}
     steps = math.ceil(len(dataset) / batch_size)
-    for index, (x, _) in enumerate(progress(dataset.batches(batch_size), total=steps, desc=f"calibrate ({method})")):
+    for index, (x, _) in enumerate(progress(dataset.batches(batch_size), total=steps, desc=desc)):
         if not np.isfinite(x).all():
             raise UserError(f"calibration batch {index} (images {index * batch_size}..{index * batch_size + len(x) - 1}) "
                             "contains NaN or Inf")
-        outputs = session.run(tensors, {input_name: x})
-        for name, value in zip(tensors, outputs):
-            calibrators[name].update(value)
-    return {name: tuple(float(v) for v in c.range()) for name, c in calibrators.items()}
+        yield dict(zip(tensors, session.run(tensors, {input_name: x})))
 
 
 def calibration_document(ranges: dict[str, tuple[float, float]], *, method: str, percentile: float, num_images: int,

@@ -17,6 +17,7 @@ import torch
 from deploy_robust.bundle import SCHEMA, SCHEMA_VERSION, Bundle, write_bundle
 from deploy_robust.bundle.manifest import dumps, tool_versions
 from deploy_robust.calibrators.collect import calibrate, calibration_document, load_cache
+from deploy_robust.calibrators.layer_inputs import input_grams
 from deploy_robust.data import Dataset
 from deploy_robust.defenses.empir import Ensemble
 from deploy_robust.defenses.empir import QuantConv2d as EmpirConv
@@ -37,6 +38,7 @@ from deploy_robust.seeding import seed_everything
 from deploy_robust.transforms.dq.model import deploy_form, is_dq_model, trained_grid
 
 TARGETS = ("ort-cpu", "ort-cuda", "tensorrt")
+WEIGHT_ROUNDINGS = ("gptq", "nearest")
 INT4_OPSET = 21
 # Sanity bound on a fresh FP32 export against its torch reference; parity proper is `eval --reference`.
 _SELF_CHECK_TOL = 1e-3
@@ -45,16 +47,22 @@ _SELF_CHECK_TOL = 1e-3
 def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32", target: str = "ort-cpu", *,
                   calib: Dataset | None = None, calib_method: str = "mse", calib_n: int = 512,
                   percentile: float = 99.99, calib_cache: str | Path | None = None, plan_file: str | Path | None = None,
-                  dynamic_batch: bool = True, opset: int = DEFAULT_OPSET, seed: int = 0) -> Bundle:
+                  dynamic_batch: bool = True, opset: int = DEFAULT_OPSET, seed: int = 0,
+                  weight_rounding: str = "gptq") -> Bundle:
+    """`weight_rounding` (calibrated int8/int4/mixed): "gptq" rounds each quantized layer's weights to keep
+    its output on the calibration images close (`quant.gptq`), "nearest" rounds each weight on its own."""
     if precision not in MODES:
         raise UserError(f"--precision must be one of {', '.join(MODES)}; got {precision}")
     if target not in TARGETS:
         raise UserError(f"--target must be one of {', '.join(TARGETS)}; got {target}")
+    if weight_rounding not in WEIGHT_ROUNDINGS:
+        raise UserError(f"--weight-rounding must be one of {', '.join(WEIGHT_ROUNDINGS)}; got {weight_rounding}")
     seed_everything(seed)
     batch = loaded.fixed_batch or ("dynamic" if dynamic_batch else 2)
     export_args = dict(dynamic_batch=dynamic_batch, fixed_batch=loaded.fixed_batch)
     files: dict[str, bytes] = {}
     calibration = None
+    rounding = None
     frozen_module, fake_quantizers = freeze(loaded.module)
     trained = _trained_grid_form(loaded.module, precision)
     if is_dq_model(loaded.module) and trained is None:
@@ -98,10 +106,11 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
         graph_hash = sha256_bytes(float_model.SerializeToString())
         ranges, calibration = _ranges(float_model, tensors, graph_hash, calib, calib_method, calib_n, percentile,
                                       calib_cache, profile.signed_activations, seed)
-        quantized = quantize_model(float_model, plan, ranges, profile)
+        grams, rounding = _input_grams(float_model, plan, calib, calib_n, weight_rounding)
+        quantized = quantize_model(float_model, plan, ranges, profile, input_grams=grams)
         model = quantized.model
         _check_graph(model, target)
-        layers = _layer_records(plan, loaded)
+        layers = _layer_records(plan, loaded, {node: "gptq" for node in grams})
         if calibration is not None:
             calibration["activations"] = quantized.activations
             files["calibration.json"] = dumps(calibration).encode()
@@ -116,7 +125,7 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
                   "batch": batch, "exporter": f"torch.onnx ({exporter})",
                   "stochastic": graph_is_stochastic(model)},
         "input": loaded.spec.to_json() | {"normalization_folded": loaded.spec.normalized},
-        "precision": {"mode": precision, "layers": layers},
+        "precision": {"mode": precision, "layers": layers} | ({"weight_rounding": rounding} if rounding else {}),
         "target": target,
         "calibration": None if calibration is None else {
             k: calibration[k] for k in ("method", "num_images", "dataset", "percentile") if k in calibration},
@@ -129,10 +138,34 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
     return write_bundle(out, files, manifest)
 
 
-def _layer_records(plan, loaded: LoadedModel) -> list[dict]:
-    """The manifest's per-layer precision entries, with each layer's dtype in the source model."""
+def _layer_records(plan, loaded: LoadedModel, rounding: dict[str, str] | None = None) -> list[dict]:
+    """The manifest's per-layer precision entries, with each layer's dtype in the source model and, for
+    layers with calibrated integer weights, how they were rounded."""
     sources = {layer["name"]: layer["source_dtype"] for layer in loaded.layers}
-    return [p.to_json() | {"source_dtype": sources.get(p.name, "float32")} for p in plan]
+    records = []
+    for p in plan:
+        record = p.to_json() | {"source_dtype": sources.get(p.name, "float32")}
+        if rounding is not None and _rounds_weights(p):
+            record["weight_rounding"] = rounding.get(p.node, "nearest")
+        records.append(record)
+    return records
+
+
+def _rounds_weights(layer) -> bool:
+    """Layers whose weights go on a per-channel integer grid (not INT4 weight-only blocks)."""
+    return layer.precision == "int8" or (layer.precision == "int4" and layer.op == "Conv")
+
+
+def _input_grams(model: onnx.ModelProto, plan, calib: Dataset | None, calib_n: int,
+                 rounding: str) -> tuple[dict[str, np.ndarray], str]:
+    """Input statistics for error-compensating rounding, and the rounding the manifest records."""
+    if rounding == "nearest":
+        return {}, "nearest"
+    if calib is None:
+        return {}, "nearest (gptq needs --calib images; a calibration cache holds only ranges)"
+    by_name = {node.name: node for node in model.graph.node}
+    nodes = [by_name[p.node] for p in plan if _rounds_weights(p)]
+    return input_grams(model, nodes, calib.take(calib_n)), "gptq"
 
 
 def _trained_grid_form(module: torch.nn.Module, precision: str):

@@ -17,9 +17,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from deploy_robust.exporters.graph_edit import GraphEditor, int4_tensor
 from deploy_robust.exporters.profiles import TargetProfile
+from deploy_robust.quant.gptq import gptq_round
 from deploy_robust.quant.plan import INT4_BLOCK, LayerPlan
 from deploy_robust.quant.scheme import (ActivationParams, activation_params, bias_safe_min_scale, quantize_bias,
                                         quantize_blockwise, quantize_per_channel)
+from deploy_robust.quant.scheme import weight_levels as grid_levels
 
 Ranges = dict[str, tuple[float, float]]
 
@@ -39,13 +41,17 @@ def tensors_to_calibrate(model: onnx.ModelProto, plan: list[LayerPlan], profile:
 def quantize_model(model: onnx.ModelProto, plan: list[LayerPlan], ranges: Ranges, profile: TargetProfile, *,
                    fixed: dict[str, ActivationParams] | None = None,
                    weight_levels: dict[str, int] | None = None,
-                   weight_scales: dict[str, float] | None = None) -> QuantizeResult:
+                   weight_scales: dict[str, float] | None = None,
+                   input_grams: dict[str, np.ndarray] | None = None) -> QuantizeResult:
     """`fixed` gives activation tensors (those the profile picks, and any others named) their scale and
     zero point directly (a trained grid) instead of a calibrated range; `weight_levels` (by node) the
-    largest |q| of a layer's weight grid, `weight_scales` (by node) its per-tensor scale."""
+    largest |q| of a layer's weight grid, `weight_scales` (by node) its per-tensor scale; `input_grams`
+    (by node, from `calibrators.layer_inputs`) switches that layer's weights from round-to-nearest to
+    error-compensating rounding (`quant.gptq`) on the same grid."""
     model = _copy(model)
     editor = GraphEditor(model)
     fixed, weight_levels, weight_scales = fixed or {}, weight_levels or {}, weight_scales or {}
+    input_grams = input_grams or {}
     tensors = _activation_tensors(editor, plan, profile) | set(fixed)
     missing = sorted(t for t in tensors if t not in ranges and t not in fixed)
     if missing:
@@ -81,7 +87,7 @@ def quantize_model(model: onnx.ModelProto, plan: list[LayerPlan], ranges: Ranges
                 bits = 4 if layer.precision == "int4" else 8
                 levels = weight_levels.get(node.name) or (profile.int8_weight_levels if bits == 8 else None)
                 _quantize_weights(editor, node, bits, stored_int4, x_params, per_channel, levels,
-                                  weight_scales.get(node.name))
+                                  weight_scales.get(node.name), input_grams.get(node.name))
                 result.stores_int4 |= stored_int4
     for tensor in sorted(tensors):
         _insert_qdq(editor, tensor, params[tensor], profile.dequantized_consumers)
@@ -188,7 +194,7 @@ def _weight_axis(node: onnx.NodeProto) -> int:
 
 def _quantize_weights(editor: GraphEditor, node: onnx.NodeProto, bits: int, store_int4: bool,
                       x_params: ActivationParams | None, per_channel: bool = True, levels: int | None = None,
-                      explicit_scale: float | None = None) -> None:
+                      explicit_scale: float | None = None, gram: np.ndarray | None = None) -> None:
     weight = numpy_helper.to_array(editor.inits[node.input[1]])
     axis = _weight_axis(node)
     bias = None
@@ -207,6 +213,8 @@ def _quantize_weights(editor: GraphEditor, node: onnx.NodeProto, bits: int, stor
         q, tensor_scale = quantize_per_channel(weight.reshape(1, -1), bits, 0, levels, np.max(floor))
         q = q.reshape(weight.shape)
         scale = np.full(weight.shape[axis], tensor_scale[0], np.float32)
+    if gram is not None and explicit_scale is None:
+        q = _error_compensated(weight, scale, levels or grid_levels(bits), gram, node.op_type, axis)
     base = node.input[1]
     if store_int4:
         q_name = editor.fresh(f"{base}_int4")
@@ -236,6 +244,22 @@ def _quantize_weights(editor: GraphEditor, node: onnx.NodeProto, bits: int, stor
         editor.graph.node.append(editor.make_node("DequantizeLinear", [qb_name, bs_name, bz_name], [b_dq],
                                                   f"{b_base}_DequantizeLinear", axis=0))
         node.input[2] = b_dq
+
+
+def _error_compensated(weight: np.ndarray, scale: np.ndarray, levels: int, gram: np.ndarray, op: str,
+                       axis: int) -> np.ndarray:
+    """GPTQ rounding on the grid `scale` already fixed: Conv weights per group (each group sees its own
+    input channels), Gemm/MatMul weights as (out, k)."""
+    if op == "Conv":
+        groups = gram.shape[0]
+        per_group = weight.shape[0] // groups
+        rows = weight.reshape(weight.shape[0], -1)
+        q = np.concatenate([gptq_round(rows[g * per_group:(g + 1) * per_group], scale[g * per_group:(g + 1) * per_group],
+                                       levels, gram[g]) for g in range(groups)])
+        return q.reshape(weight.shape)
+    matrix = weight if axis == 0 else weight.T
+    q = gptq_round(matrix, scale, levels, gram[0])
+    return q if axis == 0 else q.T
 
 
 def _int4_weight_only(editor: GraphEditor, node: onnx.NodeProto) -> None:

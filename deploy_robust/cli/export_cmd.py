@@ -7,7 +7,7 @@ import argparse
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.gdws_cmd import add_gdws_args, rewrite_for_export
 from deploy_robust.cli.output import emit_json, size
-from deploy_robust.export import TARGETS, export_bundle, onnx_summary
+from deploy_robust.export import TARGETS, WEIGHT_ROUNDINGS, export_bundle, onnx_summary
 from deploy_robust.calibrators.methods import METHODS
 from deploy_robust.data import load_dataset
 from deploy_robust.defenses import describe_defense
@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     calib.add_argument("--calib-method", default="mse", choices=list(METHODS), help="activation range method (default mse)")
     calib.add_argument("--calib-n", type=cli_args.positive_int, default=512, help="calibration images to use (default 512)")
     calib.add_argument("--percentile", type=cli_args.number, default=99.99, help="for --calib-method percentile (default 99.99)")
+    calib.add_argument("--weight-rounding", default="gptq", choices=list(WEIGHT_ROUNDINGS),
+                       help="gptq: round each layer's weights to keep its output on the calibration images (error "
+                       "feedback, GPTQ); nearest: round each weight on its own (default gptq)")
     calib.add_argument("--calib-cache", metavar="FILE", help="reuse a calibration.json (or a bundle holding one)")
     calib.add_argument("--plan", metavar="PLAN", help="per-layer precision plan (YAML/JSON) for --precision mixed")
     defense = parser.add_argument_group("defenses (verify the result: deploy-robust verify)")
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         loaded = apply_squeezing(loaded, args.squeeze, args.squeeze_mode, calib, args.squeeze_fpr)
     bundle = export_bundle(loaded, args.out, args.precision, args.target, calib=calib, calib_method=args.calib_method,
                            calib_n=args.calib_n, percentile=args.percentile, calib_cache=args.calib_cache,
-                           plan_file=args.plan, opset=args.opset, seed=args.seed)
+                           plan_file=args.plan, opset=args.opset, seed=args.seed, weight_rounding=args.weight_rounding)
     summary = onnx_summary(bundle.model_path)
     if args.json:
         emit_json({"bundle": str(bundle.path), "manifest": bundle.manifest, "graph": summary})
@@ -93,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
                      if l.get("requested") and l["precision"] != l["requested"]]
         if bundle.manifest.get("defense"):
             print(f"  defense: {describe_defense(bundle.manifest)}")
+        rounding = bundle.manifest["precision"].get("weight_rounding", "")
+        if rounding.startswith("nearest ("):
+            print(f"  note: weights rounded to nearest{rounding[len('nearest'):]}")
         for layer in fallbacks:
             print(f"  note: layer {layer['name']} stays {layer['precision']} (asked {layer['requested']}): {layer['reason']}")
     return 0

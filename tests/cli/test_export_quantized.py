@@ -21,10 +21,22 @@ def test_int8_export_writes_calibration_and_a_reusable_cache(cli, tmp_path, mode
     assert manifest["calibration"]["method"] == "entropy" and manifest["calibration"]["num_images"] == 40
     calibration = json.loads((tmp_path / "a" / "calibration.json").read_text())
     assert calibration["tensors"] and calibration["activations"]
-    # Reusing the cache (no calibration data at all) reproduces the bundle byte for byte.
-    code, _, err = cli("export", *model_args, "--precision", "int8", "--calib-cache", tmp_path / "a", "-o", tmp_path / "b")
+    assert manifest["precision"]["weight_rounding"] == "gptq"
+    # The cache holds the ranges; GPTQ rounding also reads the images: cache + the same images reproduce
+    # the bundle byte for byte, without recalibrating.
+    code, _, err = cli("export", *model_args, "--precision", "int8", "--calib-cache", tmp_path / "a", "--calib", image_npz,
+                       "-o", tmp_path / "b")
     assert code == 0, err
     assert (tmp_path / "a" / "model.onnx").read_bytes() == (tmp_path / "b" / "model.onnx").read_bytes()
+    # The cache alone: same ranges, weights rounded to nearest, and the command says so.
+    code, out, err = cli("export", *model_args, "--precision", "int8", "--calib-cache", tmp_path / "a", "-o", tmp_path / "c")
+    assert code == 0, err
+    assert "rounded to nearest (gptq needs --calib images" in out
+    manifest_c = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert manifest_c["precision"]["weight_rounding"].startswith("nearest")
+    with_nearest = ("--precision", "int8", "--calib-method", "entropy", "--weight-rounding", "nearest")
+    assert cli("export", *model_args, *with_nearest, "--calib", image_npz, "-o", tmp_path / "d")[0] == 0
+    assert (tmp_path / "c" / "model.onnx").read_bytes() == (tmp_path / "d" / "model.onnx").read_bytes()
 
 
 def test_cache_from_another_model_is_refused(cli, tmp_path, model_args, image_npz, tiny_arch_file):

@@ -55,9 +55,10 @@ def test_int8_accuracy_is_within_half_a_point_of_fp32(bundles, checkpoint):
     reference = evaluate(create_runner("torch", module=loaded.reference()), dataset)
     engine = evaluate(create_runner("ort-cpu", made["int8"]), dataset)
     assert abs(engine.accuracy - reference.accuracy) <= 0.005
-    # Agreement with FP32: >= 99% where the model's logit margins allow it (see README: CIFAR CNN-A has
-    # 5.4% of images with a top-2 margin under 0.05, and 8-bit weight rounding alone flips 3.4%).
-    floor = 0.99 if checkpoint.endswith((".model", ".pt")) and "cifar" not in checkpoint else 0.93
+    # Agreement with FP32: >= 99% except CIFAR CNN-A, whose logit margins do not allow it at 8 bits (README:
+    # 5.4% of its images have a top-2 margin under 0.05; its 2048-wide FC input alone, at 8 bits per tensor,
+    # moves logits by more than that).
+    floor = 0.95 if checkpoint == "cifar_cnn_a_adv.model" else 0.99
     assert compare_logits(engine.logits, reference.logits).top1_agreement >= floor
 
 
@@ -89,3 +90,20 @@ def test_int4_bundle_is_small_and_records_its_layers(bundles):
     layers = made["int4"].manifest["precision"]["layers"]
     assert {l["name"] for l in layers} == {l["name"] for l in loaded.layers if l["type"] in ("Conv2d", "Linear")}
     assert made["int4"].model_path.stat().st_size < made["int8"].model_path.stat().st_size
+
+
+@pytest.mark.shared_data
+def test_gptq_rounding_beats_round_to_nearest_on_resnet2b_int4(bundles, tmp_path):
+    """The default (error-compensating) rounding against rounding each weight on its own, same grid."""
+    loaded, dataset, made, _ = bundles["resnet2b.pth"]
+    calibration = load_dataset(shared_path("datasets", "cifar10_train_first1017_per_batch.npz"), loaded.spec.shape)
+    nearest = export_bundle(loaded, tmp_path / "nearest", "int4", "ort-cpu", calib=calibration, weight_rounding="nearest")
+    assert made["int4"].manifest["precision"]["weight_rounding"] == "gptq"
+    convs = [layer for layer in made["int4"].manifest["precision"]["layers"] if layer["op"] == "Conv"]
+    assert convs and all(layer["weight_rounding"] == "gptq" for layer in convs)
+    assert nearest.manifest["precision"]["weight_rounding"] == "nearest"
+    reference = evaluate(create_runner("torch", module=loaded.reference()), dataset)
+    agreement = {name: compare_logits(evaluate(create_runner("ort-cpu", b), dataset).logits, reference.logits).top1_agreement
+                 for name, b in (("gptq", made["int4"]), ("nearest", nearest))}
+    # measured: 95.8% against 88.8%
+    assert agreement["gptq"] >= agreement["nearest"] + 0.03
