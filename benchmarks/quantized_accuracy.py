@@ -3,8 +3,9 @@
 For each checkpoint in ../shared/data/models: export int8 and int4 for ort-cpu (calibrated
 on 512 training images with the default MSE method) and int8 for tensorrt (run unfused on
 the CPU), evaluate on the full test set with ONNX Runtime, and compare against the torch
-FP32 model and against the bundle's own twin. `--methods` adds a calibration-method sweep
-for INT8 ort-cpu.
+FP32 model and against the bundle's own twin. Weights are rounded with GPTQ (the default);
+INT8 and INT4 ort-cpu are also exported with round-to-nearest weights, same ranges and grid,
+to show what the rounding buys. `--methods` adds a calibration-method sweep for INT8 ort-cpu.
 
     python benchmarks/quantized_accuracy.py [--methods minmax,percentile,entropy,mse]
 """
@@ -45,20 +46,22 @@ def measure(checkpoint: str, sets: tuple[str, str], methods: list[str], tmp: Pat
     reference = evaluate(create_runner("torch", module=loaded.reference()), test)
     fp32 = export_bundle(loaded, tmp / "fp32", "fp32")
     rows = []
-    runs = [(p, t, "mse") for p, t in VARIANTS] + [("int8", "ort-cpu", m) for m in methods if m != "mse"]
-    for precision, target, method in runs:
-        bundle = export_bundle(loaded, tmp / f"{precision}-{target}-{method}", precision, target, calib=calib,
-                               calib_method=method)
+    runs = ([(p, t, "mse", "gptq") for p, t in VARIANTS] + [(p, "ort-cpu", "mse", "nearest") for p in ("int8", "int4")]
+            + [("int8", "ort-cpu", m, "gptq") for m in methods if m != "mse"])
+    for precision, target, method, rounding in runs:
+        bundle = export_bundle(loaded, tmp / f"{precision}-{target}-{method}-{rounding}", precision, target, calib=calib,
+                               calib_method=method, weight_rounding=rounding)
         engine = evaluate(create_runner("ort-cpu", bundle), test)
         twin = evaluate(TorchRunner(build_twin(bundle.model_path)), test)
         rows.append({"model": checkpoint, "precision": precision, "target": target, "calib_method": method,
+                     "weight_rounding": rounding,
                      "n": len(test), "fp32_accuracy": reference.accuracy, "accuracy": engine.accuracy,
                      "delta_pt": 100 * (engine.accuracy - reference.accuracy),
                      "top1_agreement_fp32": compare_logits(engine.logits, reference.logits).top1_agreement,
                      "twin_engine_agreement": compare_logits(twin.logits, engine.logits).top1_agreement,
                      "model_bytes": bundle.model_path.stat().st_size,
                      "size_vs_fp32": bundle.model_path.stat().st_size / fp32.model_path.stat().st_size})
-        print(f"{checkpoint} {precision} {target} {method}: acc {100 * engine.accuracy:.2f} "
+        print(f"{checkpoint} {precision} {target} {method} {rounding}: acc {100 * engine.accuracy:.2f} "
               f"(fp32 {100 * reference.accuracy:.2f}), agree {100 * rows[-1]['top1_agreement_fp32']:.2f}, "
               f"twin {100 * rows[-1]['twin_engine_agreement']:.2f}", flush=True)
     return rows
@@ -76,10 +79,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             rows += measure(checkpoint, sets, methods, Path(tmp))
     save_result("quantized_accuracy", rows, calibration="512 training images")
-    print("\n| model | precision / target | calib | FP32 acc | acc | delta (pt) | top-1 agree w/ FP32 | twin-engine agree | size vs FP32 |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| model | precision / target | calib | rounding | FP32 acc | acc | delta (pt) | top-1 agree w/ FP32 | twin-engine agree | size vs FP32 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['precision']} / {r['target']} | {r['calib_method']} | {100 * r['fp32_accuracy']:.2f}% | "
+        print(f"| {r['model']} | {r['precision']} / {r['target']} | {r['calib_method']} | {r['weight_rounding']} | {100 * r['fp32_accuracy']:.2f}% | "
               f"{100 * r['accuracy']:.2f}% | {r['delta_pt']:+.2f} | {100 * r['top1_agreement_fp32']:.2f}% | "
               f"{100 * r['twin_engine_agreement']:.2f}% | {r['size_vs_fp32']:.3f} |")
 

@@ -45,12 +45,21 @@ def repeatability(doc: dict) -> str:
 
 def quantized_accuracy(doc: dict) -> str:
     rows = doc["results"]
-    lines = [f"`{doc['command']}` (calibration on {doc['calibration']}, default MSE; engine = ONNX Runtime CPU):", "",
+    lines = [f"`{doc['command']}` (calibration on {doc['calibration']}, default MSE ranges and GPTQ weight rounding; "
+             "engine = ONNX Runtime CPU; in brackets: the same bundle with round-to-nearest weights):", "",
              "| model | precision / target | FP32 acc | engine acc | delta (pt) | top-1 agree w/ FP32 | twin-engine agree | size vs FP32 |",
              "|---|---|---|---|---|---|---|---|"]
-    for r in (r for r in rows if r["calib_method"] == "mse"):
+
+    def nearest(r: dict) -> dict | None:
+        return next((x for x in rows if x.get("weight_rounding") == "nearest" and x["model"] == r["model"]
+                     and x["precision"] == r["precision"] and x["target"] == r["target"]), None)
+
+    for r in (r for r in rows if r["calib_method"] == "mse" and r.get("weight_rounding", "gptq") == "gptq"):
+        n = nearest(r)
+        delta = f"{r['delta_pt']:+.2f}" + (f" ({n['delta_pt']:+.2f})" if n else "")
+        agree = f"{100 * r['top1_agreement_fp32']:.2f}%" + (f" ({100 * n['top1_agreement_fp32']:.2f}%)" if n else "")
         lines.append(f"| {r['model']} | {r['precision']} / {r['target']} | {100 * r['fp32_accuracy']:.2f}% | "
-                     f"{100 * r['accuracy']:.2f}% | {r['delta_pt']:+.2f} | {100 * r['top1_agreement_fp32']:.2f}% | "
+                     f"{100 * r['accuracy']:.2f}% | {delta} | {agree} | "
                      f"{100 * r['twin_engine_agreement']:.2f}% | {r['size_vs_fp32']:.3f} |")
     lines += ["", "Calibration methods, INT8 `ort-cpu` (accuracy delta in points / top-1 agreement with FP32):", "",
               "| model | minmax | percentile 99.99 | entropy | mse (default) |", "|---|---|---|---|---|"]
@@ -58,7 +67,7 @@ def quantized_accuracy(doc: dict) -> str:
         cells = []
         for method in ("minmax", "percentile", "entropy", "mse"):
             r = next(x for x in rows if x["model"] == model and x["calib_method"] == method
-                     and x["precision"] == "int8" and x["target"] == "ort-cpu")
+                     and x["precision"] == "int8" and x["target"] == "ort-cpu" and x.get("weight_rounding", "gptq") == "gptq")
             cells.append(f"{r['delta_pt']:+.2f} / {100 * r['top1_agreement_fp32']:.2f}%")
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"bundle {path}  (schema v{m['schema_version']})")
         print(table(["field", "value"], [
             ["precision / target", f"{m['precision']['mode']} / {m['target']}"],
+            *([["calibration", _describe_calibration(m)]] if m.get("calibration") else []),
             ["input", _describe_input(m["input"]) + f", batch {m['model']['batch']}"],
             ["graph", f"{g['nodes']} nodes, opset {m['model']['opset']}, {size(g['bytes'])}; ops {g['ops']}"],
             ["source", f"{m['source']['file']} ({m['source']['format']}, arch {m['source']['arch']}), sha256 {m['source']['sha256'][:12]}"],
@@ -62,6 +63,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"transforms: {describe_transforms(doc['transforms'])}")
         print(table(["layer", "type", "dtype"], [[l["name"], l["type"], l["source_dtype"]] for l in doc["layers"]]))
     return 0
+
+
+def _describe_calibration(manifest: dict) -> str:
+    c = manifest["calibration"]
+    rounding = manifest["precision"].get("weight_rounding", "nearest")
+    return f"{c['method']} ranges over {c['num_images']} images of {c['dataset']}; weights rounded: {rounding}"
 
 
 def describe_transforms(transforms: dict) -> str:

@@ -22,6 +22,8 @@ def test_int8_export_writes_calibration_and_a_reusable_cache(cli, tmp_path, mode
     calibration = json.loads((tmp_path / "a" / "calibration.json").read_text())
     assert calibration["tensors"] and calibration["activations"]
     assert manifest["precision"]["weight_rounding"] == "gptq"
+    code, out, _ = cli("info", tmp_path / "a")
+    assert code == 0 and "entropy ranges over 40 images" in out and "weights rounded: gptq" in out
     # The cache holds the ranges; GPTQ rounding also reads the images: cache + the same images reproduce
     # the bundle byte for byte, without recalibrating.
     code, _, err = cli("export", *model_args, "--precision", "int8", "--calib-cache", tmp_path / "a", "--calib", image_npz,
