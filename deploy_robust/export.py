@@ -24,6 +24,7 @@ from deploy_robust.defenses.empir import QuantConv2d as EmpirConv
 from deploy_robust.defenses.empir import int8_form as empir_int8_form
 from deploy_robust.errors import UserError
 from deploy_robust.exporters import export_float_onnx
+from deploy_robust.exporters.fallback import fall_back_until
 from deploy_robust.exporters.float_onnx import DEFAULT_OPSET, FLOAT_PRECISIONS, INPUT_NAME, OUTPUT_NAME, graph_opset
 from deploy_robust.exporters.profiles import get_profile
 from deploy_robust.exporters.qdq import quantize_model, tensors_to_calibrate
@@ -48,13 +49,19 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
                   calib: Dataset | None = None, calib_method: str = "mse", calib_n: int = 512,
                   percentile: float = 99.99, calib_cache: str | Path | None = None, plan_file: str | Path | None = None,
                   dynamic_batch: bool = True, opset: int = DEFAULT_OPSET, seed: int = 0,
-                  weight_rounding: str = "gptq") -> Bundle:
+                  weight_rounding: str = "gptq", min_agreement: float | None = None) -> Bundle:
     """`weight_rounding` (calibrated int8/int4/mixed): "gptq" rounds each quantized layer's weights to keep
-    its output on the calibration images close (`quant.gptq`), "nearest" rounds each weight on its own."""
+    its output on the calibration images close (`quant.gptq`), "nearest" rounds each weight on its own.
+    `min_agreement`: keep the most sensitive layers in FP32 until the quantized graph's top-1 agrees with
+    the float graph's on at least this share of the calibration images (`exporters.fallback`)."""
     if precision not in MODES:
         raise UserError(f"--precision must be one of {', '.join(MODES)}; got {precision}")
     if target not in TARGETS:
         raise UserError(f"--target must be one of {', '.join(TARGETS)}; got {target}")
+    if min_agreement is not None and not 0 < min_agreement <= 1:
+        raise UserError(f"--min-agreement must be in (0, 1]; got {min_agreement:g}")
+    if min_agreement is not None and precision in FLOAT_PRECISIONS:
+        raise UserError("--min-agreement goes with a calibrated --precision (int8, int4, mixed)")
     if weight_rounding not in WEIGHT_ROUNDINGS:
         raise UserError(f"--weight-rounding must be one of {', '.join(WEIGHT_ROUNDINGS)}; got {weight_rounding}")
     seed_everything(seed)
@@ -62,12 +69,14 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
     export_args = dict(dynamic_batch=dynamic_batch, fixed_batch=loaded.fixed_batch)
     files: dict[str, bytes] = {}
     calibration = None
-    rounding = None
+    rounding = fallback = None
     frozen_module, fake_quantizers = freeze(loaded.module)
     trained = _trained_grid_form(loaded.module, precision)
     if is_dq_model(loaded.module) and trained is None:
         raise UserError(f"{loaded.source['file']} is a Defensive Quantization model and exports on its "
                         "trained grid: use --precision int8")
+    if (trained is not None or fake_quantizers) and min_agreement is not None:
+        raise UserError(f"{loaded.source['file']} exports on its trained grid; --min-agreement applies to calibrated exports")
     if trained is not None:
         # Q/DQ at exactly the trained scales and grids (exporters.trained_grid): DQ models, EMPIR members
         deployed, grid = trained
@@ -107,7 +116,20 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
         ranges, calibration = _ranges(float_model, tensors, graph_hash, calib, calib_method, calib_n, percentile,
                                       calib_cache, profile.signed_activations, seed)
         grams, rounding = _input_grams(float_model, plan, calib, calib_n, weight_rounding)
-        quantized = quantize_model(float_model, plan, ranges, profile, input_grams=grams)
+        cache: dict = {}
+
+        def quantize(layer_plan):
+            return quantize_model(float_model, layer_plan, ranges, profile, input_grams=grams, rounding_cache=cache)
+
+        quantized = quantize(plan)
+        if min_agreement is not None:
+            if calib is None:
+                raise UserError("--min-agreement measures agreement on the calibration images: pass --calib DATA")
+            check, held_out = _agreement_images(calib, calib_n)
+            plan, _, fallback = fall_back_until(float_model, plan, lambda p: quantize(p).model, check.as_float(),
+                                                min_agreement, profile.signed_activations, loaded.fixed_batch)
+            fallback["held_out"] = held_out
+            quantized = quantize(plan)
         model = quantized.model
         _check_graph(model, target)
         layers = _layer_records(plan, loaded, {node: "gptq" for node in grams})
@@ -125,7 +147,8 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
                   "batch": batch, "exporter": f"torch.onnx ({exporter})",
                   "stochastic": graph_is_stochastic(model)},
         "input": loaded.spec.to_json() | {"normalization_folded": loaded.spec.normalized},
-        "precision": {"mode": precision, "layers": layers} | ({"weight_rounding": rounding} if rounding else {}),
+        "precision": {"mode": precision, "layers": layers} | ({"weight_rounding": rounding} if rounding else {})
+                     | ({"fallback": fallback} if fallback else {}),
         "target": target,
         "calibration": None if calibration is None else {
             k: calibration[k] for k in ("method", "num_images", "dataset", "percentile") if k in calibration},
@@ -198,6 +221,19 @@ def _ranges(model, tensors, graph_hash, calib, method, calib_n, percentile, cach
     doc = calibration_document(ranges, method=method, percentile=percentile, num_images=len(subset),
                                graph_sha256=graph_hash, dataset=calib.name, seed=seed)
     return ranges, doc
+
+
+# Images --min-agreement measures on: held out from calibration where the data has them.
+_AGREEMENT_IMAGES = 1000
+_MIN_HELD_OUT = 200
+
+
+def _agreement_images(calib: Dataset, calib_n: int) -> tuple[Dataset, bool]:
+    """The calibration data's images after the first calib_n (held out), else the calibration images."""
+    rest = calib.skip(calib_n)
+    if rest is not None and len(rest) >= _MIN_HELD_OUT:
+        return rest.take(_AGREEMENT_IMAGES), True
+    return calib.take(calib_n), False
 
 
 def _check_graph(model: onnx.ModelProto, target: str) -> None:

@@ -42,12 +42,14 @@ def quantize_model(model: onnx.ModelProto, plan: list[LayerPlan], ranges: Ranges
                    fixed: dict[str, ActivationParams] | None = None,
                    weight_levels: dict[str, int] | None = None,
                    weight_scales: dict[str, float] | None = None,
-                   input_grams: dict[str, np.ndarray] | None = None) -> QuantizeResult:
+                   input_grams: dict[str, np.ndarray] | None = None,
+                   rounding_cache: dict | None = None) -> QuantizeResult:
     """`fixed` gives activation tensors (those the profile picks, and any others named) their scale and
     zero point directly (a trained grid) instead of a calibrated range; `weight_levels` (by node) the
     largest |q| of a layer's weight grid, `weight_scales` (by node) its per-tensor scale; `input_grams`
     (by node, from `calibrators.layer_inputs`) switches that layer's weights from round-to-nearest to
-    error-compensating rounding (`quant.gptq`) on the same grid."""
+    error-compensating rounding (`quant.gptq`) on the same grid; `rounding_cache` (a dict the caller
+    keeps) saves those roundings across calls that quantize the same layers on the same grids."""
     model = _copy(model)
     editor = GraphEditor(model)
     fixed, weight_levels, weight_scales = fixed or {}, weight_levels or {}, weight_scales or {}
@@ -87,7 +89,7 @@ def quantize_model(model: onnx.ModelProto, plan: list[LayerPlan], ranges: Ranges
                 bits = 4 if layer.precision == "int4" else 8
                 levels = weight_levels.get(node.name) or (profile.int8_weight_levels if bits == 8 else None)
                 _quantize_weights(editor, node, bits, stored_int4, x_params, per_channel, levels,
-                                  weight_scales.get(node.name), input_grams.get(node.name))
+                                  weight_scales.get(node.name), input_grams.get(node.name), rounding_cache)
                 result.stores_int4 |= stored_int4
     for tensor in sorted(tensors):
         _insert_qdq(editor, tensor, params[tensor], profile.dequantized_consumers)
@@ -194,7 +196,8 @@ def _weight_axis(node: onnx.NodeProto) -> int:
 
 def _quantize_weights(editor: GraphEditor, node: onnx.NodeProto, bits: int, store_int4: bool,
                       x_params: ActivationParams | None, per_channel: bool = True, levels: int | None = None,
-                      explicit_scale: float | None = None, gram: np.ndarray | None = None) -> None:
+                      explicit_scale: float | None = None, gram: np.ndarray | None = None,
+                      rounding_cache: dict | None = None) -> None:
     weight = numpy_helper.to_array(editor.inits[node.input[1]])
     axis = _weight_axis(node)
     bias = None
@@ -214,7 +217,12 @@ def _quantize_weights(editor: GraphEditor, node: onnx.NodeProto, bits: int, stor
         q = q.reshape(weight.shape)
         scale = np.full(weight.shape[axis], tensor_scale[0], np.float32)
     if gram is not None and explicit_scale is None:
-        q = _error_compensated(weight, scale, levels or grid_levels(bits), gram, node.op_type, axis)
+        levels = levels or grid_levels(bits)
+        key = (node.name, levels, scale.tobytes())
+        cache = rounding_cache if rounding_cache is not None else {}
+        if key not in cache:
+            cache[key] = _error_compensated(weight, scale, levels, gram, node.op_type, axis)
+        q = cache[key]
     base = node.input[1]
     if store_int4:
         q_name = editor.fresh(f"{base}_int4")

@@ -39,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     calib.add_argument("--weight-rounding", default="gptq", choices=list(WEIGHT_ROUNDINGS),
                        help="gptq: round each layer's weights to keep its output on the calibration images (error "
                        "feedback, GPTQ); nearest: round each weight on its own (default gptq)")
+    calib.add_argument("--min-agreement", type=cli_args.number, metavar="X",
+                       help="keep the layers whose quantization moves predictions most in FP32, one at a time, until "
+                       "top-1 agreement with the float graph is at least X (e.g. 0.99), measured on up to 1,000 --calib images "
+                       "after the --calib-n used for calibration (else on those)")
     calib.add_argument("--calib-cache", metavar="FILE", help="reuse a calibration.json (or a bundle holding one)")
     calib.add_argument("--plan", metavar="PLAN", help="per-layer precision plan (YAML/JSON) for --precision mixed")
     defense = parser.add_argument_group("defenses (verify the result: deploy-robust verify)")
@@ -82,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         loaded = apply_squeezing(loaded, args.squeeze, args.squeeze_mode, calib, args.squeeze_fpr)
     bundle = export_bundle(loaded, args.out, args.precision, args.target, calib=calib, calib_method=args.calib_method,
                            calib_n=args.calib_n, percentile=args.percentile, calib_cache=args.calib_cache,
-                           plan_file=args.plan, opset=args.opset, seed=args.seed, weight_rounding=args.weight_rounding)
+                           plan_file=args.plan, opset=args.opset, seed=args.seed, weight_rounding=args.weight_rounding,
+                           min_agreement=args.min_agreement)
     summary = onnx_summary(bundle.model_path)
     if args.json:
         emit_json({"bundle": str(bundle.path), "manifest": bundle.manifest, "graph": summary})
@@ -99,6 +104,12 @@ def run(args: argparse.Namespace) -> int:
         rounding = bundle.manifest["precision"].get("weight_rounding", "")
         if rounding.startswith("nearest ("):
             print(f"  note: weights rounded to nearest{rounding[len('nearest'):]}")
+        fallback = bundle.manifest["precision"].get("fallback")
+        if fallback:
+            which = "held-out --calib" if fallback["held_out"] else "calibration"
+            print(f"  top-1 agreement with FP32 on {fallback['images']} {which} images: "
+                  f"{100 * fallback['agreement_all_quantized']:.2f}% all quantized, {100 * fallback['agreement']:.2f}% "
+                  f"with {len(fallback['kept_fp32'])} layer(s) kept FP32 (--min-agreement {fallback['target']:g})")
         for layer in fallbacks:
             print(f"  note: layer {layer['name']} stays {layer['precision']} (asked {layer['requested']}): {layer['reason']}")
     return 0

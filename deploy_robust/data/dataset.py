@@ -59,6 +59,12 @@ class Dataset:
             raise UserError(f"--n must be positive; got {n}")
         return Dataset(self.images[:n], self.labels[:n], self.name, self.scale)
 
+    def skip(self, n: int) -> "Dataset | None":
+        """The images after the first `n` (None when there are none)."""
+        if n >= len(self):
+            return None
+        return Dataset(self.images[n:], self.labels[n:], self.name, self.scale)
+
     def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for start in range(0, len(self), batch_size):
             x = self.images[start:start + batch_size]

@@ -132,3 +132,55 @@ def test_a_fake_quantized_model_exports_its_trained_grid(tmp_path):
         trained = model(torch.from_numpy(x)).numpy()
         twin = build_twin(bundle.model_path)(torch.from_numpy(x)).numpy()
     assert np.abs(engine - trained).max() < 1e-4 and np.abs(twin - trained).max() < 1e-4
+
+
+def test_min_agreement_keeps_the_most_sensitive_layers_in_fp32(cli, tmp_path, tiny_arch_file, image_npz):
+    # A head whose classes 0 and 1 nearly tie on every image: rounding the head's weights flips many
+    # predictions, rounding the convs hardly any. Calibration on the first 10 images; agreement on those
+    # (the other 30 are fewer than the 200 held-out images export asks for, and the manifest says so).
+    model = make_tiny()
+    with torch.no_grad():
+        model.fc.weight[1] = model.fc.weight[0] + 1e-3 * torch.randn_like(model.fc.weight[0])
+        model.fc.bias[:2] = 10.0
+    checkpoint = tmp_path / "tied.pt"
+    torch.save(model.state_dict(), checkpoint)
+    code, out, err = cli("export", checkpoint, "--arch", tiny_arch_file, "--input-shape", "3,16,16", "--precision", "int4",
+                         "--calib", image_npz, "--calib-n", "10", "--min-agreement", "1.0", "-o", tmp_path / "q")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "q" / "manifest.json").read_text())
+    fallback = manifest["precision"]["fallback"]
+    assert fallback["target"] == 1.0 and fallback["images"] == 10 and fallback["held_out"] is False
+    assert fallback["agreement_all_quantized"] < 1.0 and fallback["agreement"] == 1.0
+    kept = [k["layer"] for k in fallback["kept_fp32"]]
+    assert kept[0] == "fc"  # the most sensitive layer goes first
+    layers = {l["name"]: l for l in manifest["precision"]["layers"]}
+    assert layers["fc"]["precision"] == "fp32" and "--min-agreement" in layers["fc"]["reason"]
+    assert all(layers[name]["precision"] == ("fp32" if name in kept else "int4") for name in ("conv", "conv2"))
+    alone = [k["agreement_when_kept_alone"] for k in fallback["kept_fp32"]]
+    assert alone == sorted(alone, reverse=True)
+    assert "layer fc stays fp32 (asked int4)" in out and "with 1 layer(s) kept FP32" in out
+    model_args = [checkpoint, "--arch", tiny_arch_file, "--input-shape", "3,16,16"]
+    # a target the quantized graph already meets keeps everything quantized
+    code, _, err = cli("export", *model_args, "--precision", "int8", "--calib", image_npz, "--min-agreement", "0.05",
+                       "-o", tmp_path / "r")
+    assert code == 0, err
+    fallback = json.loads((tmp_path / "r" / "manifest.json").read_text())["precision"]["fallback"]
+    assert fallback["kept_fp32"] == [] and fallback["agreement"] == fallback["agreement_all_quantized"] >= 0.05
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--precision", "int8", "--min-agreement", "1.5"), r"--min-agreement must be in \(0, 1\]"),
+    (("--precision", "fp32", "--min-agreement", "0.99"), "goes with a calibrated --precision"),
+])
+def test_min_agreement_bad_input(cli, tmp_path, model_args, image_npz, extra, message):
+    import re
+
+    code, _, err = cli("export", *model_args, *extra, "--calib", image_npz, "-o", tmp_path / "q")
+    assert code == 2 and re.search(message, err) and not (tmp_path / "q").exists()
+
+
+def test_min_agreement_needs_images(cli, tmp_path, model_args, image_npz):
+    assert cli("export", *model_args, "--precision", "int8", "--calib", image_npz, "-o", tmp_path / "a")[0] == 0
+    code, _, err = cli("export", *model_args, "--precision", "int8", "--calib-cache", tmp_path / "a",
+                       "--min-agreement", "0.99", "-o", tmp_path / "b")
+    assert code == 2 and "pass --calib DATA" in err and not (tmp_path / "b").exists()

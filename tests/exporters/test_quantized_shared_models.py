@@ -107,3 +107,19 @@ def test_gptq_rounding_beats_round_to_nearest_on_resnet2b_int4(bundles, tmp_path
                  for name, b in (("gptq", made["int4"]), ("nearest", nearest))}
     # measured: 95.8% against 88.8%
     assert agreement["gptq"] >= agreement["nearest"] + 0.03
+
+
+@pytest.mark.shared_data
+def test_min_agreement_brings_cifar_cnn_a_to_99_percent_on_the_test_set(bundles, tmp_path):
+    """CIFAR CNN-A misses 99% agreement at INT8 (its logit margins): --min-agreement 0.99, measured on held-out
+    training images, keeps its most sensitive layers in FP32 and the test set then agrees >= 99%."""
+    loaded, dataset, _, _ = bundles["cifar_cnn_a_adv.model"]
+    calibration = load_dataset(shared_path("datasets", "cifar10_train_first1017_per_batch.npz"), loaded.spec.shape)
+    bundle = export_bundle(loaded, tmp_path / "b", "int8", "ort-cpu", calib=calibration, min_agreement=0.99)
+    fallback = bundle.manifest["precision"]["fallback"]
+    assert fallback["held_out"] and fallback["images"] == 1000 and fallback["agreement"] >= 0.99
+    convs = [layer for layer in bundle.manifest["precision"]["layers"] if layer["op"] == "Conv"]
+    assert all(layer["precision"] == "int8" for layer in convs)  # the convolutions (most of the MACs) stay INT8
+    reference = evaluate(create_runner("torch", module=loaded.reference()), dataset)
+    engine = evaluate(create_runner("ort-cpu", bundle), dataset)
+    assert compare_logits(engine.logits, reference.logits).top1_agreement >= 0.99
