@@ -5,7 +5,8 @@ on 512 training images with the default MSE method) and int8 for tensorrt (run u
 the CPU), evaluate on the full test set with ONNX Runtime, and compare against the torch
 FP32 model and against the bundle's own twin. Weights are rounded with GPTQ (the default);
 INT8 and INT4 ort-cpu are also exported with round-to-nearest weights, same ranges and grid,
-to show what the rounding buys. `--methods` adds a calibration-method sweep for INT8 ort-cpu.
+to show what the rounding buys, and INT8 ort-cpu with `--min-agreement 0.99` (layers kept FP32
+until held-out training images agree). `--methods` adds a calibration-method sweep for INT8 ort-cpu.
 
     python benchmarks/quantized_accuracy.py [--methods minmax,percentile,entropy,mse]
 """
@@ -46,22 +47,26 @@ def measure(checkpoint: str, sets: tuple[str, str], methods: list[str], tmp: Pat
     reference = evaluate(create_runner("torch", module=loaded.reference()), test)
     fp32 = export_bundle(loaded, tmp / "fp32", "fp32")
     rows = []
-    runs = ([(p, t, "mse", "gptq") for p, t in VARIANTS] + [(p, "ort-cpu", "mse", "nearest") for p in ("int8", "int4")]
-            + [("int8", "ort-cpu", m, "gptq") for m in methods if m != "mse"])
-    for precision, target, method, rounding in runs:
-        bundle = export_bundle(loaded, tmp / f"{precision}-{target}-{method}-{rounding}", precision, target, calib=calib,
-                               calib_method=method, weight_rounding=rounding)
+    runs = ([(p, t, "mse", "gptq", None) for p, t in VARIANTS]
+            + [(p, "ort-cpu", "mse", "nearest", None) for p in ("int8", "int4")]
+            + [("int8", "ort-cpu", "mse", "gptq", 0.99)]
+            + [("int8", "ort-cpu", m, "gptq", None) for m in methods if m != "mse"])
+    for precision, target, method, rounding, min_agreement in runs:
+        bundle = export_bundle(loaded, tmp / f"{precision}-{target}-{method}-{rounding}-{min_agreement}", precision,
+                               target, calib=calib, calib_method=method, weight_rounding=rounding,
+                               min_agreement=min_agreement)
         engine = evaluate(create_runner("ort-cpu", bundle), test)
         twin = evaluate(TorchRunner(build_twin(bundle.model_path)), test)
         rows.append({"model": checkpoint, "precision": precision, "target": target, "calib_method": method,
-                     "weight_rounding": rounding,
+                     "weight_rounding": rounding, "min_agreement": min_agreement,
+                     "kept_fp32": [k["layer"] for k in bundle.manifest["precision"].get("fallback", {}).get("kept_fp32", [])],
                      "n": len(test), "fp32_accuracy": reference.accuracy, "accuracy": engine.accuracy,
                      "delta_pt": 100 * (engine.accuracy - reference.accuracy),
                      "top1_agreement_fp32": compare_logits(engine.logits, reference.logits).top1_agreement,
                      "twin_engine_agreement": compare_logits(twin.logits, engine.logits).top1_agreement,
                      "model_bytes": bundle.model_path.stat().st_size,
                      "size_vs_fp32": bundle.model_path.stat().st_size / fp32.model_path.stat().st_size})
-        print(f"{checkpoint} {precision} {target} {method} {rounding}: acc {100 * engine.accuracy:.2f} "
+        print(f"{checkpoint} {precision} {target} {method} {rounding} min-agreement {min_agreement}: acc {100 * engine.accuracy:.2f} "
               f"(fp32 {100 * reference.accuracy:.2f}), agree {100 * rows[-1]['top1_agreement_fp32']:.2f}, "
               f"twin {100 * rows[-1]['twin_engine_agreement']:.2f}", flush=True)
     return rows

@@ -1,7 +1,6 @@
 """Input patches and Gram matrices of weighted layers, against torch's own unfold and a direct product."""
 
 import numpy as np
-import onnx
 import pytest
 import torch
 from torch import nn
