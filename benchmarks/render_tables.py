@@ -188,7 +188,8 @@ def defense_empir(doc: dict) -> str:
         eps = f"{r['eps'] * 255:.0f}/255" if r["eps"] < 0.05 else f"{r['eps']:g}"
         ens = "EMPIR " + "+".join(r["members"])
         entries = [(f"{ens}, attacks on the vote (naive)", r["naive_attack_on_vote"]),
-                   (f"{ens}, consistent loss (verify's default)", r["verified_consistent_loss"])]
+                   (f"{ens}, verify's default: consistent loss"
+                    + (" + every majority of members" if r.get("majority_attacks") else ""), r["verified_consistent_loss"])]
         entries += [(f"member {m['member']} alone", m) for m in r["member_alone"]]
         for label, v in entries:
             lo, hi = v["robust_accuracy_ci95"]
@@ -284,7 +285,8 @@ def main() -> None:
                          ("verify_real_models", verify_real_models), ("autoattack_referee", autoattack_referee),
                          ("attack_speed", attack_speed), ("verify_time", verify_time),
                          ("defense_sap", defense_sap), ("defense_squeeze", defense_squeeze),
-                         ("defense_empir", defense_empir), ("gdws_speed", gdws_speed), ("gdws_sweep", gdws_sweep),
+                         ("defense_empir", defense_empir), ("defense_empir_cifar", defense_empir),
+                         ("defense_empir_mnist", defense_empir), ("gdws_speed", gdws_speed), ("gdws_sweep", gdws_sweep),
                          ("dq_baselines", dq_baselines), ("adversarial_training", adversarial_training)):
         doc = load(name)
         if doc:

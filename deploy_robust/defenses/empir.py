@@ -28,6 +28,9 @@ from deploy_robust.exporters.trained_grid import TrainedGrid
 
 CHECKPOINT_KEY = "deploy_robust_ensemble"
 SURROGATE_OUTPUT = "ensemble_log_probs"
+# Each member's log-probabilities, (N, members, classes): verify attacks every majority of members
+# through them (a vote flips once a majority is fooled, whatever the others say).
+MEMBERS_OUTPUT = "member_log_probs"
 ARCHS = ("mnist", "cifar", "digits")  # digits: scikit-learn's 8x8 digits, for fast tests and demos
 SHAPES = {"mnist": (1, 28, 28), "cifar": (3, 32, 32), "digits": (1, 8, 8)}
 
@@ -110,14 +113,15 @@ def parse_member(text: str) -> dict[str, Any]:
 
 
 class Ensemble(nn.Module):
-    """Members on the same input; (vote scores, log of averaged probabilities) or averaged log-probabilities."""
+    """Members on the same input; (vote scores, log of averaged probabilities, each member's log-probabilities)
+    or averaged log-probabilities."""
 
     def __init__(self, members: list[nn.Module], combine: str = "vote", full_precision: int = 0) -> None:
         super().__init__()
         if combine not in ("vote", "average"):
             raise UserError(f"--combine must be vote or average; got {combine}")
         self.members, self.combine, self.full_precision = nn.ModuleList(members), combine, full_precision
-        self.extra_output_names = (SURROGATE_OUTPUT,) if combine == "vote" else ()
+        self.extra_output_names = (SURROGATE_OUTPUT, MEMBERS_OUTPUT) if combine == "vote" else ()
 
     def forward(self, x: torch.Tensor):
         logits = [m(x) for m in self.members]
@@ -135,7 +139,7 @@ class Ensemble(nn.Module):
         for p in picks[1:]:
             counts = counts + p
         scores = 2 * (counts > len(logits) / 2).float() + picks[self.full_precision]
-        return scores, log_probs
+        return scores, log_probs, torch.stack([F.log_softmax(z, dim=1) for z in logits], dim=1)
 
 
 def build_ensemble(config: dict[str, Any]) -> Ensemble:
@@ -220,4 +224,6 @@ def describe(config: dict[str, Any]) -> dict[str, Any]:
            "members": names, "combine": config["combine"]}
     if config["combine"] == "vote":
         out["attack_output"] = SURROGATE_OUTPUT  # the consistent loss: averaged member probabilities
+        out["member_output"] = MEMBERS_OUTPUT
+        out["majority"] = len(names) // 2 + 1
     return out

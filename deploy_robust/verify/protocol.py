@@ -8,7 +8,9 @@ E. A point is robust only if E is right on it clean and on every candidate of ev
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import shutil
 import time
@@ -43,7 +45,8 @@ DEFAULT_SWEEP = (0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255, 64 /
 @dataclass(frozen=True)
 class Attack:
     name: str
-    on: str                      # "S" (white-box on the twin), "R" (transfer), "E" (black-box on the engine)
+    on: str                      # "S" (white-box on the twin), "R" (transfer), "E" (black-box on the engine),
+                                 # "S:members i+j" (the twin of a majority of an ensemble's members)
     params: dict[str, Any]
 
 
@@ -94,6 +97,41 @@ def build_twin(bundle: Bundle, bpda: bool = True, attack_output: str | None = No
         raise UserError(f"--attack-output {name}: the graph's outputs are {', '.join(outputs)}")
     twin = OnnxGraphModule(model, float_dtype=torch.float32, straight_through=bpda, all_outputs=True).eval()
     return PickOutput(twin, outputs.index(name))
+
+
+class MajorityOfMembers(torch.nn.Module):
+    """Log of the averaged probabilities of some of an ensemble's members (from the twin's (N, members,
+    classes) member output): a majority vote flips once any majority is fooled, so each majority is
+    attacked on its own, with the others ignored."""
+
+    def __init__(self, members: torch.nn.Module, subset: tuple[int, ...]) -> None:
+        super().__init__()
+        self.members, self.subset = members, list(subset)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.logsumexp(self.members(x)[:, self.subset], dim=1) - math.log(len(self.subset))
+
+
+# White-box attacks repeated on each majority of an ensemble's members (those the suite has).
+_MAJORITY_ATTACKS = ("apgd-ce", "apgd-dlr", "pgd-ce", "pgd-margin")
+
+
+def majority_attacks(bundle: Bundle, bpda: bool, suite: str) -> tuple[list[Attack], dict[str, torch.nn.Module]]:
+    """For a voting ensemble (the manifest names its member output and majority): the suite's APGD
+    attacks (PGD in `quick`) on every majority of members, and the twins they run on, by key."""
+    defense = bundle.manifest.get("defense") or {}
+    if not defense.get("member_output") or not defense.get("majority"):
+        return [], {}
+    members = build_twin(bundle, bpda, defense["member_output"])
+    base = [a for a in SUITES[suite] if a.on == "S" and a.name in _MAJORITY_ATTACKS]
+    if any(a.name.startswith("apgd") for a in base):
+        base = [a for a in base if a.name.startswith("apgd")]
+    plan, models = [], {}
+    for subset in itertools.combinations(range(len(defense["members"])), defense["majority"]):
+        key = "S:members " + "+".join(map(str, subset))
+        models[key] = MajorityOfMembers(members, subset)
+        plan += [Attack(f"{a.name} on members {'+'.join(map(str, subset))}", key, a.params) for a in base]
+    return plan, models
 
 
 def _run_white_box(attack: Attack, model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int,
@@ -159,6 +197,12 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     if reference is not None:
         reference, _ = prepare_for_attack(reference, example, layout)
     plan = list(SUITES[suite]) if reference is not None else [a for a in SUITES[suite] if a.on != "R"]
+    majorities: dict[str, Any] = {}
+    if attack_output is None:  # an ensemble's vote: also attack each majority of its members
+        extra, majorities = majority_attacks(bundle, bpda, suite)
+        majorities = {k: prepare_for_attack(m, example, used_layout)[0] for k, m in majorities.items()}
+        square = next((i for i, a in enumerate(plan) if a.on == "E"), len(plan))
+        plan[square:square] = extra  # before Square, which only runs on the points left robust
     stochastic = _is_stochastic(engine, data)
     randomness = STOCHASTIC[suite] if stochastic else Randomness()
     if eot is not None:
@@ -173,7 +217,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     for index, (x_np, y_np) in enumerate(progress(batches, total=len(batches), desc="verify")):
         done = checkpoint.load(index)
         if done is None:
-            done = _verify_batch(plan, engine, S, reference, x_np, y_np, threat, randomness, seed, index)
+            done = _verify_batch(plan, engine, S, reference, x_np, y_np, threat, randomness, seed, index, majorities)
             checkpoint.save(index, done)
         results.append(done)
     seconds = time.perf_counter() - started
@@ -195,7 +239,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
 
 
 def _verify_batch(plan, engine, S, reference, x_np, y_np, threat, randomness: Randomness, seed: int,
-                  index: int) -> dict[str, np.ndarray]:
+                  index: int, majorities: dict | None = None) -> dict[str, np.ndarray]:
     """Every attack of the plan on one batch; returns what E got right, per pass and attack."""
     torch.manual_seed(seed + index)  # S's own random draws (stochastic twins), reproducibly per batch
     x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
@@ -215,11 +259,11 @@ def _verify_batch(plan, engine, S, reference, x_np, y_np, threat, randomness: Ra
     for a_index, attack in enumerate(plan):
         adv = x_np.copy()
         seed_here = seed + 1000 * index + a_index
-        if attack.on in ("S", "R") and alive.any():
+        if attack.on != "E" and alive.any():
             idx = np.flatnonzero(alive)
-            model = S if attack.on == "S" else reference
+            model = {"S": S, "R": reference}.get(attack.on) or majorities[attack.on]
             found = _run_white_box(attack, model, x[idx], y[idx], threat, seed_here,
-                                   randomness.eot if attack.on == "S" else 1).numpy()
+                                   1 if attack.on == "R" else randomness.eot).numpy()
             if attack.on == "S":
                 with torch.no_grad():
                     s_agree.append(S(torch.from_numpy(found)).argmax(1).numpy() == engine.infer(found).argmax(1))

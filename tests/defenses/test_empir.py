@@ -71,13 +71,18 @@ def test_ensemble_exports_to_one_graph_matching_torch(cli, ensemble_file, tmp_pa
     bundle = open_bundle(tmp_path / "ens")
     graph = onnx.load(str(bundle.model_path))
     onnx.checker.check_model(graph, full_check=True)
-    assert [o.name for o in graph.graph.output] == ["logits", "ensemble_log_probs"]
+    assert [o.name for o in graph.graph.output] == ["logits", "ensemble_log_probs", "member_log_probs"]
     assert bundle.manifest["defense"]["members"] == ["w2a4", "w2a4", "fp32"]
+    assert bundle.manifest["defense"]["majority"] == 2
     loaded = load_model(ensemble_file)
     x, y = next(load_dataset("digits:test").batches(200))
     with torch.no_grad():
-        votes, log_probs = loaded.module(torch.from_numpy(x))
-    engine_votes, engine_log_probs = create_runner("ort-cpu", bundle).infer_outputs(x)
+        votes, log_probs, member_log_probs = loaded.module(torch.from_numpy(x))
+    engine_votes, engine_log_probs, engine_members = create_runner("ort-cpu", bundle).infer_outputs(x)
+    assert engine_members.shape == (200, 3, 10)
+    # the averaged probabilities are the members' probabilities averaged
+    np.testing.assert_allclose(np.exp(engine_log_probs), np.exp(engine_members).mean(1), atol=1e-5)
+    assert (np.abs(np.exp(engine_members) - member_log_probs.exp().numpy()) < 1e-4).mean() >= 0.99
     # Low-bit activations round; a float-rounding difference in a conv can move one value across a
     # rounding boundary, so parity is per element, not exact everywhere.
     assert (engine_votes.argmax(1) == votes.numpy().argmax(1)).mean() >= 0.995
@@ -105,8 +110,8 @@ def test_int8_export_runs_members_on_integer_kernels_and_computes_the_same_ensem
     # each low-precision member's first conv fuses; its last conv feeds full-precision FC layers, so it stays float
     assert ops.count("QLinearConv") == 2
     x = load_dataset("digits:test").as_float()
-    float_votes, float_log_probs = create_runner("ort-cpu", open_bundle(tmp_path / "fp32")).infer_outputs(x)
-    votes, log_probs = create_runner("ort-cpu", bundle).infer_outputs(x)
+    float_votes, float_log_probs, _ = create_runner("ort-cpu", open_bundle(tmp_path / "fp32")).infer_outputs(x)
+    votes, log_probs, _ = create_runner("ort-cpu", bundle).infer_outputs(x)
     assert np.array_equal(votes.argmax(1), float_votes.argmax(1))
     assert np.abs(log_probs - float_log_probs).max() < 1e-4
     with torch.no_grad():
@@ -128,8 +133,15 @@ def test_verify_uses_the_consistent_loss_and_shows_the_vote_masks_gradients(cli,
     assert consistent["zero_gradient_points_on_S"] == 0
     assert (consistent["robust_accuracy_gradient_attacks_only"]
             < naive["robust_accuracy_gradient_attacks_only"] - 0.1)
+    # every majority (any two of the three members) is attacked on its own; the naive run attacks only the vote
+    by_name = {a["attack"]: a for a in consistent["attacks"]}
+    pairs = [f"pgd-{loss} on members {pair}" for pair in ("0+1", "0+2", "1+2") for loss in ("ce", "margin")]
+    assert all(by_name[name]["on"].startswith("S:members") for name in pairs)
+    assert not any("on members" in a["attack"] for a in naive["attacks"])
+    # robust = every attack survived: never above what any one attack leaves
+    assert consistent["robust_accuracy"] <= min(a["robust_accuracy"] for a in consistent["attacks"])
     code, _, err = cli(*args, "--attack-output", "nope")
-    assert code == 2 and "graph's outputs are logits, ensemble_log_probs" in err
+    assert code == 2 and "graph's outputs are logits, ensemble_log_probs, member_log_probs" in err
 
 
 def test_ensemble_bad_input(cli, tmp_path):
