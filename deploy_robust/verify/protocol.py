@@ -217,7 +217,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     for index, (x_np, y_np) in enumerate(progress(batches, total=len(batches), desc="verify")):
         done = checkpoint.load(index)
         if done is None:
-            done = _verify_batch(plan, engine, S, reference, x_np, y_np, threat, randomness, seed, index, majorities)
+            done = _verify_batch(plan, engine, S, reference, majorities, x_np, y_np, threat, randomness, seed, index)
             checkpoint.save(index, done)
         results.append(done)
     seconds = time.perf_counter() - started
@@ -238,8 +238,8 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     return doc
 
 
-def _verify_batch(plan, engine, S, reference, x_np, y_np, threat, randomness: Randomness, seed: int,
-                  index: int, majorities: dict | None = None) -> dict[str, np.ndarray]:
+def _verify_batch(plan, engine, S, reference, majorities: dict, x_np, y_np, threat, randomness: Randomness, seed: int,
+                  index: int) -> dict[str, np.ndarray]:
     """Every attack of the plan on one batch; returns what E got right, per pass and attack."""
     torch.manual_seed(seed + index)  # S's own random draws (stochastic twins), reproducibly per batch
     x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
@@ -261,7 +261,7 @@ def _verify_batch(plan, engine, S, reference, x_np, y_np, threat, randomness: Ra
         seed_here = seed + 1000 * index + a_index
         if attack.on != "E" and alive.any():
             idx = np.flatnonzero(alive)
-            model = {"S": S, "R": reference}.get(attack.on) or majorities[attack.on]
+            model = {"S": S, "R": reference}.get(attack.on) or majorities[attack.on]  # "S:members i+j"
             found = _run_white_box(attack, model, x[idx], y[idx], threat, seed_here,
                                    1 if attack.on == "R" else randomness.eot).numpy()
             if attack.on == "S":
