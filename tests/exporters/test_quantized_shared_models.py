@@ -109,6 +109,7 @@ def test_gptq_rounding_beats_round_to_nearest_on_resnet2b_int4(bundles, tmp_path
     assert agreement["gptq"] >= agreement["nearest"] + 0.03
 
 
+@pytest.mark.slow  # about a minute here; benchmarks/quantized_accuracy.py measures the same figure
 @pytest.mark.shared_data
 def test_min_agreement_brings_cifar_cnn_a_to_99_percent_on_the_test_set(bundles, tmp_path):
     """CIFAR CNN-A misses 99% agreement at INT8 (its logit margins): --min-agreement 0.99, measured on held-out
