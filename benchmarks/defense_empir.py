@@ -93,7 +93,7 @@ def main() -> None:
         rows.append(row)
     # a subset of the datasets is a separate result, so a partial rerun never mixes into the full one
     name = "defense_empir" if len(rows) == len(CASES) else "defense_empir_" + "_".join(chosen)
-    print(save_result(name, rows))
+    print(save_result(name, rows, script="defense_empir"))
 
 
 if __name__ == "__main__":
