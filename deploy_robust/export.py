@@ -121,15 +121,15 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
         def quantize(layer_plan):
             return quantize_model(float_model, layer_plan, ranges, profile, input_grams=grams, rounding_cache=cache)
 
-        quantized = quantize(plan)
-        if min_agreement is not None:
+        if min_agreement is None:
+            quantized = quantize(plan)
+        else:
             if calib is None:
                 raise UserError("--min-agreement measures agreement on the calibration images: pass --calib DATA")
             check, held_out = _agreement_images(calib, calib_n)
-            plan, _, fallback = fall_back_until(float_model, plan, lambda p: quantize(p).model, check.as_float(),
-                                                min_agreement, profile.signed_activations, loaded.fixed_batch)
+            plan, quantized, fallback = fall_back_until(float_model, plan, quantize, check.as_float(), min_agreement,
+                                                        profile.signed_activations, loaded.fixed_batch)
             fallback["held_out"] = held_out
-            quantized = quantize(plan)
         model = quantized.model
         _check_graph(model, target)
         layers = _layer_records(plan, loaded, {node: "gptq" for node in grams})
@@ -168,15 +168,10 @@ def _layer_records(plan, loaded: LoadedModel, rounding: dict[str, str] | None = 
     records = []
     for p in plan:
         record = p.to_json() | {"source_dtype": sources.get(p.name, "float32")}
-        if rounding is not None and _rounds_weights(p):
+        if rounding is not None and p.integer_weights:
             record["weight_rounding"] = rounding.get(p.node, "nearest")
         records.append(record)
     return records
-
-
-def _rounds_weights(layer) -> bool:
-    """Layers whose weights go on a per-channel integer grid (not INT4 weight-only blocks)."""
-    return layer.precision == "int8" or (layer.precision == "int4" and layer.op == "Conv")
 
 
 def _input_grams(model: onnx.ModelProto, plan, calib: Dataset | None, calib_n: int,
@@ -187,7 +182,7 @@ def _input_grams(model: onnx.ModelProto, plan, calib: Dataset | None, calib_n: i
     if calib is None:
         return {}, "nearest (gptq needs --calib images; a calibration cache holds only ranges)"
     by_name = {node.name: node for node in model.graph.node}
-    nodes = [by_name[p.node] for p in plan if _rounds_weights(p)]
+    nodes = [by_name[p.node] for p in plan if p.integer_weights]
     return input_grams(model, nodes, calib.take(calib_n)), "gptq"
 
 

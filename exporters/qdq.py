@@ -80,7 +80,7 @@ def quantize_model(model: onnx.ModelProto, plan: list[LayerPlan], ranges: Ranges
             _to_fp16(editor, node)
         elif layer.precision in ("int8", "int4"):
             x_params = params.get(node.input[0])
-            if layer.precision == "int4" and layer.op in ("Gemm", "MatMul"):
+            if layer.weight_only_int4:
                 _int4_weight_only(editor, node)
                 result.stores_int4 = True
             else:
@@ -108,7 +108,7 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def _activation_tensors(editor: GraphEditor, plan: list[LayerPlan], profile: TargetProfile) -> set[str]:
     quantized_layers = {p.node for p in plan if p.precision in ("int8", "int4")
-                        and (profile.quantize_weight_only_inputs or not (p.precision == "int4" and p.op in ("Gemm", "MatMul")))}
+                        and (profile.quantize_weight_only_inputs or not p.weight_only_int4)}
     if not quantized_layers:
         return set()
     chosen: set[str] = set()

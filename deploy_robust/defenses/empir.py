@@ -5,7 +5,8 @@ bits). Quantization is DoReFa-style: weights tanh-normalized to [0, 1], rounded 
 mapped back to [-1, 1]; activations clipped to [0, 1] and rounded to k bits at the input of
 every low-precision conv (the image too); straight-through gradients; FC layers stay full
 precision; conv biases sit on the int32 grid INT8 kernels add them on. The ensemble votes:
-the class a majority of members pick, else the full-precision member's choice (or, with `combine="average"`, the average of the members' probabilities).
+the class a majority of members pick, else the full-precision member's choice (or, with
+`combine="average"`, the average of the members' probabilities).
 
 Exported as one graph, members as branches. A vote has no useful gradient, so the graph
 also outputs `ensemble_log_probs` (log of the members' averaged probabilities), and the

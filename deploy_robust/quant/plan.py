@@ -37,6 +37,16 @@ class LayerPlan:
     requested: str
     reason: str
 
+    @property
+    def weight_only_int4(self) -> bool:
+        """INT4 blocks on a Gemm/MatMul weight, activations left float (not a per-channel integer grid)."""
+        return self.precision == "int4" and self.op in ("Gemm", "MatMul")
+
+    @property
+    def integer_weights(self) -> bool:
+        """Weights on a per-channel integer grid with quantized inputs (INT8, or INT4 convolutions)."""
+        return self.precision in ("int8", "int4") and not self.weight_only_int4
+
     def to_json(self) -> dict:
         return {"name": self.name, "node": self.node, "op": self.op, "precision": self.precision,
                 "requested": self.requested, "reason": self.reason}

@@ -116,13 +116,14 @@ class MajorityOfMembers(torch.nn.Module):
 _MAJORITY_ATTACKS = ("apgd-ce", "apgd-dlr", "pgd-ce", "pgd-margin")
 
 
-def majority_attacks(bundle: Bundle, bpda: bool, suite: str) -> tuple[list[Attack], dict[str, torch.nn.Module]]:
+def majority_attacks(bundle: Bundle, twin: PickOutput, suite: str) -> tuple[list[Attack], dict[str, torch.nn.Module]]:
     """For a voting ensemble (the manifest names its member output and majority): the suite's APGD
-    attacks (PGD in `quick`) on every majority of members, and the twins they run on, by key."""
+    attacks (PGD in `quick`) on every majority of members, and the models they run on (`twin`'s graph,
+    read at the member output), by key."""
     defense = bundle.manifest.get("defense") or {}
     if not defense.get("member_output") or not defense.get("majority"):
         return [], {}
-    members = build_twin(bundle, bpda, defense["member_output"])
+    members = PickOutput(twin.module, twin.module.output_names.index(defense["member_output"]))
     base = [a for a in SUITES[suite] if a.on == "S" and a.name in _MAJORITY_ATTACKS]
     if any(a.name.startswith("apgd") for a in base):
         base = [a for a in base if a.name.startswith("apgd")]
@@ -199,7 +200,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     plan = list(SUITES[suite]) if reference is not None else [a for a in SUITES[suite] if a.on != "R"]
     majorities: dict[str, Any] = {}
     if attack_output is None:  # an ensemble's vote: also attack each majority of its members
-        extra, majorities = majority_attacks(bundle, bpda, suite)
+        extra, majorities = majority_attacks(bundle, twin, suite)
         majorities = {k: prepare_for_attack(m, example, used_layout)[0] for k, m in majorities.items()}
         square = next((i for i, a in enumerate(plan) if a.on == "E"), len(plan))
         plan[square:square] = extra  # before Square, which only runs on the points left robust
