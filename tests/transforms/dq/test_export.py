@@ -32,6 +32,47 @@ def _optimized_ops(model_path, tmp_path) -> dict[str, int]:
     return ops
 
 
+# How far the engine may differ from the trained model, and why. The integer kernels compute each
+# conv's int32 accumulator exactly, but requantize it (scale multiply, round to the next activation
+# level) with their own float arithmetic: AVX2, AVX-512 VNNI and AMX paths of ONNX Runtime multiply
+# and round in different orders. A value within float rounding of a level boundary (x.5 steps) can
+# therefore land on either neighbouring level, and that one-step flip propagates to the logits (0.32
+# measured on a Xeon with AMX, 0 on AVX2-only EPYC). So: images none of whose activations lies within
+# TIE_STEPS of a boundary (about the float32 error of a conv accumulated in torch) must match to
+# 1e-3; the rest (near-ties) may differ, and must be rare.
+TIE_STEPS = 1e-5
+MAX_NEAR_TIE_FRACTION = 0.05
+
+
+def _near_tie_images(module, spec, x: torch.Tensor) -> np.ndarray:
+    """Per image: does any activation of the trained model sit within TIE_STEPS of a rounding boundary?"""
+    from deploy_robust.transforms.dq.quantizers import ActivationQuantizer
+
+    near = torch.zeros(len(x), dtype=torch.bool)
+
+    def hook(quantizer, inputs, _output):
+        nonlocal near
+        v = torch.clamp(inputs[0], 0.0, float(quantizer.bound)) / quantizer.scale()
+        distance = ((v - torch.floor(v)) - 0.5).abs().flatten(1).min(1).values
+        near |= distance < TIE_STEPS
+
+    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, ActivationQuantizer)]
+    try:
+        with torch.no_grad():
+            with_normalization(module, spec)(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return near.numpy()
+
+
+def _assert_engine_computes_the_trained_model(engine, trained, near_tie) -> None:
+    assert near_tie.mean() <= MAX_NEAR_TIE_FRACTION, f"{near_tie.sum()} of {len(near_tie)} images sit on a tie"
+    error = np.abs(engine - trained).max(axis=1)
+    off = np.flatnonzero((error >= 1e-3) & ~near_tie)
+    assert off.size == 0, f"images {off[:5]} differ by {error[off[:5]]} with no activation near a tie"
+
+
 def _dq_bundle(loaded, train, request, tmp_path, name):
     module, config, _ = defensive_quantization(loaded, train, request)
     path = save_model_file(tmp_path / f"{name}.pt", module, loaded.source["arch"], loaded.spec, {}, dq=config.to_json())
@@ -55,8 +96,8 @@ def test_a_dq_bundle_runs_its_trained_grid_on_integer_kernels(digits_checkpoint,
         trained = with_normalization(module, loaded.spec)(x).numpy()
         twin_logits = build_twin(bundle.model_path)(x).numpy()
     assert (engine.argmax(1) == twin_logits.argmax(1)).mean() >= 0.995
-    # the engine computes what was trained: same grids, same int32 bias rounding
-    assert np.abs(engine - trained).max() < 1e-3
+    # the engine computes what was trained: same grids, same int32 bias rounding (ties aside, see above)
+    _assert_engine_computes_the_trained_model(engine, trained, _near_tie_images(module, loaded.spec, x))
     # adversarial examples crafted on the twin: the engine still computes what the twin computes
     twin = build_twin(bundle.model_path)
     x_adv = pgd(twin, x[:200], torch.from_numpy(test.labels[:200]).long(), ThreatModel("linf", 0.1), steps=10)
@@ -96,7 +137,7 @@ def test_an_int8_input_dq_model_exports_its_grid_to_signed_targets(digits_checkp
         trained = with_normalization(module, loaded.spec)(x).numpy()
         twin = build_twin(bundle.model_path)(x).numpy()
     assert (engine.argmax(1) == twin.argmax(1)).mean() >= 0.995
-    assert np.abs(engine - trained).max() < 1e-3
+    _assert_engine_computes_the_trained_model(engine, trained, _near_tie_images(module, loaded.spec, x))
 
 
 def test_post_training_w4a4_on_the_shared_mnist_model_matches_its_twin(tmp_path):
@@ -110,4 +151,5 @@ def test_post_training_w4a4_on_the_shared_mnist_model_matches_its_twin(tmp_path)
         twin = build_twin(bundle.model_path)(torch.from_numpy(x)).numpy()
         trained = with_normalization(module, loaded.spec)(torch.from_numpy(x)).numpy()
     assert (engine.argmax(1) == twin.argmax(1)).mean() >= 0.995
-    assert np.abs(engine - trained).max() < 1e-3
+    _assert_engine_computes_the_trained_model(engine, trained,
+                                              _near_tie_images(module, loaded.spec, torch.from_numpy(x)))
