@@ -54,6 +54,7 @@ class DemoResult:
 
 def run_demo(out: str | Path = "demo-out", *, model: str | None = None, arch: str | None = None,
              data: str | None = None, overrides: SpecOverrides | None = None, trust_pickle: bool = False,
+             trust_code: bool = False,
              calib: str | None = None, epochs: int = 40, seed: int = 0, bench_seconds: float = 1.0,
              verify_eps: float | None = 0.1, verify_n: int = 200, log=print) -> DemoResult:
     out = Path(out)
@@ -70,7 +71,7 @@ def run_demo(out: str | Path = "demo-out", *, model: str | None = None, arch: st
         raise UserError("--model needs --data (the test set to evaluate on)")
     calib_source = "digits:train" if data == "digits:test" else (calib or data)
 
-    loaded = load_model(model, arch, trust_pickle=trust_pickle, overrides=overrides)
+    loaded = load_model(model, arch, trust_pickle=trust_pickle, trust_code=trust_code, overrides=overrides)
     dataset = load_dataset(data, loaded.spec.shape)
     log(f"model {loaded.source['file']} ({loaded.source['arch'] or loaded.source['format']}); "
         f"data {dataset.name}: {len(dataset)} images")

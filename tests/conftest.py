@@ -22,6 +22,21 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_resume_key(tmp_path_factory):
+    """verify's resume HMAC key lives in a test directory, not the user's ~/.cache."""
+    import os
+
+    home = tmp_path_factory.mktemp("deploy-robust-home")
+    previous = os.environ.get("DEPLOY_ROBUST_HOME")
+    os.environ["DEPLOY_ROBUST_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("DEPLOY_ROBUST_HOME", None)
+    else:
+        os.environ["DEPLOY_ROBUST_HOME"] = previous
+
+
 @pytest.fixture
 def shared():
     return shared_path

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
+
+from deploy_robust.bundle.store import write_file_atomic
 
 
 def _pyplot():
@@ -26,11 +29,13 @@ def _axes():
 
 
 def _save(plt, fig, ax, out: Path) -> Path:
+    """Render to memory, then write atomically (a planted symlink at `out` is replaced, not followed)."""
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    image = io.BytesIO()
+    fig.savefig(image, dpi=120, format="png")
     plt.close(fig)
-    return out
+    return write_file_atomic(Path(out), image.getvalue())
 
 
 def latency_plot(documents: list[dict[str, Any]], out: Path) -> Path:

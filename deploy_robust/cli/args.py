@@ -51,7 +51,11 @@ def add_model_args(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     """How to read a model file: its architecture, trust, and the input spec if it does not carry one."""
     group = parser.add_argument_group("model loading")
     group.add_argument("--arch", help="architecture for a state_dict checkpoint: a built-in name "
-                       "(see `deploy-robust info --zoo`) or path/to/file.py:factory")
+                       "(see `deploy-robust info --zoo`) or path/to/file.py:factory (imports and RUNS that file: "
+                       "your own code only)")
+    group.add_argument("--trust-code", action="store_true",
+                       help="allow importing the architecture code a model file records (file.py:factory runs "
+                       "that file: trusted files only); by default only a file you name with --arch is imported")
     group.add_argument("--trust-pickle", action="store_true",
                        help="allow unpickling a whole pickled nn.Module (runs code from the file: trusted files only)")
     group.add_argument("--input-shape", type=shape, metavar="C,H,W", help="input shape, for models that do not record it")

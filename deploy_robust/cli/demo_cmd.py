@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     result = run_demo(args.out, model=args.model, arch=args.arch, data=args.data, overrides=cli_args.overrides(args),
-                      trust_pickle=args.trust_pickle, calib=args.calib, epochs=args.epochs, seed=args.seed,
+                      trust_pickle=args.trust_pickle, trust_code=args.trust_code, calib=args.calib, epochs=args.epochs, seed=args.seed,
                       verify_eps=parse_eps(args.eps) or None, log=log)
     if args.json:
         emit_json(result.to_json())

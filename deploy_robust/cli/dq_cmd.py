@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.adv_train:
         args.adv = "pgd"
     perturb = perturb_from_args(args)
-    loaded = load_model(args.model, args.arch, trust_pickle=args.trust_pickle, overrides=cli_args.overrides(args))
+    loaded = load_model(args.model, args.arch, trust_pickle=args.trust_pickle, trust_code=args.trust_code, overrides=cli_args.overrides(args))
     arch = loaded.source.get("arch")
     if arch is None or loaded.source["format"] not in ("state_dict", "trained_model"):
         raise UserError(f"{loaded.source['file']}: dq writes a weights-only model file and needs a state_dict model "

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         runner = create_runner(backend, bundle, threads=args.threads)
         subject = {"bundle": str(bundle.path), "precision": bundle.precision}
     else:
-        loaded = load_model(args.target, args.arch, trust_pickle=args.trust_pickle, overrides=overrides)
+        loaded = load_model(args.target, args.arch, trust_pickle=args.trust_pickle, trust_code=args.trust_code, overrides=overrides)
         spec, backend = loaded.spec, args.backend or "torch"
         if backend.startswith("ort"):
             raise UserError(f"backend {backend} runs bundles; export the model first (deploy-robust export)")
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(runner, dataset, args.batch_size)
     doc = subject | {"backend": backend, "dataset": dataset.name} | result.to_json()
     if args.reference:
-        reference = load_model(args.reference, args.arch, trust_pickle=args.trust_pickle, overrides=overrides)
+        reference = load_model(args.reference, args.arch, trust_pickle=args.trust_pickle, trust_code=args.trust_code, overrides=overrides)
         ref_result = evaluate(create_runner("torch", module=reference.reference()), dataset, args.batch_size)
         doc["reference"] = {"model": reference.source["file"], "accuracy": ref_result.accuracy,
                             "agreement": compare_logits(result.logits, ref_result.logits).to_json()}

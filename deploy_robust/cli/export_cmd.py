@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    loaded = load_model(args.model, args.arch, trust_pickle=args.trust_pickle, overrides=cli_args.overrides(args))
+    loaded = load_model(args.model, args.arch, trust_pickle=args.trust_pickle, trust_code=args.trust_code, overrides=cli_args.overrides(args))
     if args.static_batch:
         loaded.fixed_batch = args.static_batch
     loaded = rewrite_for_export(loaded, args)

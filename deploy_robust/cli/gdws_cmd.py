@@ -11,7 +11,8 @@ from deploy_robust.data import load_dataset
 from deploy_robust.errors import UserError
 from deploy_robust.evaluate import evaluate
 from deploy_robust.ingest import LoadedModel, load_model
-from deploy_robust.ingest.model_file import is_arch_file, portable_arch
+from deploy_robust.ingest.arch import is_code
+from deploy_robust.ingest.model_file import portable_arch
 from deploy_robust.runtimes.torch_runner import TorchRunner
 from deploy_robust.transforms.gdws.alphas import AlphaSettings
 from deploy_robust.transforms.gdws.checkpoint import save_gdws_checkpoint
@@ -85,7 +86,7 @@ def request_from_args(args: argparse.Namespace, shape: tuple[int, int, int], pre
 
 
 def run(args: argparse.Namespace) -> int:
-    loaded = load_model(args.model, args.arch, trust_pickle=args.trust_pickle, overrides=cli_args.overrides(args))
+    loaded = load_model(args.model, args.arch, trust_pickle=args.trust_pickle, trust_code=args.trust_code, overrides=cli_args.overrides(args))
     request = request_from_args(args, loaded.spec.shape)
     log = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     rewritten, plan = rewrite_model(loaded, request, log)
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
 def _arch_to_record(arch: str | None, loaded: LoadedModel) -> str | None:
     """The architecture a GDWS checkpoint is rebuilt from: a user file by its absolute path (so the
     checkpoint loads from any directory), a built-in one by name."""
-    return portable_arch(arch) if arch and is_arch_file(arch) else loaded.source["arch"]
+    return portable_arch(arch) if arch and is_code(arch) else loaded.source["arch"]
 
 
 def describe_plan(plan: GDWSPlan) -> str:

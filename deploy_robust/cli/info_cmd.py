@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         bundle = open_bundle(path)
         doc = {"bundle": str(path), "manifest": bundle.manifest, "graph": onnx_summary(bundle.model_path)}
     else:
-        loaded = load_model(path, args.arch, trust_pickle=args.trust_pickle, overrides=cli_args.overrides(args))
+        loaded = load_model(path, args.arch, trust_pickle=args.trust_pickle, trust_code=args.trust_code, overrides=cli_args.overrides(args))
         params = sum(p.numel() for p in loaded.module.parameters())
         doc = {"model": str(path), "source": loaded.source, "input": loaded.spec.to_json(),
                "parameters": params, "layers": loaded.layers, "batch": loaded.fixed_batch or "dynamic",

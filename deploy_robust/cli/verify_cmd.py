@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data, bundle.spec.shape)
     reference = None
     if args.reference:
-        reference = load_model(args.reference, args.arch, trust_pickle=args.trust_pickle,
+        reference = load_model(args.reference, args.arch, trust_pickle=args.trust_pickle, trust_code=args.trust_code,
                                overrides=cli_args.overrides(args)).reference()
     doc = run_verify(bundle, dataset, threat, n=args.n, suite=args.suite, reference=reference, backend=args.backend,
                      batch_size=args.batch_size, seed=args.seed, sweep=None if args.no_sweep else DEFAULT_SWEEP,

@@ -1,4 +1,11 @@
-"""Resolve `--arch`: a built-in zoo name, or `path/to/file.py:factory` from the user's own code."""
+"""Resolve `--arch`: a built-in zoo name, or `path/to/file.py:factory` from the user's own code.
+
+Importing `file.py` runs it. A name typed on the command line is the user's own choice; an
+architecture *recorded in a model file* (train/dq/gdws metadata) is not: a downloaded folder
+with `model.pt` and `helper.py` must not run `helper.py` on `info`. `CodeTrust` says when a
+recorded code file may be imported: when the same file is named with `--arch`, or with
+`--trust-code`.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +30,37 @@ class Architecture:
     spec: InputSpec | None  # None for user code: the shape comes from flags
 
 
+@dataclass(frozen=True)
+class CodeTrust:
+    """What the user allowed: the `--arch` they typed (if any) and `--trust-code`."""
+
+    arch: str | None = None
+    trust_code: bool = False
+
+    def resolve_recorded(self, recorded: str, source: str) -> Architecture:
+        """The architecture a model file records; a code file only with the user's explicit opt-in."""
+        if not isinstance(recorded, str) or not recorded:
+            raise UserError(f"{source}: the recorded architecture is not a name")
+        if is_code(recorded) and not (self.trust_code or self._names_same_file(recorded)):
+            raise UserError(f"{source} names architecture code {recorded}; importing it runs that file, so it "
+                            f"was not imported: pass --arch {recorded} (or --trust-code) if you trust it")
+        return resolve(recorded)
+
+    def _names_same_file(self, recorded: str) -> bool:
+        if self.arch is None or not is_code(self.arch):
+            return False
+        (mine, my_factory), (theirs, factory) = self.arch.rsplit(":", 1), recorded.rsplit(":", 1)
+        return my_factory == factory and Path(mine).resolve() == Path(theirs).resolve()
+
+
+def is_code(arch: str) -> bool:
+    """`path/to/file.py:factory` (user code, imported and run) rather than a built-in name."""
+    return ":" in arch and arch.split(":", 1)[0].endswith(".py")
+
+
 def resolve(arch: str) -> Architecture:
-    if ":" in arch and arch.split(":", 1)[0].endswith(".py"):
+    """An architecture the user named (on the command line): a zoo name, or a code file it imports."""
+    if is_code(arch):
         return _from_file(arch)
     entry = zoo.get(arch)
     return Architecture(entry.name, entry.build, entry.spec)

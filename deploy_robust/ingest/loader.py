@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from deploy_robust.hashing import sha256_file
 from deploy_robust.ingest import arch as arch_resolver
 from deploy_robust.ingest.checkpoint import (extract_state_dict, group_by_layer, layer_dtypes, load_state_dict,
                                               read_checkpoint)
+from deploy_robust.ingest.exported_program import load_exported_program
 from deploy_robust.ingest.formats import ModelFormat, sniff
 from deploy_robust.ingest.model_file import MODEL_KEY, build_from_model_file
 from deploy_robust.ingest.onnx_graph import OnnxGraphModule
@@ -66,9 +66,12 @@ class PickOutput(nn.Module):
 
 
 def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool = False,
-               overrides: SpecOverrides | None = None) -> LoadedModel:
+               trust_code: bool = False, overrides: SpecOverrides | None = None) -> LoadedModel:
     """Load a TorchScript archive, a torch.export .pt2, a state_dict checkpoint (+ `arch`),
-    a pickled module (only with `trust_pickle`), or an ONNX model."""
+    a pickled module (only with `trust_pickle`), or an ONNX model.
+
+    A model file that records a code architecture (`file.py:factory`) imports that file only
+    when `arch` names the same file or `trust_code` is set (see `ingest.arch.CodeTrust`)."""
     path = Path(path)
     overrides = overrides or SpecOverrides()
     fmt = sniff(path)
@@ -80,6 +83,7 @@ def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool 
     defense = transforms = None
     if fmt in (ModelFormat.TORCH_SAVE, ModelFormat.LEGACY_TORCH_SAVE):
         obj = read_checkpoint(path, trust_pickle)
+        trust = arch_resolver.CodeTrust(arch, trust_code)
         if isinstance(obj, nn.Module):
             module, dtypes = obj, layer_dtypes(dict(obj.state_dict()))
             fmt_name = "pickled_module"
@@ -87,12 +91,12 @@ def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool 
             module, base_spec, defense = _load_ensemble(obj, path)
             dtypes, fmt_name, arch_name = layer_dtypes(dict(module.state_dict())), "empir_ensemble", "empir"
         elif isinstance(obj, dict) and GDWS_KEY in obj:  # written by `deploy-robust gdws`
-            module, base_spec, arch_name = build_from_checkpoint(obj[GDWS_KEY])
+            module, base_spec, arch_name = _from_metadata(build_from_checkpoint, obj[GDWS_KEY], trust, path.name)
             dtypes = load_state_dict(module, extract_state_dict(obj, path.name), f"{arch_name} (GDWS)")
             fmt_name, transforms = "gdws_checkpoint", {"gdws": obj[GDWS_KEY]["plan"]}
         elif isinstance(obj, dict) and MODEL_KEY in obj:  # written by `deploy-robust train` / `dq`
             config = obj[MODEL_KEY]
-            module, base_spec, arch_name = build_from_model_file(config)
+            module, base_spec, arch_name = _from_metadata(build_from_model_file, config, trust, path.name)
             dtypes = load_state_dict(module, extract_state_dict(obj, path.name), arch_name)
             fmt_name = "dq_model" if config.get("dq") else "trained_model"
             if config.get("dq"):
@@ -111,7 +115,7 @@ def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool 
             raise UserError(f"{path.name}: not a loadable TorchScript archive: {str(e).splitlines()[0]}") from None
         dtypes, fmt_name = layer_dtypes(dict(module.state_dict())), fmt.value
     elif fmt is ModelFormat.EXPORTED_PROGRAM:
-        module, base_spec_shape, fixed_batch = _load_exported_program(path)
+        module, base_spec_shape, fixed_batch = _load_exported_program(path, trust_pickle)
         dtypes, fmt_name = layer_dtypes(dict(module.state_dict())), fmt.value
         if base_spec_shape and overrides.shape is None:
             overrides = SpecOverrides(base_spec_shape, overrides.mean, overrides.std, overrides.num_classes)
@@ -140,6 +144,16 @@ def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool 
     return LoadedModel(module, spec, source, fixed_batch, layers, defense, transforms)
 
 
+def _from_metadata(build, config: Any, trust: arch_resolver.CodeTrust, name: str):
+    """Rebuild a self-describing model file's architecture; malformed metadata is a UserError."""
+    if not isinstance(config, dict):
+        raise UserError(f"{name}: its deploy-robust metadata is not a mapping")
+    try:
+        return build(config, trust, name)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise UserError(f"{name}: malformed deploy-robust metadata ({type(e).__name__}: {e})") from None
+
+
 def _load_ensemble(obj: dict, path: Path):
     from deploy_robust.defenses.empir import build_ensemble, describe, frozen_for_export
 
@@ -160,13 +174,8 @@ def _architecture_for(path: Path, arch: str | None) -> arch_resolver.Architectur
                     f"({', '.join(zoo.names())}) or --arch path/to/file.py:factory")
 
 
-def _load_exported_program(path: Path) -> tuple[nn.Module, tuple[int, int, int] | None, int | None]:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            program = torch.export.load(str(path))
-    except Exception as e:
-        raise UserError(f"{path.name}: not a loadable torch.export program: {str(e).splitlines()[0]}") from None
+def _load_exported_program(path: Path, trust_pickle: bool) -> tuple[nn.Module, tuple[int, int, int] | None, int | None]:
+    program = load_exported_program(path, trust_pickle)
     user_inputs = list(program.graph_signature.user_inputs)
     if len(user_inputs) != 1:
         raise UserError(f"{path.name}: an image classifier takes one input; this program takes {len(user_inputs)}")

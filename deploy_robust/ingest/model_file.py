@@ -23,14 +23,9 @@ from deploy_robust.spec import InputSpec
 MODEL_KEY = "deploy_robust_model"
 
 
-def is_arch_file(arch: str) -> bool:
-    """`path/to/file.py:factory` rather than a built-in name."""
-    return ":" in arch and arch.split(":", 1)[0].endswith(".py")
-
-
 def portable_arch(arch: str) -> str:
     """A user architecture file recorded by absolute path, so the model loads from any directory."""
-    if is_arch_file(arch):
+    if arch_resolver.is_code(arch):
         file_part, factory = arch.rsplit(":", 1)
         return f"{Path(file_part).resolve()}:{factory}"
     return arch
@@ -48,9 +43,10 @@ def save_model_file(path: str | Path, module: nn.Module, arch: str, spec: InputS
     return write_file_atomic(path, buffer.getvalue())
 
 
-def build_from_model_file(config: dict[str, Any]) -> tuple[nn.Module, InputSpec, str]:
+def build_from_model_file(config: dict[str, Any], trust: arch_resolver.CodeTrust,
+                          source: str) -> tuple[nn.Module, InputSpec, str]:
     """(untrained module, with DQ quantizers when the file has them; input spec; arch name)."""
-    architecture = arch_resolver.resolve(config["arch"])
+    architecture = trust.resolve_recorded(config.get("arch"), source)
     spec = InputSpec.from_json(config["input"])
     module = architecture.build(spec.num_classes)
     if config.get("dq"):

@@ -9,10 +9,7 @@ E. A point is robust only if E is right on it clean and on every candidate of ev
 from __future__ import annotations
 
 import itertools
-import json
 import math
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +22,6 @@ from deploy_robust.bundle import Bundle
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
 from deploy_robust.exporters.float_onnx import OUTPUT_NAME
-from deploy_robust.hashing import sha256_bytes
 from deploy_robust.ingest.loader import PickOutput
 from deploy_robust.ingest.onnx_graph import OnnxGraphModule
 from deploy_robust.progress import progress
@@ -34,6 +30,7 @@ from deploy_robust.runtimes import create_runner
 from deploy_robust.stats import wilson_interval
 from deploy_robust.verify import attacks
 from deploy_robust.verify.detection import detector_of, verify_detector
+from deploy_robust.verify.resume import BatchCheckpoint
 from deploy_robust.verify.speed import prepare_for_attack
 from deploy_robust.verify.threat import ThreatModel
 
@@ -216,10 +213,10 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     batches = list(data.batches(batch_size))
     results = []
     for index, (x_np, y_np) in enumerate(progress(batches, total=len(batches), desc="verify")):
-        done = checkpoint.load(index)
+        done = checkpoint.load(index, (x_np, y_np))
         if done is None:
             done = _verify_batch(plan, engine, S, reference, majorities, x_np, y_np, threat, randomness, seed, index)
-            checkpoint.save(index, done)
+            checkpoint.save(index, (x_np, y_np), done)
         results.append(done)
     seconds = time.perf_counter() - started
     merged = {k: np.concatenate([r[k] for r in results], axis=-1) for k in results[0] if k != "zero_grad"}
@@ -234,6 +231,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
                                           twin=twin.module)
     doc["attack_layout"] = used_layout
     doc["attacked_output"] = twin.module.output_names[twin.index]
+    doc["resume"] = checkpoint.summary()
     doc["flags"] = sanity_flags(doc)
     checkpoint.finish()
     return doc
@@ -280,35 +278,6 @@ def _verify_batch(plan, engine, S, reference, majorities: dict, x_np, y_np, thre
         survivors &= ok.all(0)
     out["s_agree_on_adversarial"] = np.concatenate(s_agree) if s_agree else np.zeros(0, dtype=bool)
     return out
-
-
-class BatchCheckpoint:
-    """Finished batches of a long verify run, kept in the bundle until the run completes.
-
-    Keyed by a hash of every setting that changes results, so a resumed run only reuses
-    batches computed exactly as it would compute them."""
-
-    def __init__(self, bundle_path, settings: dict[str, Any], enabled: bool) -> None:
-        key = sha256_bytes(json.dumps(settings, sort_keys=True).encode())[:16]
-        self.root = bundle_path / ".verify-progress"
-        self.dir = self.root / key
-        self.enabled = enabled
-
-    def load(self, index: int) -> dict[str, np.ndarray] | None:
-        path = self.dir / f"batch-{index:05d}.npz"
-        if not (self.enabled and path.exists()):
-            return None
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-
-    def save(self, index: int, result: dict[str, np.ndarray]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".batch-{index:05d}.tmp.npz"
-        np.savez(tmp, **result)
-        os.replace(tmp, self.dir / f"batch-{index:05d}.npz")
-
-    def finish(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def reference_robust_accuracy(reference: torch.nn.Module, dataset: Dataset, threat: ThreatModel, *, n: int,

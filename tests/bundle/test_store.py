@@ -4,6 +4,7 @@ import pytest
 
 from deploy_robust.bundle import SCHEMA, SCHEMA_VERSION, open_bundle, write_bundle
 from deploy_robust.errors import UserError
+from deploy_robust.hashing import sha256_bytes
 
 MANIFEST = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "model": {"file": "model.onnx", "batch": "dynamic"},
             "input": {"shape": [1, 8, 8], "num_classes": 10, "normalization": None}, "precision": {"mode": "fp32"},
@@ -13,7 +14,8 @@ MANIFEST = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "model": {"file"
 def test_write_then_open(tmp_path):
     bundle = write_bundle(tmp_path / "b", {"model.onnx": b"graph"}, MANIFEST)
     again = open_bundle(bundle.path)
-    assert again.manifest == MANIFEST and again.model_path.read_bytes() == b"graph"
+    assert again.manifest == MANIFEST | {"files": {"model.onnx": sha256_bytes(b"graph")}}
+    assert again.model_path.read_bytes() == b"graph"
     assert again.spec.shape == (1, 8, 8) and again.fixed_batch is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no temporary directory left behind
 

@@ -1,5 +1,7 @@
+import io
 import json
 
+import numpy as np
 import pytest
 
 from deploy_robust.verify import ThreatModel, run_verify
@@ -107,8 +109,38 @@ def test_an_interrupted_run_resumes_from_its_finished_batches(digits_bundles, di
     resumed = run_verify(bundle, digits_test, threat, **kwargs)
     assert calls == [0, 1, 1]  # batch 0 came from the checkpoint
     assert not (bundle.path / ".verify-progress").exists()
-    drop = ("seconds",)
+    assert resumed["resume"] == {"reused_batches": 1, "rejected_batch_files": 0}
+    drop = ("seconds", "resume")
     assert {k: v for k, v in resumed.items() if k not in drop} == {k: v for k, v in fresh.items() if k not in drop}
+
+
+def test_forged_resume_files_are_recomputed_not_trusted(digits_bundles, digits_test, monkeypatch, tmp_path):
+    from deploy_robust.verify import protocol
+
+    bundle, threat = digits_bundles["plain"], ThreatModel("linf", 0.1)
+    kwargs = dict(n=60, suite="quick", sweep=None, batch_size=30, layout="contiguous")
+    fresh = run_verify(bundle, digits_test, threat, resume=False, **kwargs)
+    real = protocol._verify_batch
+
+    def interrupted(*args):
+        if args[-1] == 1:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(protocol, "_verify_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_verify(bundle, digits_test, threat, **kwargs)
+    saved = next((bundle.path / ".verify-progress").glob("*/batch-00000.npz"))
+    raw = saved.read_bytes()
+    with np.load(io.BytesIO(raw[32:]), allow_pickle=False) as f:
+        forged = {k: np.ones_like(f[k]) if f[k].dtype == bool else f[k] for k in f.files}  # "every point robust"
+    buffer = io.BytesIO()
+    np.savez(buffer, **forged)
+    saved.write_bytes(raw[:32] + buffer.getvalue())  # the old tag over new results
+    monkeypatch.setattr(protocol, "_verify_batch", real)
+    resumed = run_verify(bundle, digits_test, threat, **kwargs)
+    assert resumed["resume"] == {"reused_batches": 0, "rejected_batch_files": 1}
+    assert resumed["robust_accuracy"] == fresh["robust_accuracy"]
 
 
 def test_html_report_is_self_contained(plain_doc, digits_bundles):

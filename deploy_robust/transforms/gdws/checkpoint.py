@@ -38,9 +38,10 @@ def save_gdws_checkpoint(path: str | Path, module: nn.Module, arch: str | None, 
     return write_file_atomic(path, buffer.getvalue())
 
 
-def build_from_checkpoint(config: dict[str, Any]) -> tuple[nn.Module, InputSpec, str]:
+def build_from_checkpoint(config: dict[str, Any], trust: arch_resolver.CodeTrust,
+                          source: str) -> tuple[nn.Module, InputSpec, str]:
     """(untrained module with the GDWS structure, input spec, arch name) from a checkpoint's config."""
-    architecture = arch_resolver.resolve(config["arch"])
+    architecture = trust.resolve_recorded(config.get("arch"), source)
     spec = InputSpec.from_json(config["input"])
     module = restructure(architecture.build(spec.num_classes), config["plan"])
     return module, spec, architecture.name
