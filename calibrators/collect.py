@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 import onnx
 
+from deploy_robust import limits
 from deploy_robust.calibrators.methods import METHODS, make
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
@@ -74,6 +75,27 @@ def calibration_document(ranges: dict[str, tuple[float, float]], *, method: str,
     return doc
 
 
+MAX_RANGE = 1e6  # |activation| bound a cache may claim; real ranges are orders of magnitude smaller
+
+
+def _checked_ranges(tensors: Any, path: Path) -> dict[str, tuple[float, float]]:
+    """Every range finite, ordered, of non-zero width and within MAX_RANGE: a cache that says otherwise
+    would give a bundle at chance accuracy, so it is refused, naming the tensor."""
+    if not isinstance(tensors, dict):
+        raise UserError(f"{path}: 'tensors' must map tensor names to {{low, high}}")
+    ranges = {}
+    for name, entry in tensors.items():
+        if not isinstance(entry, dict):
+            raise UserError(f"{path}: the range of {name} is not an object with low and high")
+        low = limits.finite_number(entry.get("low"), f"{path.name}: low of {name}", -MAX_RANGE, MAX_RANGE)
+        high = limits.finite_number(entry.get("high"), f"{path.name}: high of {name}", -MAX_RANGE, MAX_RANGE)
+        if not low < high:
+            raise UserError(f"{path.name}: the range of {name} is [{low:g}, {high:g}], which is empty or of zero "
+                            "width; recalibrate")
+        ranges[name] = (low, high)
+    return ranges
+
+
 def load_cache(path: str | Path, graph_sha256: str, tensors: list[str]) -> tuple[dict[str, tuple[float, float]], dict]:
     path = Path(path)
     if path.is_dir():
@@ -81,14 +103,14 @@ def load_cache(path: str | Path, graph_sha256: str, tensors: list[str]) -> tuple
     if not path.is_file():
         raise UserError(f"calibration cache not found: {path}")
     try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
-    if doc.get("schema") != SCHEMA:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise UserError(f"{path}: not valid JSON ({str(e).splitlines()[0]})") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise UserError(f"{path}: not a deploy-robust calibration file")
     if doc.get("float_graph_sha256") != graph_sha256:
         raise UserError(f"{path} was calibrated for a different model (float graph hash differs); recalibrate")
-    ranges = {k: (v["low"], v["high"]) for k, v in doc["tensors"].items()}
+    ranges = _checked_ranges(doc.get("tensors"), path)
     missing = [t for t in tensors if t not in ranges]
     if missing:
         raise UserError(f"{path} lacks ranges for {len(missing)} tensors this export needs (e.g. {missing[0]}); "

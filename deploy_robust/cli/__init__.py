@@ -29,10 +29,22 @@ TOOLS = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors are one line and exit 2, like every other bad input (`--help` shows the usage)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"deploy-robust: error: {self.prog.split(' ', 1)[-1]}: {message}\n")
+
+
+def one_line(text: str) -> str:
+    """A message on one line, whatever a library put in it (a YAML parser's caret diagram, ...)."""
+    return " ".join(text.split())
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     from deploy_robust.cli.args import add_common
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="deploy-robust",
         description="Deploy adversarially robust image classifiers, and verify they stay robust.")
     parser.add_argument("--version", action="version", version=f"deploy-robust {__version__}")
@@ -62,8 +74,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         kind = "gate failed" if isinstance(e, GateFailed) else "error"
-        print(f"deploy-robust: {kind}: {e}", file=sys.stderr)
+        print(f"deploy-robust: {kind}: {one_line(str(e))}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # the file system said no: a missing parent, a read-only or full disk
+        if args.debug:
+            raise
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"deploy-robust: error: {one_line(e.strerror or str(e) or type(e).__name__)}{where}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("deploy-robust: interrupted", file=sys.stderr)
         return 130

@@ -3,17 +3,62 @@
 from __future__ import annotations
 
 import argparse
+import math
 from fractions import Fraction
 
 from deploy_robust.ingest import SpecOverrides
+from deploy_robust.limits import MAX_SEED
 
 
 def number(text: str) -> float:
-    """A float, also written as a fraction: 0.5, 8/255, 125.3/255."""
+    """A finite float, also written as a fraction: 0.5, 8/255, 125.3/255."""
     try:
-        return float(Fraction(text)) if "/" in text else float(text)
-    except (ValueError, ZeroDivisionError):
+        value = float(Fraction(text)) if "/" in text else float(text)
+    except (ValueError, ZeroDivisionError, OverflowError):
         raise argparse.ArgumentTypeError(f"not a number: {text}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number: {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A gate threshold in [0, 1] (accuracy, agreement, a drop in accuracy)."""
+    value = number(text)
+    if not 0.0 <= value <= 1.0:
+        hint = f" (did you mean {value / 100:g}?)" if 1 < value <= 100 else ""
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1]; got {text}{hint}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    value = number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return value
+
+
+def percentile(text: str) -> float:
+    value = number(text)
+    if not 0.0 < value <= 100.0:
+        raise argparse.ArgumentTypeError(f"a percentile must lie in (0, 100]; got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text}")
+    return value
+
+
+def seed(text: str) -> int:
+    value = non_negative_int(text)
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed must lie in [0, {MAX_SEED}]; got {text}")
+    return value
 
 
 def numbers(text: str) -> tuple[float, ...]:
@@ -43,7 +88,7 @@ def positive_int(text: str) -> int:
 def add_common(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output and run control")
     group.add_argument("--json", action="store_true", help="print one JSON document instead of text; no progress bars")
-    group.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
+    group.add_argument("--seed", type=seed, default=0, help=f"seed for every random choice, 0..{MAX_SEED} (default 0)")
     group.add_argument("--debug", action="store_true", help="show tracebacks for errors")
 
 

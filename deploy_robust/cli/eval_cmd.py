@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=cli_args.positive_int, help="runtime threads (default: the runtime's)")
     parser.add_argument("--reference", metavar="MODEL", help="model file to compare against (top-1 agreement, logit diff); "
                         "the model-loading flags apply to it")
-    parser.add_argument("--min-accuracy", type=cli_args.number, metavar="X", help="gate: exit 1 if accuracy < X (0..1)")
-    parser.add_argument("--min-agreement", type=cli_args.number, metavar="X",
+    parser.add_argument("--min-accuracy", type=cli_args.fraction, metavar="X", help="gate: exit 1 if accuracy < X (0..1)")
+    parser.add_argument("--min-agreement", type=cli_args.fraction, metavar="X",
                         help="gate: exit 1 if top-1 agreement with --reference < X (0..1)")
     cli_args.add_model_args(parser)
 

@@ -35,11 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     calib.add_argument("--calib", metavar="DATA", help="calibration images (any --data format; labels are not used)")
     calib.add_argument("--calib-method", default="mse", choices=list(METHODS), help="activation range method (default mse)")
     calib.add_argument("--calib-n", type=cli_args.positive_int, default=512, help="calibration images to use (default 512)")
-    calib.add_argument("--percentile", type=cli_args.number, default=99.99, help="for --calib-method percentile (default 99.99)")
+    calib.add_argument("--percentile", type=cli_args.percentile, default=99.99, help="for --calib-method percentile (default 99.99)")
     calib.add_argument("--weight-rounding", default="gptq", choices=list(WEIGHT_ROUNDINGS),
                        help="gptq: round each layer's weights to keep its output on the calibration images (error "
                        "feedback, GPTQ); nearest: round each weight on its own (default gptq)")
-    calib.add_argument("--min-agreement", type=cli_args.number, metavar="X",
+    calib.add_argument("--min-agreement", type=cli_args.fraction, metavar="X",
                        help="keep the layers whose quantization moves predictions most in FP32, one at a time, until "
                        "top-1 agreement with the float graph is at least X (e.g. 0.99), measured on up to 1,000 --calib images "
                        "after the --calib-n used for calibration (else on those)")
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          "activation module) or comma-separated module names; ONNX Runtime draws a fresh mask per run")
     defense.add_argument("--sap-fraction", type=cli_args.number, default=1.0,
                          help="draws per layer as a fraction of its units (default 1.0)")
-    defense.add_argument("--sap-seed", type=int, metavar="N", help="seeded, repeatable SAP (for tests; not a defense)")
+    defense.add_argument("--sap-seed", type=cli_args.seed, metavar="N", help="seeded, repeatable SAP (for tests; not a defense)")
     defense.add_argument("--squeeze", metavar="SQUEEZERS",
                          help="feature squeezing, e.g. bits:5,median:2 (bit depth; k x k median) folded into the graph")
     defense.add_argument("--squeeze-mode", default="squeeze", choices=["squeeze", "detect"],

@@ -39,10 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-resume", action="store_true",
                         help="recompute every batch (by default an interrupted run resumes from its finished batches)")
     gates = parser.add_argument_group("gates (exit 1 when one fails)")
-    gates.add_argument("--min-clean-acc", type=cli_args.number, metavar="X")
-    gates.add_argument("--min-robust-acc", type=cli_args.number, metavar="X")
-    gates.add_argument("--max-robust-drop", type=cli_args.number, metavar="X", help="R's robust accuracy minus E's (needs --reference)")
-    gates.add_argument("--min-agreement", type=cli_args.number, metavar="X", help="top-1 agreement of E with R (needs --reference)")
+    gates.add_argument("--min-clean-acc", type=cli_args.fraction, metavar="X")
+    gates.add_argument("--min-robust-acc", type=cli_args.fraction, metavar="X")
+    gates.add_argument("--max-robust-drop", type=cli_args.fraction, metavar="X", help="R's robust accuracy minus E's (needs --reference)")
+    gates.add_argument("--min-agreement", type=cli_args.fraction, metavar="X", help="top-1 agreement of E with R (needs --reference)")
     cli_args.add_model_args(parser)
 
 

@@ -51,6 +51,13 @@ class Dataset:
     def num_classes(self) -> int:
         return int(self.labels.max()) + 1
 
+    def check_labels(self, num_classes: int, against: str) -> None:
+        """Every label must be a class of the model that will be scored on them."""
+        top = int(self.labels.max())
+        if top >= num_classes:
+            raise UserError(f"{self.name}: label {top} is out of range for {against}, which has {num_classes} "
+                            f"classes (labels 0..{num_classes - 1})")
+
     def take(self, n: int | None) -> "Dataset":
         """The first `n` images (all when n is None or larger than the set)."""
         if n is None or n >= len(self):

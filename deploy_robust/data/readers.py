@@ -3,24 +3,57 @@
 from __future__ import annotations
 
 import gzip
+import io
 import pickle
 import struct
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from deploy_robust import limits
 from deploy_robust.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff"}
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
 
 
 def _scale_for(x: np.ndarray) -> float:
     return 255.0 if x.dtype == np.uint8 else 1.0
 
 
+def _check_npz_members(path: Path) -> None:
+    """Every array's declared size against its stored bytes and the limits, before np.load allocates it."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            if dtype.hasobject:
+                raise UserError(f"{path.name}: array {info.filename[:-4]!r} holds Python objects (pickles); "
+                                "only numeric arrays are read")
+            nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            what = f"{path.name}: array {info.filename[:-4]!r} ({'x'.join(map(str, shape))} {dtype})"
+            if nbytes > info.file_size:
+                raise UserError(f"{what} declares {nbytes} bytes but stores {info.file_size}: truncated or corrupt")
+            limits.check_declared_size(nbytes, info.compress_size, what,
+                                       compressed=info.compress_type != zipfile.ZIP_STORED)
+
+
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
-    """`x` (uint8 0..255 or float in [0, 1]) and `y`; loaded without pickle."""
+    """`x` (uint8 0..255 or float in [0, 1]) and `y`; loaded without pickle, sizes checked first."""
     try:
+        _check_npz_members(path)
         with np.load(path, allow_pickle=False) as data:
             keys = set(data.files)
             if "x" not in keys:
@@ -30,10 +63,16 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
             x, y = data["x"], data["y"]
     except UserError:
         raise
-    except (ValueError, OSError, EOFError) as e:
-        raise UserError(f"{path.name}: not a readable .npz file ({e})") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, RuntimeError,
+            NotImplementedError, SyntaxError, TypeError, OverflowError) as e:
+        # BadZipFile: truncated (the commonest case); zlib/CRC: damaged; SyntaxError etc.: a garbled .npy header
+        raise UserError(f"{path.name}: not a readable .npz file ({type(e).__name__}: {_first_line(e)})") from None
     if x.dtype.kind not in "uif":
         raise UserError(f"{path.name}: 'x' must be numeric; got dtype {x.dtype}")
+    if x.size == 0 or x.ndim < 2:
+        raise UserError(f"{path.name}: the dataset is empty: 'x' holds no images (shape {x.shape})")
+    if y.dtype.kind not in "uifb" or y.ndim != 1:
+        raise UserError(f"{path.name}: 'y' must be a 1-D array of class indices; got {y.dtype} of shape {y.shape}")
     if x.dtype.kind in "ui" and x.dtype != np.uint8:
         x = x.astype(np.uint8) if x.min() >= 0 and x.max() <= 255 else x.astype(np.float32)
     if x.dtype.kind == "f" and x.dtype != np.float32:
@@ -60,36 +99,59 @@ def read_cifar_dir(path: Path, split: str) -> tuple[np.ndarray, np.ndarray, floa
         raise UserError(f"{path}: no CIFAR-10 {'test_batch' if split == 'test' else 'data_batch_*'} file")
     xs, ys = [], []
     for f in files:
+        # Unpickled from memory: a length field that claims more bytes than the file holds is then
+        # "truncated", never an allocation of what it claims.
+        raw = f.read_bytes()
         try:
-            with open(f, "rb") as fh:
-                batch = _NumpyOnlyUnpickler(fh, encoding="bytes").load()
-        except (pickle.UnpicklingError, EOFError, ValueError) as e:
-            raise UserError(f"{f}: not a CIFAR-10 python batch ({e})") from None
-        data = batch.get(b"data", batch.get("data"))
-        labels = batch.get(b"labels", batch.get("labels"))
-        if data is None or labels is None:
-            raise UserError(f"{f}: a CIFAR-10 batch needs 'data' and 'labels'")
-        xs.append(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32))
-        ys.append(np.asarray(labels))
+            batch = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
+            data = batch.get(b"data", batch.get("data"))
+            labels = batch.get(b"labels", batch.get("labels"))
+            if data is None or labels is None:
+                raise UserError(f"{f}: a CIFAR-10 batch needs 'data' and 'labels'")
+            images = np.asarray(data)
+            if images.dtype.kind not in "ui" or images.size == 0 or images.size % 3072:
+                raise UserError(f"{f}: 'data' must hold N x 3072 byte pixels; got {images.dtype} of shape {images.shape}")
+            xs.append(images.astype(np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(labels, dtype=np.int64).reshape(-1))
+        except UserError:
+            raise
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError,
+                OverflowError, UnicodeDecodeError, struct.error, RecursionError) as e:
+            raise UserError(f"{f}: not a CIFAR-10 python batch ({type(e).__name__}: {_first_line(e)})") from None
     return np.concatenate(xs), np.concatenate(ys), 255.0
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
+    stored = path.stat().st_size
     try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
-        raise UserError(f"{path.name}: cannot read idx file ({e})") from None
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                raw = _read_bounded(f, stored, path.name)
+        else:
+            raw = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as e:
+        raise UserError(f"{path.name}: cannot read idx file ({type(e).__name__}: {_first_line(e)})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise UserError(f"{path.name}: not an unsigned-byte idx file")
     ndim = raw[3]
+    if ndim == 0 or len(raw) < 4 + 4 * ndim:
+        raise UserError(f"{path.name}: truncated idx header ({len(raw)} bytes for {ndim} dimensions)")
     dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
-    expected = int(np.prod(dims))
+    expected = int(np.prod(dims, dtype=object))
     body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != expected:
         raise UserError(f"{path.name}: truncated idx file ({body.size} of {expected} values)")
     return body.reshape(dims)
+
+
+def _read_bounded(f, stored: int, name: str, chunk: int = 1 << 20) -> bytes:
+    """Decompress `f` whole, stopping with a UserError once it outgrows the decompression-bomb limit."""
+    parts, total = [], 0
+    while block := f.read(chunk):
+        total += len(block)
+        limits.check_declared_size(total, stored, f"{name} (decompressed)", compressed=True)
+        parts.append(block)
+    return b"".join(parts)
 
 
 def is_idx(path: Path) -> bool:
@@ -128,9 +190,15 @@ def read_image_folder(path: Path, channels: int | None) -> tuple[np.ndarray, np.
                 continue
             try:
                 with Image.open(f) as im:
+                    width, height = im.size
+                    if width * height > limits.MAX_IMAGE_PIXELS:
+                        raise UserError(f"{f}: {width}x{height} pixels is over the {limits.MAX_IMAGE_PIXELS:,}-pixel "
+                                        "limit for one image (classifier inputs are small; resize it)")
                     array = np.asarray(im.convert(mode), dtype=np.uint8)
-            except OSError as e:
-                raise UserError(f"{f}: not a readable image ({e})") from None
+            except UserError:
+                raise
+            except (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError) as e:
+                raise UserError(f"{f}: not a readable image ({type(e).__name__}: {_first_line(e)})") from None
             if images and array.shape != images[0].shape:
                 raise UserError(f"{f}: size {array.shape[:2]} differs from {images[0].shape[:2]}; "
                                 "images are not resized, give them one size")

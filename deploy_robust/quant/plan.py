@@ -74,8 +74,8 @@ def read_plan_file(path: str | Path) -> tuple[str, dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"plan file not found: {path}")
-    text = path.read_text()
     try:
+        text = path.read_bytes().decode("utf-8")
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
 
@@ -83,14 +83,17 @@ def read_plan_file(path: str | Path) -> tuple[str, dict[str, str]]:
         else:
             doc = json.loads(text)
     except Exception as e:
-        raise UserError(f"{path.name}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {e}") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path.name}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {first}") from None
     if not isinstance(doc, dict):
         raise UserError(f"{path.name}: a plan is a mapping with 'default' and 'layers'")
     layers = doc.get("layers", {k: v for k, v in doc.items() if k != "default"})
     default = doc.get("default", "fp32")
+    if not isinstance(layers, dict):
+        raise UserError(f"{path.name}: 'layers' must map layer names to precisions; got a {type(layers).__name__}")
     for value in [default, *layers.values()]:
-        if value not in LAYER_PRECISIONS:
-            raise UserError(f"{path.name}: precision '{value}' is not one of {', '.join(LAYER_PRECISIONS)}")
+        if not isinstance(value, str) or value not in LAYER_PRECISIONS:
+            raise UserError(f"{path.name}: precision {value!r} is not one of {', '.join(LAYER_PRECISIONS)}")
     return default, {str(k): str(v) for k, v in layers.items()}
 
 

@@ -187,6 +187,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     if dataset.shape != bundle.spec.shape:
         raise UserError(f"{dataset.name}: images are {dataset.shape}, the bundle takes {bundle.spec.shape}")
     data = dataset.take(n)
+    data.check_labels(bundle.spec.num_classes, f"bundle {bundle.path.name}")
     engine = create_runner(backend, bundle)
     started = time.perf_counter()
     example = torch.from_numpy(next(data.batches(batch_size))[0])

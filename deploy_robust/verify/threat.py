@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -15,10 +16,10 @@ NORMS = ("linf", "l2")
 def parse_eps(text: str | float) -> float:
     try:
         value = float(Fraction(str(text))) if "/" in str(text) else float(text)
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError):
         raise UserError(f"--eps must be a number or a fraction like 8/255; got {text}") from None
-    if value < 0:
-        raise UserError(f"--eps must be >= 0; got {text}")
+    if not math.isfinite(value) or value < 0:
+        raise UserError(f"--eps must be a finite number >= 0; got {text}")
     return value
 
 
@@ -30,6 +31,11 @@ class ThreatModel:
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
             raise UserError(f"--norm must be one of {', '.join(NORMS)}; got {self.norm}")
+        if not math.isfinite(self.eps) or self.eps < 0:
+            raise UserError(f"--eps must be a finite number >= 0; got {self.eps}")
+        if self.norm == "linf" and self.eps > 1:
+            raise UserError(f"--eps {self.eps:g} is larger than the whole [0, 1] image range under L-inf; "
+                            f"did you mean {self.eps:g}/255?")
 
     def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Back into the eps-ball around x and into [0, 1]."""
