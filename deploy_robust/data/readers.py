@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import pickle
+import pickletools
 import struct
 import zipfile
 import zlib
@@ -63,9 +64,8 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
             x, y = data["x"], data["y"]
     except UserError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, RuntimeError,
-            NotImplementedError, SyntaxError, TypeError, OverflowError) as e:
-        # BadZipFile: truncated (the commonest case); zlib/CRC: damaged; SyntaxError etc.: a garbled .npy header
+    except Exception as e:  # numpy and zipfile parsing untrusted bytes: any failure means an unreadable file
+        # BadZipFile: truncated (the commonest case); zlib/CRC: damaged; SyntaxError/TokenError: a garbled header
         raise UserError(f"{path.name}: not a readable .npz file ({type(e).__name__}: {_first_line(e)})") from None
     if x.dtype.kind not in "uif":
         raise UserError(f"{path.name}: 'x' must be numeric; got dtype {x.dtype}")
@@ -80,13 +80,44 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
     return x, y, _scale_for(x)
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles the CIFAR-10 python batches: dicts, lists, bytes and numpy arrays, nothing else."""
+class _CheckedArray(np.ndarray):
+    """An array whose pickled state must be consistent before numpy allocates anything from it:
+    no object dtype, and exactly as many data bytes as the shape declares."""
 
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+    def __setstate__(self, state):
+        shape, dtype, raw = (state[1], state[2], state[4]) if len(state) == 5 else (state[0], state[1], state[3])
+        declared = int(np.prod(shape, dtype=object)) * dtype.itemsize if isinstance(dtype, np.dtype) else -1
+        if (not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(raw, (bytes, bytearray))
+                or declared != len(raw)):
+            raise pickle.UnpicklingError("an array's declared shape and dtype do not match its stored bytes")
+        super().__setstate__(state)
+
+
+def _reconstruct(_cls, shape, dtype_code):
+    if not isinstance(shape, tuple) or int(np.prod(shape, dtype=object)) > 1:
+        raise pickle.UnpicklingError("unexpected array reconstruction")
+    return np.ndarray.__new__(_CheckedArray, shape, dtype_code)
+
+
+_MAX_MEMO_INDEX = 1 << 16
+
+
+def _check_pickle_opcodes(raw: bytes) -> None:
+    """Walk the opcodes without running them: CPython's unpickler sizes its memo by the largest index
+    a PUT names, so `LONG_BINPUT 175399797` in a 9 KB file would allocate 2.7 GiB."""
+    for opcode, argument, _ in pickletools.genops(raw):
+        if opcode.name.endswith(("PUT", "GET")) and isinstance(argument, int) and argument > _MAX_MEMO_INDEX:
+            raise pickle.UnpicklingError(f"memo index {argument} is far beyond any CIFAR-10 batch")
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles the CIFAR-10 python batches: dicts, lists, bytes and numeric numpy arrays, nothing else."""
+
+    _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
     def find_class(self, module: str, name: str):
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
+            return _reconstruct
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
@@ -103,20 +134,24 @@ def read_cifar_dir(path: Path, split: str) -> tuple[np.ndarray, np.ndarray, floa
         # "truncated", never an allocation of what it claims.
         raw = f.read_bytes()
         try:
+            _check_pickle_opcodes(raw)
             batch = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
             data = batch.get(b"data", batch.get("data"))
             labels = batch.get(b"labels", batch.get("labels"))
             if data is None or labels is None:
                 raise UserError(f"{f}: a CIFAR-10 batch needs 'data' and 'labels'")
-            images = np.asarray(data)
+            images = np.asarray(data)  # a plain ndarray (from _CheckedArray) or bytes/list data
             if images.dtype.kind not in "ui" or images.size == 0 or images.size % 3072:
                 raise UserError(f"{f}: 'data' must hold N x 3072 byte pixels; got {images.dtype} of shape {images.shape}")
             xs.append(images.astype(np.uint8).reshape(-1, 3, 32, 32))
             ys.append(np.asarray(labels, dtype=np.int64).reshape(-1))
         except UserError:
             raise
+        except MemoryError:  # a length field far beyond the file: the unpickler tried to allocate it
+            raise UserError(f"{f}: not a CIFAR-10 python batch (a length field claims more data than the "
+                            f"{len(raw)}-byte file holds)") from None
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError,
-                OverflowError, UnicodeDecodeError, struct.error, RecursionError) as e:
+                OverflowError, UnicodeError, LookupError, struct.error, RecursionError) as e:
             raise UserError(f"{f}: not a CIFAR-10 python batch ({type(e).__name__}: {_first_line(e)})") from None
     return np.concatenate(xs), np.concatenate(ys), 255.0
 

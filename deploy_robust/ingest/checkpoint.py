@@ -34,11 +34,15 @@ def read_checkpoint(path: Path, trust_pickle: bool = False) -> Any:
             "arbitrary code, so it was not loaded. Save a state_dict (torch.save(model.state_dict(), f)) "
             "and pass --arch, or, only if you trust where the file came from, pass --trust-pickle"
         ) from None
-    except (RuntimeError, EOFError, ValueError, OSError) as e:
-        raise UserError(f"{path.name} is not a readable PyTorch checkpoint (truncated or corrupt?): {_first_line(e)}") from None
     except (AttributeError, ModuleNotFoundError, ImportError) as e:
-        # Only reachable with trust_pickle: the class the pickle names cannot be found.
+        if not trust_pickle:
+            raise UserError(f"{path.name} is not a readable PyTorch checkpoint (truncated or corrupt?): "
+                            f"{type(e).__name__}: {_first_line(e)}") from None
+        # With trust_pickle: the class the pickle names cannot be found.
         raise UserError(f"{path.name} needs Python code that is not importable here: {_first_line(e)}") from None
+    except Exception as e:  # torch's reader on untrusted bytes: any other failure means a damaged file
+        raise UserError(f"{path.name} is not a readable PyTorch checkpoint (truncated or corrupt?): "
+                        f"{type(e).__name__}: {_first_line(e)}") from None
 
 
 def _first_line(e: BaseException) -> str:

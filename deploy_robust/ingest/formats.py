@@ -46,8 +46,8 @@ def _sniff_zip(path: Path) -> ModelFormat:
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
-    except (zipfile.BadZipFile, OSError) as e:
-        raise UserError(f"{path} is a damaged or truncated archive ({e})") from None
+    except Exception as e:  # zipfile on untrusted bytes: BadZipFile, a bad name encoding, a bad header...
+        raise UserError(f"{path} is a damaged or truncated archive ({type(e).__name__}: {e})") from None
     stems = {n.split("/", 1)[1] if "/" in n else n for n in names}
     if any(s.startswith("models/") and s.endswith(".json") for s in stems) or "archive_format" in stems:
         return ModelFormat.EXPORTED_PROGRAM

@@ -1,0 +1,216 @@
+"""Property-based fuzzing of every loader: mutated files may fail only with the project's UserError.
+
+Seeds are small valid files of each format (written by `write_seeds`); hypothesis mutates their
+bytes (truncation, flipped bytes, overwritten and inserted runs, and, for zip-based formats, the
+same edits inside one archive member, so the inner parsers are reached too). Each loader must
+either load the file or raise UserError; anything else is a failure. Run as a script it prints
+one JSON line with the counts and the peak RSS of the process:
+
+    python -m tests.security.fuzz --examples 300 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import resource
+import sys
+import tempfile
+import time
+import traceback
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from hypothesis import HealthCheck, given, seed as hypothesis_seed, settings, strategies as st
+
+from deploy_robust.errors import UserError
+
+# Per-format share of the examples: slow loaders (torch.export, TorchScript) get fewer.
+WEIGHTS = {"checkpoint": 1.0, "torchscript": 0.5, "exported_program": 0.25, "onnx": 1.0, "npz": 1.0,
+           "cifar": 1.0, "idx": 1.0, "image_folder": 0.5, "plan": 1.0, "calib_cache": 1.0, "manifest": 1.0}
+
+
+def _net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                               torch.nn.Linear(2 * 8 * 8, 10)).eval()
+
+
+def write_seeds(folder: Path) -> dict[str, Path]:
+    """One small valid file of each format (a directory for the directory formats)."""
+    from PIL import Image
+
+    from deploy_robust import zoo
+    from deploy_robust.export import export_bundle
+    from deploy_robust.ingest import load_model
+
+    seeds: dict[str, Path] = {}
+    digits = zoo.get("digits_cnn").build()
+    seeds["checkpoint"] = folder / "digits_cnn.pt"
+    torch.save(digits.state_dict(), seeds["checkpoint"])
+    x = torch.zeros(1, 1, 8, 8)
+    seeds["torchscript"] = folder / "model.ts"
+    torch.jit.save(torch.jit.trace(_net(), x), seeds["torchscript"])
+    seeds["exported_program"] = folder / "model.pt2"
+    torch.export.save(torch.export.export(_net(), (x,)), str(seeds["exported_program"]))
+    bundle = export_bundle(load_model(seeds["checkpoint"]), folder / "bundle")
+    seeds["onnx"] = bundle.model_path
+    seeds["manifest"] = bundle.path / "manifest.json"
+    rng = np.random.default_rng(0)
+    seeds["npz"] = folder / "data.npz"
+    np.savez_compressed(seeds["npz"], x=rng.integers(0, 255, (4, 1, 8, 8), dtype=np.uint8), y=np.arange(4))
+    (folder / "cifar").mkdir()
+    seeds["cifar"] = folder / "cifar" / "test_batch"
+    import pickle
+
+    seeds["cifar"].write_bytes(pickle.dumps({b"data": rng.integers(0, 255, (2, 3072), dtype=np.uint8),
+                                             b"labels": [0, 1]}, protocol=2))
+    (folder / "mnist").mkdir()
+    seeds["idx"] = folder / "mnist" / "t10k-images-idx3-ubyte"
+    seeds["idx"].write_bytes(bytes([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0, 4]) + bytes(32))
+    (folder / "mnist" / "t10k-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 2, 3, 4]))
+    (folder / "images" / "a").mkdir(parents=True)
+    (folder / "images" / "b").mkdir()
+    for cls in ("a", "b"):
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(folder / "images" / cls / "0.png")
+    seeds["image_folder"] = folder / "images" / "a" / "0.png"
+    seeds["plan"] = folder / "plan.yaml"
+    seeds["plan"].write_text("default: int8\nlayers:\n  conv1: fp32\n")
+    seeds["calib_cache"] = folder / "calibration.json"
+    seeds["calib_cache"].write_text(json.dumps({"schema": "deploy-robust/calibration", "float_graph_sha256": "0" * 64,
+                                                "tensors": {"t": {"low": 0.0, "high": 1.5}}}))
+    return seeds
+
+
+def loaders(seeds: dict[str, Path]) -> dict[str, Callable[[Path], object]]:
+    """What reads each format; the fuzzed file is written over the seed's path."""
+    from calibrators.collect import SCHEMA as CALIB_SCHEMA, load_cache
+    from deploy_robust.bundle import open_bundle
+    from deploy_robust.data import load_dataset
+    from deploy_robust.ingest import load_model
+    from deploy_robust.quant.plan import read_plan_file
+
+    assert CALIB_SCHEMA == "deploy-robust/calibration"
+    return {
+        "checkpoint": lambda p: load_model(p),
+        "torchscript": lambda p: load_model(p, overrides=None),
+        "exported_program": lambda p: load_model(p),
+        "onnx": lambda p: load_model(p),
+        "npz": lambda p: load_dataset(p),
+        "cifar": lambda p: load_dataset(p.parent),
+        "idx": lambda p: load_dataset(p),
+        "image_folder": lambda p: load_dataset(p.parent.parent),
+        "plan": lambda p: read_plan_file(p),
+        "calib_cache": lambda p: load_cache(p, "0" * 64, ["t"]),
+        "manifest": lambda p: open_bundle(p.parent),
+    }
+
+
+def _edit(data: bytes, draw) -> bytes:
+    kind = draw(st.sampled_from(["truncate", "flip", "overwrite", "insert", "zero_run", "big_number"]))
+    if not data:
+        return draw(st.binary(max_size=64))
+    at = draw(st.integers(0, len(data) - 1))
+    if kind == "truncate":
+        return data[:at]
+    if kind == "flip":
+        return data[:at] + bytes([data[at] ^ (1 << draw(st.integers(0, 7)))]) + data[at + 1:]
+    if kind == "overwrite":
+        run = draw(st.binary(min_size=1, max_size=16))
+        return data[:at] + run + data[at + len(run):]
+    if kind == "insert":
+        return data[:at] + draw(st.binary(min_size=1, max_size=16)) + data[at:]
+    if kind == "zero_run":
+        n = draw(st.integers(1, 64))
+        return data[:at] + bytes(n) + data[at + n:]
+    # a plausible size field: a huge little/big-endian integer, or a huge decimal in text formats
+    value = draw(st.sampled_from([2 ** 31 - 1, 2 ** 32 - 1, 2 ** 40, 10 ** 9]))
+    if data[:1] in (b"{", b"d") or data.isascii():
+        return data[:at] + str(value).encode() + data[at:]
+    return data[:at] + value.to_bytes(8, draw(st.sampled_from(["little", "big"]))) + data[at + 8:]
+
+
+def _mutate(data: bytes, draw) -> bytes:
+    """Edit the bytes of the file, or of one member of a zip archive (then re-zip it)."""
+    if data[:2] == b"PK" and draw(st.booleans()):
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as src:
+                entries = [(info, src.read(info)) for info in src.infolist()]
+        except Exception:
+            entries = []
+        if entries:
+            index = draw(st.integers(0, len(entries) - 1))
+            out = io.BytesIO()
+            with zipfile.ZipFile(out, "w") as dst:
+                for i, (info, content) in enumerate(entries):
+                    dst.writestr(info, _edit(content, draw) if i == index else content)
+            return out.getvalue()
+    data = _edit(data, draw)
+    for _ in range(draw(st.integers(0, 2))):
+        data = _edit(data, draw)
+    return data
+
+
+def campaign(examples: int, seed: int, formats: list[str] | None = None) -> dict:
+    """Run `examples` (scaled by WEIGHTS) mutated files through each loader; return counts and failures."""
+    results = {"cases": 0, "failures": [], "by_format": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        seeds = write_seeds(Path(tmp))
+        originals = {k: p.read_bytes() for k, p in seeds.items()}
+        readers = loaders(seeds)
+        for fmt in formats or list(WEIGHTS):
+            path, original, reader = seeds[fmt], originals[fmt], readers[fmt]
+            count = max(10, int(examples * WEIGHTS[fmt]))
+            done = {"cases": 0, "failures": 0}
+
+            def check(data, path=path, original=original, reader=reader, done=done, fmt=fmt):
+                mutated = _mutate(original, data.draw)
+                path.write_bytes(mutated[:1 << 20])  # every input under 1 MB
+                done["cases"] += 1
+                try:
+                    reader(path)
+                except UserError:
+                    pass
+                except Exception as e:  # anything but the project's error type escaped
+                    done["failures"] += 1
+                    if len(results["failures"]) < 20:
+                        results["failures"].append({"format": fmt, "error": f"{type(e).__name__}: {e}"[:300],
+                                                    "at": traceback.extract_tb(e.__traceback__)[-1].filename})
+
+            one = hypothesis_seed(seed)(settings(max_examples=count, deadline=None, database=None,
+                                                  suppress_health_check=list(HealthCheck))(
+                given(st.data())(lambda data: check(data))))
+            one()
+            path.write_bytes(original)
+            done["peak_rss_mib_after"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+            results["by_format"][fmt] = done
+            results["cases"] += done["cases"]
+    results["failure_count"] = sum(d["failures"] for d in results["by_format"].values())
+    results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--examples", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--formats", help="comma-separated subset of " + ",".join(WEIGHTS))
+    args = parser.parse_args(argv)
+    import logging
+    import warnings
+
+    logging.disable(logging.CRITICAL)
+    warnings.simplefilter("ignore")
+    started = time.perf_counter()
+    results = campaign(args.examples, args.seed, args.formats.split(",") if args.formats else None)
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
