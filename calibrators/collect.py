@@ -108,9 +108,9 @@ def load_cache(path: str | Path, graph_sha256: str, tensors: list[str]) -> tuple
         raise UserError(f"{path}: not valid JSON ({str(e).splitlines()[0]})") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise UserError(f"{path}: not a deploy-robust calibration file")
+    ranges = _checked_ranges(doc.get("tensors"), path)
     if doc.get("float_graph_sha256") != graph_sha256:
         raise UserError(f"{path} was calibrated for a different model (float graph hash differs); recalibrate")
-    ranges = _checked_ranges(doc.get("tensors"), path)
     missing = [t for t in tensors if t not in ranges]
     if missing:
         raise UserError(f"{path} lacks ranges for {len(missing)} tensors this export needs (e.g. {missing[0]}); "
