@@ -25,7 +25,7 @@ def fraction(text: str) -> float:
     """A gate threshold in [0, 1] (accuracy, agreement, a drop in accuracy)."""
     value = number(text)
     if not 0.0 <= value <= 1.0:
-        hint = f" (did you mean {value / 100:g}?)" if 1 < value <= 100 else ""
+        hint = f" (did you mean {value / 100:g}?)" if 2 <= value <= 100 else ""
         raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1]; got {text}{hint}")
     return value
 

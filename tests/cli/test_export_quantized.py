@@ -169,7 +169,8 @@ def test_min_agreement_keeps_the_most_sensitive_layers_in_fp32(cli, tmp_path, ti
 
 
 @pytest.mark.parametrize("extra, message", [
-    (("--precision", "int8", "--min-agreement", "1.5"), r"--min-agreement must be in \(0, 1\]"),
+    (("--precision", "int8", "--min-agreement", "1.5"), r"--min-agreement: must be a fraction in \[0, 1\]"),
+    (("--precision", "int8", "--min-agreement", "0"), r"--min-agreement must be in \(0, 1\]"),
     (("--precision", "fp32", "--min-agreement", "0.99"), "goes with a calibrated --precision"),
 ])
 def test_min_agreement_bad_input(cli, tmp_path, model_args, image_npz, extra, message):

@@ -8,6 +8,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from deploy_robust.errors import UserError
+
 from deploy_robust.bundle import open_bundle
 from deploy_robust.data import load_dataset
 from deploy_robust.evaluate import compare_logits, evaluate
@@ -172,5 +174,7 @@ def test_user_architecture_checkpoint_loads_from_another_directory(cli, tiny_che
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    loaded = load_model(out)
+    with pytest.raises(UserError, match="--trust-code"):  # the recorded code file runs only on request
+        load_model(out)
+    loaded = load_model(out, trust_code=True)
     assert isinstance(loaded.module.conv2, GDWSConv2d) and loaded.spec.shape == (3, 16, 16)
