@@ -38,6 +38,11 @@ CHILD = textwrap.dedent("""
                 die()
         store.os.rename = rename
     version = 0
+    if where == "file-loop":  # what bench and verify do: replace one file of the bundle, over and over
+        bundle = store.open_bundle(out)
+        while True:
+            version += 1
+            bundle.write_file("bench.json", '{"version": %d, "pad": "%s"}' % (version, "x" * 100000))
     while True:
         version += 1
         store.write_bundle(out, {"model.onnx": f"v{version}".encode()}, MANIFEST)
@@ -76,6 +81,22 @@ def test_kill_minus_9_at_random_moments_never_leaves_output_missing(tmp_path):
         assert out.is_dir() and open_bundle(out).model_path.read_bytes().startswith(b"v")
     remove_stale_temporaries(out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_kill_minus_9_during_bench_and_verify_writes_leaves_each_file_whole(tmp_path):
+    import json
+
+    out = tmp_path / "b"
+    write_bundle(out, {"model.onnx": b"v0"}, MANIFEST)
+    open_bundle(out).write_file("bench.json", '{"version": 0}')
+    for delay in (0.35, 0.5, 0.65, 0.8):
+        child = _child(out, "file-loop")
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        assert json.loads((open_bundle(out).path / "bench.json").read_text())["version"] >= 0
+    open_bundle(out).write_file("bench.json", "{}")  # the next write removes the dead writers' temporaries
+    assert sorted(p.name for p in out.iterdir()) == ["bench.json", "manifest.json", "model.onnx"]
 
 
 def _has_exchange(tmp_path) -> bool:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from hypothesis import HealthCheck, given, seed as hypothesis_seed, settings, strategies as st
 
+from deploy_robust.bench.measure import peak_rss_mib  # VmHWM: the child's own peak, not the forked parent's
 from deploy_robust.errors import UserError
 
 # Per-format share of the examples: slow loaders (torch.export, TorchScript) get fewer.
@@ -153,19 +153,6 @@ def _mutate(data: bytes, draw) -> bytes:
     for _ in range(draw(st.integers(0, 2))):
         data = _edit(data, draw)
     return data
-
-
-def peak_rss_mib() -> float:
-    """This process's own peak RSS. Linux's VmHWM belongs to the address space, so unlike ru_maxrss it
-    does not carry over the parent's RSS through fork and exec (a child of a 1.2 GiB pytest would
-    otherwise report 1.2 GiB before doing anything)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def campaign(examples: int, seed: int, formats: list[str] | None = None) -> dict:

@@ -87,13 +87,9 @@ def test_l2_threat_runs_square_l2_on_the_engine(plain_doc, digits_bundles, digit
     assert doc["robust_accuracy"] < doc["clean_accuracy"]
 
 
-def test_an_interrupted_run_resumes_from_its_finished_batches(digits_bundles, digits_test, monkeypatch):
-    from deploy_robust.verify import protocol
-
-    bundle, threat = digits_bundles["plain"], ThreatModel("linf", 0.1)
-    kwargs = dict(n=60, suite="quick", sweep=None, batch_size=30, layout="contiguous")  # bit-identical runs
-    fresh = run_verify(bundle, digits_test, threat, resume=False, **kwargs)
-    real, calls = protocol._verify_batch, []
+def _interrupt_at_second_batch(monkeypatch, protocol, run, calls: list) -> None:
+    """Run verify with a KeyboardInterrupt at batch 1, so batch 0 is left in the resume folder."""
+    real = protocol._verify_batch
 
     def interrupted(*args):
         calls.append(args[-1])
@@ -103,7 +99,18 @@ def test_an_interrupted_run_resumes_from_its_finished_batches(digits_bundles, di
 
     monkeypatch.setattr(protocol, "_verify_batch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run_verify(bundle, digits_test, threat, **kwargs)
+        run()
+    monkeypatch.setattr(protocol, "_verify_batch", real)
+
+
+def test_an_interrupted_run_resumes_from_its_finished_batches(digits_bundles, digits_test, monkeypatch):
+    from deploy_robust.verify import protocol
+
+    bundle, threat = digits_bundles["plain"], ThreatModel("linf", 0.1)
+    kwargs = dict(n=60, suite="quick", sweep=None, batch_size=30, layout="contiguous")  # bit-identical runs
+    fresh = run_verify(bundle, digits_test, threat, resume=False, **kwargs)
+    real, calls = protocol._verify_batch, []
+    _interrupt_at_second_batch(monkeypatch, protocol, lambda: run_verify(bundle, digits_test, threat, **kwargs), calls)
     assert (bundle.path / ".verify-progress").is_dir()
     monkeypatch.setattr(protocol, "_verify_batch", lambda *args: calls.append(args[-1]) or real(*args))
     resumed = run_verify(bundle, digits_test, threat, **kwargs)
@@ -121,15 +128,7 @@ def test_forged_resume_files_are_recomputed_not_trusted(digits_bundles, digits_t
     kwargs = dict(n=60, suite="quick", sweep=None, batch_size=30, layout="contiguous")
     fresh = run_verify(bundle, digits_test, threat, resume=False, **kwargs)
     real = protocol._verify_batch
-
-    def interrupted(*args):
-        if args[-1] == 1:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(protocol, "_verify_batch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run_verify(bundle, digits_test, threat, **kwargs)
+    _interrupt_at_second_batch(monkeypatch, protocol, lambda: run_verify(bundle, digits_test, threat, **kwargs), [])
     saved = next((bundle.path / ".verify-progress").glob("*/batch-00000.npz"))
     raw = saved.read_bytes()
     with np.load(io.BytesIO(raw[32:]), allow_pickle=False) as f:
@@ -137,7 +136,6 @@ def test_forged_resume_files_are_recomputed_not_trusted(digits_bundles, digits_t
     buffer = io.BytesIO()
     np.savez(buffer, **forged)
     saved.write_bytes(raw[:32] + buffer.getvalue())  # the old tag over new results
-    monkeypatch.setattr(protocol, "_verify_batch", real)
     resumed = run_verify(bundle, digits_test, threat, **kwargs)
     assert resumed["resume"] == {"reused_batches": 0, "rejected_batch_files": 1}
     assert resumed["robust_accuracy"] == fresh["robust_accuracy"]
