@@ -37,6 +37,15 @@ def positive_number(text: str) -> float:
     return value
 
 
+def linf_eps(text: str) -> float:
+    """An L-inf radius on [0, 1] images: 0 <= eps <= 1 (8 is refused with "did you mean 8/255?")."""
+    value = number(text)
+    if not 0.0 <= value <= 1.0:
+        hint = f"; did you mean {text}/255?" if 1 < value <= 255 else ""
+        raise argparse.ArgumentTypeError(f"an L-inf radius on [0, 1] images must lie in [0, 1]; got {text}{hint}")
+    return value
+
+
 def percentile(text: str) -> float:
     value = number(text)
     if not 0.0 < value <= 100.0:

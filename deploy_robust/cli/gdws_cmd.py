@@ -51,7 +51,7 @@ def add_gdws_args(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     group.add_argument(f"--{prefix}alpha-eps", metavar="EPS", help="PGD radius for the alpha points, e.g. 8/255 "
                        f"(required with --{prefix}alpha-data: the model's threat model)")
     group.add_argument(f"--{prefix}alpha-norm", default="linf", choices=list(NORMS))
-    group.add_argument(f"--{prefix}alpha-steps", type=int, default=10, help="PGD steps (default 10)")
+    group.add_argument(f"--{prefix}alpha-steps", type=cli_args.positive_int, default=10, help="PGD steps (default 10)")
     group.add_argument(f"--{prefix}alpha-n", type=cli_args.positive_int, default=128, help="images (default 128)")
     group.add_argument(f"--{prefix}skip", metavar="LAYERS", help="comma-separated layer names or globs to leave as is")
     group.add_argument(f"--{prefix}include-first", action="store_true", help="rewrite the first convolution too")

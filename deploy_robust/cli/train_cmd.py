@@ -45,14 +45,14 @@ def add_training_args(parser: argparse.ArgumentParser, epochs: int = 10, lr: flo
     group = parser.add_argument_group("training")
     group.add_argument("--epochs", type=int, default=epochs, help=f"passes over the training data ({epochs})")
     group.add_argument("--batch", type=cli_args.positive_int, default=128, help="images per process per step (128)")
-    group.add_argument("--lr", type=cli_args.number, default=lr, help=f"peak learning rate of the one-cycle Adam "
+    group.add_argument("--lr", type=cli_args.positive_number, default=lr, help=f"peak learning rate of the one-cycle Adam "
                        f"schedule ({lr:g})")
     group.add_argument("--adv", default=adv, choices=["none", "fgsm", "pgd"],
                        help=f"adversarial training: PGD (Madry et al.), FGSM with random start, or none (default {adv})")
-    group.add_argument("--eps", type=cli_args.number, default=None,
+    group.add_argument("--eps", type=cli_args.linf_eps, default=None,
                        help="L-inf radius on [0,1] images, e.g. 2/255 or 0.3 (required unless --adv none)")
     group.add_argument("--steps", type=cli_args.positive_int, default=7, help="PGD steps per batch (7)")
-    group.add_argument("--step-size", type=cli_args.number, default=None, help="attack step (default 2.5 eps / steps)")
+    group.add_argument("--step-size", type=cli_args.positive_number, default=None, help="attack step (default 2.5 eps / steps)")
     group.add_argument("--augment", action="store_true", help="random crops and flips (CIFAR-style)")
     group.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                        help="where to train: auto = CUDA when torch sees a GPU (under torchrun, LOCAL_RANK's)")
