@@ -6,7 +6,6 @@ check the user asked for that did not pass (exit 1). Anything else is a bug and 
 its traceback.
 """
 
-EXIT_OK = 0
 EXIT_GATE_FAILED = 1
 EXIT_BAD_INPUT = 2
 

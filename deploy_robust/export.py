@@ -32,7 +32,7 @@ from deploy_robust.exporters.tensorrt_rules import check_tensorrt_rules
 from deploy_robust.exporters.trained_grid import quantize_on_trained_grid
 from deploy_robust.hashing import sha256_bytes
 from deploy_robust.ingest import LoadedModel
-from deploy_robust.ingest.onnx_graph import graph_is_stochastic
+from deploy_robust.quant.onnx_graph import graph_is_stochastic
 from deploy_robust.quant.fake_quant import freeze
 from deploy_robust.quant.plan import MODES, make_plan
 from deploy_robust.seeding import seed_everything

@@ -44,14 +44,6 @@ class GraphEditor:
         self.inits[name] = tensor
         return name
 
-    def set_initializer(self, name: str, tensor: onnx.TensorProto) -> None:
-        for i, init in enumerate(self.graph.initializer):
-            if init.name == name:
-                self.graph.initializer[i].CopyFrom(tensor)
-                self.inits[name] = self.graph.initializer[i]
-                return
-        raise KeyError(name)
-
     def remove_unused_initializers(self) -> None:
         used = {i for node in self.graph.node for i in node.input}
         keep = [i for i in self.graph.initializer if i.name in used]
@@ -61,9 +53,6 @@ class GraphEditor:
 
     def make_node(self, op: str, inputs: list[str], outputs: list[str], base: str, **attrs) -> onnx.NodeProto:
         return helper.make_node(op, inputs, outputs, name=self.fresh(base), **attrs)
-
-    def is_graph_output(self, tensor: str) -> bool:
-        return any(o.name == tensor for o in self.graph.output)
 
     def topological_sort(self) -> None:
         """Reorder nodes so that every input is produced before use (after insertions)."""

@@ -37,7 +37,3 @@ def widen_int4_conv_weights(model: onnx.ModelProto) -> int:
         widened = numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.int8), name)
         tensor.CopyFrom(widened)
     return len(targets)
-
-
-def has_int4_conv_weights(model: onnx.ModelProto) -> bool:
-    return any(i.data_type == TensorProto.INT4 for i in model.graph.initializer)

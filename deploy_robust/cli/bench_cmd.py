@@ -14,9 +14,6 @@ from deploy_robust.cli.output import emit_json, size, table
 from deploy_robust.errors import UserError
 from deploy_robust.runtimes import BACKENDS
 
-NAME = "bench"
-HELP = "measure latency/throughput of bundles on real runtimes (writes bench.json and plots)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", nargs="?", help="bundle to measure")

@@ -10,10 +10,6 @@ from deploy_robust.cli.output import ci, emit_json, pct, size, table
 from deploy_robust.demo import run_demo
 from deploy_robust.verify import parse_eps
 
-NAME = "demo"
-HELP = ("train a small model on scikit-learn digits, export FP32/FP16/INT8/INT4 and GDWS bundles, evaluate, benchmark "
-        "and verify them (or --model/--data)")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", default="demo-out", help="output directory (default demo-out)")

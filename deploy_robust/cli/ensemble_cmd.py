@@ -19,9 +19,6 @@ from deploy_robust.runtimes.torch_runner import TorchRunner
 from deploy_robust.seeding import seed_everything
 from deploy_robust.train import train_classifier
 
-NAME = "ensemble"
-HELP = "train or assemble an EMPIR mixed-precision ensemble (-o ens.pt)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--member", action="append", required=True, metavar="SPEC",

@@ -14,9 +14,6 @@ from deploy_robust.evaluate import compare_logits, evaluate
 from deploy_robust.ingest import load_model
 from deploy_robust.runtimes import BACKENDS, create_runner
 
-NAME = "eval"
-HELP = "clean accuracy of a bundle (on a runtime) or of a model file (in torch)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="BUNDLE_OR_MODEL", help="a bundle directory or a model file")

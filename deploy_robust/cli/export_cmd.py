@@ -17,9 +17,6 @@ from deploy_robust.errors import UserError
 from deploy_robust.ingest import load_model
 from deploy_robust.quant.plan import MODES
 
-NAME = "export"
-HELP = "export a model to a bundle (model.onnx + manifest.json)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="TorchScript, .pt2, state_dict checkpoint (+ --arch), or ONNX file")

@@ -20,9 +20,6 @@ from deploy_robust.transforms.gdws.network import CHANNEL_MULTIPLE, GDWSPlan
 from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
 from deploy_robust.verify.threat import NORMS, parse_eps
 
-NAME = "gdws"
-HELP = "rewrite convolutions as generalized depthwise-separable ones (-o model_gdws.pt)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="state_dict checkpoint (+ --arch) or any model file load_model reads")

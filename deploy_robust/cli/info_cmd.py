@@ -14,9 +14,6 @@ from deploy_robust.errors import UserError
 from deploy_robust.export import onnx_summary
 from deploy_robust.ingest import load_model
 
-NAME = "info"
-HELP = "describe a bundle, a model file, or (--zoo) the built-in architectures"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", nargs="?", metavar="BUNDLE_OR_MODEL")

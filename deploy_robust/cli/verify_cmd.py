@@ -14,9 +14,6 @@ from deploy_robust.verify import SUITES, ThreatModel, parse_eps, run_verify
 from deploy_robust.verify.protocol import DEFAULT_SWEEP, reference_robust_accuracy
 from deploy_robust.verify.report import markdown, write
 
-NAME = "verify"
-HELP = "robust accuracy of the exported engine under adaptive attacks; gates exit 1 when they fail"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle")

@@ -20,7 +20,8 @@ from deploy_robust.ingest.checkpoint import (extract_state_dict, group_by_layer,
 from deploy_robust.ingest.exported_program import load_exported_program
 from deploy_robust.ingest.formats import ModelFormat, sniff
 from deploy_robust.ingest.model_file import MODEL_KEY, build_from_model_file
-from deploy_robust.ingest.onnx_graph import OnnxGraphModule
+from deploy_robust.quant.onnx_graph import OnnxGraphModule
+from deploy_robust.quant.twin import twin_module
 from deploy_robust.normalize import with_normalization
 from deploy_robust.spec import InputSpec
 from deploy_robust.transforms.gdws.checkpoint import CHECKPOINT_KEY as GDWS_KEY, build_from_checkpoint
@@ -212,7 +213,7 @@ def _load_onnx(path: Path) -> tuple[OnnxGraphModule, tuple[int, int, int] | None
         onnx.checker.check_model(model)
     except Exception as e:
         raise UserError(f"{path.name}: not a valid ONNX model: {str(e).splitlines()[0]}") from None
-    module = OnnxGraphModule(model)
+    module = twin_module(model, float_dtype=torch.float32)  # a Q/DQ graph is ingested too
     if len(module.input_names) != 1:
         raise UserError(f"{path.name}: an image classifier takes one input; this graph takes {len(module.input_names)}")
     graph_input = next(i for i in model.graph.input if i.name == module.input_names[0])

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
-from onnx import numpy_helper
 
 from deploy_robust.errors import UserError
 
@@ -155,7 +154,3 @@ def _decide(node: onnx.NodeProto, weight: onnx.TensorProto, requested: str, targ
 def _gemm_k(node: onnx.NodeProto, dims: list[int]) -> int:
     trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
     return dims[1] if (node.op_type == "Gemm" and trans_b) else dims[0]
-
-
-def weight_array(weight: onnx.TensorProto):
-    return numpy_helper.to_array(weight)

@@ -1,7 +1,8 @@
 """The differentiable twin: a bundle's own Q/DQ graph run in torch, with straight-through rounding.
 
-`build_twin(bundle)` interprets `model.onnx` (not the original model) with
-`OnnxGraphModule`, adding handlers for QuantizeLinear / DequantizeLinear that compute
+`twin_module(model.onnx)` interprets the bundle's own graph (not the original model) with
+`OnnxGraphModule` and the op table `TWIN_OPS`: the float ops plus QuantizeLinear /
+DequantizeLinear handlers that compute
 exactly what the engine computes in the forward pass: round half to even, saturate to the
 integer range, scale back. In the backward pass the rounding is the identity (straight-
 through estimator) and saturation is clipped (zero gradient outside the range), so
@@ -15,7 +16,9 @@ import onnx
 import torch
 from torch import nn
 
-from deploy_robust.ingest.onnx_graph import OnnxGraphModule, register
+from pathlib import Path
+
+from deploy_robust.quant.onnx_graph import OPS, OnnxGraphModule
 
 _RANGES = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127), np.dtype(np.int32): (-2 ** 31, 2 ** 31 - 1)}
 
@@ -52,7 +55,6 @@ def straight_through_round(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
-@register("QuantizeLinear")
 def _quantize(args, attrs):
     x, scale = args[0], args[1]
     zero_point = args[2] if len(args) > 2 else None
@@ -65,7 +67,6 @@ def _quantize(args, attrs):
     return torch.clamp(straight_through_round(x.float() / s) + z, lo, hi)
 
 
-@register("DequantizeLinear")
 def _dequantize(args, attrs):
     q, scale = args[0], args[1]
     zero_point = args[2] if len(args) > 2 else None
@@ -78,6 +79,23 @@ def _dequantize(args, attrs):
     return (q - z) * s
 
 
+# The interpreter's op table for graphs that quantize: the float ops plus the Q/DQ pair above.
+TWIN_OPS = {**OPS, "QuantizeLinear": _quantize, "DequantizeLinear": _dequantize}
+
+
+def twin_module(model: onnx.ModelProto | str | Path, *, float_dtype: torch.dtype | None = None,
+                bpda: bool = False, all_outputs: bool = False) -> OnnxGraphModule:
+    """A graph (a bundle's `model.onnx`, or any ONNX model) as a torch module in eval mode.
+
+    `float_dtype=None` computes in the precisions the graph states (fp16 casts included);
+    `bpda` passes other rounding-type ops (Round, Sign, ...) straight through for attacks;
+    `all_outputs` returns every graph output, not only the first (the logits)."""
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
+    return OnnxGraphModule(model, float_dtype=float_dtype, straight_through=bpda, all_outputs=all_outputs,
+                           ops=TWIN_OPS).eval()
+
+
 def build_twin(model_path, float_dtype: torch.dtype | None = None) -> nn.Module:
     """The twin of a bundle's graph: computes in the precisions the graph states (fp16 casts included)."""
-    return OnnxGraphModule(onnx.load(str(model_path)), float_dtype=float_dtype).eval()
+    return twin_module(model_path, float_dtype=float_dtype)

@@ -71,12 +71,10 @@ def ort_optimization(bundle: Bundle, device: str) -> str:
 
 
 def bundle_as_torch(bundle: Bundle) -> nn.Module:
-    """The bundle's ONNX graph as a torch module, computing in the precisions the graph states."""
-    import onnx
+    """The bundle's ONNX graph (Q/DQ included) as a torch module, computing in the precisions the graph states."""
+    from deploy_robust.quant.twin import twin_module
 
-    from deploy_robust.ingest.onnx_graph import OnnxGraphModule
-
-    return OnnxGraphModule(onnx.load(str(bundle.model_path)), float_dtype=None).eval()
+    return twin_module(bundle.model_path, float_dtype=None)
 
 
 __all__ = ["BACKENDS", "Runner", "create_runner", "bundle_as_torch", "ort_optimization"]

@@ -18,12 +18,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import onnx
 import torch
 
 from deploy_robust.bundle import Bundle
 from deploy_robust.data import Dataset
-from deploy_robust.ingest.onnx_graph import OnnxGraphModule
+from deploy_robust.quant.twin import twin_module
 from deploy_robust.runtimes import create_runner
 from deploy_robust.stats import wilson_interval
 from deploy_robust.verify import attacks
@@ -66,7 +65,7 @@ def verify_detector(bundle: Bundle, data: Dataset, threat: ThreatModel, *, batch
     if not hasattr(engine, "infer_outputs"):  # the score output is read through ONNX Runtime
         engine = create_runner("ort-cpu", bundle)
     if twin is None:
-        twin = OnnxGraphModule(onnx.load(str(bundle.model_path)), straight_through=True, all_outputs=True).eval()
+        twin = twin_module(bundle.model_path, float_dtype=torch.float32, bpda=True, all_outputs=True)
         for p in twin.parameters():
             p.requires_grad_(False)
     classifier = lambda x: twin(x)[0]  # noqa: E731

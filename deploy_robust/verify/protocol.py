@@ -23,9 +23,8 @@ from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
 from deploy_robust.exporters.float_onnx import OUTPUT_NAME
 from deploy_robust.ingest.loader import PickOutput
-from deploy_robust.ingest.onnx_graph import OnnxGraphModule
 from deploy_robust.progress import progress
-import deploy_robust.quant.twin  # noqa: F401  (registers the Q/DQ handlers in the graph interpreter)
+from deploy_robust.quant.twin import twin_module
 from deploy_robust.runtimes import create_runner
 from deploy_robust.stats import wilson_interval
 from deploy_robust.verify import attacks
@@ -92,7 +91,7 @@ def build_twin(bundle: Bundle, bpda: bool = True, attack_output: str | None = No
     name = attack_output or (bundle.manifest.get("defense") or {}).get("attack_output") or outputs[0]
     if name not in outputs:
         raise UserError(f"--attack-output {name}: the graph's outputs are {', '.join(outputs)}")
-    twin = OnnxGraphModule(model, float_dtype=torch.float32, straight_through=bpda, all_outputs=True).eval()
+    twin = twin_module(model, float_dtype=torch.float32, bpda=bpda, all_outputs=True)
     return PickOutput(twin, outputs.index(name))
 
 

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 
 def _bundle(cli, tmp_path, ckpt, arch):
     out = tmp_path / "b"
@@ -34,3 +36,28 @@ def test_ort_backend_on_a_model_file_asks_for_export(cli, tiny_checkpoint, tiny_
     code, _, err = cli("eval", tiny_checkpoint, "--arch", tiny_arch_file, "--input-shape", "3,16,16",
                        "--data", image_npz, "--backend", "ort-cpu")
     assert code == 2 and "export the model first" in err
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8", "int4"])
+def test_eval_and_bench_on_the_torch_backend_run_every_precision(cli, tmp_path, digits_checkpoint, precision):
+    """The torch backend runs a bundle's own Q/DQ graph in a fresh process state: no op table depends on
+    what else was imported (it used to fail on INT8/INT4 with 'cannot run in torch: DequantizeLinear')."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = tmp_path / precision
+    calib = ["--calib", "digits:train", "--calib-n", "64"] if precision != "fp32" else []
+    code, _, err = cli("export", digits_checkpoint, "--arch", "digits_cnn", "--precision", precision, *calib, "-o", out)
+    assert code == 0, err
+    script = ("import sys, json; from deploy_robust.cli import main; "
+              f"sys.exit(main(['eval', {str(out)!r}, '--data', 'digits:test', '--backend', 'torch', '--json']))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    torch_accuracy = json.loads(done.stdout)["accuracy"]
+    code, stdout, _ = cli("eval", out, "--data", "digits:test", "--json")
+    assert code == 0 and abs(json.loads(stdout)["accuracy"] - torch_accuracy) <= 0.01  # the engine agrees
+    code, _, err = cli("bench", out, "--backend", "torch", "--batch", "1", "--duration", "0.05", "--warmup", "1")
+    assert code == 0, err

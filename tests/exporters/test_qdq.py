@@ -16,9 +16,8 @@ from deploy_robust.exporters import export_float_onnx
 from deploy_robust.exporters.profiles import PROFILES
 from deploy_robust.exporters.qdq import quantize_model, tensors_to_calibrate
 from deploy_robust.exporters.tensorrt_rules import check_tensorrt_rules
-from deploy_robust.ingest.onnx_graph import OnnxGraphModule
 from deploy_robust.quant.plan import make_plan
-from deploy_robust.quant.twin import build_twin  # noqa: F401  (registers the Q/DQ handlers)
+from deploy_robust.quant.twin import twin_module
 from deploy_robust.spec import InputSpec
 from tests.conftest import make_tiny
 
@@ -106,7 +105,7 @@ def test_ort_cpu_dtypes(residual_int8):
 def test_engine_computes_what_the_twin_computes(target, precision):
     model = _quantized(Residual(), precision, target)
     x = RNG.random((16, *SPEC.shape), dtype=np.float32)
-    twin = OnnxGraphModule(model, float_dtype=None)(torch.from_numpy(x)).detach().numpy()
+    twin = twin_module(model, float_dtype=None)(torch.from_numpy(x)).detach().numpy()
     from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 
     # Signed-activation profiles run unfused on the CPU (see runtimes.ort_optimization).

@@ -1,8 +1,13 @@
 import numpy as np
 import torch
 
-from deploy_robust.ingest.onnx_graph import OPS
-from deploy_robust.quant import twin  # noqa: F401
+from deploy_robust.quant.onnx_graph import OPS as FLOAT_OPS
+from deploy_robust.quant.twin import TWIN_OPS as OPS
+
+
+def test_the_float_interpreter_knows_no_quantizers_and_the_twin_table_adds_them():
+    assert "QuantizeLinear" not in FLOAT_OPS and "DequantizeLinear" not in FLOAT_OPS
+    assert set(OPS) == set(FLOAT_OPS) | {"QuantizeLinear", "DequantizeLinear"}
 
 
 def test_quantize_rounds_half_to_even_and_saturates_like_onnx():

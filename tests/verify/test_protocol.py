@@ -127,7 +127,6 @@ def test_forged_resume_files_are_recomputed_not_trusted(digits_bundles, digits_t
     bundle, threat = digits_bundles["plain"], ThreatModel("linf", 0.1)
     kwargs = dict(n=60, suite="quick", sweep=None, batch_size=30, layout="contiguous")
     fresh = run_verify(bundle, digits_test, threat, resume=False, **kwargs)
-    real = protocol._verify_batch
     _interrupt_at_second_batch(monkeypatch, protocol, lambda: run_verify(bundle, digits_test, threat, **kwargs), [])
     saved = next((bundle.path / ".verify-progress").glob("*/batch-00000.npz"))
     raw = saved.read_bytes()

@@ -7,7 +7,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from deploy_robust.errors import UserError
-from deploy_robust.ingest.onnx_graph import OnnxGraphModule
+from deploy_robust.quant.onnx_graph import OnnxGraphModule
 
 RNG = np.random.default_rng(0)
 

@@ -5,15 +5,17 @@ be ingested, evaluated with the torch backend, attacked with gradients and re-ex
 Float initializers become parameters; integer initializers and shape arithmetic stay
 static Python values, so `torch.export` sees no data-dependent control flow.
 
-Ops are handlers in `OPS`, keyed by ONNX op type: `register("QuantizeLinear")(fn)` adds
-one (the twin of a quantized bundle registers its quantizers with straight-through
-gradients that way).
+Ops are handlers keyed by ONNX op type. `OPS` holds the float ops; the module runs with
+the table it is given (`ops=`), so nothing depends on what happens to have been imported:
+`deploy_robust.quant.twin.TWIN_OPS` adds QuantizeLinear / DequantizeLinear, and every
+caller that runs a Q/DQ graph (the torch backend, verify, detection, ONNX ingestion) goes
+through `deploy_robust.quant.twin.twin_module`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import onnx
@@ -67,8 +69,10 @@ class OnnxGraphModule(nn.Module):
     """
 
     def __init__(self, model: onnx.ModelProto, float_dtype: torch.dtype | None = torch.float32,
-                 straight_through: bool = False, all_outputs: bool = False) -> None:
+                 straight_through: bool = False, all_outputs: bool = False,
+                 ops: Mapping[str, Handler] | None = None) -> None:
         super().__init__()
+        self.ops = dict(OPS if ops is None else ops)
         self.all_outputs = all_outputs  # the first output (logits) unless asked, e.g. a detector's score too
         graph = model.graph
         self.float_dtype = float_dtype
@@ -96,10 +100,10 @@ class OnnxGraphModule(nn.Module):
         self.input_names = [i.name for i in graph.input if i.name not in initializer_names]
         self.output_names = [o.name for o in graph.output]
         self.nodes = [(n.op_type, list(n.input), list(n.output), _attrs(n), n.name) for n in graph.node]
-        missing = sorted({op for op, *_ in self.nodes if op not in OPS})
+        missing = sorted({op for op, *_ in self.nodes if op not in self.ops})
         if missing:
             raise UserError(f"the ONNX graph uses ops deploy-robust cannot run in torch: {', '.join(missing)} "
-                            f"(supported: {', '.join(sorted(OPS))})")
+                            f"(supported: {', '.join(sorted(self.ops))})")
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         env: dict[str, Value] = dict(zip(self.input_names, inputs))
@@ -109,7 +113,7 @@ class OnnxGraphModule(nn.Module):
         for op, ins, outs, attrs, name in self.nodes:
             args = [env[i] if i else None for i in ins]
             attrs = dict(attrs, _float_dtype=self.float_dtype, _node=name, _op=op, _ste=self.straight_through)
-            result = OPS[op](args, attrs)
+            result = self.ops[op](args, attrs)
             if not isinstance(result, tuple):
                 result = (result,)
             env.update(zip(outs, result))
