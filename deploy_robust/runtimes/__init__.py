@@ -74,7 +74,7 @@ def bundle_as_torch(bundle: Bundle) -> nn.Module:
     """The bundle's ONNX graph (Q/DQ included) as a torch module, computing in the precisions the graph states."""
     from deploy_robust.quant.twin import twin_module
 
-    return twin_module(bundle.model_path, float_dtype=None)
+    return twin_module(bundle.model_path, float_dtype=None, all_outputs=True)
 
 
 __all__ = ["BACKENDS", "Runner", "create_runner", "bundle_as_torch", "ort_optimization"]

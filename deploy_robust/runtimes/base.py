@@ -8,9 +8,11 @@ import numpy as np
 
 
 class Runner(abc.ABC):
-    """Runs a classifier: float32 [0, 1] images (N,C,H,W) -> float32 logits (N, classes).
+    """Runs a classifier: float32 [0, 1] images (N,C,H,W) -> every graph output, logits first.
 
-    A runner whose graph has a fixed batch size gets any batch: `infer` splits and pads.
+    `infer` returns the logits (N, classes); `infer_outputs` every named output (a detector's
+    score, an ensemble's member log-probabilities), from the same engine. A runner whose graph
+    has a fixed batch size gets any batch: both split and pad.
     """
 
     name: str = "runner"
@@ -23,21 +25,26 @@ class Runner(abc.ABC):
         """Free what `activate` loaded."""
 
     @abc.abstractmethod
-    def _infer(self, x: np.ndarray) -> np.ndarray:
-        """Run one batch that the backend accepts as is."""
+    def _infer_all(self, x: np.ndarray) -> list[np.ndarray]:
+        """Run one batch that the backend accepts as is; every output, in the graph's order."""
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
+    def infer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every output of the engine for `x`, in the graph's order (logits first)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         if self.fixed_batch is None or len(x) == self.fixed_batch:
-            return self._infer(x)
-        outputs = []
+            return list(self._infer_all(x))
+        parts: list[list[np.ndarray]] = []
         for start in range(0, len(x), self.fixed_batch):
             chunk = x[start:start + self.fixed_batch]
             short = self.fixed_batch - len(chunk)
             if short:
                 chunk = np.concatenate([chunk, np.zeros((short, *chunk.shape[1:]), np.float32)])
-            outputs.append(self._infer(chunk)[:self.fixed_batch - short])
-        return np.concatenate(outputs)
+            parts.append([out[:self.fixed_batch - short] for out in self._infer_all(chunk)])
+        return [np.concatenate(outs) for outs in zip(*parts)]
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """The logits (the first output) as float32."""
+        return self.infer_outputs(x)[0].astype(np.float32, copy=False)
 
     def __enter__(self) -> "Runner":
         self.activate()

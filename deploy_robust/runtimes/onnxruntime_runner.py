@@ -75,10 +75,6 @@ class OnnxRuntimeRunner(Runner):
         self.activate()
         return self._session
 
-    def _infer(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self._input: x})[0].astype(np.float32, copy=False)
-
-    def infer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
-        """Every graph output (e.g. logits and a detector's score), for a dynamic-batch graph."""
+    def _infer_all(self, x: np.ndarray) -> list[np.ndarray]:
         return self.session.run(None, {self._input: x})
 

@@ -17,6 +17,15 @@ from deploy_robust.errors import UserError
 from deploy_robust.runtimes.base import Runner
 
 
+def _torch_dtype(trt, dtype):
+    """The torch dtype of a TensorRT tensor dtype (float32 for any other)."""
+    import torch
+
+    pairs = [("float32", torch.float32), ("float16", torch.float16), ("bfloat16", torch.bfloat16),
+             ("int32", torch.int32), ("int64", torch.int64), ("int8", torch.int8), ("bool", torch.bool)]
+    return next((t for name, t in pairs if hasattr(trt, name) and dtype == getattr(trt, name)), torch.float32)
+
+
 class TensorRTRunner(Runner):
     name = "tensorrt"
 
@@ -57,7 +66,7 @@ class TensorRTRunner(Runner):
         self._context = self._engine.create_execution_context()
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         self._input = next(n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-        self._output = next(n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+        self._outputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         self._stream = torch.cuda.Stream()
 
     def deactivate(self) -> None:
@@ -67,23 +76,26 @@ class TensorRTRunner(Runner):
         import torch
 
         self._context.set_input_shape(self._input, tuple(x_dev.shape))
-        out_shape = tuple(self._context.get_tensor_shape(self._output))
-        out = torch.empty(out_shape, dtype=torch.float32, device="cuda")
         self._context.set_tensor_address(self._input, x_dev.data_ptr())
-        self._context.set_tensor_address(self._output, out.data_ptr())
+        outs = []
+        for name in self._outputs:  # every output, in the engine's I/O order (the graph's)
+            dtype = _torch_dtype(self.trt, self._engine.get_tensor_dtype(name))
+            out = torch.empty(tuple(self._context.get_tensor_shape(name)), dtype=dtype, device="cuda")
+            self._context.set_tensor_address(name, out.data_ptr())
+            outs.append(out)
         if not self._context.execute_async_v3(self._stream.cuda_stream):
             raise RuntimeError("TensorRT execution failed")
-        return out
+        return outs
 
-    def _infer(self, x: np.ndarray) -> np.ndarray:
+    def _infer_all(self, x: np.ndarray) -> list[np.ndarray]:
         import torch
 
         self.activate()
         with torch.cuda.stream(self._stream):
             x_dev = torch.from_numpy(x).pin_memory().to("cuda", non_blocking=True)
-            out = self._run_device(x_dev).to("cpu", non_blocking=True)
+            outs = [o.to("cpu", non_blocking=True) for o in self._run_device(x_dev)]
         self._stream.synchronize()
-        return out.numpy()
+        return [o.numpy() for o in outs]
 
     def phases(self, x: np.ndarray) -> dict[str, float]:
         """Milliseconds of H2D copy, engine compute and D2H copy, from CUDA events."""
@@ -96,9 +108,10 @@ class TensorRTRunner(Runner):
             events[0].record()
             x_dev = host.to("cuda", non_blocking=True)
             events[1].record()
-            out = self._run_device(x_dev)
+            outs = self._run_device(x_dev)
             events[2].record()
-            out.to("cpu", non_blocking=True)
+            for out in outs:
+                out.to("cpu", non_blocking=True)
             events[3].record()
         self._stream.synchronize()
         return {"h2d": events[0].elapsed_time(events[1]), "compute": events[1].elapsed_time(events[2]),

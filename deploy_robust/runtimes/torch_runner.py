@@ -22,10 +22,11 @@ class TorchRunner(Runner):
     def activate(self) -> None:
         self.module.to(self.device)
 
-    def _infer(self, x: np.ndarray) -> np.ndarray:
+    def _infer_all(self, x: np.ndarray) -> list[np.ndarray]:
         with torch.no_grad():
             out = self.module(torch.from_numpy(x).to(self.device))
-        return out.float().cpu().numpy()
+        outputs = out if isinstance(out, (tuple, list)) else (out,)
+        return [o.float().cpu().numpy() if o.is_floating_point() else o.cpu().numpy() for o in outputs]
 
     # GPU-only timing hooks used by `bench` (CUDA events; transfers separate from compute).
     def phases(self, x: np.ndarray) -> dict[str, float] | None:

@@ -35,9 +35,9 @@ class _FixedBatch(Runner):
     def __init__(self):
         self.seen = []
 
-    def _infer(self, x):
+    def _infer_all(self, x):
         self.seen.append(len(x))
-        return x.reshape(len(x), -1)[:, :2] * 2
+        return [x.reshape(len(x), -1)[:, :2] * 2]
 
 
 def test_fixed_batch_runner_splits_and_pads():
@@ -71,3 +71,40 @@ def test_torch_cuda_matches_cpu(bundle):
     x = np.random.default_rng(0).random((4, 3, 16, 16), dtype=np.float32)
     with create_runner("torch-cuda", bundle) as gpu, create_runner("torch", bundle) as cpu:
         assert np.abs(gpu.infer(x) - cpu.infer(x)).max() <= 1e-3
+
+
+class _TwoOutputs(Runner):
+    fixed_batch = 4
+
+    def _infer_all(self, x):
+        return [x.reshape(len(x), -1)[:, :2], x.reshape(len(x), -1).sum(1)]
+
+
+def test_every_output_comes_back_split_and_padded_like_the_logits():
+    x = np.random.default_rng(1).random((10, 1, 2, 2), dtype=np.float32)
+    logits, score = _TwoOutputs().infer_outputs(x)
+    assert logits.shape == (10, 2) and score.shape == (10,)
+    assert np.allclose(score, x.reshape(10, -1).sum(1)) and np.array_equal(_TwoOutputs().infer(x), logits)
+
+
+def test_the_torch_backend_returns_a_bundles_every_output_like_onnx_runtime(tmp_path):
+    from torch import nn
+
+    class WithScore(nn.Module):
+        extra_output_names = ("score",)
+
+        def __init__(self):
+            super().__init__()
+            self.net = make_tiny()
+
+        def forward(self, x):
+            logits = self.net(x)
+            return logits, logits.abs().sum(1)
+
+    loaded = LoadedModel(WithScore().eval(), SPEC, {"file": "t", "format": "test", "sha256": "", "arch": None,
+                                                     "layer_dtypes": {}})
+    bundle = export_bundle(loaded, tmp_path / "b")
+    x = np.random.default_rng(0).random((5, 3, 16, 16), dtype=np.float32)
+    engine, twin = create_runner("ort-cpu", bundle).infer_outputs(x), create_runner("torch", bundle).infer_outputs(x)
+    assert len(engine) == len(twin) == 2
+    assert all(np.abs(a - b).max() < 1e-4 for a, b in zip(engine, twin))
