@@ -20,9 +20,11 @@ demo: setup
 	$(VENV)/bin/deploy-robust demo
 
 test: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -m "$(PYTEST_SELECT)"
 
 test-all: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 clean:
