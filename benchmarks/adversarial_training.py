@@ -29,7 +29,7 @@ from machine import save_result  # noqa: E402
 from deploy_robust.data import load_dataset  # noqa: E402
 from deploy_robust.export import export_bundle  # noqa: E402
 from deploy_robust.ingest import load_model  # noqa: E402
-from deploy_robust.ingest.model_file import MODEL_KEY  # noqa: E402
+from deploy_robust.model.model_file import MODEL_KEY  # noqa: E402
 from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
 
 TEST = SHARED / "datasets" / "cifar10_test_first1017.npz"

@@ -12,7 +12,6 @@ quantized bundle. Exit 1 on any difference.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess

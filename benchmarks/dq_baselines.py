@@ -32,7 +32,7 @@ from machine import save_result  # noqa: E402
 from deploy_robust.data import load_dataset  # noqa: E402
 from deploy_robust.export import export_bundle  # noqa: E402
 from deploy_robust.ingest import load_model  # noqa: E402
-from deploy_robust.ingest.model_file import save_model_file  # noqa: E402
+from deploy_robust.model.model_file import save_model_file  # noqa: E402
 from deploy_robust.train import pgd_training  # noqa: E402
 from deploy_robust.transforms.dq import DQRequest, defensive_quantization  # noqa: E402
 from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402

@@ -21,7 +21,7 @@ from deploy_robust.cli.train_cmd import add_training_args, perturb_from_args
 from deploy_robust.data import load_dataset
 from deploy_robust.errors import UserError
 from deploy_robust.ingest import load_model
-from deploy_robust.ingest.model_file import save_model_file
+from deploy_robust.model.model_file import save_model_file
 from deploy_robust.normalize import with_normalization
 from deploy_robust.train.distributed import local_device
 from deploy_robust.train.evaluation import clean_and_pgd

@@ -13,8 +13,8 @@ from deploy_robust.data import load_dataset
 from deploy_robust.defenses.empir import ARCHS, CHECKPOINT_KEY, SHAPES, build_ensemble, describe, parse_member
 from deploy_robust.errors import UserError
 from deploy_robust.evaluate import evaluate
-from deploy_robust.ingest.checkpoint import extract_state_dict, read_checkpoint
-from deploy_robust.ingest.loader import PickOutput
+from deploy_robust.model.checkpoint import extract_state_dict, read_checkpoint
+from deploy_robust.model import PickOutput
 from deploy_robust.runtimes.torch_runner import TorchRunner
 from deploy_robust.seeding import seed_everything
 from deploy_robust.train import train_classifier

@@ -11,8 +11,8 @@ from deploy_robust.data import load_dataset
 from deploy_robust.errors import UserError
 from deploy_robust.evaluate import evaluate
 from deploy_robust.ingest import LoadedModel, load_model
-from deploy_robust.ingest.arch import is_code
-from deploy_robust.ingest.model_file import portable_arch
+from deploy_robust.model.arch import is_code
+from deploy_robust.model.model_file import portable_arch
 from deploy_robust.runtimes.torch_runner import TorchRunner
 from deploy_robust.transforms.gdws.alphas import AlphaSettings
 from deploy_robust.transforms.gdws.checkpoint import save_gdws_checkpoint

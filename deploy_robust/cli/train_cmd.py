@@ -17,9 +17,9 @@ from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json, pct
 from deploy_robust.data import load_dataset
 from deploy_robust.errors import UserError
-from deploy_robust.ingest import arch as arch_resolver
+from deploy_robust.model import arch as arch_resolver
 from deploy_robust.ingest import load_model
-from deploy_robust.ingest.model_file import save_model_file
+from deploy_robust.model.model_file import save_model_file
 from deploy_robust.normalize import normalizer, with_normalization
 from deploy_robust.seeding import seed_everything
 from deploy_robust.train import distributed, make_perturb, train_classifier

@@ -26,6 +26,7 @@ from torch import nn
 
 from deploy_robust.errors import UserError
 from deploy_robust.exporters.trained_grid import TrainedGrid
+from deploy_robust.transforms.dq.quantizers import ActivationQuantizer
 
 CHECKPOINT_KEY = "deploy_robust_ensemble"
 SURROGATE_OUTPUT = "ensemble_log_probs"
@@ -211,9 +212,6 @@ def _plain_conv(conv: "QuantConv2d") -> nn.Conv2d:
 
 def _bounded(bits: int) -> nn.Module:
     """Min(Relu(x), 1) in the graph; the exporter's Q/DQ rounds it to `bits` bits."""
-    # imported here: the dq package imports the model loader, which imports this module
-    from deploy_robust.transforms.dq.quantizers import ActivationQuantizer
-
     quantizer = ActivationQuantizer(bits)
     quantizer.deploy = True
     return quantizer

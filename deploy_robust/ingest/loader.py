@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,56 +13,19 @@ from deploy_robust import zoo
 from deploy_robust.defenses.empir import CHECKPOINT_KEY as ENSEMBLE_KEY
 from deploy_robust.errors import UserError
 from deploy_robust.hashing import sha256_file
-from deploy_robust.ingest import arch as arch_resolver
-from deploy_robust.ingest.checkpoint import (extract_state_dict, group_by_layer, layer_dtypes, load_state_dict,
+from deploy_robust.model import arch as arch_resolver
+from deploy_robust.model.checkpoint import (extract_state_dict, group_by_layer, layer_dtypes, load_state_dict,
                                               read_checkpoint)
 from deploy_robust.ingest.exported_program import load_exported_program
 from deploy_robust.ingest.formats import ModelFormat, sniff
-from deploy_robust.ingest.model_file import MODEL_KEY, build_from_model_file
+from deploy_robust.model.loaded import LoadedModel, SpecOverrides, describe_layers
+from deploy_robust.model.model_file import MODEL_KEY
+from deploy_robust.transforms.dq.model import DQConfig, prepare_structure
 from deploy_robust.quant.onnx_graph import OnnxGraphModule
 from deploy_robust.quant.twin import twin_module
 from deploy_robust.normalize import with_normalization
 from deploy_robust.spec import InputSpec
 from deploy_robust.transforms.gdws.checkpoint import CHECKPOINT_KEY as GDWS_KEY, build_from_checkpoint
-
-
-@dataclass
-class SpecOverrides:
-    """What the user said on the command line about the input; None means 'not said'."""
-
-    shape: tuple[int, int, int] | None = None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    num_classes: int | None = None
-
-
-@dataclass
-class LoadedModel:
-    """An ingested model. `module` takes normalized inputs; `reference()` takes [0, 1] images."""
-
-    module: nn.Module
-    spec: InputSpec
-    source: dict[str, Any]
-    fixed_batch: int | None = None
-    layers: list[dict[str, str]] = field(default_factory=list)
-    defense: dict[str, Any] | None = None  # set by deploy_robust.defenses; recorded in the manifest
-    transforms: dict[str, Any] | None = None  # e.g. {"gdws": plan}; recorded in the manifest
-
-    def reference(self) -> nn.Module:
-        """The classifier on [0, 1] images, returning logits (a detector's or ensemble's extra outputs dropped)."""
-        model = with_normalization(self.module, self.spec)
-        return PickOutput(model, 0) if getattr(self.module, "extra_output_names", ()) else model
-
-
-class PickOutput(nn.Module):
-    """One output of a module that returns several (a detector's or an ensemble's)."""
-
-    def __init__(self, module: nn.Module, index: int) -> None:
-        super().__init__()
-        self.module, self.index = module, index
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x)[self.index]
 
 
 def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool = False,
@@ -72,7 +34,7 @@ def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool 
     a pickled module (only with `trust_pickle`), or an ONNX model.
 
     A model file that records a code architecture (`file.py:factory`) imports that file only
-    when `arch` names the same file or `trust_code` is set (see `ingest.arch.CodeTrust`)."""
+    when `arch` names the same file or `trust_code` is set (see `deploy_robust.model.arch.CodeTrust`)."""
     path = Path(path)
     overrides = overrides or SpecOverrides()
     fmt = sniff(path)
@@ -143,6 +105,17 @@ def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool 
         named = module.program if isinstance(module, _ProgramModule) else module
         layers = describe_layers(named, dtypes)
     return LoadedModel(module, spec, source, fixed_batch, layers, defense, transforms)
+
+
+def build_from_model_file(config: dict[str, Any], trust: arch_resolver.CodeTrust,
+                          source: str) -> tuple[nn.Module, InputSpec, str]:
+    """(untrained module, with DQ quantizers when the file has them; input spec; arch name)."""
+    architecture = trust.resolve_recorded(config.get("arch"), source)
+    spec = InputSpec.from_json(config["input"])
+    module = architecture.build(spec.num_classes)
+    if config.get("dq"):
+        module = prepare_structure(module, DQConfig.from_json(config["dq"]))
+    return module, spec, architecture.name
 
 
 def _from_metadata(build, config: Any, trust: arch_resolver.CodeTrust, name: str):
@@ -248,16 +221,3 @@ def _resolve_spec(module: nn.Module, base: InputSpec | None, o: SpecOverrides, f
     if expected is not None and expected != num_classes:
         raise UserError(f"{name}: --num-classes {expected} but the model outputs {num_classes} logits")
     return probe.replace(num_classes=num_classes)
-
-
-def describe_layers(module: nn.Module, dtypes: dict[str, str]) -> list[dict[str, str]]:
-    """One entry per weighted layer: name as in the torch model, its type and original dtype."""
-    modules = dict(module.named_modules())
-    layers = []
-    for name in layer_dtypes(dict(module.named_parameters())):  # registration order
-        sub = modules.get(name)
-        # TorchScript modules keep their Python class name in `original_name`.
-        kind = "tensor" if sub is None else getattr(sub, "original_name", type(sub).__name__)
-        layers.append({"name": name, "type": kind, "source_dtype": dtypes.get(name, "float32")})
-    return layers
-

@@ -22,7 +22,7 @@ from deploy_robust.bundle import Bundle
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
 from deploy_robust.exporters.float_onnx import OUTPUT_NAME
-from deploy_robust.ingest.loader import PickOutput
+from deploy_robust.model import PickOutput
 from deploy_robust.progress import progress
 from deploy_robust.quant.twin import twin_module
 from deploy_robust.runtimes import create_runner

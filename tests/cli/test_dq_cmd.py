@@ -2,7 +2,7 @@
 
 import torch
 
-from deploy_robust.ingest.model_file import MODEL_KEY
+from deploy_robust.model.model_file import MODEL_KEY
 
 
 def test_dq_then_export(cli, digits_checkpoint, tmp_path):

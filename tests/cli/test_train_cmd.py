@@ -9,7 +9,7 @@ import torch
 
 from deploy_robust.data import load_dataset
 from deploy_robust.ingest import load_model
-from deploy_robust.ingest.model_file import MODEL_KEY
+from deploy_robust.model.model_file import MODEL_KEY
 
 
 def test_train_writes_a_model_file_that_loads_without_arch(cli, tmp_path):

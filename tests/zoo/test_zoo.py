@@ -3,7 +3,7 @@ import torch
 
 from deploy_robust import zoo
 from deploy_robust.errors import UserError
-from deploy_robust.ingest.checkpoint import extract_state_dict, read_checkpoint
+from deploy_robust.model.checkpoint import extract_state_dict, read_checkpoint
 from tests.conftest import shared_path
 
 SHARED = {"cifar_cnn_a_adv": "cifar_cnn_a_adv.model", "cifar_conv_small_pgd": "cifar_conv_small_pgd.pth",

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from deploy_robust.data import Dataset
-from deploy_robust.ingest import LoadedModel
+from deploy_robust.model import LoadedModel
 from deploy_robust.normalize import normalizer
 from deploy_robust.seeding import seed_everything
 from deploy_robust.train import train_classifier

@@ -16,7 +16,7 @@ from torch import nn
 
 from deploy_robust.bundle.store import write_file_atomic
 from deploy_robust.errors import UserError
-from deploy_robust.ingest import arch as arch_resolver
+from deploy_robust.model import arch as arch_resolver
 from deploy_robust.spec import InputSpec
 from deploy_robust.transforms.gdws.network import GDWSPlan, restructure
 

@@ -13,9 +13,9 @@ from torch import nn
 
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
-from deploy_robust.ingest import LoadedModel
-from deploy_robust.ingest.checkpoint import layer_dtypes
-from deploy_robust.ingest.loader import describe_layers
+from deploy_robust.model import LoadedModel
+from deploy_robust.model.checkpoint import layer_dtypes
+from deploy_robust.model import describe_layers
 from deploy_robust.transforms.gdws.alphas import (AlphaSettings, alpha_info, estimate_alphas, load_alphas, save_alphas,
                                                   weights_hash)
 from deploy_robust.transforms.gdws.network import CHANNEL_MULTIPLE, GDWSPlan, apply_gdws, find_layers, plan_gdws

@@ -14,7 +14,7 @@ from deploy_robust.ingest import load_model
 from deploy_robust.normalize import with_normalization
 from deploy_robust.quant.twin import build_twin
 from deploy_robust.runtimes import create_runner
-from deploy_robust.ingest.model_file import save_model_file
+from deploy_robust.model.model_file import save_model_file
 from deploy_robust.transforms.dq import DQRequest, defensive_quantization
 from deploy_robust.verify.attacks import pgd
 from deploy_robust.verify.threat import ThreatModel

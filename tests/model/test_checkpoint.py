@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from deploy_robust.errors import UserError
-from deploy_robust.ingest.checkpoint import extract_state_dict, load_state_dict, read_checkpoint
+from deploy_robust.model.checkpoint import extract_state_dict, load_state_dict, read_checkpoint
 from tests.conftest import make_tiny
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from deploy_robust.bundle.store import write_file_atomic
-from deploy_robust.ingest import arch as arch_resolver
+from deploy_robust.model import arch as arch_resolver
 from deploy_robust.spec import InputSpec
 
 MODEL_KEY = "deploy_robust_model"
@@ -41,16 +41,3 @@ def save_model_file(path: str | Path, module: nn.Module, arch: str, spec: InputS
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_file_atomic(path, buffer.getvalue())
-
-
-def build_from_model_file(config: dict[str, Any], trust: arch_resolver.CodeTrust,
-                          source: str) -> tuple[nn.Module, InputSpec, str]:
-    """(untrained module, with DQ quantizers when the file has them; input spec; arch name)."""
-    architecture = trust.resolve_recorded(config.get("arch"), source)
-    spec = InputSpec.from_json(config["input"])
-    module = architecture.build(spec.num_classes)
-    if config.get("dq"):
-        from deploy_robust.transforms.dq.model import DQConfig, prepare_structure
-
-        module = prepare_structure(module, DQConfig.from_json(config["dq"]))
-    return module, spec, architecture.name
