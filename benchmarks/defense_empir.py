@@ -75,7 +75,7 @@ def main() -> None:
         row = {"dataset": arch, "members": members, "epochs": epochs, "eps": eps, "n": args.n, "suite": args.suite,
                "int8_vs_float_kernels": {"images": len(x), "vote_agreement": float((int8_votes.argmax(1) == float_votes.argmax(1)).mean()),
                                          "max_abs_log_prob_diff": float(abs(int8_log_probs - float_log_probs).max()),
-                                         "quantized_convs_on_int8": sum(layer["precision"] == "int8" for layer in ensemble.manifest["precision"]["layers"])},
+                                         "quantized_convs_on_int8": sum(layer["precision"] == "int8" for layer in ensemble.manifest.precision.layers)},
                "naive_attack_on_vote": summary(run_verify(ensemble, test, threat, attack_output="logits", **run)),
                "verified_consistent_loss": summary(run_verify(ensemble, test, threat, **run)),
                "majority_attacks": True}  # verify also attacks every majority of members (since this field)

@@ -63,7 +63,7 @@ def main() -> None:
                   f"flags {row[name]['flags']}", flush=True)
         doc = run_verify(bundles["detect"], test, threat, **run)
         row["detect"] = doc["detector"] | {"clean_accuracy": doc["clean_accuracy"],
-                                           "threshold_set_on": bundles["detect"].manifest["defense"]["threshold_set_on"]}
+                                           "threshold_set_on": bundles["detect"].manifest.defense.fields["threshold_set_on"]}
         d = row["detect"]
         print(f"{model_file} detect: FPR {100 * d['false_positive_rate_on_test']:.1f}%, detection rate "
               f"{100 * d['unaware_attack']['detection_rate']:.1f}%, aware robust "

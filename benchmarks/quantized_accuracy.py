@@ -59,7 +59,7 @@ def measure(checkpoint: str, sets: tuple[str, str], methods: list[str], tmp: Pat
         twin = evaluate(TorchRunner(build_twin(bundle.model_path)), test)
         rows.append({"model": checkpoint, "precision": precision, "target": target, "calib_method": method,
                      "weight_rounding": rounding, "min_agreement": min_agreement,
-                     "kept_fp32": [k["layer"] for k in bundle.manifest["precision"].get("fallback", {}).get("kept_fp32", [])],
+                     "kept_fp32": [k["layer"] for k in (bundle.manifest.precision.fallback or {}).get("kept_fp32", [])],
                      "n": len(test), "fp32_accuracy": reference.accuracy, "accuracy": engine.accuracy,
                      "delta_pt": 100 * (engine.accuracy - reference.accuracy),
                      "top1_agreement_fp32": compare_logits(engine.logits, reference.logits).top1_agreement,

@@ -43,14 +43,15 @@ def test_same_model_and_seed_give_byte_identical_bundles(tmp_path):
 def test_bundle_manifest_records_what_is_needed(tmp_path):
     bundle = open_bundle(export_bundle(_loaded(tmp_path), tmp_path / "b", "fp16", "tensorrt", seed=5).path)
     m = bundle.manifest
-    assert m["schema_version"] == 1 and m["seed"] == 5 and m["target"] == "tensorrt"
-    assert m["input"]["normalization"]["mean"] == list(SPEC.mean) and m["input"]["normalization_folded"]
-    assert m["model"]["sha256"] == hashlib.sha256(bundle.model_path.read_bytes()).hexdigest()
-    assert m["precision"]["mode"] == "fp16"
-    assert [l["name"] for l in m["precision"]["layers"]] == ["conv", "bn", "conv2", "fc"]
-    assert all(l["precision"] == "fp16" for l in m["precision"]["layers"])
-    assert {"torch", "onnx", "onnxruntime", "deploy_robust"} <= set(m["tools"])
-    assert m["source"]["format"] == "state_dict" and len(m["source"]["sha256"]) == 64
+    assert m.schema_version == 2 and m.seed == 5 and m.target == "tensorrt"
+    assert m.input.mean == SPEC.mean and m.document["input"]["normalization_folded"]
+    assert m.model.sha256 == hashlib.sha256(bundle.model_path.read_bytes()).hexdigest()
+    assert m.files == {"model.onnx": m.model.sha256}
+    assert m.precision.mode == "fp16"
+    assert [l["name"] for l in m.precision.layers] == ["conv", "bn", "conv2", "fc"]
+    assert all(l["precision"] == "fp16" for l in m.precision.layers)
+    assert {"torch", "onnx", "onnxruntime", "deploy_robust"} <= set(m.tools)
+    assert m.source["format"] == "state_dict" and len(m.source["sha256"]) == 64
     onnx.checker.check_model(onnx.load(str(bundle.model_path)), full_check=True)
 
 

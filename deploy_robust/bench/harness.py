@@ -61,8 +61,8 @@ def run_bench(bundles: list[Bundle], backends: list[str], batches: list[int], *,
                 entries.append(entry)
         documents.append({
             "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-            "bundle": {"path": str(bundle.path), "precision": bundle.precision, "target": bundle.manifest["target"],
-                       "model_bytes": bundle.model_path.stat().st_size, "sha256": bundle.manifest["model"]["sha256"]},
+            "bundle": {"path": str(bundle.path), "precision": bundle.precision, "target": bundle.manifest.target,
+                       "model_bytes": bundle.model_path.stat().st_size, "sha256": bundle.manifest.model.sha256},
             "settings": {"warmup": warmup, "iters": iters, "duration_s": duration, "rounds": rounds, "threads": threads,
                          "input_buffers": 4},
             "machine": machine,

@@ -1,9 +1,20 @@
-"""The bundle manifest: a versioned JSON document that makes `model.onnx` usable without the original code."""
+"""The bundle manifest: a versioned JSON document that makes `model.onnx` usable without the original code.
+
+`Manifest.from_json` validates a document (types and ranges of every field a reader acts on),
+migrates older schema versions, and gives typed sections; it is the only reader of the JSON,
+so no module outside `bundle/` reads manifest keys by string. Model-kind sections (`source`,
+`transforms`, the defense's own fields) stay mappings owned by their kind. `to_json` returns
+the document exactly as written (export writes it with `dumps`: sorted keys, same bytes).
+
+Schema versions: 1 (first), 2 (adds `files`, the sha256 of every file the manifest describes;
+a version-1 document migrates with `files` = its model file's recorded sha256).
+"""
 
 from __future__ import annotations
 
 import json
 import platform
+from dataclasses import dataclass
 from typing import Any
 
 from deploy_robust import limits
@@ -11,7 +22,7 @@ from deploy_robust.errors import UserError
 from deploy_robust.spec import InputSpec
 
 SCHEMA = "deploy-robust/bundle"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 REQUIRED_KEYS = ("schema", "schema_version", "model", "input", "precision", "target", "source", "tools", "seed")
 
 
@@ -71,10 +82,130 @@ def _check_values(manifest: dict[str, Any]) -> None:
     precision = manifest["precision"]
     if not isinstance(precision, dict) or not isinstance(precision.get("mode"), str):
         raise UserError("precision.mode must be a string")
+    layers = precision.get("layers", [])
+    if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
+        raise UserError("precision.layers must be a list of objects")
     if not isinstance(manifest["target"], str):
         raise UserError("'target' must be a string")
+    for key in ("calibration", "defense", "transforms"):
+        if manifest.get(key) is not None and not isinstance(manifest[key], dict):
+            raise UserError(f"'{key}' must be an object or null")
+    for key in ("source", "tools"):
+        if not isinstance(manifest[key], dict):
+            raise UserError(f"'{key}' must be an object")
     limits.whole_number(manifest["seed"], "seed", 0, limits.MAX_SEED)
 
 
 def _is_sha256(value: Any) -> bool:
     return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def migrate(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The document in the current schema version (a validated older one is upgraded in memory)."""
+    doc = dict(manifest)
+    if doc["schema_version"] == 1:
+        model = doc["model"]
+        doc["files"] = {model["file"]: model["sha256"]} if model.get("sha256") else {}
+        doc["schema_version"] = 2
+    return doc
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    file: str
+    sha256: str | None
+    batch: int | None          # None: a dynamic batch dimension
+    stochastic: bool
+    opset: int | None
+    exporter: str | None
+
+
+@dataclass(frozen=True)
+class PrecisionSection:
+    mode: str
+    layers: tuple[dict[str, Any], ...]
+    weight_rounding: str | None
+    fallback: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class CalibrationSection:
+    method: str
+    num_images: int
+    dataset: str | None
+    percentile: float | None
+
+
+@dataclass(frozen=True)
+class DefenseSection:
+    """What verify needs of a defense, typed; `fields` is the whole section its model kind wrote."""
+
+    kind: str
+    fields: dict[str, Any]
+
+    @property
+    def attack_output(self) -> str | None:
+        return self.fields.get("attack_output")
+
+    @property
+    def member_output(self) -> str | None:
+        return self.fields.get("member_output")
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return tuple(self.fields.get("members") or ())
+
+    @property
+    def majority(self) -> int | None:
+        return self.fields.get("majority")
+
+    @property
+    def detector(self) -> dict[str, Any] | None:
+        """A detector's score output and threshold, when the defense flags inputs."""
+        has = "threshold" in self.fields and "score_output" in self.fields
+        return {"score_output": self.fields["score_output"], "threshold": float(self.fields["threshold"])} if has else None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    schema_version: int
+    model: ModelSection
+    input: InputSpec
+    precision: PrecisionSection
+    target: str
+    calibration: CalibrationSection | None
+    source: dict[str, Any]
+    defense: DefenseSection | None
+    transforms: dict[str, Any] | None
+    tools: dict[str, str]
+    seed: int
+    files: dict[str, str]
+    document: dict[str, Any]   # as read (migrated), for to_json and `info --json`
+
+    @classmethod
+    def from_json(cls, doc: Any, where: str) -> "Manifest":
+        doc = migrate(validate(doc, where))
+        model, precision, calibration, defense = doc["model"], doc["precision"], doc.get("calibration"), doc.get("defense")
+        batch = model.get("batch", "dynamic")
+        return cls(
+            schema_version=doc["schema_version"],
+            model=ModelSection(model["file"], model.get("sha256"), None if batch == "dynamic" else batch,
+                               bool(model.get("stochastic", False)), model.get("opset"), model.get("exporter")),
+            input=InputSpec.from_json(doc["input"]),
+            precision=PrecisionSection(precision["mode"], tuple(precision.get("layers") or ()),
+                                       precision.get("weight_rounding"), precision.get("fallback")),
+            target=doc["target"],
+            calibration=None if not calibration else CalibrationSection(
+                calibration.get("method", "?"), calibration.get("num_images", 0), calibration.get("dataset"),
+                calibration.get("percentile")),
+            source=dict(doc.get("source") or {}),
+            defense=DefenseSection(str(defense.get("kind", "?")), dict(defense)) if isinstance(defense, dict) else None,
+            transforms=doc.get("transforms"),
+            tools=dict(doc.get("tools") or {}),
+            seed=doc["seed"],
+            files=dict(doc.get("files") or {}),
+            document=doc,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return self.document

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy_robust.bundle import manifest as manifest_schema
+from deploy_robust.bundle.manifest import Manifest
 from deploy_robust.errors import UserError
 from deploy_robust.hashing import sha256_bytes, sha256_file
 from deploy_robust.spec import InputSpec
@@ -44,25 +45,24 @@ _AT_FDCWD = -100
 @dataclass
 class Bundle:
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     swap: str = "none"  # how write_bundle put it in place: "new", "exchange" or "two-renames"
 
     @property
     def model_path(self) -> Path:
-        return self.path / self.manifest["model"]["file"]
+        return self.path / self.manifest.model.file
 
     @property
     def spec(self) -> InputSpec:
-        return InputSpec.from_json(self.manifest["input"])
+        return self.manifest.input
 
     @property
     def precision(self) -> str:
-        return self.manifest["precision"]["mode"]
+        return self.manifest.precision.mode
 
     @property
     def fixed_batch(self) -> int | None:
-        batch = self.manifest["model"].get("batch", "dynamic")
-        return None if batch == "dynamic" else int(batch)
+        return self.manifest.model.batch
 
     def write_file(self, name: str, data: bytes | str) -> Path:
         """Add or replace one file (e.g. bench.json) atomically; `name` is a plain file name."""
@@ -90,7 +90,7 @@ def open_bundle(path: str | Path) -> Bundle:
         doc = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise UserError(f"{path / MANIFEST}: not valid JSON ({str(e).splitlines()[0]})") from None
-    bundle = Bundle(path, manifest_schema.validate(doc, str(path / MANIFEST)))
+    bundle = Bundle(path, Manifest.from_json(doc, str(path / MANIFEST)))
     if not bundle.model_path.is_file():
         raise UserError(f"{path}: the manifest names {bundle.model_path.name}, which is missing")
     _check_hashes(bundle)
@@ -109,8 +109,8 @@ def _refuse_links(path: Path) -> None:
 
 
 def _check_hashes(bundle: Bundle) -> None:
-    described = dict(bundle.manifest.get("files") or {})
-    described.setdefault(bundle.manifest["model"]["file"], bundle.manifest["model"].get("sha256"))
+    described = dict(bundle.manifest.files)
+    described.setdefault(bundle.manifest.model.file, bundle.manifest.model.sha256)
     for name, expected in sorted(described.items()):
         if expected is None:
             continue
@@ -137,6 +137,7 @@ def write_bundle(out: str | Path, files: dict[str, bytes], manifest: dict[str, A
     if bad:
         raise ValueError(f"bundle file names must be plain names other than {MANIFEST}: {bad}")
     manifest = dict(manifest) | {"files": {name: sha256_bytes(data) for name, data in sorted(files.items())}}
+    typed = Manifest.from_json(manifest, f"{out}/{MANIFEST}")  # a writer's mistake fails before anything is written
     parent = out.parent
     _mkdir(parent)
     remove_stale_temporaries(out)
@@ -156,7 +157,7 @@ def write_bundle(out: str | Path, files: dict[str, bytes], manifest: dict[str, A
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     shutil.rmtree(tmp, ignore_errors=True)  # after an exchange it holds the old bundle
-    return Bundle(out, manifest, swap)
+    return Bundle(out, typed, swap)
 
 
 def _replace_directory(new: Path, out: Path) -> str:

@@ -87,21 +87,21 @@ def run(args: argparse.Namespace) -> int:
                            min_agreement=args.min_agreement)
     summary = onnx_summary(bundle.model_path)
     if args.json:
-        emit_json({"bundle": str(bundle.path), "manifest": bundle.manifest, "graph": summary})
+        emit_json({"bundle": str(bundle.path), "manifest": bundle.manifest.to_json(), "graph": summary})
     else:
         spec = bundle.spec
         norm = "normalization folded in" if spec.normalized else "no normalization"
         print(f"wrote {bundle.path}/  {args.precision} for {args.target}: model.onnx {size(summary['bytes'])}, "
               f"{summary['nodes']} nodes, input Nx{'x'.join(map(str, spec.shape))} in [0,1] ({norm}), "
               f"{spec.num_classes} classes")
-        fallbacks = [l for l in bundle.manifest["precision"]["layers"]
+        fallbacks = [l for l in bundle.manifest.precision.layers
                      if l.get("requested") and l["precision"] != l["requested"]]
-        if bundle.manifest.get("defense"):
+        if bundle.manifest.defense:
             print(f"  defense: {describe_defense(bundle.manifest)}")
-        rounding = bundle.manifest["precision"].get("weight_rounding", "")
+        rounding = bundle.manifest.precision.weight_rounding or ""
         if rounding.startswith("nearest ("):
             print(f"  note: weights rounded to nearest{rounding[len('nearest'):]}")
-        fallback = bundle.manifest["precision"].get("fallback")
+        fallback = bundle.manifest.precision.fallback
         if fallback:
             which = "held-out --calib" if fallback["held_out"] else "calibration"
             print(f"  top-1 agreement with FP32 on {fallback['images']} {which} images: "

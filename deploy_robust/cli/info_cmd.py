@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from deploy_robust import zoo
-from deploy_robust.bundle import is_bundle, open_bundle
+from deploy_robust.bundle import Manifest, is_bundle, open_bundle
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json, size, table
 from deploy_robust.defenses import describe_defense
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.target)
     if is_bundle(path):
         bundle = open_bundle(path)
-        doc = {"bundle": str(path), "manifest": bundle.manifest, "graph": onnx_summary(bundle.model_path)}
+        doc = {"bundle": str(path), "manifest": bundle.manifest.to_json(), "graph": onnx_summary(bundle.model_path)}
     else:
         loaded = load_model(path, args.arch, trust_pickle=args.trust_pickle, trust_code=args.trust_code, overrides=cli_args.overrides(args))
         params = sum(p.numel() for p in loaded.module.parameters())
@@ -40,18 +40,20 @@ def run(args: argparse.Namespace) -> int:
         emit_json(doc)
         return 0
     if "bundle" in doc:
-        m, g = doc["manifest"], doc["graph"]
-        print(f"bundle {path}  (schema v{m['schema_version']})")
+        m, g = bundle.manifest, doc["graph"]
+        source = m.source
+        print(f"bundle {path}  (schema v{m.schema_version})")
         print(table(["field", "value"], [
-            ["precision / target", f"{m['precision']['mode']} / {m['target']}"],
-            *([["calibration", _describe_calibration(m)]] if m.get("calibration") else []),
-            ["input", _describe_input(m["input"]) + f", batch {m['model']['batch']}"],
-            ["graph", f"{g['nodes']} nodes, opset {m['model']['opset']}, {size(g['bytes'])}; ops {g['ops']}"],
-            ["source", f"{m['source']['file']} ({m['source']['format']}, arch {m['source']['arch']}), sha256 {m['source']['sha256'][:12]}"],
-            ["exporter", m["model"]["exporter"]],
-            *([["defense", describe_defense(m)]] if m.get("defense") else []),
-            *([["transforms", describe_transforms(m["transforms"])]] if m.get("transforms") else []),
-            ["tools", ", ".join(f"{k} {v}" for k, v in m["tools"].items())],
+            ["precision / target", f"{m.precision.mode} / {m.target}"],
+            *([["calibration", _describe_calibration(m)]] if m.calibration else []),
+            ["input", _describe_input(m.input.to_json()) + f", batch {m.model.batch or 'dynamic'}"],
+            ["graph", f"{g['nodes']} nodes, opset {m.model.opset}, {size(g['bytes'])}; ops {g['ops']}"],
+            ["source", f"{source.get('file')} ({source.get('format')}, arch {source.get('arch')}), "
+                       f"sha256 {str(source.get('sha256'))[:12]}"],
+            ["exporter", m.model.exporter],
+            *([["defense", describe_defense(m)]] if m.defense else []),
+            *([["transforms", describe_transforms(m.transforms)]] if m.transforms else []),
+            ["tools", ", ".join(f"{k} {v}" for k, v in m.tools.items())],
         ]))
     else:
         print(f"model {path}: {doc['source']['format']}, arch {doc['source']['arch']}, {doc['parameters']:,} parameters")
@@ -62,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _describe_calibration(manifest: dict) -> str:
-    c = manifest["calibration"]
-    rounding = manifest["precision"].get("weight_rounding", "nearest")
-    return f"{c['method']} ranges over {c['num_images']} images of {c['dataset']}; weights rounded: {rounding}"
+def _describe_calibration(manifest: Manifest) -> str:
+    c = manifest.calibration
+    rounding = manifest.precision.weight_rounding or "nearest"
+    return f"{c.method} ranges over {c.num_images} images of {c.dataset}; weights rounded: {rounding}"
 
 
 def describe_transforms(transforms: dict) -> str:

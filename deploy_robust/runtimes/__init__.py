@@ -67,7 +67,7 @@ def ort_optimization(bundle: Bundle, device: str) -> str:
     own runtime is specified to compute, at float speed.
     """
     quantized = bundle.precision not in ("fp32", "fp16")
-    return "basic" if (device == "cpu" and quantized and bundle.manifest["target"] != "ort-cpu") else "all"
+    return "basic" if (device == "cpu" and quantized and bundle.manifest.target != "ort-cpu") else "all"
 
 
 def bundle_as_torch(bundle: Bundle) -> nn.Module:

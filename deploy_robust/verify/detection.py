@@ -33,8 +33,8 @@ KAPPA = 5.0                    # margin beyond which misclassifying harder gains
 
 
 def detector_of(bundle: Bundle) -> dict[str, Any] | None:
-    defense = bundle.manifest.get("defense") or {}
-    return defense if "threshold" in defense and "score_output" in defense else None
+    """The detector's score output and threshold, if the bundle's defense flags inputs."""
+    return bundle.manifest.defense.detector if bundle.manifest.defense else None
 
 
 def _aware_pgd(twin, x, y, threat: ThreatModel, threshold: float, weight: float, steps: int, seed: int):

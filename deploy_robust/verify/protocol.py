@@ -88,7 +88,8 @@ def build_twin(bundle: Bundle, bpda: bool = True, attack_output: str | None = No
     (an ensemble's averaged probabilities instead of its gradient-free vote), else the first."""
     model = onnx.load(str(bundle.model_path))
     outputs = [o.name for o in model.graph.output]
-    name = attack_output or (bundle.manifest.get("defense") or {}).get("attack_output") or outputs[0]
+    defense = bundle.manifest.defense
+    name = attack_output or (defense.attack_output if defense else None) or outputs[0]
     if name not in outputs:
         raise UserError(f"--attack-output {name}: the graph's outputs are {', '.join(outputs)}")
     twin = twin_module(model, float_dtype=torch.float32, bpda=bpda, all_outputs=True)
@@ -116,15 +117,15 @@ def majority_attacks(bundle: Bundle, twin: PickOutput, suite: str) -> tuple[list
     """For a voting ensemble (the manifest names its member output and majority): the suite's APGD
     attacks (PGD in `quick`) on every majority of members, and the models they run on (`twin`'s graph,
     read at the member output), by key."""
-    defense = bundle.manifest.get("defense") or {}
-    if not defense.get("member_output") or not defense.get("majority"):
+    defense = bundle.manifest.defense
+    if defense is None or not defense.member_output or not defense.majority:
         return [], {}
-    members = PickOutput(twin.module, twin.module.output_names.index(defense["member_output"]))
+    members = PickOutput(twin.module, twin.module.output_names.index(defense.member_output))
     base = [a for a in SUITES[suite] if a.on == "S" and a.name in _MAJORITY_ATTACKS]
     if any(a.name.startswith("apgd") for a in base):
         base = [a for a in base if a.name.startswith("apgd")]
     plan, models = [], {}
-    for subset in itertools.combinations(range(len(defense["members"])), defense["majority"]):
+    for subset in itertools.combinations(range(len(defense.members)), defense.majority):
         key = "S:members " + "+".join(map(str, subset))
         models[key] = MajorityOfMembers(members, subset)
         plan += [Attack(f"{a.name} on members {'+'.join(map(str, subset))}", key, a.params) for a in base]
@@ -205,7 +206,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     randomness = STOCHASTIC[suite] if stochastic else Randomness()
     if eot is not None:
         randomness = Randomness(eot=eot, square_draws=randomness.square_draws, passes=randomness.passes)
-    settings = {"bundle_sha256": bundle.manifest["model"]["sha256"], "data": data.name, "n": len(data),
+    settings = {"bundle_sha256": bundle.manifest.model.sha256, "data": data.name, "n": len(data),
                 "threat": [threat.norm, threat.eps], "suite": suite, "seed": seed, "backend": backend,
                 "batch_size": batch_size, "bpda": bpda, "randomness": vars(randomness), "layout": layout,
                 "reference": reference is not None, "attack_output": attack_output}
@@ -349,7 +350,7 @@ def _document(bundle, data, threat, suite, seed, backend, plan, merged, randomne
     s_agree = merged["s_agree_on_adversarial"]
     doc = {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-        "bundle": {"path": str(bundle.path), "precision": bundle.precision, "target": bundle.manifest["target"]},
+        "bundle": {"path": str(bundle.path), "precision": bundle.precision, "target": bundle.manifest.target},
         "threat_model": {"norm": threat.norm, "eps": threat.eps, "description": threat.describe()},
         "data": {"name": data.name, "n": n, "selection": f"first {n}"}, "suite": suite, "seed": seed, "engine": backend,
         "clean_accuracy": float(clean_ok.mean()), "clean_accuracy_ci95": [clean_lo, clean_hi],

@@ -80,7 +80,7 @@ def write_inputs(folder: Path) -> dict[str, str]:
                                            '"tensors": {"a": {"low": 0, "high": Infinity}}}')
     (folder / "a_file").write_text("")
     (folder / "plan.yaml").write_text("default: int8\nlayers: [conv1, fp32]\n")
-    torch.save({"deploy_robust_model": {"arch": "helper.py:factory", "input": bundle.manifest["input"],
+    torch.save({"deploy_robust_model": {"arch": "helper.py:factory", "input": bundle.manifest.to_json()["input"],
                                         "training": {}}, "state_dict": {}}, folder / "records_code.pt")
     import shutil
 

@@ -124,7 +124,7 @@ def test_a_fake_quantized_model_exports_its_trained_grid(tmp_path):
                                                               "layer_dtypes": {}},
                          layers=[{"name": "conv", "type": "Conv2d", "source_dtype": "float32"}])
     bundle = export_bundle(loaded, tmp_path / "q", "int8")
-    assert bundle.manifest["precision"]["layers"][0]["precision"] == "trained grid"
+    assert bundle.manifest.precision.layers[0]["precision"] == "trained grid"
     assert not (tmp_path / "q" / "calibration.json").exists()
     x = np.random.default_rng(0).random((6, 3, 16, 16), dtype=np.float32)
     engine = create_runner("ort-cpu", bundle).infer(x)

@@ -72,8 +72,8 @@ def test_ensemble_exports_to_one_graph_matching_torch(cli, ensemble_file, tmp_pa
     graph = onnx.load(str(bundle.model_path))
     onnx.checker.check_model(graph, full_check=True)
     assert [o.name for o in graph.graph.output] == ["logits", "ensemble_log_probs", "member_log_probs"]
-    assert bundle.manifest["defense"]["members"] == ["w2a4", "w2a4", "fp32"]
-    assert bundle.manifest["defense"]["majority"] == 2
+    assert bundle.manifest.defense.fields["members"] == ["w2a4", "w2a4", "fp32"]
+    assert bundle.manifest.defense.fields["majority"] == 2
     loaded = load_model(ensemble_file)
     x, y = next(load_dataset("digits:test").batches(200))
     with torch.no_grad():
@@ -100,7 +100,7 @@ def test_int8_export_runs_members_on_integer_kernels_and_computes_the_same_ensem
     code, _, err = cli("export", ensemble_file, "--precision", "int8", "-o", tmp_path / "int8")
     assert code == 0, err
     bundle = open_bundle(tmp_path / "int8")
-    layers = {layer["name"]: layer["precision"] for layer in bundle.manifest["precision"]["layers"]}
+    layers = {layer["name"]: layer["precision"] for layer in bundle.manifest.precision.layers}
     assert layers["members.0.1.0"] == "int8" and layers["members.2.0"] == "fp32"  # fp32 member stays float
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")

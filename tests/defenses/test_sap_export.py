@@ -22,8 +22,8 @@ def test_seeded_sap_matches_torch(cli, digits_checkpoint, tmp_path):
     bundle, stdout = _export(cli, digits_checkpoint, tmp_path / "seeded", "--sap-fraction", "0.5", "--sap-seed", "7")
     assert "defense: stochastic_activation_pruning (seeded (7))" in stdout
     onnx.checker.check_model(onnx.load(str(bundle.model_path)), full_check=True)
-    assert bundle.manifest["defense"]["layers"][0] == {"layer": "1", "units": 1024, "draws": 512}
-    assert bundle.manifest["model"]["stochastic"] is False
+    assert bundle.manifest.defense.fields["layers"][0] == {"layer": "1", "units": 1024, "draws": 512}
+    assert bundle.manifest.model.stochastic is False
     reference = apply_sap(load_model(digits_checkpoint, "digits_cnn"), None, 0.5, 7).reference()
     x, _ = next(load_dataset("digits:test").batches(64))
     with torch.no_grad():
@@ -34,7 +34,7 @@ def test_seeded_sap_matches_torch(cli, digits_checkpoint, tmp_path):
 
 def test_random_sap_draws_fresh_in_onnx_runtime_and_matches_torch_in_distribution(cli, digits_checkpoint, tmp_path):
     bundle, stdout = _export(cli, digits_checkpoint, tmp_path / "random", "--sap-fraction", "0.5")
-    assert bundle.manifest["model"]["stochastic"] is True and "verify scores it over 20 runs" in stdout
+    assert bundle.manifest.model.stochastic is True and "verify scores it over 20 runs" in stdout
     ops = {n.op_type for n in onnx.load(str(bundle.model_path)).graph.node}
     assert "Multinomial" in ops
     engine = create_runner("ort-cpu", bundle)

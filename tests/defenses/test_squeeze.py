@@ -50,7 +50,7 @@ def test_detect_mode_has_a_score_output_a_calibrated_threshold_and_is_verified(c
                             "bits:4", "--squeeze-mode", "detect", "--calib", "digits:train", "--squeeze-fpr", "0.1")
     assert code == 0, err
     bundle = open_bundle(tmp_path / "det")
-    defense = bundle.manifest["defense"]
+    defense = bundle.manifest.defense.fields
     assert [o.name for o in onnx.load(str(bundle.model_path)).graph.output] == ["logits", "squeeze_score"]
     assert defense["target_fpr"] == 0.1 and defense["threshold"] > 0
     # The threshold flags about 10% of clean training images by construction.

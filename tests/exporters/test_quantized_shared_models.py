@@ -87,7 +87,7 @@ def test_twin_agrees_with_the_engine_on_clean_and_adversarial_images(bundles, ch
 @pytest.mark.shared_data
 def test_int4_bundle_is_small_and_records_its_layers(bundles):
     loaded, _, made, _ = bundles["resnet2b.pth"]
-    layers = made["int4"].manifest["precision"]["layers"]
+    layers = made["int4"].manifest.precision.layers
     assert {l["name"] for l in layers} == {l["name"] for l in loaded.layers if l["type"] in ("Conv2d", "Linear")}
     assert made["int4"].model_path.stat().st_size < made["int8"].model_path.stat().st_size
 
@@ -98,10 +98,10 @@ def test_gptq_rounding_beats_round_to_nearest_on_resnet2b_int4(bundles, tmp_path
     loaded, dataset, made, _ = bundles["resnet2b.pth"]
     calibration = load_dataset(shared_path("datasets", "cifar10_train_first1017_per_batch.npz"), loaded.spec.shape)
     nearest = export_bundle(loaded, tmp_path / "nearest", "int4", "ort-cpu", calib=calibration, weight_rounding="nearest")
-    assert made["int4"].manifest["precision"]["weight_rounding"] == "gptq"
-    convs = [layer for layer in made["int4"].manifest["precision"]["layers"] if layer["op"] == "Conv"]
+    assert made["int4"].manifest.precision.weight_rounding == "gptq"
+    convs = [layer for layer in made["int4"].manifest.precision.layers if layer["op"] == "Conv"]
     assert convs and all(layer["weight_rounding"] == "gptq" for layer in convs)
-    assert nearest.manifest["precision"]["weight_rounding"] == "nearest"
+    assert nearest.manifest.precision.weight_rounding == "nearest"
     reference = evaluate(create_runner("torch", module=loaded.reference()), dataset)
     agreement = {name: compare_logits(evaluate(create_runner("ort-cpu", b), dataset).logits, reference.logits).top1_agreement
                  for name, b in (("gptq", made["int4"]), ("nearest", nearest))}
@@ -117,9 +117,9 @@ def test_min_agreement_brings_cifar_cnn_a_to_99_percent_on_the_test_set(bundles,
     loaded, dataset, _, _ = bundles["cifar_cnn_a_adv.model"]
     calibration = load_dataset(shared_path("datasets", "cifar10_train_first1017_per_batch.npz"), loaded.spec.shape)
     bundle = export_bundle(loaded, tmp_path / "b", "int8", "ort-cpu", calib=calibration, min_agreement=0.99)
-    fallback = bundle.manifest["precision"]["fallback"]
+    fallback = bundle.manifest.precision.fallback
     assert fallback["held_out"] and fallback["images"] == 1000 and fallback["agreement"] >= 0.99
-    convs = [layer for layer in bundle.manifest["precision"]["layers"] if layer["op"] == "Conv"]
+    convs = [layer for layer in bundle.manifest.precision.layers if layer["op"] == "Conv"]
     assert all(layer["precision"] == "int8" for layer in convs)  # the convolutions (most of the MACs) stay INT8
     reference = evaluate(create_runner("torch", module=loaded.reference()), dataset)
     engine = evaluate(create_runner("ort-cpu", bundle), dataset)

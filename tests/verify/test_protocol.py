@@ -65,7 +65,7 @@ def test_cli_gates_and_bad_input(cli, digits_bundles, tmp_path):
 
 def test_stochastic_engine_is_scored_over_passes_with_eot(digits_bundles, digits_test):
     bundle = digits_bundles["noisy"]
-    assert bundle.manifest["model"]["stochastic"] is True
+    assert bundle.manifest.model.stochastic is True
     threat = ThreatModel("linf", 0.1)
     doc = run_verify(bundle, digits_test, threat, n=60, suite="quick", sweep=None)
     randomness = doc["stochastic_engine"]

@@ -84,7 +84,7 @@ def test_a_dq_bundle_runs_its_trained_grid_on_integer_kernels(digits_checkpoint,
     loaded = load_model(digits_checkpoint, "digits_cnn")
     train, test = load_dataset("digits:train"), load_dataset("digits:test")
     module, reloaded, bundle = _dq_bundle(loaded, train, DQRequest(4, 3, beta=1e-3, epochs=2), tmp_path, "dq")
-    assert reloaded.transforms["dq"]["w_bits"] == 4 and bundle.manifest["transforms"]["dq"]["a_bits"] == 3
+    assert reloaded.transforms["dq"]["w_bits"] == 4 and bundle.manifest.transforms["dq"]["a_bits"] == 3
     graph = onnx.load(str(bundle.model_path))
     clips = [numpy_helper.to_array(i) for i in graph.graph.initializer if i.name.endswith("_clip_max")]
     assert len(clips) == 3 and all(int(c) == 7 for c in clips)  # 3-bit activations on uint8

@@ -49,8 +49,8 @@ def test_fp32_bundle_matches_the_gdws_model_and_int8_gathers_bytes(cli, digits_c
     loaded = load_model(gdws_pt)
     assert cli("export", gdws_pt, "-o", tmp_path / "fp32")[0] == 0
     bundle = open_bundle(tmp_path / "fp32")
-    assert bundle.manifest["transforms"]["gdws"]["budget"] == 0.4
-    assert {"2.depthwise", "2.pointwise"} <= {l["name"] for l in bundle.manifest["precision"]["layers"]}
+    assert bundle.manifest.transforms["gdws"]["budget"] == 0.4
+    assert {"2.depthwise", "2.pointwise"} <= {l["name"] for l in bundle.manifest.precision.layers}
     ops = [n.op_type for n in onnx.load(bundle.model_path).graph.node]
     assert ops.count("Gather") == 1 and ops.count("Conv") == 3
     engine = evaluate(create_runner("ort-cpu", bundle), digits_test)
@@ -80,8 +80,8 @@ def test_export_gdws_options_give_the_same_graph_as_gdws_then_export(cli, digits
     code, _, err = cli("export", digits_checkpoint, "--arch", "digits_cnn", "--gdws-budget", "0.5", "-o", tmp_path / "one")
     assert code == 0 and "fewer MACs" in err
     two, one = open_bundle(tmp_path / "two_steps"), open_bundle(tmp_path / "one")
-    assert two.manifest["model"]["sha256"] == one.manifest["model"]["sha256"]
-    assert one.manifest["transforms"]["gdws"]["layers"] == two.manifest["transforms"]["gdws"]["layers"]
+    assert two.manifest.model.sha256 == one.manifest.model.sha256
+    assert one.manifest.transforms["gdws"]["layers"] == two.manifest.transforms["gdws"]["layers"]
 
 
 def test_alpha_cache_is_written_then_reused(cli, digits_checkpoint, tmp_path):
