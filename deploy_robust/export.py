@@ -8,6 +8,7 @@ the target profile quantizes (or reuse a calibration cache), insert Q/DQ for tha
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -65,100 +66,156 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
     if weight_rounding not in WEIGHT_ROUNDINGS:
         raise UserError(f"--weight-rounding must be one of {', '.join(WEIGHT_ROUNDINGS)}; got {weight_rounding}")
     seed_everything(seed)
-    batch = loaded.fixed_batch or ("dynamic" if dynamic_batch else 2)
-    export_args = dict(dynamic_batch=dynamic_batch, fixed_batch=loaded.fixed_batch)
-    files: dict[str, bytes] = {}
-    calibration = None
-    rounding = fallback = None
-    frozen_module, fake_quantizers = freeze(loaded.module)
+    job = _Job(loaded, Path(out), precision, target, opset, seed, dynamic_batch)
     trained = _trained_grid_form(loaded.module, precision)
+    _, fake_quantizers = freeze(loaded.module)
     if is_dq_model(loaded.module) and trained is None:
         raise UserError(f"{loaded.source['file']} is a Defensive Quantization model and exports on its "
                         "trained grid: use --precision int8")
     if (trained is not None or fake_quantizers) and min_agreement is not None:
         raise UserError(f"{loaded.source['file']} exports on its trained grid; --min-agreement applies to calibrated exports")
     if trained is not None:
-        # Q/DQ at exactly the trained scales and grids (exporters.trained_grid): DQ models, EMPIR members
-        deployed, grid = trained
-        result = export_float_onnx(deployed, loaded.spec, "fp32", opset=opset, **export_args)
-        quantized, plan = quantize_on_trained_grid(result.model, grid, get_profile(target))
-        model, exporter = quantized.model, result.exporter
-        _check_graph(model, target)
-        layers = _layer_records(plan, loaded)
-        _self_check(model, loaded, precision, seed, batch if isinstance(batch, int) else 4)
+        form = _trained_grid_export(job, *trained)
     elif fake_quantizers:
-        # Already quantized (torch.ao FakeQuantize or DQ training): export exactly the trained grid.
-        if precision not in ("int8", "int4"):
-            raise UserError(f"{loaded.source['file']} carries {fake_quantizers} fake-quantizers and exports on its "
-                            "trained grid: use --precision int8")
-        result = export_float_onnx(frozen_module, loaded.spec, "fp32", opset=opset, **export_args)
-        model, exporter = result.model, result.exporter
-        _check_graph(model, target)
-        layers = [layer | {"precision": "trained grid", "reason": "fake-quantized in training; no recalibration"}
-                  for layer in loaded.layers]
-        _self_check(model, loaded, precision, seed, batch if isinstance(batch, int) else 4)
+        form = _fake_quantized_export(job, fake_quantizers)
     elif precision in FLOAT_PRECISIONS:
-        result = export_float_onnx(loaded.module, loaded.spec, precision, opset=opset, **export_args)
-        model, exporter = result.model, result.exporter
-        layers = [layer | {"precision": precision, "reason": f"{precision} export"} for layer in loaded.layers]
-        _self_check(model, loaded, precision, seed, batch if isinstance(batch, int) else 4)
+        form = _float_export(job)
     else:
-        profile = get_profile(target)
-        result = export_float_onnx(loaded.module, loaded.spec, "fp32", opset=opset, **export_args)
-        plan = make_plan(result.model, precision, target, plan_file)
-        if _stores_int4(plan, profile) and opset < INT4_OPSET:
-            opset = INT4_OPSET  # INT4 tensors need opset 21: export the float graph there, so ops keep their semantics
-            result = export_float_onnx(loaded.module, loaded.spec, "fp32", opset=opset, **export_args)
-            plan = make_plan(result.model, precision, target, plan_file)
-        float_model, exporter = result.model, result.exporter
-        tensors = tensors_to_calibrate(float_model, plan, profile)
-        graph_hash = sha256_bytes(float_model.SerializeToString())
-        ranges, calibration = _ranges(float_model, tensors, graph_hash, calib, calib_method, calib_n, percentile,
-                                      calib_cache, profile.signed_activations, seed)
-        grams, rounding = _input_grams(float_model, plan, calib, calib_n, weight_rounding)
-        cache: dict = {}
+        form = _calibrated_export(job, calib=calib, calib_method=calib_method, calib_n=calib_n, percentile=percentile,
+                                  calib_cache=calib_cache, plan_file=plan_file, weight_rounding=weight_rounding,
+                                  min_agreement=min_agreement)
+    return _finish(job, form)
 
-        def quantize(layer_plan):
-            return quantize_model(float_model, layer_plan, ranges, profile, input_grams=grams, rounding_cache=cache)
 
-        if min_agreement is None:
-            quantized = quantize(plan)
-        else:
-            if calib is None:
-                raise UserError("--min-agreement measures agreement on the calibration images: pass --calib DATA")
-            check, held_out = _agreement_images(calib, calib_n)
-            plan, quantized, fallback = fall_back_until(float_model, plan, quantize, check.as_float(), min_agreement,
-                                                        profile.signed_activations, loaded.fixed_batch)
-            fallback["held_out"] = held_out
-        model = quantized.model
-        _check_graph(model, target)
-        layers = _layer_records(plan, loaded, {node: "gptq" for node in grams})
-        if calibration is not None:
-            calibration["activations"] = quantized.activations
-            files["calibration.json"] = dumps(calibration).encode()
-        _self_check(model, loaded, precision, seed, batch if isinstance(batch, int) else 4)
+@dataclass
+class _Job:
+    """What every export form needs to know about one export."""
+
+    loaded: LoadedModel
+    out: Path
+    precision: str
+    target: str
+    opset: int
+    seed: int
+    dynamic_batch: bool
+
+    @property
+    def batch(self) -> int | str:
+        return self.loaded.fixed_batch or ("dynamic" if self.dynamic_batch else 2)
+
+    def float_onnx(self, module: torch.nn.Module, precision: str = "fp32", opset: int | None = None):
+        return export_float_onnx(module, self.loaded.spec, precision, opset=opset or self.opset,
+                                 dynamic_batch=self.dynamic_batch, fixed_batch=self.loaded.fixed_batch)
+
+
+@dataclass
+class _Form:
+    """What an export form produced: the graph and what the manifest records about it."""
+
+    model: onnx.ModelProto
+    exporter: str
+    layers: list[dict]
+    files: dict[str, bytes] = field(default_factory=dict)
+    calibration: dict | None = None
+    rounding: str | None = None
+    fallback: dict | None = None
+
+
+def _trained_grid_export(job: _Job, deployed: torch.nn.Module, grid) -> _Form:
+    """Q/DQ at exactly the trained scales and grids (exporters.trained_grid): DQ models, EMPIR members."""
+    result = job.float_onnx(deployed)
+    quantized, plan = quantize_on_trained_grid(result.model, grid, get_profile(job.target))
+    _check_graph(quantized.model, job.target)
+    return _Form(quantized.model, result.exporter, _layer_records(plan, job.loaded))
+
+
+def _fake_quantized_export(job: _Job, fake_quantizers: int) -> _Form:
+    """Already quantized (torch.ao FakeQuantize or DQ training): export exactly the trained grid."""
+    if job.precision not in ("int8", "int4"):
+        raise UserError(f"{job.loaded.source['file']} carries {fake_quantizers} fake-quantizers and exports on its "
+                        "trained grid: use --precision int8")
+    frozen_module, _ = freeze(job.loaded.module)
+    result = job.float_onnx(frozen_module)
+    _check_graph(result.model, job.target)
+    layers = [layer | {"precision": "trained grid", "reason": "fake-quantized in training; no recalibration"}
+              for layer in job.loaded.layers]
+    return _Form(result.model, result.exporter, layers)
+
+
+def _float_export(job: _Job) -> _Form:
+    result = job.float_onnx(job.loaded.module, job.precision)
+    layers = [layer | {"precision": job.precision, "reason": f"{job.precision} export"} for layer in job.loaded.layers]
+    return _Form(result.model, result.exporter, layers)
+
+
+def _calibrated_export(job: _Job, *, calib, calib_method, calib_n, percentile, calib_cache, plan_file,
+                       weight_rounding, min_agreement) -> _Form:
+    """FP32 graph -> per-layer plan -> calibrated ranges (and GPTQ statistics) -> Q/DQ for the target."""
+    loaded, profile = job.loaded, get_profile(job.target)
+    result = job.float_onnx(loaded.module)
+    plan = make_plan(result.model, job.precision, job.target, plan_file)
+    if _stores_int4(plan, profile) and job.opset < INT4_OPSET:
+        # INT4 tensors need opset 21: export the float graph there, so ops keep their semantics
+        result = job.float_onnx(loaded.module, opset=INT4_OPSET)
+        plan = make_plan(result.model, job.precision, job.target, plan_file)
+    float_model = result.model
+    tensors = tensors_to_calibrate(float_model, plan, profile)
+    graph_hash = sha256_bytes(float_model.SerializeToString())
+    ranges, calibration = _ranges(float_model, tensors, graph_hash, calib, calib_method, calib_n, percentile,
+                                  calib_cache, profile.signed_activations, job.seed)
+    grams, rounding = _input_grams(float_model, plan, calib, calib_n, weight_rounding)
+    cache: dict = {}
+
+    def quantize(layer_plan):
+        return quantize_model(float_model, layer_plan, ranges, profile, input_grams=grams, rounding_cache=cache)
+
+    fallback = None
+    if min_agreement is None:
+        quantized = quantize(plan)
+    else:
+        if calib is None:
+            raise UserError("--min-agreement measures agreement on the calibration images: pass --calib DATA")
+        check, held_out = _agreement_images(calib, calib_n)
+        plan, quantized, fallback = fall_back_until(float_model, plan, quantize, check.as_float(), min_agreement,
+                                                    profile.signed_activations, loaded.fixed_batch)
+        fallback["held_out"] = held_out
+    _check_graph(quantized.model, job.target)
+    files = {}
+    if calibration is not None:
+        calibration["activations"] = quantized.activations
+        files["calibration.json"] = dumps(calibration).encode()
+    layers = _layer_records(plan, loaded, {node: "gptq" for node in grams})
+    return _Form(quantized.model, result.exporter, layers, files, calibration, rounding, fallback)
+
+
+def _finish(job: _Job, form: _Form) -> Bundle:
+    """Every form ends the same way: run the graph once in ONNX Runtime, record it, write the bundle."""
+    loaded, model, batch = job.loaded, form.model, job.batch
+    _self_check(model, loaded, job.precision, job.seed, batch if isinstance(batch, int) else 4)
     data = model.SerializeToString()
-    files["model.onnx"] = data
+    files = dict(form.files) | {"model.onnx": data}
+    precision = {"mode": job.precision, "layers": form.layers}
+    precision |= ({"weight_rounding": form.rounding} if form.rounding else {}) | (
+        {"fallback": form.fallback} if form.fallback else {})
     manifest = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "model": {"file": "model.onnx", "sha256": sha256_bytes(data), "opset": graph_opset(model),
                   "ir_version": model.ir_version, "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
-                  "batch": batch, "exporter": f"torch.onnx ({exporter})",
+                  "batch": batch, "exporter": f"torch.onnx ({form.exporter})",
                   "stochastic": graph_is_stochastic(model)},
         "input": loaded.spec.to_json() | {"normalization_folded": loaded.spec.normalized},
-        "precision": {"mode": precision, "layers": layers} | ({"weight_rounding": rounding} if rounding else {})
-                     | ({"fallback": fallback} if fallback else {}),
-        "target": target,
-        "calibration": None if calibration is None else {
-            k: calibration[k] for k in ("method", "num_images", "dataset", "percentile") if k in calibration},
+        "precision": precision,
+        "target": job.target,
+        "calibration": None if form.calibration is None else {
+            k: form.calibration[k] for k in ("method", "num_images", "dataset", "percentile") if k in form.calibration},
         "source": loaded.source,
         "defense": loaded.defense,
         "transforms": loaded.transforms,
         "tools": tool_versions(),
-        "seed": seed,
+        "seed": job.seed,
     }
-    return write_bundle(out, files, manifest)
+    return write_bundle(job.out, files, manifest)
 
 
 def _layer_records(plan, loaded: LoadedModel, rounding: dict[str, str] | None = None) -> list[dict]:
