@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from deploy_robust.bundle import is_bundle, open_bundle
+from deploy_robust.api import EvalRequest, ModelOptions, evaluate
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import ci, emit_json, pct, table
-from deploy_robust.data import load_dataset
-from deploy_robust.errors import GateFailed, UserError
-from deploy_robust.evaluate import compare_logits, evaluate
-from deploy_robust.ingest import load_model
-from deploy_robust.runtimes import BACKENDS, create_runner
+from deploy_robust.errors import GateFailed
+from deploy_robust.runtimes import BACKENDS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,55 +28,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = cli_args.overrides(args)
-    if is_bundle_path(args.target):
-        bundle = open_bundle(args.target)
-        spec, backend = bundle.spec, args.backend or "ort-cpu"
-        runner = create_runner(backend, bundle, threads=args.threads)
-        subject = {"bundle": str(bundle.path), "precision": bundle.precision}
-    else:
-        loaded = load_model(args.target, args.arch, trust_pickle=args.trust_pickle, trust_code=args.trust_code, overrides=overrides)
-        spec, backend = loaded.spec, args.backend or "torch"
-        if backend.startswith("ort"):
-            raise UserError(f"backend {backend} runs bundles; export the model first (deploy-robust export)")
-        runner = create_runner(backend, module=loaded.reference())
-        subject = {"model": loaded.source["file"]}
-    dataset = load_dataset(args.data, spec.shape, split=args.split, limit=args.n)
-    result = evaluate(runner, dataset, args.batch_size)
-    doc = subject | {"backend": backend, "dataset": dataset.name} | result.to_json()
-    if args.reference:
-        reference = load_model(args.reference, args.arch, trust_pickle=args.trust_pickle, trust_code=args.trust_code, overrides=overrides)
-        ref_result = evaluate(create_runner("torch", module=reference.reference()), dataset, args.batch_size)
-        doc["reference"] = {"model": reference.source["file"], "accuracy": ref_result.accuracy,
-                            "agreement": compare_logits(result.logits, ref_result.logits).to_json()}
-    gates = _gates(args, doc)
-    doc["gates"] = gates
+    result = evaluate(EvalRequest(
+        args.target, args.data, split=args.split, backend=args.backend, n=args.n, batch_size=args.batch_size,
+        threads=args.threads, reference=args.reference,
+        model=ModelOptions(args.arch, args.trust_pickle, args.trust_code, cli_args.overrides(args)),
+        min_accuracy=args.min_accuracy, min_agreement=args.min_agreement))
     if args.json:
-        emit_json(doc)
+        emit_json(result.document)
     else:
-        _print(doc)
-    failed = [g for g in gates if not g["passed"]]
-    if failed:
-        raise GateFailed("; ".join(f"{g['name']} {g['value']:.4f} < {g['threshold']:.4f}" for g in failed))
+        _print(result.document)
+    if not result.passed:
+        raise GateFailed(result.failure)
     return 0
-
-
-def is_bundle_path(target: str) -> bool:
-    return is_bundle(Path(target))
-
-
-def _gates(args: argparse.Namespace, doc: dict) -> list[dict]:
-    gates = []
-    if args.min_accuracy is not None:
-        gates.append({"name": "accuracy", "value": doc["accuracy"], "threshold": args.min_accuracy,
-                      "passed": doc["accuracy"] >= args.min_accuracy})
-    if args.min_agreement is not None:
-        if "reference" not in doc:
-            raise UserError("--min-agreement needs --reference")
-        value = doc["reference"]["agreement"]["top1_agreement"]
-        gates.append({"name": "top1_agreement", "value": value, "threshold": args.min_agreement,
-                      "passed": value >= args.min_agreement})
-    return gates
 
 
 def _print(doc: dict) -> None:
@@ -94,5 +53,5 @@ def _print(doc: dict) -> None:
                  ["max |logit diff|", f"{agree['max_abs_logit_diff']:.3g}"],
                  ["mean |logit diff|", f"{agree['mean_abs_logit_diff']:.3g}"]]
     for g in doc["gates"]:
-        rows.append([f"gate {g['name']} >= {g['threshold']:g}", "pass" if g["passed"] else "FAIL"])
+        rows.append([f"gate {g['name']} {g['op']} {g['threshold']:g}", "pass" if g["passed"] else "FAIL"])
     print(table(["metric", "value"], rows))

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from deploy_robust.bundle import open_bundle
+from deploy_robust.api import ModelOptions, VerifyRequest, verify
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json
-from deploy_robust.data import load_dataset
-from deploy_robust.errors import GateFailed, UserError
-from deploy_robust.ingest import load_model
-from deploy_robust.verify import SUITES, ThreatModel, parse_eps, run_verify
-from deploy_robust.verify.protocol import DEFAULT_SWEEP, reference_robust_accuracy
-from deploy_robust.verify.report import markdown, write
+from deploy_robust.errors import GateFailed
+from deploy_robust.verify import SUITES
+from deploy_robust.verify.report import markdown
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,49 +41,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    bundle = open_bundle(args.bundle)
-    threat = ThreatModel(args.norm, parse_eps(args.eps))
-    if (args.max_robust_drop is not None or args.min_agreement is not None) and not args.reference:
-        raise UserError("--max-robust-drop and --min-agreement need --reference")
-    dataset = load_dataset(args.data, bundle.spec.shape)
-    reference = None
-    if args.reference:
-        reference = load_model(args.reference, args.arch, trust_pickle=args.trust_pickle, trust_code=args.trust_code,
-                               overrides=cli_args.overrides(args)).reference()
-    doc = run_verify(bundle, dataset, threat, n=args.n, suite=args.suite, reference=reference, backend=args.backend,
-                     batch_size=args.batch_size, seed=args.seed, sweep=None if args.no_sweep else DEFAULT_SWEEP,
-                     bpda=not args.no_bpda, eot=args.eot, resume=not args.no_resume, attack_output=args.attack_output)
-    if reference is not None:  # the paired delta: R under the same white-box attacks on the same points
-        value = reference_robust_accuracy(reference, dataset, threat, n=args.n, suite=args.suite,
-                                          batch_size=args.batch_size, seed=args.seed)
-        doc["reference_robust_accuracy"] = value
-        doc["robust_delta_vs_reference"] = doc["robust_accuracy"] - value
-    doc["gates"] = _gates(doc, args)
-    written = write(bundle, doc)
+    result = verify(VerifyRequest(
+        args.bundle, args.data, args.eps, norm=args.norm, n=args.n, suite=args.suite, backend=args.backend,
+        batch_size=args.batch_size, seed=args.seed, reference=args.reference,
+        model=ModelOptions(args.arch, args.trust_pickle, args.trust_code, cli_args.overrides(args)),
+        sweep=not args.no_sweep, bpda=not args.no_bpda, eot=args.eot, resume=not args.no_resume,
+        attack_output=args.attack_output, min_clean_acc=args.min_clean_acc, min_robust_acc=args.min_robust_acc,
+        max_robust_drop=args.max_robust_drop, min_agreement=args.min_agreement))
     if args.json:
-        emit_json(doc)
+        emit_json(result.document)
     else:
-        print(markdown(doc))
-        print("written " + ", ".join(str(p) for p in written))
-    failed = [g for g in doc["gates"] if not g["passed"]]
-    if failed:
-        raise GateFailed("; ".join(f"{g['name']} {g['value']:.4f} {g['op']} {g['threshold']:g} fails" for g in failed))
+        print(markdown(result.document))
+        print("written " + ", ".join(str(p) for p in result.written))
+    if not result.passed:
+        raise GateFailed(result.failure)
     return 0
-
-
-def _gates(doc, args) -> list[dict]:
-    gates = []
-
-    def gate(name, value, op, threshold):
-        passed = value >= threshold if op == ">=" else value <= threshold
-        gates.append({"name": name, "value": value, "op": op, "threshold": threshold, "passed": bool(passed)})
-
-    if args.min_clean_acc is not None:
-        gate("clean_accuracy", doc["clean_accuracy"], ">=", args.min_clean_acc)
-    if args.min_robust_acc is not None:
-        gate("robust_accuracy", doc["robust_accuracy"], ">=", args.min_robust_acc)
-    if args.max_robust_drop is not None:
-        gate("robust_drop_vs_reference", -doc["robust_delta_vs_reference"], "<=", args.max_robust_drop)
-    if args.min_agreement is not None:
-        gate("top1_agreement_with_reference", doc["models"]["R"]["top1_agreement_with_E"], ">=", args.min_agreement)
-    return gates

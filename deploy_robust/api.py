@@ -1,0 +1,161 @@
+"""The library API, in the shape of the commands: a request object in, a result with its gates evaluated out.
+
+    from deploy_robust.api import VerifyRequest, verify
+    result = verify(VerifyRequest("out/int8", data="test.npz", eps="8/255", min_robust_acc=0.45))
+    result.passed, result.document["robust_accuracy"], result.failure
+
+`deploy-robust eval` and `verify` only map their arguments onto these requests and print the
+result; a failing gate is `result.passed == False` here and exit code 1 there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploy_robust import gates
+from deploy_robust.bundle import Bundle, is_bundle, open_bundle
+from deploy_robust.data import load_dataset
+from deploy_robust.errors import UserError
+from deploy_robust.evaluate import compare_logits, evaluate as evaluate_runner
+from deploy_robust.ingest import SpecOverrides, load_model
+from deploy_robust.runtimes import create_runner
+from deploy_robust.verify import ThreatModel, parse_eps, run_verify
+from deploy_robust.verify.protocol import DEFAULT_SWEEP, reference_robust_accuracy
+from deploy_robust.verify.report import write as write_report
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """How to read a model file that is not a bundle (the reference, or eval's model)."""
+
+    arch: str | None = None
+    trust_pickle: bool = False
+    trust_code: bool = False
+    overrides: SpecOverrides | None = None
+
+    def load(self, path: str | Path):
+        return load_model(path, self.arch, trust_pickle=self.trust_pickle, trust_code=self.trust_code,
+                          overrides=self.overrides)
+
+
+@dataclass
+class Result:
+    """A run's JSON document (with its `gates`) and, for verify, the files it wrote."""
+
+    document: dict[str, Any]
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def gates(self) -> list[dict[str, Any]]:
+        return self.document.get("gates", [])
+
+    @property
+    def passed(self) -> bool:
+        return all(g["passed"] for g in self.gates)
+
+    @property
+    def failure(self) -> str | None:
+        return gates.failure_message(self.gates)
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    target: str | Path                 # a bundle directory or a model file
+    data: str | Path
+    split: str = "test"
+    backend: str | None = None         # default: ort-cpu for a bundle, torch for a model file
+    n: int | None = None
+    batch_size: int = 256
+    threads: int | None = None
+    reference: str | Path | None = None
+    model: ModelOptions = ModelOptions()
+    min_accuracy: float | None = None
+    min_agreement: float | None = None
+
+
+def evaluate(request: EvalRequest) -> Result:
+    """Clean accuracy of a bundle (on a runtime) or a model file (in torch), optionally against a reference."""
+    if request.min_agreement is not None and request.reference is None:
+        raise UserError("--min-agreement needs --reference")
+    if is_bundle(Path(request.target)):
+        bundle = open_bundle(request.target)
+        spec, backend = bundle.spec, request.backend or "ort-cpu"
+        runner = create_runner(backend, bundle, threads=request.threads)
+        subject: dict[str, Any] = {"bundle": str(bundle.path), "precision": bundle.precision}
+    else:
+        loaded = request.model.load(request.target)
+        spec, backend = loaded.spec, request.backend or "torch"
+        if backend.startswith("ort"):
+            raise UserError(f"backend {backend} runs bundles; export the model first (deploy-robust export)")
+        runner = create_runner(backend, module=loaded.reference())
+        subject = {"model": loaded.source["file"]}
+    dataset = load_dataset(request.data, spec.shape, split=request.split, limit=request.n)
+    result = evaluate_runner(runner, dataset, request.batch_size)
+    doc = subject | {"backend": backend, "dataset": dataset.name} | result.to_json()
+    values = {"accuracy": result.accuracy}
+    if request.reference is not None:
+        reference = request.model.load(request.reference)
+        ref_result = evaluate_runner(create_runner("torch", module=reference.reference()), dataset, request.batch_size)
+        agreement = compare_logits(result.logits, ref_result.logits).to_json()
+        doc["reference"] = {"model": reference.source["file"], "accuracy": ref_result.accuracy, "agreement": agreement}
+        values["top1_agreement"] = agreement["top1_agreement"]
+    doc["gates"] = gates.evaluate_all(gates.minimum("accuracy", request.min_accuracy, "--min-accuracy")
+                                      + gates.minimum("top1_agreement", request.min_agreement, "--min-agreement"),
+                                      values)
+    return Result(doc)
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    bundle: str | Path
+    data: str | Path
+    eps: float | str                   # on the [0, 1] scale; "8/255" accepted
+    norm: str = "linf"
+    n: int = 1000
+    suite: str = "standard"
+    backend: str = "ort-cpu"
+    batch_size: int = 128
+    seed: int = 0
+    reference: str | Path | None = None  # the float model: transfer attacks and the paired delta
+    model: ModelOptions = ModelOptions()
+    sweep: bool = True
+    bpda: bool = True
+    eot: int | None = None
+    resume: bool = True
+    attack_output: str | None = None
+    min_clean_acc: float | None = None
+    min_robust_acc: float | None = None
+    max_robust_drop: float | None = None
+    min_agreement: float | None = None
+    write: bool = True                 # verify.json, report.md/html and the eps curve into the bundle
+
+
+def verify(request: VerifyRequest) -> Result:
+    """Robust accuracy of the bundle's engine under adaptive attacks, with the requested gates evaluated."""
+    bundle: Bundle = open_bundle(request.bundle)
+    threat = ThreatModel(request.norm, parse_eps(request.eps))
+    if (request.max_robust_drop is not None or request.min_agreement is not None) and request.reference is None:
+        raise UserError("--max-robust-drop and --min-agreement need --reference")
+    dataset = load_dataset(request.data, bundle.spec.shape)
+    reference = request.model.load(request.reference).reference() if request.reference is not None else None
+    doc = run_verify(bundle, dataset, threat, n=request.n, suite=request.suite, reference=reference,
+                     backend=request.backend, batch_size=request.batch_size, seed=request.seed,
+                     sweep=DEFAULT_SWEEP if request.sweep else None, bpda=request.bpda, eot=request.eot,
+                     resume=request.resume, attack_output=request.attack_output)
+    values = {"clean_accuracy": doc["clean_accuracy"], "robust_accuracy": doc["robust_accuracy"]}
+    if reference is not None:  # the paired delta: R under the same white-box attacks on the same points
+        value = reference_robust_accuracy(reference, dataset, threat, n=request.n, suite=request.suite,
+                                          batch_size=request.batch_size, seed=request.seed)
+        doc["reference_robust_accuracy"] = value
+        doc["robust_delta_vs_reference"] = doc["robust_accuracy"] - value
+        values["robust_drop_vs_reference"] = -doc["robust_delta_vs_reference"]
+        values["top1_agreement_with_reference"] = doc["models"]["R"]["top1_agreement_with_E"]
+    doc["gates"] = gates.evaluate_all(
+        gates.minimum("clean_accuracy", request.min_clean_acc, "--min-clean-acc")
+        + gates.minimum("robust_accuracy", request.min_robust_acc, "--min-robust-acc")
+        + gates.maximum("robust_drop_vs_reference", request.max_robust_drop, "--max-robust-drop")
+        + gates.minimum("top1_agreement_with_reference", request.min_agreement, "--min-agreement"), values)
+    written = write_report(bundle, doc) if request.write else []
+    return Result(doc, written)
