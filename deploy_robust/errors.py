@@ -20,3 +20,9 @@ class GateFailed(Exception):
     """A requested gate (accuracy, agreement, robustness) did not pass: exit code 1."""
 
     exit_code = EXIT_GATE_FAILED
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when it has none), for one-line errors."""
+    text = str(error).strip().splitlines()
+    return text[0][:limit] if text else type(error).__name__

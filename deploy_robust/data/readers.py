@@ -14,14 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from deploy_robust import limits
-from deploy_robust.errors import UserError
+from deploy_robust.errors import UserError, first_line
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff"}
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__
 
 
 def _scale_for(x: np.ndarray) -> float:
@@ -66,7 +61,7 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
         raise
     except Exception as e:  # numpy and zipfile parsing untrusted bytes: any failure means an unreadable file
         # BadZipFile: truncated (the commonest case); zlib/CRC: damaged; SyntaxError/TokenError: a garbled header
-        raise UserError(f"{path.name}: not a readable .npz file ({type(e).__name__}: {_first_line(e)})") from None
+        raise UserError(f"{path.name}: not a readable .npz file ({type(e).__name__}: {first_line(e)})") from None
     if x.dtype.kind not in "uif":
         raise UserError(f"{path.name}: 'x' must be numeric; got dtype {x.dtype}")
     if x.size == 0 or x.ndim < 2:
@@ -152,7 +147,7 @@ def read_cifar_dir(path: Path, split: str) -> tuple[np.ndarray, np.ndarray, floa
                             f"{len(raw)}-byte file holds)") from None
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError,
                 OverflowError, UnicodeError, LookupError, struct.error, RecursionError) as e:
-            raise UserError(f"{f}: not a CIFAR-10 python batch ({type(e).__name__}: {_first_line(e)})") from None
+            raise UserError(f"{f}: not a CIFAR-10 python batch ({type(e).__name__}: {first_line(e)})") from None
     return np.concatenate(xs), np.concatenate(ys), 255.0
 
 
@@ -165,7 +160,7 @@ def _read_idx(path: Path) -> np.ndarray:
         else:
             raw = path.read_bytes()
     except (OSError, EOFError, zlib.error) as e:
-        raise UserError(f"{path.name}: cannot read idx file ({type(e).__name__}: {_first_line(e)})") from None
+        raise UserError(f"{path.name}: cannot read idx file ({type(e).__name__}: {first_line(e)})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise UserError(f"{path.name}: not an unsigned-byte idx file")
     ndim = raw[3]
@@ -233,7 +228,7 @@ def read_image_folder(path: Path, channels: int | None) -> tuple[np.ndarray, np.
             except UserError:
                 raise
             except (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError) as e:
-                raise UserError(f"{f}: not a readable image ({type(e).__name__}: {_first_line(e)})") from None
+                raise UserError(f"{f}: not a readable image ({type(e).__name__}: {first_line(e)})") from None
             if images and array.shape != images[0].shape:
                 raise UserError(f"{f}: size {array.shape[:2]} differs from {images[0].shape[:2]}; "
                                 "images are not resized, give them one size")

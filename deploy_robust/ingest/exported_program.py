@@ -21,7 +21,7 @@ from typing import Iterator
 
 import torch
 
-from deploy_robust.errors import UserError
+from deploy_robust.errors import UserError, first_line
 
 _PICKLED_OBJECT_PREFIXES = ("custom_obj_", "opaque_obj_")
 
@@ -41,8 +41,7 @@ def load_exported_program(path: Path, trust_pickle: bool = False) -> "torch.expo
     except UserError:
         raise
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path.name}: not a loadable torch.export program: {first}") from None
+        raise UserError(f"{path.name}: not a loadable torch.export program: {first_line(e)}") from None
 
 
 def _check_parts(path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deploy_robust.errors import UserError
+from deploy_robust.errors import UserError, first_line
 
 _STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "net", "weights")
 
@@ -26,7 +26,7 @@ def read_checkpoint(path: Path, trust_pickle: bool = False) -> Any:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as e:
         if trust_pickle:
-            raise UserError(f"could not unpickle {path}: {_first_line(e)}") from None
+            raise UserError(f"could not unpickle {path}: {first_line(e)}") from None
         culprit = re.search(r"(?:GLOBAL|global)\s+([\w.]+)", str(e))
         what = f" (it references {culprit.group(1)})" if culprit else ""
         raise UserError(
@@ -37,17 +37,12 @@ def read_checkpoint(path: Path, trust_pickle: bool = False) -> Any:
     except (AttributeError, ModuleNotFoundError, ImportError) as e:
         if not trust_pickle:
             raise UserError(f"{path.name} is not a readable PyTorch checkpoint (truncated or corrupt?): "
-                            f"{type(e).__name__}: {_first_line(e)}") from None
+                            f"{type(e).__name__}: {first_line(e)}") from None
         # With trust_pickle: the class the pickle names cannot be found.
-        raise UserError(f"{path.name} needs Python code that is not importable here: {_first_line(e)}") from None
+        raise UserError(f"{path.name} needs Python code that is not importable here: {first_line(e)}") from None
     except Exception as e:  # torch's reader on untrusted bytes: any other failure means a damaged file
         raise UserError(f"{path.name} is not a readable PyTorch checkpoint (truncated or corrupt?): "
-                        f"{type(e).__name__}: {_first_line(e)}") from None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
+                        f"{type(e).__name__}: {first_line(e)}") from None
 
 
 def is_state_dict(obj: Any) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import onnx
 
-from deploy_robust.errors import UserError
+from deploy_robust.errors import UserError, first_line
 
 LAYER_PRECISIONS = ("fp32", "fp16", "int8", "int4")
 MODES = ("fp32", "fp16", "int8", "int4", "mixed")
@@ -82,8 +82,8 @@ def read_plan_file(path: str | Path) -> tuple[str, dict[str, str]]:
         else:
             doc = json.loads(text)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path.name}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {first}") from None
+        raise UserError(f"{path.name}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: "
+                        f"{first_line(e)}") from None
     if not isinstance(doc, dict):
         raise UserError(f"{path.name}: a plan is a mapping with 'default' and 'layers'")
     layers = doc.get("layers", {k: v for k, v in doc.items() if k != "default"})
