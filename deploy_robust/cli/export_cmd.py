@@ -10,7 +10,7 @@ from deploy_robust.cli.output import emit_json, size
 from deploy_robust.export import TARGETS, WEIGHT_ROUNDINGS, export_bundle, onnx_summary
 from deploy_robust.calibrators.methods import METHODS
 from deploy_robust.data import load_dataset
-from deploy_robust.defenses import describe_defense
+from deploy_robust.ingest.kinds import describe_defense
 from deploy_robust.defenses.sap import apply_sap
 from deploy_robust.defenses.squeeze import apply_squeezing
 from deploy_robust.errors import UserError

@@ -9,7 +9,7 @@ from deploy_robust import zoo
 from deploy_robust.bundle import Manifest, is_bundle, open_bundle
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json, size, table
-from deploy_robust.defenses import describe_defense
+from deploy_robust.ingest.kinds import describe_defense, describe_transforms
 from deploy_robust.errors import UserError
 from deploy_robust.export import onnx_summary
 from deploy_robust.ingest import load_model
@@ -68,30 +68,6 @@ def _describe_calibration(manifest: Manifest) -> str:
     c = manifest.calibration
     rounding = manifest.precision.weight_rounding or "nearest"
     return f"{c.method} ranges over {c.num_images} images of {c.dataset}; weights rounded: {rounding}"
-
-
-def describe_transforms(transforms: dict) -> str:
-    parts = []
-    if transforms.get("gdws"):
-        parts.append(describe_gdws(transforms["gdws"]))
-    if transforms.get("dq"):
-        parts.append(describe_dq(transforms["dq"]))
-    return "; ".join(parts)
-
-
-def describe_dq(dq: dict) -> str:
-    training = dq.get("training") or {}
-    kind = training.get("kind", "Defensive Quantization")
-    adv = f", adv {training['adv']} eps {training['eps']:g}" if training.get("adv") not in (None, "none") else ""
-    return (f"{kind}: w{dq['w_bits']}a{dq['a_bits']} (edge layers w{dq.get('edge_bits', 8)}, "
-            f"{'int8' if dq.get('input_signed') else 'uint8'} input), {training.get('epochs', '?')} epochs{adv}")
-
-
-def describe_gdws(plan: dict) -> str:
-    rewritten = [l for l in plan["layers"] if l["replaced"]]
-    how = f"budget {plan['budget']:g}" if plan.get("budget") is not None else f"beta {plan['beta']:.4g}"
-    return (f"GDWS ({how}): {len(rewritten)} of {len(plan['layers'])} convolutions rewritten, "
-            f"{plan['model_macs']['ratio']:.2f}x fewer MACs in the model")
 
 
 def _describe_input(inp: dict) -> str:

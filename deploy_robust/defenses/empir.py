@@ -25,6 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from deploy_robust.errors import UserError
+from deploy_robust.model.arch import CodeTrust
+from deploy_robust.model.checkpoint import extract_state_dict, layer_dtypes, load_state_dict
+from deploy_robust.model.kind import KindLoad, ModelKind
+from deploy_robust.spec import InputSpec
 from deploy_robust.exporters.trained_grid import TrainedGrid
 from deploy_robust.transforms.dq.quantizers import ActivationQuantizer
 
@@ -226,3 +230,21 @@ def describe(config: dict[str, Any]) -> dict[str, Any]:
         out["member_output"] = MEMBERS_OUTPUT
         out["majority"] = len(names) // 2 + 1
     return out
+
+
+def load_checkpoint(obj: dict, name: str, trust: CodeTrust) -> KindLoad:
+    """An ensemble checkpoint written by `deploy-robust ensemble`: members rebuilt, weights loaded."""
+    config = obj[CHECKPOINT_KEY]
+    ensemble = build_ensemble(config)
+    load_state_dict(ensemble, extract_state_dict(obj, name), "empir ensemble")
+    module = frozen_for_export(ensemble)
+    return KindLoad(module, InputSpec(tuple(config["shape"]), config["num_classes"]), "empir", "empir_ensemble",
+                    layer_dtypes(dict(module.state_dict())), defense=describe(config))
+
+
+def describe_section(d: dict, stochastic: bool) -> str:
+    surrogate = f"; attacks use {d['attack_output']}" if d.get("attack_output") else ""
+    return f"EMPIR ensemble {', '.join(d['members'])} ({d['combine']}){surrogate}"
+
+
+KIND = ModelKind("empir", CHECKPOINT_KEY, load_checkpoint, describe_section, defense_kind="empir")

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from deploy_robust.errors import UserError
+from deploy_robust.model.kind import ModelKind
 
 _SMALL = 1e-2   # below this, 4-term series are exact to float32 precision (next term ~ x^5 / 5)
 _TINY = 1e-30   # keeps log p finite for p = 0 and keep probabilities away from 0
@@ -136,3 +137,11 @@ def apply_sap(loaded, layers: list[str] | None = None, fraction: float = 1.0, se
     defense = {"kind": "stochastic_activation_pruning", "reference": "Dhillon et al., ICLR 2018",
                "fraction": fraction, "mode": "random" if seed is None else f"seeded ({seed})", "layers": report}
     return replace(loaded, module=module, defense=defense)
+
+
+def describe_section(d: dict, stochastic: bool) -> str:
+    random = "stochastic engine: verify scores it over 20 runs" if stochastic else "repeatable"
+    return f"{d['kind']} ({d['mode']}) after {', '.join(l['layer'] for l in d['layers'])}; {random}"
+
+
+KIND = ModelKind("sap", describe=describe_section, defense_kind="stochastic_activation_pruning")

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from deploy_robust.errors import UserError
+from deploy_robust.model.kind import ModelKind
 
 SCORE_OUTPUT = "squeeze_score"
 
@@ -145,3 +146,11 @@ def apply_squeezing(loaded, squeezers: str, mode: str = "squeeze", calib=None, f
         defense |= {"threshold": calibrate_threshold(module, images, fpr), "target_fpr": fpr,
                     "score_output": SCORE_OUTPUT, "threshold_set_on": f"{calib.name}, {len(images)} images"}
     return replace(loaded, module=module, spec=spec, defense=defense)
+
+
+def describe_section(d: dict, stochastic: bool) -> str:
+    threshold = f"; flags inputs with score > {d['threshold']:.4g} (FPR {d['target_fpr']:g})" if "threshold" in d else ""
+    return f"feature squeezing ({d['mode']}): {', '.join(d['squeezers'])}{threshold}"
+
+
+KIND = ModelKind("squeeze", describe=describe_section, defense_kind="feature_squeezing")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import onnx
 import torch
 from torch import nn
 
 from deploy_robust import zoo
-from deploy_robust.defenses.empir import CHECKPOINT_KEY as ENSEMBLE_KEY
 from deploy_robust.errors import UserError
 from deploy_robust.hashing import sha256_file
 from deploy_robust.model import arch as arch_resolver
@@ -18,14 +16,13 @@ from deploy_robust.model.checkpoint import (extract_state_dict, group_by_layer, 
                                               read_checkpoint)
 from deploy_robust.ingest.exported_program import load_exported_program
 from deploy_robust.ingest.formats import ModelFormat, sniff
+from deploy_robust.ingest.kinds import for_checkpoint
+from deploy_robust.model.kind import KindLoad, ModelKind
 from deploy_robust.model.loaded import LoadedModel, SpecOverrides, describe_layers
-from deploy_robust.model.model_file import MODEL_KEY
-from deploy_robust.transforms.dq.model import DQConfig, prepare_structure
 from deploy_robust.quant.onnx_graph import OnnxGraphModule
 from deploy_robust.quant.twin import twin_module
 from deploy_robust.normalize import with_normalization
 from deploy_robust.spec import InputSpec
-from deploy_robust.transforms.gdws.checkpoint import CHECKPOINT_KEY as GDWS_KEY, build_from_checkpoint
 
 
 def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool = False,
@@ -50,20 +47,10 @@ def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool 
         if isinstance(obj, nn.Module):
             module, dtypes = obj, layer_dtypes(dict(obj.state_dict()))
             fmt_name = "pickled_module"
-        elif isinstance(obj, dict) and ENSEMBLE_KEY in obj:  # written by `deploy-robust ensemble`
-            module, base_spec, defense = _load_ensemble(obj, path)
-            dtypes, fmt_name, arch_name = layer_dtypes(dict(module.state_dict())), "empir_ensemble", "empir"
-        elif isinstance(obj, dict) and GDWS_KEY in obj:  # written by `deploy-robust gdws`
-            module, base_spec, arch_name = _from_metadata(build_from_checkpoint, obj[GDWS_KEY], trust, path.name)
-            dtypes = load_state_dict(module, extract_state_dict(obj, path.name), f"{arch_name} (GDWS)")
-            fmt_name, transforms = "gdws_checkpoint", {"gdws": obj[GDWS_KEY]["plan"]}
-        elif isinstance(obj, dict) and MODEL_KEY in obj:  # written by `deploy-robust train` / `dq`
-            config = obj[MODEL_KEY]
-            module, base_spec, arch_name = _from_metadata(build_from_model_file, config, trust, path.name)
-            dtypes = load_state_dict(module, extract_state_dict(obj, path.name), arch_name)
-            fmt_name = "dq_model" if config.get("dq") else "trained_model"
-            if config.get("dq"):
-                transforms = {"dq": config["dq"] | {"training": config.get("training")}}
+        elif (kind := for_checkpoint(obj)) is not None:  # written by train / dq / gdws / ensemble
+            parts = _from_metadata(kind, obj, trust, path.name)
+            module, base_spec, arch_name, fmt_name, dtypes = parts.module, parts.spec, parts.arch, parts.format, parts.dtypes
+            defense, transforms = parts.defense, parts.transforms
         else:
             state = extract_state_dict(obj, path.name)
             architecture = _architecture_for(path, arch)
@@ -107,35 +94,14 @@ def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool 
     return LoadedModel(module, spec, source, fixed_batch, layers, defense, transforms)
 
 
-def build_from_model_file(config: dict[str, Any], trust: arch_resolver.CodeTrust,
-                          source: str) -> tuple[nn.Module, InputSpec, str]:
-    """(untrained module, with DQ quantizers when the file has them; input spec; arch name)."""
-    architecture = trust.resolve_recorded(config.get("arch"), source)
-    spec = InputSpec.from_json(config["input"])
-    module = architecture.build(spec.num_classes)
-    if config.get("dq"):
-        module = prepare_structure(module, DQConfig.from_json(config["dq"]))
-    return module, spec, architecture.name
-
-
-def _from_metadata(build, config: Any, trust: arch_resolver.CodeTrust, name: str):
-    """Rebuild a self-describing model file's architecture; malformed metadata is a UserError."""
-    if not isinstance(config, dict):
+def _from_metadata(kind: ModelKind, obj: dict, trust: arch_resolver.CodeTrust, name: str) -> KindLoad:
+    """Rebuild a self-describing model file through its kind; malformed metadata is a UserError."""
+    if not isinstance(obj.get(kind.checkpoint_key), dict):
         raise UserError(f"{name}: its deploy-robust metadata is not a mapping")
     try:
-        return build(config, trust, name)
+        return kind.load(obj, name, trust)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise UserError(f"{name}: malformed deploy-robust metadata ({type(e).__name__}: {e})") from None
-
-
-def _load_ensemble(obj: dict, path: Path):
-    from deploy_robust.defenses.empir import build_ensemble, describe, frozen_for_export
-
-    config = obj[ENSEMBLE_KEY]
-    ensemble = build_ensemble(config)
-    load_state_dict(ensemble, extract_state_dict(obj, path.name), "empir ensemble")
-    spec = InputSpec(tuple(config["shape"]), config["num_classes"])
-    return frozen_for_export(ensemble), spec, describe(config)
 
 
 def _architecture_for(path: Path, arch: str | None) -> arch_resolver.Architecture:

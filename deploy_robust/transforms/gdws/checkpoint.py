@@ -17,6 +17,8 @@ from torch import nn
 from deploy_robust.bundle.store import write_file_atomic
 from deploy_robust.errors import UserError
 from deploy_robust.model import arch as arch_resolver
+from deploy_robust.model.checkpoint import extract_state_dict, load_state_dict
+from deploy_robust.model.kind import KindLoad, ModelKind
 from deploy_robust.spec import InputSpec
 from deploy_robust.transforms.gdws.network import GDWSPlan, restructure
 
@@ -45,3 +47,21 @@ def build_from_checkpoint(config: dict[str, Any], trust: arch_resolver.CodeTrust
     spec = InputSpec.from_json(config["input"])
     module = restructure(architecture.build(spec.num_classes), config["plan"])
     return module, spec, architecture.name
+
+
+def load_checkpoint(obj: dict, name: str, trust: arch_resolver.CodeTrust) -> KindLoad:
+    """A checkpoint written by `deploy-robust gdws`: the architecture rebuilt with the plan's structure."""
+    config = obj[CHECKPOINT_KEY]
+    module, spec, arch = build_from_checkpoint(config, trust, name)
+    dtypes = load_state_dict(module, extract_state_dict(obj, name), f"{arch} (GDWS)")
+    return KindLoad(module, spec, arch, "gdws_checkpoint", dtypes, transforms={"gdws": config["plan"]})
+
+
+def describe_plan(plan: dict, stochastic: bool = False) -> str:
+    rewritten = [l for l in plan["layers"] if l["replaced"]]
+    how = f"budget {plan['budget']:g}" if plan.get("budget") is not None else f"beta {plan['beta']:.4g}"
+    return (f"GDWS ({how}): {len(rewritten)} of {len(plan['layers'])} convolutions rewritten, "
+            f"{plan['model_macs']['ratio']:.2f}x fewer MACs in the model")
+
+
+KIND = ModelKind("gdws", CHECKPOINT_KEY, load_checkpoint, describe_plan)
