@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,61 +20,20 @@ import torch
 from deploy_robust.bundle import Bundle
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
-from deploy_robust.exporters.float_onnx import OUTPUT_NAME
 from deploy_robust.model import PickOutput
 from deploy_robust.progress import progress
 from deploy_robust.quant.twin import twin_module
 from deploy_robust.runtimes import create_runner
-from deploy_robust.stats import wilson_interval
 from deploy_robust.verify import attacks
 from deploy_robust.verify.detection import detector_of, verify_detector
+from deploy_robust.verify.document import result_document
+from deploy_robust.verify.flags import sanity_flags
 from deploy_robust.verify.resume import BatchCheckpoint
 from deploy_robust.verify.speed import prepare_for_attack
+from deploy_robust.verify.suites import STOCHASTIC, SUITES, Attack, Randomness
 from deploy_robust.verify.threat import ThreatModel
 
-SCHEMA = "deploy-robust/verify"
-SCHEMA_VERSION = 1
 DEFAULT_SWEEP = (0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255, 64 / 255)
-
-
-@dataclass(frozen=True)
-class Attack:
-    name: str
-    on: str                      # "S" (white-box on the twin), "R" (transfer), "E" (black-box on the engine),
-                                 # "S:members i+j" (the twin of a majority of an ensemble's members)
-    params: dict[str, Any]
-
-
-SUITES: dict[str, list[Attack]] = {
-    "quick": [
-        Attack("fgsm", "S", {}),
-        Attack("pgd-ce", "S", {"steps": 20, "restarts": 1, "loss": "ce"}),
-        Attack("pgd-margin", "S", {"steps": 20, "restarts": 1, "loss": "margin"}),
-        Attack("square", "E", {"queries": 300}),
-        Attack("transfer-pgd-ce", "R", {"steps": 20, "restarts": 1, "loss": "ce"}),
-    ],
-    "standard": [
-        Attack("fgsm", "S", {}),
-        Attack("pgd-ce", "S", {"steps": 50, "restarts": 2, "loss": "ce"}),
-        Attack("pgd-margin", "S", {"steps": 50, "restarts": 1, "loss": "margin"}),
-        Attack("apgd-ce", "S", {"steps": 100, "restarts": 1, "loss": "ce"}),
-        Attack("apgd-dlr", "S", {"steps": 100, "restarts": 1, "loss": "dlr"}),
-        Attack("apgd-t", "S", {"steps": 100, "targets": 9}),
-        Attack("square", "E", {"queries": 5000}),
-        Attack("transfer-apgd-ce", "R", {"steps": 100, "restarts": 1, "loss": "ce"}),
-    ],
-    "thorough": [
-        Attack("fgsm", "S", {}),
-        Attack("pgd-ce", "S", {"steps": 100, "restarts": 5, "loss": "ce"}),
-        Attack("pgd-margin", "S", {"steps": 100, "restarts": 3, "loss": "margin"}),
-        Attack("apgd-ce", "S", {"steps": 200, "restarts": 3, "loss": "ce"}),
-        Attack("apgd-dlr", "S", {"steps": 200, "restarts": 3, "loss": "dlr"}),
-        Attack("apgd-t", "S", {"steps": 200, "targets": 9}),
-        Attack("pgd-ce-2x-steps", "S", {"steps": 200, "restarts": 1, "loss": "ce"}),
-        Attack("square", "E", {"queries": 10000}),
-        Attack("transfer-apgd-ce", "R", {"steps": 200, "restarts": 1, "loss": "ce"}),
-    ],
-}
 
 
 def build_twin(bundle: Bundle, bpda: bool = True, attack_output: str | None = None) -> torch.nn.Module:
@@ -149,22 +107,6 @@ def _run_square(attack: Attack, scores, x: np.ndarray, y: np.ndarray, threat: Th
     return found
 
 
-@dataclass(frozen=True)
-class Randomness:
-    """How a stochastic engine is attacked and scored: EOT draws per gradient, score draws per
-    Square query, and scoring passes per candidate (a point counts as robust only if E is right
-    in every pass). A deterministic engine uses 1, 1, 1."""
-    eot: int = 1
-    square_draws: int = 1
-    passes: int = 1
-
-
-# Per suite, for stochastic engines (Athalye et al. 2018 used EOT over tens of draws).
-STOCHASTIC = {"quick": Randomness(eot=4, square_draws=2, passes=20),
-              "standard": Randomness(eot=10, square_draws=4, passes=20),
-              "thorough": Randomness(eot=20, square_draws=8, passes=20)}
-
-
 def _scored(engine, x: np.ndarray, y: np.ndarray, passes: int) -> np.ndarray:
     """[passes, n] booleans: E correct on each point in each scoring pass."""
     return np.stack([engine.infer(x).argmax(1) == y for _ in range(passes)])
@@ -221,7 +163,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
         results.append(done)
     seconds = time.perf_counter() - started
     merged = {k: np.concatenate([r[k] for r in results], axis=-1) for k in results[0] if k != "zero_grad"}
-    doc = _document(bundle, data, threat, suite, seed, backend, plan, merged, randomness,
+    doc = result_document(bundle, data, threat, suite, seed, backend, plan, merged, randomness,
                     sum(int(r["zero_grad"]) for r in results), seconds)
     if not bpda:
         doc["gradients_on_S"] = "plain autograd (--no-bpda): rounding ops have zero gradient; not a verdict"
@@ -322,114 +264,3 @@ def _is_stochastic(engine, data: Dataset) -> bool:
     return any(not np.array_equal(engine.infer(x), first) for _ in range(2))
 
 
-def _document(bundle, data, threat, suite, seed, backend, plan, merged, randomness: Randomness, zero_grad: int,
-              seconds: float) -> dict[str, Any]:
-    labels = data.labels
-    n = len(labels)
-    e_pred = merged["e_clean_pred"]                      # [passes, n]
-    clean_ok = e_pred == labels
-    robust_pass = clean_ok.copy()                        # per pass: right clean and on every candidate
-    white_box_pass = clean_ok.copy()                     # the same over the gradient attacks (S and R) alone
-    per_attack = []
-    for attack in plan:
-        ok = merged[f"attack:{attack.name}"]
-        robust_pass &= ok
-        if attack.on != "E":
-            white_box_pass &= ok
-        entry = {"attack": attack.name, "on": attack.on, "params": attack.params,
-                 "robust_accuracy": float(ok.all(0).mean())}
-        if randomness.passes > 1:
-            entry["expected_robust_accuracy"] = float(ok.mean())
-        if attack.on == "E":
-            entry["scope"] = "run only on points every earlier attack left robust (as AutoAttack does)"
-        per_attack.append(entry)
-    robust = robust_pass.all(0)
-    lo, hi = wilson_interval(int(robust.sum()), n)
-    clean_lo, clean_hi = wilson_interval(int(clean_ok[0].sum()), n)
-    s_pred = merged["s_clean_pred"]
-    s_agree = merged["s_agree_on_adversarial"]
-    doc = {
-        "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-        "bundle": {"path": str(bundle.path), "precision": bundle.precision, "target": bundle.manifest.target},
-        "threat_model": {"norm": threat.norm, "eps": threat.eps, "description": threat.describe()},
-        "data": {"name": data.name, "n": n, "selection": f"first {n}"}, "suite": suite, "seed": seed, "engine": backend,
-        "clean_accuracy": float(clean_ok.mean()), "clean_accuracy_ci95": [clean_lo, clean_hi],
-        "robust_accuracy": float(robust.mean()), "robust_accuracy_ci95": [lo, hi],
-        "robust_accuracy_gradient_attacks_only": float(white_box_pass.all(0).mean()),
-        "models": {"E": {"clean_accuracy": float(clean_ok.mean())},
-                   "S": {"clean_accuracy": float((s_pred == labels).mean()),
-                         "top1_agreement_with_E": float((s_pred == e_pred[0]).mean())}},
-        "attacks": per_attack,
-        "gradients_on_S": "straight-through through quantizers and rounding (STE/BPDA)",
-        "agreement_E_S_on_S_adversarial": float(s_agree.mean()) if s_agree.size else None,
-        "zero_gradient_points_on_S": zero_grad,
-        "stochastic_engine": {"stochastic": randomness.passes > 1 or not np.all(e_pred == e_pred[0]),
-                              "scoring_passes": randomness.passes, "eot_draws": randomness.eot,
-                              "square_score_draws": randomness.square_draws,
-                              "stable_prediction_fraction": float(np.all(e_pred == e_pred[0], axis=0).mean())},
-        "seconds": round(seconds, 2),
-    }
-    if randomness.passes > 1:
-        # Headline: worst case over the scoring passes; beside it what one run of E gets on average.
-        doc["robust_accuracy_definition"] = (f"robust in all {randomness.passes} scoring passes of the stochastic "
-                                             "engine, on every candidate of every attack")
-        doc["expected_robust_accuracy"] = float(robust_pass.mean())
-        doc["clean_accuracy_definition"] = f"mean over {randomness.passes} scoring passes"
-        doc["clean_accuracy_worst_case"] = float(clean_ok.all(0).mean())
-    if "r_clean_pred" in merged:
-        r_pred = merged["r_clean_pred"]
-        doc["models"]["R"] = {"clean_accuracy": float((r_pred == labels).mean()),
-                              "top1_agreement_with_E": float((r_pred == e_pred[0]).mean())}
-    return doc
-
-
-def sanity_flags(doc: dict[str, Any]) -> list[dict[str, str]]:
-    """Carlini et al. 2019 checklist and AutoAttack's checks, as raised flags."""
-    flags = []
-    by = {a["attack"]: a["robust_accuracy"] for a in doc["attacks"]}
-    iterative = {k: v for k, v in by.items() if k.startswith(("pgd", "apgd"))}
-    if "fgsm" in by and iterative and min(iterative.values()) > by["fgsm"]:
-        flags.append({"flag": "iterative_weaker_than_fgsm",
-                      "detail": f"best iterative attack leaves {100 * min(iterative.values()):.1f}% but FGSM "
-                                f"{100 * by['fgsm']:.1f}%: gradients on S are likely masked or the attack misconfigured"})
-    if "square" in by and "robust_accuracy_gradient_attacks_only" in doc:
-        # Square ran only on points every gradient attack left robust: what it breaks beyond them is a warning sign.
-        gained = doc["robust_accuracy_gradient_attacks_only"] - doc["robust_accuracy"]
-        if gained > 0.002 + 1e-9:
-            points = round(gained * doc["data"]["n"])
-            flags.append({"flag": "black_box_beats_white_box",
-                          "detail": f"Square on E broke {points} point(s) ({100 * gained:.1f} pt) that every gradient "
-                                    "attack left robust: likely gradient masking, or S does not describe E there"})
-    if doc["zero_gradient_points_on_S"]:
-        flags.append({"flag": "zero_gradients",
-                      "detail": f"{doc['zero_gradient_points_on_S']} points have an all-zero input gradient on S"})
-    agree = doc.get("agreement_E_S_on_S_adversarial")
-    if agree is not None and agree < 0.95 and not doc["stochastic_engine"]["stochastic"]:  # one draw each: moot
-        surrogate = doc.get("attacked_output") not in (None, OUTPUT_NAME)
-        flags.append({"flag": "twin_disagrees_with_engine",
-                      "detail": f"E and S agree on only {100 * agree:.1f}% of S's adversarial examples: white-box "
-                                "results on S do not fully describe E"
-                                + (f" (S is attacked through {doc['attacked_output']}, a differentiable surrogate of "
-                                   "E's output; every candidate is still scored on E)" if surrogate else "")})
-    randomness = doc["stochastic_engine"]
-    if randomness["stochastic"]:
-        flags.append({"flag": "randomness",
-                      "detail": f"the engine's outputs vary between runs ({100 * randomness['stable_prediction_fraction']:.1f}% "
-                                f"of clean predictions stable over {randomness['scoring_passes']} runs): attacked with "
-                                f"EOT over {randomness['eot_draws']} draws, Square on scores averaged over "
-                                f"{randomness['square_score_draws']} runs, robust only if right in all "
-                                f"{randomness['scoring_passes']} scoring passes"})
-        if randomness["eot_draws"] == 1:
-            flags.append({"flag": "no_eot", "detail": "a stochastic engine attacked without EOT (--eot 1): "
-                                                      "gradients of single draws overstate robustness"})
-    curve = doc.get("eps_curve") or []
-    if curve:
-        accs = [p["accuracy"] for p in curve]
-        if any(b > a + 0.01 for a, b in zip(accs, accs[1:])):
-            flags.append({"flag": "accuracy_not_monotonic_in_eps", "detail": "accuracy rises with eps somewhere on the curve"})
-        if accs[-1] > 0.05:
-            flags.append({"flag": "not_zero_at_large_eps",
-                          "detail": f"accuracy is {100 * accs[-1]:.1f}% at eps={curve[-1]['eps']:.3g}: attacks may be too weak"})
-    if "pgd-ce-2x-steps" in by and "pgd-ce" in by and abs(by["pgd-ce-2x-steps"] - by["pgd-ce"]) > 0.005:
-        flags.append({"flag": "not_converged", "detail": "doubling PGD steps changes robust accuracy by more than 0.5 pt"})
-    return flags

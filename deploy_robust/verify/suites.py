@@ -1,0 +1,63 @@
+"""The attack suites, as data: which attacks run on which model (S, R, E), with their settings, and
+how a stochastic engine is attacked and scored per suite."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Attack:
+    name: str
+    on: str                      # "S" (white-box on the twin), "R" (transfer), "E" (black-box on the engine),
+                                 # "S:members i+j" (the twin of a majority of an ensemble's members)
+    params: dict[str, Any]
+
+
+SUITES: dict[str, list[Attack]] = {
+    "quick": [
+        Attack("fgsm", "S", {}),
+        Attack("pgd-ce", "S", {"steps": 20, "restarts": 1, "loss": "ce"}),
+        Attack("pgd-margin", "S", {"steps": 20, "restarts": 1, "loss": "margin"}),
+        Attack("square", "E", {"queries": 300}),
+        Attack("transfer-pgd-ce", "R", {"steps": 20, "restarts": 1, "loss": "ce"}),
+    ],
+    "standard": [
+        Attack("fgsm", "S", {}),
+        Attack("pgd-ce", "S", {"steps": 50, "restarts": 2, "loss": "ce"}),
+        Attack("pgd-margin", "S", {"steps": 50, "restarts": 1, "loss": "margin"}),
+        Attack("apgd-ce", "S", {"steps": 100, "restarts": 1, "loss": "ce"}),
+        Attack("apgd-dlr", "S", {"steps": 100, "restarts": 1, "loss": "dlr"}),
+        Attack("apgd-t", "S", {"steps": 100, "targets": 9}),
+        Attack("square", "E", {"queries": 5000}),
+        Attack("transfer-apgd-ce", "R", {"steps": 100, "restarts": 1, "loss": "ce"}),
+    ],
+    "thorough": [
+        Attack("fgsm", "S", {}),
+        Attack("pgd-ce", "S", {"steps": 100, "restarts": 5, "loss": "ce"}),
+        Attack("pgd-margin", "S", {"steps": 100, "restarts": 3, "loss": "margin"}),
+        Attack("apgd-ce", "S", {"steps": 200, "restarts": 3, "loss": "ce"}),
+        Attack("apgd-dlr", "S", {"steps": 200, "restarts": 3, "loss": "dlr"}),
+        Attack("apgd-t", "S", {"steps": 200, "targets": 9}),
+        Attack("pgd-ce-2x-steps", "S", {"steps": 200, "restarts": 1, "loss": "ce"}),
+        Attack("square", "E", {"queries": 10000}),
+        Attack("transfer-apgd-ce", "R", {"steps": 200, "restarts": 1, "loss": "ce"}),
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Randomness:
+    """How a stochastic engine is attacked and scored: EOT draws per gradient, score draws per
+    Square query, and scoring passes per candidate (a point counts as robust only if E is right
+    in every pass). A deterministic engine uses 1, 1, 1."""
+    eot: int = 1
+    square_draws: int = 1
+    passes: int = 1
+
+
+# Per suite, for stochastic engines (Athalye et al. 2018 used EOT over tens of draws).
+STOCHASTIC = {"quick": Randomness(eot=4, square_draws=2, passes=20),
+              "standard": Randomness(eot=10, square_draws=4, passes=20),
+              "thorough": Randomness(eot=20, square_draws=8, passes=20)}
