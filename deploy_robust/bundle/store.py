@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import functools
 import json
 import os
 import re
@@ -184,22 +185,15 @@ def exchange_paths(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-_RENAMEAT2: Any = None
-
-
+@functools.lru_cache(maxsize=1)
 def _renameat2():
-    global _RENAMEAT2
-    if _RENAMEAT2 is None:
-        _RENAMEAT2 = False
-        libc_name = ctypes.util.find_library("c")
-        if libc_name:
-            libc = ctypes.CDLL(libc_name, use_errno=True)
-            function = getattr(libc, "renameat2", None)
-            if function is not None:
-                function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-                function.restype = ctypes.c_int
-                _RENAMEAT2 = function
-    return _RENAMEAT2 or None
+    """libc's renameat2, or None where libc has none (found once per process)."""
+    libc_name = ctypes.util.find_library("c")
+    function = getattr(ctypes.CDLL(libc_name, use_errno=True), "renameat2", None) if libc_name else None
+    if function is not None:
+        function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        function.restype = ctypes.c_int
+    return function
 
 
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?:pid(?P<pid>\d+)\..*\.tmp|old-(?P<old>\d+))$")

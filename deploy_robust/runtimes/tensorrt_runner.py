@@ -66,7 +66,8 @@ class TensorRTRunner(Runner):
         self._context = self._engine.create_execution_context()
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         self._input = next(n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-        self._outputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self._outputs = [(n, _torch_dtype(trt, self._engine.get_tensor_dtype(n))) for n in names
+                         if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         self._stream = torch.cuda.Stream()
 
     def deactivate(self) -> None:
@@ -78,8 +79,7 @@ class TensorRTRunner(Runner):
         self._context.set_input_shape(self._input, tuple(x_dev.shape))
         self._context.set_tensor_address(self._input, x_dev.data_ptr())
         outs = []
-        for name in self._outputs:  # every output, in the engine's I/O order (the graph's)
-            dtype = _torch_dtype(self.trt, self._engine.get_tensor_dtype(name))
+        for name, dtype in self._outputs:  # every output, in the engine's I/O order (the graph's)
             out = torch.empty(tuple(self._context.get_tensor_shape(name)), dtype=dtype, device="cuda")
             self._context.set_tensor_address(name, out.data_ptr())
             outs.append(out)

@@ -13,8 +13,10 @@ import argparse
 import contextlib
 import io
 import re
+import shutil
 import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,8 +84,6 @@ def write_inputs(folder: Path) -> dict[str, str]:
     (folder / "plan.yaml").write_text("default: int8\nlayers: [conv1, fp32]\n")
     torch.save({"deploy_robust_model": {"arch": "helper.py:factory", "input": bundle.manifest.to_json()["input"],
                                         "training": {}}, "state_dict": {}}, folder / "records_code.pt")
-    import shutil
-
     for name in ("swapped", "huge_batch", "linked"):
         shutil.copytree(bundle.path, folder / name)
     (folder / "swapped" / "model.onnx").write_bytes((folder / "swapped" / "model.onnx").read_bytes() + b"\0")
@@ -95,8 +95,6 @@ def write_inputs(folder: Path) -> dict[str, str]:
     (folder / "truncated.npz").write_bytes(buffer.getvalue()[:300])
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (1_536_000_000,)})
-    import zipfile
-
     with zipfile.ZipFile(folder / "huge.npz", "w") as z:
         z.writestr("x.npy", header.getvalue() + b"\0" * 64)
         z.writestr("y.npy", header.getvalue())
