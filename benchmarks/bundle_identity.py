@@ -40,8 +40,20 @@ MATRIX = [
 
 # Runs inside one checkout: seeded model, then every export of the matrix, then one verify.
 WORKER = r"""
-import hashlib, json, sys
+import hashlib, importlib.util, json, os, sys
 from pathlib import Path
+# exporters/, calibrators/ and kernels/ install as deploy_robust.* from the repository root: an editable
+# install maps them to the main checkout, so bind them to this tree's folders before anything imports them
+import deploy_robust
+for sub in ("exporters", "calibrators", "kernels"):
+    folder = Path(os.environ["TREE"]) / sub
+    spec = importlib.util.spec_from_file_location(f"deploy_robust.{sub}", folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    setattr(deploy_robust, sub, module)
+    spec.loader.exec_module(module)
+assert Path(deploy_robust.__file__).parent.parent == Path(os.environ["TREE"])
 import torch
 from deploy_robust import zoo
 from deploy_robust.cli import main
@@ -72,12 +84,17 @@ main(["verify", str(out / "int8-ort-cpu"), "--data", "digits:test", "--eps", "0.
       "--no-sweep", "--no-resume", "--json"])
 doc = json.loads((out / "int8-ort-cpu" / "verify.json").read_text())
 result["verify"] = {k: doc[k] for k in ("clean_accuracy", "robust_accuracy")}
+main(["verify", str(out / "empir-int8"), "--data", "digits:test", "--eps", "0.05", "--n", "32", "--suite", "quick",
+      "--no-sweep", "--no-resume", "--json"])  # an ensemble: every majority of its members is attacked too
+doc = json.loads((out / "empir-int8" / "verify.json").read_text())
+result["verify-empir"] = {"robust_accuracy": doc["robust_accuracy"],
+                          "attacks": {a["attack"]: a["robust_accuracy"] for a in doc["attacks"]}}
 print("RESULT " + json.dumps(result))
 """
 
 
 def _run(tree: Path, out: Path) -> dict:
-    env = os.environ | {"PYTHONPATH": str(tree), "DEPLOY_ROBUST_HOME": str(out / ".home")}
+    env = os.environ | {"PYTHONPATH": str(tree), "TREE": str(tree), "DEPLOY_ROBUST_HOME": str(out / ".home")}
     done = subprocess.run([sys.executable, "-c", WORKER, str(out), json.dumps(MATRIX)], cwd=tree, env=env,
                           capture_output=True, text=True, timeout=1800)
     line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)

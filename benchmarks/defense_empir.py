@@ -31,6 +31,7 @@ from machine import save_result  # noqa: E402
 
 from deploy_robust.cli import main as cli  # noqa: E402
 from deploy_robust.data import load_dataset  # noqa: E402
+from deploy_robust.defenses import empir  # noqa: E402
 from deploy_robust.export import export_bundle  # noqa: E402
 from deploy_robust.ingest import LoadedModel, load_model  # noqa: E402
 from deploy_robust.runtimes import create_runner  # noqa: E402
@@ -77,7 +78,7 @@ def main() -> None:
                                          "max_abs_log_prob_diff": float(abs(int8_log_probs - float_log_probs).max()),
                                          "quantized_convs_on_int8": sum(layer["precision"] == "int8" for layer in ensemble.manifest.precision.layers)},
                "naive_attack_on_vote": summary(run_verify(ensemble, test, threat, attack_output="logits", **run)),
-               "verified_consistent_loss": summary(run_verify(ensemble, test, threat, **run)),
+               "verified_consistent_loss": summary(run_verify(ensemble, test, threat, defense_plan=empir.KIND.attack_plan, **run)),
                "majority_attacks": True}  # verify also attacks every majority of members (since this field)
         row["member_alone"] = []
         for index, (name, net) in enumerate(zip(members, loaded.module.members)):

@@ -1,26 +1,34 @@
 """The library API, in the shape of the commands: a request object in, a result with its gates evaluated out.
 
-    from deploy_robust.api import VerifyRequest, verify
+    from deploy_robust.api import ExportRequest, VerifyRequest, export, verify
+    export(ExportRequest("model.pt", "out/int8", precision="int8", calib="train.npz"))
     result = verify(VerifyRequest("out/int8", data="test.npz", eps="8/255", min_robust_acc=0.45))
     result.passed, result.document["robust_accuracy"], result.failure
 
-`deploy-robust eval` and `verify` only map their arguments onto these requests and print the
-result; a failing gate is `result.passed == False` here and exit code 1 there.
+`deploy-robust export`, `eval` and `verify` only map their arguments onto these requests and print
+the result; a failing gate is `result.passed == False` here and exit code 1 there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from deploy_robust import gates
 from deploy_robust.bundle import Bundle, is_bundle, open_bundle
 from deploy_robust.data import load_dataset
+from deploy_robust.defenses.sap import apply_sap
+from deploy_robust.defenses.squeeze import apply_squeezing
 from deploy_robust.errors import UserError
 from deploy_robust.evaluate import compare_logits, evaluate as evaluate_runner
+from deploy_robust.export import export_bundle, onnx_summary
+from deploy_robust.exporters.float_onnx import DEFAULT_OPSET
 from deploy_robust.ingest import SpecOverrides, load_model
+from deploy_robust.ingest.kinds import attack_plan_for
 from deploy_robust.runtimes import create_runner
+from deploy_robust.transforms.gdws.network import GDWSPlan
+from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
 from deploy_robust.verify import ThreatModel, parse_eps, run_verify
 from deploy_robust.verify.protocol import DEFAULT_SWEEP, reference_robust_accuracy
 from deploy_robust.verify.report import write as write_report
@@ -42,10 +50,12 @@ class ModelOptions:
 
 @dataclass
 class Result:
-    """A run's JSON document (with its `gates`) and, for verify, the files it wrote."""
+    """A run's JSON document (with its `gates`), the files it wrote (verify), the bundle it made (export)."""
 
     document: dict[str, Any]
     written: list[Path] = field(default_factory=list)
+    bundle: Bundle | None = None
+    gdws_plan: GDWSPlan | None = None
 
     @property
     def gates(self) -> list[dict[str, Any]]:
@@ -58,6 +68,77 @@ class Result:
     @property
     def failure(self) -> str | None:
         return gates.failure_message(self.gates)
+
+
+@dataclass(frozen=True)
+class SAPOptions:
+    layers: tuple[str, ...] | None = None  # module names to prune after; None: every activation module
+    fraction: float = 1.0                  # draws per layer as a fraction of its units, in (0, 16]
+    seed: int | None = None                # seeded, repeatable masks (for tests; not a defense)
+
+
+@dataclass(frozen=True)
+class SqueezeOptions:
+    squeezers: str                         # e.g. "bits:5,median:2"
+    mode: str = "squeeze"                  # or "detect": a squeeze_score output with a threshold set on calib
+    fpr: float = 0.05                      # detect mode: false-positive rate on the clean calibration images
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    model: str | Path
+    out: str | Path
+    precision: str = "fp32"
+    target: str = "ort-cpu"
+    static_batch: int | None = None
+    opset: int = DEFAULT_OPSET
+    calib: str | Path | None = None        # calibration images (the training split where the source has one)
+    calib_method: str = "mse"
+    calib_n: int = 512
+    percentile: float = 99.99
+    weight_rounding: str = "gptq"
+    min_agreement: float | None = None
+    calib_cache: str | Path | None = None
+    plan: str | Path | None = None         # per-layer precision plan for precision "mixed"
+    gdws: GDWSRequest | None = None
+    sap: SAPOptions | None = None
+    squeeze: SqueezeOptions | None = None
+    model_options: ModelOptions = ModelOptions()
+    seed: int = 0
+
+
+def export(request: ExportRequest, log: Callable[[str], None] = lambda message: None) -> Result:
+    """A model file -> a bundle: GDWS rewrite, then a defense (SAP or squeezing), then the precision export."""
+    if request.sap is not None and request.squeeze is not None:
+        raise UserError("--squeeze and --sap together are not supported; export one defense at a time")
+    loaded = request.model_options.load(request.model)
+    if request.static_batch:
+        loaded.fixed_batch = request.static_batch
+    plan = None
+    if request.gdws is not None:
+        loaded, plan = rewrite_model(loaded, request.gdws, log)
+    if request.sap is not None:
+        if not 0 < request.sap.fraction <= 16:
+            raise UserError(f"--sap-fraction must be in (0, 16]; got {request.sap.fraction:g}")
+        loaded = apply_sap(loaded, list(request.sap.layers) if request.sap.layers else None, request.sap.fraction,
+                           request.sap.seed)
+    calib = None
+    if request.calib is not None:
+        try:  # a training split where the source has one
+            calib = load_dataset(request.calib, loaded.spec.shape, split="train")
+        except UserError as e:
+            raise UserError(f"--calib: {e}") from None
+    if request.squeeze is not None:
+        if request.squeeze.mode == "detect" and request.precision != "fp32":
+            raise UserError("--squeeze-mode detect exports at --precision fp32 (its score output is float)")
+        loaded = apply_squeezing(loaded, request.squeeze.squeezers, request.squeeze.mode, calib, request.squeeze.fpr)
+    bundle = export_bundle(loaded, request.out, request.precision, request.target, calib=calib,
+                           calib_method=request.calib_method, calib_n=request.calib_n, percentile=request.percentile,
+                           calib_cache=request.calib_cache, plan_file=request.plan, opset=request.opset,
+                           seed=request.seed, weight_rounding=request.weight_rounding,
+                           min_agreement=request.min_agreement)
+    doc = {"bundle": str(bundle.path), "manifest": bundle.manifest.to_json(), "graph": onnx_summary(bundle.model_path)}
+    return Result(doc, bundle=bundle, gdws_plan=plan)
 
 
 @dataclass(frozen=True)
@@ -143,7 +224,8 @@ def verify(request: VerifyRequest) -> Result:
     doc = run_verify(bundle, dataset, threat, n=request.n, suite=request.suite, reference=reference,
                      backend=request.backend, batch_size=request.batch_size, seed=request.seed,
                      sweep=DEFAULT_SWEEP if request.sweep else None, bpda=request.bpda, eot=request.eot,
-                     resume=request.resume, attack_output=request.attack_output)
+                     resume=request.resume, attack_output=request.attack_output,
+                     defense_plan=attack_plan_for(bundle.manifest))
     values = {"clean_accuracy": doc["clean_accuracy"], "robust_accuracy": doc["robust_accuracy"]}
     if reference is not None:  # the paired delta: R under the same white-box attacks on the same points
         value = reference_robust_accuracy(reference, dataset, threat, n=request.n, suite=request.suite,

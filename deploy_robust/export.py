@@ -20,9 +20,6 @@ from deploy_robust.bundle.manifest import dumps, tool_versions
 from deploy_robust.calibrators.collect import calibrate, calibration_document, load_cache
 from deploy_robust.calibrators.layer_inputs import input_grams
 from deploy_robust.data import Dataset
-from deploy_robust.defenses.empir import Ensemble
-from deploy_robust.defenses.empir import QuantConv2d as EmpirConv
-from deploy_robust.defenses.empir import int8_form as empir_int8_form
 from deploy_robust.errors import UserError
 from deploy_robust.exporters import export_float_onnx
 from deploy_robust.exporters.fallback import fall_back_until
@@ -33,11 +30,12 @@ from deploy_robust.exporters.tensorrt_rules import check_tensorrt_rules
 from deploy_robust.exporters.trained_grid import quantize_on_trained_grid
 from deploy_robust.hashing import sha256_bytes
 from deploy_robust.ingest import LoadedModel
-from deploy_robust.quant.onnx_graph import graph_is_stochastic
+from deploy_robust.ingest.kinds import trained_grid_kind
 from deploy_robust.quant.fake_quant import freeze
+from deploy_robust.quant.onnx_graph import graph_is_stochastic
 from deploy_robust.quant.plan import MODES, make_plan
+from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 from deploy_robust.seeding import seed_everything
-from deploy_robust.transforms.dq.model import deploy_form, is_dq_model, trained_grid
 
 TARGETS = ("ort-cpu", "ort-cuda", "tensorrt")
 WEIGHT_ROUNDINGS = ("gptq", "nearest")
@@ -67,10 +65,11 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
         raise UserError(f"--weight-rounding must be one of {', '.join(WEIGHT_ROUNDINGS)}; got {weight_rounding}")
     seed_everything(seed)
     job = _Job(loaded, Path(out), precision, target, opset, seed, dynamic_batch)
-    trained = _trained_grid_form(loaded.module, precision)
+    own_grid = trained_grid_kind(loaded.module)  # DQ models, EMPIR ensembles with low-precision members
+    trained = own_grid[1] if own_grid and precision in ("int8", "int4") else None  # int4 accepted: the grid decides
     _, fake_quantizers = freeze(loaded.module)
-    if is_dq_model(loaded.module) and trained is None:
-        raise UserError(f"{loaded.source['file']} is a Defensive Quantization model and exports on its "
+    if own_grid and trained is None and not own_grid[0].float_export:
+        raise UserError(f"{loaded.source['file']} is a {own_grid[0].title or own_grid[0].name} model and exports on its "
                         "trained grid: use --precision int8")
     if (trained is not None or fake_quantizers) and min_agreement is not None:
         raise UserError(f"{loaded.source['file']} exports on its trained grid; --min-agreement applies to calibrated exports")
@@ -243,18 +242,6 @@ def _input_grams(model: onnx.ModelProto, plan, calib: Dataset | None, calib_n: i
     return input_grams(model, nodes, calib.take(calib_n)), "gptq"
 
 
-def _trained_grid_form(module: torch.nn.Module, precision: str):
-    """(module to export, its TrainedGrid) for models that carry their own quantization grids at
-    --precision int8 (int4 accepted: the grid decides); None for every other model."""
-    if precision not in ("int8", "int4"):
-        return None
-    if is_dq_model(module):
-        return deploy_form(module), trained_grid(module)
-    if isinstance(module, Ensemble) and any(isinstance(m, EmpirConv) for m in module.modules()):
-        return empir_int8_form(module)
-    return None
-
-
 def _stores_int4(plan, profile) -> bool:
     return any(p.precision == "int4" and (p.op in ("Gemm", "MatMul") or profile.int4_conv_storage == "int4")
                for p in plan)
@@ -301,8 +288,6 @@ def _check_graph(model: onnx.ModelProto, target: str) -> None:
 
 def _self_check(model: onnx.ModelProto, loaded: LoadedModel, precision: str, seed: int, batch: int) -> None:
     """Load the new graph in ONNX Runtime (as the runner will) and run it once."""
-    from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
-
     runner = OnnxRuntimeRunner(model.SerializeToString(), fixed_batch=batch if loaded.fixed_batch else None,
                                optimization="basic")
     x = np.random.default_rng(seed).random((batch, *loaded.spec.shape), dtype=np.float32)

@@ -19,6 +19,8 @@ import onnx
 
 from deploy_robust.exporters.qdq import QuantizeResult
 from deploy_robust.quant.plan import LayerPlan
+from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
+from deploy_robust.runtimes.onnxruntime_session import optimization_level
 
 QUANTIZED = ("int8", "int4")
 
@@ -30,7 +32,7 @@ def fall_back_until(float_model: onnx.ModelProto, plan: list[LayerPlan],
     """(final plan, its quantized graph, a report for the manifest). `quantize(plan)` builds the graph
     for a plan; `images` are float inputs; `signed_activations` graphs run unfused, as their runner does."""
     reference = _predict(float_model, images, "all", fixed_batch)
-    optimization = "basic" if signed_activations else "all"
+    optimization = optimization_level(quantized=True, signed_activations=signed_activations)
 
     def agreement(result: QuantizeResult) -> float:
         return float((_predict(result.model, images, optimization, fixed_batch) == reference).mean())
@@ -62,7 +64,5 @@ def _keep_fp32(plan: list[LayerPlan], nodes: set[str]) -> list[LayerPlan]:
 
 
 def _predict(model: onnx.ModelProto, images: np.ndarray, optimization: str, fixed_batch: int | None) -> np.ndarray:
-    from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
-
     runner = OnnxRuntimeRunner(model.SerializeToString(), optimization=optimization, fixed_batch=fixed_batch)
     return np.concatenate([runner.infer(images[i:i + 128]).argmax(1) for i in range(0, len(images), 128)])

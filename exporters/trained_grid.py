@@ -24,7 +24,7 @@ need the int8 input grid (`dq --input-grid int8`) and at most 7 activation bits 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -35,18 +35,9 @@ from deploy_robust.exporters.graph_edit import GraphEditor
 from deploy_robust.exporters.profiles import DATA_MOVEMENT, WEIGHTED, TargetProfile
 from deploy_robust.exporters.qdq import QuantizeResult, quantize_model, tensors_to_calibrate
 from deploy_robust.quant.plan import LayerPlan, layer_name, weighted_nodes
-from deploy_robust.quant.scheme import ActivationParams
+from deploy_robust.quant.scheme import ActivationParams, TrainedGrid
 
 _NORMALIZATION_OPS = ("Sub", "Div")
-
-
-@dataclass(frozen=True)
-class TrainedGrid:
-    weight_bits: dict[str, int]              # torch layer name -> bits of its weight grid (quantized layers only)
-    weight_levels: dict[str, int]            # torch layer name -> largest |q|
-    input_bits: dict[str, int]               # quantized layer -> bits of the bounded activation it reads
-    input_params: ActivationParams | None    # the 8-bit model-input quantizer, if the model has one
-    weight_scales: dict[str, float] = field(default_factory=dict)  # explicit per-tensor scales (else max|w| / L)
 
 
 # x86 CPUs without VNNI add pairs of u8 x s8 products in int16 (see the ort-cpu profile)

@@ -16,9 +16,7 @@ MAPPED = {"deploy_robust.exporters": "deploy_robust.runtimes", "deploy_robust.ca
           "deploy_robust.kernels": "deploy_robust.bundle"}
 FOLDERS = {"deploy_robust": REPO / "deploy_robust", "deploy_robust.exporters": REPO / "exporters",
            "deploy_robust.calibrators": REPO / "calibrators", "deploy_robust.kernels": REPO / "kernels"}
-# Known debt (issue 16): the TensorRT runner builds its engine with the exporter's builder (a
-# Polygraphy-style loader belongs in runtimes/). Lazy imports inside functions count like any other.
-DEBT = {("deploy_robust.runtimes.tensorrt_runner", "deploy_robust.exporters")}
+# Lazy imports inside functions count like any other.
 
 
 def _layers() -> list[str]:
@@ -55,8 +53,7 @@ def test_no_module_imports_from_a_layer_above_its_own():
                 [a.name for a in node.names] if isinstance(node, ast.Import) else [])
             for name in names:
                 target = _layer_of(name, layers) if name.startswith("deploy_robust.") else None
-                if target is not None and target < own and not any(
-                        module == src and (name == dst or name.startswith(dst + ".")) for src, dst in DEBT):
+                if target is not None and target < own:
                     upward.append(f"{module} -> {name} (line {node.lineno})")
     assert upward == []
 

@@ -6,6 +6,7 @@ import argparse
 import math
 from fractions import Fraction
 
+from deploy_robust.api import ModelOptions
 from deploy_robust.ingest import SpecOverrides
 from deploy_robust.limits import MAX_SEED
 
@@ -120,3 +121,8 @@ def add_model_args(parser: argparse.ArgumentParser, prefix: str = "") -> None:
 
 def overrides(args: argparse.Namespace) -> SpecOverrides:
     return SpecOverrides(args.input_shape, args.mean, args.std, args.num_classes)
+
+
+def model_options(args: argparse.Namespace) -> ModelOptions:
+    """The model-loading options (`add_model_args`) as the library API takes them."""
+    return ModelOptions(args.arch, args.trust_pickle, args.trust_code, overrides(args))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from deploy_robust.api import EvalRequest, ModelOptions, evaluate
+from deploy_robust.api import EvalRequest, evaluate
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import ci, emit_json, pct, table
 from deploy_robust.errors import GateFailed
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(EvalRequest(
         args.target, args.data, split=args.split, backend=args.backend, n=args.n, batch_size=args.batch_size,
         threads=args.threads, reference=args.reference,
-        model=ModelOptions(args.arch, args.trust_pickle, args.trust_code, cli_args.overrides(args)),
+        model=cli_args.model_options(args),
         min_accuracy=args.min_accuracy, min_agreement=args.min_agreement))
     if args.json:
         emit_json(result.document)

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from deploy_robust.cli import args as cli_args
-from deploy_robust.cli.gdws_cmd import add_gdws_args, rewrite_for_export
-from deploy_robust.cli.output import emit_json, size
-from deploy_robust.export import TARGETS, WEIGHT_ROUNDINGS, export_bundle, onnx_summary
+from deploy_robust.api import ExportRequest, SAPOptions, SqueezeOptions, export
 from deploy_robust.calibrators.methods import METHODS
-from deploy_robust.data import load_dataset
+from deploy_robust.cli import args as cli_args
+from deploy_robust.cli.gdws_args import add_gdws_args, describe_plan, request_from_args
+from deploy_robust.cli.output import emit_json, size
+from deploy_robust.export import TARGETS, WEIGHT_ROUNDINGS
 from deploy_robust.ingest.kinds import describe_defense
-from deploy_robust.defenses.sap import apply_sap
-from deploy_robust.defenses.squeeze import apply_squeezing
-from deploy_robust.errors import UserError
-from deploy_robust.ingest import load_model
 from deploy_robust.quant.plan import MODES
 
 
@@ -60,54 +57,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    loaded = load_model(args.model, args.arch, trust_pickle=args.trust_pickle, trust_code=args.trust_code, overrides=cli_args.overrides(args))
-    if args.static_batch:
-        loaded.fixed_batch = args.static_batch
-    loaded = rewrite_for_export(loaded, args)
+    sap = None
     if args.sap:
-        if not 0 < args.sap_fraction <= 16:
-            raise UserError(f"--sap-fraction must be in (0, 16]; got {args.sap_fraction:g}")
-        layers = None if args.sap == "all" else [n.strip() for n in args.sap.split(",") if n.strip()]
-        loaded = apply_sap(loaded, layers, args.sap_fraction, args.sap_seed)
-    calib = None
-    if args.calib:
-        try:  # a training split where the source has one
-            calib = load_dataset(args.calib, loaded.spec.shape, split="train")
-        except UserError as e:
-            raise UserError(f"--calib: {e}") from None
-    if args.squeeze:
-        if args.sap:
-            raise UserError("--squeeze and --sap together are not supported; export one defense at a time")
-        if args.squeeze_mode == "detect" and args.precision != "fp32":
-            raise UserError("--squeeze-mode detect exports at --precision fp32 (its score output is float)")
-        loaded = apply_squeezing(loaded, args.squeeze, args.squeeze_mode, calib, args.squeeze_fpr)
-    bundle = export_bundle(loaded, args.out, args.precision, args.target, calib=calib, calib_method=args.calib_method,
-                           calib_n=args.calib_n, percentile=args.percentile, calib_cache=args.calib_cache,
-                           plan_file=args.plan, opset=args.opset, seed=args.seed, weight_rounding=args.weight_rounding,
-                           min_agreement=args.min_agreement)
-    summary = onnx_summary(bundle.model_path)
+        layers = None if args.sap == "all" else tuple(n.strip() for n in args.sap.split(",") if n.strip())
+        sap = SAPOptions(layers, args.sap_fraction, args.sap_seed)
+    squeeze = SqueezeOptions(args.squeeze, args.squeeze_mode, args.squeeze_fpr) if args.squeeze else None
+    request = ExportRequest(args.model, args.out, args.precision, args.target, args.static_batch, args.opset,
+                            args.calib, args.calib_method, args.calib_n, args.percentile, args.weight_rounding,
+                            args.min_agreement, args.calib_cache, args.plan, request_from_args(args, prefix="gdws-"),
+                            sap, squeeze, cli_args.model_options(args), args.seed)
+    log = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
+    result = export(request, log)
+    if result.gdws_plan is not None and not args.json:
+        print(describe_plan(result.gdws_plan), file=sys.stderr)
     if args.json:
-        emit_json({"bundle": str(bundle.path), "manifest": bundle.manifest.to_json(), "graph": summary})
-    else:
-        spec = bundle.spec
-        norm = "normalization folded in" if spec.normalized else "no normalization"
-        print(f"wrote {bundle.path}/  {args.precision} for {args.target}: model.onnx {size(summary['bytes'])}, "
-              f"{summary['nodes']} nodes, input Nx{'x'.join(map(str, spec.shape))} in [0,1] ({norm}), "
-              f"{spec.num_classes} classes")
-        fallbacks = [l for l in bundle.manifest.precision.layers
-                     if l.get("requested") and l["precision"] != l["requested"]]
-        if bundle.manifest.defense:
-            print(f"  defense: {describe_defense(bundle.manifest)}")
-        rounding = bundle.manifest.precision.weight_rounding or ""
-        if rounding.startswith("nearest ("):
-            print(f"  note: weights rounded to nearest{rounding[len('nearest'):]}")
-        fallback = bundle.manifest.precision.fallback
-        if fallback:
-            which = "held-out --calib" if fallback["held_out"] else "calibration"
-            print(f"  top-1 agreement with FP32 on {fallback['images']} {which} images: "
-                  f"{100 * fallback['agreement_all_quantized']:.2f}% all quantized, {100 * fallback['agreement']:.2f}% "
-                  f"with {len(fallback['kept_fp32'])} layer(s) kept FP32 (--min-agreement {fallback['target']:g})")
-        for layer in fallbacks:
-            print(f"  note: layer {layer['name']} stays {layer['precision']} (asked {layer['requested']}): {layer['reason']}")
+        emit_json(result.document)
+        return 0
+    bundle, summary = result.bundle, result.document["graph"]
+    spec = bundle.spec
+    norm = "normalization folded in" if spec.normalized else "no normalization"
+    print(f"wrote {bundle.path}/  {args.precision} for {args.target}: model.onnx {size(summary['bytes'])}, "
+          f"{summary['nodes']} nodes, input Nx{'x'.join(map(str, spec.shape))} in [0,1] ({norm}), "
+          f"{spec.num_classes} classes")
+    fallbacks = [l for l in bundle.manifest.precision.layers if l.get("requested") and l["precision"] != l["requested"]]
+    if bundle.manifest.defense:
+        print(f"  defense: {describe_defense(bundle.manifest)}")
+    rounding = bundle.manifest.precision.weight_rounding or ""
+    if rounding.startswith("nearest ("):
+        print(f"  note: weights rounded to nearest{rounding[len('nearest'):]}")
+    fallback = bundle.manifest.precision.fallback
+    if fallback:
+        which = "held-out --calib" if fallback["held_out"] else "calibration"
+        print(f"  top-1 agreement with FP32 on {fallback['images']} {which} images: "
+              f"{100 * fallback['agreement_all_quantized']:.2f}% all quantized, {100 * fallback['agreement']:.2f}% "
+              f"with {len(fallback['kept_fp32'])} layer(s) kept FP32 (--min-agreement {fallback['target']:g})")
+    for layer in fallbacks:
+        print(f"  note: layer {layer['name']} stays {layer['precision']} (asked {layer['requested']}): {layer['reason']}")
     return 0
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from deploy_robust.api import ModelOptions, VerifyRequest, verify
+from deploy_robust.api import VerifyRequest, verify
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json
 from deploy_robust.errors import GateFailed
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     result = verify(VerifyRequest(
         args.bundle, args.data, args.eps, norm=args.norm, n=args.n, suite=args.suite, backend=args.backend,
         batch_size=args.batch_size, seed=args.seed, reference=args.reference,
-        model=ModelOptions(args.arch, args.trust_pickle, args.trust_code, cli_args.overrides(args)),
+        model=cli_args.model_options(args),
         sweep=not args.no_sweep, bpda=not args.no_bpda, eot=args.eot, resume=not args.no_resume,
         attack_output=args.attack_output, min_clean_acc=args.min_clean_acc, min_robust_acc=args.min_robust_acc,
         max_robust_drop=args.max_robust_drop, min_agreement=args.min_agreement))

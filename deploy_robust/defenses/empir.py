@@ -17,6 +17,8 @@ et al. (2020) broke EMPIR. verify scores every candidate on the vote.
 from __future__ import annotations
 
 import copy
+import itertools
+import math
 import re
 from typing import Any
 
@@ -24,13 +26,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deploy_robust.bundle.manifest import DefenseSection
 from deploy_robust.errors import UserError
+from deploy_robust.model import PickOutput
 from deploy_robust.model.arch import CodeTrust
 from deploy_robust.model.checkpoint import extract_state_dict, layer_dtypes, load_state_dict
 from deploy_robust.model.kind import KindLoad, ModelKind
+from deploy_robust.quant.scheme import TrainedGrid
+from deploy_robust.quant.ste import straight_through
 from deploy_robust.spec import InputSpec
-from deploy_robust.exporters.trained_grid import TrainedGrid
 from deploy_robust.transforms.dq.quantizers import ActivationQuantizer
+from deploy_robust.verify.suites import Attack
 
 CHECKPOINT_KEY = "deploy_robust_ensemble"
 SURROGATE_OUTPUT = "ensemble_log_probs"
@@ -44,8 +50,7 @@ SHAPES = {"mnist": (1, 28, 28), "cifar": (3, 32, 32), "digits": (1, 8, 8)}
 def _ste_round(x: torch.Tensor, levels: float) -> torch.Tensor:
     # divide by the float32 step, as ONNX QuantizeLinear does, so exact ties round the same way there
     step = torch.tensor(1.0 / levels, dtype=x.dtype)
-    q = torch.round(x / step) * step
-    return x + (q - x).detach()
+    return straight_through(x, torch.round(x / step) * step)
 
 
 def quantize_activation(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -247,4 +252,48 @@ def describe_section(d: dict, stochastic: bool) -> str:
     return f"EMPIR ensemble {', '.join(d['members'])} ({d['combine']}){surrogate}"
 
 
-KIND = ModelKind("empir", CHECKPOINT_KEY, load_checkpoint, describe_section, defense_kind="empir")
+def trained_grid_form(module: nn.Module) -> tuple[Ensemble, TrainedGrid] | None:
+    """An ensemble with low-precision members exports at int8 on their DoReFa grids (`int8_form`)."""
+    if isinstance(module, Ensemble) and any(isinstance(m, QuantConv2d) for m in module.modules()):
+        return int8_form(module)
+    return None
+
+
+class MajorityOfMembers(nn.Module):
+    """Log of the averaged probabilities of some of an ensemble's members (from the twin's (N, members,
+    classes) member output): a majority vote flips once any majority is fooled, so each majority is
+    attacked on its own, with the others ignored."""
+
+    def __init__(self, members: nn.Module, subset: tuple[int, ...]) -> None:
+        super().__init__()
+        self.members, self.subset = members, list(subset)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.logsumexp(self.members(x)[:, self.subset], dim=1) - math.log(len(self.subset))
+
+
+# White-box attacks repeated on each majority of an ensemble's members (those the suite has).
+_MAJORITY_METHODS = ("apgd", "pgd")
+
+
+def majority_attacks(defense: DefenseSection, twin: PickOutput, suite: list[Attack]
+                     ) -> tuple[list[Attack], dict[str, nn.Module]]:
+    """For a voting ensemble (the manifest names its member output and majority): the suite's APGD
+    attacks (PGD where the suite has no APGD, as `quick`) on every majority of members, and the models
+    they run on (`twin`'s graph, read at the member output), by key."""
+    if not defense.member_output or not defense.majority:
+        return [], {}
+    members = PickOutput(twin.module, twin.module.output_names.index(defense.member_output))
+    base = [a for a in suite if a.on == "S" and a.method in _MAJORITY_METHODS]
+    if any(a.method == "apgd" for a in base):
+        base = [a for a in base if a.method == "apgd"]
+    plan, models = [], {}
+    for subset in itertools.combinations(range(len(defense.members)), defense.majority):
+        key = "S:members " + "+".join(map(str, subset))
+        models[key] = MajorityOfMembers(members, subset)
+        plan += [Attack(f"{a.name} on members {'+'.join(map(str, subset))}", key, a.method, a.params) for a in base]
+    return plan, models
+
+
+KIND = ModelKind("empir", CHECKPOINT_KEY, load_checkpoint, describe_section, defense_kind="empir",
+                 trained_grid_form=trained_grid_form, attack_plan=majority_attacks)

@@ -2,12 +2,15 @@
 
 Adding a kind is adding its module (with a `ModelKind`) and one entry here. The loader finds
 a self-describing checkpoint's kind by its key; `info` and `export` describe a bundle's
-transforms and defense through the kind that recorded them.
+transforms and defense through the kind that recorded them; `export` asks the kinds for a
+trained-grid form, `verify` for the defense's attack plan.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
+
+from torch import nn
 
 from deploy_robust.bundle import Manifest
 from deploy_robust.defenses import empir, sap, squeeze
@@ -37,3 +40,19 @@ def describe_defense(manifest: Manifest) -> str:
     section = manifest.defense
     kind = next((k for k in KINDS if k.defense_kind == section.kind), None)
     return kind.describe(section.fields, manifest.model.stochastic) if kind else section.kind
+
+
+def attack_plan_for(manifest: Manifest) -> Callable | None:
+    """The attack plan of the kind that wrote the bundle's defense section (verify's `defense_plan`), if any."""
+    section = manifest.defense
+    kind = next((k for k in KINDS if section is not None and k.defense_kind == section.kind), None)
+    return kind.attack_plan if kind else None
+
+
+def trained_grid_kind(module: nn.Module) -> tuple[ModelKind, Any] | None:
+    """(kind, (module to export, TrainedGrid)) for a model that carries its own quantization grids."""
+    for kind in KINDS:
+        form = kind.trained_grid_form(module) if kind.trained_grid_form else None
+        if form is not None:
+            return kind, form
+    return None

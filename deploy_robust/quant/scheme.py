@@ -7,7 +7,7 @@ block-wise symmetric for INT4 weight-only Gemm/MatMul. Biases: int32 at scale s_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +25,18 @@ class ActivationParams:
         return np.int8 if self.signed else np.uint8
 
 
+@dataclass(frozen=True)
+class TrainedGrid:
+    """The grids a model trained with (Defensive Quantization models, EMPIR members): exported as they are,
+    never recalibrated (`exporters.trained_grid`)."""
+
+    weight_bits: dict[str, int]              # torch layer name -> bits of its weight grid (quantized layers only)
+    weight_levels: dict[str, int]            # torch layer name -> largest |q|
+    input_bits: dict[str, int]               # quantized layer -> bits of the bounded activation it reads
+    input_params: ActivationParams | None    # the 8-bit model-input quantizer, if the model has one
+    weight_scales: dict[str, float] = field(default_factory=dict)  # explicit per-tensor scales (else max|w| / L)
+
+
 def activation_params(low: float, high: float, signed: bool) -> ActivationParams:
     """Scale and zero point covering [low, high] (widened to include 0, so 0 is exact)."""
     low, high = min(float(low), 0.0), max(float(high), 0.0)
@@ -36,9 +48,11 @@ def activation_params(low: float, high: float, signed: bool) -> ActivationParams
     return ActivationParams(scale, zero_point, False)
 
 
-def weight_levels(bits: int) -> int:
-    """Largest magnitude on a symmetric signed grid of `bits` bits: 127 for 8, 7 for 4."""
-    return 2 ** (bits - 1) - 1
+def weight_levels(bits: int, *, reduce_range: bool = False) -> int:
+    """Largest magnitude on a symmetric signed grid of `bits` bits: 127 for 8, 7 for 4. `reduce_range`
+    keeps 8-bit weights on 63 levels (7 bits): x86 CPUs without VNNI add pairs of u8 x s8 products in
+    int16, and 2 * 255 * 63 fits where 2 * 255 * 127 saturates."""
+    return 63 if reduce_range and bits == 8 else 2 ** (bits - 1) - 1
 
 
 # Largest |bias| in int32 units: leaves headroom so bias + accumulator cannot wrap around.

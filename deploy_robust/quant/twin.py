@@ -11,14 +11,15 @@ white-box attacks see the deployed quantization grid rather than a float model.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import torch
 from torch import nn
 
-from pathlib import Path
-
 from deploy_robust.quant.onnx_graph import OPS, OnnxGraphModule
+from deploy_robust.quant.ste import ste_round
 
 _RANGES = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127), np.dtype(np.int32): (-2 ** 31, 2 ** 31 - 1)}
 
@@ -51,10 +52,6 @@ def _broadcast(param, x_dim: int, axis: int, block_size: int, length: int | None
     return t.reshape(shape)
 
 
-def straight_through_round(x: torch.Tensor) -> torch.Tensor:
-    return x + (torch.round(x) - x).detach()
-
-
 def _quantize(args, attrs):
     x, scale = args[0], args[1]
     zero_point = args[2] if len(args) > 2 else None
@@ -64,7 +61,7 @@ def _quantize(args, attrs):
     s = _broadcast(scale, x.dim(), axis, block, x.shape[axis % x.dim()] if x.dim() else None)
     z = 0.0 if zero_point is None else _broadcast(zero_point, x.dim(), axis, block, None)
     lo, hi = _int_range(zero_point)
-    return torch.clamp(straight_through_round(x.float() / s) + z, lo, hi)
+    return torch.clamp(ste_round(x.float() / s) + z, lo, hi)
 
 
 def _dequantize(args, attrs):

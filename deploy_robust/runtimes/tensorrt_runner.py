@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from deploy_robust.bundle import Bundle
 from deploy_robust.errors import UserError
 from deploy_robust.runtimes.base import Runner
+from deploy_robust.runtimes.tensorrt_engine import import_tensorrt, load_or_build_engine
 
 
 def _torch_dtype(trt, dtype):
@@ -35,8 +37,6 @@ class TensorRTRunner(Runner):
 
         if not torch.cuda.is_available():
             raise UserError("backend tensorrt needs an NVIDIA GPU and a CUDA build of torch")
-        from deploy_robust.exporters.tensorrt_engine import import_tensorrt
-
         self.trt = import_tensorrt()
         self.onnx_path, self.input_shape = Path(onnx_path), tuple(input_shape)
         self.engine_path = engine_path or self.onnx_path.with_suffix(".engine")
@@ -48,17 +48,8 @@ class TensorRTRunner(Runner):
             return
         import torch
 
-        from deploy_robust.exporters.tensorrt_engine import build_engine
-
         trt = self.trt
-        if self.engine_path.is_file():
-            blob = self.engine_path.read_bytes()
-        else:
-            blob = build_engine(self.onnx_path, self.input_shape, fixed_batch=self.fixed_batch)
-            try:
-                self.engine_path.write_bytes(blob)  # engines are specific to GPU and TensorRT version
-            except OSError:
-                pass
+        blob = load_or_build_engine(self.onnx_path, self.input_shape, self.engine_path, fixed_batch=self.fixed_batch)
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self._engine = self._runtime.deserialize_cuda_engine(blob)
         if self._engine is None:
@@ -116,3 +107,7 @@ class TensorRTRunner(Runner):
         self._stream.synchronize()
         return {"h2d": events[0].elapsed_time(events[1]), "compute": events[1].elapsed_time(events[2]),
                 "d2h": events[2].elapsed_time(events[3])}
+
+
+def runner_for(backend: str, bundle: Bundle, *, module=None, threads: int | None = None) -> TensorRTRunner:
+    return TensorRTRunner(bundle.model_path, bundle.spec.shape, fixed_batch=bundle.fixed_batch)

@@ -6,7 +6,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from deploy_robust.bundle import Bundle
 from deploy_robust.errors import UserError
+from deploy_robust.quant.twin import twin_module
 from deploy_robust.runtimes.base import Runner
 
 
@@ -52,3 +54,16 @@ class TorchRunner(Runner):
 
     def device_peak_mib(self) -> float | None:
         return torch.cuda.max_memory_allocated(self.device) / 2 ** 20 if self.device.type == "cuda" else None
+
+
+def bundle_as_torch(bundle: Bundle) -> nn.Module:
+    """The bundle's ONNX graph (Q/DQ included) as a torch module, computing in the precisions the graph states."""
+    return twin_module(bundle.model_path, float_dtype=None, all_outputs=True)
+
+
+def runner_for(backend: str, bundle: Bundle | None, *, module: nn.Module | None = None,
+               threads: int | None = None) -> TorchRunner:
+    """`module` if given, else the bundle's graph rebuilt in torch; `threads` is torch's own setting."""
+    module = module if module is not None else bundle_as_torch(bundle)
+    return TorchRunner(module, "cuda" if backend == "torch-cuda" else "cpu",
+                       fixed_batch=bundle.fixed_batch if bundle is not None else None)

@@ -301,3 +301,22 @@ def _margins(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     other = logits.copy()
     other[np.arange(len(y)), y] = -np.inf
     return true - other.max(1)
+
+
+def _fgsm(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, eot: int = 1,
+          seed: int = 0) -> torch.Tensor:
+    return fgsm(model, x, y, threat, eot=eot)  # deterministic: no seed
+
+
+def _square(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, threat: ThreatModel, *,
+            seed: int = 0, **params) -> np.ndarray:
+    square = square_linf if threat.norm == "linf" else square_l2
+    return square(scores, x, y, threat.eps, seed=seed, **params)[0]
+
+
+# The registered attacks, by the method name a suite's `Attack` gives. A white-box method is called as
+# method(model, x, y, threat, seed=, eot=, **params) on torch tensors; a black-box one as
+# method(scores, x, y, threat, seed=, **params) on numpy arrays. Adding an attack: write it above,
+# register it here, place it in a suite (verify/suites.py).
+WHITE_BOX: dict[str, Callable[..., torch.Tensor]] = {"fgsm": _fgsm, "pgd": pgd, "apgd": apgd, "apgd-t": apgd_targeted}
+BLACK_BOX: dict[str, Callable[..., np.ndarray]] = {"square": _square}

@@ -8,10 +8,8 @@ E. A point is robust only if E is right on it clean and on every candidate of ev
 
 from __future__ import annotations
 
-import itertools
-import math
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import onnx
@@ -54,57 +52,13 @@ def build_twin(bundle: Bundle, bpda: bool = True, attack_output: str | None = No
     return PickOutput(twin, outputs.index(name))
 
 
-class MajorityOfMembers(torch.nn.Module):
-    """Log of the averaged probabilities of some of an ensemble's members (from the twin's (N, members,
-    classes) member output): a majority vote flips once any majority is fooled, so each majority is
-    attacked on its own, with the others ignored."""
-
-    def __init__(self, members: torch.nn.Module, subset: tuple[int, ...]) -> None:
-        super().__init__()
-        self.members, self.subset = members, list(subset)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.logsumexp(self.members(x)[:, self.subset], dim=1) - math.log(len(self.subset))
-
-
-# White-box attacks repeated on each majority of an ensemble's members (those the suite has).
-_MAJORITY_ATTACKS = ("apgd-ce", "apgd-dlr", "pgd-ce", "pgd-margin")
-
-
-def majority_attacks(bundle: Bundle, twin: PickOutput, suite: str) -> tuple[list[Attack], dict[str, torch.nn.Module]]:
-    """For a voting ensemble (the manifest names its member output and majority): the suite's APGD
-    attacks (PGD in `quick`) on every majority of members, and the models they run on (`twin`'s graph,
-    read at the member output), by key."""
-    defense = bundle.manifest.defense
-    if defense is None or not defense.member_output or not defense.majority:
-        return [], {}
-    members = PickOutput(twin.module, twin.module.output_names.index(defense.member_output))
-    base = [a for a in SUITES[suite] if a.on == "S" and a.name in _MAJORITY_ATTACKS]
-    if any(a.name.startswith("apgd") for a in base):
-        base = [a for a in base if a.name.startswith("apgd")]
-    plan, models = [], {}
-    for subset in itertools.combinations(range(len(defense.members)), defense.majority):
-        key = "S:members " + "+".join(map(str, subset))
-        models[key] = MajorityOfMembers(members, subset)
-        plan += [Attack(f"{a.name} on members {'+'.join(map(str, subset))}", key, a.params) for a in base]
-    return plan, models
-
-
 def _run_white_box(attack: Attack, model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int,
-                   eot: int = 1):
-    if attack.name == "fgsm":
-        return attacks.fgsm(model, x, y, threat, eot=eot)
-    if attack.name == "apgd-t":
-        return attacks.apgd_targeted(model, x, y, threat, seed=seed, eot=eot, **attack.params)
-    if attack.name.startswith(("apgd", "transfer-apgd")):
-        return attacks.apgd(model, x, y, threat, seed=seed, eot=eot, **attack.params)
-    return attacks.pgd(model, x, y, threat, seed=seed, eot=eot, **attack.params)
+                   eot: int = 1) -> torch.Tensor:
+    return attacks.WHITE_BOX[attack.method](model, x, y, threat, seed=seed, eot=eot, **attack.params)
 
 
-def _run_square(attack: Attack, scores, x: np.ndarray, y: np.ndarray, threat: ThreatModel, seed: int) -> np.ndarray:
-    square = attacks.square_linf if threat.norm == "linf" else attacks.square_l2
-    found, _ = square(scores, x, y, threat.eps, seed=seed, **attack.params)
-    return found
+def _run_black_box(attack: Attack, scores, x: np.ndarray, y: np.ndarray, threat: ThreatModel, seed: int) -> np.ndarray:
+    return attacks.BLACK_BOX[attack.method](scores, x, y, threat, seed=seed, **attack.params)
 
 
 def _scored(engine, x: np.ndarray, y: np.ndarray, passes: int) -> np.ndarray:
@@ -116,14 +70,17 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
                reference: torch.nn.Module | None = None, backend: str = "ort-cpu", batch_size: int = 128,
                seed: int = 0, sweep: tuple[float, ...] | None = DEFAULT_SWEEP, bpda: bool = True,
                eot: int | None = None, resume: bool = True, layout: str = "auto",
-               attack_output: str | None = None) -> dict[str, Any]:
+               attack_output: str | None = None, defense_plan: Callable | None = None) -> dict[str, Any]:
     """Verify `bundle` on the first `n` points of `dataset`.
 
     `bpda=False` attacks S with plain gradients (to show what masking does); never for a verdict.
     `eot` overrides the EOT draws for a stochastic engine (1 shows what naive attacks report).
     With `resume`, finished batches of an interrupted run with identical settings are reused.
     `layout` is the memory layout attacks run in ("auto": the faster one, timed; see verify.speed).
-    `attack_output` overrides which graph output S's attacks use (see build_twin)."""
+    `attack_output` overrides which graph output S's attacks use (see build_twin).
+    `defense_plan`: the attacks the bundle's defense needs beyond the suite (its ModelKind's `attack_plan`,
+    e.g. every majority of a voting ensemble); `deploy_robust.api.verify` passes it. A bundle whose
+    defense votes by majority is refused without it: its verdict would miss the attacks that beat it."""
     if suite not in SUITES:
         raise UserError(f"--suite must be one of {', '.join(SUITES)}; got {suite}")
     if dataset.shape != bundle.spec.shape:
@@ -138,10 +95,14 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     if reference is not None:
         reference, _ = prepare_for_attack(reference, example, layout)
     plan = list(SUITES[suite]) if reference is not None else [a for a in SUITES[suite] if a.on != "R"]
-    majorities: dict[str, Any] = {}
-    if attack_output is None:  # an ensemble's vote: also attack each majority of its members
-        extra, majorities = majority_attacks(bundle, twin, suite)
-        majorities = {k: prepare_for_attack(m, example, used_layout)[0] for k, m in majorities.items()}
+    extra_models: dict[str, Any] = {}
+    defense = bundle.manifest.defense
+    if attack_output is None and defense is not None:  # e.g. an ensemble's vote: each majority of its members
+        if defense.majority and defense_plan is None:
+            raise UserError(f"bundle {bundle.path.name}: its {defense.kind} defense votes by majority; verify it with "
+                            "its model kind's attack plan (deploy_robust.api.verify or the verify command does)")
+        extra, extra_models = defense_plan(defense, twin, plan) if defense_plan else ([], {})
+        extra_models = {k: prepare_for_attack(m, example, used_layout)[0] for k, m in extra_models.items()}
         square = next((i for i, a in enumerate(plan) if a.on == "E"), len(plan))
         plan[square:square] = extra  # before Square, which only runs on the points left robust
     stochastic = _is_stochastic(engine, data)
@@ -158,7 +119,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     for index, (x_np, y_np) in enumerate(progress(batches, total=len(batches), desc="verify")):
         done = checkpoint.load(index, (x_np, y_np))
         if done is None:
-            done = _verify_batch(plan, engine, S, reference, majorities, x_np, y_np, threat, randomness, seed, index)
+            done = _verify_batch(plan, engine, S, reference, extra_models, x_np, y_np, threat, randomness, seed, index)
             checkpoint.save(index, (x_np, y_np), done)
         results.append(done)
     seconds = time.perf_counter() - started
@@ -180,7 +141,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     return doc
 
 
-def _verify_batch(plan, engine, S, reference, majorities: dict, x_np, y_np, threat, randomness: Randomness, seed: int,
+def _verify_batch(plan, engine, S, reference, extra_models: dict, x_np, y_np, threat, randomness: Randomness, seed: int,
                   index: int) -> dict[str, np.ndarray]:
     """Every attack of the plan on one batch; returns what E got right, per pass and attack."""
     torch.manual_seed(seed + index)  # S's own random draws (stochastic twins), reproducibly per batch
@@ -203,7 +164,7 @@ def _verify_batch(plan, engine, S, reference, majorities: dict, x_np, y_np, thre
         seed_here = seed + 1000 * index + a_index
         if attack.on != "E" and alive.any():
             idx = np.flatnonzero(alive)
-            model = {"S": S, "R": reference}.get(attack.on) or majorities[attack.on]  # "S:members i+j"
+            model = {"S": S, "R": reference}.get(attack.on) or extra_models[attack.on]  # e.g. "S:members i+j"
             found = _run_white_box(attack, model, x[idx], y[idx], threat, seed_here,
                                    1 if attack.on == "R" else randomness.eot).numpy()
             if attack.on == "S":
@@ -215,7 +176,7 @@ def _verify_batch(plan, engine, S, reference, majorities: dict, x_np, y_np, thre
             todo = np.flatnonzero(survivors)
             scores = engine.infer if randomness.square_draws == 1 else attacks.averaged_scores(
                 engine.infer, randomness.square_draws)
-            adv[todo] = _run_square(attack, scores, x_np[todo], y_np[todo], threat, seed_here)
+            adv[todo] = _run_black_box(attack, scores, x_np[todo], y_np[todo], threat, seed_here)
         ok = _scored(engine, adv, y_np, passes) & clean_ok
         out[f"attack:{attack.name}"] = ok
         survivors &= ok.all(0)

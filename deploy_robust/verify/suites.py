@@ -9,40 +9,45 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Attack:
-    name: str
+    name: str                    # what verify.json calls it
     on: str                      # "S" (white-box on the twin), "R" (transfer), "E" (black-box on the engine),
                                  # "S:members i+j" (the twin of a majority of an ensemble's members)
+    method: str                  # the registered attack that runs it (verify.attacks.WHITE_BOX / BLACK_BOX)
     params: dict[str, Any]
+
+    @property
+    def white_box(self) -> bool:
+        return self.on != "E"
 
 
 SUITES: dict[str, list[Attack]] = {
     "quick": [
-        Attack("fgsm", "S", {}),
-        Attack("pgd-ce", "S", {"steps": 20, "restarts": 1, "loss": "ce"}),
-        Attack("pgd-margin", "S", {"steps": 20, "restarts": 1, "loss": "margin"}),
-        Attack("square", "E", {"queries": 300}),
-        Attack("transfer-pgd-ce", "R", {"steps": 20, "restarts": 1, "loss": "ce"}),
+        Attack("fgsm", "S", "fgsm", {}),
+        Attack("pgd-ce", "S", "pgd", {"steps": 20, "restarts": 1, "loss": "ce"}),
+        Attack("pgd-margin", "S", "pgd", {"steps": 20, "restarts": 1, "loss": "margin"}),
+        Attack("square", "E", "square", {"queries": 300}),
+        Attack("transfer-pgd-ce", "R", "pgd", {"steps": 20, "restarts": 1, "loss": "ce"}),
     ],
     "standard": [
-        Attack("fgsm", "S", {}),
-        Attack("pgd-ce", "S", {"steps": 50, "restarts": 2, "loss": "ce"}),
-        Attack("pgd-margin", "S", {"steps": 50, "restarts": 1, "loss": "margin"}),
-        Attack("apgd-ce", "S", {"steps": 100, "restarts": 1, "loss": "ce"}),
-        Attack("apgd-dlr", "S", {"steps": 100, "restarts": 1, "loss": "dlr"}),
-        Attack("apgd-t", "S", {"steps": 100, "targets": 9}),
-        Attack("square", "E", {"queries": 5000}),
-        Attack("transfer-apgd-ce", "R", {"steps": 100, "restarts": 1, "loss": "ce"}),
+        Attack("fgsm", "S", "fgsm", {}),
+        Attack("pgd-ce", "S", "pgd", {"steps": 50, "restarts": 2, "loss": "ce"}),
+        Attack("pgd-margin", "S", "pgd", {"steps": 50, "restarts": 1, "loss": "margin"}),
+        Attack("apgd-ce", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "ce"}),
+        Attack("apgd-dlr", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "dlr"}),
+        Attack("apgd-t", "S", "apgd-t", {"steps": 100, "targets": 9}),
+        Attack("square", "E", "square", {"queries": 5000}),
+        Attack("transfer-apgd-ce", "R", "apgd", {"steps": 100, "restarts": 1, "loss": "ce"}),
     ],
     "thorough": [
-        Attack("fgsm", "S", {}),
-        Attack("pgd-ce", "S", {"steps": 100, "restarts": 5, "loss": "ce"}),
-        Attack("pgd-margin", "S", {"steps": 100, "restarts": 3, "loss": "margin"}),
-        Attack("apgd-ce", "S", {"steps": 200, "restarts": 3, "loss": "ce"}),
-        Attack("apgd-dlr", "S", {"steps": 200, "restarts": 3, "loss": "dlr"}),
-        Attack("apgd-t", "S", {"steps": 200, "targets": 9}),
-        Attack("pgd-ce-2x-steps", "S", {"steps": 200, "restarts": 1, "loss": "ce"}),
-        Attack("square", "E", {"queries": 10000}),
-        Attack("transfer-apgd-ce", "R", {"steps": 200, "restarts": 1, "loss": "ce"}),
+        Attack("fgsm", "S", "fgsm", {}),
+        Attack("pgd-ce", "S", "pgd", {"steps": 100, "restarts": 5, "loss": "ce"}),
+        Attack("pgd-margin", "S", "pgd", {"steps": 100, "restarts": 3, "loss": "margin"}),
+        Attack("apgd-ce", "S", "apgd", {"steps": 200, "restarts": 3, "loss": "ce"}),
+        Attack("apgd-dlr", "S", "apgd", {"steps": 200, "restarts": 3, "loss": "dlr"}),
+        Attack("apgd-t", "S", "apgd-t", {"steps": 200, "targets": 9}),
+        Attack("pgd-ce-2x-steps", "S", "pgd", {"steps": 200, "restarts": 1, "loss": "ce"}),
+        Attack("square", "E", "square", {"queries": 10000}),
+        Attack("transfer-apgd-ce", "R", "apgd", {"steps": 200, "restarts": 1, "loss": "ce"}),
     ],
 }
 

@@ -108,7 +108,7 @@ def test_engine_computes_what_the_twin_computes(target, precision):
     twin = twin_module(model, float_dtype=None)(torch.from_numpy(x)).detach().numpy()
     from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 
-    # Signed-activation profiles run unfused on the CPU (see runtimes.ort_optimization).
+    # Signed-activation profiles run unfused on the CPU (see runtimes.onnxruntime_session.optimization_level).
     engine = OnnxRuntimeRunner(model.SerializeToString(), optimization="all" if target == "ort-cpu" else "basic").infer(x)
     assert (engine.argmax(1) == twin.argmax(1)).all()
     assert np.abs(engine - twin).max() < 0.05 * np.abs(twin).max() + 1e-3

@@ -17,7 +17,7 @@ from deploy_robust.model.checkpoint import extract_state_dict, load_state_dict
 from deploy_robust.model.kind import KindLoad, ModelKind
 from deploy_robust.model.model_file import MODEL_KEY
 from deploy_robust.spec import InputSpec
-from deploy_robust.transforms.dq.model import DQConfig, prepare_structure
+from deploy_robust.transforms.dq.model import DQConfig, deploy_form, is_dq_model, prepare_structure, trained_grid
 
 
 def build_from_model_file(config: dict[str, Any], trust: CodeTrust, source: str) -> tuple[nn.Module, InputSpec, str]:
@@ -47,4 +47,10 @@ def describe_config(dq: dict, stochastic: bool = False) -> str:
             f"{'int8' if dq.get('input_signed') else 'uint8'} input), {training.get('epochs', '?')} epochs{adv}")
 
 
-KIND = ModelKind("dq", MODEL_KEY, load_checkpoint, describe_config)
+def trained_grid_form(module: nn.Module):
+    """A DQ model exports its deploy form on exactly the grid it trained with."""
+    return (deploy_form(module), trained_grid(module)) if is_dq_model(module) else None
+
+
+KIND = ModelKind("dq", MODEL_KEY, load_checkpoint, describe_config, trained_grid_form=trained_grid_form,
+                 float_export=False, title="Defensive Quantization")

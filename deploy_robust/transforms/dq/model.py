@@ -20,14 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from deploy_robust.exporters.trained_grid import TrainedGrid
+from deploy_robust.quant.scheme import TrainedGrid
 from deploy_robust.quant.scheme import ActivationParams
 
 from deploy_robust.errors import UserError
 from deploy_robust.transforms.dq.quantizers import (ActivationQuantizer, InputQuantizer, mse_bound, quantize_layer,
                                                     weight_levels)
 from deploy_robust.transforms.dq.regularizer import weighted_layers
-from deploy_robust.transforms.gdws.network import batchnorm_after_conv, set_module
+from deploy_robust.model.surgery import batchnorm_after_conv, batchnorm_scale, set_module
 
 _RELUS = (torch.relu, nn.functional.relu)
 
@@ -75,7 +75,7 @@ def fold_batchnorms(model: nn.Module) -> dict[str, str]:
 
 def _fold_one(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     with torch.no_grad():
-        scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+        scale = batchnorm_scale(bn)
         bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
         new_bias = bn.bias.double() + (bias - bn.running_mean.double()) * scale
         conv.weight.copy_((conv.weight.double() * scale.reshape(-1, 1, 1, 1)).float())

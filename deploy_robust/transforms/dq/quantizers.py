@@ -18,17 +18,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from deploy_robust.quant import scheme
 from deploy_robust.quant.scheme import activation_params
-
-
-def ste_round(x: torch.Tensor) -> torch.Tensor:
-    return x + (torch.round(x) - x).detach()
+from deploy_robust.quant.ste import ste_round
 
 
 def weight_levels(bits: int) -> int:
+    """A DQ layer's weight grid: quant.scheme's symmetric grid, 7-bit at 8 bits (so the trained grid runs
+    exactly on AVX2's int16 pair sums too, see the ort-cpu profile)."""
     if not 2 <= bits <= 8:
         raise ValueError(f"weight bits must be 2..8; got {bits}")
-    return 63 if bits == 8 else 2 ** (bits - 1) - 1
+    return scheme.weight_levels(bits, reduce_range=True)
 
 
 _CLIP_FRACTIONS = torch.linspace(1.0, 0.3, 15)

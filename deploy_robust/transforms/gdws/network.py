@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from deploy_robust.errors import UserError
+from deploy_robust.model.surgery import batchnorm_after_conv, batchnorm_scale, set_module
 from deploy_robust.transforms.gdws.decompose import channel_svd, factorize, lego, mego, weighted_error
 from deploy_robust.transforms.gdws.layer import GDWSConv2d
 
@@ -317,7 +318,7 @@ def apply_gdws(model: nn.Module, plan: GDWSPlan, *, fold_bn: bool = True) -> nn.
         bn_name = followers.get(layer.name)
         if bn_name is not None:
             bn = modules[bn_name]
-            scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
+            scale = batchnorm_scale(bn)
             shift = bn.bias.detach().double() - bn.running_mean.double() * scale
             pointwise = pointwise * scale[:, None]
             bias = shift + (bias * scale if bias is not None else 0)
@@ -334,31 +335,6 @@ def apply_gdws(model: nn.Module, plan: GDWSPlan, *, fold_bn: bool = True) -> nn.
             p.requires_grad_(conv.weight.requires_grad)
         set_module(model, layer.name, gdws)
     return model
-
-
-def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
-
-
-def batchnorm_after_conv(model: nn.Module) -> dict[str, str]:
-    """{conv name: BatchNorm2d name} where the BN is the conv output's only consumer (torch.fx trace)."""
-    try:
-        traced = torch.fx.symbolic_trace(model)
-    except Exception:  # untraceable control flow: keep every BatchNorm as it is
-        return {}
-    modules = dict(model.named_modules())
-    pairs = {}
-    for node in traced.graph.nodes:
-        if node.op != "call_module" or not isinstance(modules.get(node.target), nn.BatchNorm2d):
-            continue
-        source = node.args[0] if node.args else None
-        if (isinstance(source, torch.fx.Node) and source.op == "call_module"
-                and type(modules.get(source.target)) is nn.Conv2d and len(source.users) == 1):
-            if sum(1 for n in traced.graph.nodes if n.op == "call_module" and n.target == node.target) == 1:
-                pairs[source.target] = node.target
-    return pairs
 
 
 def restructure(model: nn.Module, plan_doc: dict[str, Any]) -> nn.Module:

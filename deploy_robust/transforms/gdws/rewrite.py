@@ -11,7 +11,7 @@ from pathlib import Path
 
 from torch import nn
 
-from deploy_robust.data import Dataset
+from deploy_robust.data import Dataset, load_dataset
 from deploy_robust.errors import UserError
 from deploy_robust.model import LoadedModel
 from deploy_robust.model.checkpoint import layer_dtypes
@@ -26,7 +26,8 @@ class GDWSRequest:
     beta: float | None = None
     budget: float | None = None
     alphas: str | Path | None = None        # cache file: read when present, written after estimating
-    alpha_data: Dataset | None = None       # images to estimate alphas on (none: plain Frobenius error)
+    alpha_data: Dataset | str | Path | None = None  # images to estimate alphas on (a path or spec is read at the
+                                                    # model's shape, training split); none: plain Frobenius error
     alpha_settings: AlphaSettings = AlphaSettings()
     skip: tuple[str, ...] = ()
     include_first: bool = False
@@ -71,10 +72,16 @@ def _channel_weights(loaded: LoadedModel, module: nn.Module, convs: dict[str, nn
             raise UserError(f"--alphas {cache} does not exist: pass --alpha-data to estimate and write it")
         return None, None
     settings = request.alpha_settings
-    log(f"gdws: estimating channel weights on {settings.n} PGD points of {request.alpha_data.name} "
+    data = request.alpha_data
+    if not isinstance(data, Dataset):
+        try:
+            data = load_dataset(data, loaded.spec.shape, split="train")
+        except UserError as e:
+            raise UserError(f"--alpha-data: {e}") from None
+    log(f"gdws: estimating channel weights on {settings.n} PGD points of {data.name} "
         f"({settings.norm} eps {settings.eps:.4g}, {settings.steps} steps)")
     classifier = replace(loaded, module=module).reference()
-    alphas = estimate_alphas(classifier, convs, request.alpha_data, settings)
+    alphas = estimate_alphas(classifier, convs, data, settings)
     if cache is not None:
-        save_alphas(cache, alphas, settings, digest, request.alpha_data.name)
-    return alphas, alpha_info(asdict(settings), request.alpha_data.name, cache.name if cache else None)
+        save_alphas(cache, alphas, settings, digest, data.name)
+    return alphas, alpha_info(asdict(settings), data.name, cache.name if cache else None)

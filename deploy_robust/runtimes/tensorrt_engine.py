@@ -1,4 +1,4 @@
-"""Build a TensorRT engine from a bundle's ONNX graph (TensorRT 10+ Python API).
+"""The TensorRT loader: a bundle's ONNX graph -> a serialized engine (TensorRT 10+ Python API), cached.
 
 The network is created STRONGLY_TYPED: every precision decision is already in the ONNX
 (Q/DQ nodes, FP16 casts), as TensorRT 11, which dropped the builder precision flags,
@@ -47,3 +47,17 @@ def build_engine(onnx_path: Path, input_shape: tuple[int, ...], *, opt_batch: in
     if serialized is None:
         raise UserError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
     return bytes(serialized)
+
+
+def load_or_build_engine(onnx_path: Path, input_shape: tuple[int, ...], engine_path: Path, *,
+                         fixed_batch: int | None = None) -> bytes:
+    """The cached engine at `engine_path`, else a new one (cached there when the bundle is writable;
+    engines are specific to the GPU and the TensorRT version)."""
+    if engine_path.is_file():
+        return engine_path.read_bytes()
+    blob = build_engine(onnx_path, input_shape, fixed_batch=fixed_batch)
+    try:
+        engine_path.write_bytes(blob)
+    except OSError:
+        pass
+    return blob
