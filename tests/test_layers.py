@@ -16,7 +16,6 @@ MAPPED = {"deploy_robust.exporters": "deploy_robust.runtimes", "deploy_robust.ca
           "deploy_robust.kernels": "deploy_robust.bundle"}
 FOLDERS = {"deploy_robust": REPO / "deploy_robust", "deploy_robust.exporters": REPO / "exporters",
            "deploy_robust.calibrators": REPO / "calibrators", "deploy_robust.kernels": REPO / "kernels"}
-# Lazy imports inside functions count like any other.
 
 
 def _layers() -> list[str]:
@@ -63,3 +62,16 @@ def test_every_package_has_a_place_in_the_order():
     tops = {m.split(".")[1] for m, _ in _modules() if m.count(".") >= 1}
     loose = {"__main__", "hashing", "seeding", "stats", "progress"}  # core utilities (their own contract)
     assert sorted(t for t in tops - loose if _layer_of(f"deploy_robust.{t}", layers) is None) == []
+
+
+def test_every_module_has_a_test_file_at_its_mirrored_path():
+    """deploy_robust/a/b.py -> tests/a/test_b.py (exporters/x.py -> tests/exporters/test_x.py)."""
+    missing = []
+    for module, path in _modules():
+        if path.name in ("__init__.py", "__main__.py"):
+            continue
+        parts = module.split(".")[1:]
+        expected = REPO / "tests" / "/".join(parts[:-1]) / f"test_{parts[-1]}.py"
+        if not expected.is_file():
+            missing.append(str(expected.relative_to(REPO)))
+    assert missing == []

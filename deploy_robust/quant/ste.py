@@ -6,7 +6,8 @@ import torch
 
 
 def straight_through(x: torch.Tensor, quantized: torch.Tensor) -> torch.Tensor:
-    """`quantized`'s values with `x`'s gradient (Bengio et al. 2013; BPDA's identity approximation)."""
+    """`quantized`'s values (as x + (quantized - x): exact up to one float rounding) with `x`'s gradient
+    (Bengio et al. 2013; BPDA's identity approximation)."""
     return x + (quantized - x).detach()
 
 

@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from deploy_robust.errors import UserError
+
 
 def init_from_env() -> bool:
     """Join the process group `torchrun` set up; False when this is a single process."""
@@ -40,8 +42,6 @@ def local_device(requested: str = "auto") -> torch.device:
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        from deploy_robust.errors import UserError
-
         raise UserError("--device cuda: torch sees no CUDA GPU (is the CUDA build of torch installed?)")
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 

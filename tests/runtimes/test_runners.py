@@ -7,7 +7,6 @@ from deploy_robust.errors import UserError
 from deploy_robust.export import export_bundle
 from deploy_robust.ingest import LoadedModel
 from deploy_robust.runtimes import create_runner
-from deploy_robust.runtimes.base import Runner
 from deploy_robust.spec import InputSpec
 from tests.conftest import make_tiny
 
@@ -27,25 +26,6 @@ def test_ort_and_torch_backends_agree_on_a_bundle(bundle):
     with torch.no_grad():
         ref = make_tiny()(torch.from_numpy(x)).numpy()
     assert np.abs(a - ref).max() <= 1e-4 and np.abs(b - ref).max() <= 1e-4
-
-
-class _FixedBatch(Runner):
-    fixed_batch = 4
-
-    def __init__(self):
-        self.seen = []
-
-    def _infer_all(self, x):
-        self.seen.append(len(x))
-        return [x.reshape(len(x), -1)[:, :2] * 2]
-
-
-def test_fixed_batch_runner_splits_and_pads():
-    runner = _FixedBatch()
-    x = np.arange(10 * 2, dtype=np.float32).reshape(10, 2, 1, 1)
-    out = runner.infer(x)
-    assert runner.seen == [4, 4, 4] and out.shape == (10, 2)
-    np.testing.assert_array_equal(out, x.reshape(10, 2) * 2)
 
 
 def test_unknown_backend_is_a_user_error(bundle):
@@ -71,20 +51,6 @@ def test_torch_cuda_matches_cpu(bundle):
     x = np.random.default_rng(0).random((4, 3, 16, 16), dtype=np.float32)
     with create_runner("torch-cuda", bundle) as gpu, create_runner("torch", bundle) as cpu:
         assert np.abs(gpu.infer(x) - cpu.infer(x)).max() <= 1e-3
-
-
-class _TwoOutputs(Runner):
-    fixed_batch = 4
-
-    def _infer_all(self, x):
-        return [x.reshape(len(x), -1)[:, :2], x.reshape(len(x), -1).sum(1)]
-
-
-def test_every_output_comes_back_split_and_padded_like_the_logits():
-    x = np.random.default_rng(1).random((10, 1, 2, 2), dtype=np.float32)
-    logits, score = _TwoOutputs().infer_outputs(x)
-    assert logits.shape == (10, 2) and score.shape == (10,)
-    assert np.allclose(score, x.reshape(10, -1).sum(1)) and np.array_equal(_TwoOutputs().infer(x), logits)
 
 
 def test_the_torch_backend_returns_a_bundles_every_output_like_onnx_runtime(tmp_path):

@@ -1,0 +1,36 @@
+import json
+
+import pytest
+
+from deploy_robust.bundle import open_bundle
+from deploy_robust.verify import ThreatModel, run_verify
+from deploy_robust.verify.report import blocks, html, markdown, write
+
+
+@pytest.fixture(scope="module")
+def doc(digits_bundles, digits_test):
+    return run_verify(digits_bundles["plain"], digits_test, ThreatModel("linf", 0.1), n=32, suite="quick",
+                      sweep=(0, 0.1), resume=False)
+
+
+def test_the_report_puts_flags_first_then_the_headline_and_every_attack(doc):
+    titles = [b[1] for b in blocks(doc) if b[0] in ("h1", "h2")]
+    assert titles[1] in ("Flags", "Headline (engine E)") and "Attacks" in titles
+    text = markdown(doc)
+    assert f"**{100 * doc['robust_accuracy']:.2f}%**" in text
+    assert all(a["attack"] in text for a in doc["attacks"]) and "| eps | accuracy |" in text
+
+
+def test_html_is_self_contained_and_escapes_what_it_shows(doc):
+    page = html(doc | {"bundle": doc["bundle"] | {"path": "<b>&"}}, {"eps_curve.png": b"\x89PNG"})
+    assert "&lt;b&gt;&amp;" in page and "<b>&" not in page and "data:image/png;base64," in page
+
+
+def test_write_puts_json_reports_and_the_curve_into_the_bundle(tmp_path, digits_bundles, doc):
+    import shutil
+
+    copy = open_bundle(shutil.copytree(digits_bundles["plain"].path, tmp_path / "b"))
+    written = write(copy, doc)
+    assert {p.name for p in written} == {"verify.json", "report.md", "report.html", "eps_curve.png"}
+    assert json.loads((copy.path / "verify.json").read_text())["robust_accuracy"] == doc["robust_accuracy"]
+    open_bundle(copy.path)  # still a valid bundle: every file it wrote is recorded
