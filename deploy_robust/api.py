@@ -26,7 +26,7 @@ from deploy_robust.export import export_bundle, onnx_summary
 from deploy_robust.exporters.float_onnx import DEFAULT_OPSET
 from deploy_robust.ingest import SpecOverrides, load_model
 from deploy_robust.ingest.kinds import attack_plan_for
-from deploy_robust.runtimes import create_runner
+from deploy_robust.runtimes import RuntimeOptions, create_runner
 from deploy_robust.transforms.gdws.network import GDWSPlan
 from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
 from deploy_robust.verify import ThreatModel, parse_eps, run_verify
@@ -105,6 +105,7 @@ class ExportRequest:
     squeeze: SqueezeOptions | None = None
     model_options: ModelOptions = ModelOptions()
     seed: int = 0
+    int8_weights: str = "auto"             # ort-cpu 8-bit weight range: auto, full or reduced (see export_bundle)
 
 
 def export(request: ExportRequest, log: Callable[[str], None] = lambda message: None) -> Result:
@@ -136,7 +137,7 @@ def export(request: ExportRequest, log: Callable[[str], None] = lambda message: 
                            calib_method=request.calib_method, calib_n=request.calib_n, percentile=request.percentile,
                            calib_cache=request.calib_cache, plan_file=request.plan, opset=request.opset,
                            seed=request.seed, weight_rounding=request.weight_rounding,
-                           min_agreement=request.min_agreement)
+                           min_agreement=request.min_agreement, int8_weights=request.int8_weights)
     doc = {"bundle": str(bundle.path), "manifest": bundle.manifest.to_json(), "graph": onnx_summary(bundle.model_path)}
     return Result(doc, bundle=bundle, gdws_plan=plan)
 
@@ -149,7 +150,7 @@ class EvalRequest:
     backend: str | None = None         # default: ort-cpu for a bundle, torch for a model file
     n: int | None = None
     batch_size: int = 256
-    threads: int | None = None
+    runtime: RuntimeOptions = RuntimeOptions()
     reference: str | Path | None = None
     model: ModelOptions = ModelOptions()
     min_accuracy: float | None = None
@@ -163,8 +164,9 @@ def evaluate(request: EvalRequest) -> Result:
     if is_bundle(Path(request.target)):
         bundle = open_bundle(request.target)
         spec, backend = bundle.spec, request.backend or "ort-cpu"
-        runner = create_runner(backend, bundle, threads=request.threads)
-        subject: dict[str, Any] = {"bundle": str(bundle.path), "precision": bundle.precision}
+        runner = create_runner(backend, bundle, options=request.runtime)
+        subject: dict[str, Any] = {"bundle": str(bundle.path), "precision": bundle.precision,
+                                   "engine_execution": runner.execution()}
     else:
         loaded = request.model.load(request.target)
         spec, backend = loaded.spec, request.backend or "torch"
@@ -199,6 +201,7 @@ class VerifyRequest:
     backend: str = "ort-cpu"
     batch_size: int = 128
     seed: int = 0
+    runtime: RuntimeOptions = RuntimeOptions()  # how the engine E is configured (verified as configured)
     reference: str | Path | None = None  # the float model: transfer attacks and the paired delta
     model: ModelOptions = ModelOptions()
     sweep: bool = True
@@ -225,7 +228,7 @@ def verify(request: VerifyRequest) -> Result:
                      backend=request.backend, batch_size=request.batch_size, seed=request.seed,
                      sweep=DEFAULT_SWEEP if request.sweep else None, bpda=request.bpda, eot=request.eot,
                      resume=request.resume, attack_output=request.attack_output,
-                     defense_plan=attack_plan_for(bundle.manifest))
+                     defense_plan=attack_plan_for(bundle.manifest), runtime=request.runtime)
     values = {"clean_accuracy": doc["clean_accuracy"], "robust_accuracy": doc["robust_accuracy"]}
     if reference is not None:  # the paired delta: R under the same white-box attacks on the same points
         value = reference_robust_accuracy(reference, dataset, threat, n=request.n, suite=request.suite,

@@ -6,6 +6,8 @@ check the user asked for that did not pass (exit 1). Anything else is a bug and 
 its traceback.
 """
 
+import sys
+
 EXIT_GATE_FAILED = 1
 EXIT_BAD_INPUT = 2
 
@@ -26,3 +28,13 @@ def first_line(error: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (its type name when it has none), for one-line errors."""
     text = str(error).strip().splitlines()
     return text[0][:limit] if text else type(error).__name__
+
+
+_warned: set[str] = set()
+
+
+def warn(message: str) -> None:
+    """One line on stderr, once per process for the same message: something works, but not as the user may think."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"deploy-robust: warning: {message}", file=sys.stderr)

@@ -24,7 +24,8 @@ from deploy_robust.errors import UserError
 from deploy_robust.exporters import export_float_onnx
 from deploy_robust.exporters.fallback import fall_back_until
 from deploy_robust.exporters.float_onnx import DEFAULT_OPSET, FLOAT_PRECISIONS, INPUT_NAME, OUTPUT_NAME, graph_opset
-from deploy_robust.exporters.profiles import get_profile
+from deploy_robust.cpu import u8s8_saturates
+from deploy_robust.exporters.profiles import INT8_WEIGHT_RANGES, get_profile
 from deploy_robust.exporters.qdq import quantize_model, tensors_to_calibrate
 from deploy_robust.exporters.tensorrt_rules import check_tensorrt_rules
 from deploy_robust.exporters.trained_grid import quantize_on_trained_grid
@@ -48,11 +49,16 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
                   calib: Dataset | None = None, calib_method: str = "mse", calib_n: int = 512,
                   percentile: float = 99.99, calib_cache: str | Path | None = None, plan_file: str | Path | None = None,
                   dynamic_batch: bool = True, opset: int = DEFAULT_OPSET, seed: int = 0,
-                  weight_rounding: str = "gptq", min_agreement: float | None = None) -> Bundle:
+                  weight_rounding: str = "gptq", min_agreement: float | None = None,
+                  int8_weights: str = "auto") -> Bundle:
     """`weight_rounding` (calibrated int8/int4/mixed): "gptq" rounds each quantized layer's weights to keep
     its output on the calibration images close (`quant.gptq`), "nearest" rounds each weight on its own.
     `min_agreement`: keep the most sensitive layers in FP32 until the quantized graph's top-1 agrees with
-    the float graph's on at least this share of the calibration images (`exporters.fallback`)."""
+    the float graph's on at least this share of the calibration images (`exporters.fallback`).
+    `int8_weights` (ort-cpu, calibrated): "full" 8-bit weights on [-127, 127], "reduced" on [-63, 63] (exact on
+    every x86 CPU, see deploy_robust.cpu), "auto" full where this CPU does not saturate (VNNI, AMX, non-x86)
+    and reduced elsewhere. The manifest records the choice; a full-range bundle loaded by ONNX Runtime on a
+    CPU that would saturate runs unfused (exact, slower) with a warning."""
     if precision not in MODES:
         raise UserError(f"--precision must be one of {', '.join(MODES)}; got {precision}")
     if target not in TARGETS:
@@ -61,10 +67,12 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
         raise UserError(f"--min-agreement must be in (0, 1]; got {min_agreement:g}")
     if min_agreement is not None and precision in FLOAT_PRECISIONS:
         raise UserError("--min-agreement goes with a calibrated --precision (int8, int4, mixed)")
+    if int8_weights not in INT8_WEIGHT_RANGES:
+        raise UserError(f"--int8-weights must be one of {', '.join(INT8_WEIGHT_RANGES)}; got {int8_weights}")
     if weight_rounding not in WEIGHT_ROUNDINGS:
         raise UserError(f"--weight-rounding must be one of {', '.join(WEIGHT_ROUNDINGS)}; got {weight_rounding}")
     seed_everything(seed)
-    job = _Job(loaded, Path(out), precision, target, opset, seed, dynamic_batch)
+    job = _Job(loaded, Path(out), precision, target, opset, seed, dynamic_batch, int8_weights)
     own_grid = trained_grid_kind(loaded.module)  # DQ models, EMPIR ensembles with low-precision members
     trained = own_grid[1] if own_grid and precision in ("int8", "int4") else None  # int4 accepted: the grid decides
     _, fake_quantizers = freeze(loaded.module)
@@ -97,6 +105,7 @@ class _Job:
     opset: int
     seed: int
     dynamic_batch: bool
+    int8_weights: str = "auto"
 
     @property
     def batch(self) -> int | str:
@@ -118,6 +127,7 @@ class _Form:
     calibration: dict | None = None
     rounding: str | None = None
     fallback: dict | None = None
+    int8_weights: dict | None = None
 
 
 def _trained_grid_export(job: _Job, deployed: torch.nn.Module, grid) -> _Form:
@@ -150,7 +160,8 @@ def _float_export(job: _Job) -> _Form:
 def _calibrated_export(job: _Job, *, calib, calib_method, calib_n, percentile, calib_cache, plan_file,
                        weight_rounding, min_agreement) -> _Form:
     """FP32 graph -> per-layer plan -> calibrated ranges (and GPTQ statistics) -> Q/DQ for the target."""
-    loaded, profile = job.loaded, get_profile(job.target)
+    weights = _int8_weight_range(job)
+    loaded, profile = job.loaded, get_profile(job.target, weights["range"] if weights else "reduced")
     result = job.float_onnx(loaded.module)
     plan = make_plan(result.model, job.precision, job.target, plan_file)
     if _stores_int4(plan, profile) and job.opset < INT4_OPSET:
@@ -184,7 +195,19 @@ def _calibrated_export(job: _Job, *, calib, calib_method, calib_n, percentile, c
         calibration["activations"] = quantized.activations
         files["calibration.json"] = dumps(calibration).encode()
     layers = _layer_records(plan, loaded, {node: "gptq" for node in grams})
-    return _Form(quantized.model, result.exporter, layers, files, calibration, rounding, fallback)
+    return _Form(quantized.model, result.exporter, layers, files, calibration, rounding, fallback, weights)
+
+
+def _int8_weight_range(job: _Job) -> dict | None:
+    """ort-cpu's 8-bit weight range for this export, resolved and described for the manifest (None elsewhere)."""
+    if job.target != "ort-cpu":
+        return None
+    chosen = job.int8_weights
+    if chosen == "auto":
+        chosen = "reduced" if u8s8_saturates() else "full"
+    return {"range": chosen, "levels": 127 if chosen == "full" else 63, "requested": job.int8_weights,
+            "exact_on": "every CPU ONNX Runtime runs on" if chosen == "reduced" else
+            "x86 CPUs with VNNI or AMX, and non-x86 CPUs (elsewhere ONNX Runtime runs it unfused: exact, slower)"}
 
 
 def _finish(job: _Job, form: _Form) -> Bundle:
@@ -195,7 +218,8 @@ def _finish(job: _Job, form: _Form) -> Bundle:
     files = dict(form.files) | {"model.onnx": data}
     precision = {"mode": job.precision, "layers": form.layers}
     precision |= ({"weight_rounding": form.rounding} if form.rounding else {}) | (
-        {"fallback": form.fallback} if form.fallback else {})
+        {"fallback": form.fallback} if form.fallback else {}) | (
+        {"int8_weights": form.int8_weights} if form.int8_weights else {})
     manifest = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,

@@ -26,7 +26,7 @@ tensorrt  int8 symmetric everything (zero point 0), per-channel weights; Q/DQ on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from deploy_robust.errors import UserError
 
@@ -63,7 +63,15 @@ PROFILES = {
 }
 
 
-def get_profile(name: str) -> TargetProfile:
+INT8_WEIGHT_RANGES = ("auto", "full", "reduced")
+
+
+def get_profile(name: str, int8_weights: str = "reduced") -> TargetProfile:
+    """The target's profile; for ort-cpu, `int8_weights` "full" keeps 8-bit weights on [-127, 127] (CPUs with
+    VNNI or AMX, and non-x86 CPUs), "reduced" on [-63, 63] (every x86 CPU). Other targets always use 127."""
     if name not in PROFILES:
         raise UserError(f"--target must be one of {', '.join(PROFILES)}; got {name}")
-    return PROFILES[name]
+    if int8_weights not in ("full", "reduced"):
+        raise UserError(f"--int8-weights must be one of {', '.join(INT8_WEIGHT_RANGES)}; got {int8_weights}")
+    profile = PROFILES[name]
+    return replace(profile, int8_weight_levels=127) if int8_weights == "full" else profile

@@ -74,3 +74,31 @@ def test_onnx_input_round_trips_through_the_interpreter(tmp_path):
     x = np.random.default_rng(0).random((3, 3, 16, 16), dtype=np.float32)
     session = ort.InferenceSession(str(bundle.model_path), providers=["CPUExecutionProvider"])
     assert np.abs(session.run(None, {"input": x})[0] - _reference(model, x)).max() <= 1e-4
+
+
+@pytest.mark.parametrize("choice", ["full", "reduced", "auto"])
+def test_ort_cpu_int8_weight_range_is_chosen_recorded_and_run_exactly(tmp_path, digits_checkpoint, choice):
+    from onnx import numpy_helper
+
+    from deploy_robust.cpu import u8s8_saturates
+    from deploy_robust.data import load_dataset
+    from deploy_robust.quant.twin import twin_module
+    from deploy_robust.runtimes import create_runner
+
+    loaded = load_model(digits_checkpoint, "digits_cnn")
+    bundle = export_bundle(loaded, tmp_path / choice, "int8", calib=load_dataset("digits:train"), int8_weights=choice)
+    weights = bundle.manifest.precision.int8_weights
+    resolved = {"auto": "reduced" if u8s8_saturates() else "full"}.get(choice, choice)
+    assert weights["requested"] == choice and weights["range"] == resolved
+    levels = 127 if resolved == "full" else 63
+    model = onnx.load(str(bundle.model_path))
+    largest = max(int(np.abs(numpy_helper.to_array(i)).max()) for i in model.graph.initializer
+                  if i.data_type == onnx.TensorProto.INT8)
+    assert weights["levels"] == levels and largest <= levels and (levels == 63 or largest > 63)
+    runner = create_runner("ort-cpu", bundle)
+    # fused integer kernels where they are exact on this CPU, else unfused Q/DQ (exact, slower)
+    assert runner.optimization == ("basic" if resolved == "full" and u8s8_saturates() else "all")
+    x = load_dataset("digits:test").take(100).as_float()
+    twin = twin_module(bundle.model_path, float_dtype=None)(torch.from_numpy(x)).detach().numpy()
+    engine = runner.infer(x)
+    assert (engine.argmax(1) == twin.argmax(1)).mean() >= 0.99 and np.abs(engine - twin).max() < 0.05 * np.abs(twin).max()

@@ -12,7 +12,7 @@ from deploy_robust.bench.measure import BatchResult, latency_stats, measure
 from deploy_robust.bundle import Bundle
 from deploy_robust.bundle.manifest import dumps
 from deploy_robust.errors import UserError
-from deploy_robust.runtimes import create_runner
+from deploy_robust.runtimes import RuntimeOptions, create_runner
 
 SCHEMA = "deploy-robust/bench"
 SCHEMA_VERSION = 1
@@ -20,9 +20,14 @@ SCHEMA_VERSION = 1
 
 def run_bench(bundles: list[Bundle], backends: list[str], batches: list[int], *, threads: int | None = None,
               warmup: int = 10, iters: int | None = None, duration: float = 3.0, rounds: int = 1,
-              power: bool = False, log=lambda msg: None) -> list[dict[str, Any]]:
+              power: bool = False, options: RuntimeOptions | None = None, layers: bool = False,
+              log=lambda msg: None) -> list[dict[str, Any]]:
     """One document per bundle. With several bundles (or rounds > 1) the measurements are
-    interleaved round by round, so a noisy neighbour slows every bundle alike."""
+    interleaved round by round, so a noisy neighbour slows every bundle alike. `options` configure
+    the runtimes (`threads` is shorthand); with `layers`, each backend's own profiler adds time per
+    layer at the first batch size (`layers` in the document)."""
+    options = options or RuntimeOptions(threads=threads)
+    threads = options.threads
     if not batches or min(batches) <= 0:
         raise UserError("--batch needs positive batch sizes, e.g. 1,8,32")
     sampler = _power_sampler() if power else None
@@ -30,7 +35,7 @@ def run_bench(bundles: list[Bundle], backends: list[str], batches: list[int], *,
     loads: dict[tuple[int, str], dict[str, float]] = {}
     for i, bundle in enumerate(bundles):
         for backend in backends:
-            runner = create_runner(backend, bundle, threads=threads)
+            runner = create_runner(backend, bundle, options=options)
             start = time.perf_counter()
             runner.activate()
             load_ms = (time.perf_counter() - start) * 1e3
@@ -52,13 +57,16 @@ def run_bench(bundles: list[Bundle], backends: list[str], batches: list[int], *,
     machine = machine_info()
     documents = []
     for i, bundle in enumerate(bundles):
-        entries = []
+        entries, profiles = [], []
         for backend in backends:
             runner = runners[(i, backend)]
             for batch in batches:
                 merged = _merge(samples[(i, backend, batch)])
                 entry = merged.to_json() | loads[(i, backend)] | {"runtime": _runtime_settings(runner, threads)}
                 entries.append(entry)
+            if layers:
+                profiles.append({"backend": backend, "batch": batches[0],
+                                 "layers": _layer_table(runner, bundle, batches[0])})
         documents.append({
             "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
             "bundle": {"path": str(bundle.path), "precision": bundle.precision, "target": bundle.manifest.target,
@@ -67,7 +75,7 @@ def run_bench(bundles: list[Bundle], backends: list[str], batches: list[int], *,
                          "input_buffers": 4},
             "machine": machine,
             "results": entries,
-        })
+        } | ({"layers": profiles} if layers else {}))
     for runner in runners.values():
         runner.deactivate()
     return documents
@@ -95,12 +103,18 @@ def _one_input(bundle: Bundle) -> np.ndarray:
 
 
 def _runtime_settings(runner, threads: int | None) -> dict[str, Any]:
-    settings: dict[str, Any] = {"backend": runner.name, "threads": threads or "runtime default"}
-    session = getattr(runner, "_session", None)
-    if session is not None:
-        settings["execution_providers"] = session.get_providers()
-        settings["graph_optimization_level"] = getattr(runner, "optimization", None)
-    return settings
+    """What ran: the runner's own account (OpenVINO: the precision it executed in) and the thread setting."""
+    return {"threads": threads or "runtime default"} | runner.execution()
+
+
+def _layer_table(runner, bundle: Bundle, batch: int) -> list[dict[str, Any]]:
+    """Per-layer time from the runtime's profiler, slowest first, with each layer's share of the total."""
+    try:
+        rows = runner.layer_profile(np.zeros((batch, *bundle.spec.shape), np.float32))
+    except NotImplementedError as e:
+        raise UserError(f"--layers: {e}") from None
+    total = sum(r["ms"] for r in rows) or 1.0
+    return [r | {"share": r["ms"] / total} for r in sorted(rows, key=lambda r: -r["ms"])]
 
 
 def _power_sampler():

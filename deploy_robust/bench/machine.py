@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from deploy_robust.cpu import cpu_flags, u8s8_saturates
+
 _CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8",
               "avx512_bf16", "f16c", "asimd", "asimddp", "i8mm", "sve")
 
@@ -26,13 +28,10 @@ def cpu_info() -> dict[str, Any]:
             key = line.split(":", 1)[0].strip()
             if key in ("model name", "Model", "Hardware") and "model" not in info:
                 info["model"] = line.split(":", 1)[1].strip()
-        flags = set()
-        for line in text.splitlines():
-            if line.split(":", 1)[0].strip() in ("flags", "Features"):
-                flags.update(line.split(":", 1)[1].split())
-                break
+        flags = cpu_flags()
         info["flags"] = [f for f in _CPU_FLAGS if f in flags]
         info["int8_dot_product"] = any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp"))
+        info["ort_u8s8_saturates"] = u8s8_saturates()
     return info
 
 

@@ -85,6 +85,9 @@ def _check_values(manifest: dict[str, Any]) -> None:
     layers = precision.get("layers", [])
     if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
         raise UserError("precision.layers must be a list of objects")
+    weights = precision.get("int8_weights")
+    if weights is not None and (not isinstance(weights, dict) or weights.get("levels") not in (63, 127)):
+        raise UserError("precision.int8_weights.levels must be 63 or 127")
     if not isinstance(manifest["target"], str):
         raise UserError("'target' must be a string")
     for key in ("calibration", "defense", "transforms"):
@@ -126,6 +129,11 @@ class PrecisionSection:
     layers: tuple[dict[str, Any], ...]
     weight_rounding: str | None
     fallback: dict[str, Any] | None
+    int8_weights: dict[str, Any] | None = None  # ort-cpu: the 8-bit weight range and where it runs exactly
+
+    @property
+    def int8_weight_levels(self) -> int | None:
+        return int(self.int8_weights["levels"]) if self.int8_weights else None
 
 
 @dataclass(frozen=True)
@@ -193,7 +201,8 @@ class Manifest:
                                bool(model.get("stochastic", False)), model.get("opset"), model.get("exporter")),
             input=InputSpec.from_json(doc["input"]),
             precision=PrecisionSection(precision["mode"], tuple(precision.get("layers") or ()),
-                                       precision.get("weight_rounding"), precision.get("fallback")),
+                                       precision.get("weight_rounding"), precision.get("fallback"),
+                                       precision.get("int8_weights")),
             target=doc["target"],
             calibration=None if not calibration else CalibrationSection(
                 calibration.get("method", "?"), calibration.get("num_images", 0), calibration.get("dataset"),

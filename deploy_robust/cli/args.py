@@ -9,6 +9,7 @@ from fractions import Fraction
 from deploy_robust.api import ModelOptions
 from deploy_robust.ingest import SpecOverrides
 from deploy_robust.limits import MAX_SEED
+from deploy_robust.runtimes.base import PRECISION_HINTS, RuntimeOptions
 
 
 def number(text: str) -> float:
@@ -117,6 +118,24 @@ def add_model_args(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     group.add_argument("--mean", type=numbers, metavar="M[,M,M]", help="normalization mean on the [0,1] scale (e.g. 0.4914,0.4822,0.4465)")
     group.add_argument("--std", type=numbers, metavar="S[,S,S]", help="normalization std on the [0,1] scale")
     group.add_argument("--num-classes", type=positive_int, metavar="N", help="number of classes (checked against the model)")
+
+
+def add_runtime_args(parser: argparse.ArgumentParser) -> None:
+    """How the engine is configured: the same flags for eval, bench and verify (a backend refuses what it
+    does not take)."""
+    group = parser.add_argument_group("runtime configuration")
+    group.add_argument("--threads", type=positive_int, help="runtime threads (default: the runtime's)")
+    group.add_argument("--precision-hint", default="default", choices=list(PRECISION_HINTS),
+                       help="openvino: inference precision (default: OpenVINO's choice, bf16 on AMX / AVX-512 BF16 "
+                            "CPUs; f32 runs float layers in float32)")
+    group.add_argument("--streams", type=positive_int, help="openvino: parallel execution streams (default: OpenVINO's)")
+    group.add_argument("--device", help="openvino: device name (default CPU; GPU and NPU are passed through, untested)")
+    group.add_argument("--no-compile-cache", action="store_true",
+                       help="openvino: do not cache compiled models in the deploy-robust folder")
+
+
+def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
+    return RuntimeOptions(args.threads, args.device, args.streams, args.precision_hint, not args.no_compile_cache)
 
 
 def overrides(args: argparse.Namespace) -> SpecOverrides:

@@ -22,7 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="ort-cpu",
                         help=f"comma-separated backends: {', '.join(BACKENDS)} (default ort-cpu)")
     parser.add_argument("--batch", default="1,8,32", help="comma-separated batch sizes (default 1,8,32)")
-    parser.add_argument("--threads", type=cli_args.positive_int, help="runtime threads (default: the runtime's)")
     parser.add_argument("--warmup", type=cli_args.non_negative_int, default=10, help="untimed iterations before measuring (default 10)")
     parser.add_argument("--iters", type=cli_args.positive_int, help="timed iterations per batch (default: --duration)")
     parser.add_argument("--duration", type=cli_args.positive_number, default=3.0, help="seconds per batch size (default 3)")
@@ -31,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-plot", action="store_true", help="do not write latency.png into the bundle")
     parser.add_argument("--frontier", metavar="PNG", help="write the deployment frontier plot (throughput vs accuracy)")
     parser.add_argument("--data", help="with --frontier: dataset for clean accuracy where a bundle has no verify.json")
+    parser.add_argument("--layers", action="store_true",
+                        help="time per layer from each runtime's own profiler (ORT profiling, OpenVINO performance "
+                             "counters) at the first --batch, with the kernel and precision it ran in")
+    cli_args.add_runtime_args(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,8 +48,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--batch takes comma-separated integers; got {args.batch}") from None
     rounds = args.rounds or (3 if len(bundles) > 1 else 1)
     log = (lambda *_: None) if args.json else (lambda msg: print(f"  {msg}", file=sys.stderr) if sys.stderr.isatty() else None)
-    documents = run_bench(bundles, backends, batches, threads=args.threads, warmup=args.warmup, iters=args.iters,
-                          duration=args.duration, rounds=rounds, power=args.power, log=log)
+    documents = run_bench(bundles, backends, batches, options=cli_args.runtime_options(args), warmup=args.warmup,
+                          iters=args.iters, duration=args.duration, rounds=rounds, power=args.power, layers=args.layers,
+                          log=log)
     for bundle, document in zip(bundles, documents):
         write_bench_json(bundle, document)
         if not args.no_plot:
@@ -74,6 +78,16 @@ def _print(documents: list[dict]) -> None:
                          f"{ratio:.2f}x" if len(documents) > 1 else "-", f"{e.get('peak_rss_mib', 0):.0f}"])
     print(table(["bundle", "precision", "backend", "batch", "images/s", "p50 ms", "p90 ms", "p99 ms", "iters",
                  "vs first", "peak RSS MiB"], rows))
+    for doc in documents:
+        for profile in doc.get("layers", []):
+            print(f"\n{Path(doc['bundle']['path']).name} on {profile['backend']}, batch {profile['batch']}: time per layer")
+            print(table(["layer", "op", "kernel", "precision", "ms", "share"],
+                        [[r["layer"][:48], r["op"], r["kernel"], r["precision"], f"{r['ms']:.3f}", f"{100 * r['share']:.1f}%"]
+                         for r in profile["layers"][:25]]))
+    executed = {(Path(d["bundle"]["path"]).name, e["backend"]): e["runtime"].get("executed_precision")
+                for d in documents for e in d["results"] if e["backend"] == "openvino"}
+    for (name, backend), precision in executed.items():
+        print(f"{name} on {backend}: weighted layers executed in {precision}")
     cpu = documents[0]["machine"]["cpu"]
     gpu = documents[0]["machine"].get("gpu")
     where = f"{cpu.get('model', '?')} ({cpu.get('usable_cores')} cores; {', '.join(cpu.get('flags', []))})"

@@ -18,19 +18,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=list(BACKENDS), help="runtime (default: ort-cpu for a bundle, torch for a model)")
     parser.add_argument("--n", type=cli_args.positive_int, help="use the first N images")
     parser.add_argument("--batch-size", type=cli_args.positive_int, default=256)
-    parser.add_argument("--threads", type=cli_args.positive_int, help="runtime threads (default: the runtime's)")
     parser.add_argument("--reference", metavar="MODEL", help="model file to compare against (top-1 agreement, logit diff); "
                         "the model-loading flags apply to it")
     parser.add_argument("--min-accuracy", type=cli_args.fraction, metavar="X", help="gate: exit 1 if accuracy < X (0..1)")
     parser.add_argument("--min-agreement", type=cli_args.fraction, metavar="X",
                         help="gate: exit 1 if top-1 agreement with --reference < X (0..1)")
+    cli_args.add_runtime_args(parser)
     cli_args.add_model_args(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     result = evaluate(EvalRequest(
         args.target, args.data, split=args.split, backend=args.backend, n=args.n, batch_size=args.batch_size,
-        threads=args.threads, reference=args.reference,
+        runtime=cli_args.runtime_options(args), reference=args.reference,
         model=cli_args.model_options(args),
         min_accuracy=args.min_accuracy, min_agreement=args.min_agreement))
     if args.json:

@@ -11,6 +11,7 @@ from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.gdws_args import add_gdws_args, describe_plan, request_from_args
 from deploy_robust.cli.output import emit_json, size
 from deploy_robust.export import TARGETS, WEIGHT_ROUNDINGS
+from deploy_robust.exporters.profiles import INT8_WEIGHT_RANGES
 from deploy_robust.ingest.kinds import describe_defense
 from deploy_robust.quant.plan import MODES
 
@@ -37,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="keep the layers whose quantization moves predictions most in FP32, one at a time, until "
                        "top-1 agreement with the float graph is at least X (e.g. 0.99), measured on up to 1,000 --calib images "
                        "after the --calib-n used for calibration (else on those)")
+    calib.add_argument("--int8-weights", default="auto", choices=list(INT8_WEIGHT_RANGES),
+                       help="ort-cpu 8-bit weight range: full [-127, 127] (exact with ONNX Runtime's integer kernels on "
+                       "x86 CPUs with VNNI or AMX and on non-x86 CPUs), reduced [-63, 63] (exact on every x86 CPU), auto: "
+                       "full if this CPU has VNNI/AMX or is not x86, else reduced (default auto; the manifest records it)")
     calib.add_argument("--calib-cache", metavar="FILE", help="reuse a calibration.json (or a bundle holding one)")
     calib.add_argument("--plan", metavar="PLAN", help="per-layer precision plan (YAML/JSON) for --precision mixed")
     defense = parser.add_argument_group("defenses (verify the result: deploy-robust verify)")
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     request = ExportRequest(args.model, args.out, args.precision, args.target, args.static_batch, args.opset,
                             args.calib, args.calib_method, args.calib_n, args.percentile, args.weight_rounding,
                             args.min_agreement, args.calib_cache, args.plan, request_from_args(args, prefix="gdws-"),
-                            sap, squeeze, cli_args.model_options(args), args.seed)
+                            sap, squeeze, cli_args.model_options(args), args.seed, args.int8_weights)
     log = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     result = export(request, log)
     if result.gdws_plan is not None and not args.json:
@@ -82,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     fallbacks = [l for l in bundle.manifest.precision.layers if l.get("requested") and l["precision"] != l["requested"]]
     if bundle.manifest.defense:
         print(f"  defense: {describe_defense(bundle.manifest)}")
+    weights = bundle.manifest.precision.int8_weights
+    if weights and weights["requested"] == "auto":
+        print(f"  8-bit weights: {weights['range']} range ({weights['levels']} levels; exact on {weights['exact_on']})")
     rounding = bundle.manifest.precision.weight_rounding or ""
     if rounding.startswith("nearest ("):
         print(f"  note: weights rounded to nearest{rounding[len('nearest'):]}")

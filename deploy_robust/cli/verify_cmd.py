@@ -37,13 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gates.add_argument("--min-robust-acc", type=cli_args.fraction, metavar="X")
     gates.add_argument("--max-robust-drop", type=cli_args.fraction, metavar="X", help="R's robust accuracy minus E's (needs --reference)")
     gates.add_argument("--min-agreement", type=cli_args.fraction, metavar="X", help="top-1 agreement of E with R (needs --reference)")
+    cli_args.add_runtime_args(parser)
     cli_args.add_model_args(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     result = verify(VerifyRequest(
         args.bundle, args.data, args.eps, norm=args.norm, n=args.n, suite=args.suite, backend=args.backend,
-        batch_size=args.batch_size, seed=args.seed, reference=args.reference,
+        batch_size=args.batch_size, seed=args.seed, reference=args.reference, runtime=cli_args.runtime_options(args),
         model=cli_args.model_options(args),
         sweep=not args.no_sweep, bpda=not args.no_bpda, eot=args.eot, resume=not args.no_resume,
         attack_output=args.attack_output, min_clean_acc=args.min_clean_acc, min_robust_acc=args.min_robust_acc,

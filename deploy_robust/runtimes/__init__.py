@@ -18,7 +18,7 @@ from torch import nn
 
 from deploy_robust.bundle import Bundle
 from deploy_robust.errors import UserError
-from deploy_robust.runtimes.base import Runner
+from deploy_robust.runtimes.base import Runner, RuntimeOptions
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Backend:
     install: str            # what to install when it is missing
     runner_module: str      # deploy_robust.runtimes.<runner_module>.runner_for builds the runner
     runs_modules: bool = False  # also runs a torch module (not only a bundle)
+    options: tuple[str, ...] = ("threads",)  # the RuntimeOptions it honours; others are refused, not ignored
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
@@ -35,15 +36,29 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("ort-cuda", "onnxruntime", "pip install onnxruntime-gpu", "onnxruntime_runner"),
     Backend("torch", "torch", "pip install torch", "torch_runner", runs_modules=True),
     Backend("torch-cuda", "torch", "a CUDA build of torch", "torch_runner", runs_modules=True),
-    Backend("tensorrt", "tensorrt", "pip install tensorrt (on a machine with an NVIDIA GPU)", "tensorrt_runner"),
+    Backend("tensorrt", "tensorrt", "pip install tensorrt (on a machine with an NVIDIA GPU)", "tensorrt_runner",
+            options=()),
+    Backend("openvino", "openvino", "pip install openvino", "openvino_runner",
+            options=("threads", "device", "streams", "precision_hint", "cache")),
 )}
+
+_OPTION_FLAGS = {"threads": "--threads", "device": "--device", "streams": "--streams", "precision_hint": "--precision-hint"}
 
 
 def create_runner(backend: str, bundle: Bundle | None = None, *, module: nn.Module | None = None,
-                  threads: int | None = None) -> Runner:
+                  threads: int | None = None, options: RuntimeOptions | None = None) -> Runner:
+    """`threads` is shorthand for `options=RuntimeOptions(threads=...)`; a backend refuses options it does not take."""
     if backend not in BACKENDS:
         raise UserError(f"unknown backend '{backend}'; choose from {', '.join(BACKENDS)}")
     entry = BACKENDS[backend]
+    options = options or RuntimeOptions(threads=threads)
+    default = RuntimeOptions()
+    for name, flag in _OPTION_FLAGS.items():
+        if getattr(options, name) != getattr(default, name) and name not in entry.options:
+            if name == "threads" and backend == "tensorrt":
+                continue  # a GPU engine has no thread setting: nothing to refuse
+            raise UserError(f"{flag} applies to {', '.join(b.name for b in BACKENDS.values() if name in b.options)}; "
+                            f"not to backend {backend}")
     try:
         importlib.import_module(entry.package)
     except ImportError:
@@ -51,7 +66,9 @@ def create_runner(backend: str, bundle: Bundle | None = None, *, module: nn.Modu
     if bundle is None and not (entry.runs_modules and module is not None):
         raise UserError(f"backend {backend} runs a bundle; export the model first (deploy-robust export)")
     runner_module = importlib.import_module(f"deploy_robust.runtimes.{entry.runner_module}")
-    return runner_module.runner_for(backend, bundle, module=module, threads=threads)
+    if "precision_hint" in entry.options:
+        return runner_module.runner_for(backend, bundle, module=module, options=options)
+    return runner_module.runner_for(backend, bundle, module=module, threads=options.threads)
 
 
-__all__ = ["BACKENDS", "Backend", "Runner", "create_runner"]
+__all__ = ["BACKENDS", "Backend", "Runner", "RuntimeOptions", "create_runner"]

@@ -3,8 +3,27 @@
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+PRECISION_HINTS = ("default", "f32", "bf16", "f16")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How a runtime is configured (what `eval`, `bench` and `verify` take as flags). None: the runtime's default.
+
+    `precision_hint` is OpenVINO's inference precision ("default" lets it pick: bf16 on AMX CPUs);
+    `streams` its number of parallel execution streams; `device` its device name (CPU; GPU/NPU are
+    passed through, untested here)."""
+
+    threads: int | None = None
+    device: str | None = None
+    streams: int | None = None
+    precision_hint: str = "default"
+    cache: bool = True              # compiled-model cache in the user's deploy-robust folder (OpenVINO)
 
 
 class Runner(abc.ABC):
@@ -45,6 +64,15 @@ class Runner(abc.ABC):
     def infer(self, x: np.ndarray) -> np.ndarray:
         """The logits (the first output) as float32."""
         return self.infer_outputs(x)[0].astype(np.float32, copy=False)
+
+    def execution(self) -> dict[str, Any]:
+        """How this engine runs the graph, as configured: what bench.json and verify.json record. Runtimes
+        that may compute in another precision than the graph states (OpenVINO's bf16) say which."""
+        return {"backend": self.name, "executed_precision": "as the graph states"}
+
+    def layer_profile(self, x: np.ndarray, repeats: int = 10) -> list[dict[str, Any]]:
+        """Time per layer from the runtime's own profiler: name, op, kernel, precision, mean ms per run."""
+        raise NotImplementedError(f"{self.name} has no per-layer profiler here")
 
     def __enter__(self) -> "Runner":
         self.activate()

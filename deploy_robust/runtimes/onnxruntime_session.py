@@ -8,20 +8,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deploy_robust.cpu import u8s8_saturates
 from deploy_robust.errors import UserError
 
 LEVELS = ("disable", "basic", "extended", "all")
 
 
-def optimization_level(*, quantized: bool, signed_activations: bool, device: str = "cpu") -> str:
+def optimization_level(*, quantized: bool, signed_activations: bool, device: str = "cpu",
+                       full_range_weights: bool = False) -> str:
     """Graph optimization level for a graph on ONNX Runtime.
 
     A quantized graph made for TensorRT or ORT-CUDA has signed activations; ONNX Runtime's
     fused x86 integer kernels shift them to uint8 and, without VNNI, saturate int16 sums.
     On the CPU such a graph runs unfused ("basic"): exact Q/DQ semantics, which is what its
-    own runtime is specified to compute, at float speed.
+    own runtime is specified to compute, at float speed. So does an ort-cpu graph with
+    full-range (127-level) int8 weights on a CPU whose u8s8 kernels saturate (deploy_robust.cpu).
     """
-    return "basic" if (device == "cpu" and quantized and signed_activations) else "all"
+    if device != "cpu" or not quantized:
+        return "all"
+    if signed_activations or (full_range_weights and u8s8_saturates()):
+        return "basic"
+    return "all"
 
 
 def providers_for(device: str) -> list[str]:
@@ -36,9 +43,10 @@ def providers_for(device: str) -> list[str]:
 
 
 def load_session(model: str | Path | bytes, *, providers: list[str], threads: int | None = None,
-                 optimization: str = "all", fast_int4: bool = True):
+                 optimization: str = "all", fast_int4: bool = True, profile_prefix: str | None = None):
     """An InferenceSession for `model` (a path or serialized bytes). `fast_int4` widens INT4 conv weights
-    to INT8 first (same values; ONNX Runtime then runs its fused integer convolution)."""
+    to INT8 first (same values; ONNX Runtime then runs its fused integer convolution). `profile_prefix`
+    turns on ONNX Runtime's profiler, writing its JSON trace at that prefix (`session.end_profiling()`)."""
     import onnxruntime as ort
 
     if optimization not in LEVELS:
@@ -53,6 +61,9 @@ def load_session(model: str | Path | bytes, *, providers: list[str], threads: in
     }[optimization]
     if threads:
         options.intra_op_num_threads = threads
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     name = "<bytes>" if isinstance(model, bytes) else str(model)
     try:
         return ort.InferenceSession(_model_bytes(model, fast_int4), options, providers=providers)

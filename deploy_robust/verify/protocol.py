@@ -9,6 +9,7 @@ E. A point is robust only if E is right on it clean and on every candidate of ev
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Any, Callable
 
 import numpy as np
@@ -21,7 +22,7 @@ from deploy_robust.errors import UserError
 from deploy_robust.model import PickOutput
 from deploy_robust.progress import progress
 from deploy_robust.quant.twin import twin_module
-from deploy_robust.runtimes import create_runner
+from deploy_robust.runtimes import RuntimeOptions, create_runner
 from deploy_robust.verify import attacks
 from deploy_robust.verify.detection import detector_of, verify_detector
 from deploy_robust.verify.document import result_document
@@ -70,7 +71,8 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
                reference: torch.nn.Module | None = None, backend: str = "ort-cpu", batch_size: int = 128,
                seed: int = 0, sweep: tuple[float, ...] | None = DEFAULT_SWEEP, bpda: bool = True,
                eot: int | None = None, resume: bool = True, layout: str = "auto",
-               attack_output: str | None = None, defense_plan: Callable | None = None) -> dict[str, Any]:
+               attack_output: str | None = None, defense_plan: Callable | None = None,
+               runtime: RuntimeOptions | None = None) -> dict[str, Any]:
     """Verify `bundle` on the first `n` points of `dataset`.
 
     `bpda=False` attacks S with plain gradients (to show what masking does); never for a verdict.
@@ -87,7 +89,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
         raise UserError(f"{dataset.name}: images are {dataset.shape}, the bundle takes {bundle.spec.shape}")
     data = dataset.take(n)
     data.check_labels(bundle.spec.num_classes, f"bundle {bundle.path.name}")
-    engine = create_runner(backend, bundle)
+    engine = create_runner(backend, bundle, options=runtime)
     started = time.perf_counter()
     example = torch.from_numpy(next(data.batches(batch_size))[0])
     twin = build_twin(bundle, bpda, attack_output)
@@ -112,7 +114,8 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     settings = {"bundle_sha256": bundle.manifest.model.sha256, "data": data.name, "n": len(data),
                 "threat": [threat.norm, threat.eps], "suite": suite, "seed": seed, "backend": backend,
                 "batch_size": batch_size, "bpda": bpda, "randomness": vars(randomness), "layout": layout,
-                "reference": reference is not None, "attack_output": attack_output}
+                "reference": reference is not None, "attack_output": attack_output,
+                "runtime": asdict(runtime or RuntimeOptions())}
     checkpoint = BatchCheckpoint(bundle.path, settings, resume)
     batches = list(data.batches(batch_size))
     results = []
@@ -133,6 +136,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     if detector_of(bundle) is not None:
         doc["detector"] = verify_detector(bundle, data, threat, batch_size=batch_size, seed=seed, engine=engine,
                                           twin=twin.module)
+    doc["engine_execution"] = engine.execution()
     doc["attack_layout"] = used_layout
     doc["attacked_output"] = twin.module.output_names[twin.index]
     doc["resume"] = checkpoint.summary()

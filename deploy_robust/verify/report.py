@@ -22,6 +22,15 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
+def _execution(doc: dict[str, Any]) -> str:
+    """What the engine computed in, when the runtime chooses (OpenVINO's inference precision)."""
+    execution = doc.get("engine_execution") or {}
+    if "inference_precision_hint" not in execution:
+        return ""
+    return (f" (inference precision {execution['inference_precision_hint']}: weighted layers executed in "
+            f"**{execution['executed_precision']}**; this is what was verified)")
+
+
 def blocks(doc: dict[str, Any]) -> list[Block]:
     t = doc["threat_model"]
     out: list[Block] = [("h1", f"Verify: {doc['bundle']['path']}")]
@@ -33,7 +42,7 @@ def blocks(doc: dict[str, Any]) -> list[Block]:
     randomness = doc["stochastic_engine"]
     headline = [
         f"threat model: {t['description']}; {doc['data']['n']} points ({doc['data']['name']}, {doc['data']['selection']}); "
-        f"suite `{doc['suite']}`; seed {doc['seed']}; engine {doc['engine']}",
+        f"suite `{doc['suite']}`; seed {doc['seed']}; engine {doc['engine']}{_execution(doc)}",
         f"clean accuracy: {_pct(doc['clean_accuracy'])}"
         + (f" (mean over {randomness['scoring_passes']} runs; right in all of them: "
            f"{_pct(doc['clean_accuracy_worst_case'])})" if "clean_accuracy_worst_case" in doc else ""),

@@ -24,15 +24,14 @@ import numpy as np
 
 from deploy_robust.bundle.store import write_file_atomic
 from deploy_robust.hashing import sha256_bytes
+from deploy_robust.home import user_home
 
 _TAG = 32
 
 
 def resume_key() -> bytes | None:
     """This user's HMAC key for resume files; None when it can be neither read nor created."""
-    home = os.environ.get("DEPLOY_ROBUST_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "deploy-robust")
-    path = Path(home) / "resume.key"
+    path = user_home() / "resume.key"
     try:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)

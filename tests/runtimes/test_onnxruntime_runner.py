@@ -36,3 +36,26 @@ def test_the_session_is_loaded_once_and_freed_on_deactivate(bundle):
     assert runner.session is first
     runner.deactivate()
     assert runner._session is None and runner.session is not first
+
+
+def test_full_range_weights_run_unfused_with_a_warning_where_the_cpu_would_saturate(tmp_path, monkeypatch, capsys):
+    from deploy_robust.data import load_dataset
+    from deploy_robust.runtimes import onnxruntime_runner, onnxruntime_session
+
+    loaded = LoadedModel(make_tiny(), InputSpec((3, 16, 16), 5), {"file": "t"})
+    calib = load_dataset(str(_npz(tmp_path)))
+    bundle = export_bundle(loaded, tmp_path / "full", "int8", calib=calib, int8_weights="full")
+    x = calib.as_float()[:8]
+    fused = create_runner("ort-cpu", bundle)
+    for module in (onnxruntime_runner, onnxruntime_session):  # an AVX2 CPU without VNNI, as far as the policy sees
+        monkeypatch.setattr(module, "u8s8_saturates", lambda: True)
+    unfused = create_runner("ort-cpu", bundle)
+    assert unfused.optimization == "basic" and "runs it unfused" in capsys.readouterr().err
+    assert np.abs(unfused.infer(x) - fused.infer(x)).max() < 1e-3 * np.abs(fused.infer(x)).max() + 1e-4
+
+
+def _npz(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "calib.npz"
+    np.savez(path, x=rng.integers(0, 256, (32, 3, 16, 16), dtype=np.uint8), y=rng.integers(0, 5, 32))
+    return path
