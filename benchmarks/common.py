@@ -61,7 +61,8 @@ def throughput(runner, batch: int, seconds: float, shape: tuple[int, ...] = (3, 
     return done * batch / (time.perf_counter() - start)
 
 
-def interleaved_throughput(runners: dict[str, object], batches: list[int], rounds: int, seconds: float) -> list[dict]:
+def interleaved_throughput(runners: dict[str, object], batches: list[int], rounds: int, seconds: float,
+                           shape: tuple[int, ...] = (3, 32, 32)) -> list[dict]:
     """Every runner measured round by round (a noisy neighbour slows all alike): one row per
     (variant, batch) with the median over rounds and the rounds themselves."""
     results = []
@@ -69,7 +70,7 @@ def interleaved_throughput(runners: dict[str, object], batches: list[int], round
         samples: dict[str, list[float]] = {name: [] for name in runners}
         for _ in range(rounds):
             for name, runner in runners.items():
-                samples[name].append(throughput(runner, batch, seconds))
+                samples[name].append(throughput(runner, batch, seconds, shape))
         for name, values in samples.items():
             results.append({"variant": name, "batch": batch, "throughput_median": float(np.median(values)),
                             "throughput_rounds": values})

@@ -109,11 +109,18 @@ def make_plan(model: onnx.ModelProto, mode: str, target: str, plan_file: str | P
         raise UserError("--plan goes with --precision mixed")
     plans = []
     names = []
-    for node, weight in weighted_nodes(model):
+    for index, (node, weight) in enumerate(weighted_nodes(model)):
         name = layer_name(weight.name) if not weight.name.startswith("onnx::") else node.name
         names.append(name)
         requested = _lookup(name, overrides, default)
         precision, reason = _decide(node, weight, requested, target)
+        named = name in overrides or any(fnmatch.fnmatchcase(name, k) for k in overrides)
+        if index == 0 and not named and precision in ("int8", "int4") and _narrow_image_conv(node, weight, target):
+            c_out, c_in = list(weight.dims)[:2]
+            precision, reason = "fp32", (
+                f"narrow image-input conv ({c_in} -> {c_out} channels): ONNX Runtime's integer convolution is slower "
+                "than its float one there (measured on the six real checkpoints: benchmarks/runtime_matrix.py); "
+                "name it in a --plan to quantize it anyway")
         plans.append(LayerPlan(name, node.name, node.op_type, precision, requested, reason))
     unknown = [k for k in overrides if not any(fnmatch.fnmatchcase(n, k) for n in names)]
     if unknown:
@@ -149,6 +156,22 @@ def _decide(node: onnx.NodeProto, weight: onnx.TensorProto, requested: str, targ
     if requested == "int4" and target == "tensorrt":
         return "int4", "4-bit grid stored as INT8 (TensorRT has no INT4 convolution)"
     return requested, "requested"
+
+
+# ort-cpu: the first conv stays FP32 when it reads an image with few channels into few channels. ONNX
+# Runtime's QLinearConv runs it as a GEMM with K = C_in * kh * kw (16..75) after quantizing the
+# image and transposing to NHWC, which costs more than the float NCHWc conv it replaces. Measured
+# (2-core Xeon, AVX-512 VNNI + AMX, 1 thread, bs32, INT8 / FP32): mnist_cnn_a_adv 1.18x -> 1.83x,
+# cifar_cnn_a_adv 1.03x -> 1.46x, resnet2b 1.24x -> 1.45x, convex_adversarial 1.23x -> 1.56x,
+# cifar_conv_small 0.84x -> 1.26x, MadryCNN tiny 0.49x -> 0.84x; ResNet-18's 3 -> 64 conv1 is
+# 3% faster in INT8, hence the bound on the output channels.
+_NARROW_INPUT_CHANNELS, _NARROW_OUTPUT_CHANNELS = 4, 32
+
+
+def _narrow_image_conv(node: onnx.NodeProto, weight: onnx.TensorProto, target: str) -> bool:
+    dims = list(weight.dims)
+    return (target == "ort-cpu" and node.op_type == "Conv" and len(dims) == 4
+            and dims[1] <= _NARROW_INPUT_CHANNELS and dims[0] <= _NARROW_OUTPUT_CHANNELS)
 
 
 def _gemm_k(node: onnx.NodeProto, dims: list[int]) -> int:

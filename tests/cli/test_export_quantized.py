@@ -79,7 +79,7 @@ def test_a_layer_the_precision_cannot_handle_falls_back_and_is_recorded(cli, tmp
     assert "layer 3 stays int8 (asked int4)" in out
     layers = {l["name"]: l for l in json.loads((tmp_path / "q" / "manifest.json").read_text())["precision"]["layers"]}
     assert layers["3"]["precision"] == "int8" and "K=784" in layers["3"]["reason"]
-    assert layers["0"]["precision"] == "int4"
+    assert layers["0"]["precision"] == "fp32" and "narrow image-input conv" in layers["0"]["reason"]
 
 
 def test_mixed_plan_from_the_command_line(cli, tmp_path, model_args, image_npz):
@@ -89,7 +89,7 @@ def test_mixed_plan_from_the_command_line(cli, tmp_path, model_args, image_npz):
                        "-o", tmp_path / "m", "--json")
     assert code == 0, err
     layers = {l["name"]: l["precision"] for l in json.loads((tmp_path / "m" / "manifest.json").read_text())["precision"]["layers"]}
-    assert layers == {"conv": "int8", "conv2": "int8", "fc": "fp32"}
+    assert layers == {"conv": "fp32", "conv2": "int8", "fc": "fp32"}  # conv: ort-cpu's narrow image-input rule
 
 
 def test_a_fake_quantized_model_exports_its_trained_grid(tmp_path):
@@ -155,7 +155,8 @@ def test_min_agreement_keeps_the_most_sensitive_layers_in_fp32(cli, tmp_path, ti
     assert kept[0] == "fc"  # the most sensitive layer goes first
     layers = {l["name"]: l for l in manifest["precision"]["layers"]}
     assert layers["fc"]["precision"] == "fp32" and "--min-agreement" in layers["fc"]["reason"]
-    assert all(layers[name]["precision"] == ("fp32" if name in kept else "int4") for name in ("conv", "conv2"))
+    assert layers["conv"]["precision"] == "fp32"  # kept FP32 by ort-cpu's narrow image-input rule from the start
+    assert layers["conv2"]["precision"] == ("fp32" if "conv2" in kept else "int4")
     alone = [k["agreement_when_kept_alone"] for k in fallback["kept_fp32"]]
     assert alone == sorted(alone, reverse=True)
     assert "layer fc stays fp32 (asked int4)" in out and "with 1 layer(s) kept FP32" in out

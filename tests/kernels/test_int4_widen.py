@@ -14,7 +14,7 @@ def test_widening_keeps_the_numbers_and_enables_the_integer_conv():
     widened = onnx.ModelProto()
     widened.CopyFrom(model)
     assert widen_int4_conv_weights(widened) > 0
-    assert _fused_ops(widened)["QLinearConv"] == 4
+    assert _fused_ops(widened)["QLinearConv"] == 4  # every conv (tests.exporters.test_qdq quantizes them all)
     x = np.random.default_rng(0).random((8, *SPEC.shape), dtype=np.float32)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

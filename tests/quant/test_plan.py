@@ -13,9 +13,16 @@ def graph():
 
 
 def test_layers_are_named_as_in_torch(graph):
-    plan = make_plan(graph, "int8", "ort-cpu")
+    plan = make_plan(graph, "int8", "tensorrt")
     assert [p.name for p in plan] == ["conv", "conv2", "fc"]
     assert all(p.precision == "int8" for p in plan)
+
+
+def test_ort_cpu_keeps_a_narrow_image_conv_in_fp32_unless_a_plan_names_it(graph, tmp_path):
+    plan = make_plan(graph, "int8", "ort-cpu")
+    assert [p.precision for p in plan] == ["fp32", "int8", "int8"] and "narrow image-input conv" in plan[0].reason
+    (tmp_path / "p.yaml").write_text("default: int8\nlayers:\n  conv: int8\n")
+    assert [p.precision for p in make_plan(graph, "mixed", "ort-cpu", tmp_path / "p.yaml")] == ["int8"] * 3
 
 
 def test_int4_gemm_with_k_not_divisible_by_the_block_falls_back_and_says_why():
@@ -23,7 +30,7 @@ def test_int4_gemm_with_k_not_divisible_by_the_block_falls_back_and_says_why():
 
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 14 * 14, 5)).eval()  # K = 784
     graph = export_float_onnx(model, InputSpec((3, 16, 16), 5)).model
-    plan = {p.name: p for p in make_plan(graph, "int4", "ort-cpu")}
+    plan = {p.name: p for p in make_plan(graph, "int4", "ort-cuda")}
     assert plan["0"].precision == "int4"
     assert plan["2"].precision == "int8" and plan["2"].requested == "int4"
     assert "K=784" in plan["2"].reason

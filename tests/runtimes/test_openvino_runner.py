@@ -73,7 +73,8 @@ def test_the_layer_profile_names_kernels_and_their_precision(bundles):
     runner = create_runner("openvino", bundles["int8"], options=RuntimeOptions(threads=1))
     rows = runner.layer_profile(np.zeros((4, 1, 8, 8), np.float32), repeats=2)
     convs = [r for r in rows if r["op"] == "Convolution"]
-    assert convs and all(r["precision"] == "int8" and r["ms"] >= 0 for r in convs)
+    assert all(r["ms"] >= 0 for r in rows)
+    assert [r["precision"] for r in convs].count("int8") == 1  # the second; the first is FP32 by the ort-cpu rule
 
 
 def test_options_a_backend_does_not_take_are_refused(bundles):

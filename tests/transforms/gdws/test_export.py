@@ -69,7 +69,7 @@ def test_fp32_bundle_matches_the_gdws_model_and_int8_gathers_bytes(cli, digits_c
     gathers = [n for n in optimized.node if n.op_type == "Gather"]
     # the gather reads the 8-bit output of the stem conv: no float round trip around it
     assert gathers and all(producers.get(n.input[0]) != "DequantizeLinear" for n in gathers)
-    assert sum(n.op_type == "QLinearConv" for n in optimized.node) == 3
+    assert sum(n.op_type == "QLinearConv" for n in optimized.node) == 2  # the 1-channel stem stays FP32 on ort-cpu
     quantized = evaluate(create_runner("ort-cpu", int8), digits_test)
     assert compare_logits(quantized.logits, reference.logits).top1_agreement >= 0.95
 
@@ -142,7 +142,8 @@ def test_gdws_exports_to_every_precision_and_target(precision, target, tmp_path)
         assert producers[intermediate] == "Conv"  # the depthwise conv's output
         assert intermediate in json.loads((bundle.path / "calibration.json").read_text())["activations"]
         quantized_inputs = [n for n in graph.node if n.op_type == "Conv" and producers.get(n.input[0]) == "DequantizeLinear"]
-        assert len(quantized_inputs) == 3  # stem, depthwise, pointwise
+        # stem, depthwise, pointwise (ort-cpu keeps the 3-channel stem in FP32: its narrow image-input rule)
+        assert len(quantized_inputs) == (2 if target == "ort-cpu" else 3)
         if target == "tensorrt":
             assert producers.get(gather.input[0]) != "DequantizeLinear"  # TensorRT: Q/DQ only into weighted ops
     engine = create_runner("ort-cpu", bundle)
