@@ -279,6 +279,30 @@ def adversarial_training(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def runtime_matrix(doc: dict) -> str:
+    """Per model: a row per variant, images/s at each batch with the ratio to the same engine's FP32 (anchors:
+    to ORT FP32 / OpenVINO FP32 of that hint), accuracy, agreement with FP32 and what the engine executed."""
+    batches = sorted({r["batch"] for r in doc["results"]})
+    cpu = doc["machine"]["cpu"]
+    lines = [f"`{doc['command']}` ({cpu.get('model', '?')}, {doc['threads']} threads; flags {', '.join(cpu.get('flags', []))}; "
+             f"median of {doc['rounds']} interleaved rounds; images/s and ratio to FP32 on the same engine):", "",
+             "| model | variant | engine | executed | " + " | ".join(f"bs{b}" for b in batches)
+             + " | accuracy | agree w/ FP32 |", "|---|---|---|---|" + "---|" * len(batches) + "---|---|"]
+    rows: dict[tuple[str, str], dict] = {}
+    for r in doc["results"]:
+        rows.setdefault((r["model"], r["variant"]), {"row": r})[r["batch"]] = r["throughput"]
+    for (model, variant), cells in rows.items():
+        r = cells["row"]
+        fp32 = rows.get((model, f"fp32 {r['engine']}"), {})
+        values = [f"{cells[b]:.0f} ({cells[b] / fp32[b]:.2f}x)" if b in cells and b in fp32 else "-" for b in batches]
+        executed = r.get("executed_precision") or "-"
+        executed = "graph" if executed.startswith("as the graph") else executed
+        name = variant.rsplit(" ", 1)[0]
+        lines.append(f"| {model} | {name} | {r['engine']} | {executed} | " + " | ".join(values)
+                     + f" | {100 * r['accuracy']:.2f}% | {100 * r['agreement_with_fp32']:.2f}% |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     for name, render in (("quantized_speed", quantized_speed), ("quantized_accuracy", quantized_accuracy),
                          ("cpu_matrix", cpu_matrix), ("repeatability", repeatability),
@@ -287,7 +311,8 @@ def main() -> None:
                          ("defense_sap", defense_sap), ("defense_squeeze", defense_squeeze),
                          ("defense_empir", defense_empir), ("defense_empir_cifar", defense_empir),
                          ("defense_empir_mnist", defense_empir), ("gdws_speed", gdws_speed), ("gdws_sweep", gdws_sweep),
-                         ("dq_baselines", dq_baselines), ("adversarial_training", adversarial_training)):
+                         ("dq_baselines", dq_baselines), ("adversarial_training", adversarial_training),
+                         ("runtime_matrix", runtime_matrix)):
         doc = load(name)
         if doc:
             print(f"<!-- {name} -->\n{render(doc)}\n")

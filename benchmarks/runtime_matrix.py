@@ -15,6 +15,7 @@ benchmarks/train_resnet18_cifar.py writes when it exists (else a random init: sp
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -159,6 +160,10 @@ def main() -> None:
             print(f"{name:28s} {r['variant']:26s} bs{r['batch']:<3d} {r['throughput_median']:9.1f} img/s  "
                   f"acc {100 * row['accuracy']:.2f}%  agree {100 * row['agreement_with_fp32']:.2f}%  "
                   f"{row.get('executed_precision')}", flush=True)
+    previous = HERE / "results" / "runtime_matrix.json"
+    if args.models != "all" and previous.exists():  # a partial rerun replaces only its own models' rows
+        kept = [r for r in json.loads(previous.read_text())["results"] if r["model"] not in names]
+        rows = kept + rows
     out = save_result("runtime_matrix", rows, threads=args.threads, rounds=args.rounds, seconds_per_round=args.seconds)
     print(f"wrote {out}")
 

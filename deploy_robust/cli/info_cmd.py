@@ -53,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
             ["exporter", m.model.exporter],
             *([["defense", describe_defense(m)]] if m.defense else []),
             *([["transforms", describe_transforms(m.transforms)]] if m.transforms else []),
+            *([["8-bit weights", f"{m.precision.int8_weights['range']} range ({m.precision.int8_weights['levels']} "
+                                 f"levels), exact on {m.precision.int8_weights['exact_on']}"]]
+              if m.precision.int8_weights else []),
+            *([["INT4 conv weights", INT4_RUNTIMES]] if _stores_int4_convs(bundle) else []),
             ["tools", ", ".join(f"{k} {v}" for k, v in m.tools.items())],
         ]))
     else:
@@ -62,6 +66,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"transforms: {describe_transforms(doc['transforms'])}")
         print(table(["layer", "type", "dtype"], [[l["name"], l["type"], l["source_dtype"]] for l in doc["layers"]]))
     return 0
+
+
+# Which runtimes get INT8 speed from an INT4 bundle, and how (measured: benchmarks/runtime_matrix.py)
+INT4_RUNTIMES = ("stored 4-bit (1/8 of FP32); deploy-robust's ort-cpu and openvino backends widen them to INT8 at load "
+                 "(the same integers, INT8 kernels and speed); a plain ONNX Runtime or OpenVINO session dequantizes "
+                 "them to float instead (slower than INT8)")
+
+
+def _stores_int4_convs(bundle) -> bool:
+    return any(layer.get("precision") == "int4" and layer.get("op") == "Conv" for layer in bundle.manifest.precision.layers)
 
 
 def _describe_calibration(manifest: Manifest) -> str:

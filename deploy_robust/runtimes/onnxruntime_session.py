@@ -77,7 +77,8 @@ def _model_bytes(model: str | Path | bytes, fast_int4: bool) -> bytes:
         return data
     import onnx
 
-    from deploy_robust.kernels.int4_widen import widen_int4_conv_weights
+    from deploy_robust.kernels.int4_widen import dequantize_small_int4_gemm_weights, widen_int4_conv_weights
 
     graph = onnx.load_from_string(data)
-    return graph.SerializeToString() if widen_int4_conv_weights(graph) else data
+    changed = widen_int4_conv_weights(graph) + dequantize_small_int4_gemm_weights(graph)
+    return graph.SerializeToString() if changed else data

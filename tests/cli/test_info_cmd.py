@@ -19,3 +19,12 @@ def test_help_everywhere(cli, capsys):
         assert code == 0 and out.startswith("usage: deploy-robust " + command)
     code, _, _ = cli()
     assert code == 2
+
+
+def test_a_quantized_bundle_says_its_weight_range_and_how_int4_runs_at_int8_speed(cli, tmp_path, digits_checkpoint):
+    code, _, err = cli("export", digits_checkpoint, "--arch", "digits_cnn", "--precision", "int4", "--calib",
+                       "digits:train", "--int8-weights", "reduced", "-o", tmp_path / "b")
+    assert code == 0, err
+    code, stdout, _ = cli("info", tmp_path / "b")
+    assert code == 0 and "8-bit weights" in stdout and "reduced range (63 levels)" in stdout
+    assert "INT4 conv weights" in stdout and "widen them to INT8 at load" in stdout

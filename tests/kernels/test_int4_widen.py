@@ -20,3 +20,20 @@ def test_widening_keeps_the_numbers_and_enables_the_integer_conv():
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     run = lambda m: ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     np.testing.assert_array_equal(run(model), run(widened))
+
+
+def test_small_weight_only_int4_heads_become_float_with_the_same_numbers():
+    from deploy_robust.kernels import dequantize_small_int4_gemm_weights
+
+    model = _quantized(Residual(), "int4", "ort-cpu")
+    assert "MatMulNBits" in _fused_ops(model)  # as stored: ONNX Runtime's 4-bit MatMul for the head
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(model)
+    assert dequantize_small_int4_gemm_weights(rewritten) == 1
+    onnx.checker.check_model(rewritten)
+    assert "MatMulNBits" not in _fused_ops(rewritten)
+    x = np.random.default_rng(1).random((8, *SPEC.shape), dtype=np.float32)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    np.testing.assert_allclose(run(model), run(rewritten), rtol=0, atol=1e-5)

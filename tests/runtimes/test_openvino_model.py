@@ -25,3 +25,28 @@ def test_a_graph_openvino_cannot_read_is_one_line(tmp_path):
     bad.write_bytes(b"not onnx")
     with pytest.raises(UserError, match="OpenVINO cannot compile"):
         compile_bundle_graph(bad, RuntimeOptions(cache=False))
+
+
+def test_int4_conv_weights_reach_openvino_widened_to_int8_once(tmp_path, monkeypatch):
+    import onnx
+
+    from deploy_robust.data import load_dataset
+    from deploy_robust.export import export_bundle
+    from deploy_robust.ingest import LoadedModel
+    from deploy_robust.runtimes.openvino_model import widened_copy
+    from deploy_robust.spec import InputSpec
+    from tests.conftest import make_tiny
+
+    monkeypatch.setenv("DEPLOY_ROBUST_HOME", str(tmp_path / "home"))
+    calib = load_dataset("digits:train")
+    loaded = LoadedModel(make_tiny(channels=1), InputSpec((1, 8, 8), 5), {"file": "t"})
+    int4 = export_bundle(loaded, tmp_path / "int4", "int4", calib=calib)
+    fp32 = export_bundle(loaded, tmp_path / "fp32")
+    assert widened_copy(fp32.model_path) == fp32.model_path  # nothing to widen: read as it is
+    copy = widened_copy(int4.model_path)
+    assert copy.parent == tmp_path / "home" / "openvino-widened" and widened_copy(int4.model_path) == copy
+    def int4_count(path):
+        return sum(i.data_type == onnx.TensorProto.INT4 for i in onnx.load(str(path)).graph.initializer)
+
+    # the conv weights became INT8; the head's weight-only INT4 blocks stay (MatMul has its own 4-bit kernels)
+    assert 0 < int4_count(copy) < int4_count(int4.model_path)

@@ -85,3 +85,11 @@ def test_options_a_backend_does_not_take_are_refused(bundles):
 def test_executed_precision_names_the_mix():
     assert executed_precision(Counter({"u8": 3, "bf16": 1})) == "int8+bf16"
     assert executed_precision(Counter({"f32": 2})) == "f32" and executed_precision(Counter()) == "none"
+
+
+def test_two_streams_split_a_batch_and_give_the_same_numbers(bundles, images):
+    one = create_runner("openvino", bundles["int8"], options=RuntimeOptions(threads=2, streams=1))
+    two = create_runner("openvino", bundles["int8"], options=RuntimeOptions(threads=2, streams=2))
+    assert two.execution()["streams"] == 2 and len(two._requests) == 2
+    x = images[:33]
+    assert np.array_equal(one.infer(x), two.infer(x)) and two.infer(x[:1]).shape == (1, 10)
