@@ -161,10 +161,14 @@ def main() -> None:
                   f"acc {100 * row['accuracy']:.2f}%  agree {100 * row['agreement_with_fp32']:.2f}%  "
                   f"{row.get('executed_precision')}", flush=True)
     previous = HERE / "results" / "runtime_matrix.json"
+    earlier: list[str] = []
     if args.models != "all" and previous.exists():  # a partial rerun replaces only its own models' rows
-        kept = [r for r in json.loads(previous.read_text())["results"] if r["model"] not in names]
+        old = json.loads(previous.read_text())
+        kept = [r for r in old["results"] if r["model"] not in names]
         rows = kept + rows
-    out = save_result("runtime_matrix", rows, threads=args.threads, rounds=args.rounds, seconds_per_round=args.seconds)
+        earlier = [c for c in old.get("earlier_commands", []) + [old["command"]]] if kept else []
+    out = save_result("runtime_matrix", rows, threads=args.threads, rounds=args.rounds, seconds_per_round=args.seconds,
+                      earlier_commands=earlier)
     print(f"wrote {out}")
 
 

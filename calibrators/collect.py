@@ -44,7 +44,10 @@ def stream_tensors(model: onnx.ModelProto, tensors: list[str], dataset: Dataset,
                    desc: str) -> Iterator[dict[str, np.ndarray]]:
     """Run the float graph batch by batch and yield the named intermediate tensors of each batch.
 
-    Calibration data with NaN or Inf is refused, naming the batch and its images."""
+    A graph with a fixed batch size (a `torch.export` program, `--static-batch N`) is fed in chunks of
+    that size, the last one padded with zero images whose rows are dropped from every tensor, so the
+    statistics see exactly the calibration images. Calibration data with NaN or Inf is refused, naming
+    the batch and its images."""
     import onnxruntime as ort
 
     probe = onnx.ModelProto()
@@ -57,12 +60,24 @@ def stream_tensors(model: onnx.ModelProto, tensors: list[str], dataset: Dataset,
     options.log_severity_level = 3
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
+    fixed = session.get_inputs()[0].shape[0]
+    fixed = fixed if isinstance(fixed, int) and fixed > 0 else None
     steps = math.ceil(len(dataset) / batch_size)
     for index, (x, _) in enumerate(progress(dataset.batches(batch_size), total=steps, desc=desc)):
         if not np.isfinite(x).all():
             raise UserError(f"calibration batch {index} (images {index * batch_size}..{index * batch_size + len(x) - 1}) "
                             "contains NaN or Inf")
-        yield dict(zip(tensors, session.run(tensors, {input_name: x})))
+        if fixed is None or len(x) == fixed:
+            yield dict(zip(tensors, session.run(tensors, {input_name: x})))
+            continue
+        parts = []
+        for start in range(0, len(x), fixed):
+            chunk = x[start:start + fixed]
+            real = len(chunk)
+            if real < fixed:
+                chunk = np.concatenate([chunk, np.zeros((fixed - real, *chunk.shape[1:]), chunk.dtype)])
+            parts.append([value[:real] for value in session.run(tensors, {input_name: chunk})])
+        yield {name: np.concatenate(values) for name, values in zip(tensors, zip(*parts))}
 
 
 def calibration_document(ranges: dict[str, tuple[float, float]], *, method: str, percentile: float, num_images: int,

@@ -30,7 +30,7 @@ from deploy_robust.runtimes import RuntimeOptions, create_runner
 from deploy_robust.transforms.gdws.network import GDWSPlan
 from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
 from deploy_robust.verify import ThreatModel, parse_eps, run_verify
-from deploy_robust.verify.protocol import DEFAULT_SWEEP, reference_robust_accuracy
+from deploy_robust.verify.protocol import reference_robust_accuracy
 from deploy_robust.verify.report import write as write_report
 
 
@@ -226,7 +226,7 @@ def verify(request: VerifyRequest) -> Result:
     reference = request.model.load(request.reference).reference() if request.reference is not None else None
     doc = run_verify(bundle, dataset, threat, n=request.n, suite=request.suite, reference=reference,
                      backend=request.backend, batch_size=request.batch_size, seed=request.seed,
-                     sweep=DEFAULT_SWEEP if request.sweep else None, bpda=request.bpda, eot=request.eot,
+                     sweep="auto" if request.sweep else None, bpda=request.bpda, eot=request.eot,
                      resume=request.resume, attack_output=request.attack_output,
                      defense_plan=attack_plan_for(bundle.manifest), runtime=request.runtime)
     values = {"clean_accuracy": doc["clean_accuracy"], "robust_accuracy": doc["robust_accuracy"]}

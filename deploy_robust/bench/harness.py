@@ -12,7 +12,7 @@ from deploy_robust.bench.measure import BatchResult, latency_stats, measure
 from deploy_robust.bundle import Bundle
 from deploy_robust.bundle.manifest import dumps
 from deploy_robust.errors import UserError
-from deploy_robust.runtimes import RuntimeOptions, create_runner
+from deploy_robust.runtimes import RuntimeOptions, create_runner, options_for
 
 SCHEMA = "deploy-robust/bench"
 SCHEMA_VERSION = 1
@@ -28,6 +28,13 @@ def run_bench(bundles: list[Bundle], backends: list[str], batches: list[int], *,
     layer at the first batch size (`layers` in the document)."""
     options = options or RuntimeOptions(threads=threads)
     threads = options.threads
+    if len(backends) > 1:  # each backend gets what it takes; an option none of them takes is refused below
+        taken = [options_for(b, options) for b in backends]
+        for name in ("precision_hint", "streams", "device"):
+            if getattr(options, name) != getattr(RuntimeOptions(), name) and all(
+                    getattr(t, name) == getattr(RuntimeOptions(), name) for t in taken):
+                create_runner(backends[0], bundles[0], options=options)  # raises the one-line refusal
+    per_backend = {b: options_for(b, options) if len(backends) > 1 else options for b in backends}
     if not batches or min(batches) <= 0:
         raise UserError("--batch needs positive batch sizes, e.g. 1,8,32")
     sampler = _power_sampler() if power else None
@@ -35,7 +42,7 @@ def run_bench(bundles: list[Bundle], backends: list[str], batches: list[int], *,
     loads: dict[tuple[int, str], dict[str, float]] = {}
     for i, bundle in enumerate(bundles):
         for backend in backends:
-            runner = create_runner(backend, bundle, options=options)
+            runner = create_runner(backend, bundle, options=per_backend[backend])
             start = time.perf_counter()
             runner.activate()
             load_ms = (time.perf_counter() - start) * 1e3

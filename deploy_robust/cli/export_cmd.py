@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     spec = bundle.spec
     norm = "normalization folded in" if spec.normalized else "no normalization"
     print(f"wrote {bundle.path}/  {args.precision} for {args.target}: model.onnx {size(summary['bytes'])}, "
-          f"{summary['nodes']} nodes, input Nx{'x'.join(map(str, spec.shape))} in [0,1] ({norm}), "
+          f"{summary['nodes']} nodes, input {bundle.fixed_batch or 'N'}x{'x'.join(map(str, spec.shape))} in [0,1] ({norm}), "
           f"{spec.num_classes} classes")
     fallbacks = [l for l in bundle.manifest.precision.layers if l.get("requested") and l["precision"] != l["requested"]]
     if bundle.manifest.defense:

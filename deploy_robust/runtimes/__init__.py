@@ -12,7 +12,7 @@ with a `runner_for(backend, bundle, module, threads)` and one `Backend` entry be
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import nn
 
@@ -45,6 +45,17 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
 _OPTION_FLAGS = {"threads": "--threads", "device": "--device", "streams": "--streams", "precision_hint": "--precision-hint"}
 
 
+def options_for(backend: str, options: RuntimeOptions) -> RuntimeOptions:
+    """`options` without what `backend` does not take (for one run over several backends: `bench --backend
+    ort-cpu,openvino --precision-hint f32` sets the hint where it means something)."""
+    entry = BACKENDS.get(backend)
+    if entry is None:
+        return options
+    default = RuntimeOptions()
+    return replace(options, **{name: getattr(default, name) for name in _OPTION_FLAGS if name not in entry.options
+                               and not (name == "threads" and backend == "tensorrt")})
+
+
 def create_runner(backend: str, bundle: Bundle | None = None, *, module: nn.Module | None = None,
                   threads: int | None = None, options: RuntimeOptions | None = None) -> Runner:
     """`threads` is shorthand for `options=RuntimeOptions(threads=...)`; a backend refuses options it does not take."""
@@ -71,4 +82,4 @@ def create_runner(backend: str, bundle: Bundle | None = None, *, module: nn.Modu
     return runner_module.runner_for(backend, bundle, module=module, threads=options.threads)
 
 
-__all__ = ["BACKENDS", "Backend", "Runner", "RuntimeOptions", "create_runner"]
+__all__ = ["BACKENDS", "Backend", "Runner", "RuntimeOptions", "create_runner", "options_for"]

@@ -30,6 +30,8 @@ def result_document(bundle, data, threat, suite, seed, backend, plan, merged, ra
             white_box_pass &= ok
         entry = {"attack": attack.name, "on": attack.on, "params": attack.params,
                  "robust_accuracy": float(ok.all(0).mean())}
+        if f"attacked:{attack.name}" in merged:
+            entry["points_attacked"] = int(merged[f"attacked:{attack.name}"].sum())
         if randomness.passes > 1:
             entry["expected_robust_accuracy"] = float(ok.mean())
         if attack.on == "E":

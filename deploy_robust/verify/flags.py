@@ -3,9 +3,26 @@ an honest one (Carlini et al. 2019; AutoAttack's checks)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from deploy_robust.exporters.float_onnx import OUTPUT_NAME
+
+
+# Square on E breaking a point that every gradient attack on S left robust happens on honest, unmasked
+# models too: a gradient attack's own misses near the boundary, FP16/INT8 rounding between S and E. The
+# rate below is what such a model shows (the digits demo's plain CNN: 0-2 of ~100 survivors in the quick
+# suite); the flag fires when the count is unlikely under it (one-sided binomial test at FLAG_P_VALUE), so a
+# single point of n = 200 no longer raises it while a masked model (Square breaking tens of survivors) does.
+HONEST_SQUARE_RATE = 0.01
+FLAG_P_VALUE = 0.01
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), exactly."""
+    if k <= 0:
+        return 1.0
+    return float(sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k, n + 1)))
 
 
 def sanity_flags(doc: dict[str, Any]) -> list[dict[str, str]]:
@@ -18,13 +35,18 @@ def sanity_flags(doc: dict[str, Any]) -> list[dict[str, str]]:
                       "detail": f"best iterative attack leaves {100 * min(iterative.values()):.1f}% but FGSM "
                                 f"{100 * by['fgsm']:.1f}%: gradients on S are likely masked or the attack misconfigured"})
     if "square" in by and "robust_accuracy_gradient_attacks_only" in doc:
-        # Square ran only on points every gradient attack left robust: what it breaks beyond them is a warning sign.
-        gained = doc["robust_accuracy_gradient_attacks_only"] - doc["robust_accuracy"]
-        if gained > 0.002 + 1e-9:
-            points = round(gained * doc["data"]["n"])
+        # Square ran only on points every gradient attack left robust: what it breaks beyond them is a warning
+        # sign, but only when it is more than an honest twin's occasional miss (a one-sided binomial test).
+        n = doc["data"]["n"]
+        survivors = round(doc["robust_accuracy_gradient_attacks_only"] * n)
+        broken = survivors - round(doc["robust_accuracy"] * n)
+        p_value = binomial_tail(broken, survivors, HONEST_SQUARE_RATE)
+        if broken > 0 and p_value < FLAG_P_VALUE:
             flags.append({"flag": "black_box_beats_white_box",
-                          "detail": f"Square on E broke {points} point(s) ({100 * gained:.1f} pt) that every gradient "
-                                    "attack left robust: likely gradient masking, or S does not describe E there"})
+                          "detail": f"Square on E broke {broken} of the {survivors} point(s) every gradient attack left "
+                                    f"robust ({100 * broken / n:.1f} pt; one-sided binomial p = {p_value:.2g} against an "
+                                    f"honest twin's {100 * HONEST_SQUARE_RATE:g}% miss rate): likely gradient masking, "
+                                    "or S does not describe E there"})
     if doc["zero_gradient_points_on_S"]:
         flags.append({"flag": "zero_gradients",
                       "detail": f"{doc['zero_gradient_points_on_S']} points have an all-zero input gradient on S"})
@@ -52,9 +74,13 @@ def sanity_flags(doc: dict[str, Any]) -> list[dict[str, str]]:
         accs = [p["accuracy"] for p in curve]
         if any(b > a + 0.01 for a, b in zip(accs, accs[1:])):
             flags.append({"flag": "accuracy_not_monotonic_in_eps", "detail": "accuracy rises with eps somewhere on the curve"})
-        if accs[-1] > 0.05:
+        largest, threat = curve[-1]["eps"], doc.get("threat_model") or {}
+        # meaningful only well beyond the threat: at >= 4x its eps, or at L-inf 1 (any image reaches any other)
+        ratio = largest / threat["eps"] if threat.get("eps") else None
+        if accs[-1] > 0.05 and (ratio is None or ratio >= 4 or (threat.get("norm") == "linf" and largest >= 1.0)):
+            times = f" ({ratio:.3g}x the threat's eps)" if ratio else ""
             flags.append({"flag": "not_zero_at_large_eps",
-                          "detail": f"accuracy is {100 * accs[-1]:.1f}% at eps={curve[-1]['eps']:.3g}: attacks may be too weak"})
+                          "detail": f"accuracy is {100 * accs[-1]:.1f}% at eps={largest:.3g}{times}: attacks may be too weak"})
     if "pgd-ce-2x-steps" in by and "pgd-ce" in by and abs(by["pgd-ce-2x-steps"] - by["pgd-ce"]) > 0.005:
         flags.append({"flag": "not_converged", "detail": "doubling PGD steps changes robust accuracy by more than 0.5 pt"})
     return flags

@@ -8,6 +8,7 @@ E. A point is robust only if E is right on it clean and on every candidate of ev
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict
 from typing import Any, Callable
@@ -32,7 +33,18 @@ from deploy_robust.verify.speed import prepare_for_attack
 from deploy_robust.verify.suites import STOCHASTIC, SUITES, Attack, Randomness
 from deploy_robust.verify.threat import ThreatModel
 
-DEFAULT_SWEEP = (0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255, 64 / 255)
+# The eps sweep, as multiples of the threat's eps (issue: a fixed 0..64/255 sweep sat below MNIST's 0.3 and
+# every L2 radius, so "not zero at large eps" fired on honest runs).
+SWEEP_MULTIPLES = (0, 0.25, 0.5, 1, 2, 4, 8)
+
+
+def sweep_for(threat: ThreatModel, shape: tuple[int, ...]) -> tuple[float, ...]:
+    """eps x SWEEP_MULTIPLES, capped at the largest distance the input domain has: 1 for L-inf on [0, 1] images,
+    sqrt(C*H*W) for L2 (the cube's diagonal). At the cap any image reaches any other, so accuracy must reach ~0."""
+    limit = 1.0 if threat.norm == "linf" else math.sqrt(math.prod(shape))
+    if threat.eps == 0:
+        return (0.0,)
+    return tuple(sorted({min(limit, float(m) * threat.eps) for m in SWEEP_MULTIPLES}))
 
 
 def build_twin(bundle: Bundle, bpda: bool = True, attack_output: str | None = None) -> torch.nn.Module:
@@ -69,12 +81,13 @@ def _scored(engine, x: np.ndarray, y: np.ndarray, passes: int) -> np.ndarray:
 
 def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int = 1000, suite: str = "standard",
                reference: torch.nn.Module | None = None, backend: str = "ort-cpu", batch_size: int = 128,
-               seed: int = 0, sweep: tuple[float, ...] | None = DEFAULT_SWEEP, bpda: bool = True,
+               seed: int = 0, sweep: tuple[float, ...] | str | None = "auto", bpda: bool = True,
                eot: int | None = None, resume: bool = True, layout: str = "auto",
                attack_output: str | None = None, defense_plan: Callable | None = None,
                runtime: RuntimeOptions | None = None) -> dict[str, Any]:
     """Verify `bundle` on the first `n` points of `dataset`.
 
+    `sweep`: "auto" (the threat's eps scaled, `sweep_for`), explicit radii, or None (no eps curve).
     `bpda=False` attacks S with plain gradients (to show what masking does); never for a verdict.
     `eot` overrides the EOT draws for a stochastic engine (1 shows what naive attacks report).
     With `resume`, finished batches of an interrupted run with identical settings are reused.
@@ -89,6 +102,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
         raise UserError(f"{dataset.name}: images are {dataset.shape}, the bundle takes {bundle.spec.shape}")
     data = dataset.take(n)
     data.check_labels(bundle.spec.num_classes, f"bundle {bundle.path.name}")
+    run_started = time.perf_counter()
     engine = create_runner(backend, bundle, options=runtime)
     started = time.perf_counter()
     example = torch.from_numpy(next(data.batches(batch_size))[0])
@@ -126,16 +140,26 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
             checkpoint.save(index, (x_np, y_np), done)
         results.append(done)
     seconds = time.perf_counter() - started
-    merged = {k: np.concatenate([r[k] for r in results], axis=-1) for k in results[0] if k != "zero_grad"}
+    common = set.intersection(*(set(r) for r in results)) - {"zero_grad"}  # resume files of older versions lack some
+    merged = {k: np.concatenate([np.atleast_1d(r[k]) for r in results], axis=-1) for k in results[0] if k in common}
     doc = result_document(bundle, data, threat, suite, seed, backend, plan, merged, randomness,
                     sum(int(r["zero_grad"]) for r in results), seconds)
     if not bpda:
         doc["gradients_on_S"] = "plain autograd (--no-bpda): rounding ops have zero gradient; not a verdict"
+    stages = {"attacks": round(seconds, 2)}
+    if sweep == "auto":
+        sweep = sweep_for(threat, bundle.spec.shape)
     if sweep:
+        start = time.perf_counter()
         doc["eps_curve"] = eps_curve(S, engine, data, threat, sweep, batch_size, seed, randomness)
+        stages["eps_sweep"] = round(time.perf_counter() - start, 2)
     if detector_of(bundle) is not None:
+        start = time.perf_counter()
         doc["detector"] = verify_detector(bundle, data, threat, batch_size=batch_size, seed=seed, engine=engine,
                                           twin=twin.module)
+        stages["detector"] = round(time.perf_counter() - start, 2)
+    doc["stage_seconds"] = stages
+    doc["seconds_total"] = round(time.perf_counter() - run_started, 2)
     doc["engine_execution"] = engine.execution()
     doc["attack_layout"] = used_layout
     doc["attacked_output"] = twin.module.output_names[twin.index]
@@ -166,8 +190,10 @@ def _verify_batch(plan, engine, S, reference, extra_models: dict, x_np, y_np, th
     for a_index, attack in enumerate(plan):
         adv = x_np.copy()
         seed_here = seed + 1000 * index + a_index
+        attacked = 0
         if attack.on != "E" and alive.any():
             idx = np.flatnonzero(alive)
+            attacked = len(idx)
             model = {"S": S, "R": reference}.get(attack.on) or extra_models[attack.on]  # e.g. "S:members i+j"
             found = _run_white_box(attack, model, x[idx], y[idx], threat, seed_here,
                                    1 if attack.on == "R" else randomness.eot).numpy()
@@ -178,11 +204,13 @@ def _verify_batch(plan, engine, S, reference, extra_models: dict, x_np, y_np, th
         elif attack.on == "E" and survivors.any():
             # Square on E only for points every earlier attack left robust (as AutoAttack does).
             todo = np.flatnonzero(survivors)
+            attacked = len(todo)
             scores = engine.infer if randomness.square_draws == 1 else attacks.averaged_scores(
                 engine.infer, randomness.square_draws)
             adv[todo] = _run_black_box(attack, scores, x_np[todo], y_np[todo], threat, seed_here)
         ok = _scored(engine, adv, y_np, passes) & clean_ok
         out[f"attack:{attack.name}"] = ok
+        out[f"attacked:{attack.name}"] = np.array([attacked])
         survivors &= ok.all(0)
     out["s_agree_on_adversarial"] = np.concatenate(s_agree) if s_agree else np.zeros(0, dtype=bool)
     return out
@@ -211,7 +239,7 @@ def eps_curve(S, engine, data: Dataset, threat: ThreatModel, sweep, batch_size: 
     """E's accuracy under PGD-CE (20 steps on S, EOT for stochastic engines) at each eps: it
     should fall to about 0. For a stochastic E, the accuracy is the mean over the scoring passes."""
     curve = []
-    for eps in sweep:
+    for eps in progress(sweep, total=len(sweep), desc="eps sweep"):
         t = ThreatModel(threat.norm, float(eps))
         correct = 0.0
         for index, (x_np, y_np) in enumerate(data.batches(batch_size)):

@@ -70,9 +70,14 @@ def blocks(doc: dict[str, Any]) -> list[Block]:
     rows = []
     for a in doc["attacks"]:
         params = ", ".join(f"{k}={v}" for k, v in a["params"].items()) or "-"
-        note = " (on survivors only)" if a.get("scope") else ""
+        note = f" (on the {a['points_attacked']} survivors only)" if a.get("scope") and "points_attacked" in a else (
+            " (on survivors only)" if a.get("scope") else "")
         expected = f"; expected {_pct(a['expected_robust_accuracy'])}" if "expected_robust_accuracy" in a else ""
-        rows.append([a["attack"], a["on"], params, f"{_pct(a['robust_accuracy'])}{expected}{note}"])
+        if a.get("points_attacked") == 0:
+            result = "not run: no survivors" if a.get("scope") else "not run: no point to attack"
+        else:
+            result = f"{_pct(a['robust_accuracy'])}{expected}{note}"
+        rows.append([a["attack"], a["on"], params, result])
     out += [("h2", "Attacks"), ("table", ["attack", "run on", "parameters", "E robust accuracy"], rows)]
     if doc.get("detector"):
         d = doc["detector"]
@@ -95,7 +100,10 @@ def blocks(doc: dict[str, Any]) -> list[Block]:
     if doc.get("gates"):
         out += [("h2", "Gates"), ("ul", [f"{g['name']} {g['op']} {g['threshold']:g}: "
                                          f"{'pass' if g['passed'] else 'FAIL'} ({g['value']:.4f})" for g in doc["gates"]])]
-    out.append(("p", f"Took {doc['seconds']} s."))
+    stages = doc.get("stage_seconds") or {}
+    parts = ", ".join(f"{name.replace('_', ' ')} {value:g} s" for name, value in stages.items())
+    total = doc.get("seconds_total", doc["seconds"])
+    out.append(("p", f"Took {total:g} s in all" + (f" ({parts}, the rest loading and setup)." if parts else ".")))
     return out
 
 

@@ -51,3 +51,25 @@ def test_cache_round_trip_and_refusals(tmp_path):
         load_cache(path, "abc", ["a", "c"])
     with pytest.raises(UserError, match="not found"):
         load_cache(tmp_path / "nope.json", "abc", ["a"])
+
+
+def test_a_fixed_batch_graph_is_calibrated_in_chunks_on_exactly_the_given_images(tmp_path):
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from deploy_robust.calibrators.collect import stream_tensors
+    from deploy_robust.data import Dataset
+    from deploy_robust.exporters import export_float_onnx
+    from deploy_robust.spec import InputSpec
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()).eval()
+    spec = InputSpec((1, 6, 6), 2)
+    fixed = export_float_onnx(model, spec, dynamic_batch=False, fixed_batch=4).model
+    dynamic = export_float_onnx(model, spec).model
+    rng = np.random.default_rng(0)
+    data = Dataset(rng.integers(0, 256, (10, 1, 6, 6), dtype=np.uint8), np.zeros(10, int), "d", 255.0)
+    name = [dynamic.graph.output[0].name]
+    a = np.concatenate([v[name[0]] for v in stream_tensors(dynamic, name, data, 7, "t")])
+    b = np.concatenate([v[fixed.graph.output[0].name] for v in stream_tensors(fixed, [fixed.graph.output[0].name], data, 7, "t")])
+    assert a.shape == b.shape == (10, 2, 4, 4) and np.allclose(a, b, atol=1e-6)

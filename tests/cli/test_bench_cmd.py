@@ -100,3 +100,24 @@ def test_tensorrt_engine_matches_onnxruntime(tiny_bundles):
     engine = create_runner("tensorrt", tiny_bundles[0]).infer(x)
     reference = create_runner("ort-cpu", tiny_bundles[0]).infer(x)
     assert np.abs(engine - reference).max() < 1e-3
+
+
+def test_layers_and_the_executed_precision_of_each_runtime(cli, tiny_bundles):
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install openvino)")
+    bundle = tiny_bundles[0]
+    code, _, err = cli("bench", bundle.path, "--backend", "ort-cpu", "--precision-hint", "f32", "--batch", "2")
+    assert code == 2 and "--precision-hint applies to openvino; not to backend ort-cpu" in err
+    code, stdout, err = cli("bench", bundle.path, "--backend", "ort-cpu,openvino", "--precision-hint", "f32",
+                            "--batch", "2", "--duration", "0.2", "--threads", "1", "--json")
+    assert code == 0, err  # several backends: each takes what applies to it
+    runtimes = {e["backend"]: e["runtime"] for e in json.loads(stdout)["results"]}
+    assert runtimes["openvino"]["executed_precision"] == "f32" and "inference_precision_hint" not in runtimes["ort-cpu"]
+    code, stdout, err = cli("bench", bundle.path, "--backend", "openvino", "--precision-hint", "f32", "--batch", "2",
+                            "--duration", "0.2", "--layers", "--threads", "1", "--json")
+    assert code == 0, err
+    doc = json.loads(stdout)
+    assert doc["results"][0]["runtime"]["executed_precision"] == "f32"
+    layers = doc["layers"][0]["layers"]
+    assert layers and abs(sum(r["share"] for r in layers) - 1) < 1e-6 and {"layer", "op", "kernel", "precision"} <= set(layers[0])
+    code, stdout, err = cli("bench", bundle.path, "--batch", "2", "--duration", "0.2", "--layers")
+    assert code == 0 and "time per layer" in stdout and "Conv" in stdout

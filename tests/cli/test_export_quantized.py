@@ -186,3 +186,12 @@ def test_min_agreement_needs_images(cli, tmp_path, model_args, image_npz):
     code, _, err = cli("export", *model_args, "--precision", "int8", "--calib-cache", tmp_path / "a",
                        "--min-agreement", "0.99", "-o", tmp_path / "b")
     assert code == 2 and "pass --calib DATA" in err and not (tmp_path / "b").exists()
+
+
+def test_a_static_batch_graph_calibrates_exports_and_evaluates(cli, tmp_path, digits_checkpoint):
+    code, out, err = cli("export", digits_checkpoint, "--arch", "digits_cnn", "--static-batch", "1", "--precision", "int8",
+                         "--calib", "digits:train", "-o", tmp_path / "b1")
+    assert code == 0, err
+    assert "input 1x1x8x8" in out  # a fixed batch is not called N
+    code, out, err = cli("eval", tmp_path / "b1", "--data", "digits:test", "--n", "50", "--json")
+    assert code == 0 and json.loads(out)["accuracy"] > 0.8

@@ -19,3 +19,38 @@ def test_masking_symptoms_each_raise_their_flag():
     assert [f["flag"] for f in sanity_flags(_doc(zero_gradient_points_on_S=3))] == ["zero_gradients"]
     curve = _doc(eps_curve=[{"eps": 0.0, "accuracy": 0.9}, {"eps": 0.5, "accuracy": 0.6}])
     assert [f["flag"] for f in sanity_flags(curve)] == ["not_zero_at_large_eps"]
+
+
+def _square(n, survivors, broken):
+    attacks = [{"attack": "pgd-ce", "robust_accuracy": survivors / n}, {"attack": "square", "robust_accuracy": 0.0}]
+    return _doc(attacks=attacks, data={"n": n}, robust_accuracy_gradient_attacks_only=survivors / n,
+                robust_accuracy=(survivors - broken) / n)
+
+
+def test_square_beating_the_gradient_attacks_is_flagged_only_beyond_an_honest_twins_misses():
+    assert sanity_flags(_square(200, 100, 1)) == []   # one point of n = 200: an honest miss (the demo's case)
+    assert sanity_flags(_square(200, 100, 2)) == []
+    flagged = sanity_flags(_square(200, 100, 8))    # a masked twin: Square breaks survivors wholesale
+    assert [f["flag"] for f in flagged] == ["black_box_beats_white_box"] and "p = " in flagged[0]["detail"]
+
+
+def test_the_binomial_tail_is_exact():
+    from deploy_robust.verify.flags import binomial_tail
+
+    assert binomial_tail(0, 10, 0.3) == 1.0 and abs(binomial_tail(1, 1, 0.25) - 0.25) < 1e-12
+    assert abs(binomial_tail(2, 3, 0.5) - 0.5) < 1e-12
+
+
+def test_the_sweep_follows_the_threat_and_the_flag_only_judges_far_beyond_it():
+    from deploy_robust.verify.protocol import sweep_for
+    from deploy_robust.verify.threat import ThreatModel
+
+    assert sweep_for(ThreatModel("linf", 0.3), (1, 28, 28)) == (0.0, 0.075, 0.15, 0.3, 0.6, 1.0)  # capped at 1
+    l2 = sweep_for(ThreatModel("l2", 0.5), (3, 32, 32))
+    assert l2[0] == 0 and l2[-1] == 4.0 and len(l2) == 7
+    near = _doc(threat_model={"norm": "linf", "eps": 0.3}, eps_curve=[{"eps": 0.0, "accuracy": 0.9},
+                                                                    {"eps": 0.25, "accuracy": 0.7}])
+    assert sanity_flags(near) == []  # below the threat's eps: no verdict on attack strength
+    far = _doc(threat_model={"norm": "linf", "eps": 0.3}, eps_curve=[{"eps": 0.0, "accuracy": 0.9},
+                                                                   {"eps": 1.0, "accuracy": 0.2}])
+    assert [f["flag"] for f in sanity_flags(far)] == ["not_zero_at_large_eps"]

@@ -34,3 +34,14 @@ def test_write_puts_json_reports_and_the_curve_into_the_bundle(tmp_path, digits_
     assert {p.name for p in written} == {"verify.json", "report.md", "report.html", "eps_curve.png"}
     assert json.loads((copy.path / "verify.json").read_text())["robust_accuracy"] == doc["robust_accuracy"]
     open_bundle(copy.path)  # still a valid bundle: every file it wrote is recorded
+
+
+def test_the_report_says_what_did_not_run_and_times_every_stage(doc):
+    assert set(doc["stage_seconds"]) == {"attacks", "eps_sweep"} and doc["seconds_total"] >= sum(doc["stage_seconds"].values())
+    square = next(a for a in doc["attacks"] if a["attack"] == "square")
+    assert 0 <= square["points_attacked"] <= doc["data"]["n"]
+    text = markdown(doc)
+    assert f"Took {doc['seconds_total']:g} s in all (attacks" in text and "eps sweep" in text
+    nobody = doc | {"attacks": [a | {"points_attacked": 0} if a["attack"] == "square" else a for a in doc["attacks"]]}
+    assert "not run: no survivors" in markdown(nobody)
+    assert ("not run: no survivors" in text) == (square["points_attacked"] == 0)
