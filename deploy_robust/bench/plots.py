@@ -57,14 +57,20 @@ def latency_plot(documents: list[dict[str, Any]], out: Path) -> Path:
     return _save(plt, fig, ax, out)
 
 
-def frontier_plot(points: list[dict[str, Any]], out: Path, batch: int) -> Path:
-    """`points`: name, throughput, clean_accuracy and optionally robust_accuracy (from verify.json)."""
+def frontier_plot(points: list[dict[str, Any]], out: Path, batch: int, robust_label: str | None = None) -> Path:
+    """`points`: name, throughput, clean_accuracy and optionally robust_accuracy with its robust_ci95 (from
+    verify.json); `robust_label` names the threat model and sample the robust points share."""
     plt, fig, ax = _axes()
-    for key, marker, label in (("clean_accuracy", "o", "clean"), ("robust_accuracy", "s", "robust (verify)")):
+    for key, marker, label in (("clean_accuracy", "o", "clean"), ("robust_accuracy", "s", robust_label or "robust (verify)")):
         pts = [p for p in points if p.get(key) is not None]
         if not pts:
             continue
         ax.scatter([p["throughput"] for p in pts], [100 * p[key] for p in pts], marker=marker, label=label)
+        bars = [p for p in pts if key == "robust_accuracy" and p.get("robust_ci95")]
+        if bars:
+            ax.errorbar([p["throughput"] for p in bars], [100 * p[key] for p in bars], fmt="none", capsize=3,
+                        yerr=[[100 * (p[key] - p["robust_ci95"][0]) for p in bars],
+                              [100 * (p["robust_ci95"][1] - p[key]) for p in bars]])
         for p in pts:
             ax.annotate(p["name"], (p["throughput"], 100 * p[key]), fontsize=7, xytext=(4, 4), textcoords="offset points")
     ax.set_xlabel(f"throughput at batch {batch} (images/s)")

@@ -12,6 +12,7 @@ import sys
 
 from deploy_robust import __version__
 from deploy_robust.errors import EXIT_BAD_INPUT, GateFailed, UserError
+from deploy_robust.cli.output import emit_error
 from deploy_robust.progress import set_quiet
 
 # Tool modules, imported only when their command runs (so `--help` stays fast).
@@ -78,12 +79,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         kind = "gate failed" if isinstance(e, GateFailed) else "error"
         print(f"deploy-robust: {kind}: {one_line(str(e))}", file=sys.stderr)
+        if args.json and isinstance(e, UserError):  # a failed gate's document, gates included, is already out
+            emit_error(args.command, one_line(str(e)), e.exit_code)
         return e.exit_code
     except OSError as e:  # the file system said no: a missing parent, a read-only or full disk
         if args.debug:
             raise
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
-        print(f"deploy-robust: error: {one_line(e.strerror or str(e) or type(e).__name__)}{where}", file=sys.stderr)
+        message = f"{one_line(e.strerror or str(e) or type(e).__name__)}{where}"
+        print(f"deploy-robust: error: {message}", file=sys.stderr)
+        if args.json:
+            emit_error(args.command, message, EXIT_BAD_INPUT)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("deploy-robust: interrupted", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -11,8 +12,10 @@ from deploy_robust.bench.plots import frontier_plot, latency_plot
 from deploy_robust.bundle import open_bundle
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json, size, table
+from deploy_robust.data import load_dataset
 from deploy_robust.errors import UserError
-from deploy_robust.runtimes import BACKENDS
+from deploy_robust.evaluate import evaluate
+from deploy_robust.runtimes import BACKENDS, create_runner
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         raise UserError(f"--batch takes comma-separated integers; got {args.batch}") from None
     rounds = args.rounds or (3 if len(bundles) > 1 else 1)
+    accuracies = _frontier_accuracies(bundles, args.data) if args.frontier else None  # every input checked first
     log = (lambda *_: None) if args.json else (lambda msg: print(f"  {msg}", file=sys.stderr) if sys.stderr.isatty() else None)
     documents = run_bench(bundles, backends, batches, options=cli_args.runtime_options(args), warmup=args.warmup,
                           iters=args.iters, duration=args.duration, rounds=rounds, power=args.power, layers=args.layers,
@@ -56,13 +60,21 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_plot:
             latency_plot([document], bundle.path / "latency.png")
     if args.frontier:
-        frontier_plot(_frontier_points(bundles, documents, args.data, max(batches), backends[0]), Path(args.frontier),
-                      max(batches))
+        frontier_plot(_frontier_points(bundles, documents, accuracies, max(batches), backends[0]), Path(args.frontier),
+                      max(batches), robust_label=accuracies["label"])
     if args.json:
-        emit_json(documents[0] if len(documents) == 1 else {"compare": documents})
+        emit_json(documents[0] if len(documents) == 1 else {"results": documents, "ratios": _ratios(documents)}, "bench")
     else:
         _print(documents)
     return 0
+
+
+def _ratios(documents: list[dict]) -> list[dict]:
+    """Throughput of every bundle against the first, per backend and batch (what --compare prints)."""
+    first = {(e["backend"], e["batch"]): e["throughput"] for e in documents[0]["results"]}
+    return [{"bundle": doc["bundle"]["path"], "backend": e["backend"], "batch": e["batch"],
+             "throughput_vs_first": e["throughput"] / first[(e["backend"], e["batch"])]}
+            for doc in documents for e in doc["results"] if (e["backend"], e["batch"]) in first]
 
 
 def _print(documents: list[dict]) -> None:
@@ -98,25 +110,47 @@ def _print(documents: list[dict]) -> None:
               f"load {e['load_ms']:.0f} ms, first inference {e['first_inference_ms']:.1f} ms; bench.json written")
 
 
-def _frontier_points(bundles, documents, data, batch, backend) -> list[dict]:
-    import json
+def _frontier_accuracies(bundles, data) -> dict:
+    """Clean (and robust) accuracy per bundle for the frontier, checked before anything is measured: robust
+    figures only from verify.json files made under one threat model and sample, clean ones from --data."""
+    verified = {b.path: json.loads((b.path / "verify.json").read_text()) for b in bundles if (b.path / "verify.json").is_file()}
+    setups = {(v["threat_model"]["norm"], v["threat_model"]["eps"], v["data"]["n"], v["data"]["name"], v["suite"])
+              for v in verified.values()}
+    if len(setups) > 1:
+        described = "; ".join(f"{p.name}: {v['threat_model']['description']}, n={v['data']['n']}, suite {v['suite']}"
+                              for p, v in verified.items())
+        raise UserError(f"--frontier: the bundles were verified under different settings ({described}); verify them "
+                        "under one threat model and sample so their robust accuracies share an axis")
+    missing = [b for b in bundles if b.path not in verified]
+    if missing and not data:
+        raise UserError(f"--frontier needs accuracies: {missing[0].path} has no verify.json; pass --data")
+    points: dict = {}
+    datasets: dict = {}
+    for bundle in missing:
+        if bundle.spec.shape not in datasets:
+            try:
+                datasets[bundle.spec.shape] = load_dataset(data, bundle.spec.shape)
+            except UserError as e:
+                raise UserError(f"--frontier --data for {bundle.path.name}: {e}") from None
+    for bundle in bundles:
+        if bundle.path in verified:
+            v = verified[bundle.path]
+            points[bundle.path] = {"clean_accuracy": v["clean_accuracy"], "robust_accuracy": v["robust_accuracy"],
+                                   "robust_ci95": v.get("robust_accuracy_ci95")}
+        else:
+            points[bundle.path] = {"clean_accuracy": evaluate(create_runner("ort-cpu", bundle),
+                                                              datasets[bundle.spec.shape]).accuracy}
+    label = None
+    if verified:
+        v = next(iter(verified.values()))
+        label = f"robust (verify: {v['threat_model']['description']}, n={v['data']['n']}, 95% CI)"
+    return {"points": points, "label": label}
 
+
+def _frontier_points(bundles, documents, accuracies, batch, backend) -> list[dict]:
     points = []
     for bundle, doc in zip(bundles, documents):
         point = {"name": bundle.path.name, "throughput": next(
             e["throughput"] for e in doc["results"] if e["batch"] == batch and e["backend"] == backend)}
-        verify = bundle.path / "verify.json"
-        if verify.is_file():
-            v = json.loads(verify.read_text())
-            point["clean_accuracy"], point["robust_accuracy"] = v.get("clean_accuracy"), v.get("robust_accuracy")
-        elif data:
-            from deploy_robust.data import load_dataset
-            from deploy_robust.evaluate import evaluate
-            from deploy_robust.runtimes import create_runner
-
-            point["clean_accuracy"] = evaluate(create_runner("ort-cpu", bundle),
-                                               load_dataset(data, bundle.spec.shape)).accuracy
-        else:
-            raise UserError(f"--frontier needs accuracies: {bundle.path} has no verify.json; pass --data")
-        points.append(point)
+        points.append(point | accuracies["points"][bundle.path])
     return points

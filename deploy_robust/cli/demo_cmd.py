@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
                       trust_pickle=args.trust_pickle, trust_code=args.trust_code, calib=args.calib, epochs=args.epochs, seed=args.seed,
                       verify_eps=parse_eps(args.eps) or None, log=log)
     if args.json:
-        emit_json(result.to_json())
+        emit_json(result.to_json(), "demo")
         return 0
     rows = []
     for r in result.rows:

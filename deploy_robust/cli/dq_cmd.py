@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             "dq": clean_and_pgd(with_normalization(module, loaded.spec), test, eps, seed=args.seed)}
     save_model_file(args.out, module, arch, loaded.spec, training, dq=config.to_json())
     if args.json:
-        emit_json({"out": args.out, "dq": config.to_json(), "training": training})
+        emit_json({"out": args.out, "dq": config.to_json(), "training": training}, "dq")
         return 0
     norms = report["spectral_norms"]
     print(table(["layer", "bits", "spectral norm before", "after"],

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         report["accuracy"]["ensemble"] = evaluate(TorchRunner(voted), test).accuracy
     torch.save({CHECKPOINT_KEY: config, "state_dict": ensemble.state_dict()}, args.out)
     if args.json:
-        emit_json(report)
+        emit_json(report, "ensemble")
     else:
         for name, acc in report.get("accuracy", {}).items():
             print(f"  {name}: {100 * acc:.2f}%")

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         model=cli_args.model_options(args),
         min_accuracy=args.min_accuracy, min_agreement=args.min_agreement))
     if args.json:
-        emit_json(result.document)
+        emit_json(result.document, "eval")
     else:
         _print(result.document)
     if not result.passed:

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if result.gdws_plan is not None and not args.json:
         print(describe_plan(result.gdws_plan), file=sys.stderr)
     if args.json:
-        emit_json(result.document)
+        emit_json(result.document, "export")
         return 0
     bundle, summary = result.bundle, result.document["graph"]
     spec = bundle.spec

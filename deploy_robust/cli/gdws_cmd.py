@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         save_gdws_checkpoint(args.out, rewritten.module, _arch_to_record(args.arch, loaded), loaded.spec, plan)
         report["out"] = args.out
     if args.json:
-        emit_json(report)
+        emit_json(report, "gdws")
         return 0
     print(describe_plan(plan))
     for name, accuracy in report.get("clean_accuracy", {}).items():

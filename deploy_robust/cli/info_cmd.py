@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
                "parameters": params, "layers": loaded.layers, "batch": loaded.fixed_batch or "dynamic",
                "transforms": loaded.transforms}
     if args.json:
-        emit_json(doc)
+        emit_json(doc, "info")
         return 0
     if "bundle" in doc:
         m, g = bundle.manifest, doc["graph"]
@@ -95,7 +95,7 @@ def _describe_input(inp: dict) -> str:
 def _zoo(args: argparse.Namespace) -> int:
     entries = [zoo.get(n) for n in zoo.names()]
     if args.json:
-        emit_json([{"name": e.name, "input": e.spec.to_json(), "description": e.description} for e in entries])
+        emit_json([{"name": e.name, "input": e.spec.to_json(), "description": e.description} for e in entries], "info")
     else:
         print(table(["name", "input", "normalization", "description"], [
             [e.name, "x".join(map(str, e.spec.shape)), "yes" if e.spec.normalized else "none", e.description]

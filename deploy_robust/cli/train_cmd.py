@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         settings["evaluation"] = report["evaluation"]
     save_model_file(args.out, model, args.arch, spec, settings)
     if args.json:
-        emit_json(report)
+        emit_json(report, "train")
     else:
         if "evaluation" in report:
             e = report["evaluation"]

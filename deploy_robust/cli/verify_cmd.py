@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         attack_output=args.attack_output, min_clean_acc=args.min_clean_acc, min_robust_acc=args.min_robust_acc,
         max_robust_drop=args.max_robust_drop, min_agreement=args.min_agreement))
     if args.json:
-        emit_json(result.document)
+        emit_json(result.document, "verify")
     else:
         print(markdown(result.document))
         print("written " + ", ".join(str(p) for p in result.written))

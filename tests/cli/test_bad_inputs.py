@@ -91,3 +91,11 @@ def test_console_script_exit_code(tmp_path):
     result = subprocess.run([sys.executable, "-m", "deploy_robust", "export", str(tmp_path / "absent.pt"), "-o",
                              str(tmp_path / "o")], capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.strip() == f"deploy-robust: error: model file not found: {tmp_path / 'absent.pt'}"
+
+
+def test_a_json_run_that_fails_prints_the_error_envelope_on_stdout(cli, tmp_path):
+    import json
+
+    code, stdout, err = cli("export", tmp_path / "missing.pt", "-o", tmp_path / "o", "--json")
+    doc = json.loads(stdout)
+    assert code == 2 and doc["error"]["exit_code"] == 2 and doc["command"] == "export" and doc["error"]["message"] in err

@@ -24,7 +24,7 @@ def test_bench_writes_a_schema_versioned_bench_json(cli, tiny_bundles):
     assert code == 0, err
     printed = json.loads(stdout)
     written = json.loads((bundle.path / "bench.json").read_text())
-    assert printed == written
+    assert {k: printed[k] for k in written} == written and printed["command"] == "bench" and printed["error"] is None
     assert written["schema"] == "deploy-robust/bench" and written["schema_version"] == 1
     assert [e["batch"] for e in written["results"]] == [1, 4]
     for entry in written["results"]:
@@ -121,3 +121,20 @@ def test_layers_and_the_executed_precision_of_each_runtime(cli, tiny_bundles):
     assert layers and abs(sum(r["share"] for r in layers) - 1) < 1e-6 and {"layer", "op", "kernel", "precision"} <= set(layers[0])
     code, stdout, err = cli("bench", bundle.path, "--batch", "2", "--duration", "0.2", "--layers")
     assert code == 0 and "time per layer" in stdout and "Conv" in stdout
+
+
+def test_the_frontier_checks_every_input_before_measuring(cli, tiny_bundles, tmp_path):
+    a, b = tiny_bundles
+    wrong = tmp_path / "wrong.npz"
+    import numpy as np
+
+    np.savez(wrong, x=np.zeros((4, 1, 8, 8), np.uint8), y=np.zeros(4, int))
+    code, _, err = cli("bench", "--compare", a.path, b.path, "--frontier", tmp_path / "f.png", "--data", wrong,
+                       "--duration", "5")
+    assert code == 2 and "--frontier --data for fp32" in err and not (a.path / "bench.json").exists()
+    for bundle, eps in ((a, 0.1), (b, 0.2)):
+        (bundle.path / "verify.json").write_text(json.dumps({
+            "threat_model": {"norm": "linf", "eps": eps, "description": f"L-inf eps={eps}"}, "data": {"n": 50, "name": "d"},
+            "suite": "quick", "clean_accuracy": 0.9, "robust_accuracy": 0.5, "robust_accuracy_ci95": [0.4, 0.6]}))
+    code, _, err = cli("bench", "--compare", a.path, b.path, "--frontier", tmp_path / "f.png", "--duration", "5")
+    assert code == 2 and "verified under different settings" in err and not (a.path / "bench.json").exists()

@@ -4,7 +4,7 @@ import json
 def test_demo_trains_exports_and_evaluates(cli, tmp_path):
     code, stdout, _ = cli("demo", "-o", tmp_path / "demo", "--epochs", "15", "--json")
     doc = json.loads(stdout)
-    assert code == 0 and doc["dataset"] == "digits:test" and doc["n"] == 360
+    assert code == 0 and doc["data"] == {"name": "digits:test", "n": 360} and doc["command"] == "demo"
     names = [r["name"] for r in doc["results"]]
     assert names == ["reference", "fp32 bundle", "fp16 bundle", "int8 bundle", "int4 bundle", "gdws-fp32 bundle",
                      "gdws-int8 bundle"]

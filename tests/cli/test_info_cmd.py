@@ -5,7 +5,7 @@ from deploy_robust import zoo
 
 def test_zoo_listing(cli):
     code, stdout, _ = cli("info", "--zoo", "--json")
-    assert code == 0 and [e["name"] for e in json.loads(stdout)] == zoo.names()
+    assert code == 0 and [e["name"] for e in json.loads(stdout)["results"]] == zoo.names()
 
 
 def test_model_file_info(cli, tiny_checkpoint, tiny_arch_file):

@@ -1,6 +1,6 @@
 import json
 
-from deploy_robust.cli.output import ci, emit_json, pct, size, table
+from deploy_robust.cli.output import ci, emit_error, emit_json, envelope, pct, size, table
 
 
 def test_table_aligns_columns_under_a_rule():
@@ -16,6 +16,25 @@ def test_numbers_print_as_people_read_them():
 
 
 def test_emit_json_is_sorted_and_parsable(capsys):
-    emit_json({"b": 1, "a": {"path": __import__("pathlib").Path("x")}})
+    emit_json({"b": 1, "a": {"path": __import__("pathlib").Path("x")}}, "info")
     out = capsys.readouterr().out
-    assert json.loads(out) == {"a": {"path": "x"}, "b": 1} and out.index('"a"') < out.index('"b"')
+    doc = json.loads(out)
+    assert doc["a"] == {"path": "x"} and doc["b"] == 1 and out.index('"a"') < out.index('"b"')
+
+
+def test_every_verb_gets_one_envelope():
+    keys = {"schema", "schema_version", "command", "bundle", "data", "flags", "gates", "error"}
+    eval_doc = envelope("eval", {"bundle": "out/b", "precision": "int8", "dataset": "test.npz", "n": 10, "accuracy": 0.9})
+    assert keys <= set(eval_doc) and eval_doc["schema"] == "deploy-robust/eval" and eval_doc["error"] is None
+    assert eval_doc["bundle"] == {"path": "out/b", "precision": "int8", "target": None}
+    assert eval_doc["data"] == {"name": "test.npz", "n": 10} and "dataset" not in eval_doc
+    verify_doc = envelope("verify", {"schema": "deploy-robust/verify", "schema_version": 1, "bundle": {"path": "b"},
+                                     "data": {"name": "d", "n": 5}, "flags": [{"flag": "x"}]})
+    assert verify_doc["schema"] == "deploy-robust/verify" and verify_doc["flags"] == [{"flag": "x"}]
+    assert envelope("info", [1, 2])["results"] == [1, 2]
+
+
+def test_an_error_is_the_same_envelope_with_the_message_and_exit_code(capsys):
+    emit_error("export", "model file not found: m.pt", 2)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["error"] == {"message": "model file not found: m.pt", "exit_code": 2} and doc["command"] == "export"
