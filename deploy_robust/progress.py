@@ -25,3 +25,21 @@ def progress(items: Iterable[T], total: int | None = None, desc: str = "") -> It
     from tqdm import tqdm
 
     return tqdm(items, total=total, desc=desc, leave=False, file=sys.stderr)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def bar(total: int, desc: str = ""):
+    """A bar advanced by hand (`update()`; `close()` at the end), for work counted finer than a loop's items
+    (verify: every attack on every batch); a no-op where bars are off."""
+    if not enabled():
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr)

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 
 from deploy_robust.exporters.qdq import QuantizeResult
+from deploy_robust.progress import progress
 from deploy_robust.quant.plan import LayerPlan
 from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 from deploy_robust.runtimes.onnxruntime_session import optimization_level
@@ -41,7 +42,8 @@ def fall_back_until(float_model: onnx.ModelProto, plan: list[LayerPlan],
     before = score = agreement(result)
     report = {"target": target, "images": len(images), "agreement_all_quantized": before, "kept_fp32": []}
     candidates = [p for p in plan if p.precision in QUANTIZED] if before < target else []
-    alone = {p.node: agreement(quantize(_keep_fp32(plan, {p.node}))) for p in candidates}
+    alone = {p.node: agreement(quantize(_keep_fp32(plan, {p.node})))
+             for p in progress(candidates, total=len(candidates), desc="--min-agreement: each layer alone in FP32")}
     kept: set[str] = set()
     for layer in sorted(candidates, key=lambda p: -alone[p.node]):
         kept.add(layer.node)

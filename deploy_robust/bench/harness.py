@@ -12,6 +12,7 @@ from deploy_robust.bench.measure import BatchResult, latency_stats, measure
 from deploy_robust.bundle import Bundle
 from deploy_robust.bundle.manifest import dumps
 from deploy_robust.errors import UserError
+from deploy_robust.progress import progress
 from deploy_robust.runtimes import RuntimeOptions, create_runner, options_for
 
 SCHEMA = "deploy-robust/bench"
@@ -53,14 +54,13 @@ def run_bench(bundles: list[Bundle], backends: list[str], batches: list[int], *,
             runners[(i, backend)] = runner
     samples: dict[tuple[int, str, int], list[BatchResult]] = {}
     per_round = duration / rounds
-    for batch in batches:
-        for r in range(rounds):
-            for (i, backend), runner in runners.items():
-                log(f"{bundles[i].path.name} {backend} batch {batch} (round {r + 1}/{rounds})")
-                result = measure(runner, bundles[i].spec.shape, batch, warmup=warmup if r == 0 else 2,
-                                 iters=None if iters is None else max(1, iters // rounds), duration=per_round,
-                                 min_iters=max(5, 20 // rounds), power_sampler=sampler)
-                samples.setdefault((i, backend, batch), []).append(result)
+    plan = [(batch, r, key) for batch in batches for r in range(rounds) for key in runners]
+    for batch, r, (i, backend) in progress(plan, total=len(plan), desc="bench"):
+        log(f"{bundles[i].path.name} {backend} batch {batch} (round {r + 1}/{rounds})")
+        result = measure(runners[(i, backend)], bundles[i].spec.shape, batch, warmup=warmup if r == 0 else 2,
+                         iters=None if iters is None else max(1, iters // rounds), duration=per_round,
+                         min_iters=max(5, 20 // rounds), power_sampler=sampler)
+        samples.setdefault((i, backend, batch), []).append(result)
     machine = machine_info()
     documents = []
     for i, bundle in enumerate(bundles):

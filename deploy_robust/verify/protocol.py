@@ -21,7 +21,7 @@ from deploy_robust.bundle import Bundle
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
 from deploy_robust.model import PickOutput
-from deploy_robust.progress import progress
+from deploy_robust.progress import bar, progress
 from deploy_robust.quant.twin import twin_module
 from deploy_robust.runtimes import RuntimeOptions, create_runner
 from deploy_robust.verify import attacks
@@ -133,12 +133,17 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     checkpoint = BatchCheckpoint(bundle.path, settings, resume)
     batches = list(data.batches(batch_size))
     results = []
-    for index, (x_np, y_np) in enumerate(progress(batches, total=len(batches), desc="verify")):
+    shown = bar(len(batches) * len(plan), desc="verify (attacks x batches)")
+    for index, (x_np, y_np) in enumerate(batches):
         done = checkpoint.load(index, (x_np, y_np))
         if done is None:
-            done = _verify_batch(plan, engine, S, reference, extra_models, x_np, y_np, threat, randomness, seed, index)
+            done = _verify_batch(plan, engine, S, reference, extra_models, x_np, y_np, threat, randomness, seed, index,
+                                 shown.update)
             checkpoint.save(index, (x_np, y_np), done)
+        else:
+            shown.update(len(plan))
         results.append(done)
+    shown.close()
     seconds = time.perf_counter() - started
     common = set.intersection(*(set(r) for r in results)) - {"zero_grad"}  # resume files of older versions lack some
     merged = {k: np.concatenate([np.atleast_1d(r[k]) for r in results], axis=-1) for k in results[0] if k in common}
@@ -170,7 +175,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
 
 
 def _verify_batch(plan, engine, S, reference, extra_models: dict, x_np, y_np, threat, randomness: Randomness, seed: int,
-                  index: int) -> dict[str, np.ndarray]:
+                  index: int, advance=lambda: None) -> dict[str, np.ndarray]:
     """Every attack of the plan on one batch; returns what E got right, per pass and attack."""
     torch.manual_seed(seed + index)  # S's own random draws (stochastic twins), reproducibly per batch
     x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
@@ -211,6 +216,7 @@ def _verify_batch(plan, engine, S, reference, extra_models: dict, x_np, y_np, th
         ok = _scored(engine, adv, y_np, passes) & clean_ok
         out[f"attack:{attack.name}"] = ok
         out[f"attacked:{attack.name}"] = np.array([attacked])
+        advance()
         survivors &= ok.all(0)
     out["s_agree_on_adversarial"] = np.concatenate(s_agree) if s_agree else np.zeros(0, dtype=bool)
     return out
