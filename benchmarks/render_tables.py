@@ -303,6 +303,26 @@ def runtime_matrix(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def runtime_summary(doc: dict, batch: int = 32) -> str:
+    """Per small model at one batch: images/s of FP32, our INT8 and INT4, and the anchors on each runtime, with
+    INT8 / FP32 and INT8 / anchor ratios, and INT8's agreement with FP32."""
+    by = {(r["model"], r["variant"], r["batch"]): r for r in doc["results"]}
+    models = sorted({r["model"] for r in doc["results"] if r["model"] != "resnet18"})
+    lines = [f"batch {batch}, images/s (ratio):", "",
+             "| model | ORT FP32 | ORT INT8 (x FP32, x ORT manual) | ORT INT4 (x INT8) | OV FP32 bf16 | OV INT8 (x OV FP32, x NNCF) | OV INT4 (x INT8) | INT8 agree w/ FP32 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for m in models:
+        t = lambda v: by[(m, v, batch)]["throughput"]  # noqa: E731
+        ov_fp32 = max(t("fp32 ov-default"), t("fp32 ov-f32"))
+        lines.append(
+            f"| {m} | {t('fp32 ort'):.0f} | {t('int8 ort'):.0f} ({t('int8 ort') / t('fp32 ort'):.2f}x, "
+            f"{t('int8 ort') / t('ORT best manual INT8 ort'):.2f}x) | {t('int4 ort'):.0f} ({t('int4 ort') / t('int8 ort'):.2f}x) | "
+            f"{t('fp32 ov-default'):.0f} | {t('int8 ov-default'):.0f} ({t('int8 ov-default') / ov_fp32:.2f}x, "
+            f"{t('int8 ov-default') / t('NNCF INT8 ov-default'):.2f}x) | {t('int4 ov-default'):.0f} "
+            f"({t('int4 ov-default') / t('int8 ov-default'):.2f}x) | {100 * by[(m, 'int8 ort', batch)]['agreement_with_fp32']:.2f}% |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     for name, render in (("quantized_speed", quantized_speed), ("quantized_accuracy", quantized_accuracy),
                          ("cpu_matrix", cpu_matrix), ("repeatability", repeatability),

@@ -37,7 +37,8 @@ def test_write_puts_json_reports_and_the_curve_into_the_bundle(tmp_path, digits_
 
 
 def test_the_report_says_what_did_not_run_and_times_every_stage(doc):
-    assert set(doc["stage_seconds"]) == {"attacks", "eps_sweep"} and doc["seconds_total"] >= sum(doc["stage_seconds"].values())
+    assert set(doc["stage_seconds"]) == {"attacks", "eps_sweep"}
+    assert doc["seconds_total"] >= sum(doc["stage_seconds"].values()) - 0.02  # each rounded to 0.01 s
     square = next(a for a in doc["attacks"] if a["attack"] == "square")
     assert 0 <= square["points_attacked"] <= doc["data"]["n"]
     text = markdown(doc)
