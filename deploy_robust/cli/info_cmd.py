@@ -59,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
             *([["INT4 conv weights", INT4_RUNTIMES]] if _stores_int4_convs(bundle) else []),
             ["tools", ", ".join(f"{k} {v}" for k, v in m.tools.items())],
         ]))
+        if m.precision.layers:
+            print()
+            print(layer_table(m.precision.layers))
     else:
         print(f"model {path}: {doc['source']['format']}, arch {doc['source']['arch']}, {doc['parameters']:,} parameters")
         print(f"input {_describe_input(doc['input'])}, batch {doc['batch']}")
@@ -66,6 +69,19 @@ def run(args: argparse.Namespace) -> int:
             print(f"transforms: {describe_transforms(doc['transforms'])}")
         print(table(["layer", "type", "dtype"], [[l["name"], l["type"], l["source_dtype"]] for l in doc["layers"]]))
     return 0
+
+
+def layer_table(layers) -> str:
+    """Per weighted layer (as `polygraphy inspect model --mode layers` lists them): its name in the torch model,
+    op, precision (and what was asked when it differs), source dtype, weight rounding and the reason."""
+    rows = []
+    for layer in layers:
+        precision = layer.get("precision", "?")
+        asked = layer.get("requested")
+        shown = f"{precision} (asked {asked})" if asked and asked != precision else precision
+        rows.append([layer.get("name", "?"), layer.get("op", "-"), shown, layer.get("source_dtype", "-"),
+                     layer.get("weight_rounding", "-"), layer.get("reason", "")])
+    return table(["layer", "op", "precision", "source dtype", "rounding", "reason"], rows)
 
 
 # Which runtimes get INT8 speed from an INT4 bundle, and how (measured: benchmarks/runtime_matrix.py)
