@@ -19,10 +19,11 @@ sys.path.insert(0, str(HERE))
 
 from common import calibration_for, interleaved_throughput  # noqa: E402
 from machine import save_result  # noqa: E402
-from runtime_matrix import _IRRunner, load, nncf_int8  # noqa: E402
+from runtime_matrix import load, nncf_int8  # noqa: E402
 
 from deploy_robust.export import export_bundle  # noqa: E402
 from deploy_robust.runtimes import RuntimeOptions, create_runner  # noqa: E402
+from deploy_robust.runtimes.openvino_runner import OpenVINORunner  # noqa: E402
 
 GMAC_PER_IMAGE = 0.556  # CIFAR ResNet-18 (3x3 stem), convolutions and FC
 
@@ -45,7 +46,7 @@ def main() -> None:
             options = RuntimeOptions(threads=args.threads, streams=streams, cache=False)
             runners[f"ours int8, {streams} stream(s)"] = create_runner("openvino", int8, options=options)
             runners[f"ours int4, {streams} stream(s)"] = create_runner("openvino", int4, options=options)
-            runners[f"NNCF int8, {streams} stream(s)"] = _IRRunner(ir, options)
+            runners[f"NNCF int8, {streams} stream(s)"] = OpenVINORunner(ir, options)
         for runner in runners.values():
             runner.activate()
         rows = interleaved_throughput(runners, [1, 32, 64], args.rounds, args.seconds)

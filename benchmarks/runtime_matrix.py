@@ -29,7 +29,6 @@ sys.path.insert(0, str(HERE))
 from common import SHARED, calibration_for, interleaved_throughput, resnet18_random  # noqa: E402
 from machine import save_result  # noqa: E402
 
-from deploy_robust import zoo  # noqa: E402
 from deploy_robust.data import Dataset, load_dataset  # noqa: E402
 from deploy_robust.export import export_bundle  # noqa: E402
 from deploy_robust.ingest import LoadedModel, load_model  # noqa: E402
@@ -89,10 +88,6 @@ def nncf_int8(fp32: Path, calib: Dataset, out: Path) -> Path:
     return out
 
 
-class _IRRunner(OpenVINORunner):
-    """An OpenVINO IR (NNCF's output) behind the same runner."""
-
-
 def runners_for(loaded: LoadedModel, root: Path, threads: int) -> tuple[dict, dict]:
     calib = calibration_for(loaded)
     bundles = {p: export_bundle(loaded, root / p, p, calib=calib) for p in PRECISIONS}
@@ -111,7 +106,7 @@ def runners_for(loaded: LoadedModel, root: Path, threads: int) -> tuple[dict, di
     ir = nncf_int8(bundles["fp32"].model_path, calib, root / "nncf.xml")
     for engine, option in (("ov-f32", options["ov-f32"]), ("ov-default", options["ov-default"])):
         key = f"NNCF INT8 {engine}"
-        runners[key] = _IRRunner(ir, option)
+        runners[key] = OpenVINORunner(ir, option)
         info[key] = {"precision": "int8", "engine": engine, "anchor": "NNCF nncf.quantize"}
     for key, runner in runners.items():
         runner.activate()

@@ -13,7 +13,7 @@ from deploy_robust.bundle import Bundle
 from deploy_robust.bundle.manifest import dumps
 from deploy_robust.errors import UserError
 from deploy_robust.progress import progress
-from deploy_robust.runtimes import RuntimeOptions, create_runner, options_for
+from deploy_robust.runtimes import BACKENDS, RuntimeOptions, create_runner, options_for, refuse, unsupported
 
 SCHEMA = "deploy-robust/bench"
 SCHEMA_VERSION = 1
@@ -29,12 +29,10 @@ def run_bench(bundles: list[Bundle], backends: list[str], batches: list[int], *,
     layer at the first batch size (`layers` in the document)."""
     options = options or RuntimeOptions(threads=threads)
     threads = options.threads
-    if len(backends) > 1:  # each backend gets what it takes; an option none of them takes is refused below
-        taken = [options_for(b, options) for b in backends]
-        for name in ("precision_hint", "streams", "device"):
-            if getattr(options, name) != getattr(RuntimeOptions(), name) and all(
-                    getattr(t, name) == getattr(RuntimeOptions(), name) for t in taken):
-                create_runner(backends[0], bundles[0], options=options)  # raises the one-line refusal
+    if len(backends) > 1:  # each backend gets what it takes; an option none of them takes is refused
+        refused = set.intersection(*(set(unsupported(b, options)) for b in backends if b in BACKENDS))
+        if refused:
+            raise refuse(sorted(refused)[0], backends[0])
     per_backend = {b: options_for(b, options) if len(backends) > 1 else options for b in backends}
     if not batches or min(batches) <= 0:
         raise UserError("--batch needs positive batch sizes, e.g. 1,8,32")

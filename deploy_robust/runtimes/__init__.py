@@ -6,7 +6,7 @@
 
 As in Polygraphy, loaders (what builds a session or an engine: `onnxruntime_session`,
 `tensorrt_engine`) are separate from runners (what runs it). Adding a runtime is one module
-with a `runner_for(backend, bundle, module, threads)` and one `Backend` entry below.
+with a `runner_for(backend, bundle, module=, options=)` and one `Backend` entry below.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class Backend:
     runner_module: str      # deploy_robust.runtimes.<runner_module>.runner_for builds the runner
     runs_modules: bool = False  # also runs a torch module (not only a bundle)
     options: tuple[str, ...] = ("threads",)  # the RuntimeOptions it honours; others are refused, not ignored
+    no_effect: tuple[str, ...] = ()          # accepted without effect (a GPU engine has no thread setting)
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
@@ -37,7 +38,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("torch", "torch", "pip install torch", "torch_runner", runs_modules=True),
     Backend("torch-cuda", "torch", "a CUDA build of torch", "torch_runner", runs_modules=True),
     Backend("tensorrt", "tensorrt", "pip install tensorrt (on a machine with an NVIDIA GPU)", "tensorrt_runner",
-            options=()),
+            options=(), no_effect=("threads",)),
     Backend("openvino", "openvino", "pip install openvino", "openvino_runner",
             options=("threads", "device", "streams", "precision_hint", "cache")),
 )}
@@ -45,15 +46,24 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
 _OPTION_FLAGS = {"threads": "--threads", "device": "--device", "streams": "--streams", "precision_hint": "--precision-hint"}
 
 
+def unsupported(backend: str, options: RuntimeOptions) -> list[str]:
+    """The options set (not at their default) that `backend` neither honours nor accepts without effect."""
+    entry, default = BACKENDS[backend], RuntimeOptions()
+    return [name for name in _OPTION_FLAGS if getattr(options, name) != getattr(default, name)
+            and name not in entry.options + entry.no_effect]
+
+
+def refuse(name: str, backend: str) -> UserError:
+    takers = ", ".join(b.name for b in BACKENDS.values() if name in b.options)
+    return UserError(f"{_OPTION_FLAGS[name]} applies to {takers}; not to backend {backend}")
+
+
 def options_for(backend: str, options: RuntimeOptions) -> RuntimeOptions:
     """`options` without what `backend` does not take (for one run over several backends: `bench --backend
     ort-cpu,openvino --precision-hint f32` sets the hint where it means something)."""
-    entry = BACKENDS.get(backend)
-    if entry is None:
+    if backend not in BACKENDS:
         return options
-    default = RuntimeOptions()
-    return replace(options, **{name: getattr(default, name) for name in _OPTION_FLAGS if name not in entry.options
-                               and not (name == "threads" and backend == "tensorrt")})
+    return replace(options, **{name: getattr(RuntimeOptions(), name) for name in unsupported(backend, options)})
 
 
 def create_runner(backend: str, bundle: Bundle | None = None, *, module: nn.Module | None = None,
@@ -63,13 +73,9 @@ def create_runner(backend: str, bundle: Bundle | None = None, *, module: nn.Modu
         raise UserError(f"unknown backend '{backend}'; choose from {', '.join(BACKENDS)}")
     entry = BACKENDS[backend]
     options = options or RuntimeOptions(threads=threads)
-    default = RuntimeOptions()
-    for name, flag in _OPTION_FLAGS.items():
-        if getattr(options, name) != getattr(default, name) and name not in entry.options:
-            if name == "threads" and backend == "tensorrt":
-                continue  # a GPU engine has no thread setting: nothing to refuse
-            raise UserError(f"{flag} applies to {', '.join(b.name for b in BACKENDS.values() if name in b.options)}; "
-                            f"not to backend {backend}")
+    refused = unsupported(backend, options)
+    if refused:
+        raise refuse(refused[0], backend)
     try:
         importlib.import_module(entry.package)
     except ImportError:
@@ -77,9 +83,7 @@ def create_runner(backend: str, bundle: Bundle | None = None, *, module: nn.Modu
     if bundle is None and not (entry.runs_modules and module is not None):
         raise UserError(f"backend {backend} runs a bundle; export the model first (deploy-robust export)")
     runner_module = importlib.import_module(f"deploy_robust.runtimes.{entry.runner_module}")
-    if "precision_hint" in entry.options:
-        return runner_module.runner_for(backend, bundle, module=module, options=options)
-    return runner_module.runner_for(backend, bundle, module=module, threads=options.threads)
+    return runner_module.runner_for(backend, bundle, module=module, options=options)
 
 
 __all__ = ["BACKENDS", "Backend", "Runner", "RuntimeOptions", "create_runner", "options_for"]

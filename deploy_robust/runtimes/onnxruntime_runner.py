@@ -12,7 +12,7 @@ import numpy as np
 from deploy_robust.bundle import Bundle
 from deploy_robust.cpu import u8s8_saturates
 from deploy_robust.errors import warn
-from deploy_robust.runtimes.base import Runner
+from deploy_robust.runtimes.base import Runner, RuntimeOptions
 from deploy_robust.runtimes.onnxruntime_session import load_session, optimization_level, providers_for
 
 
@@ -86,7 +86,7 @@ class OnnxRuntimeRunner(Runner):
         return [{"layer": layer, **meta[layer], "ms": float(np.mean(times[-repeats:]))} for layer, times in runs.items()]
 
 
-def runner_for(backend: str, bundle: Bundle, *, module=None, threads: int | None = None) -> OnnxRuntimeRunner:
+def runner_for(backend: str, bundle: Bundle, *, module=None, options: RuntimeOptions = RuntimeOptions()) -> OnnxRuntimeRunner:
     device = "cuda" if backend == "ort-cuda" else "cpu"
     quantized = bundle.precision not in ("fp32", "fp16")
     full_range = (bundle.manifest.precision.int8_weight_levels or 63) > 63
@@ -95,5 +95,5 @@ def runner_for(backend: str, bundle: Bundle, *, module=None, threads: int | None
     if device == "cpu" and quantized and full_range and u8s8_saturates():
         warn(f"{bundle.path.name}: full-range int8 weights on a CPU without VNNI/AMX: ONNX Runtime runs it unfused "
              "(exact, slower); re-export with --int8-weights reduced for integer speed here")
-    return OnnxRuntimeRunner(bundle.model_path, device, threads, optimization=optimization,
+    return OnnxRuntimeRunner(bundle.model_path, device, options.threads, optimization=optimization,
                              fixed_batch=bundle.fixed_batch)

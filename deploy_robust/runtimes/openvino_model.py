@@ -64,8 +64,9 @@ def compile_config(options: RuntimeOptions, *, profile: bool = False) -> dict[st
     return config
 
 
-def compile_bundle_graph(model_path: Path, options: RuntimeOptions, *, profile: bool = False):
-    """The compiled model of `model_path` on `options.device` (CPU by default)."""
+def compile_bundle_graph(model_path: Path, options: RuntimeOptions, *, profile: bool = False, widen: bool = True):
+    """The compiled model of `model_path` on `options.device` (CPU by default). `widen=False` skips reading the
+    graph for INT4 weights (a bundle whose manifest records none)."""
     ov = import_openvino()
     core = ov.Core()
     if options.cache:
@@ -77,7 +78,7 @@ def compile_bundle_graph(model_path: Path, options: RuntimeOptions, *, profile: 
             pass  # no cache: compile every time
     device = options.device or "CPU"
     try:
-        model = core.read_model(str(widened_copy(Path(model_path))))
+        model = core.read_model(str(widened_copy(Path(model_path)) if widen else model_path))
         return core.compile_model(model, device, compile_config(options, profile=profile))
     except RuntimeError as e:
         text = str(e).strip().splitlines()

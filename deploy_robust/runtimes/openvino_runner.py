@@ -21,15 +21,17 @@ _WEIGHTED = ("Convolution", "GroupConvolution", "FullyConnected", "MatMul", "Dec
 
 
 class OpenVINORunner(Runner):
-    def __init__(self, model_path, options: RuntimeOptions = RuntimeOptions(), fixed_batch: int | None = None) -> None:
-        self.model_path, self.options, self.fixed_batch = model_path, options, fixed_batch
+    def __init__(self, model_path, options: RuntimeOptions = RuntimeOptions(), fixed_batch: int | None = None,
+                 widen: bool = True) -> None:
+        """`widen`: look for INT4 weights to widen (False when the bundle's manifest records none)."""
+        self.model_path, self.options, self.fixed_batch, self.widen = model_path, options, fixed_batch, widen
         self.name = "openvino"
         self._compiled = self._request = None
         self._requests: list = []
 
     def activate(self) -> None:
         if self._compiled is None:
-            self._compiled = compile_bundle_graph(self.model_path, self.options)
+            self._compiled = compile_bundle_graph(self.model_path, self.options, widen=self.widen)
             streams = int(self._compiled.get_property("NUM_STREAMS"))
             self._requests = [self._compiled.create_infer_request() for _ in range(max(1, streams))]
             self._request = self._requests[0]
@@ -63,14 +65,14 @@ class OpenVINORunner(Runner):
             if info["layerType"].astype(str) in _WEIGHTED:
                 precisions[info["runtimePrecision"].astype(str)] += 1
         return {"backend": self.name, "device": ", ".join(compiled.get_property("EXECUTION_DEVICES")),
-                "inference_precision_hint": _type_name(compiled.get_property("INFERENCE_PRECISION_HINT")),
+                "inference_precision_hint": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
                 "executed_precision": executed_precision(precisions),
                 "weighted_layers_by_precision": dict(sorted(precisions.items())),
                 "streams": int(compiled.get_property("NUM_STREAMS")),
                 "threads": int(compiled.get_property("INFERENCE_NUM_THREADS"))}
 
     def layer_profile(self, x: np.ndarray, repeats: int = 10) -> list[dict[str, Any]]:
-        compiled = compile_bundle_graph(self.model_path, self.options, profile=True)
+        compiled = compile_bundle_graph(self.model_path, self.options, profile=True, widen=self.widen)
         request = compiled.create_infer_request()
         x = np.ascontiguousarray(x, dtype=np.float32)
         request.infer({0: x})  # warm-up: first-run allocations are not the layers' time
@@ -93,19 +95,12 @@ def executed_precision(weighted: Counter) -> str:
     return "+".join(kinds) if kinds else "none"
 
 
-def _type_name(value) -> str:
-    text = str(value)
-    return {"<Type: 'bfloat16'>": "bf16", "<Type: 'float32'>": "f32", "<Type: 'float16'>": "f16"}.get(
-        text, getattr(value, "get_type_name", lambda: text)())
-
-
 def _kernel_precision(kernel: str) -> str:
     """The precision an OpenVINO CPU kernel name ends in (brgconv_avx512_amx_bf16 -> bf16, ..._I8 -> int8)."""
     tail = kernel.rsplit("_", 1)[-1].lower()
     return {"i8": "int8", "u8": "int8", "bf16": "bf16", "f32": "f32", "f16": "f16"}.get(tail, tail)
 
 
-def runner_for(backend: str, bundle: Bundle, *, module=None, threads: int | None = None,
-               options: RuntimeOptions | None = None) -> OpenVINORunner:
-    options = options or RuntimeOptions(threads=threads)
-    return OpenVINORunner(bundle.model_path, options, fixed_batch=bundle.fixed_batch)
+def runner_for(backend: str, bundle: Bundle, *, module=None, options: RuntimeOptions = RuntimeOptions()) -> OpenVINORunner:
+    stores_int4 = any(layer.get("precision") == "int4" for layer in bundle.manifest.precision.layers)
+    return OpenVINORunner(bundle.model_path, options, fixed_batch=bundle.fixed_batch, widen=stores_int4)

@@ -15,7 +15,7 @@ import numpy as np
 
 from deploy_robust.bundle import Bundle
 from deploy_robust.errors import UserError
-from deploy_robust.runtimes.base import Runner
+from deploy_robust.runtimes.base import Runner, RuntimeOptions
 from deploy_robust.runtimes.tensorrt_engine import import_tensorrt, load_or_build_engine
 
 
@@ -109,5 +109,5 @@ class TensorRTRunner(Runner):
                 "d2h": events[2].elapsed_time(events[3])}
 
 
-def runner_for(backend: str, bundle: Bundle, *, module=None, threads: int | None = None) -> TensorRTRunner:
+def runner_for(backend: str, bundle: Bundle, *, module=None, options: RuntimeOptions = RuntimeOptions()) -> TensorRTRunner:
     return TensorRTRunner(bundle.model_path, bundle.spec.shape, fixed_batch=bundle.fixed_batch)

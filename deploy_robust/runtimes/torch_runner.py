@@ -9,7 +9,7 @@ from torch import nn
 from deploy_robust.bundle import Bundle
 from deploy_robust.errors import UserError
 from deploy_robust.quant.twin import twin_module
-from deploy_robust.runtimes.base import Runner
+from deploy_robust.runtimes.base import Runner, RuntimeOptions
 
 
 class TorchRunner(Runner):
@@ -62,8 +62,8 @@ def bundle_as_torch(bundle: Bundle) -> nn.Module:
 
 
 def runner_for(backend: str, bundle: Bundle | None, *, module: nn.Module | None = None,
-               threads: int | None = None) -> TorchRunner:
-    """`module` if given, else the bundle's graph rebuilt in torch; `threads` is torch's own setting."""
+               options: RuntimeOptions = RuntimeOptions()) -> TorchRunner:
+    """`module` if given, else the bundle's graph rebuilt in torch (torch keeps its own thread setting)."""
     module = module if module is not None else bundle_as_torch(bundle)
     return TorchRunner(module, "cuda" if backend == "torch-cuda" else "cpu",
                        fixed_batch=bundle.fixed_batch if bundle is not None else None)
