@@ -9,6 +9,7 @@ from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json
 from deploy_robust.errors import GateFailed
 from deploy_robust.verify import SUITES
+from deploy_robust.verify.suites import AUTOATTACK_SUITES
 from deploy_robust.verify.report import markdown
 
 
@@ -18,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eps", required=True, help="radius on the [0,1] scale, e.g. 8/255 or 0.3")
     parser.add_argument("--norm", default="linf", choices=["linf", "l2"])
     parser.add_argument("--n", type=cli_args.positive_int, default=1000, help="points (the first N; default 1000)")
-    parser.add_argument("--suite", default="standard", choices=list(SUITES))
+    parser.add_argument("--suite", default="standard", choices=list(SUITES),
+                        help="attacks, cascading (default standard); " + "; ".join(
+                            f"{name}: {runs}" for name, runs in AUTOATTACK_SUITES.items()))
     parser.add_argument("--backend", default="ort-cpu", help="engine backend (default ort-cpu)")
     parser.add_argument("--batch-size", type=cli_args.positive_int, default=128)
     parser.add_argument("--reference", metavar="MODEL", help="the float model: transfer attacks and a paired delta")

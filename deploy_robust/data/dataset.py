@@ -66,6 +66,10 @@ class Dataset:
             raise UserError(f"--n must be positive; got {n}")
         return Dataset(self.images[:n], self.labels[:n], self.name, self.scale)
 
+    def subset(self, indices: np.ndarray) -> "Dataset":
+        """The images at `indices`, in that order."""
+        return Dataset(self.images[indices], self.labels[indices], self.name, self.scale)
+
     def skip(self, n: int) -> "Dataset | None":
         """The images after the first `n` (None when there are none)."""
         if n >= len(self):

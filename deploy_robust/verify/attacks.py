@@ -1,10 +1,12 @@
-"""Adversarial attacks written from their papers: FGSM, PGD, APGD (CE / DLR / targeted), Square (L-inf, L2), EOT.
+"""Adversarial attacks written from their papers: FGSM, PGD, APGD (CE / DLR / targeted), FAB (untargeted and
+targeted), Square (L-inf, L2), EOT.
 
 White-box attacks take `model`: a torch callable from [0, 1] images to logits (the twin S,
 whose quantizers and other non-differentiable ops pass straight-through gradients), and
 return, per example, the best candidate found: a misclassifying point when one was found,
 else the point of highest loss. Square takes `scores`: a numpy callable (the engine E).
 `eot` averages gradients over that many forward passes (for stochastic models).
+Restarts and target classes after the first run only on the points not yet broken (as AutoAttack does).
 """
 
 from __future__ import annotations
@@ -83,6 +85,16 @@ class _Best:
         self.loss = torch.where(take, loss, self.loss)
         self.fooled |= wrong
 
+    def merge(self, idx: torch.Tensor, other: "_Best") -> None:
+        """Take `other`'s results (a run on the points `idx` only) where they beat ours."""
+        take = (~self.fooled[idx]) & (other.fooled | (other.loss > self.loss[idx]))
+        rows = idx[take]
+        self.x[rows], self.loss[rows] = other.x[take], other.loss[take]
+        self.fooled[rows] |= other.fooled[take]
+
+    def unbroken(self) -> torch.Tensor:
+        return torch.nonzero(~self.fooled).flatten()
+
 
 def fgsm(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, eot: int = 1) -> torch.Tensor:
     grad, _, _ = _gradient(model, x, y, "ce", eot)
@@ -97,14 +109,19 @@ def pgd(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel
     generator = torch.Generator().manual_seed(seed)
     best = _Best(x)
     for _ in range(restarts):
-        x_adv = threat.random_start(x, generator)
+        idx = best.unbroken()
+        if idx.numel() == 0:
+            break
+        xs, ys, run = x[idx], y[idx], _Best(x[idx])
+        x_adv = threat.random_start(xs, generator)
         for _ in range(steps):
-            grad, values, logits = _gradient(model, x_adv, y, loss, eot)
-            best.update(x_adv, values, logits, y)
-            x_adv = threat.project(x_adv + threat.step(grad, step_size), x)
+            grad, values, logits = _gradient(model, x_adv, ys, loss, eot)
+            run.update(x_adv, values, logits, ys)
+            x_adv = threat.project(x_adv + threat.step(grad, step_size), xs)
         with torch.no_grad():
             logits = model(x_adv)
-        best.update(x_adv, LOSSES[loss](logits, y), logits, y)
+        run.update(x_adv, LOSSES[loss](logits, ys), logits, ys)
+        best.merge(idx, run)
     return best.x
 
 
@@ -120,58 +137,195 @@ def apgd(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatMode
          momentum: float = 0.75, best: "_Best | None" = None) -> torch.Tensor:
     """Auto-PGD (Croce and Hein, ICML 2020): step size 2*eps halved at checkpoints when progress
     stalls (fewer than rho of the steps improved, or no change since the last checkpoint),
-    restarting from the best point; momentum 0.75 after the first step."""
+    restarting from the best point; momentum 0.75 after the first step. Each restart runs on the
+    points no earlier run (nor an earlier call sharing `best`) has broken."""
     generator = torch.Generator().manual_seed(seed)
-    checkpoints = _apgd_checkpoints(steps)
     best = best or _Best(x)
+    for _ in range(restarts):
+        idx = best.unbroken()
+        if idx.numel() == 0:
+            break
+        run = _Best(x[idx])
+        _apgd_run(model, x[idx], y[idx], threat, steps, loss, eot, generator, rho, momentum, run)
+        best.merge(idx, run)
+    return best.x
+
+
+def _apgd_run(model, x, y, threat: ThreatModel, steps: int, loss, eot: int, generator: torch.Generator, rho: float,
+              momentum: float, best: _Best) -> None:
+    checkpoints = _apgd_checkpoints(steps)
     n = len(x)
     shape = (-1, *[1] * (x.dim() - 1))
-    for _ in range(restarts):
-        x_adv = threat.random_start(x, generator)
-        eta = torch.full((n,), 2.0 * threat.eps)
-        grad, loss_now, logits = _gradient(model, x_adv, y, loss, eot)
-        best.update(x_adv, loss_now, logits, y)
-        x_max, loss_max, grad_max = x_adv.clone(), loss_now.clone(), grad.clone()
-        x_prev = x_adv.clone()
-        increases = torch.zeros(n)
-        last_check, eta_at_check, loss_max_at_check = 0, eta.clone(), loss_max.clone()
-        for k in range(steps):
-            z = threat.project(x_adv + threat.step(grad, 1.0) * eta.view(shape), x)
-            if k == 0:
-                x_next = z
-            else:
-                x_next = threat.project(x_adv + momentum * (z - x_adv) + (1 - momentum) * (x_adv - x_prev), x)
-            x_prev, x_adv = x_adv, x_next
-            grad, loss_new, logits = _gradient(model, x_adv, y, loss, eot)
-            best.update(x_adv, loss_new, logits, y)
-            increases += (loss_new > loss_now).float()
-            loss_now = loss_new
-            improved = loss_new > loss_max
-            x_max[improved], grad_max[improved] = x_adv[improved], grad[improved]
-            loss_max = torch.where(improved, loss_new, loss_max)
-            if k + 1 in checkpoints:
-                span = k + 1 - last_check
-                stalled = (increases < rho * span) | ((eta == eta_at_check) & (loss_max == loss_max_at_check))
-                eta = torch.where(stalled, eta / 2, eta)
-                x_adv[stalled], grad[stalled] = x_max[stalled], grad_max[stalled]
-                increases.zero_()
-                last_check, eta_at_check, loss_max_at_check = k + 1, eta.clone(), loss_max.clone()
-    return best.x
+    x_adv = threat.random_start(x, generator)
+    eta = torch.full((n,), 2.0 * threat.eps)
+    grad, loss_now, logits = _gradient(model, x_adv, y, loss, eot)
+    best.update(x_adv, loss_now, logits, y)
+    x_max, loss_max, grad_max = x_adv.clone(), loss_now.clone(), grad.clone()
+    x_prev = x_adv.clone()
+    increases = torch.zeros(n)
+    last_check, eta_at_check, loss_max_at_check = 0, eta.clone(), loss_max.clone()
+    for k in range(steps):
+        z = threat.project(x_adv + threat.step(grad, 1.0) * eta.view(shape), x)
+        if k == 0:
+            x_next = z
+        else:
+            x_next = threat.project(x_adv + momentum * (z - x_adv) + (1 - momentum) * (x_adv - x_prev), x)
+        x_prev, x_adv = x_adv, x_next
+        grad, loss_new, logits = _gradient(model, x_adv, y, loss, eot)
+        best.update(x_adv, loss_new, logits, y)
+        increases += (loss_new > loss_now).float()
+        loss_now = loss_new
+        improved = loss_new > loss_max
+        x_max[improved], grad_max[improved] = x_adv[improved], grad[improved]
+        loss_max = torch.where(improved, loss_new, loss_max)
+        if k + 1 in checkpoints:
+            span = k + 1 - last_check
+            stalled = (increases < rho * span) | ((eta == eta_at_check) & (loss_max == loss_max_at_check))
+            eta = torch.where(stalled, eta / 2, eta)
+            x_adv[stalled], grad[stalled] = x_max[stalled], grad_max[stalled]
+            increases.zero_()
+            last_check, eta_at_check, loss_max_at_check = k + 1, eta.clone(), loss_max.clone()
+
+
+def _ranked_targets(model: TorchModel, x: torch.Tensor, y: torch.Tensor, count: int) -> list[torch.Tensor]:
+    """The `count` classes the clean logits rank highest after the true one, one tensor of targets each."""
+    with torch.no_grad():
+        ranked = model(x).sort(1, descending=True).indices
+    targets = []
+    for k in range(1, min(count, ranked.shape[1] - 1) + 1):
+        target = ranked[:, k].clone()
+        target[target == y] = ranked[target == y, 0]  # the true class never is its own target
+        targets.append(target)
+    return targets
 
 
 def apgd_targeted(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int = 100,
-                  targets: int = 9, eot: int = 1, seed: int = 0) -> torch.Tensor:
+                  targets: int = 9, restarts: int = 1, eot: int = 1, seed: int = 0) -> torch.Tensor:
     """APGD-T: APGD on the targeted DLR loss toward each of the `targets` classes the clean
-    logits rank highest after the true one (AutoAttack's version uses 9)."""
-    with torch.no_grad():
-        ranked = model(x).sort(1, descending=True).indices
+    logits rank highest after the true one (AutoAttack's version uses 9), each on the points the
+    earlier targets left unbroken."""
     best = _Best(x)
-    for k in range(1, min(targets, ranked.shape[1] - 1) + 1):
-        target = ranked[:, k].clone()
-        target[target == y] = ranked[target == y, 0]  # the true class never is its own target
-        loss = lambda z, labels, t=target: dlr_targeted_loss(z, labels, t)
-        apgd(model, x, y, threat, steps=steps, loss=loss, eot=eot, seed=seed + k, best=best)
+    for k, target in enumerate(_ranked_targets(model, x, y, targets), start=1):
+        idx = best.unbroken()
+        if idx.numel() == 0:
+            break
+        run = _Best(x[idx])
+        loss = lambda z, labels, t=target[idx]: dlr_targeted_loss(z, labels, t)
+        apgd(model, x[idx], y[idx], threat, steps=steps, loss=loss, restarts=restarts, eot=eot, seed=seed + k, best=run)
+        best.merge(idx, run)
     return best.x
+
+
+def _boundary_step(p: torch.Tensor, w: torch.Tensor, c: torch.Tensor, norm: str, iterations: int = 20) -> torch.Tensor:
+    """FAB's projection: per row, the delta of least L-p norm with w . delta = c and p + delta in [0, 1].
+
+    The minimizer is clip(t * sign(w), box) for L-inf and clip(t * w, box) for L2 (oriented to c's sign), so a
+    bisection on the scalar t finds it; where the box holds no such delta, the box point furthest along w."""
+    sign = torch.sign(c)[:, None]
+    w, goal = w * sign, c.abs()
+    lo, hi = -p, 1 - p
+    direction = w.sign() if norm == "linf" else w
+
+    def reach(t: torch.Tensor) -> torch.Tensor:
+        return torch.minimum(torch.maximum(t[:, None] * direction, lo), hi)
+
+    if norm == "linf":
+        top = torch.ones_like(goal)
+    else:  # the unconstrained solution, grown until it reaches the hyperplane (or every coordinate is clipped)
+        top = goal / (w * w).sum(1).clamp_min(1e-20)
+        for _ in range(60):
+            short = (reach(top) * w).sum(1) < goal
+            if not short.any():
+                break
+            top = torch.where(short, top * 2, top)
+    bottom = torch.zeros_like(top)
+    for _ in range(iterations):
+        middle = (bottom + top) / 2
+        enough = (reach(middle) * w).sum(1) >= goal
+        top, bottom = torch.where(enough, middle, top), torch.where(enough, bottom, middle)
+    return reach(top) * (goal > 0)[:, None]
+
+
+def _norms(delta: torch.Tensor, norm: str) -> torch.Tensor:
+    flat = delta.flatten(1)
+    return flat.abs().max(1).values if norm == "linf" else flat.norm(dim=1)
+
+
+def _boundary_linearization(model: TorchModel, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
+                            norm: str, eot: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """f = z_l - z_y and its input gradient for the class l FAB steps toward: `target`, or (untargeted) the class
+    whose linearized boundary is closest (|f_l| / ||grad f_l||_q, q the dual norm). Also returns the logits."""
+    x_var = x.detach().requires_grad_(True)
+    f_sum = grad_sum = None
+    for _ in range(eot):
+        logits = model(x_var)
+        true = logits.gather(1, y[:, None])
+        if target is not None:
+            f = (logits.gather(1, target[:, None]) - true).squeeze(1)
+            grad, = torch.autograd.grad(f.sum(), x_var)
+        else:
+            diffs = logits - true
+            grads = torch.stack([torch.autograd.grad(diffs[:, k].sum(), x_var, retain_graph=True)[0]
+                                 for k in range(logits.shape[1])], 1)
+            dual = grads.flatten(2).abs().sum(2) if norm == "linf" else grads.flatten(2).norm(dim=2)
+            distance = diffs.detach().abs() / dual.clamp_min(1e-12)
+            distance.scatter_(1, y[:, None], float("inf"))
+            closest = distance.argmin(1)
+            f = diffs.gather(1, closest[:, None]).squeeze(1)
+            grad = grads[torch.arange(len(x)), closest]
+        f_sum = f.detach() if f_sum is None else f_sum + f.detach()
+        grad_sum = grad if grad_sum is None else grad_sum + grad
+    return f_sum / eot, (grad_sum / eot).flatten(1), logits.detach()
+
+
+def fab(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int = 100,
+        restarts: int = 1, targets: int | None = None, eot: int = 1, seed: int = 0, alpha_max: float = 0.1,
+        overshoot: float = 1.05, backtrack: float = 0.9) -> torch.Tensor:
+    """FAB (Croce and Hein, ICML 2020), a minimum-norm attack: at each step linearize the decision boundary
+    toward class l (a `targets` class for FAB-T, else the closest one), project both the current point and
+    the original onto that hyperplane within the [0, 1] box, and step to a convex combination of the two
+    projections (weight on the original's at most `alpha_max`; both stretched by `overshoot`). Once a point
+    is adversarial it is kept if smaller than the best so far and pulled back toward the original by
+    `backtrack`. Later restarts begin from a random point within half of min(eps, best norm).
+
+    Returns per point the smallest adversarial found, projected into the eps-ball (a candidate for the
+    engine to score), or the original where none was found."""
+    generator = torch.Generator().manual_seed(seed)
+    shape = x.shape
+    flat_x = x.flatten(1)
+    best = x.clone()
+    with torch.no_grad():  # already misclassified: norm 0
+        best_norm = torch.where(model(x).argmax(1) != y, 0.0, float("inf"))
+    goals = _ranked_targets(model, x, y, targets) if targets else [None]
+    for target in goals:
+        for restart in range(restarts):
+            idx = torch.nonzero(best_norm > threat.eps).flatten()  # the rest are already broken within the threat
+            if idx.numel() == 0:
+                break
+            origin, ys, goal = flat_x[idx], y[idx], None if target is None else target[idx]
+            current = origin.clone()
+            if restart:
+                radius = torch.clamp(best_norm[idx], max=threat.eps)[:, None] / 2
+                start = threat.random_start(x[idx], generator).flatten(1) - origin
+                start = start / _norms(start, threat.norm).clamp_min(1e-12)[:, None] * radius
+                current = (origin + start).clamp(0, 1)
+            found, found_norm = best[idx].flatten(1).clone(), best_norm[idx].clone()
+            for _ in range(steps):
+                f, w, _ = _boundary_linearization(model, current.view(-1, *shape[1:]), ys, goal, threat.norm, eot)
+                to_here = _boundary_step(current, w, -f, threat.norm)
+                to_origin = _boundary_step(origin, w, -f - (w * (origin - current)).sum(1), threat.norm)
+                a, b = _norms(to_here, threat.norm), _norms(to_origin, threat.norm)
+                alpha = torch.clamp(a / (a + b).clamp_min(1e-12), 0, alpha_max)[:, None]
+                current = ((1 - alpha) * (current + overshoot * to_here)
+                           + alpha * (origin + overshoot * to_origin)).clamp(0, 1)
+                with torch.no_grad():
+                    fooled = model(current.view(-1, *shape[1:])).argmax(1) != ys
+                size = _norms(current - origin, threat.norm)
+                smaller = fooled & (size < found_norm)
+                found[smaller], found_norm[smaller] = current[smaller], size[smaller]
+                current = torch.where(fooled[:, None], origin + backtrack * (current - origin), current)
+            best[idx], best_norm[idx] = found.view(-1, *shape[1:]), found_norm
+    return torch.where(torch.isfinite(best_norm).view(-1, *[1] * (x.dim() - 1)), threat.project(best, x), x)
 
 
 def _random_search(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, x_init: np.ndarray,
@@ -309,14 +463,23 @@ def _fgsm(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatMod
 
 
 def _square(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, threat: ThreatModel, *,
-            seed: int = 0, **params) -> np.ndarray:
+            seed: int = 0, restarts: int = 1, **params) -> np.ndarray:
+    """Square for the threat's norm; each restart on the points the earlier ones left unbroken."""
     square = square_linf if threat.norm == "linf" else square_l2
-    return square(scores, x, y, threat.eps, seed=seed, **params)[0]
+    best, left = x.copy(), np.arange(len(x))
+    for restart in range(restarts):
+        found = square(scores, x[left], y[left], threat.eps, seed=seed + restart, **params)[0]
+        best[left] = found
+        left = left[scores(found).argmax(1) == y[left]]
+        if left.size == 0:
+            break
+    return best
 
 
 # The registered attacks, by the method name a suite's `Attack` gives. A white-box method is called as
 # method(model, x, y, threat, seed=, eot=, **params) on torch tensors; a black-box one as
 # method(scores, x, y, threat, seed=, **params) on numpy arrays. Adding an attack: write it above,
 # register it here, place it in a suite (verify/suites.py).
-WHITE_BOX: dict[str, Callable[..., torch.Tensor]] = {"fgsm": _fgsm, "pgd": pgd, "apgd": apgd, "apgd-t": apgd_targeted}
+WHITE_BOX: dict[str, Callable[..., torch.Tensor]] = {"fgsm": _fgsm, "pgd": pgd, "apgd": apgd, "apgd-t": apgd_targeted,
+                                                     "fab": fab}
 BLACK_BOX: dict[str, Callable[..., np.ndarray]] = {"square": _square}

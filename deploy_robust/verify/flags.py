@@ -9,12 +9,13 @@ from typing import Any
 from deploy_robust.exporters.float_onnx import OUTPUT_NAME
 
 
-# Square on E breaking a point that every gradient attack on S left robust happens on honest, unmasked
-# models too: a gradient attack's own misses near the boundary, FP16/INT8 rounding between S and E. The
-# rate below is what such a model shows (the digits demo's plain CNN: 0-2 of ~100 survivors in the quick
-# suite); the flag fires when the count is unlikely under it (one-sided binomial test at FLAG_P_VALUE), so a
-# single point of n = 200 no longer raises it while a masked model (Square breaking tens of survivors) does.
-HONEST_SQUARE_RATE = 0.01
+# A later, weaker attack breaking points the earlier gradient attacks all left robust (Square on E after them,
+# FGSM after the iterative ones) happens on honest, unmasked models too: a gradient attack's own misses near
+# the boundary, FP16/INT8 rounding between S and E. The rate below is what such a model shows (the digits
+# demo's plain CNN: 0-2 of ~100 survivors in the quick suite); a flag fires when the count is unlikely under
+# it (one-sided binomial test at FLAG_P_VALUE), so a single point of n = 200 raises nothing while a masked
+# model (Square breaking tens of survivors) does.
+HONEST_MISS_RATE = 0.01
 FLAG_P_VALUE = 0.01
 
 
@@ -25,28 +26,35 @@ def binomial_tail(k: int, n: int, p: float) -> float:
     return float(sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k, n + 1)))
 
 
+def _beats_earlier(entry: dict[str, Any]) -> tuple[int, int, float] | None:
+    """(broke, attacked, p-value) when `entry` broke more of the points left to it than an honest miss rate explains."""
+    broke, attacked = entry.get("broke", 0), entry.get("points_attacked", 0)
+    p_value = binomial_tail(broke, attacked, HONEST_MISS_RATE)
+    return (broke, attacked, p_value) if broke > 0 and p_value < FLAG_P_VALUE else None
+
+
 def sanity_flags(doc: dict[str, Any]) -> list[dict[str, str]]:
-    """Carlini et al. 2019 checklist and AutoAttack's checks, as raised flags."""
+    """Carlini et al. 2019 checklist and AutoAttack's checks, as raised flags. The attacks of `doc` cascade
+    (verify.suites): each entry's `broke` counts the points it broke that every earlier attack left robust."""
     flags = []
-    by = {a["attack"]: a["robust_accuracy"] for a in doc["attacks"]}
-    iterative = {k: v for k, v in by.items() if k.startswith(("pgd", "apgd"))}
-    if "fgsm" in by and iterative and min(iterative.values()) > by["fgsm"]:
-        flags.append({"flag": "iterative_weaker_than_fgsm",
-                      "detail": f"best iterative attack leaves {100 * min(iterative.values()):.1f}% but FGSM "
-                                f"{100 * by['fgsm']:.1f}%: gradients on S are likely masked or the attack misconfigured"})
-    if "square" in by and "robust_accuracy_gradient_attacks_only" in doc:
-        # Square ran only on points every gradient attack left robust: what it breaks beyond them is a warning
-        # sign, but only when it is more than an honest twin's occasional miss (a one-sided binomial test).
-        n = doc["data"]["n"]
-        survivors = round(doc["robust_accuracy_gradient_attacks_only"] * n)
-        broken = survivors - round(doc["robust_accuracy"] * n)
-        p_value = binomial_tail(broken, survivors, HONEST_SQUARE_RATE)
-        if broken > 0 and p_value < FLAG_P_VALUE:
+    n = doc["data"]["n"]
+    iterative_seen = False
+    for entry in doc["attacks"]:
+        name = entry["attack"]
+        if name == "fgsm" and iterative_seen and (found := _beats_earlier(entry)):
+            broke, attacked, p_value = found
+            flags.append({"flag": "iterative_weaker_than_fgsm",
+                          "detail": f"FGSM broke {broke} of the {attacked} point(s) every iterative attack left robust "
+                                    f"(one-sided binomial p = {p_value:.2g}): gradients on S are likely masked or "
+                                    "the attacks misconfigured"})
+        if entry.get("on") == "E" and iterative_seen and (found := _beats_earlier(entry)):
+            broke, attacked, p_value = found
             flags.append({"flag": "black_box_beats_white_box",
-                          "detail": f"Square on E broke {broken} of the {survivors} point(s) every gradient attack left "
-                                    f"robust ({100 * broken / n:.1f} pt; one-sided binomial p = {p_value:.2g} against an "
-                                    f"honest twin's {100 * HONEST_SQUARE_RATE:g}% miss rate): likely gradient masking, "
-                                    "or S does not describe E there"})
+                          "detail": f"{name} on E broke {broke} of the {attacked} point(s) every gradient attack before "
+                                    f"it left robust ({100 * broke / n:.1f} pt; one-sided binomial p = {p_value:.2g} "
+                                    f"against an honest twin's {100 * HONEST_MISS_RATE:g}% miss rate): likely "
+                                    "gradient masking, or S does not describe E there"})
+        iterative_seen |= name.startswith(("pgd", "apgd", "fab"))
     if doc["zero_gradient_points_on_S"]:
         flags.append({"flag": "zero_gradients",
                       "detail": f"{doc['zero_gradient_points_on_S']} points have an all-zero input gradient on S"})
@@ -81,6 +89,9 @@ def sanity_flags(doc: dict[str, Any]) -> list[dict[str, str]]:
             times = f" ({ratio:.3g}x the threat's eps)" if ratio else ""
             flags.append({"flag": "not_zero_at_large_eps",
                           "detail": f"accuracy is {100 * accs[-1]:.1f}% at eps={largest:.3g}{times}: attacks may be too weak"})
-    if "pgd-ce-2x-steps" in by and "pgd-ce" in by and abs(by["pgd-ce-2x-steps"] - by["pgd-ce"]) > 0.005:
-        flags.append({"flag": "not_converged", "detail": "doubling PGD steps changes robust accuracy by more than 0.5 pt"})
+    doubled = next((a for a in doc["attacks"] if a["attack"] == "pgd-ce-2x-steps"), None)
+    if doubled and doubled.get("broke", 0) > 0.005 * n:
+        flags.append({"flag": "not_converged",
+                      "detail": f"PGD with doubled steps broke {doubled['broke']} more point(s) "
+                                f"({100 * doubled['broke'] / n:.1f} pt > 0.5 pt): the attacks have not converged"})
     return flags

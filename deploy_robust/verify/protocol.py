@@ -125,7 +125,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     randomness = STOCHASTIC[suite] if stochastic else Randomness()
     if eot is not None:
         randomness = Randomness(eot=eot, square_draws=randomness.square_draws, passes=randomness.passes)
-    settings = {"bundle_sha256": bundle.manifest.model.sha256, "data": data.name, "n": len(data),
+    settings = {"protocol": "cascade", "bundle_sha256": bundle.manifest.model.sha256, "data": data.name, "n": len(data),
                 "threat": [threat.norm, threat.eps], "suite": suite, "seed": seed, "backend": backend,
                 "batch_size": batch_size, "bpda": bpda, "randomness": vars(randomness), "layout": layout,
                 "reference": reference is not None, "attack_output": attack_output,
@@ -156,7 +156,8 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
         sweep = sweep_for(threat, bundle.spec.shape)
     if sweep:
         start = time.perf_counter()
-        doc["eps_curve"] = eps_curve(S, engine, data, threat, sweep, batch_size, seed, randomness)
+        doc["eps_curve"] = eps_curve(S, engine, data, threat, sweep, batch_size, seed, randomness,
+                                     robust_at_eps=_robust_points(merged, data.labels, plan))
         stages["eps_sweep"] = round(time.perf_counter() - start, 2)
     if detector_of(bundle) is not None:
         start = time.perf_counter()
@@ -174,6 +175,14 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     return doc
 
 
+def _robust_points(merged: dict[str, np.ndarray], labels: np.ndarray, plan: list[Attack]) -> np.ndarray:
+    """Per point: E right clean and on every candidate of every attack, in every scoring pass."""
+    robust = merged["e_clean_pred"] == labels
+    for attack in plan:
+        robust = robust & merged[f"attack:{attack.name}"]
+    return robust.all(0)
+
+
 def _verify_batch(plan, engine, S, reference, extra_models: dict, x_np, y_np, threat, randomness: Randomness, seed: int,
                   index: int, advance=lambda: None) -> dict[str, np.ndarray]:
     """Every attack of the plan on one batch; returns what E got right, per pass and attack."""
@@ -189,36 +198,33 @@ def _verify_batch(plan, engine, S, reference, extra_models: dict, x_np, y_np, th
     grad, _, _ = attacks._gradient(S, x, y, "ce", 1)
     out["zero_grad"] = np.asarray((grad.flatten(1).abs().sum(1) == 0).sum())
     clean_ok = e_clean_pred == y_np
-    alive = clean_ok.any(0)          # attack every point E gets right at least once
-    survivors = clean_ok.all(0)      # E right in every pass on every candidate so far
-    s_agree = []
+    # The cascade (as AutoAttack runs): an attack runs only on the points every earlier one left robust, in at
+    # least one scoring pass for gradient attacks (so a stochastic engine's per-pass figures stay honest), in
+    # every pass for Square.
+    robust = clean_ok.copy()         # [passes, n]: E right clean and on every candidate so far
+    s_agree = None
     for a_index, attack in enumerate(plan):
         adv = x_np.copy()
         seed_here = seed + 1000 * index + a_index
-        attacked = 0
-        if attack.on != "E" and alive.any():
-            idx = np.flatnonzero(alive)
-            attacked = len(idx)
+        todo = np.flatnonzero(robust.all(0) if attack.on == "E" else robust.any(0))
+        if todo.size and attack.on != "E":
             model = {"S": S, "R": reference}.get(attack.on) or extra_models[attack.on]  # e.g. "S:members i+j"
-            found = _run_white_box(attack, model, x[idx], y[idx], threat, seed_here,
+            found = _run_white_box(attack, model, x[todo], y[todo], threat, seed_here,
                                    1 if attack.on == "R" else randomness.eot).numpy()
-            if attack.on == "S":
+            if attack.on == "S" and s_agree is None:  # the first gradient attack: every point E gets right
                 with torch.no_grad():
-                    s_agree.append(S(torch.from_numpy(found)).argmax(1).numpy() == engine.infer(found).argmax(1))
-            adv[idx] = found
-        elif attack.on == "E" and survivors.any():
-            # Square on E only for points every earlier attack left robust (as AutoAttack does).
-            todo = np.flatnonzero(survivors)
-            attacked = len(todo)
+                    s_agree = S(torch.from_numpy(found)).argmax(1).numpy() == engine.infer(found).argmax(1)
+            adv[todo] = found
+        elif todo.size:
             scores = engine.infer if randomness.square_draws == 1 else attacks.averaged_scores(
                 engine.infer, randomness.square_draws)
             adv[todo] = _run_black_box(attack, scores, x_np[todo], y_np[todo], threat, seed_here)
         ok = _scored(engine, adv, y_np, passes) & clean_ok
         out[f"attack:{attack.name}"] = ok
-        out[f"attacked:{attack.name}"] = np.array([attacked])
+        out[f"attacked:{attack.name}"] = np.array([todo.size])
         advance()
-        survivors &= ok.all(0)
-    out["s_agree_on_adversarial"] = np.concatenate(s_agree) if s_agree else np.zeros(0, dtype=bool)
+        robust &= ok
+    out["s_agree_on_adversarial"] = s_agree if s_agree is not None else np.zeros(0, dtype=bool)
     return out
 
 
@@ -241,19 +247,48 @@ def reference_robust_accuracy(reference: torch.nn.Module, dataset: Dataset, thre
 
 
 def eps_curve(S, engine, data: Dataset, threat: ThreatModel, sweep, batch_size: int, seed: int,
-              randomness: Randomness = Randomness()) -> list[dict]:
-    """E's accuracy under PGD-CE (20 steps on S, EOT for stochastic engines) at each eps: it
-    should fall to about 0. For a stochastic E, the accuracy is the mean over the scoring passes."""
-    curve = []
-    for eps in progress(sweep, total=len(sweep), desc="eps sweep"):
-        t = ThreatModel(threat.norm, float(eps))
-        correct = 0.0
-        for index, (x_np, y_np) in enumerate(data.batches(batch_size)):
-            x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
-            adv = x if eps == 0 else attacks.pgd(S, x, y, t, steps=20, seed=seed + index, eot=randomness.eot)
-            correct += float(_scored(engine, adv.numpy(), y_np, randomness.passes).mean(0).sum())
-        curve.append({"eps": float(eps), "accuracy": correct / len(data)})
-    return curve
+              randomness: Randomness = Randomness(), robust_at_eps: np.ndarray | None = None) -> list[dict]:
+    """E's accuracy under PGD-CE (20 steps on S, EOT for stochastic engines) at each eps: it should fall to
+    about 0. For a stochastic E, the accuracy is the mean over the scoring passes.
+
+    Given `robust_at_eps` (the suite's per-point verdict at the threat's eps) and a deterministic engine, the
+    sweep is warm-started from it: at the threat's eps the curve is the suite's own result; above it, PGD runs
+    only on the points still robust at the next smaller eps (a point broken inside a ball is broken inside
+    every larger one); below it, only on the points broken at the next larger eps (a point robust in a ball
+    counts robust in every smaller one, as an upper bound)."""
+    if robust_at_eps is None or randomness.passes > 1:
+        return [{"eps": float(eps), "accuracy": _pgd_accuracy(S, engine, data, threat.norm, float(eps), batch_size, seed,
+                                                              randomness).mean()}
+                for eps in progress(sweep, total=len(sweep), desc="eps sweep")]
+    shown = bar(len(sweep), desc="eps sweep")
+    robust = {threat.eps: robust_at_eps.astype(bool)}
+    above = sorted(e for e in sweep if e > threat.eps)
+    below = sorted((e for e in sweep if e < threat.eps), reverse=True)
+    for chain, attack_robust in ((above, True), (below, False)):
+        previous = robust[threat.eps]
+        for eps in chain:
+            todo = previous if attack_robust else ~previous
+            now = previous.copy()
+            if todo.any():
+                now[todo] = _pgd_accuracy(S, engine, data.subset(np.flatnonzero(todo)), threat.norm, float(eps),
+                                          batch_size, seed, randomness)
+            robust[eps] = previous = now
+            shown.update()
+    shown.update(int(threat.eps in sweep))
+    shown.close()
+    return [{"eps": float(eps), "accuracy": float(robust[eps].mean()) if eps in robust else None} for eps in sweep]
+
+
+def _pgd_accuracy(S, engine, data: Dataset, norm: str, eps: float, batch_size: int, seed: int,
+                  randomness: Randomness) -> np.ndarray:
+    """Per point, the fraction of scoring passes E is right after PGD-CE (20 steps on S) at `eps`."""
+    t = ThreatModel(norm, eps)
+    right = []
+    for index, (x_np, y_np) in enumerate(data.batches(batch_size)):
+        x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
+        adv = x if eps == 0 else attacks.pgd(S, x, y, t, steps=20, seed=seed + index, eot=randomness.eot)
+        right.append(_scored(engine, adv.numpy(), y_np, randomness.passes).mean(0))
+    return np.concatenate(right)
 
 
 def _is_stochastic(engine, data: Dataset) -> bool:

@@ -70,15 +70,15 @@ def blocks(doc: dict[str, Any]) -> list[Block]:
     rows = []
     for a in doc["attacks"]:
         params = ", ".join(f"{k}={v}" for k, v in a["params"].items()) or "-"
-        note = f" (on the {a['points_attacked']} survivors only)" if a.get("scope") and "points_attacked" in a else (
-            " (on survivors only)" if a.get("scope") else "")
         expected = f"; expected {_pct(a['expected_robust_accuracy'])}" if "expected_robust_accuracy" in a else ""
         if a.get("points_attacked") == 0:
-            result = "not run: no survivors" if a.get("scope") else "not run: no point to attack"
+            rows.append([a["attack"], a["on"], params, "not run: no survivors", "-", "-"])
         else:
-            result = f"{_pct(a['robust_accuracy'])}{expected}{note}"
-        rows.append([a["attack"], a["on"], params, result])
-    out += [("h2", "Attacks"), ("table", ["attack", "run on", "parameters", "E robust accuracy"], rows)]
+            rows.append([a["attack"], a["on"], params, _pct(a["robust_accuracy"]) + expected,
+                         str(a.get("points_attacked", "-")), str(a.get("broke", "-"))])
+    out += [("h2", "Attacks"), ("p", "A cascade, as AutoAttack runs: each attack runs on the points every earlier "
+                                     "one left robust on E, so each row is what is left robust after it."),
+            ("table", ["attack", "run on", "parameters", "E robust after it", "points attacked", "broke"], rows)]
     if doc.get("detector"):
         d = doc["detector"]
         lo, hi = d["robust_accuracy_detector_aware_ci95"]

@@ -1,5 +1,5 @@
-"""The attack suites, as data: which attacks run on which model (S, R, E), with their settings, and
-how a stochastic engine is attacked and scored per suite."""
+"""The attack suites, as data: which attacks run on which model (S, R, E), with their settings, in the order
+they cascade, and how a stochastic engine is attacked and scored per suite."""
 
 from __future__ import annotations
 
@@ -20,36 +20,65 @@ class Attack:
         return self.on != "E"
 
 
+# Every suite is a cascade, as AutoAttack runs: each attack runs only on the points every earlier one left
+# robust on E, so the strongest attacks come first and the rest spend their steps on the hard points. FGSM
+# comes after the iterative attacks: breaking points they all missed is a masking symptom (see verify.flags).
 SUITES: dict[str, list[Attack]] = {
     "quick": [
-        Attack("fgsm", "S", "fgsm", {}),
         Attack("pgd-ce", "S", "pgd", {"steps": 20, "restarts": 1, "loss": "ce"}),
         Attack("pgd-margin", "S", "pgd", {"steps": 20, "restarts": 1, "loss": "margin"}),
-        Attack("square", "E", "square", {"queries": 300}),
+        Attack("fgsm", "S", "fgsm", {}),
         Attack("transfer-pgd-ce", "R", "pgd", {"steps": 20, "restarts": 1, "loss": "ce"}),
+        Attack("square", "E", "square", {"queries": 300}),
     ],
     "standard": [
-        Attack("fgsm", "S", "fgsm", {}),
+        Attack("apgd-ce", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "ce"}),
+        Attack("apgd-t", "S", "apgd-t", {"steps": 100, "targets": 9}),
+        Attack("apgd-dlr", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "dlr"}),
         Attack("pgd-ce", "S", "pgd", {"steps": 50, "restarts": 2, "loss": "ce"}),
         Attack("pgd-margin", "S", "pgd", {"steps": 50, "restarts": 1, "loss": "margin"}),
-        Attack("apgd-ce", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "ce"}),
-        Attack("apgd-dlr", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "dlr"}),
-        Attack("apgd-t", "S", "apgd-t", {"steps": 100, "targets": 9}),
-        Attack("square", "E", "square", {"queries": 5000}),
+        Attack("fgsm", "S", "fgsm", {}),
         Attack("transfer-apgd-ce", "R", "apgd", {"steps": 100, "restarts": 1, "loss": "ce"}),
+        Attack("square", "E", "square", {"queries": 5000}),
     ],
     "thorough": [
-        Attack("fgsm", "S", "fgsm", {}),
+        Attack("apgd-ce", "S", "apgd", {"steps": 200, "restarts": 3, "loss": "ce"}),
+        Attack("apgd-t", "S", "apgd-t", {"steps": 200, "targets": 9}),
+        Attack("apgd-dlr", "S", "apgd", {"steps": 200, "restarts": 3, "loss": "dlr"}),
+        Attack("fab-t", "S", "fab", {"steps": 100, "targets": 9}),
         Attack("pgd-ce", "S", "pgd", {"steps": 100, "restarts": 5, "loss": "ce"}),
         Attack("pgd-margin", "S", "pgd", {"steps": 100, "restarts": 3, "loss": "margin"}),
-        Attack("apgd-ce", "S", "apgd", {"steps": 200, "restarts": 3, "loss": "ce"}),
-        Attack("apgd-dlr", "S", "apgd", {"steps": 200, "restarts": 3, "loss": "dlr"}),
-        Attack("apgd-t", "S", "apgd-t", {"steps": 200, "targets": 9}),
         Attack("pgd-ce-2x-steps", "S", "pgd", {"steps": 200, "restarts": 1, "loss": "ce"}),
-        Attack("square", "E", "square", {"queries": 10000}),
+        Attack("fgsm", "S", "fgsm", {}),
         Attack("transfer-apgd-ce", "R", "apgd", {"steps": 200, "restarts": 1, "loss": "ce"}),
+        Attack("square", "E", "square", {"queries": 10000}),
+    ],
+    # AutoAttack by its own name (Croce and Hein 2020; the settings of its versions "standard", "plus" and
+    # "rand"), with our protocol's placement: the gradient attacks on the twin S, Square on the engine E.
+    "autoattack-standard": [
+        Attack("apgd-ce", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "ce"}),
+        Attack("apgd-t", "S", "apgd-t", {"steps": 100, "targets": 9}),
+        Attack("fab-t", "S", "fab", {"steps": 100, "targets": 9}),
+        Attack("square", "E", "square", {"queries": 5000}),
+    ],
+    "autoattack-plus": [
+        Attack("apgd-ce", "S", "apgd", {"steps": 100, "restarts": 5, "loss": "ce"}),
+        Attack("apgd-dlr", "S", "apgd", {"steps": 100, "restarts": 5, "loss": "dlr"}),
+        Attack("fab", "S", "fab", {"steps": 100, "restarts": 5}),
+        Attack("square", "E", "square", {"queries": 5000, "restarts": 5}),
+        Attack("apgd-t", "S", "apgd-t", {"steps": 100, "targets": 9}),
+        Attack("fab-t", "S", "fab", {"steps": 100, "targets": 9}),
+    ],
+    "autoattack-rand": [  # for randomized defenses: EOT over 20 draws (Randomness below), one restart each
+        Attack("apgd-ce", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "ce"}),
+        Attack("apgd-dlr", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "dlr"}),
     ],
 }
+
+# What each AutoAttack suite runs, as AutoAttack's users know it (README and `verify --help` show this).
+AUTOATTACK_SUITES = {"autoattack-standard": "APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5,000 queries)",
+                     "autoattack-plus": "APGD-CE, APGD-DLR, FAB, Square (5 restarts each), APGD-T, FAB-T",
+                     "autoattack-rand": "APGD-CE, APGD-DLR with EOT over 20 draws"}
 
 
 @dataclass(frozen=True)
@@ -65,4 +94,7 @@ class Randomness:
 # Per suite, for stochastic engines (Athalye et al. 2018 used EOT over tens of draws).
 STOCHASTIC = {"quick": Randomness(eot=4, square_draws=2, passes=20),
               "standard": Randomness(eot=10, square_draws=4, passes=20),
-              "thorough": Randomness(eot=20, square_draws=8, passes=20)}
+              "thorough": Randomness(eot=20, square_draws=8, passes=20),
+              "autoattack-standard": Randomness(eot=10, square_draws=4, passes=20),
+              "autoattack-plus": Randomness(eot=20, square_draws=8, passes=20),
+              "autoattack-rand": Randomness(eot=20, square_draws=1, passes=20)}

@@ -26,6 +26,8 @@ def test_take_and_skip_split_without_overlap():
     assert data.take(None) is data and data.skip(10) is None
     with pytest.raises(UserError, match="positive"):
         data.take(0)
+    picked = data.subset(np.array([7, 2]))
+    assert np.array_equal(picked.labels, data.labels[[7, 2]]) and np.array_equal(picked.images, data.images[[7, 2]])
 
 
 def test_labels_are_checked_against_the_model():

@@ -30,11 +30,12 @@ def test_robust_accuracy_is_the_per_example_worst_case_over_every_attack():
     # 4 points: E right on 3; PGD breaks point 1, Square breaks point 2 (different points)
     doc = _doc([0, 1, 2, 3], [0, 1, 2, 0], [True, False, True, False], [True, True, False, False])
     assert doc["schema"] == SCHEMA and doc["clean_accuracy"] == 0.75
-    assert [a["robust_accuracy"] for a in doc["attacks"]] == [0.5, 0.5]
+    # the cascade: robust after each attack and every one before it, and what each broke beyond the earlier ones
+    assert [a["robust_accuracy"] for a in doc["attacks"]] == [0.5, 0.25]
+    assert [a["broke"] for a in doc["attacks"]] == [1, 1] and "attacks_definition" in doc
     assert doc["robust_accuracy"] == 0.25 and doc["robust_accuracy_gradient_attacks_only"] == 0.5
     lo, hi = doc["robust_accuracy_ci95"]
     assert lo < 0.25 < hi and doc["agreement_E_S_on_S_adversarial"] == 0.5 and doc["seconds"] == 1.23
-    assert "scope" in doc["attacks"][1] and "scope" not in doc["attacks"][0]
 
 
 def test_a_stochastic_engine_counts_a_point_only_if_every_pass_is_right():

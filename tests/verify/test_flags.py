@@ -2,7 +2,8 @@ from deploy_robust.verify.flags import sanity_flags
 
 
 def _doc(**changes):
-    doc = {"attacks": [{"attack": "fgsm", "robust_accuracy": 0.4}, {"attack": "pgd-ce", "robust_accuracy": 0.3}],
+    doc = {"attacks": [{"attack": "pgd-ce", "robust_accuracy": 0.3, "broke": 60, "points_attacked": 90},
+                       {"attack": "fgsm", "robust_accuracy": 0.3, "broke": 0, "points_attacked": 30}],
            "zero_gradient_points_on_S": 0, "agreement_E_S_on_S_adversarial": 1.0, "data": {"n": 100},
            "stochastic_engine": {"stochastic": False, "stable_prediction_fraction": 1.0, "scoring_passes": 1,
                                  "eot_draws": 1, "square_score_draws": 1}}
@@ -14,17 +15,24 @@ def test_an_honest_evaluation_raises_nothing():
 
 
 def test_masking_symptoms_each_raise_their_flag():
-    weaker = _doc(attacks=[{"attack": "fgsm", "robust_accuracy": 0.2}, {"attack": "pgd-ce", "robust_accuracy": 0.5}])
+    # FGSM, after the iterative attacks, breaks 10 of the 50 points they all left robust
+    weaker = _doc(attacks=[{"attack": "pgd-ce", "robust_accuracy": 0.5, "broke": 40, "points_attacked": 90},
+                           {"attack": "fgsm", "robust_accuracy": 0.4, "broke": 10, "points_attacked": 50}])
     assert [f["flag"] for f in sanity_flags(weaker)] == ["iterative_weaker_than_fgsm"]
+    first = _doc(attacks=[{"attack": "fgsm", "robust_accuracy": 0.5, "broke": 40, "points_attacked": 90},
+                          {"attack": "pgd-ce", "robust_accuracy": 0.4, "broke": 10, "points_attacked": 50}])
+    assert sanity_flags(first) == []  # FGSM first breaks the easy points: no symptom
     assert [f["flag"] for f in sanity_flags(_doc(zero_gradient_points_on_S=3))] == ["zero_gradients"]
     curve = _doc(eps_curve=[{"eps": 0.0, "accuracy": 0.9}, {"eps": 0.5, "accuracy": 0.6}])
     assert [f["flag"] for f in sanity_flags(curve)] == ["not_zero_at_large_eps"]
 
 
 def _square(n, survivors, broken):
-    attacks = [{"attack": "pgd-ce", "robust_accuracy": survivors / n}, {"attack": "square", "robust_accuracy": 0.0}]
-    return _doc(attacks=attacks, data={"n": n}, robust_accuracy_gradient_attacks_only=survivors / n,
-                robust_accuracy=(survivors - broken) / n)
+    attacks = [{"attack": "pgd-ce", "on": "S", "robust_accuracy": survivors / n, "broke": n - survivors,
+                "points_attacked": n},
+               {"attack": "square", "on": "E", "robust_accuracy": (survivors - broken) / n, "broke": broken,
+                "points_attacked": survivors}]
+    return _doc(attacks=attacks, data={"n": n}, robust_accuracy=(survivors - broken) / n)
 
 
 def test_square_beating_the_gradient_attacks_is_flagged_only_beyond_an_honest_twins_misses():
@@ -54,3 +62,10 @@ def test_the_sweep_follows_the_threat_and_the_flag_only_judges_far_beyond_it():
     far = _doc(threat_model={"norm": "linf", "eps": 0.3}, eps_curve=[{"eps": 0.0, "accuracy": 0.9},
                                                                    {"eps": 1.0, "accuracy": 0.2}])
     assert [f["flag"] for f in sanity_flags(far)] == ["not_zero_at_large_eps"]
+
+
+def test_doubled_steps_breaking_more_than_half_a_point_is_not_converged():
+    def run(broke):
+        return _doc(attacks=[{"attack": "pgd-ce", "robust_accuracy": 0.3, "broke": 70, "points_attacked": 100},
+                             {"attack": "pgd-ce-2x-steps", "robust_accuracy": 0.3, "broke": broke, "points_attacked": 30}])
+    assert [f["flag"] for f in sanity_flags(run(2))] == ["not_converged"] and sanity_flags(run(0)) == []

@@ -14,7 +14,10 @@ def plain_doc(digits_bundles, digits_test):
 
 
 def test_robust_accuracy_is_the_per_example_worst_case(plain_doc):
-    assert plain_doc["robust_accuracy"] <= min(a["robust_accuracy"] for a in plain_doc["attacks"])
+    assert plain_doc["robust_accuracy"] == plain_doc["attacks"][-1]["robust_accuracy"]  # the cascade's last row
+    after = [a["robust_accuracy"] for a in plain_doc["attacks"]]
+    assert after == sorted(after, reverse=True) and sum(a["broke"] for a in plain_doc["attacks"]) == round(
+        120 * (plain_doc["clean_accuracy"] - plain_doc["robust_accuracy"]))
     assert plain_doc["robust_accuracy"] < plain_doc["clean_accuracy"]
     lo, hi = plain_doc["robust_accuracy_ci95"]
     assert lo <= plain_doc["robust_accuracy"] <= hi
@@ -22,6 +25,20 @@ def test_robust_accuracy_is_the_per_example_worst_case(plain_doc):
     assert plain_doc["agreement_E_S_on_S_adversarial"] >= 0.99
     assert [p["eps"] for p in plain_doc["eps_curve"]] == [0, 0.1, 0.5] and plain_doc["eps_curve"][-1]["accuracy"] < 0.05
     assert plain_doc["flags"] == []
+
+
+def test_the_sweep_is_warm_started_from_the_suites_verdict(plain_doc, digits_bundles, digits_test):
+    curve = [p["accuracy"] for p in plain_doc["eps_curve"]]
+    assert curve[0] == plain_doc["clean_accuracy"] and curve[1] == plain_doc["robust_accuracy"]
+    assert curve == sorted(curve, reverse=True)
+    # the same sweep from scratch (no verdict to start from) finds no less robustness at the larger eps
+    from deploy_robust.runtimes import create_runner
+    from deploy_robust.verify.protocol import build_twin, eps_curve
+
+    bundle = digits_bundles["plain"]
+    cold = eps_curve(build_twin(bundle), create_runner("ort-cpu", bundle), digits_test.take(120), ThreatModel("linf", 0.1),
+                     (0, 0.1, 0.5), 128, 0)
+    assert cold[0]["accuracy"] == curve[0] and cold[1]["accuracy"] >= curve[1] and cold[2]["accuracy"] >= curve[2]
 
 
 def test_report_files_are_written_into_the_bundle(plain_doc, digits_bundles):
