@@ -66,6 +66,7 @@ def export_float_onnx(module: nn.Module, spec: InputSpec, precision: str = "fp32
     else:
         raise UserError("ONNX export failed: " + " | ".join(errors))
     _clean(model)
+    keep_source_names(model, wrapped)
     reduce_mean_to_global_pool(model)  # exact; also what the down-conversion to opset 17 cannot do itself
     model = _ensure_opset(model, opset)
     try:
@@ -73,6 +74,31 @@ def export_float_onnx(module: nn.Module, spec: InputSpec, precision: str = "fp32
     except Exception as e:
         raise UserError(f"the exported graph fails onnx.checker: {str(e).splitlines()[0]}") from None
     return OnnxExport(model, exporter, opset)
+
+
+def keep_source_names(model: onnx.ModelProto, module: nn.Module) -> bool:
+    """Give the exported weighted layers the names they had in an ingested ONNX graph (`/fc/Gemm`, not the
+    re-export's `/MatMul`), so quantization plans, `--layer` options and fallback notes name the user's layers.
+
+    The source's weighted layers (a module's `source_weighted_nodes`, set by the ONNX graph interpreter) are
+    matched in graph order by weight shape (a transposed matrix matches too); names stay as exported unless
+    every layer matches. Returns whether names were restored."""
+    sources = [m.source_weighted_nodes for m in module.modules() if getattr(m, "source_weighted_nodes", None)]
+    if len(sources) != 1:
+        return False
+    weights = {init.name: tuple(init.dims) for init in model.graph.initializer}
+    exported = [n for n in model.graph.node
+                if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and len(n.input) > 1 and n.input[1] in weights]
+    source = sources[0]
+    if len(exported) != len(source) or any(weights[n.input[1]] not in (shape, shape[::-1])
+                                           for n, (_, shape) in zip(exported, source)):
+        return False
+    taken = {n.name for n in model.graph.node} - {n.name for n in exported}
+    for node, (name, _) in zip(exported, source):
+        if name and name not in taken:
+            node.name = name
+            taken.add(name)
+    return True
 
 
 def _normalize_then_half(module: nn.Module, spec: InputSpec) -> nn.Module:

@@ -29,6 +29,7 @@ from deploy_robust.errors import UserError
 Value = Any  # a torch.Tensor, or a static numpy array / Python list for shapes and indices
 Handler = Callable[[list[Value], dict[str, Any]], Value]
 OPS: dict[str, Handler] = {}
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 def register(*op_types: str) -> Callable[[Handler], Handler]:
@@ -100,6 +101,11 @@ class OnnxGraphModule(nn.Module):
         self.input_names = [i.name for i in graph.input if i.name not in initializer_names]
         self.output_names = [o.name for o in graph.output]
         self.nodes = [(n.op_type, list(n.input), list(n.output), _attrs(n), n.name) for n in graph.node]
+        shapes = {init.name: tuple(init.dims) for init in graph.initializer if init.data_type in _FLOAT_TYPES}
+        # The weighted layers in graph order, with their weight shapes: what re-export maps its names back to
+        # (exporters.float_onnx.keep_source_names), so plans and fallback notes name the user's own layers.
+        self.source_weighted_nodes = [(name, shapes[ins[1]]) for op, ins, _, _, name in self.nodes
+                                      if op in WEIGHTED_OPS and len(ins) > 1 and ins[1] in shapes]
         missing = sorted({op for op, *_ in self.nodes if op not in self.ops})
         if missing:
             raise UserError(f"the ONNX graph uses ops deploy-robust cannot run in torch: {', '.join(missing)} "

@@ -77,3 +77,19 @@ def test_cifar_architectures_export_with_parity(name):
     x = np.random.default_rng(0).random((4, 3, 32, 32), dtype=np.float32)
     got, want = _run(result.model, x), _reference(model, entry.spec, x)
     assert np.abs(got - want).max() <= 1e-4 and (got.argmax(1) == want.argmax(1)).all()
+
+
+def test_an_ingested_onnx_graph_keeps_its_layer_names(tmp_path):
+    from deploy_robust.ingest import load_model
+
+    source = tmp_path / "user.onnx"
+    torch.onnx.export(make_tiny(), (torch.rand(2, *SPEC.shape),), str(source), dynamo=False, input_names=["x"],
+                      dynamic_axes={"x": {0: "n"}})
+    names = [n.name for n in onnx.load(str(source)).graph.node if n.op_type in ("Conv", "Gemm")]
+    assert names == ["/conv/Conv", "/conv2/Conv", "/fc/Gemm"]
+    loaded = load_model(source)
+    exported = export_float_onnx(loaded.module, loaded.spec).model
+    assert [n.name for n in exported.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")] == names
+    # a module that is not an ingested graph keeps the exporter's names
+    plain = export_float_onnx(make_tiny(), SPEC).model
+    assert "/fc/Gemm" not in {n.name for n in plain.graph.node}
