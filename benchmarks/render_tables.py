@@ -8,6 +8,13 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def machine_line(doc: dict) -> str:
+    """The CPU a result was measured on: model, usable cores and the instruction sets that decide its kernels."""
+    cpu = doc["machine"]["cpu"]
+    flags = [f for f in cpu.get("flags", []) if f.startswith(("avx512_vnni", "avx_vnni", "amx", "avx512_bf16", "avx2"))]
+    return f"{cpu.get('model', '?')}, {cpu.get('usable_cores', '?')} cores, {'/'.join(flags) or 'no AVX2'}"
+
+
 def load(name: str) -> dict | None:
     path = RESULTS / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
@@ -103,13 +110,16 @@ def verify_real_models(doc: dict) -> str:
 
 
 def autoattack_referee(doc: dict) -> str:
-    lines = [f"`{doc['command']}` (FP32 bundles, first {doc['results'][0]['n']} test points):", "",
-             "| model | eps | ours (`standard`, on E) | AutoAttack standard | ours - AutoAttack | time ours / AutoAttack |",
-             "|---|---|---|---|---|---|"]
+    lines = [f"`{doc['command']}` (FP32 bundles; both sides in the same run; {machine_line(doc)}):", "",
+             "| model | eps | n | ours (on E) | AutoAttack standard | ours - AutoAttack | time ours / AutoAttack |",
+             "|---|---|---|---|---|---|---|"]
     for r in doc["results"]:
         eps = f"{r['eps'] * 255:.0f}/255" if r["eps"] < 0.1 else f"{r['eps']:g}"
-        lines.append(f"| {r['model']} | {eps} | {100 * r['ours_standard']:.1f}% | {100 * r['autoattack_standard']:.1f}% | "
-                     f"{r['difference_pt']:+.1f} pt | {r['ours_seconds']:.0f} s / {r['autoattack_seconds']:.0f} s |")
+        ours = r.get("ours", r.get("ours_standard"))
+        lines.append(f"| {r['model']} | {eps} | {r['n']} | {100 * ours:.1f}% (`{r.get('suite', 'standard')}`) | "
+                     f"{100 * r['autoattack_standard']:.1f}% | {r['difference_pt']:+.1f} pt | "
+                     f"{r['ours_seconds']:.0f} s / {r['autoattack_seconds']:.0f} s "
+                     f"({r['autoattack_seconds'] / r['ours_seconds']:.1f}x faster) |")
     return "\n".join(lines)
 
 

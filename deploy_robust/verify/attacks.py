@@ -216,34 +216,30 @@ def apgd_targeted(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: T
     return best.x
 
 
-def _boundary_step(p: torch.Tensor, w: torch.Tensor, c: torch.Tensor, norm: str, iterations: int = 20) -> torch.Tensor:
+def _boundary_step(p: torch.Tensor, w: torch.Tensor, c: torch.Tensor, norm: str) -> torch.Tensor:
     """FAB's projection: per row, the delta of least L-p norm with w . delta = c and p + delta in [0, 1].
 
-    The minimizer is clip(t * sign(w), box) for L-inf and clip(t * w, box) for L2 (oriented to c's sign), so a
-    bisection on the scalar t finds it; where the box holds no such delta, the box point furthest along w."""
+    Oriented to c's sign, the minimizer is delta_i = clip(t * b_i, box) along sign(w_i), with b_i = 1 for L-inf
+    and |w_i| for L2: w . delta(t) = sum_i |w_i| min(t b_i, cap_i) (cap_i: the room to the box's side), which
+    is piecewise linear in t with breakpoints cap_i / b_i. Sorting them finds the exact t in one pass. Where
+    the box holds no such delta, the box point furthest along w."""
     sign = torch.sign(c)[:, None]
     w, goal = w * sign, c.abs()
-    lo, hi = -p, 1 - p
-    direction = w.sign() if norm == "linf" else w
-
-    def reach(t: torch.Tensor) -> torch.Tensor:
-        return torch.minimum(torch.maximum(t[:, None] * direction, lo), hi)
-
-    if norm == "linf":
-        top = torch.ones_like(goal)
-    else:  # the unconstrained solution, grown until it reaches the hyperplane (or every coordinate is clipped)
-        top = goal / (w * w).sum(1).clamp_min(1e-20)
-        for _ in range(60):
-            short = (reach(top) * w).sum(1) < goal
-            if not short.any():
-                break
-            top = torch.where(short, top * 2, top)
-    bottom = torch.zeros_like(top)
-    for _ in range(iterations):
-        middle = (bottom + top) / 2
-        enough = (reach(middle) * w).sum(1) >= goal
-        top, bottom = torch.where(enough, middle, top), torch.where(enough, bottom, middle)
-    return reach(top) * (goal > 0)[:, None]
+    direction = w.sign()
+    cap = torch.where(direction > 0, 1 - p, p)                           # room to the box's side, >= 0
+    a = w.abs()
+    b = torch.ones_like(a) if norm == "linf" else a
+    breaks = torch.where(b > 0, cap / b.clamp_min(1e-30), torch.full_like(cap, 1e30))
+    breaks, order = breaks.sort(1)
+    a_cap, a_b = (a * cap).gather(1, order), (a * b).gather(1, order)
+    clipped = torch.cumsum(a_cap, 1) - a_cap                                # sum over the breakpoints before k
+    free = a_b.flip(1).cumsum(1).flip(1)                                    # sum over k and after
+    reach = clipped + breaks * free                                         # w . delta at each breakpoint
+    k = torch.searchsorted(reach, goal[:, None].contiguous()).clamp(max=reach.shape[1] - 1)
+    t = (goal[:, None] - clipped.gather(1, k)) / free.gather(1, k).clamp_min(1e-30)
+    t = torch.where(reach[:, -1:] < goal[:, None], breaks[:, -1:].clamp(max=1e30), t)  # infeasible: the corner
+    delta = torch.minimum(t * b, cap) * direction
+    return delta * (goal > 0)[:, None]
 
 
 def _norms(delta: torch.Tensor, norm: str) -> torch.Tensor:

@@ -38,6 +38,8 @@ def result_document(bundle, data, threat, suite, seed, backend, plan, merged, ra
                  "broke": int((before & ~robust_pass.all(0)).sum())}
         if f"attacked:{attack.name}" in merged:
             entry["points_attacked"] = int(merged[f"attacked:{attack.name}"].sum())
+        if f"seconds:{attack.name}" in merged:  # wall time, scoring on E included
+            entry["seconds"] = round(float(merged[f"seconds:{attack.name}"].sum()), 2)
         if randomness.passes > 1:
             entry["expected_robust_accuracy"] = float(robust_pass.mean())
         per_attack.append(entry)

@@ -206,6 +206,7 @@ def _verify_batch(plan, engine, S, reference, extra_models: dict, x_np, y_np, th
     for a_index, attack in enumerate(plan):
         adv = x_np.copy()
         seed_here = seed + 1000 * index + a_index
+        started = time.perf_counter()
         todo = np.flatnonzero(robust.all(0) if attack.on == "E" else robust.any(0))
         if todo.size and attack.on != "E":
             model = {"S": S, "R": reference}.get(attack.on) or extra_models[attack.on]  # e.g. "S:members i+j"
@@ -222,6 +223,7 @@ def _verify_batch(plan, engine, S, reference, extra_models: dict, x_np, y_np, th
         ok = _scored(engine, adv, y_np, passes) & clean_ok
         out[f"attack:{attack.name}"] = ok
         out[f"attacked:{attack.name}"] = np.array([todo.size])
+        out[f"seconds:{attack.name}"] = np.array([time.perf_counter() - started])
         advance()
         robust &= ok
     out["s_agree_on_adversarial"] = s_agree if s_agree is not None else np.zeros(0, dtype=bool)

@@ -72,13 +72,14 @@ def blocks(doc: dict[str, Any]) -> list[Block]:
         params = ", ".join(f"{k}={v}" for k, v in a["params"].items()) or "-"
         expected = f"; expected {_pct(a['expected_robust_accuracy'])}" if "expected_robust_accuracy" in a else ""
         if a.get("points_attacked") == 0:
-            rows.append([a["attack"], a["on"], params, "not run: no survivors", "-", "-"])
+            rows.append([a["attack"], a["on"], params, "not run: no survivors", "-", "-", "-"])
         else:
             rows.append([a["attack"], a["on"], params, _pct(a["robust_accuracy"]) + expected,
-                         str(a.get("points_attacked", "-")), str(a.get("broke", "-"))])
+                         str(a.get("points_attacked", "-")), str(a.get("broke", "-")),
+                         f"{a['seconds']:g}" if "seconds" in a else "-"])
     out += [("h2", "Attacks"), ("p", "A cascade, as AutoAttack runs: each attack runs on the points every earlier "
                                      "one left robust on E, so each row is what is left robust after it."),
-            ("table", ["attack", "run on", "parameters", "E robust after it", "points attacked", "broke"], rows)]
+            ("table", ["attack", "run on", "parameters", "E robust after it", "points attacked", "broke", "seconds"], rows)]
     if doc.get("detector"):
         d = doc["detector"]
         lo, hi = d["robust_accuracy_detector_aware_ci95"]
