@@ -1,11 +1,24 @@
-"""Print the README's performance tables from results/*.json (so each row traces to a command)."""
+"""The measured tables of README.md and docs/*.md, rendered from results/*.json (so each row traces to a command).
+
+A page holds a table as a block `<!-- results:NAME -->` ... `<!-- /results:NAME -->`; the block is rendered
+from results/NAME.json, with the CPU it was measured on. After a benchmark writes new results:
+
+    python benchmarks/render_tables.py --write     # rewrite every block
+    python benchmarks/render_tables.py --check     # exit 1 if a block is stale (tests/test_docs.py runs it)
+    python benchmarks/render_tables.py             # print every table
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
+import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z0-9_]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
 
 
 def machine_line(doc: dict) -> str:
@@ -106,6 +119,16 @@ def verify_real_models(doc: dict) -> str:
                      f"{100 * r['robust_gradient_attacks_only']:.1f}% | "
                      f"{'-' if transfer is None else f'{100 * transfer:.1f}%'} | {square_adds:.1f} pt | "
                      f"{', '.join(r['flags']) or 'none'} |")
+    return "\n".join(lines)
+
+
+def verify_sweep(doc: dict) -> str:
+    lines = [f"`{doc['command']}` (FP32 bundles, `standard` suite, first {doc['results'][0]['n']} test points):", "",
+             "| model | threat | robust | accuracy along the sweep (eps: accuracy) | flags |", "|---|---|---|---|---|"]
+    for r in doc["results"]:
+        curve = ", ".join(f"{p['eps']:.3g}: {100 * p['accuracy']:.1f}%" for p in r["eps_curve"])
+        lines.append(f"| {r['model']} | {'L-inf' if r['norm'] == 'linf' else 'L2'} {r['eps']:g} | {100 * r['robust']:.1f}% | "
+                     f"{curve} | {', '.join(r['flags']) or 'none'} |")
     return "\n".join(lines)
 
 
@@ -333,19 +356,55 @@ def runtime_summary(doc: dict, batch: int = 32) -> str:
     return "\n".join(lines)
 
 
+RENDERERS = {"quantized_speed": quantized_speed, "quantized_accuracy": quantized_accuracy, "cpu_matrix": cpu_matrix,
+             "repeatability": repeatability, "verify_real_models": verify_real_models,
+             "autoattack_referee": autoattack_referee, "attack_speed": attack_speed, "verify_time": verify_time,
+             "defense_sap": defense_sap, "defense_squeeze": defense_squeeze, "defense_empir": defense_empir,
+             "defense_empir_cifar": defense_empir, "defense_empir_mnist": defense_empir, "gdws_speed": gdws_speed,
+             "gdws_sweep": gdws_sweep, "dq_baselines": dq_baselines, "adversarial_training": adversarial_training,
+             "runtime_matrix": runtime_matrix, "verify_sweep": verify_sweep}
+
+
+def block(name: str) -> str:
+    """A page's block for results/NAME.json: the table, then the machine it was measured on."""
+    doc = load(name)
+    if doc is None:
+        return f"(not measured yet: run the command in benchmarks/{name}.py)\n"
+    return f"{RENDERERS[name](doc)}\n\n_Measured on {machine_line(doc)}; results/{name}.json._\n"
+
+
+def pages() -> list[Path]:
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def rewrite(text: str) -> str:
+    return BLOCK.sub(lambda m: m.group(1) + block(m.group("name")) + m.group(4), text)
+
+
 def main() -> None:
-    for name, render in (("quantized_speed", quantized_speed), ("quantized_accuracy", quantized_accuracy),
-                         ("cpu_matrix", cpu_matrix), ("repeatability", repeatability),
-                         ("verify_real_models", verify_real_models), ("autoattack_referee", autoattack_referee),
-                         ("attack_speed", attack_speed), ("verify_time", verify_time),
-                         ("defense_sap", defense_sap), ("defense_squeeze", defense_squeeze),
-                         ("defense_empir", defense_empir), ("defense_empir_cifar", defense_empir),
-                         ("defense_empir_mnist", defense_empir), ("gdws_speed", gdws_speed), ("gdws_sweep", gdws_sweep),
-                         ("dq_baselines", dq_baselines), ("adversarial_training", adversarial_training),
-                         ("runtime_matrix", runtime_matrix)):
-        doc = load(name)
-        if doc:
-            print(f"<!-- {name} -->\n{render(doc)}\n")
+    parser = argparse.ArgumentParser(description="render the measured tables of README.md and docs/")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="rewrite every results block in place")
+    mode.add_argument("--check", action="store_true", help="exit 1 when a block differs from its results")
+    args = parser.parse_args()
+    if not (args.write or args.check):
+        for name in RENDERERS:
+            if load(name):
+                print(f"<!-- {name} -->\n{block(name)}")
+        return
+    stale = []
+    for page in pages():
+        text = page.read_text()
+        unknown = [m.group("name") for m in BLOCK.finditer(text) if m.group("name") not in RENDERERS]
+        if unknown:
+            sys.exit(f"{page.name}: no renderer for {', '.join(unknown)}")
+        new = rewrite(text)
+        if new != text:
+            stale.append(page.relative_to(REPO).as_posix())
+            if args.write:
+                page.write_text(new)
+    if args.check and stale:
+        sys.exit(f"stale results blocks in {', '.join(stale)}: run python benchmarks/render_tables.py --write")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ ENVELOPE_VERSION = 1
 
 
 def envelope(command: str, doc: Any) -> dict[str, Any]:
-    """Every verb's --json document in one shape (README "JSON output"): `schema` (deploy-robust/<command>, or
+    """Every verb's --json document in one shape (docs/reference.md, "JSON output"): `schema` (deploy-robust/<command>, or
     the document's own), `schema_version`, `command`, `bundle` ({path, precision, target} or null), `data`
     ({name, n} or null), `flags` and `gates` (lists), `error` (null, or {message, exit_code}); the verb's own
     fields beside them. A list result goes under `results`."""

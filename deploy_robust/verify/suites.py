@@ -75,7 +75,7 @@ SUITES: dict[str, list[Attack]] = {
     ],
 }
 
-# What each AutoAttack suite runs, as AutoAttack's users know it (README and `verify --help` show this).
+# What each AutoAttack suite runs, as AutoAttack's users know it (docs/verify.md and `verify --help` show this).
 AUTOATTACK_SUITES = {"autoattack-standard": "APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5,000 queries)",
                      "autoattack-plus": "APGD-CE, APGD-DLR, FAB, Square (5 restarts each), APGD-T, FAB-T",
                      "autoattack-rand": "APGD-CE, APGD-DLR with EOT over 20 draws"}

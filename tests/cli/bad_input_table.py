@@ -1,8 +1,8 @@
-"""Every verb's bad inputs, as cases the tests run and as the README's table (input -> message -> exit code).
+"""Every verb's bad inputs, as cases the tests run and as docs/trust.md's table (input -> message -> exit code).
 
 `tests/cli/test_bad_input_table.py` runs each case through the real CLI (exit 2, one line, the
-message) and checks that README.md holds exactly the table rendered from those runs. After
-changing a case or a message, rewrite the README's block with:
+message) and checks that docs/trust.md holds exactly the table rendered from those runs. After
+changing a case or a message, rewrite the page's block with:
 
     python -m tests.cli.bad_input_table --write
 """
@@ -29,7 +29,7 @@ BEGIN, END = "<!-- bad-inputs:begin -->", "<!-- bad-inputs:end -->"
 @dataclass(frozen=True)
 class BadInput:
     verb: str
-    what: str                 # the input, as the README names it
+    what: str                 # the input, as docs/trust.md names it
     args: tuple[str, ...]     # with {dir} (a scratch folder), {model}, {bundle} and {data} filled in
 
 
@@ -137,13 +137,13 @@ def table() -> tuple[str, list[tuple[BadInput, int, str, str]]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--write", action="store_true", help="rewrite the block in README.md")
+    parser.add_argument("--write", action="store_true", help="rewrite the block in docs/trust.md")
     args = parser.parse_args(argv)
     text, _ = table()
     if not args.write:
         print(text)
         return 0
-    readme = Path(__file__).resolve().parents[2] / "README.md"
+    readme = Path(__file__).resolve().parents[2] / "docs" / "trust.md"
     doc = readme.read_text()
     start, end = doc.index(BEGIN), doc.index(END) + len(END)
     readme.write_text(doc[:start] + text + doc[end:])

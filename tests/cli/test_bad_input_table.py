@@ -1,4 +1,4 @@
-"""The README's bad-input table is what the CLI really prints: each case exits 2 with one line."""
+"""docs/trust.md's bad-input table is what the CLI really prints: each case exits 2 with one line."""
 
 import pytest
 
@@ -20,7 +20,7 @@ def test_every_bad_input_is_one_line_and_exit_2(results):
         assert "Traceback" not in stderr
 
 
-def test_the_readme_table_is_generated_from_these_runs(results):
+def test_the_docs_table_is_generated_from_these_runs(results):
     text, _ = results
-    readme = (REPO / "README.md").read_text()
-    assert text in readme, "README's bad-input table is stale: run python -m tests.cli.bad_input_table --write"
+    page = (REPO / "docs" / "trust.md").read_text()
+    assert text in page, "docs/trust.md's bad-input table is stale: run python -m tests.cli.bad_input_table --write"
