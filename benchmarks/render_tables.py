@@ -132,6 +132,28 @@ def verify_sweep(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def tune_models(doc: dict) -> str:
+    lines = [f"`{doc['command']}` (target ort-cpu, batch 1, latency; budgets 1 pt robust and 1 pt clean, paired against "
+             "FP32; quick suite on 200 points for candidates, standard on 500 for the pick):", "",
+             "| model | tune | pick | latency (ms) | fastest uniform that holds (ms) | robust / clean (standard, 500) | "
+             "robust drop vs FP32 (95% CI) | tune time | rerun |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["results"]:
+        for metric in ("robust", "clean"):
+            t = r.get(metric)
+            if not t:
+                continue
+            final = t["pick_final"] or {}
+            drop = final.get("robust_drop") or {}
+            shown = (f"{100 * final['robust_accuracy']:.1f}% / {100 * final['clean_accuracy']:.1f}%" if final else "-")
+            ci = (f"{100 * drop['drop']:+.1f} pt ({100 * drop['ci95'][0]:+.1f}..{100 * drop['ci95'][1]:+.1f})" if drop else "-")
+            rerun = f"{r['rerun_seconds']:.0f} s" if metric == "robust" and "rerun_seconds" in r else "-"
+            pick_ms = f"{t['pick_latency_ms']:.3f}" if t["pick_latency_ms"] is not None else "-"
+            uniform_ms = f"{t['fastest_holding_uniform_ms']:.3f}" if t["fastest_holding_uniform_ms"] else "-"
+            lines.append(f"| {r['model']} | {metric}-driven | {t['pick']} | {pick_ms} | {uniform_ms} | {shown} | {ci} | "
+                         f"{t['seconds']:.0f} s | {rerun} |")
+    return "\n".join(lines)
+
+
 def autoattack_referee(doc: dict) -> str:
     lines = [f"`{doc['command']}` (FP32 bundles; both sides in the same run; {machine_line(doc)}):", "",
              "| model | eps | n | ours (on E) | AutoAttack standard | ours - AutoAttack | time ours / AutoAttack |",
@@ -362,7 +384,7 @@ RENDERERS = {"quantized_speed": quantized_speed, "quantized_accuracy": quantized
              "defense_sap": defense_sap, "defense_squeeze": defense_squeeze, "defense_empir": defense_empir,
              "defense_empir_cifar": defense_empir, "defense_empir_mnist": defense_empir, "gdws_speed": gdws_speed,
              "gdws_sweep": gdws_sweep, "dq_baselines": dq_baselines, "adversarial_training": adversarial_training,
-             "runtime_matrix": runtime_matrix, "verify_sweep": verify_sweep}
+             "runtime_matrix": runtime_matrix, "verify_sweep": verify_sweep, "tune_models": tune_models}
 
 
 def block(name: str) -> str:

@@ -29,6 +29,7 @@ from deploy_robust.ingest.kinds import attack_plan_for
 from deploy_robust.runtimes import RuntimeOptions, create_runner
 from deploy_robust.transforms.gdws.network import GDWSPlan
 from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
+from deploy_robust.tune.run import TuneSettings, run_tune
 from deploy_robust.verify import ThreatModel, parse_eps, run_verify
 from deploy_robust.verify.protocol import reference_robust_accuracy
 from deploy_robust.verify.report import write as write_report
@@ -244,3 +245,49 @@ def verify(request: VerifyRequest) -> Result:
         + gates.minimum("top1_agreement_with_reference", request.min_agreement, "--min-agreement"), values)
     written = write_report(bundle, doc) if request.write else []
     return Result(doc, written)
+
+
+@dataclass(frozen=True)
+class TuneRequest:
+    """`deploy-robust tune`'s request: the fastest bundle of `model` on `target` within the robustness budget."""
+
+    model: str | Path
+    out: str | Path
+    calib: str | Path
+    data: str | Path
+    eps: float | str
+    norm: str = "linf"
+    target: str = "ort-cpu"
+    max_robust_drop: float = 0.01
+    max_clean_drop: float = 0.01
+    batch: int = 1
+    objective: str = "latency"
+    metric: str = "robust"
+    space: tuple[str, ...] | None = None
+    n: int = 200
+    final_n: int = 500
+    seed: int = 0
+    threads: int | None = None
+    latency_budget_ms: float | None = None
+    bench_seconds: float = 2.0
+    model_options: ModelOptions = ModelOptions()
+
+
+def tune(request: TuneRequest, log: Callable[[str], None] = lambda message: None) -> Result:
+    """Run a tune; the document is frontier.json's. A tune that finds no plan within the budget fails its gate."""
+    loaded = request.model_options.load(request.model)
+    settings = TuneSettings(ThreatModel(request.norm, parse_eps(request.eps)), target=request.target,
+                            max_robust_drop=request.max_robust_drop, max_clean_drop=request.max_clean_drop,
+                            batch=request.batch, objective=request.objective, metric=request.metric,
+                            space=request.space, n=request.n, final_n=request.final_n, seed=request.seed,
+                            threads=request.threads, latency_budget_ms=request.latency_budget_ms,
+                            bench_seconds=request.bench_seconds)
+    settings.check()
+    calib = load_dataset(request.calib, loaded.spec.shape, split="train")
+    data = load_dataset(request.data, loaded.spec.shape)
+    doc = run_tune(loaded, request.out, calib, data, settings, log)
+    doc["gates"] = [{"name": "plan_within_budget", "op": ">=", "threshold": 1, "value": float(doc["pick"] is not None),
+                     "passed": doc["pick"] is not None}]
+    out = Path(request.out)
+    written = [out / "frontier.json", out / "frontier.png", out / "report.md"] + ([out / "best"] if doc["pick"] else [])
+    return Result(doc, written, bundle=open_bundle(out / "best") if doc["pick"] else None)

@@ -3,7 +3,8 @@
 `sh` blocks run in bash (`set -e`: a failing command fails the block), `python` blocks in this Python.
 The working directory sits beside a `shared` link to ../shared, so the README's `../shared/data/...`
 paths resolve as they do from a checkout; blocks that read it are skipped where it is absent. Lines
-starting with `make` are the set-up itself (what runs this test) and are not run again.
+starting with `make` are the set-up itself (what runs this test) and are not run again. Running every
+block takes minutes (it trains, tunes and verifies), so that test is marked slow: `make test-all` runs it.
 """
 
 from __future__ import annotations
@@ -36,11 +37,12 @@ def test_the_readme_names_real_commands_only():
     blocks = readme_blocks((REPO / "README.md").read_text())
     assert len(blocks) >= 6
     commands = " ".join(code for language, code in blocks if language == "sh")
-    for verb in ("export", "info", "eval", "bench", "verify", "train", "dq", "ensemble", "gdws"):
+    for verb in ("export", "info", "eval", "bench", "verify", "tune", "train", "dq", "ensemble", "gdws"):
         assert f"deploy-robust {verb} " in commands, f"the README shows no `deploy-robust {verb}` example"
     assert not re.search(r"\b(model\.pt|data\.npz|TRAIN\.npz|TEST\.npz)\b", commands), "a placeholder path"
 
 
+@pytest.mark.slow  # about 6 minutes here (exports, a verify, a tune, training): `make test-all` runs it
 def test_every_readme_block_runs(tmp_path):
     work = tmp_path / "work"
     work.mkdir()

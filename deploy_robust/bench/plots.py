@@ -89,3 +89,37 @@ def eps_curve_plot(curve: list[dict[str, float]], out: Path, title: str) -> Path
     ax.set_title(title, fontsize=9)
     ax.set_ylim(-2, 102)
     return _save(plt, fig, ax, out)
+
+
+def tune_frontier_plot(rows: list[dict[str, Any]], out: Path, settings: dict[str, Any]) -> Path:
+    """`tune`'s measured configurations: latency against verified robust accuracy (95% CI bars), and against
+    clean accuracy in a second panel; uniform configurations as squares, searched plans as dots."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    timed = [r for r in rows if r.get("latency_ms") is not None]
+    for ax, key, label in ((axes[0], "robust_accuracy", "robust accuracy (verify quick, on the engine)"),
+                           (axes[1], "clean_accuracy", "clean accuracy")):
+        for uniform, marker in ((True, "s"), (False, "o")):
+            pts = [r for r in timed if r["uniform"] == uniform]
+            if not pts:
+                continue
+            ax.scatter([r["latency_ms"] for r in pts], [100 * r[key] for r in pts], marker=marker,
+                       label="uniform" if uniform else "tuned plans")
+            if key == "robust_accuracy":
+                ax.errorbar([r["latency_ms"] for r in pts], [100 * r[key] for r in pts], fmt="none", capsize=3,
+                            yerr=[[100 * (r[key] - r["robust_ci95"][0]) for r in pts],
+                                  [100 * (r["robust_ci95"][1] - r[key]) for r in pts]])
+            for r in pts:
+                ax.annotate(r["name"].replace("uniform ", ""), (r["latency_ms"], 100 * r[key]), fontsize=6,
+                            xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(f"{'latency per batch' if settings['objective'] == 'latency' else 'time per image'} (ms), "
+                      f"batch {settings['batch']}")
+        ax.set_ylabel(f"{label} (%)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"tune on {settings['target']}: lower-left is faster, up is more accurate")
+    fig.tight_layout()
+    image = io.BytesIO()
+    fig.savefig(image, dpi=120, format="png")
+    plt.close(fig)
+    return write_file_atomic(Path(out), image.getvalue())

@@ -26,6 +26,7 @@ TOOLS = {
     "train": ("deploy_robust.cli.train_cmd", "adversarial training (PGD / FGSM), resumable, torchrun-ready (-o model.pt)"),
     "dq": ("deploy_robust.cli.dq_cmd", "Defensive Quantization fine-tuning at W/A bits (-o model_dq.pt)"),
     "ensemble": ("deploy_robust.cli.ensemble_cmd", "train or assemble an EMPIR mixed-precision ensemble (-o ens.pt)"),
+    "tune": ("deploy_robust.cli.tune_cmd", "the fastest bundle on a target runtime that keeps its verified robustness"),
     "demo": ("deploy_robust.cli.demo_cmd", "the whole pipeline on an embedded default, no downloads"),
 }
 

@@ -70,6 +70,9 @@ def result_document(bundle, data, threat, suite, seed, backend, plan, merged, ra
                               "square_score_draws": randomness.square_draws,
                               "stable_prediction_fraction": float(np.all(e_pred == e_pred[0], axis=0).mean())},
         "seconds": round(seconds, 2),
+        # per point, in data order: E right clean (first pass) and robust (the worst case), as "0"/"1" strings
+        "per_example": {"clean": "".join("1" if v else "0" for v in clean_ok[0]),
+                        "robust": "".join("1" if v else "0" for v in robust)},
     }
     if randomness.passes > 1:
         # Headline: worst case over the scoring passes; beside it what one run of E gets on average.

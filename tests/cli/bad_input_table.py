@@ -36,6 +36,8 @@ class BadInput:
 def _cases() -> list[BadInput]:
     export = ("export", "{model}", "--arch", "digits_cnn", "-o", "{dir}/out")
     verify = ("verify", "{bundle}", "--data", "{data}", "--n", "8", "--no-sweep")
+    tune = ("tune", "{model}", "--arch", "digits_cnn", "--calib", "digits", "--data", "{data}", "--eps", "0.1",
+            "-o", "{dir}/tuned")
     return [
         BadInput("export", "model file that does not exist", ("export", "{dir}/absent.pt", "-o", "{dir}/out")),
         BadInput("export", "truncated checkpoint", ("export", "{dir}/truncated.pt", "--arch", "digits_cnn", "-o", "{dir}/out")),
@@ -62,6 +64,9 @@ def _cases() -> list[BadInput]:
         BadInput("train", "unknown `--arch`", ("train", "--arch", "no_such_net", "--data", "digits", "-o", "{dir}/t.pt")),
         BadInput("dq", "`--bits 9/9`", ("dq", "{model}", "--arch", "digits_cnn", "--bits", "9/9", "--data", "digits", "-o", "{dir}/d.pt")),
         BadInput("ensemble", "member spec that does not parse", ("ensemble", "--member", "x", "--arch", "digits", "-o", "{dir}/e.pt")),
+        BadInput("tune", "a target that cannot run a precision (`--target tensorrt --space int4`)",
+                 (*tune, "--target", "tensorrt", "--space", "int4")),
+        BadInput("tune", "`--max-robust-drop 1.5`", (*tune, "--max-robust-drop", "1.5")),
         BadInput("demo", "`--model` that does not exist", ("demo", "--model", "{dir}/absent.pt", "--arch", "digits_cnn", "--data", "digits:test",
                                                           "--out", "{dir}/demo")),
     ]

@@ -1,0 +1,76 @@
+"""`deploy-robust tune` on the real checkpoints: the pick against every uniform configuration, robust-driven
+against clean-driven tuning on the same budget, and what a rerun costs.
+
+For each model: a robust-driven tune (`--objective-metric robust`), the same tune again (every measurement
+from the cache), and a clean-driven tune with the same budget in a folder of its own. Target ort-cpu,
+batch 1, latency objective, budgets 1 pt robust and 1 pt clean (paired against FP32), the quick suite on
+200 test points for candidates and the standard suite on 500 for the picks.
+
+    python benchmarks/tune_models.py [--only resnet2b.pth] [--out benchmarks/.tune]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import CIFAR_CALIB, SHARED, shared_model  # noqa: E402
+from machine import save_result  # noqa: E402
+
+from deploy_robust.data import load_dataset  # noqa: E402
+from deploy_robust.tune.run import TuneSettings, run_tune  # noqa: E402
+from deploy_robust.verify import ThreatModel  # noqa: E402
+
+MODELS = [("resnet2b.pth", 2 / 255), ("cifar_cnn_a_adv.model", 2 / 255)]
+
+
+def _summary(doc: dict, seconds: float) -> dict:
+    pick = next((r for r in doc["measured"] if r["name"] == doc["pick"]), None)
+    uniform = {r["name"].replace("uniform ", ""): {k: r[k] for k in ("latency_ms", "robust_accuracy", "clean_accuracy",
+                                                                     "holds")} | {"robust_drop": r["robust_drop"]["drop"]}
+               for r in doc["measured"] if r["uniform"]}
+    holding = [r["latency_ms"] for r in doc["measured"] if r["uniform"] and r["holds"]]
+    return {"pick": doc["pick"], "seconds": round(seconds, 1), "cache": doc["cache"],
+            "pick_latency_ms": pick and pick["latency_ms"], "pick_final": pick and pick.get("final"),
+            "fastest_holding_uniform_ms": min(holding) if holding else None, "uniform": uniform,
+            "candidates_verified": sum(not r["uniform"] for r in doc["measured"]),
+            "frontier_points": len(doc["predicted_frontier"]), "final_reference": doc["final_reference"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / ".tune"))
+    args = parser.parse_args()
+    calib = load_dataset(CIFAR_CALIB, (3, 32, 32), split="train")
+    data = load_dataset(SHARED / "datasets" / "cifar10_test_first1017.npz", (3, 32, 32))
+    rows = []
+    for checkpoint, eps in MODELS:
+        if args.only and checkpoint != args.only:
+            continue
+        loaded = shared_model(checkpoint)
+        if loaded is None:
+            sys.exit("needs ../shared/data")
+        row = {"model": checkpoint, "eps": eps}
+        for metric in ("robust", "clean"):
+            settings = TuneSettings(ThreatModel("linf", eps), metric=metric, max_robust_drop=0.01, max_clean_drop=0.01)
+            out = Path(args.out) / checkpoint / metric
+            start = time.perf_counter()
+            doc = run_tune(loaded, out, calib, data, settings)
+            row[metric] = _summary(doc, time.perf_counter() - start)
+            if metric == "robust":
+                start = time.perf_counter()
+                again = run_tune(loaded, out, calib, data, settings)
+                row["rerun_seconds"] = round(time.perf_counter() - start, 1)
+                row["rerun_cache"] = again["cache"]
+            print(f"{checkpoint} {metric}: pick {doc['pick']} ({row[metric]['seconds']:.0f} s)", flush=True)
+        rows.append(row)
+        save_result("tune_models", rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""deploy-robust tune: the fastest bundle on the target runtime that keeps its verified robustness."""
+
+from __future__ import annotations
+
+import argparse
+
+from deploy_robust.api import TuneRequest, tune
+from deploy_robust.cli import args as cli_args
+from deploy_robust.cli.output import emit_json
+from deploy_robust.errors import GateFailed, UserError
+from deploy_robust.tune.space import TARGETS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="the trained model (any supported format)")
+    parser.add_argument("-o", "--out", required=True, help="folder for best/, frontier.json, frontier.png, report.md "
+                                                            "and the cache a rerun reuses")
+    parser.add_argument("--target", default="ort-cpu", choices=list(TARGETS), help="the runtime that ships (default ort-cpu)")
+    parser.add_argument("--calib", required=True, help="calibration images (also the per-layer sensitivity sample)")
+    parser.add_argument("--data", required=True, help="test images the candidates are verified on")
+    parser.add_argument("--eps", required=True, help="radius on the [0,1] scale, e.g. 2/255 or 0.3")
+    parser.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    parser.add_argument("--max-robust-drop", type=cli_args.fraction, default=0.01, metavar="X",
+                        help="paired robust-accuracy drop allowed against FP32 (default 0.01)")
+    parser.add_argument("--max-clean-drop", type=cli_args.fraction, default=0.01, metavar="X",
+                        help="paired clean-accuracy drop allowed against FP32 (default 0.01)")
+    parser.add_argument("--batch", type=cli_args.positive_int, default=1, help="batch size latency is measured at (1)")
+    parser.add_argument("--objective", default="latency", choices=["latency", "throughput"],
+                        help="minimize ms per batch (latency) or ms per image (throughput)")
+    parser.add_argument("--latency-budget-ms", type=cli_args.positive_number, metavar="MS",
+                        help="also require the pick to take at most this (in the objective's unit)")
+    parser.add_argument("--objective-metric", default="robust", choices=["robust", "clean"],
+                        help="what sensitivities and the budget check (clean: the clean-driven baseline)")
+    parser.add_argument("--space", metavar="P,P", help="per-layer precisions to search (default: all the target runs)")
+    parser.add_argument("--n", type=cli_args.positive_int, default=200, help="test points for candidates (quick suite)")
+    parser.add_argument("--final-n", type=cli_args.positive_int, default=500,
+                        help="test points for the pick's standard-suite verification (500)")
+    parser.add_argument("--threads", type=cli_args.positive_int, help="runtime threads for the latency measurements")
+    parser.add_argument("--bench-seconds", type=cli_args.positive_number, default=2.0, metavar="S",
+                        help="seconds per bundle in each interleaved benchmark, over 3 rounds (2)")
+    cli_args.add_model_args(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    space = tuple(p.strip() for p in args.space.split(",") if p.strip()) if args.space else None
+    if space is not None and not space:
+        raise UserError("--space needs precisions, e.g. int8,int4")
+    result = tune(TuneRequest(args.model, args.out, args.calib, args.data, args.eps, norm=args.norm, target=args.target,
+                              max_robust_drop=args.max_robust_drop, max_clean_drop=args.max_clean_drop, batch=args.batch,
+                              objective=args.objective, metric=args.objective_metric, space=space, n=args.n,
+                              final_n=args.final_n, seed=args.seed, threads=args.threads,
+                              latency_budget_ms=args.latency_budget_ms, bench_seconds=args.bench_seconds,
+                              model_options=cli_args.model_options(args)))
+    doc = result.document
+    if args.json:
+        emit_json(doc, "tune")
+    else:
+        from deploy_robust.tune.run import report
+
+        print(report(doc))
+        print("written " + ", ".join(str(p) for p in result.written))
+    if doc["pick"] is None:
+        holding = [r for r in doc["measured"] if r["holds"] and r.get("latency_ms") is not None]
+        best = min(holding, key=lambda r: r["latency_ms"])["name"] if holding else "none"
+        why = (f"none within --latency-budget-ms {args.latency_budget_ms:g}" if args.latency_budget_ms is not None
+               else "none held the final verification")
+        raise GateFailed(f"no plan met the budget ({why}; fastest that held the quick check: {best}; "
+                         f"see {args.out}/report.md)")
+    return 0

@@ -1,0 +1,1 @@
+"""`deploy-robust tune`: the fastest bundle on a target runtime that keeps its verified robustness."""

@@ -1,0 +1,105 @@
+"""What `tune` measures, cheap first, each result cached by a content key so a rerun reuses it.
+
+- Latency on the target runtime: the uniform bundles (fp32, int8, int4, ...) benchmarked interleaved in
+  one run; a layer's latency change at a precision is its share of the MACs running at that precision
+  in the uniform bundle, times that bundle's measured change against FP32 (candidates are then measured
+  for real).
+- Robustness sensitivity on the twin: with only layer i lowered to p (every other layer FP32), the drop of
+  the mean margin z_y - max_{j != y} z_j of S under PGD (10 steps, straight-through through the
+  quantizers) on a fixed sample, against the FP32 twin's; with metric "clean", the drop of the clean margin.
+- The paired drop of two verified bundles on the same points, from verify.json's per-example outcomes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from deploy_robust.bench.harness import run_bench
+from deploy_robust.bundle import Bundle
+from deploy_robust.bundle.store import write_file_atomic
+from deploy_robust.data import Dataset
+from deploy_robust.verify import ThreatModel
+from deploy_robust.verify.attacks import margin_loss, pgd
+from deploy_robust.verify.protocol import build_twin
+from deploy_robust.verify.speed import prepare_for_attack
+
+
+class Cache:
+    """measurements.json in the tune's folder: key -> value, rewritten atomically after every new entry."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.values: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        self.hits = self.misses = 0
+
+    def get(self, key: str, compute: Callable[[], Any]) -> Any:
+        if key in self.values:
+            self.hits += 1
+            return self.values[key]
+        self.misses += 1
+        value = compute()
+        self.values[key] = value
+        write_file_atomic(self.path, json.dumps(self.values, indent=1, sort_keys=True))
+        return value
+
+
+def latencies(bundles: list[Bundle], backend: str, batch: int, objective: str, *, duration: float = 2.0,
+              rounds: int = 3, threads: int | None = None) -> list[float]:
+    """Per bundle, in one interleaved run: median latency in ms per batch ("latency"), or ms per image
+    ("throughput": the inverse of images per second), so lower is better either way."""
+    docs = run_bench(bundles, [backend], [batch], duration=duration, rounds=rounds, threads=threads)
+    out = []
+    for doc in docs:
+        entry = doc["results"][0]
+        out.append(entry["latency_ms"]["p50"] if objective == "latency" else 1e3 / entry["throughput"])
+    return out
+
+
+def latency_model(layers, uniform: dict[str, tuple[Bundle, float]], fp32_ms: float) -> tuple[dict[str, float], ...]:
+    """Per layer: precision -> predicted latency change against FP32, from the uniform bundles' measured
+    changes shared out by the MACs of the layers each bundle really runs at that precision."""
+    model = []
+    realized = {p: {layer["name"]: layer["precision"] for layer in bundle.manifest.document["precision"].get("layers", [])}
+                for p, (bundle, _) in uniform.items()}
+    for layer in layers:
+        options = {"fp32": 0.0}
+        for p in layer.allowed:
+            if p == "fp32" or p not in uniform:
+                continue
+            at_p = [other for other in layers if realized[p].get(other.name) == p]
+            macs = sum(other.macs for other in at_p)
+            share = layer.macs / macs if macs and realized[p].get(layer.name) == p else 0.0
+            options[p] = share * (uniform[p][1] - fp32_ms)
+        model.append(options)
+    return tuple(model)
+
+
+def twin_margin(bundle: Bundle, data: Dataset, threat: ThreatModel, metric: str, seed: int = 0) -> float:
+    """Mean margin of S on the points (negative: misclassified), under PGD-10 for "robust", clean for "clean"."""
+    x, y = (torch.from_numpy(a) for a in next(data.batches(len(data))))
+    model, _ = prepare_for_attack(build_twin(bundle), x, "contiguous")
+    if metric == "robust" and threat.eps > 0:
+        x = pgd(model, x, y, threat, steps=10, seed=seed)
+    with torch.no_grad():
+        return float(-margin_loss(model(x), y).mean())
+
+
+def paired_drop(reference: dict[str, Any], candidate: dict[str, Any], field: str = "robust") -> dict[str, float]:
+    """The paired drop (reference - candidate) of per-example outcomes on the same points, with its 95% interval
+    (normal approximation for paired proportions: var = (b + c - (b - c)^2 / n) / n^2, b and c the discordant
+    pairs)."""
+    a = np.frombuffer(reference["per_example"][field].encode(), dtype=np.uint8) - ord("0")
+    b = np.frombuffer(candidate["per_example"][field].encode(), dtype=np.uint8) - ord("0")
+    if a.shape != b.shape:
+        raise ValueError("paired outcomes need the same points")
+    n = len(a)
+    lost, gained = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
+    drop = (lost - gained) / n
+    half = 1.959964 * math.sqrt(max(lost + gained - (lost - gained) ** 2 / n, 0.0)) / n
+    return {"drop": drop, "ci95": [drop - half, drop + half], "lost": lost, "gained": gained, "n": n}

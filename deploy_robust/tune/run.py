@@ -1,0 +1,317 @@
+"""A tune, end to end: measure cheaply, search, verify candidates on the engine, verify the pick in full.
+
+1. Bundles of the uniform configurations (fp32, fp16, int8, int4), benchmarked interleaved on the target
+   runtime; each layer's latency change and robustness sensitivity (tune.measure).
+2. The frontier of plans under the additive model (tune.search).
+3. Along the frontier, a bisection for the fastest plan whose engine still holds: quick suite on `n`
+   test points, paired with the FP32 bundle on the same points, robust and clean drops within budget.
+   The uniform configurations are verified the same way.
+4. The candidates that hold and the uniform configurations, benchmarked again in one interleaved run;
+   the fastest wins. It is verified with the standard suite on `final_n` points, paired with FP32 on the
+   same points, and accepted only when the paired drop (point estimate; its 95% interval is reported)
+   is within the budget; otherwise the next fastest is tried.
+
+Every bundle and measurement lives under OUT/cache/ by content key, so a killed tune continues where it
+stopped and a rerun only re-reads: the same inputs and seed give the same pick.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import onnx
+
+from deploy_robust.bundle import Bundle, open_bundle
+from deploy_robust.bundle.store import write_file_atomic
+from deploy_robust.data import Dataset
+from deploy_robust.errors import UserError
+from deploy_robust.export import export_bundle
+from deploy_robust.ingest import LoadedModel
+from deploy_robust.progress import bar
+from deploy_robust.tune import measure
+from deploy_robust.tune.search import CostModel, frontier
+from deploy_robust.tune.space import (UNIFORM, Plan, check_space, describe, plan_file, plan_key, search_layers,
+                                      target_profile)
+from deploy_robust.verify import ThreatModel, run_verify
+
+SCHEMA = "deploy-robust/tune"
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    threat: ThreatModel
+    target: str = "ort-cpu"
+    max_robust_drop: float = 0.01
+    max_clean_drop: float = 0.01
+    batch: int = 1
+    objective: str = "latency"        # "latency" (ms per batch) or "throughput" (ms per image)
+    metric: str = "robust"            # what the sensitivities and the budget check: "robust" or "clean"
+    space: tuple[str, ...] | None = None
+    n: int = 200                      # test points for the candidates' quick verification
+    final_n: int = 500                # test points for the pick's standard verification
+    sensitivity_n: int = 64           # calibration images for the per-layer sensitivities
+    seed: int = 0
+    threads: int | None = None
+    bench_seconds: float = 2.0        # per bundle and batch in each interleaved benchmark (3 rounds)
+    latency_budget_ms: float | None = None   # the pick must also be at most this fast (in the objective's unit)
+
+    def check(self) -> None:
+        if self.objective not in ("latency", "throughput"):
+            raise UserError(f"--objective must be latency or throughput; got {self.objective}")
+        if self.metric not in ("robust", "clean"):
+            raise UserError(f"--objective-metric must be robust or clean; got {self.metric}")
+        for name, value in (("--max-robust-drop", self.max_robust_drop), ("--max-clean-drop", self.max_clean_drop)):
+            if not 0 <= value <= 1:
+                raise UserError(f"{name} must be in [0, 1]; got {value:g} (did you mean {value / 100:g}?)")
+        for name, value in (("--batch", self.batch), ("--n", self.n), ("--final-n", self.final_n)):
+            if value < 1:
+                raise UserError(f"{name} must be positive; got {value}")
+        if self.latency_budget_ms is not None and not self.latency_budget_ms > 0:
+            raise UserError(f"--latency-budget-ms must be positive; got {self.latency_budget_ms:g}")
+        target_profile(self.target)
+        if self.space is not None:
+            check_space(self.target, self.space)
+
+
+class _Tune:
+    def __init__(self, loaded: LoadedModel, out: Path, calib: Dataset, data: Dataset, settings: TuneSettings,
+                 log: Callable[[str], None]) -> None:
+        self.loaded, self.out, self.calib, self.data, self.s, self.log = loaded, out, calib, data, settings, log
+        self.precisions, self.export_target, self.backend = target_profile(settings.target)
+        (out / "cache" / "bundles").mkdir(parents=True, exist_ok=True)
+        identity = json.dumps({"model": loaded.source.get("sha256") or loaded.source.get("file"), "target": settings.target,
+                               "calib": [calib.name, len(calib)], "data": [data.name, len(data)], "seed": settings.seed},
+                              sort_keys=True)
+        recorded = out / "cache" / "identity.json"
+        if recorded.exists() and recorded.read_text() != identity:
+            raise UserError(f"{out} holds a tune of another model, target, data or seed; give a new -o")  # never reuse it
+        write_file_atomic(recorded, identity)
+        self.cache = measure.Cache(out / "cache" / "measurements.json")
+        # what a sensitivity depends on besides the bundle itself (a new budget or batch reuses them all)
+        key = {"calib": [calib.name, len(calib)], "n": settings.sensitivity_n, "seed": settings.seed,
+               "threat": [settings.threat.norm, settings.threat.eps]}
+        self.key = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+    def bundle(self, name: str, precision: str, plan: Plan | None = None, layers=None) -> Bundle:
+        """The cached bundle `name`, exported on first use."""
+        path = self.out / "cache" / "bundles" / name
+        if (path / "manifest.json").exists():
+            return open_bundle(path)
+        plan_path = None
+        if plan is not None:
+            plan_path = self.out / "cache" / "plans" / f"{name}.json"
+            plan_path.parent.mkdir(exist_ok=True)
+            write_file_atomic(plan_path, plan_file(layers, plan))
+        return export_bundle(self.loaded, path, "mixed" if plan else precision, self.export_target,
+                             calib=None if precision in ("fp32", "fp16") else self.calib,
+                             calib_n=256, plan_file=plan_path, seed=self.s.seed)
+
+    def verified(self, bundle: Bundle, suite: str, n: int, skip: int = 0) -> dict[str, Any]:
+        """verify's figures on test points skip..skip+n (cached by the bundle's content and the settings)."""
+        def compute():
+            data = self.data.skip(skip) if skip else self.data
+            doc = run_verify(bundle, data, self.s.threat, n=n, suite=suite, backend=self.backend, sweep=None,
+                             seed=self.s.seed, resume=True, layout="contiguous")
+            return {k: doc[k] for k in ("robust_accuracy", "robust_accuracy_ci95", "clean_accuracy",
+                                        "clean_accuracy_ci95", "per_example")} | {"flags": [f["flag"] for f in doc["flags"]]}
+        return self.cache.get(f"verify/{bundle.manifest.model.sha256}/{suite}/{skip}+{n}/{self.s.threat.norm}/"
+                              f"{self.s.threat.eps}/{self.s.seed}/{self.backend}", compute)
+
+    def latencies(self, bundles: list[Bundle], tag: str) -> list[float]:
+        key = f"latency/{tag}/" + ",".join(b.manifest.model.sha256[:12] for b in bundles)
+        return self.cache.get(f"{key}/{self.backend}/{self.s.batch}/{self.s.objective}", lambda: measure.latencies(
+            bundles, self.backend, self.s.batch, self.s.objective, duration=self.s.bench_seconds, threads=self.s.threads))
+
+    def holds(self, reference: dict, candidate: dict) -> tuple[bool, dict, dict]:
+        robust = measure.paired_drop(reference, candidate, "robust")
+        clean = measure.paired_drop(reference, candidate, "clean")
+        ok = clean["drop"] <= self.s.max_clean_drop + 1e-12
+        if self.s.metric == "robust":
+            ok = ok and robust["drop"] <= self.s.max_robust_drop + 1e-12
+        return ok, robust, clean
+
+
+def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset, settings: TuneSettings,
+             log: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+    """Tune `loaded` for `settings.target`; writes OUT/best/, frontier.json, frontier.png and report.md."""
+    settings.check()
+    if data.shape != loaded.spec.shape or calib.shape != loaded.spec.shape:
+        raise UserError(f"images are {data.shape} (--data) and {calib.shape} (--calib); the model takes {loaded.spec.shape}")
+    data.take(settings.final_n).check_labels(loaded.spec.num_classes, "the model")
+    out = Path(out)
+    tune = _Tune(loaded, out, calib, data, settings, log)
+    fp32 = tune.bundle("fp32", "fp32")
+    layers = search_layers(onnx.load(str(fp32.model_path)), settings.target, settings.space)
+    shown = bar(6, desc="tune")
+
+    # 1. uniform configurations and the per-layer measurements
+    uniform_names = [p for p in UNIFORM if p == "fp32" or settings.space is None or p in settings.space]
+    uniform = {p: tune.bundle(p, p) for p in uniform_names}
+    uniform_ms = dict(zip(uniform, tune.latencies(list(uniform.values()), "uniform")))
+    latency = measure.latency_model(layers, {p: (b, uniform_ms[p]) for p, b in uniform.items() if p != "fp32"},
+                                    uniform_ms["fp32"])
+    shown.update()
+    sample = calib.take(settings.sensitivity_n)
+    base_margin = tune.cache.get(f"margin/{fp32.manifest.model.sha256}/{settings.metric}/{tune.key}",
+                                 lambda: measure.twin_margin(fp32, sample, settings.threat, settings.metric, settings.seed))
+    loss = []
+    for i, layer in enumerate(layers):
+        options = {"fp32": 0.0}
+        for p in layer.allowed:
+            if p == "fp32":
+                continue
+            plan = tuple(p if j == i else "fp32" for j in range(len(layers)))
+            candidate = tune.bundle(plan_key(plan), p, plan, layers)
+            margin = tune.cache.get(f"margin/{candidate.manifest.model.sha256}/{settings.metric}/{tune.key}",
+                                    lambda b=candidate: measure.twin_margin(b, sample, settings.threat, settings.metric,
+                                                                            settings.seed))
+            options[p] = max(base_margin - margin, 0.0)
+        loss.append(options)
+    shown.update()
+
+    # 2. the frontier under the additive model
+    model = CostModel(uniform_ms["fp32"], latency, tuple(loss))
+    points = frontier(model)
+    shown.update()
+
+    # 3. bisection along the frontier (fastest first) for the fastest plan whose engine holds
+    reference = tune.verified(fp32, "quick", settings.n)
+    checked: dict[Plan, dict[str, Any]] = {}
+
+    def check(plan: Plan) -> bool:
+        if plan not in checked:
+            bundle = tune.bundle(plan_key(plan), "mixed", plan, layers)
+            doc = tune.verified(bundle, "quick", settings.n)
+            ok, robust, clean = tune.holds(reference, doc)
+            checked[plan] = {"bundle": bundle, "verify": doc, "holds": ok, "robust_drop": robust, "clean_drop": clean}
+        return checked[plan]["holds"]
+
+    lo, hi = 0, len(points) - 1          # the slowest point is all-FP32: it holds by definition
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if check(points[mid].plan):
+            hi = mid
+        else:
+            lo = mid + 1
+    check(points[lo].plan)
+    searched = points[lo]
+    uniform_checks = {}
+    for p, bundle in uniform.items():
+        doc = tune.verified(bundle, "quick", settings.n)
+        ok, robust, clean = tune.holds(reference, doc)
+        uniform_checks[p] = {"bundle": bundle, "verify": doc, "holds": ok, "robust_drop": robust, "clean_drop": clean}
+    shown.update()
+
+    # 4. the holding candidates and the uniform configurations, measured in one run; the fastest wins
+    holding = [(describe(layers, plan), c) for plan, c in checked.items() if c["holds"]]
+    contenders = [*[(f"uniform {p}", c) for p, c in uniform_checks.items()], *holding]
+    measured = tune.latencies([c["bundle"] for _, c in contenders], "final")
+    for (_, c), ms in zip(contenders, measured):
+        c["latency_ms"] = ms
+    shown.update()
+    order = sorted((c for c in contenders if c[1]["holds"]), key=lambda c: c[1]["latency_ms"])
+    if settings.latency_budget_ms is not None:
+        order = [c for c in order if c[1]["latency_ms"] <= settings.latency_budget_ms]
+    # the final check on points the candidates were not chosen on, where the test set has enough of them
+    skip = settings.n if len(data) >= settings.n + settings.final_n else 0
+    final_reference = tune.verified(fp32, "standard", settings.final_n, skip)
+    pick = None
+    for name, c in order[:3]:
+        doc = tune.verified(c["bundle"], "standard", settings.final_n, skip)
+        ok, robust, clean = tune.holds(final_reference, doc)
+        c["final"] = {"verify": doc, "holds": ok, "robust_drop": robust, "clean_drop": clean}
+        if ok:
+            pick = (name, c)
+            break
+    shown.update()
+    shown.close()
+    document = _document(settings, layers, points, checked, uniform_checks, contenders, pick, final_reference, tune)
+    document["final_points"] = (f"test points {skip}..{skip + settings.final_n - 1}, disjoint from the candidates' "
+                                f"0..{settings.n - 1}" if skip else
+                                f"the first {settings.final_n} test points (the set has too few to keep them disjoint "
+                                f"from the candidates' {settings.n})")
+    document["search_pick"] = {"plan": list(searched.plan), "predicted_latency_ms": searched.latency,
+                               "predicted_margin_loss": searched.loss}
+    document["cost_model"] = {"fp32_latency_ms": model.fp32_latency, "latency_ms": list(model.latency),
+                              "margin_loss": list(model.loss)}
+    _write_outputs(out, document, pick)
+    return document
+
+
+def _document(settings, layers, points, checked, uniform_checks, contenders, pick, final_reference, tune) -> dict:
+    def entry(name: str, c: dict, plan: Plan | None) -> dict:
+        v = c["verify"]
+        row = {"name": name, "bundle": c["bundle"].path.name, "latency_ms": c.get("latency_ms"),
+               "robust_accuracy": v["robust_accuracy"], "robust_ci95": v["robust_accuracy_ci95"],
+               "clean_accuracy": v["clean_accuracy"], "robust_drop": c["robust_drop"], "clean_drop": c["clean_drop"],
+               "holds": c["holds"], "uniform": name.startswith("uniform"), "flags": v["flags"]}
+        if plan is not None:
+            row["plan"] = dict(zip([layer.name for layer in layers], plan))
+        if "final" in c:
+            row["final"] = {k: c["final"][k] for k in ("holds", "robust_drop", "clean_drop")} | {
+                "robust_accuracy": c["final"]["verify"]["robust_accuracy"],
+                "clean_accuracy": c["final"]["verify"]["clean_accuracy"]}
+        return row
+
+    rows = [entry(f"uniform {p}", c, None) for p, c in uniform_checks.items()]
+    rows += [entry(describe(layers, plan), c, plan) for plan, c in checked.items()]
+    return {
+        "schema": SCHEMA, "schema_version": 1,
+        "settings": {k: v for k, v in asdict(settings).items() if k not in ("threat", "threads", "bench_seconds")}
+        | {"threat": {"norm": settings.threat.norm, "eps": settings.threat.eps}},
+        "layers": [asdict(layer) for layer in layers],
+        "predicted_frontier": [{"plan": describe(layers, p.plan), "latency_ms": p.latency, "margin_loss": p.loss}
+                               for p in points],
+        "measured": rows,
+        "final_reference": {"robust_accuracy": final_reference["robust_accuracy"],
+                            "clean_accuracy": final_reference["clean_accuracy"], "n": settings.final_n},
+        "acceptance": f"paired drop against the FP32 bundle on the same {settings.final_n} points, standard suite: "
+                      f"point estimate within the budget (its 95% interval reported)",
+        "pick": None if pick is None else pick[0],
+        "cache": {"hits": tune.cache.hits, "misses": tune.cache.misses},
+    }
+
+
+def _write_outputs(out: Path, document: dict, pick) -> None:
+    from deploy_robust.bench.plots import tune_frontier_plot
+
+    write_file_atomic(out / "frontier.json", json.dumps(document, indent=1, sort_keys=True))
+    tune_frontier_plot(document["measured"], out / "frontier.png", document["settings"])
+    write_file_atomic(out / "report.md", report(document))
+    if pick is not None:
+        best = out / "best"
+        staging = out / ".best-new"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(pick[1]["bundle"].path, staging)
+        staged = open_bundle(staging)
+        staged.write_file("tune.json", json.dumps({"pick": document["pick"], "settings": document["settings"],
+                                                   "measured": [r for r in document["measured"]
+                                                                if r["name"] == document["pick"]]}, indent=1))
+        shutil.rmtree(best, ignore_errors=True)
+        staging.rename(best)
+
+
+def report(document: dict) -> str:
+    s = document["settings"]
+    lines = [f"# Tune: {s['target']}, batch {s['batch']}, objective {s['objective']}, metric {s['metric']}", "",
+             f"Budget: robust drop <= {100 * s['max_robust_drop']:g} pt, clean drop <= {100 * s['max_clean_drop']:g} pt "
+             f"(L-{'inf' if s['threat']['norm'] == 'linf' else '2'} eps {s['threat']['eps']:.4g}).", "",
+             f"**Pick: {document['pick'] or 'none: no plan met the budget'}**", "",
+             "| configuration | latency (ms) | robust (quick) | 95% CI | clean | robust drop | holds | final (standard) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(document["measured"], key=lambda r: (r["latency_ms"] is None, r["latency_ms"] or 0)):
+        final = r.get("final")
+        shown = "-" if not final else (f"{100 * final['robust_accuracy']:.1f}% (drop {100 * final['robust_drop']['drop']:+.1f} pt, "
+                                       f"95% CI {100 * final['robust_drop']['ci95'][0]:+.1f}..{100 * final['robust_drop']['ci95'][1]:+.1f}); "
+                                       f"{'accepted' if final['holds'] else 'rejected'}")
+        latency = "-" if r["latency_ms"] is None else f"{r['latency_ms']:.3f}"
+        lines.append(f"| {r['name']} | {latency} | {100 * r['robust_accuracy']:.1f}% | "
+                     f"{100 * r['robust_ci95'][0]:.1f}-{100 * r['robust_ci95'][1]:.1f} | {100 * r['clean_accuracy']:.1f}% | "
+                     f"{100 * r['robust_drop']['drop']:+.1f} pt | {'yes' if r['holds'] else 'no'} | {shown} |")
+    lines += ["", document["acceptance"] + ".", "", "![frontier](frontier.png)", ""]
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""What `tune` searches over: per weighted layer, the precisions the target runs, and plans as data.
+
+A plan is a tuple of precisions, one per layer in graph order; `plan_file` writes it as the `--plan`
+YAML/JSON that `export --precision mixed` reads, so every candidate is an ordinary bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+
+import onnx
+from onnx import shape_inference
+
+from deploy_robust.errors import UserError
+from deploy_robust.quant.plan import make_plan
+
+# Per-layer precisions each runtime runs natively (fp16 is emulated, slower than fp32, on CPU runtimes) and
+# the export profile and engine backend a target means.
+TARGETS = {"ort-cpu": (("fp32", "int8", "int4"), "ort-cpu", "ort-cpu"),
+           "openvino": (("fp32", "int8", "int4"), "ort-cpu", "openvino"),
+           "ort-cuda": (("fp32", "fp16", "int8"), "ort-cuda", "ort-cuda"),
+           "tensorrt": (("fp32", "fp16", "int8"), "tensorrt", "tensorrt")}
+UNIFORM = ("fp32", "fp16", "int8", "int4")   # the uniform configurations a tune is compared with
+Plan = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str          # as `info` and `--plan` name it
+    op: str
+    macs: int          # multiply-accumulates per image
+    allowed: tuple[str, ...]
+
+
+def target_profile(target: str) -> tuple[tuple[str, ...], str, str]:
+    """(the precisions it runs, the export target, the engine backend) of a tune `--target`."""
+    if target not in TARGETS:
+        raise UserError(f"--target must be one of {', '.join(TARGETS)}; got {target}")
+    return TARGETS[target]
+
+
+def check_space(target: str, space: tuple[str, ...]) -> None:
+    """Refuse precisions the target does not run (or that do not exist)."""
+    precisions = target_profile(target)[0]
+    unknown = [p for p in space if p not in precisions]
+    if unknown:
+        raise UserError(f"--target {target} cannot run {', '.join(unknown)} layers (it runs {', '.join(precisions)})")
+
+
+def search_layers(fp32_graph: onnx.ModelProto, target: str, space: tuple[str, ...] | None = None) -> list[Layer]:
+    """The weighted layers of an FP32 bundle's graph, with their MACs and the precisions to try."""
+    precisions, export_target, _ = target_profile(target)
+    if space is not None:
+        check_space(target, space)
+        precisions = tuple(p for p in precisions if p in space or p == "fp32")
+    macs = _layer_macs(fp32_graph)
+    plans = make_plan(fp32_graph, "fp32", export_target)
+    return [Layer(p.name, p.op, macs.get(p.node, 0), precisions) for p in plans]
+
+
+def plan_file(layers: list[Layer], plan: Plan) -> str:
+    """The plan as `--plan` JSON: every layer named, so a layer's precision never comes from a default."""
+    if len(plan) != len(layers):
+        raise ValueError(f"a plan for {len(layers)} layers has {len(plan)} entries")
+    return json.dumps({"default": "fp32", "layers": {layer.name: p for layer, p in zip(layers, plan)}}, indent=1)
+
+
+def plan_key(plan: Plan) -> str:
+    """A short content key of a plan: the name of its cached bundle."""
+    return hashlib.sha256(",".join(plan).encode()).hexdigest()[:12]
+
+
+def describe(layers: list[Layer], plan: Plan) -> str:
+    """`int8` for a uniform plan, else `int8 but conv1 fp32, fc int4` (the layers off the most common)."""
+    common = max(set(plan), key=plan.count)
+    others = [f"{layer.name} {p}" for layer, p in zip(layers, plan) if p != common]
+    return common if not others else f"{common} but {', '.join(others)}"
+
+
+def _layer_macs(model: onnx.ModelProto) -> dict[str, int]:
+    """MACs per image of each Conv/Gemm/MatMul node (by node name), from ONNX shape inference at batch 1."""
+    graph = onnx.ModelProto()
+    graph.CopyFrom(model)
+    for value in graph.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].dim_value:
+            dims[0].dim_value = 1
+    inferred = shape_inference.infer_shapes(graph)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]}
+    weights = {i.name: list(i.dims) for i in model.graph.initializer}
+    out = {}
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul") or len(node.input) < 2 or node.input[1] not in weights:
+            continue
+        w, y = weights[node.input[1]], shapes.get(node.output[0], [])
+        if node.op_type == "Conv":
+            spatial = math.prod(y[2:]) if len(y) > 2 and all(y[2:]) else 1
+            out[node.name] = math.prod(w) * spatial     # C_out * C_in/groups * kh * kw per output position
+        else:
+            out[node.name] = math.prod(w)
+    return out

@@ -1,0 +1,55 @@
+import itertools
+import json
+
+import pytest
+
+from deploy_robust.bundle import open_bundle
+from deploy_robust.data import load_dataset
+from deploy_robust.tune.run import TuneSettings, run_tune
+from deploy_robust.verify import ThreatModel
+
+SETTINGS = dict(n=60, final_n=60, sensitivity_n=32, bench_seconds=0.2, threads=1)
+
+
+@pytest.fixture(scope="module")
+def tuned(digits_loaded, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tune") / "out"
+    settings = TuneSettings(ThreatModel("linf", 0.1), max_robust_drop=0.02, max_clean_drop=0.02, **SETTINGS)
+    doc = run_tune(digits_loaded, out, load_dataset("digits:train"), load_dataset("digits:test"), settings)
+    return out, settings, doc
+
+
+def test_a_tune_writes_a_verified_pick_its_frontier_and_report(tuned):
+    out, settings, doc = tuned
+    assert doc["pick"] is not None and {p.name for p in out.iterdir()} >= {"best", "frontier.json", "frontier.png",
+                                                                          "report.md", "cache"}
+    best = open_bundle(out / "best")
+    record = json.loads((best.path / "tune.json").read_text())
+    assert record["pick"] == doc["pick"] and "tune.json" in best.manifest.files
+    picked = next(r for r in doc["measured"] if r["name"] == doc["pick"])
+    assert picked["final"]["holds"] and picked["final"]["robust_drop"]["drop"] <= settings.max_robust_drop
+    # at least as fast as every uniform configuration that holds, measured in the same run
+    holding = [r["latency_ms"] for r in doc["measured"] if r["uniform"] and r["holds"]]
+    assert picked["latency_ms"] <= min(holding)
+    assert "Pick:" in (out / "report.md").read_text() and (out / "frontier.png").stat().st_size > 1000
+
+
+def test_the_search_pick_is_optimal_for_the_measured_costs_by_brute_force(tuned):
+    _, _, doc = tuned
+    costs = doc["cost_model"]
+    pick = doc["search_pick"]
+
+    def predict(plan):
+        return (costs["fp32_latency_ms"] + sum(costs["latency_ms"][i][p] for i, p in enumerate(plan)),
+                sum(costs["margin_loss"][i][p] for i, p in enumerate(plan)))
+
+    plans = itertools.product(*[sorted(options) for options in costs["latency_ms"]])
+    best = min(latency for latency, loss in map(predict, plans) if loss <= pick["predicted_margin_loss"] + 1e-12)
+    assert pick["predicted_latency_ms"] == pytest.approx(best)
+
+
+def test_a_rerun_reads_every_measurement_from_the_cache_and_picks_the_same(tuned, digits_loaded):
+    out, settings, doc = tuned
+    again = run_tune(digits_loaded, out, load_dataset("digits:train"), load_dataset("digits:test"), settings)
+    assert again["cache"]["misses"] == 0 and again["cache"]["hits"] > 10
+    assert {k: v for k, v in again.items() if k != "cache"} == {k: v for k, v in doc.items() if k != "cache"}

@@ -1,0 +1,38 @@
+import json
+
+import onnx
+import pytest
+
+from deploy_robust.errors import UserError
+from deploy_robust.export import export_bundle
+from deploy_robust.tune.space import describe, plan_file, plan_key, search_layers, target_profile
+
+
+@pytest.fixture(scope="module")
+def graph(digits_loaded, tmp_path_factory):
+    bundle = export_bundle(digits_loaded, tmp_path_factory.mktemp("space") / "fp32")
+    return onnx.load(str(bundle.model_path))
+
+
+def test_layers_carry_their_names_macs_and_the_targets_precisions(graph):
+    layers = search_layers(graph, "ort-cpu")
+    assert [layer.op for layer in layers][-1] == "Gemm" and all(layer.macs > 0 for layer in layers)
+    assert all(layer.allowed == ("fp32", "int8", "int4") for layer in layers)
+    assert search_layers(graph, "tensorrt")[0].allowed == ("fp32", "fp16", "int8")
+    assert search_layers(graph, "ort-cpu", ("int8",))[0].allowed == ("fp32", "int8")
+
+
+def test_bad_targets_and_spaces_are_one_clear_error(graph):
+    with pytest.raises(UserError, match="--target must be one of"):
+        target_profile("jetson")
+    with pytest.raises(UserError, match="cannot run int4"):
+        search_layers(graph, "tensorrt", ("int4",))
+
+
+def test_a_plan_names_every_layer_and_describes_itself(graph):
+    layers = search_layers(graph, "ort-cpu")
+    plan = ("fp32",) + ("int8",) * (len(layers) - 1)
+    doc = json.loads(plan_file(layers, plan))
+    assert doc["default"] == "fp32" and list(doc["layers"].values()) == list(plan)
+    assert describe(layers, plan) == f"int8 but {layers[0].name} fp32" and describe(layers, ("int8",) * len(layers)) == "int8"
+    assert plan_key(plan) != plan_key(("int8",) * len(layers)) and len(plan_key(plan)) == 12
