@@ -9,7 +9,8 @@
 4. The candidates that hold and the uniform configurations, benchmarked again in one interleaved run;
    the fastest wins. It is verified with the standard suite on `final_n` points, paired with FP32 on the
    same points, and accepted only when the paired drop (point estimate; its 95% interval is reported)
-   is within the budget; otherwise the next fastest is tried.
+   is within the budget; otherwise the next fastest is tried (up to MAX_FINAL_CHECKS), and FP32 itself
+   is the answer when none holds.
 
 Every bundle and measurement lives under OUT/cache/ by content key, so a killed tune continues where it
 stopped and a rerun only re-reads: the same inputs and seed give the same pick.
@@ -40,6 +41,7 @@ from deploy_robust.tune.space import (UNIFORM, Plan, check_space, describe, plan
 from deploy_robust.verify import ThreatModel, run_verify
 
 SCHEMA = "deploy-robust/tune"
+MAX_FINAL_CHECKS = 4   # standard-suite verifications of the fastest holding candidates before FP32 is the answer
 
 
 @dataclass(frozen=True)
@@ -221,13 +223,20 @@ def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset
     skip = settings.n if len(data) >= settings.n + settings.final_n else 0
     final_reference = tune.verified(fp32, "standard", settings.final_n, skip)
     pick = None
-    for name, c in order[:3]:
+    tried = [c for c in order if c[0] != "uniform fp32"][:MAX_FINAL_CHECKS]
+    for name, c in tried:
         doc = tune.verified(c["bundle"], "standard", settings.final_n, skip)
         ok, robust, clean = tune.holds(final_reference, doc)
         c["final"] = {"verify": doc, "holds": ok, "robust_drop": robust, "clean_drop": clean}
         if ok:
             pick = (name, c)
             break
+    if pick is None:  # FP32 itself is the reference: it holds by definition, when the latency budget allows it
+        fp32_entry = next((c for c in order if c[0] == "uniform fp32"), None)
+        if fp32_entry is not None:
+            ok, robust, clean = tune.holds(final_reference, final_reference)
+            fp32_entry[1]["final"] = {"verify": final_reference, "holds": ok, "robust_drop": robust, "clean_drop": clean}
+            pick = fp32_entry
     shown.update()
     shown.close()
     document = _document(settings, layers, points, checked, uniform_checks, contenders, pick, final_reference, tune)
