@@ -53,3 +53,36 @@ def test_a_rerun_reads_every_measurement_from_the_cache_and_picks_the_same(tuned
     again = run_tune(digits_loaded, out, load_dataset("digits:train"), load_dataset("digits:test"), settings)
     assert again["cache"]["misses"] == 0 and again["cache"]["hits"] > 10
     assert {k: v for k, v in again.items() if k != "cache"} == {k: v for k, v in doc.items() if k != "cache"}
+
+
+def test_a_killed_tune_continues_from_its_cache(digits_file, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "deploy_robust", "tune", str(digits_file), "--calib", "digits:train",
+               "--data", "digits:test", "--eps", "0.1", "--n", "60", "--final-n", "60", "--bench-seconds", "0.2",
+               "--threads", "1", "--max-robust-drop", "0.05", "--max-clean-drop", "0.05", "-o", str(out), "--json"]
+    env = dict(os.environ, CI="1")
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    measurements = out / "cache" / "measurements.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and first.poll() is None:
+        if measurements.exists() and len(json.loads(measurements.read_text() or "{}")) >= 4:
+            break
+        time.sleep(0.2)
+    assert first.poll() is None, "the tune ended before it could be killed"
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    kept = len(json.loads(measurements.read_text()))
+    assert not (out / "best").exists() and kept >= 4
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    doc = json.loads(resumed.stdout)
+    assert doc["cache"]["hits"] >= kept and doc["pick"]           # what was measured before the kill was reused
+    again = json.loads(subprocess.run(command, env=env, capture_output=True, text=True, timeout=600).stdout)
+    assert again["cache"]["misses"] == 0
+    assert {k: v for k, v in again.items() if k != "cache"} == {k: v for k, v in doc.items() if k != "cache"}
