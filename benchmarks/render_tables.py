@@ -109,15 +109,20 @@ def verify_real_models(doc: dict) -> str:
              f"suite `{doc['results'][0]['suite']}`; R = torch model, S = twin, E = ONNX Runtime engine):", "",
              "| model | eps | bundle | clean R / S / E | robust E (95% CI) | gradient attacks only | transfer from R | Square on E adds | flags |",
              "|---|---|---|---|---|---|---|---|---|"]
+    if "broke" in doc["results"][0]:  # the cascade: what each attack broke beyond the ones before it
+        lines[2] = lines[2].replace("| transfer from R |", "| transfer from R broke |")
     for r in doc["results"]:
         lo, hi = r["robust_ci95"]
         eps = f"{r['eps'] * 255:.0f}/255" if r["eps"] < 0.1 else f"{r['eps']:g}"
         transfer = next((v for k, v in r["attacks"].items() if k.startswith("transfer")), None)
+        if "broke" in r:
+            transfer = next((v for k, v in r["broke"].items() if k.startswith("transfer")), None)
         square_adds = 100 * (r["robust_gradient_attacks_only"] - r["robust_E"])
         lines.append(f"| {r['model']} | {eps} | {r['precision']} | {100 * r['clean_R']:.1f} / {100 * r['clean_S']:.1f} / "
                      f"{100 * r['clean_E']:.1f}% | **{100 * r['robust_E']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f}) | "
                      f"{100 * r['robust_gradient_attacks_only']:.1f}% | "
-                     f"{'-' if transfer is None else f'{100 * transfer:.1f}%'} | {square_adds:.1f} pt | "
+                     f"{'-' if transfer is None else (f'{transfer} points' if 'broke' in r else f'{100 * transfer:.1f}%')} | "
+                     f"{square_adds:.1f} pt | "
                      f"{', '.join(r['flags']) or 'none'} |")
     return "\n".join(lines)
 

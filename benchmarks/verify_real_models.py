@@ -48,12 +48,13 @@ def main() -> None:
                        "robust_ci95": doc["robust_accuracy_ci95"],
                        "robust_gradient_attacks_only": doc["robust_accuracy_gradient_attacks_only"],
                        "attacks": {a["attack"]: a["robust_accuracy"] for a in doc["attacks"]},
+                       "broke": {a["attack"]: a["broke"] for a in doc["attacks"]},
                        "agreement_E_S_adversarial": doc["agreement_E_S_on_S_adversarial"],
                        "flags": [f["flag"] for f in doc["flags"]], "seconds": doc["seconds"]}
                 rows.append(row)
                 print(f"{checkpoint} {precision}: clean {100 * row['clean_E']:.1f}% robust {100 * row['robust_E']:.1f}% "
                       f"[{100 * row['robust_ci95'][0]:.1f}, {100 * row['robust_ci95'][1]:.1f}] "
-                      f"transfer-from-R {100 * row['attacks'].get('transfer-apgd-ce', float('nan')):.1f}% "
+                      f"transfer-from-R broke {row['broke'].get('transfer-apgd-ce')} "
                       f"flags {row['flags']} ({row['seconds']:.0f} s)", flush=True)
     save_result("verify_real_models", rows)
 
