@@ -22,6 +22,7 @@ from torch import nn
 from deploy_robust.errors import UserError
 from deploy_robust.exporters.preprocess import reduce_mean_to_global_pool
 from deploy_robust.normalize import HalfPrecision, with_normalization
+from deploy_robust.quant.onnx_graph import WEIGHTED_OPS
 from deploy_robust.spec import InputSpec
 
 INPUT_NAME = "input"
@@ -88,7 +89,7 @@ def keep_source_names(model: onnx.ModelProto, module: nn.Module) -> bool:
         return False
     weights = {init.name: tuple(init.dims) for init in model.graph.initializer}
     exported = [n for n in model.graph.node
-                if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and len(n.input) > 1 and n.input[1] in weights]
+                if n.op_type in WEIGHTED_OPS and len(n.input) > 1 and n.input[1] in weights]
     source = sources[0]
     if len(exported) != len(source) or any(weights[n.input[1]] not in (shape, shape[::-1])
                                            for n, (_, shape) in zip(exported, source)):

@@ -8,6 +8,7 @@ from deploy_robust.api import TuneRequest, tune
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json
 from deploy_robust.errors import GateFailed, UserError
+from deploy_robust.tune.run import report
 from deploy_robust.tune.space import TARGETS
 
 
@@ -55,8 +56,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(doc, "tune")
     else:
-        from deploy_robust.tune.run import report
-
         print(report(doc))
         print("written " + ", ".join(str(p) for p in result.written))
     if doc["pick"] is None:

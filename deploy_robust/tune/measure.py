@@ -26,6 +26,7 @@ from deploy_robust.bundle.store import write_file_atomic
 from deploy_robust.data import Dataset
 from deploy_robust.verify import ThreatModel
 from deploy_robust.verify.attacks import margin_loss, pgd
+from deploy_robust.verify.document import per_example
 from deploy_robust.verify.protocol import build_twin
 from deploy_robust.verify.speed import prepare_for_attack
 
@@ -94,12 +95,11 @@ def paired_drop(reference: dict[str, Any], candidate: dict[str, Any], field: str
     """The paired drop (reference - candidate) of per-example outcomes on the same points, with its 95% interval
     (normal approximation for paired proportions: var = (b + c - (b - c)^2 / n) / n^2, b and c the discordant
     pairs)."""
-    a = np.frombuffer(reference["per_example"][field].encode(), dtype=np.uint8) - ord("0")
-    b = np.frombuffer(candidate["per_example"][field].encode(), dtype=np.uint8) - ord("0")
+    a, b = per_example(reference, field), per_example(candidate, field)
     if a.shape != b.shape:
         raise ValueError("paired outcomes need the same points")
     n = len(a)
-    lost, gained = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
+    lost, gained = int((a & ~b).sum()), int((~a & b).sum())
     drop = (lost - gained) / n
     half = 1.959964 * math.sqrt(max(lost + gained - (lost - gained) ** 2 / n, 0.0)) / n
     return {"drop": drop, "ci95": [drop - half, drop + half], "lost": lost, "gained": gained, "n": n}

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import onnx
 
+from deploy_robust.bench.plots import tune_frontier_plot
 from deploy_robust.bundle import Bundle, open_bundle
 from deploy_robust.bundle.store import write_file_atomic
 from deploy_robust.data import Dataset
@@ -129,13 +130,14 @@ class _Tune:
         return self.cache.get(f"{key}/{self.backend}/{self.s.batch}/{self.s.objective}", lambda: measure.latencies(
             bundles, self.backend, self.s.batch, self.s.objective, duration=self.s.bench_seconds, threads=self.s.threads))
 
-    def holds(self, reference: dict, candidate: dict) -> tuple[bool, dict, dict]:
+    def assess(self, reference: dict, candidate: dict) -> dict[str, Any]:
+        """The candidate's verify figures and paired drops against the reference, and whether it holds the budget."""
         robust = measure.paired_drop(reference, candidate, "robust")
         clean = measure.paired_drop(reference, candidate, "clean")
         ok = clean["drop"] <= self.s.max_clean_drop + 1e-12
         if self.s.metric == "robust":
             ok = ok and robust["drop"] <= self.s.max_robust_drop + 1e-12
-        return ok, robust, clean
+        return {"verify": candidate, "holds": ok, "robust_drop": robust, "clean_drop": clean}
 
 
 def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset, settings: TuneSettings,
@@ -188,9 +190,7 @@ def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset
     def check(plan: Plan) -> bool:
         if plan not in checked:
             bundle = tune.bundle(plan_key(plan), "mixed", plan, layers)
-            doc = tune.verified(bundle, "quick", settings.n)
-            ok, robust, clean = tune.holds(reference, doc)
-            checked[plan] = {"bundle": bundle, "verify": doc, "holds": ok, "robust_drop": robust, "clean_drop": clean}
+            checked[plan] = {"bundle": bundle} | tune.assess(reference, tune.verified(bundle, "quick", settings.n))
         return checked[plan]["holds"]
 
     lo, hi = 0, len(points) - 1          # the slowest point is all-FP32: it holds by definition
@@ -202,11 +202,8 @@ def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset
             lo = mid + 1
     check(points[lo].plan)
     searched = points[lo]
-    uniform_checks = {}
-    for p, bundle in uniform.items():
-        doc = tune.verified(bundle, "quick", settings.n)
-        ok, robust, clean = tune.holds(reference, doc)
-        uniform_checks[p] = {"bundle": bundle, "verify": doc, "holds": ok, "robust_drop": robust, "clean_drop": clean}
+    uniform_checks = {p: {"bundle": bundle} | tune.assess(reference, tune.verified(bundle, "quick", settings.n))
+                      for p, bundle in uniform.items()}
     shown.update()
 
     # 4. the holding candidates and the uniform configurations, measured in one run; the fastest wins
@@ -225,17 +222,14 @@ def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset
     pick = None
     tried = [c for c in order if c[0] != "uniform fp32"][:MAX_FINAL_CHECKS]
     for name, c in tried:
-        doc = tune.verified(c["bundle"], "standard", settings.final_n, skip)
-        ok, robust, clean = tune.holds(final_reference, doc)
-        c["final"] = {"verify": doc, "holds": ok, "robust_drop": robust, "clean_drop": clean}
-        if ok:
+        c["final"] = tune.assess(final_reference, tune.verified(c["bundle"], "standard", settings.final_n, skip))
+        if c["final"]["holds"]:
             pick = (name, c)
             break
     if pick is None:  # FP32 itself is the reference: it holds by definition, when the latency budget allows it
         fp32_entry = next((c for c in order if c[0] == "uniform fp32"), None)
         if fp32_entry is not None:
-            ok, robust, clean = tune.holds(final_reference, final_reference)
-            fp32_entry[1]["final"] = {"verify": final_reference, "holds": ok, "robust_drop": robust, "clean_drop": clean}
+            fp32_entry[1]["final"] = tune.assess(final_reference, final_reference)
             pick = fp32_entry
     shown.update()
     shown.close()
@@ -287,8 +281,6 @@ def _document(settings, layers, points, checked, uniform_checks, contenders, pic
 
 
 def _write_outputs(out: Path, document: dict, pick) -> None:
-    from deploy_robust.bench.plots import tune_frontier_plot
-
     write_file_atomic(out / "frontier.json", json.dumps(document, indent=1, sort_keys=True))
     tune_frontier_plot(document["measured"], out / "frontier.png", document["settings"])
     write_file_atomic(out / "report.md", report(document))

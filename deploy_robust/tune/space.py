@@ -15,7 +15,7 @@ import onnx
 from onnx import shape_inference
 
 from deploy_robust.errors import UserError
-from deploy_robust.quant.plan import make_plan
+from deploy_robust.quant.plan import make_plan, weighted_nodes
 
 # Per-layer precisions each runtime runs natively (fp16 is emulated, slower than fp32, on CPU runtimes) and
 # the export profile and engine backend a target means.
@@ -91,12 +91,9 @@ def _layer_macs(model: onnx.ModelProto) -> dict[str, int]:
     inferred = shape_inference.infer_shapes(graph)
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]}
-    weights = {i.name: list(i.dims) for i in model.graph.initializer}
     out = {}
-    for node in model.graph.node:
-        if node.op_type not in ("Conv", "Gemm", "MatMul") or len(node.input) < 2 or node.input[1] not in weights:
-            continue
-        w, y = weights[node.input[1]], shapes.get(node.output[0], [])
+    for node, weight in weighted_nodes(model):
+        w, y = list(weight.dims), shapes.get(node.output[0], [])
         if node.op_type == "Conv":
             spatial = math.prod(y[2:]) if len(y) > 2 and all(y[2:]) else 1
             out[node.name] = math.prod(w) * spatial     # C_out * C_in/groups * kh * kw per output position

@@ -71,8 +71,7 @@ def result_document(bundle, data, threat, suite, seed, backend, plan, merged, ra
                               "stable_prediction_fraction": float(np.all(e_pred == e_pred[0], axis=0).mean())},
         "seconds": round(seconds, 2),
         # per point, in data order: E right clean (first pass) and robust (the worst case), as "0"/"1" strings
-        "per_example": {"clean": "".join("1" if v else "0" for v in clean_ok[0]),
-                        "robust": "".join("1" if v else "0" for v in robust)},
+        "per_example": {"clean": _bits(clean_ok[0]), "robust": _bits(robust)},
     }
     if randomness.passes > 1:
         # Headline: worst case over the scoring passes; beside it what one run of E gets on average.
@@ -86,3 +85,12 @@ def result_document(bundle, data, threat, suite, seed, backend, plan, merged, ra
         doc["models"]["R"] = {"clean_accuracy": float((r_pred == labels).mean()),
                               "top1_agreement_with_E": float((r_pred == e_pred[0]).mean())}
     return doc
+
+
+def _bits(values: np.ndarray) -> str:
+    return "".join("1" if v else "0" for v in values)
+
+
+def per_example(doc: dict[str, Any], field: str) -> np.ndarray:
+    """A verify document's per-point outcomes (`field`: "clean" or "robust") as booleans, in data order."""
+    return np.frombuffer(doc["per_example"][field].encode(), dtype=np.uint8) == ord("1")

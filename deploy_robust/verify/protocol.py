@@ -26,7 +26,7 @@ from deploy_robust.quant.twin import twin_module
 from deploy_robust.runtimes import RuntimeOptions, create_runner
 from deploy_robust.verify import attacks
 from deploy_robust.verify.detection import detector_of, verify_detector
-from deploy_robust.verify.document import result_document
+from deploy_robust.verify.document import per_example, result_document
 from deploy_robust.verify.flags import sanity_flags
 from deploy_robust.verify.resume import BatchCheckpoint
 from deploy_robust.verify.speed import prepare_for_attack
@@ -157,7 +157,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     if sweep:
         start = time.perf_counter()
         doc["eps_curve"] = eps_curve(S, engine, data, threat, sweep, batch_size, seed, randomness,
-                                     robust_at_eps=_robust_points(merged, data.labels, plan))
+                                     robust_at_eps=per_example(doc, "robust"))
         stages["eps_sweep"] = round(time.perf_counter() - start, 2)
     if detector_of(bundle) is not None:
         start = time.perf_counter()
@@ -173,14 +173,6 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     doc["flags"] = sanity_flags(doc)
     checkpoint.finish()
     return doc
-
-
-def _robust_points(merged: dict[str, np.ndarray], labels: np.ndarray, plan: list[Attack]) -> np.ndarray:
-    """Per point: E right clean and on every candidate of every attack, in every scoring pass."""
-    robust = merged["e_clean_pred"] == labels
-    for attack in plan:
-        robust = robust & merged[f"attack:{attack.name}"]
-    return robust.all(0)
 
 
 def _verify_batch(plan, engine, S, reference, extra_models: dict, x_np, y_np, threat, randomness: Randomness, seed: int,
