@@ -28,9 +28,11 @@ def test_a_tune_writes_a_verified_pick_its_frontier_and_report(tuned):
     assert record["pick"] == doc["pick"] and best.precision in ("fp32", "fp16", "int8", "int4", "mixed")
     picked = next(r for r in doc["measured"] if r["name"] == doc["pick"])
     assert picked["final"]["holds"] and picked["final"]["robust_drop"]["drop"] <= settings.max_robust_drop
-    # at least as fast as every uniform configuration that holds, measured in the same run
-    holding = [r["latency_ms"] for r in doc["measured"] if r["uniform"] and r["holds"]]
-    assert picked["latency_ms"] <= min(holding)
+    # at least as fast as every configuration that held its final check, measured in the same run: whatever held
+    # the quick check and measured faster was verified in full and failed (noise can order them either way)
+    faster = [r for r in doc["measured"] if r["holds"] and r["latency_ms"] is not None
+              and r["latency_ms"] < picked["latency_ms"]]
+    assert all(r.get("final") and not r["final"]["holds"] for r in faster)
     assert "Pick:" in (out / "report.md").read_text() and (out / "frontier.png").stat().st_size > 1000
 
 
