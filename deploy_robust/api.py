@@ -30,6 +30,7 @@ from deploy_robust.runtimes import RuntimeOptions, create_runner
 from deploy_robust.transforms.gdws.network import GDWSPlan
 from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
 from deploy_robust.tune.run import TuneSettings, run_tune
+from deploy_robust.tune.space import GDWS_BUDGETS
 from deploy_robust.verify import ThreatModel, parse_eps, run_verify
 from deploy_robust.verify.protocol import reference_robust_accuracy
 from deploy_robust.verify.report import write as write_report
@@ -270,6 +271,9 @@ class TuneRequest:
     threads: int | None = None
     latency_budget_ms: float | None = None
     bench_seconds: float = 2.0
+    pins: tuple[tuple[str, str], ...] = ()
+    time_budget_s: float | None = None
+    gdws_budgets: tuple[float, ...] = GDWS_BUDGETS
     model_options: ModelOptions = ModelOptions()
 
 
@@ -281,7 +285,8 @@ def tune(request: TuneRequest, log: Callable[[str], None] = lambda message: None
                             batch=request.batch, objective=request.objective, metric=request.metric,
                             space=request.space, n=request.n, final_n=request.final_n, seed=request.seed,
                             threads=request.threads, latency_budget_ms=request.latency_budget_ms,
-                            bench_seconds=request.bench_seconds)
+                            bench_seconds=request.bench_seconds, pins=tuple(request.pins),
+                            time_budget_s=request.time_budget_s, gdws_budgets=tuple(request.gdws_budgets))
     settings.check()
     calib = load_dataset(request.calib, loaded.spec.shape, split="train")
     data = load_dataset(request.data, loaded.spec.shape)

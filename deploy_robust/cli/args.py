@@ -39,6 +39,19 @@ def positive_number(text: str) -> float:
     return value
 
 
+def duration(text: str) -> float:
+    """A time span in seconds: `90s`, `30m`, `1.5h`, or a bare number of seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    body, unit = (text[:-1], text[-1]) if text[-1:].lower() in units else (text, "s")
+    try:
+        value = float(body) * units[unit.lower()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a duration such as 90s, 30m or 1.5h; got {text}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive, finite duration; got {text}")
+    return value
+
+
 def linf_eps(text: str) -> float:
     """An L-inf radius on [0, 1] images: 0 <= eps <= 1 (8 is refused with "did you mean 8/255?")."""
     value = number(text)

@@ -9,7 +9,7 @@ from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json
 from deploy_robust.errors import GateFailed, UserError
 from deploy_robust.tune.run import report
-from deploy_robust.tune.space import TARGETS
+from deploy_robust.tune.space import GDWS_BUDGETS, TARGETS, parse_pins
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +32,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also require the pick to take at most this (in the objective's unit)")
     parser.add_argument("--objective-metric", default="robust", choices=["robust", "clean"],
                         help="what sensitivities and the budget check (clean: the clean-driven baseline)")
-    parser.add_argument("--space", metavar="P,P", help="per-layer precisions to search (default: all the target runs)")
+    parser.add_argument("--space", metavar="P,P", help="per-layer precisions to search (default: all the target runs; "
+                        "`precision` means all of them), plus `gdws` for GDWS rewrites at --gdws-budgets, "
+                        "e.g. precision,gdws or int8,gdws")
+    parser.add_argument("--gdws-budgets", type=cli_args.numbers, default=GDWS_BUDGETS, metavar="R,R",
+                        help="with gdws in --space: fractions of the rewritable convolutions' MACs to keep "
+                             f"(default {','.join(f'{b:g}' for b in GDWS_BUDGETS)})")
+    parser.add_argument("--pin", action="append", default=[], metavar="LAYER=P",
+                        help="fix a layer's precision in every plan, e.g. --pin 0=fp32 (names as `info` lists them; "
+                             "repeat, or separate with commas)")
+    parser.add_argument("--time-budget", type=cli_args.duration, metavar="T",
+                        help="stop measuring and searching after T (90s, 30m, 1.5h) and pick from what was verified; "
+                             "a rerun with more time continues from the cache")
     parser.add_argument("--n", type=cli_args.positive_int, default=200, help="test points for candidates (quick suite)")
     parser.add_argument("--final-n", type=cli_args.positive_int, default=500,
                         help="test points for the pick's standard-suite verification (500)")
@@ -51,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
                               objective=args.objective, metric=args.objective_metric, space=space, n=args.n,
                               final_n=args.final_n, seed=args.seed, threads=args.threads,
                               latency_budget_ms=args.latency_budget_ms, bench_seconds=args.bench_seconds,
+                              pins=parse_pins(args.pin, args.target), time_budget_s=args.time_budget,
+                              gdws_budgets=tuple(args.gdws_budgets),
                               model_options=cli_args.model_options(args)))
     doc = result.document
     if args.json:

@@ -69,9 +69,10 @@ def latency_model(layers, uniform: dict[str, tuple[Bundle, float]], fp32_ms: flo
     realized = {p: {layer["name"]: layer["precision"] for layer in bundle.manifest.document["precision"].get("layers", [])}
                 for p, (bundle, _) in uniform.items()}
     for layer in layers:
-        options = {"fp32": 0.0}
+        options = {}
         for p in layer.allowed:
             if p == "fp32" or p not in uniform:
+                options[p] = 0.0     # FP32, or a precision no uniform bundle measured: no change predicted
                 continue
             at_p = [other for other in layers if realized[p].get(other.name) == p]
             macs = sum(other.macs for other in at_p)

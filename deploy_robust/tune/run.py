@@ -1,7 +1,8 @@
 """A tune, end to end: measure cheaply, search, verify candidates on the engine, verify the pick in full.
 
-1. Bundles of the uniform configurations (fp32, fp16, int8, int4), benchmarked interleaved on the target
-   runtime; each layer's latency change and robustness sensitivity (tune.measure).
+1. Bundles of the uniform configurations (fp32, fp16, int8, int4; with `gdws` in the space, GDWS rewrites
+   at a few MAC budgets in fp32 and int8), benchmarked interleaved on the target runtime; each layer's
+   latency change and robustness sensitivity (tune.measure). Pinned layers keep their pin everywhere.
 2. The frontier of plans under the additive model (tune.search).
 3. Along the frontier, a bisection for the fastest plan whose engine still holds: quick suite on `n`
    test points, paired with the FP32 bundle on the same points, robust and clean drops within budget.
@@ -14,6 +15,10 @@
 
 Every bundle and measurement lives under OUT/cache/ by content key, so a killed tune continues where it
 stopped and a rerun only re-reads: the same inputs and seed give the same pick.
+
+A time budget (`time_budget_s`) bounds the whole run: once spent, the layers not yet measured stay FP32,
+the bisection stops at the candidates already verified, and no further final check starts after the
+first; the document says where it stopped. A rerun with a larger budget continues from the cache.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,8 +43,10 @@ from deploy_robust.ingest import LoadedModel
 from deploy_robust.progress import bar
 from deploy_robust.tune import measure
 from deploy_robust.tune.search import CostModel, frontier
-from deploy_robust.tune.space import (UNIFORM, Plan, check_space, describe, plan_file, plan_key, search_layers,
-                                      target_profile)
+from deploy_robust.transforms.gdws.alphas import AlphaSettings
+from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
+from deploy_robust.tune.space import (GDWS, GDWS_BUDGETS, UNIFORM, Pins, Plan, check_space, describe, pinned_plan_file,
+                                      plan_file, plan_key, search_layers, target_profile)
 from deploy_robust.verify import ThreatModel, run_verify
 
 SCHEMA = "deploy-robust/tune"
@@ -62,6 +70,19 @@ class TuneSettings:
     threads: int | None = None
     bench_seconds: float = 2.0        # per bundle and batch in each interleaved benchmark (3 rounds)
     latency_budget_ms: float | None = None   # the pick must also be at most this fast (in the objective's unit)
+    pins: Pins = ()                   # (layer, precision): fixed in every plan and configuration
+    time_budget_s: float | None = None
+    gdws_budgets: tuple[float, ...] = GDWS_BUDGETS   # with `gdws` in the space
+
+    def precision_space(self) -> tuple[str, ...] | None:
+        """The per-layer precisions asked for (None: every one the target runs)."""
+        if self.space is None or "precision" in self.space:
+            return None
+        return tuple(p for p in self.space if p != GDWS)
+
+    @property
+    def with_gdws(self) -> bool:
+        return self.space is not None and GDWS in self.space
 
     def check(self) -> None:
         if self.objective not in ("latency", "throughput"):
@@ -76,9 +97,25 @@ class TuneSettings:
                 raise UserError(f"{name} must be positive; got {value}")
         if self.latency_budget_ms is not None and not self.latency_budget_ms > 0:
             raise UserError(f"--latency-budget-ms must be positive; got {self.latency_budget_ms:g}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise UserError(f"--time-budget must be positive; got {self.time_budget_s:g} s")
+        if self.with_gdws and not all(0 < b < 1 for b in self.gdws_budgets):
+            raise UserError(f"--gdws-budgets are fractions of MACs kept, in (0, 1); got {list(self.gdws_budgets)}")
         target_profile(self.target)
         if self.space is not None:
-            check_space(self.target, self.space)
+            check_space(self.target, tuple(p for p in self.space if p != "precision"))
+
+
+@dataclass(frozen=True)
+class Config:
+    """A configuration the searched plans are compared with: one precision for every layer but the pinned
+    ones, on the model itself or on its GDWS rewrite keeping `gdws` of the rewritable MACs."""
+    precision: str
+    gdws: float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"uniform {self.precision}" if self.gdws is None else f"uniform gdws{self.gdws:g} {self.precision}"
 
 
 class _Tune:
@@ -86,6 +123,9 @@ class _Tune:
                  log: Callable[[str], None]) -> None:
         self.loaded, self.out, self.calib, self.data, self.s, self.log = loaded, out, calib, data, settings, log
         self.precisions, self.export_target, self.backend = target_profile(settings.target)
+        self.deadline = None if settings.time_budget_s is None else time.monotonic() + settings.time_budget_s
+        self.stopped: list[str] = []      # where the time budget cut the run short
+        self._gdws_models: dict[float, LoadedModel] = {}
         (out / "cache" / "bundles").mkdir(parents=True, exist_ok=True)
         identity = json.dumps({"model": loaded.source.get("sha256") or loaded.source.get("file"), "target": settings.target,
                                "calib": [calib.name, len(calib)], "data": [data.name, len(data)], "seed": settings.seed},
@@ -100,19 +140,60 @@ class _Tune:
                "threat": [settings.threat.norm, settings.threat.eps]}
         self.key = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
-    def bundle(self, name: str, precision: str, plan: Plan | None = None, layers=None) -> Bundle:
-        """The cached bundle `name`, exported on first use."""
+    def out_of_time(self, stage: str) -> bool:
+        """Whether the time budget is spent; the first time a stage finds it so, that is recorded."""
+        if self.deadline is None or time.monotonic() < self.deadline:
+            return False
+        if stage not in self.stopped:
+            self.stopped.append(stage)
+        return True
+
+    def bundle(self, name: str, precision: str, plan: Plan | None = None, layers=None, *, plan_text: str | None = None,
+               loaded: LoadedModel | None = None) -> Bundle:
+        """The cached bundle `name`, exported on first use (a plan as a tuple over `layers`, or as `--plan` text)."""
         path = self.out / "cache" / "bundles" / name
         if (path / "manifest.json").exists():
             return open_bundle(path)
-        plan_path = None
         if plan is not None:
+            plan_text = plan_file(layers, plan)
+        plan_path = None
+        if plan_text is not None:
             plan_path = self.out / "cache" / "plans" / f"{name}.json"
             plan_path.parent.mkdir(exist_ok=True)
-            write_file_atomic(plan_path, plan_file(layers, plan))
-        return export_bundle(self.loaded, path, "mixed" if plan else precision, self.export_target,
+            write_file_atomic(plan_path, plan_text)
+        return export_bundle(loaded or self.loaded, path, "mixed" if plan_path else precision, self.export_target,
                              calib=None if precision in ("fp32", "fp16") else self.calib,
                              calib_n=256, plan_file=plan_path, seed=self.s.seed)
+
+    def configs(self) -> list[Config]:
+        """The uniform configurations of this tune (under pins: every layer but the pinned ones)."""
+        space = self.s.precision_space()
+        chosen = [Config(p) for p in UNIFORM if p == "fp32" or space is None or p in space]
+        if self.s.with_gdws:
+            chosen += [Config(p, b) for b in self.s.gdws_budgets for p in ("fp32", "int8")
+                       if p == "fp32" or (p in self.precisions and (space is None or p in space))]
+        # under pins, a configuration is exported as a plan, so its precision must be one the target runs per layer
+        return [c for c in chosen if not self.s.pins or c.precision in self.precisions]
+
+    def config_bundle(self, config: Config) -> Bundle:
+        pins = self.s.pins
+        planned = any(p != config.precision for _, p in pins)
+        name = config.precision if config.gdws is None else f"gdws{config.gdws:g}-{config.precision}"
+        if planned:
+            name += "-pins-" + hashlib.sha256(json.dumps(pins).encode()).hexdigest()[:8]
+        loaded = None if config.gdws is None else self.gdws_model(config.gdws)
+        return self.bundle(name, config.precision, plan_text=pinned_plan_file(config.precision, pins) if planned else None,
+                           loaded=loaded)
+
+    def gdws_model(self, budget: float) -> LoadedModel:
+        """The model with its convolutions GDWS-rewritten to keep `budget` of their MACs (robustness-aware
+        channel weights from PGD points of the calibration images; pinned layers are left as they are)."""
+        if budget not in self._gdws_models:
+            settings = AlphaSettings(self.s.threat.eps, self.s.threat.norm, 10, 128, self.s.seed)
+            request = GDWSRequest(budget=budget, alpha_data=self.calib, alpha_settings=settings,
+                                  skip=tuple(name for name, _ in self.s.pins))
+            self._gdws_models[budget] = rewrite_model(self.loaded, request, self.log)[0]
+        return self._gdws_models[budget]
 
     def verified(self, bundle: Bundle, suite: str, n: int, skip: int = 0) -> dict[str, Any]:
         """verify's figures on test points skip..skip+n (cached by the bundle's content and the settings)."""
@@ -129,6 +210,10 @@ class _Tune:
         key = f"latency/{tag}/" + ",".join(b.manifest.model.sha256[:12] for b in bundles)
         return self.cache.get(f"{key}/{self.backend}/{self.s.batch}/{self.s.objective}", lambda: measure.latencies(
             bundles, self.backend, self.s.batch, self.s.objective, duration=self.s.bench_seconds, threads=self.s.threads))
+
+    def margin(self, bundle: Bundle, sample: Dataset) -> float:
+        return self.cache.get(f"margin/{bundle.manifest.model.sha256}/{self.s.metric}/{self.key}",
+                              lambda: measure.twin_margin(bundle, sample, self.s.threat, self.s.metric, self.s.seed))
 
     def assess(self, reference: dict, candidate: dict) -> dict[str, Any]:
         """The candidate's verify figures and paired drops against the reference, and whether it holds the budget."""
@@ -150,36 +235,33 @@ def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset
     out = Path(out)
     tune = _Tune(loaded, out, calib, data, settings, log)
     fp32 = tune.bundle("fp32", "fp32")
-    layers = search_layers(onnx.load(str(fp32.model_path)), settings.target, settings.space)
+    layers = search_layers(onnx.load(str(fp32.model_path)), settings.target, settings.precision_space(), settings.pins)
     shown = bar(6, desc="tune")
 
     # 1. uniform configurations and the per-layer measurements
-    uniform_names = [p for p in UNIFORM if p == "fp32" or settings.space is None or p in settings.space]
-    uniform = {p: tune.bundle(p, p) for p in uniform_names}
-    uniform_ms = dict(zip(uniform, tune.latencies(list(uniform.values()), "uniform")))
-    latency = measure.latency_model(layers, {p: (b, uniform_ms[p]) for p, b in uniform.items() if p != "fp32"},
-                                    uniform_ms["fp32"])
+    configs = {c: tune.config_bundle(c) for c in tune.configs()}
+    # the latency model's bundles: FP32 itself and the uniform precisions (under pins, all but the pinned layers)
+    plain = {"fp32": fp32} | {c.precision: b for c, b in configs.items() if c.gdws is None and c.precision != "fp32"}
+    plain_ms = dict(zip(plain, tune.latencies(list(plain.values()), "uniform")))
     shown.update()
     sample = calib.take(settings.sensitivity_n)
-    base_margin = tune.cache.get(f"margin/{fp32.manifest.model.sha256}/{settings.metric}/{tune.key}",
-                                 lambda: measure.twin_margin(fp32, sample, settings.threat, settings.metric, settings.seed))
+    base_margin = tune.margin(fp32, sample)
     loss = []
     for i, layer in enumerate(layers):
-        options = {"fp32": 0.0}
+        if "fp32" in layer.allowed and tune.out_of_time("sensitivities"):
+            layers[i] = layer = replace(layer, allowed=("fp32",))  # not measured in time: it stays FP32
+        options = {}
         for p in layer.allowed:
-            if p == "fp32":
-                continue
             plan = tuple(p if j == i else "fp32" for j in range(len(layers)))
-            candidate = tune.bundle(plan_key(plan), p, plan, layers)
-            margin = tune.cache.get(f"margin/{candidate.manifest.model.sha256}/{settings.metric}/{tune.key}",
-                                    lambda b=candidate: measure.twin_margin(b, sample, settings.threat, settings.metric,
-                                                                            settings.seed))
-            options[p] = max(base_margin - margin, 0.0)
+            options[p] = 0.0 if p == "fp32" else max(base_margin - tune.margin(
+                tune.bundle(plan_key(plan), p, plan, layers), sample), 0.0)
         loss.append(options)
+    latency = measure.latency_model(layers, {p: (b, plain_ms[p]) for p, b in plain.items() if p != "fp32"},
+                                    plain_ms["fp32"])
     shown.update()
 
     # 2. the frontier under the additive model
-    model = CostModel(uniform_ms["fp32"], latency, tuple(loss))
+    model = CostModel(plain_ms["fp32"], latency, tuple(loss))
     points = frontier(model)
     shown.update()
 
@@ -193,22 +275,23 @@ def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset
             checked[plan] = {"bundle": bundle} | tune.assess(reference, tune.verified(bundle, "quick", settings.n))
         return checked[plan]["holds"]
 
-    lo, hi = 0, len(points) - 1          # the slowest point is all-FP32: it holds by definition
-    while lo < hi:
+    lo, hi = 0, len(points) - 1          # the slowest point keeps every unpinned layer FP32
+    while lo < hi and not tune.out_of_time("bisection"):
         mid = (lo + hi) // 2
         if check(points[mid].plan):
             hi = mid
         else:
             lo = mid + 1
-    check(points[lo].plan)
+    if not tune.out_of_time("bisection"):
+        check(points[lo].plan)
     searched = points[lo]
-    uniform_checks = {p: {"bundle": bundle} | tune.assess(reference, tune.verified(bundle, "quick", settings.n))
-                      for p, bundle in uniform.items()}
+    uniform_checks = {c: {"bundle": bundle} | tune.assess(reference, tune.verified(bundle, "quick", settings.n))
+                      for c, bundle in configs.items()}
     shown.update()
 
     # 4. the holding candidates and the uniform configurations, measured in one run; the fastest wins
     holding = [(describe(layers, plan), c) for plan, c in checked.items() if c["holds"]]
-    contenders = [*[(f"uniform {p}", c) for p, c in uniform_checks.items()], *holding]
+    contenders = [*[(c.name, u) for c, u in uniform_checks.items()], *holding]
     measured = tune.latencies([c["bundle"] for _, c in contenders], "final")
     for (_, c), ms in zip(contenders, measured):
         c["latency_ms"] = ms
@@ -219,12 +302,14 @@ def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset
     # the final check on points the candidates were not chosen on, where the test set has enough of them
     skip = settings.n if len(data) >= settings.n + settings.final_n else 0
     final_reference = tune.verified(fp32, "standard", settings.final_n, skip)
-    # fastest first; FP32 is the reference itself (it holds by definition), so reaching it, or running out of
-    # final checks, makes it the answer, when the latency budget allows it
+    # fastest first; FP32 is the reference itself (it holds by definition, unless a pin lowers a layer), so reaching
+    # it, or running out of final checks or time, makes it the answer, when the latency budget allows it
+    fp32_is_reference = all(p == "fp32" for _, p in settings.pins)
     pick, checks = None, 0
     for name, c in order:
-        if name == "uniform fp32" or checks == MAX_FINAL_CHECKS:
-            fp32_entry = next((e for e in order if e[0] == "uniform fp32"), None)
+        reference_reached = fp32_is_reference and name == "uniform fp32"
+        if reference_reached or checks == MAX_FINAL_CHECKS or (checks and tune.out_of_time("final checks")):
+            fp32_entry = next((e for e in order if e[0] == "uniform fp32"), None) if fp32_is_reference else None
             if fp32_entry is not None:
                 fp32_entry[1]["final"] = tune.assess(final_reference, final_reference)
                 pick = fp32_entry
@@ -245,6 +330,7 @@ def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset
                                "predicted_margin_loss": searched.loss}
     document["cost_model"] = {"fp32_latency_ms": model.fp32_latency, "latency_ms": list(model.latency),
                               "margin_loss": list(model.loss)}
+    document["time_budget"] = {"seconds": settings.time_budget_s, "stopped_in": tune.stopped}
     _write_outputs(out, document, pick)
     return document
 
@@ -264,12 +350,14 @@ def _document(settings, layers, points, checked, uniform_checks, contenders, pic
                 "clean_accuracy": c["final"]["verify"]["clean_accuracy"]}
         return row
 
-    rows = [entry(f"uniform {p}", c, None) for p, c in uniform_checks.items()]
+    rows = [entry(config.name, c, None) for config, c in uniform_checks.items()]
     rows += [entry(describe(layers, plan), c, plan) for plan, c in checked.items()]
     return {
         "schema": SCHEMA, "schema_version": 1,
-        "settings": {k: v for k, v in asdict(settings).items() if k not in ("threat", "threads", "bench_seconds")}
-        | {"threat": {"norm": settings.threat.norm, "eps": settings.threat.eps}},
+        "settings": {k: v for k, v in asdict(settings).items()
+                     if k not in ("threat", "threads", "bench_seconds", "time_budget_s", "pins", "gdws_budgets")}
+        | {"threat": {"norm": settings.threat.norm, "eps": settings.threat.eps},
+           "pins": dict(settings.pins)} | ({"gdws_budgets": list(settings.gdws_budgets)} if settings.with_gdws else {}),
         "layers": [asdict(layer) for layer in layers],
         "predicted_frontier": [{"plan": describe(layers, p.plan), "latency_ms": p.latency, "margin_loss": p.loss}
                                for p in points],
@@ -305,6 +393,10 @@ def report(document: dict) -> str:
     lines = [f"# Tune: {s['target']}, batch {s['batch']}, objective {s['objective']}, metric {s['metric']}", "",
              f"Budget: robust drop <= {100 * s['max_robust_drop']:g} pt, clean drop <= {100 * s['max_clean_drop']:g} pt "
              f"(L-{'inf' if s['threat']['norm'] == 'linf' else '2'} eps {s['threat']['eps']:.4g}).", "",
+             *([f"Pinned layers: {', '.join(f'{k}={v}' for k, v in s['pins'].items())}.", ""] if s.get("pins") else []),
+             *([f"Time budget of {document['time_budget']['seconds']:g} s spent: the run stopped early in "
+                f"{', '.join(document['time_budget']['stopped_in'])} (a rerun with more time continues from the cache).", ""]
+               if document.get("time_budget", {}).get("stopped_in") else []),
              f"**Pick: {document['pick'] or 'none: no plan met the budget'}**", "",
              "| configuration | latency (ms) | robust (quick) | 95% CI | clean | robust drop | holds | final (standard) |",
              "|---|---|---|---|---|---|---|---|"]

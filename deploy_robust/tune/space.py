@@ -1,7 +1,9 @@
 """What `tune` searches over: per weighted layer, the precisions the target runs, and plans as data.
 
 A plan is a tuple of precisions, one per layer in graph order; `plan_file` writes it as the `--plan`
-YAML/JSON that `export --precision mixed` reads, so every candidate is an ordinary bundle.
+YAML/JSON that `export --precision mixed` reads, so every candidate is an ordinary bundle. `--pin
+LAYER=P` fixes a layer's precision in every plan (e.g. the first and last layers in FP32). With `gdws` in
+`--space`, GDWS rewrites of the whole model at a few MAC budgets join the uniform configurations.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ TARGETS = {"ort-cpu": (("fp32", "int8", "int4"), "ort-cpu", "ort-cpu"),
            "ort-cuda": (("fp32", "fp16", "int8"), "ort-cuda", "ort-cuda"),
            "tensorrt": (("fp32", "fp16", "int8"), "tensorrt", "tensorrt")}
 UNIFORM = ("fp32", "fp16", "int8", "int4")   # the uniform configurations a tune is compared with
+GDWS = "gdws"                                # the --space word that adds GDWS rewrites
+GDWS_BUDGETS = (0.5, 0.25)                   # default fractions of the rewritable convolutions' MACs kept
 Plan = tuple[str, ...]
+Pins = tuple[tuple[str, str], ...]           # (layer name, precision), in the order given
 
 
 @dataclass(frozen=True)
@@ -43,22 +48,52 @@ def target_profile(target: str) -> tuple[tuple[str, ...], str, str]:
 
 
 def check_space(target: str, space: tuple[str, ...]) -> None:
-    """Refuse precisions the target does not run (or that do not exist)."""
+    """Refuse precisions the target does not run (or that do not exist); `gdws` is a word of its own."""
     precisions = target_profile(target)[0]
-    unknown = [p for p in space if p not in precisions]
+    unknown = [p for p in space if p not in precisions and p != GDWS]
     if unknown:
-        raise UserError(f"--target {target} cannot run {', '.join(unknown)} layers (it runs {', '.join(precisions)})")
+        raise UserError(f"--target {target} cannot run {', '.join(unknown)} layers (it runs {', '.join(precisions)}; "
+                        f"`{GDWS}` adds GDWS rewrites)")
 
 
-def search_layers(fp32_graph: onnx.ModelProto, target: str, space: tuple[str, ...] | None = None) -> list[Layer]:
-    """The weighted layers of an FP32 bundle's graph, with their MACs and the precisions to try."""
+def parse_pins(items: list[str] | tuple[str, ...], target: str) -> Pins:
+    """`--pin LAYER=P` values (each may hold several, comma-separated) as (layer, precision) pairs."""
+    precisions = target_profile(target)[0]
+    pins: dict[str, str] = {}
+    for item in (part.strip() for text in items for part in text.split(",")):
+        if not item:
+            continue
+        name, sep, precision = item.rpartition("=")
+        if not sep or not name.strip():
+            raise UserError(f"--pin takes LAYER=PRECISION (e.g. 0=fp32); got {item!r}")
+        name, precision = name.strip(), precision.strip()
+        if precision not in precisions:
+            raise UserError(f"--pin {item}: --target {target} cannot run {precision} layers (it runs "
+                            f"{', '.join(precisions)})")
+        if pins.get(name, precision) != precision:
+            raise UserError(f"--pin names layer {name} twice, as {pins[name]} and {precision}")
+        pins[name] = precision
+    return tuple(pins.items())
+
+
+def search_layers(fp32_graph: onnx.ModelProto, target: str, space: tuple[str, ...] | None = None,
+                  pins: Pins = ()) -> list[Layer]:
+    """The weighted layers of an FP32 bundle's graph, with their MACs and the precisions to try (a pinned
+    layer tries only its pin)."""
     precisions, export_target, _ = target_profile(target)
     if space is not None:
         check_space(target, space)
         precisions = tuple(p for p in precisions if p in space or p == "fp32")
     macs = _layer_macs(fp32_graph)
     plans = make_plan(fp32_graph, "fp32", export_target)
-    return [Layer(p.name, p.op, macs.get(p.node, 0), precisions) for p in plans]
+    names = [p.name for p in plans]
+    unknown = [name for name, _ in pins if name not in names]
+    if unknown:
+        raise UserError(f"--pin names layers the model does not have: {', '.join(unknown)} (its layers, as `info` "
+                        f"lists them: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''})")
+    pinned = dict(pins)
+    return [Layer(p.name, p.op, macs.get(p.node, 0), (pinned[p.name],) if p.name in pinned else precisions)
+            for p in plans]
 
 
 def plan_file(layers: list[Layer], plan: Plan) -> str:
@@ -66,6 +101,12 @@ def plan_file(layers: list[Layer], plan: Plan) -> str:
     if len(plan) != len(layers):
         raise ValueError(f"a plan for {len(layers)} layers has {len(plan)} entries")
     return json.dumps({"default": "fp32", "layers": {layer.name: p for layer, p in zip(layers, plan)}}, indent=1)
+
+
+def pinned_plan_file(default: str, pins: Pins) -> str:
+    """`default` everywhere but the pinned layers, as `--plan` JSON (a uniform configuration under pins; the
+    layer names are the model's own, so the same file serves a GDWS rewrite, which leaves pinned layers be)."""
+    return json.dumps({"default": default, "layers": dict(pins)}, indent=1)
 
 
 def plan_key(plan: Plan) -> str:

@@ -67,6 +67,9 @@ def _cases() -> list[BadInput]:
         BadInput("tune", "a target that cannot run a precision (`--target tensorrt --space int4`)",
                  (*tune, "--target", "tensorrt", "--space", "int4")),
         BadInput("tune", "`--max-robust-drop 1.5`", (*tune, "--max-robust-drop", "1.5")),
+        BadInput("tune", "`--pin` naming a layer the model does not have", (*tune, "--pin", "conv9=fp32")),
+        BadInput("tune", "`--pin 0=int3`", (*tune, "--pin", "0=int3")),
+        BadInput("tune", "`--time-budget 30x`", (*tune, "--time-budget", "30x")),
         BadInput("demo", "`--model` that does not exist", ("demo", "--model", "{dir}/absent.pt", "--arch", "digits_cnn", "--data", "digits:test",
                                                           "--out", "{dir}/demo")),
     ]

@@ -34,3 +34,11 @@ def test_model_arguments_map_onto_the_apis_model_options():
     options = args.model_options(ns)
     assert isinstance(options, ModelOptions) and options.arch == "resnet18" and options.trust_code
     assert not options.trust_pickle and options.overrides.shape == (3, 32, 32) and options.overrides.num_classes == 10
+
+
+def test_durations_take_seconds_minutes_and_hours():
+    assert args.duration("90s") == 90 and args.duration("30m") == 1800 and args.duration("1.5h") == 5400
+    assert args.duration("45") == 45
+    for bad in ("30x", "m", "-5m", "0", "nan", "inf"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            args.duration(bad)

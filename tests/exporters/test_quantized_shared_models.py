@@ -29,7 +29,11 @@ def bundles(tmp_path_factory):
         calibration = load_dataset(shared_path("datasets", calib), loaded.spec.shape)
         dataset = load_dataset(shared_path("datasets", test), loaded.spec.shape)
         root = tmp_path_factory.mktemp(checkpoint.split(".")[0])
-        made = {p: export_bundle(loaded, root / p, p, "ort-cpu", calib=calibration) for p in ("int8", "int4")}
+        # both 8-bit weight ranges, named: `auto` would pick by the CPU, and every CPU must test both paths
+        made = {"int8": export_bundle(loaded, root / "int8", "int8", "ort-cpu", calib=calibration, int8_weights="full"),
+                "int8-reduced": export_bundle(loaded, root / "int8r", "int8", "ort-cpu", calib=calibration,
+                                              int8_weights="reduced"),
+                "int4": export_bundle(loaded, root / "int4", "int4", "ort-cpu", calib=calibration)}
         out[checkpoint] = (loaded, dataset, made, eps)
     return out
 
@@ -48,22 +52,32 @@ def _pgd_on_twin(twin, x, y, eps, steps=10):
     return (x + delta).clamp(0, 1).numpy()
 
 
+# Top-1 agreement with FP32 on the whole test set, per checkpoint and 8-bit weight range. Measured on a 2-core
+# AMD EPYC (AVX2 only; the full-range bundle runs unfused there, exact) -- full / reduced: mnist_cnn_a_adv
+# 99.91 / 99.88%, MadryCNN 99.94 / 99.92%, cifar_cnn_a_adv 97.84 / 95.77%, resnet2b 99.02 / 98.92%. The floors
+# leave a few images of room: calibration and GPTQ run in torch, whose float reductions differ between AVX2 and
+# AVX-512 machines, so the exported scales (and a borderline image or two) can differ between CPUs. CIFAR CNN-A's
+# logit margins do not allow more at 8 bits (5.4% of its images have a top-2 margin under 0.05; its 2048-wide FC
+# input alone, at 8 bits per tensor, moves logits by more than that); reduced (7-bit) weights double the weight
+# rounding step.
+AGREEMENT_FLOOR = {"cifar_cnn_a_adv.model": {"int8": 0.96, "int8-reduced": 0.94}, "resnet2b.pth": 0.985}
+
+
 @pytest.mark.shared_data
+@pytest.mark.parametrize("weights", ["int8", "int8-reduced"])
 @pytest.mark.parametrize("checkpoint", [c[0] for c in CASES])
-def test_int8_accuracy_is_within_half_a_point_of_fp32(bundles, checkpoint):
+def test_int8_accuracy_is_within_half_a_point_of_fp32(bundles, checkpoint, weights):
     loaded, dataset, made, _ = bundles[checkpoint]
     reference = evaluate(create_runner("torch", module=loaded.reference()), dataset)
-    engine = evaluate(create_runner("ort-cpu", made["int8"]), dataset)
-    assert abs(engine.accuracy - reference.accuracy) <= 0.005
-    # Agreement with FP32: >= 99% except CIFAR CNN-A, whose logit margins do not allow it at 8 bits (README:
-    # 5.4% of its images have a top-2 margin under 0.05; its 2048-wide FC input alone, at 8 bits per tensor,
-    # moves logits by more than that).
-    floor = 0.95 if checkpoint == "cifar_cnn_a_adv.model" else 0.99
+    engine = evaluate(create_runner("ort-cpu", made[weights]), dataset)
+    assert engine.accuracy >= reference.accuracy - 0.005      # at most half a point lost (gains happen: +0.4 pt)
+    floor = AGREEMENT_FLOOR.get(checkpoint, 0.99)
+    floor = floor[weights] if isinstance(floor, dict) else floor
     assert compare_logits(engine.logits, reference.logits).top1_agreement >= floor
 
 
 @pytest.mark.shared_data
-@pytest.mark.parametrize("precision", ["int8", "int4"])
+@pytest.mark.parametrize("precision", ["int8", "int8-reduced", "int4"])
 @pytest.mark.parametrize("checkpoint", [c[0] for c in CASES])
 def test_twin_agrees_with_the_engine_on_clean_and_adversarial_images(bundles, checkpoint, precision):
     _, dataset, made, eps = bundles[checkpoint]

@@ -14,7 +14,9 @@ SETTINGS = dict(n=60, final_n=60, sensitivity_n=32, bench_seconds=0.2, threads=1
 @pytest.fixture(scope="module")
 def tuned(digits_loaded, tmp_path_factory):
     out = tmp_path_factory.mktemp("tune") / "out"
-    settings = TuneSettings(ThreatModel("linf", 0.1), max_robust_drop=0.05, max_clean_drop=0.05, **SETTINGS)
+    # the last layer pinned to FP32, and GDWS rewrites keeping half the rewritable MACs in the space
+    settings = TuneSettings(ThreatModel("linf", 0.1), max_robust_drop=0.05, max_clean_drop=0.05, pins=(("7", "fp32"),),
+                            space=("precision", "gdws"), gdws_budgets=(0.5,), **SETTINGS)
     doc = run_tune(digits_loaded, out, load_dataset("digits:train"), load_dataset("digits:test"), settings)
     return out, settings, doc
 
@@ -88,3 +90,45 @@ def test_a_killed_tune_continues_from_its_cache(digits_file, tmp_path):
     again = json.loads(subprocess.run(command, env=env, capture_output=True, text=True, timeout=600).stdout)
     assert again["cache"]["misses"] == 0
     assert {k: v for k, v in again.items() if k != "cache"} == {k: v for k, v in doc.items() if k != "cache"}
+
+
+def _layer_precisions(bundle_path) -> dict[str, str]:
+    layers = open_bundle(bundle_path).manifest.document["precision"].get("layers", [])
+    return {layer["name"]: layer["precision"] for layer in layers}
+
+
+def test_a_pinned_layer_keeps_its_pin_in_every_configuration_and_plan(tuned):
+    out, _, doc = tuned
+    assert doc["settings"]["pins"] == {"7": "fp32"}
+    assert all(len(options) == 1 for options in doc["cost_model"]["margin_loss"][-1:])   # one choice: its pin
+    for row in doc["measured"]:
+        precisions = _layer_precisions(out / "cache" / "bundles" / row["bundle"])
+        assert precisions.get("7", "fp32") == "fp32", row["name"]
+    assert any(set(_layer_precisions(out / "cache" / "bundles" / r["bundle"]).values()) > {"fp32"}
+               for r in doc["measured"])    # and the other layers were lowered somewhere
+
+
+def test_gdws_rewrites_join_the_uniform_configurations(tuned):
+    out, _, doc = tuned
+    gdws = {r["name"]: r for r in doc["measured"] if "gdws" in r["name"]}
+    assert set(gdws) == {"uniform gdws0.5 fp32", "uniform gdws0.5 int8"}
+    for row in gdws.values():
+        bundle = open_bundle(out / "cache" / "bundles" / row["bundle"])
+        assert row["uniform"] and row["latency_ms"] > 0 and bundle.manifest.transforms["gdws"]["budget"] == 0.5
+
+
+def test_a_spent_time_budget_stops_early_and_still_picks_a_verified_configuration(tuned, digits_loaded, tmp_path):
+    import shutil
+    from dataclasses import replace
+
+    out, settings, doc = tuned
+    shutil.copytree(out / "cache", tmp_path / "cache")      # every measurement of the full tune, reused
+    hurried = run_tune(digits_loaded, tmp_path, load_dataset("digits:train"), load_dataset("digits:test"),
+                       replace(settings, time_budget_s=1e-6))
+    assert hurried["time_budget"]["stopped_in"][:2] == ["sensitivities", "bisection"]
+    # no layer was measured in time, so the search could only offer the pins; the uniform configurations were
+    # still verified and the pick passed its final check
+    assert all(set(options) == {"fp32"} for options in hurried["cost_model"]["margin_loss"])
+    picked = next(r for r in hurried["measured"] if r["name"] == hurried["pick"])
+    assert picked["uniform"] and picked["final"]["holds"]
+    assert "Time budget" in (tmp_path / "report.md").read_text()

@@ -5,7 +5,7 @@ import pytest
 
 from deploy_robust.errors import UserError
 from deploy_robust.export import export_bundle
-from deploy_robust.tune.space import describe, plan_file, plan_key, search_layers, target_profile
+from deploy_robust.tune.space import describe, parse_pins, plan_file, plan_key, search_layers, target_profile
 
 
 @pytest.fixture(scope="module")
@@ -36,3 +36,18 @@ def test_a_plan_names_every_layer_and_describes_itself(graph):
     assert doc["default"] == "fp32" and list(doc["layers"].values()) == list(plan)
     assert describe(layers, plan) == f"int8 but {layers[0].name} fp32" and describe(layers, ("int8",) * len(layers)) == "int8"
     assert plan_key(plan) != plan_key(("int8",) * len(layers)) and len(plan_key(plan)) == 12
+
+
+def test_pins_fix_a_layers_precision_and_unknown_names_are_one_clear_error(graph):
+    pins = parse_pins(["0=fp32, 7=int8"], "ort-cpu")
+    assert pins == (("0", "fp32"), ("7", "int8"))
+    layers = {layer.name: layer.allowed for layer in search_layers(graph, "ort-cpu", pins=pins)}
+    assert layers["0"] == ("fp32",) and layers["7"] == ("int8",) and layers["2"] == ("fp32", "int8", "int4")
+    with pytest.raises(UserError, match="layers the model does not have: conv9 .*0, 2, 5, 7"):
+        search_layers(graph, "ort-cpu", pins=(("conv9", "fp32"),))
+    with pytest.raises(UserError, match="cannot run int4"):
+        parse_pins(["0=int4"], "tensorrt")
+    with pytest.raises(UserError, match="twice"):
+        parse_pins(["0=fp32", "0=int8"], "ort-cpu")
+    with pytest.raises(UserError, match="LAYER=PRECISION"):
+        parse_pins(["fp32"], "ort-cpu")
