@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from deploy_robust import gates
+from deploy_robust import gates, process_group
 from deploy_robust.bundle import Bundle, is_bundle, open_bundle
 from deploy_robust.data import load_dataset
 from deploy_robust.defenses.sap import apply_sap
@@ -216,20 +216,26 @@ class VerifyRequest:
     max_robust_drop: float | None = None
     min_agreement: float | None = None
     write: bool = True                 # verify.json, report.md/html and the eps curve into the bundle
+    layout: str = "auto"               # memory layout the attacks run in: auto (timed), contiguous, channels_last
 
 
 def verify(request: VerifyRequest) -> Result:
-    """Robust accuracy of the bundle's engine under adaptive attacks, with the requested gates evaluated."""
-    bundle: Bundle = open_bundle(request.bundle)
-    threat = ThreatModel(request.norm, parse_eps(request.eps))
-    if (request.max_robust_drop is not None or request.min_agreement is not None) and request.reference is None:
-        raise UserError("--max-robust-drop and --min-agreement need --reference")
-    dataset = load_dataset(request.data, bundle.spec.shape)
-    reference = request.model.load(request.reference).reference() if request.reference is not None else None
+    """Robust accuracy of the bundle's engine under adaptive attacks, with the requested gates evaluated.
+
+    Under a process group (torchrun, or `verify --workers N`), every rank calls this with the same request:
+    each verifies its shard of the batches, every rank gets the merged result, and rank 0 alone writes the
+    report. A rank that cannot load its inputs fails every rank with one line."""
+    with process_group.all_or_none("loading the bundle and data"):
+        bundle: Bundle = open_bundle(request.bundle)
+        threat = ThreatModel(request.norm, parse_eps(request.eps))
+        if (request.max_robust_drop is not None or request.min_agreement is not None) and request.reference is None:
+            raise UserError("--max-robust-drop and --min-agreement need --reference")
+        dataset = load_dataset(request.data, bundle.spec.shape)
+        reference = request.model.load(request.reference).reference() if request.reference is not None else None
     doc = run_verify(bundle, dataset, threat, n=request.n, suite=request.suite, reference=reference,
                      backend=request.backend, batch_size=request.batch_size, seed=request.seed,
                      sweep="auto" if request.sweep else None, bpda=request.bpda, eot=request.eot,
-                     resume=request.resume, attack_output=request.attack_output,
+                     resume=request.resume, attack_output=request.attack_output, layout=request.layout,
                      defense_plan=attack_plan_for(bundle.manifest), runtime=request.runtime)
     values = {"clean_accuracy": doc["clean_accuracy"], "robust_accuracy": doc["robust_accuracy"]}
     if reference is not None:  # the paired delta: R under the same white-box attacks on the same points
@@ -244,7 +250,7 @@ def verify(request: VerifyRequest) -> Result:
         + gates.minimum("robust_accuracy", request.min_robust_acc, "--min-robust-acc")
         + gates.maximum("robust_drop_vs_reference", request.max_robust_drop, "--max-robust-drop")
         + gates.minimum("top1_agreement_with_reference", request.min_agreement, "--min-agreement"), values)
-    written = write_report(bundle, doc) if request.write else []
+    written = write_report(bundle, doc) if request.write and process_group.rank() == 0 else []
     return Result(doc, written)
 
 

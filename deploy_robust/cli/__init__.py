@@ -1,6 +1,6 @@
 """The `deploy-robust` command: a registry of tools, each a module with add_arguments() and run().
 
-Exit codes: 0 ok, 1 a gate failed, 2 bad input or usage. Errors print one line
+Exit codes: 0 ok, 1 a gate failed, 2 bad input or usage, 3 a `--workers` process died. Errors print one line
 (`--debug` shows the traceback).
 """
 
@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
     set_quiet(args.json)
+    args.argv = argv     # what `--workers` starts again in each worker process
     try:
         return int(args.run(args) or 0)
     except (UserError, GateFailed) as e:

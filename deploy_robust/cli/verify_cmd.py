@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
+from deploy_robust import process_group
 from deploy_robust.api import VerifyRequest, verify
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json
-from deploy_robust.errors import GateFailed
+from deploy_robust.cli.workers import run_workers, without_workers
+from deploy_robust.errors import GateFailed, UserError
+from deploy_robust.progress import set_quiet
 from deploy_robust.verify import SUITES
 from deploy_robust.verify.suites import AUTOATTACK_SUITES
 from deploy_robust.verify.report import markdown
+
+GPU_BACKENDS = ("ort-cuda", "tensorrt", "torch-cuda")   # one GPU per rank: its LOCAL_RANK's
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "ensemble's averaged probabilities; 'logits' attacks the vote itself, which masks gradients)")
     parser.add_argument("--no-resume", action="store_true",
                         help="recompute every batch (by default an interrupted run resumes from its finished batches)")
+    parser.add_argument("--workers", type=cli_args.positive_int, metavar="N",
+                        help="verify in N processes of one torch.distributed group on this machine (as torchrun "
+                             "--nproc-per-node N would; the CPU's threads are split among them): the same result "
+                             "as one process")
+    parser.add_argument("--attack-layout", default="auto", choices=["auto", "contiguous", "channels_last"],
+                        help="memory layout the attacks run in (auto: the faster, timed; fix it for runs that must "
+                             "match bit for bit across machines)")
     gates = parser.add_argument_group("gates (exit 1 when one fails)")
     gates.add_argument("--min-clean-acc", type=cli_args.fraction, metavar="X")
     gates.add_argument("--min-robust-acc", type=cli_args.fraction, metavar="X")
@@ -45,16 +59,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if process_group.launched_by_env():          # a rank of torchrun's group, or of --workers'
+        if args.workers:
+            raise UserError("--workers starts its own process group; under torchrun, leave it out")
+        return _run_rank(args)
+    if args.workers and args.workers > 1:
+        return run_workers(without_workers(args.argv), args.workers)
+    return _verify(args)
+
+
+def _run_rank(args: argparse.Namespace) -> int:
+    """One rank: its share of the CPU's threads (or its own GPU), its shard of the batches; rank 0 prints."""
+    if args.backend in GPU_BACKENDS:
+        process_group.pin_local_gpu()
+    if args.threads is None:
+        args.threads = max(1, process_group.cpu_count() // process_group.local_world_size())
+    process_group.init_from_env("gloo")
+    if process_group.rank() > 0:
+        set_quiet(True)
+    try:
+        return _verify(args, show=process_group.rank() == 0)
+    finally:
+        process_group.leave()
+
+
+def _verify(args: argparse.Namespace, show: bool = True) -> int:
+    if args.threads is not None:   # the attacks on S run in torch: the same thread budget as the engine
+        torch.set_num_threads(args.threads)
     result = verify(VerifyRequest(
         args.bundle, args.data, args.eps, norm=args.norm, n=args.n, suite=args.suite, backend=args.backend,
         batch_size=args.batch_size, seed=args.seed, reference=args.reference, runtime=cli_args.runtime_options(args),
         model=cli_args.model_options(args),
         sweep=not args.no_sweep, bpda=not args.no_bpda, eot=args.eot, resume=not args.no_resume,
         attack_output=args.attack_output, min_clean_acc=args.min_clean_acc, min_robust_acc=args.min_robust_acc,
-        max_robust_drop=args.max_robust_drop, min_agreement=args.min_agreement))
-    if args.json:
+        max_robust_drop=args.max_robust_drop, min_agreement=args.min_agreement, layout=args.attack_layout))
+    if show and args.json:
         emit_json(result.document, "verify")
-    else:
+    elif show:
         print(markdown(result.document))
         print("written " + ", ".join(str(p) for p in result.written))
     if not result.passed:

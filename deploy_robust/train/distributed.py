@@ -1,8 +1,7 @@
-"""torch.distributed helpers: the same training code runs alone or under `torchrun`.
+"""torch.distributed helpers for training: the same training code runs alone or under `torchrun`.
 
-`init_from_env()` joins the process group that `torchrun` describes in the environment
-(WORLD_SIZE, RANK, MASTER_ADDR, ...): gloo on CPU, NCCL when every process has a GPU.
-Without it every helper here is a no-op, and training is the single-process loop.
+The process group itself (`init_from_env`, `rank`, `world_size`, `barrier`) is `deploy_robust.process_group`,
+re-exported here; without a group every helper is a no-op, and training is the single-process loop.
 """
 
 from __future__ import annotations
@@ -14,27 +13,9 @@ import torch.distributed as dist
 from torch import nn
 
 from deploy_robust.errors import UserError
+from deploy_robust.process_group import active, barrier, init_from_env, rank, world_size
 
-
-def init_from_env() -> bool:
-    """Join the process group `torchrun` set up; False when this is a single process."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
-        return False
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return True
-
-
-def active() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def world_size() -> int:
-    return dist.get_world_size() if active() else 1
-
-
-def rank() -> int:
-    return dist.get_rank() if active() else 0
+__all__ = ["active", "all_reduce_sum", "barrier", "init_from_env", "local_device", "rank", "world_size", "wrap"]
 
 
 def local_device(requested: str = "auto") -> torch.device:
@@ -61,8 +42,3 @@ def all_reduce_sum(tensor: torch.Tensor, device: torch.device | None = None) -> 
     on_device = tensor.to(device) if device is not None else tensor
     dist.all_reduce(on_device, op=dist.ReduceOp.SUM)
     tensor.copy_(on_device.cpu())
-
-
-def barrier() -> None:
-    if active():
-        dist.barrier()

@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import torch
 
+from deploy_robust import process_group
 from deploy_robust.bundle import Bundle
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
@@ -29,6 +30,7 @@ from deploy_robust.verify.detection import detector_of, verify_detector
 from deploy_robust.verify.document import per_example, result_document
 from deploy_robust.verify.flags import sanity_flags
 from deploy_robust.verify.resume import BatchCheckpoint
+from deploy_robust.verify.shards import owned, run_sharded
 from deploy_robust.verify.speed import prepare_for_attack
 from deploy_robust.verify.suites import STOCHASTIC, SUITES, Attack, Randomness
 from deploy_robust.verify.threat import ThreatModel
@@ -36,6 +38,7 @@ from deploy_robust.verify.threat import ThreatModel
 # The eps sweep, as multiples of the threat's eps (issue: a fixed 0..64/255 sweep sat below MNIST's 0.3 and
 # every L2 radius, so "not zero at large eps" fired on honest runs).
 SWEEP_MULTIPLES = (0, 0.25, 0.5, 1, 2, 4, 8)
+_RESUMED = "resumed"   # a batch's [came from its checkpoint, checkpoint files rejected], counted over every rank
 
 
 def sweep_for(threat: ThreatModel, shape: tuple[int, ...]) -> tuple[float, ...]:
@@ -63,6 +66,14 @@ def build_twin(bundle: Bundle, bpda: bool = True, attack_output: str | None = No
         raise UserError(f"--attack-output {name}: the graph's outputs are {', '.join(outputs)}")
     twin = twin_module(model, float_dtype=torch.float32, bpda=bpda, all_outputs=True)
     return PickOutput(twin, outputs.index(name))
+
+
+def _prepare(module: torch.nn.Module, example: torch.Tensor, layout: str = "auto"):
+    """`prepare_for_attack`, in the layout rank 0 timed fastest on every rank of a process group (the layouts'
+    float rounding differs, and the ranks' results must merge into what one process would find)."""
+    model, used = prepare_for_attack(module, example, layout)
+    chosen = process_group.rank_zero_value(used)
+    return (model, used) if chosen == used else prepare_for_attack(module, example, chosen)
 
 
 def _run_white_box(attack: Attack, model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int,
@@ -103,13 +114,14 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     data = dataset.take(n)
     data.check_labels(bundle.spec.num_classes, f"bundle {bundle.path.name}")
     run_started = time.perf_counter()
-    engine = create_runner(backend, bundle, options=runtime)
+    with process_group.all_or_none("loading the engine"):   # a rank that cannot fails every rank, in one line
+        engine = create_runner(backend, bundle, options=runtime)
     started = time.perf_counter()
     example = torch.from_numpy(next(data.batches(batch_size))[0])
     twin = build_twin(bundle, bpda, attack_output)
-    S, used_layout = prepare_for_attack(twin, example, layout)
+    S, used_layout = _prepare(twin, example, layout)
     if reference is not None:
-        reference, _ = prepare_for_attack(reference, example, layout)
+        reference, _ = _prepare(reference, example, layout)
     plan = list(SUITES[suite]) if reference is not None else [a for a in SUITES[suite] if a.on != "R"]
     extra_models: dict[str, Any] = {}
     defense = bundle.manifest.defense
@@ -132,18 +144,25 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
                 "runtime": asdict(runtime or RuntimeOptions())}
     checkpoint = BatchCheckpoint(bundle.path, settings, resume)
     batches = list(data.batches(batch_size))
-    results = []
-    shown = bar(len(batches) * len(plan), desc="verify (attacks x batches)")
-    for index, (x_np, y_np) in enumerate(batches):
+    shown = bar(len(owned(len(batches))) * len(plan), desc="verify (attacks x batches)")
+
+    def verify_batch(index: int) -> dict[str, np.ndarray]:
+        x_np, y_np = batches[index]
+        rejected = checkpoint.rejected
         done = checkpoint.load(index, (x_np, y_np))
+        reused = done is not None
         if done is None:
             done = _verify_batch(plan, engine, S, reference, extra_models, x_np, y_np, threat, randomness, seed, index,
                                  shown.update)
             checkpoint.save(index, (x_np, y_np), done)
         else:
             shown.update(len(plan))
-        results.append(done)
+        return done | {_RESUMED: np.array([int(reused), checkpoint.rejected - rejected])}
+
+    # this rank's batches (all of them when alone); every rank gets every batch back, in order
+    results = run_sharded(len(batches), verify_batch)
     shown.close()
+    resumed = np.sum([r.pop(_RESUMED) for r in results], axis=0)
     seconds = time.perf_counter() - started
     common = set.intersection(*(set(r) for r in results)) - {"zero_grad"}  # resume files of older versions lack some
     merged = {k: np.concatenate([np.atleast_1d(r[k]) for r in results], axis=-1) for k in results[0] if k in common}
@@ -169,7 +188,8 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     doc["engine_execution"] = engine.execution()
     doc["attack_layout"] = used_layout
     doc["attacked_output"] = twin.module.output_names[twin.index]
-    doc["resume"] = checkpoint.summary()
+    doc["resume"] = {"reused_batches": int(resumed[0]), "rejected_batch_files": int(resumed[1])}
+    doc["processes"] = process_group.world_size()
     doc["flags"] = sanity_flags(doc)
     checkpoint.finish()
     return doc
@@ -225,19 +245,21 @@ def _verify_batch(plan, engine, S, reference, extra_models: dict, x_np, y_np, th
 def reference_robust_accuracy(reference: torch.nn.Module, dataset: Dataset, threat: ThreatModel, *, n: int,
                               suite: str, batch_size: int = 128, seed: int = 0) -> float:
     """R's robust accuracy on the same points under the suite's white-box attacks (for the paired delta)."""
-    robust = []
     data = dataset.take(n)
-    reference, _ = prepare_for_attack(reference, torch.from_numpy(next(data.batches(batch_size))[0]))
-    for index, (x_np, y_np) in enumerate(data.batches(batch_size)):
-        x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
+    batches = list(data.batches(batch_size))
+    reference, _ = _prepare(reference, torch.from_numpy(batches[0][0]))
+
+    def robust_in(index: int) -> dict[str, np.ndarray]:
+        x, y = (torch.from_numpy(a) for a in batches[index])
         with torch.no_grad():
             ok = (reference(x).argmax(1) == y).numpy()
         for attack in (a for a in SUITES[suite] if a.on == "S"):
             adv = _run_white_box(attack, reference, x, y, threat, seed + index)
             with torch.no_grad():
                 ok &= (reference(adv).argmax(1) == y).numpy()
-        robust.append(ok)
-    return float(np.concatenate(robust).mean())
+        return {"robust": ok}
+
+    return float(np.concatenate([r["robust"] for r in run_sharded(len(batches), robust_in)]).mean())
 
 
 def eps_curve(S, engine, data: Dataset, threat: ThreatModel, sweep, batch_size: int, seed: int,
@@ -277,12 +299,15 @@ def _pgd_accuracy(S, engine, data: Dataset, norm: str, eps: float, batch_size: i
                   randomness: Randomness) -> np.ndarray:
     """Per point, the fraction of scoring passes E is right after PGD-CE (20 steps on S) at `eps`."""
     t = ThreatModel(norm, eps)
-    right = []
-    for index, (x_np, y_np) in enumerate(data.batches(batch_size)):
+    batches = list(data.batches(batch_size))
+
+    def right_in(index: int) -> dict[str, np.ndarray]:
+        x_np, y_np = batches[index]
         x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
         adv = x if eps == 0 else attacks.pgd(S, x, y, t, steps=20, seed=seed + index, eot=randomness.eot)
-        right.append(_scored(engine, adv.numpy(), y_np, randomness.passes).mean(0))
-    return np.concatenate(right)
+        return {"right": _scored(engine, adv.numpy(), y_np, randomness.passes).mean(0)}
+
+    return np.concatenate([r["right"] for r in run_sharded(len(batches), right_in)])
 
 
 def _is_stochastic(engine, data: Dataset) -> bool:

@@ -34,10 +34,19 @@ def resume_key() -> bytes | None:
     path = user_home() / "resume.key"
     try:
         if not path.exists():
+            # written whole under a private name, then linked into place: a process that reads the key (another
+            # verify rank starting at the same moment) never sees it half-written, and the first link wins
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            staging = path.with_name(f".resume.key.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(secrets.token_bytes(32))
+            try:
+                os.link(staging, path)
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(staging)
         key = path.read_bytes()
     except OSError:
         return None
