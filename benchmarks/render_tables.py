@@ -157,6 +157,75 @@ def tune_models(doc: dict) -> str:
             uniform_ms = f"{t['fastest_holding_uniform_ms']:.3f}" if t["fastest_holding_uniform_ms"] else "-"
             lines.append(f"| {r['model']} | {metric}-driven | {t['pick']} | {pick_ms} | {uniform_ms} | {shown} | {ci} | "
                          f"{t['seconds']:.0f} s | {rerun} |")
+    if any(r.get("space", "precision") != "precision" for r in doc["results"]):
+        lines += ["", "Every uniform configuration of the robust-driven tunes, from the same final interleaved run "
+                  "(quick suite, 200 points, paired against FP32):", "",
+                  "| model | configuration | ms | robust (quick) | robust drop | holds |", "|---|---|---|---|---|---|"]
+        for r in doc["results"]:
+            for name, u in r["robust"]["uniform"].items():
+                ms = f"{u['latency_ms']:.3f}" if u["latency_ms"] is not None else "-"
+                lines.append(f"| {r['model']} | {name} | {ms} | {100 * u['robust_accuracy']:.1f}% | "
+                             f"{100 * u['robust_drop']:+.1f} pt | {'yes' if u['holds'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def robust_calibration(doc: dict) -> str:
+    first = doc["results"][0]
+    lines = [f"`{doc['command']}` (INT8 ort-cpu, {first['suite']} suite on {first['n']} test points, paired against "
+             "the FP32 bundle on the same points):", "",
+             "| model | eps | calibration images | robust | robust drop vs FP32 (95% CI) | clean | 8-bit weights |",
+             "|---|---|---|---|---|---|---|"]
+    for r in doc["results"]:
+        lines.append(f"| {r['model']} | {r['eps']:.4g} | FP32 bundle | {100 * r['fp32']['robust']:.1f}% | - | "
+                     f"{100 * r['fp32']['clean']:.1f}% | - |")
+        for name in ("clean 256", "128 clean + 128 pgd", "256 clean + 256 pgd"):
+            c = r.get(name)
+            if c is None:
+                continue
+            d = c["robust_drop"]
+            weights = (c.get("int8_weights") or {}).get("range", "-")
+            lines.append(f"| {r['model']} | {r['eps']:.4g} | {name} | {100 * c['robust']:.1f}% | {100 * d['drop']:+.1f} pt "
+                         f"({100 * d['ci95'][0]:+.1f}..{100 * d['ci95'][1]:+.1f}) | {100 * c['clean']:.1f}% | {weights} |")
+    return "\n".join(lines)
+
+
+def verify_distributed(doc: dict) -> str:
+    r = doc["results"]
+    sizes = sorted(r["per_image_ms_2_processes"], key=int)   # JSON keys: "1000", "10000"
+    lines = [f"`{doc['command']}` ({r['model']}, L-inf eps {r['eps']}, suite {r['suite']}, {r['threads_per_process']} "
+             "thread per process, the whole command timed from outside):", "",
+             "| run | n | seconds (each round) | ms per image | robust accuracy |", "|---|---|---|---|---|"]
+    lines.append(f"| 1 process | {r['n']} | {', '.join(f'{t:.1f}' for t in r['seconds_1_process'])} | "
+                 f"{r['per_image_ms_1_process']:.2f} | "
+                 f"{100 * r['robust_accuracy']:.1f}% |")
+    lines.append(f"| 2 processes | {r['n']} | {', '.join(f'{t:.1f}' for t in r['seconds_2_processes'])} | "
+                 f"{r['per_image_ms_2_processes'][sizes[0]]:.2f} | {100 * r['robust_accuracy']:.1f}% (identical figures) |")
+    for size in sizes[1:]:
+        lines.append(f"| 2 processes | {int(size):,} | {r[f'seconds_2_processes_n{size}']:.1f} | "
+                     f"{r['per_image_ms_2_processes'][size]:.2f} | {100 * r[f'robust_accuracy_n{size}']:.1f}% |")
+    lines += ["", f"Speed-up of 2 processes over 1 (medians of the same run): **{r['speedup_2_vs_1']:.2f}x**."]
+    return "\n".join(lines)
+
+
+def cluster_plan(doc: dict) -> str:
+    r = doc["results"]
+    a = r["assumed"]
+    lines = [f"`{doc['command']}`: passes per attacked point counted by verify on {r['counts_measured_on']['model']} "
+             f"({r['counts_measured_on']['n']} points, {r['counts_measured_on']['suite']}); GPU time from *assumed* "
+             f"rates ({a['fwd_bwd_img_s']:g} images/s forward + input gradient, {a['fwd_img_s']:g} forward only, per "
+             f"GPU) and an assumed cascade (APGD-CE on {100 * a['clean']:.0f}% of {a['images']:,} images, the later "
+             f"attacks on the {100 * a['robust']:.0f}% left robust):", "",
+             "| attack | S forward+backward per point | S forward per point | E images per point | GPU-hours |",
+             "|---|---|---|---|---|"]
+    for name, c in r["passes_per_attacked_point"].items():
+        lines.append(f"| {name} | {c['S_forward_backward']:.0f} | {c['S_forward']:.0f} | {c['E_images']:.0f} | "
+                     f"{r['gpu_hours'][name]:.1f} |")
+    lines.append(f"| **total** | | | | **{r['gpu_hours']['total']:.1f}** |")
+    lines += ["", "| GPUs | batches of " + str(a["batch"]) + " | on the busiest rank | balance | wall hours |",
+              "|---|---|---|---|---|"]
+    for gpus, plan in r["plans"].items():
+        lines.append(f"| {gpus} | {plan['batches']} | {plan['batches_on_busiest_rank']} | {plan['balance']:.2f} | "
+                     f"{plan['wall_hours_with_balance']:.2f} (ideal {plan['wall_hours_ideal']:.2f}) |")
     return "\n".join(lines)
 
 
@@ -391,7 +460,9 @@ RENDERERS = {"quantized_speed": quantized_speed, "quantized_accuracy": quantized
              "defense_empir_cifar": defense_empir, "defense_empir_mnist": defense_empir, "gdws_speed": gdws_speed,
              "gdws_sweep": gdws_sweep, "dq_baselines": dq_baselines, "adversarial_training": adversarial_training,
              "runtime_matrix": runtime_matrix, "verify_sweep": verify_sweep, "tune_models": tune_models,
-             "tune_models_b32_throughput": tune_models}
+             "tune_models_b32_throughput": tune_models, "tune_models_precision_gdws": tune_models,
+             "robust_calibration": robust_calibration, "verify_distributed": verify_distributed,
+             "cluster_plan": cluster_plan}
 
 
 def block(name: str) -> str:

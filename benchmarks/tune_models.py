@@ -7,6 +7,7 @@ batch 1, latency objective, budgets 1 pt robust and 1 pt clean (paired against F
 200 test points for candidates and the standard suite on 500 for the picks.
 
     python benchmarks/tune_models.py [--only resnet2b.pth] [--out benchmarks/.tune] [--batch 32 --objective throughput]
+                                     [--space precision,gdws]
 
 A second configuration in the same --out reuses every bundle, sensitivity and verification: only the
 latencies are measured again.
@@ -50,7 +51,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / ".tune"))
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--objective", default="latency", choices=["latency", "throughput"])
+    parser.add_argument("--space", help="as tune's --space, e.g. precision,gdws (default: every precision)")
     args = parser.parse_args()
+    space = tuple(args.space.split(",")) if args.space else None
     calib = load_dataset(CIFAR_CALIB, (3, 32, 32), split="train")
     data = load_dataset(SHARED / "datasets" / "cifar10_test_first1017.npz", (3, 32, 32))
     rows = []
@@ -60,10 +63,11 @@ def main() -> None:
         loaded = shared_model(checkpoint)
         if loaded is None:
             sys.exit("needs ../shared/data")
-        row = {"model": checkpoint, "eps": eps, "batch": args.batch, "objective": args.objective}
+        row = {"model": checkpoint, "eps": eps, "batch": args.batch, "objective": args.objective,
+               "space": args.space or "precision"}
         for metric in ("robust", "clean"):
             settings = TuneSettings(ThreatModel("linf", eps), metric=metric, max_robust_drop=0.01, max_clean_drop=0.01,
-                                    batch=args.batch, objective=args.objective)
+                                    batch=args.batch, objective=args.objective, space=space)
             out = Path(args.out) / checkpoint / metric
             start = time.perf_counter()
             doc = run_tune(loaded, out, calib, data, settings)
@@ -75,8 +79,9 @@ def main() -> None:
                 row["rerun_cache"] = again["cache"]
             print(f"{checkpoint} {metric}: pick {doc['pick']} ({row[metric]['seconds']:.0f} s)", flush=True)
         rows.append(row)
-        save_result("tune_models" if (args.batch, args.objective) == (1, "latency") else
-                    f"tune_models_b{args.batch}_{args.objective}", rows, script="tune_models")
+        name = ("tune_models" if (args.batch, args.objective) == (1, "latency") else
+                f"tune_models_b{args.batch}_{args.objective}") + ("_" + args.space.replace(",", "_") if args.space else "")
+        save_result(name, rows, script="tune_models")
 
 
 if __name__ == "__main__":

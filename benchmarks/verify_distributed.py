@@ -77,6 +77,7 @@ def main() -> None:
     result = {"model": MODEL.name, "eps": 0.3, "suite": args.suite, "n": args.n, "threads_per_process": 1,
               "seconds_1_process": times[1], "seconds_2_processes": times[2], "speedup_2_vs_1": round(one / two, 3),
               "robust_accuracy": docs[1]["robust_accuracy"], "identical_figures": True,
+              "per_image_ms_1_process": round(1e3 * one / args.n, 2),
               "per_image_ms_2_processes": {args.n: round(1e3 * two / args.n, 2)}}
     print(f"speed-up 2 vs 1 process: {one / two:.2f}x", flush=True)
     if args.large:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from deploy_robust.stats import wilson_interval
+from deploy_robust.verify.cost import describe as describe_passes
 from deploy_robust.verify.suites import Randomness
 
 SCHEMA = "deploy-robust/verify"
@@ -38,8 +39,10 @@ def result_document(bundle, data, threat, suite, seed, backend, plan, merged, ra
                  "broke": int((before & ~robust_pass.all(0)).sum())}
         if f"attacked:{attack.name}" in merged:
             entry["points_attacked"] = int(merged[f"attacked:{attack.name}"].sum())
-        if f"seconds:{attack.name}" in merged:  # wall time, scoring on E included
+        if f"seconds:{attack.name}" in merged:  # wall time, scoring on E included (summed over processes)
             entry["seconds"] = round(float(merged[f"seconds:{attack.name}"].sum()), 2)
+        if f"passes:{attack.name}" in merged:   # images through S (with and without gradient) and E, summed
+            entry["passes"] = describe_passes(merged[f"passes:{attack.name}"].reshape(-1, 3).sum(0))
         if randomness.passes > 1:
             entry["expected_robust_accuracy"] = float(robust_pass.mean())
         per_attack.append(entry)

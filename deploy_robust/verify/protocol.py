@@ -26,6 +26,7 @@ from deploy_robust.progress import bar, progress
 from deploy_robust.quant.twin import twin_module
 from deploy_robust.runtimes import RuntimeOptions, create_runner
 from deploy_robust.verify import attacks
+from deploy_robust.verify.cost import Passes
 from deploy_robust.verify.detection import detector_of, verify_detector
 from deploy_robust.verify.document import per_example, result_document
 from deploy_robust.verify.flags import sanity_flags
@@ -85,9 +86,9 @@ def _run_black_box(attack: Attack, scores, x: np.ndarray, y: np.ndarray, threat:
     return attacks.BLACK_BOX[attack.method](scores, x, y, threat, seed=seed, **attack.params)
 
 
-def _scored(engine, x: np.ndarray, y: np.ndarray, passes: int) -> np.ndarray:
+def _scored(infer, x: np.ndarray, y: np.ndarray, passes: int) -> np.ndarray:
     """[passes, n] booleans: E correct on each point in each scoring pass."""
-    return np.stack([engine.infer(x).argmax(1) == y for _ in range(passes)])
+    return np.stack([infer(x).argmax(1) == y for _ in range(passes)])
 
 
 def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int = 1000, suite: str = "standard",
@@ -219,23 +220,25 @@ def _verify_batch(plan, engine, S, reference, extra_models: dict, x_np, y_np, th
         adv = x_np.copy()
         seed_here = seed + 1000 * index + a_index
         started = time.perf_counter()
+        counted = Passes()           # what this attack costs, in images through each model
+        infer = counted.engine(engine.infer)
         todo = np.flatnonzero(robust.all(0) if attack.on == "E" else robust.any(0))
         if todo.size and attack.on != "E":
             model = {"S": S, "R": reference}.get(attack.on) or extra_models[attack.on]  # e.g. "S:members i+j"
-            found = _run_white_box(attack, model, x[todo], y[todo], threat, seed_here,
+            found = _run_white_box(attack, counted.model(model), x[todo], y[todo], threat, seed_here,
                                    1 if attack.on == "R" else randomness.eot).numpy()
             if attack.on == "S" and s_agree is None:  # the first gradient attack: every point E gets right
                 with torch.no_grad():
                     s_agree = S(torch.from_numpy(found)).argmax(1).numpy() == engine.infer(found).argmax(1)
             adv[todo] = found
         elif todo.size:
-            scores = engine.infer if randomness.square_draws == 1 else attacks.averaged_scores(
-                engine.infer, randomness.square_draws)
+            scores = infer if randomness.square_draws == 1 else attacks.averaged_scores(infer, randomness.square_draws)
             adv[todo] = _run_black_box(attack, scores, x_np[todo], y_np[todo], threat, seed_here)
-        ok = _scored(engine, adv, y_np, passes) & clean_ok
+        ok = _scored(infer, adv, y_np, passes) & clean_ok
         out[f"attack:{attack.name}"] = ok
         out[f"attacked:{attack.name}"] = np.array([todo.size])
         out[f"seconds:{attack.name}"] = np.array([time.perf_counter() - started])
+        out[f"passes:{attack.name}"] = counted.counts
         advance()
         robust &= ok
     out["s_agree_on_adversarial"] = s_agree if s_agree is not None else np.zeros(0, dtype=bool)
@@ -305,7 +308,7 @@ def _pgd_accuracy(S, engine, data: Dataset, norm: str, eps: float, batch_size: i
         x_np, y_np = batches[index]
         x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
         adv = x if eps == 0 else attacks.pgd(S, x, y, t, steps=20, seed=seed + index, eot=randomness.eot)
-        return {"right": _scored(engine, adv.numpy(), y_np, randomness.passes).mean(0)}
+        return {"right": _scored(engine.infer, adv.numpy(), y_np, randomness.passes).mean(0)}
 
     return np.concatenate([r["right"] for r in run_sharded(len(batches), right_in)])
 
