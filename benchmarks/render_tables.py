@@ -160,12 +160,14 @@ def tune_models(doc: dict) -> str:
     if any(r.get("space", "precision") != "precision" for r in doc["results"]):
         lines += ["", "Every uniform configuration of the robust-driven tunes, from the same final interleaved run "
                   "(quick suite, 200 points, paired against FP32):", "",
-                  "| model | configuration | ms | robust (quick) | robust drop | holds |", "|---|---|---|---|---|---|"]
+                  "| model | configuration | ms | robust (quick) | robust drop | clean | holds |",
+                  "|---|---|---|---|---|---|---|"]
         for r in doc["results"]:
-            for name, u in r["robust"]["uniform"].items():
+            for name, u in sorted(r["robust"]["uniform"].items(), key=lambda item: item[1]["latency_ms"] or 0):
                 ms = f"{u['latency_ms']:.3f}" if u["latency_ms"] is not None else "-"
                 lines.append(f"| {r['model']} | {name} | {ms} | {100 * u['robust_accuracy']:.1f}% | "
-                             f"{100 * u['robust_drop']:+.1f} pt | {'yes' if u['holds'] else 'no'} |")
+                             f"{100 * u['robust_drop']:+.1f} pt | {100 * u['clean_accuracy']:.1f}% | "
+                             f"{'yes' if u['holds'] else 'no'} |")
     return "\n".join(lines)
 
 
@@ -176,7 +178,8 @@ def robust_calibration(doc: dict) -> str:
              "| model | eps | calibration images | robust | robust drop vs FP32 (95% CI) | clean | 8-bit weights |",
              "|---|---|---|---|---|---|---|"]
     for r in doc["results"]:
-        lines.append(f"| {r['model']} | {r['eps']:.4g} | FP32 bundle | {100 * r['fp32']['robust']:.1f}% | - | "
+        eps = f"{round(r['eps'] * 255)}/255" if abs(r["eps"] * 255 - round(r["eps"] * 255)) < 1e-6 else f"{r['eps']:g}"
+        lines.append(f"| {r['model']} | {eps} | FP32 bundle | {100 * r['fp32']['robust']:.1f}% | - | "
                      f"{100 * r['fp32']['clean']:.1f}% | - |")
         for name in ("clean 256", "128 clean + 128 pgd", "256 clean + 256 pgd"):
             c = r.get(name)
@@ -184,26 +187,28 @@ def robust_calibration(doc: dict) -> str:
                 continue
             d = c["robust_drop"]
             weights = (c.get("int8_weights") or {}).get("range", "-")
-            lines.append(f"| {r['model']} | {r['eps']:.4g} | {name} | {100 * c['robust']:.1f}% | {100 * d['drop']:+.1f} pt "
+            lines.append(f"| {r['model']} | {eps} | {name} | {100 * c['robust']:.1f}% | {100 * d['drop']:+.1f} pt "
                          f"({100 * d['ci95'][0]:+.1f}..{100 * d['ci95'][1]:+.1f}) | {100 * c['clean']:.1f}% | {weights} |")
     return "\n".join(lines)
 
 
 def verify_distributed(doc: dict) -> str:
     r = doc["results"]
-    sizes = sorted(r["per_image_ms_2_processes"], key=int)   # JSON keys: "1000", "10000"
-    lines = [f"`{doc['command']}` ({r['model']}, L-inf eps {r['eps']}, suite {r['suite']}, {r['threads_per_process']} "
-             "thread per process, the whole command timed from outside):", "",
-             "| run | n | seconds (each round) | ms per image | robust accuracy |", "|---|---|---|---|---|"]
-    lines.append(f"| 1 process | {r['n']} | {', '.join(f'{t:.1f}' for t in r['seconds_1_process'])} | "
-                 f"{r['per_image_ms_1_process']:.2f} | "
-                 f"{100 * r['robust_accuracy']:.1f}% |")
-    lines.append(f"| 2 processes | {r['n']} | {', '.join(f'{t:.1f}' for t in r['seconds_2_processes'])} | "
-                 f"{r['per_image_ms_2_processes'][sizes[0]]:.2f} | {100 * r['robust_accuracy']:.1f}% (identical figures) |")
-    for size in sizes[1:]:
-        lines.append(f"| 2 processes | {int(size):,} | {r[f'seconds_2_processes_n{size}']:.1f} | "
-                     f"{r['per_image_ms_2_processes'][size]:.2f} | {100 * r[f'robust_accuracy_n{size}']:.1f}% |")
-    lines += ["", f"Speed-up of 2 processes over 1 (medians of the same run): **{r['speedup_2_vs_1']:.2f}x**."]
+    lines = [f"`{doc['command']}` ({r['model']}, L-inf eps {r['eps']}, one thread per process; wall: the whole "
+             "command from outside, start-up included; in verify: verify.json's seconds_total):", "",
+             "| processes | suite | n | wall (s) | in verify (s) | ms per image (wall / in verify) | robust accuracy |",
+             "|---|---|---|---|---|---|---|"]
+    for workers, runs in r["runs"].items():
+        for run in runs:
+            lines.append(f"| {workers} | {r['suite']} | {r['n']:,} | {run['wall_seconds']:.1f} | {run['verify_seconds']:.1f} | "
+                         f"{1e3 * run['wall_seconds'] / r['n']:.1f} / {1e3 * run['verify_seconds'] / r['n']:.1f} | "
+                         f"{100 * run['robust_accuracy']:.1f}% |")
+    for n, run in sorted(r["flat"]["sizes"].items(), key=lambda item: int(item[0])):
+        lines.append(f"| {r['flat']['processes']} | {r['flat']['suite']} | {int(n):,} | {run['wall_seconds']:.1f} | "
+                     f"{run['verify_seconds']:.1f} | {run['wall_ms_per_image']:.2f} / {run['verify_ms_per_image']:.2f} | "
+                     f"{100 * run['robust_accuracy']:.1f}% |")
+    lines += ["", f"2 processes against 1, the same figures: **{r['speedup_wall']:.2f}x** wall, "
+              f"**{r['speedup_in_verify']:.2f}x** in verify."]
     return "\n".join(lines)
 
 

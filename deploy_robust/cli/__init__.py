@@ -38,6 +38,21 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"deploy-robust: error: {self.prog.split(' ', 1)[-1]}: {message}\n")
 
 
+def _workers_asked(argv: list[str]) -> int:
+    """N of a well-formed `verify ... --workers N` (N > 1) outside a process group; 0 otherwise (the full parser
+    then handles it, errors included)."""
+    import os
+
+    if next((a for a in argv if a in TOOLS), None) != "verify" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return 0
+    for i, arg in enumerate(argv):
+        value = arg.split("=", 1)[1] if arg.startswith("--workers=") else (
+            argv[i + 1] if arg == "--workers" and i + 1 < len(argv) else None)
+        if value is not None:
+            return int(value) if value.isdigit() and int(value) > 1 else 0
+    return 0
+
+
 def one_line(text: str) -> str:
     """A message on one line, whatever a library put in it (a YAML parser's caret diagram, ...)."""
     return " ".join(text.split())
@@ -64,6 +79,10 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    workers = _workers_asked(argv)
+    if workers:   # start the ranks before importing torch and the stages here: each rank imports them itself
+        from deploy_robust.cli.workers import run_workers, without_workers
+        return run_workers(without_workers(argv), workers)
     parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)

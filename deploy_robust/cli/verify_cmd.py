@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         if args.workers:
             raise UserError("--workers starts its own process group; under torchrun, leave it out")
         return _run_rank(args)
-    if args.workers and args.workers > 1:
+    if args.workers and args.workers > 1:   # cli.main starts the ranks before this; here for library callers
         return run_workers(without_workers(args.argv), args.workers)
     return _verify(args)
 

@@ -20,10 +20,18 @@ FLAG_P_VALUE = 0.01
 
 
 def binomial_tail(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p), exactly."""
+    """P(X >= k) for X ~ Binomial(n, p): the terms summed in log space, so n in the tens of thousands (a
+    distributed verify) neither overflows a float (math.comb(10000, 5000) has 3,000 digits) nor underflows."""
     if k <= 0:
         return 1.0
-    return float(sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k, n + 1)))
+    if k > n or p <= 0:
+        return 0.0
+    if p >= 1:
+        return 1.0
+    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
+            for i in range(k, n + 1)]
+    top = max(logs)
+    return min(1.0, math.exp(top) * math.fsum(math.exp(v - top) for v in logs))
 
 
 def _beats_earlier(entry: dict[str, Any]) -> tuple[int, int, float] | None:

@@ -47,6 +47,13 @@ def test_the_binomial_tail_is_exact():
 
     assert binomial_tail(0, 10, 0.3) == 1.0 and abs(binomial_tail(1, 1, 0.25) - 0.25) < 1e-12
     assert abs(binomial_tail(2, 3, 0.5) - 0.5) < 1e-12
+    # tens of thousands of points (a distributed verify): no overflow, and the known values
+    import math
+    exact = sum(math.comb(1000, i) * 0.01 ** i * 0.99 ** (1000 - i) for i in range(15, 1001))
+    assert abs(binomial_tail(15, 1000, 0.01) - exact) < 1e-12
+    assert binomial_tail(0, 50000, 0.01) == 1.0 and binomial_tail(50001, 50000, 0.01) == 0.0
+    assert abs(binomial_tail(500, 50000, 0.01) - 0.5) < 0.02           # the median of Binomial(50000, 0.01)
+    assert binomial_tail(700, 50000, 0.01) < 1e-15
 
 
 def test_the_sweep_follows_the_threat_and_the_flag_only_judges_far_beyond_it():
