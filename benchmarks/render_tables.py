@@ -194,7 +194,8 @@ def robust_calibration(doc: dict) -> str:
 
 def verify_distributed(doc: dict) -> str:
     r = doc["results"]
-    lines = [f"`{doc['command']}` ({r['model']}, L-inf eps {r['eps']}, one thread per process; wall: the whole "
+    lines = [f"`{doc['command']}` ({r['model']}, L-inf eps {r['eps']}, batches of {r.get('batch_size', 128)}, one thread "
+             "per process; wall: the whole "
              "command from outside, start-up included; in verify: verify.json's seconds_total):", "",
              "| processes | suite | n | wall (s) | in verify (s) | ms per image (wall / in verify) | robust accuracy |",
              "|---|---|---|---|---|---|---|"]
@@ -467,7 +468,7 @@ RENDERERS = {"quantized_speed": quantized_speed, "quantized_accuracy": quantized
              "runtime_matrix": runtime_matrix, "verify_sweep": verify_sweep, "tune_models": tune_models,
              "tune_models_b32_throughput": tune_models, "tune_models_precision_gdws": tune_models,
              "robust_calibration": robust_calibration, "verify_distributed": verify_distributed,
-             "cluster_plan": cluster_plan}
+             "verify_distributed_b32": verify_distributed, "cluster_plan": cluster_plan}
 
 
 def block(name: str) -> str:

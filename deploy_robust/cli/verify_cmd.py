@@ -84,8 +84,16 @@ def _run_rank(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace, show: bool = True) -> int:
+    threads = torch.get_num_threads()
     if args.threads is not None:   # the attacks on S run in torch: the same thread budget as the engine
         torch.set_num_threads(args.threads)
+    try:
+        return _verify_and_print(args, show)
+    finally:
+        torch.set_num_threads(threads)   # an in-process caller (tests, the library) gets its own setting back
+
+
+def _verify_and_print(args: argparse.Namespace, show: bool) -> int:
     result = verify(VerifyRequest(
         args.bundle, args.data, args.eps, norm=args.norm, n=args.n, suite=args.suite, backend=args.backend,
         batch_size=args.batch_size, seed=args.seed, reference=args.reference, runtime=cli_args.runtime_options(args),
