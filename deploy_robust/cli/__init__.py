@@ -92,7 +92,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
     set_quiet(args.json)
-    args.argv = argv     # what `--workers` starts again in each worker process
     try:
         return int(args.run(args) or 0)
     except (UserError, GateFailed) as e:

@@ -10,7 +10,6 @@ from deploy_robust import process_group
 from deploy_robust.api import VerifyRequest, verify
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json
-from deploy_robust.cli.workers import run_workers, without_workers
 from deploy_robust.errors import GateFailed, UserError
 from deploy_robust.progress import set_quiet
 from deploy_robust.verify import SUITES
@@ -63,9 +62,7 @@ def run(args: argparse.Namespace) -> int:
         if args.workers:
             raise UserError("--workers starts its own process group; under torchrun, leave it out")
         return _run_rank(args)
-    if args.workers and args.workers > 1:   # cli.main starts the ranks before this; here for library callers
-        return run_workers(without_workers(args.argv), args.workers)
-    return _verify(args)
+    return _verify(args)   # `--workers N` (N > 1) never gets here: cli.main starts the ranks before importing this
 
 
 def _run_rank(args: argparse.Namespace) -> int:
