@@ -6,12 +6,20 @@ the command is the single-process one.
 
 Ranks exchange numpy arrays only, as `.npz` bytes loaded with `allow_pickle=False`: unlike torch's object
 collectives, no rank ever unpickles what another host sent.
+
+Trust (docs/trust.md, "Distributed verify"): `verify --workers` opens no network listener for its store: the
+ranks meet in a FileStore inside a 0700 temporary folder of the parent ($DEPLOY_ROBUST_GROUP_STORE), and gloo's
+own connections are pinned to the loopback interface. Every exchanged payload is sealed with an HMAC-SHA256 under
+a per-run secret ($DEPLOY_ROBUST_GROUP_SECRET, which `--workers` draws for each run and torchrun users set to the
+same random value on every host), bound to the collective's sequence number and the sending rank, so data written
+into the group by a process without the secret (or replayed from an earlier step) is refused, never merged.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import sys
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Iterator
@@ -21,9 +29,12 @@ import torch
 import torch.distributed as dist
 
 from deploy_robust.errors import UserError, first_line
+from deploy_robust.group_seal import SECRET_ENV, STORE_ENV, group_secret, seal, unseal
 
 # How long a rank waits for the others at a collective: a verify shard can take long on a slow host.
 TIMEOUT = timedelta(hours=6)
+
+_sequence = 0                               # collectives so far: every rank calls them in the same order
 
 
 def init_from_env(backend: str | None = None) -> bool:
@@ -33,7 +44,16 @@ def init_from_env(backend: str | None = None) -> bool:
     if not launched_by_env() or not dist.is_available():
         return False
     if not dist.is_initialized():
-        dist.init_process_group(backend or ("nccl" if torch.cuda.is_available() else "gloo"), timeout=TIMEOUT)
+        global _sequence
+        _sequence = 0
+        backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+        store_path = os.environ.get(STORE_ENV)
+        if store_path:   # `--workers`: one machine, a private folder, no listener
+            world, me = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
+            dist.init_process_group(backend, store=dist.FileStore(store_path, world), rank=me, world_size=world,
+                                    timeout=TIMEOUT)
+        else:
+            dist.init_process_group(backend, timeout=TIMEOUT)
     return True
 
 
@@ -99,9 +119,17 @@ def all_gather_arrays(local: dict[str, np.ndarray]) -> list[dict[str, np.ndarray
     """Every rank's arrays, in rank order, on every rank (alone: `[local]`)."""
     if not active():
         return [local]
+    global _sequence
+    sequence, secret = _sequence, group_secret()
+    _sequence += 1
+    if secret is None and sequence == 0 and rank() == 0:
+        print(f"deploy-robust: warning: {SECRET_ENV} is not set, so what the ranks exchange is not authenticated: "
+              "set it to the same random hex value on every rank (python -c 'import secrets; "
+              "print(secrets.token_hex(32))')", file=sys.stderr)
     buffer = io.BytesIO()
     np.savez(buffer, **local)
-    payload = torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8).to(_device())
+    sealed = seal(buffer.getvalue(), sequence, rank(), secret)
+    payload = torch.frombuffer(bytearray(sealed), dtype=torch.uint8).to(_device())
     sizes = [torch.zeros(1, dtype=torch.int64, device=payload.device) for _ in range(world_size())]
     dist.all_gather(sizes, torch.tensor([payload.numel()], dtype=torch.int64, device=payload.device))
     longest = int(max(s.item() for s in sizes))
@@ -110,8 +138,8 @@ def all_gather_arrays(local: dict[str, np.ndarray]) -> list[dict[str, np.ndarray
     parts = [torch.empty(longest, dtype=torch.uint8, device=payload.device) for _ in range(world_size())]
     dist.all_gather(parts, padded)
     out = []
-    for part, size in zip(parts, sizes):
-        raw = part[:int(size.item())].cpu().numpy().tobytes()
+    for sender, (part, size) in enumerate(zip(parts, sizes)):
+        raw = unseal(part[:int(size.item())].cpu().numpy().tobytes(), sequence, sender, secret)
         with np.load(io.BytesIO(raw), allow_pickle=False) as arrays:
             out.append({k: arrays[k] for k in arrays.files})
     return out

@@ -126,3 +126,19 @@ def digits_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "digits.pt"
     torch.save(model.state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def _digits_fp32_master(digits_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundles") / "digits-fp32"
+    assert cli_main(["export", str(digits_checkpoint), "--arch", "digits_cnn", "--precision", "fp32",
+                     "-o", str(out)]) == 0
+    return out
+
+
+@pytest.fixture
+def digits_bundle(_digits_fp32_master, tmp_path):
+    """A fresh copy of the digits_cnn FP32 bundle (exported once per session), for a test to write into."""
+    import shutil
+
+    return Path(shutil.copytree(_digits_fp32_master, tmp_path / "digits-fp32"))

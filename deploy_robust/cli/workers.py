@@ -1,15 +1,19 @@
 """`--workers N`: the same command as N processes of one torch.distributed group on this machine.
 
-It sets up what `torchrun --nproc-per-node N` would (WORLD_SIZE, RANK, LOCAL_RANK, LOCAL_WORLD_SIZE,
-MASTER_ADDR=127.0.0.1, a free MASTER_PORT) and starts `python -m deploy_robust <the same arguments>` once per
+It sets up what `torchrun --nproc-per-node N` would (WORLD_SIZE, RANK, LOCAL_RANK, LOCAL_WORLD_SIZE) and starts `python -m deploy_robust <the same arguments>` once per
 rank, so a verify with `--workers` and one under torchrun run the same code. Rank 0 prints as a single
 process would; the other ranks are quiet. When a rank fails, the others are stopped and the command ends with
 that rank's reason; finished batches are kept, so the same command again continues from them.
+
+No rank listens on a network address that another machine can reach: the group's store is a file in a 0700
+temporary folder (not torchrun's TCP store), gloo is pinned to the loopback interface, and each run draws its own
+secret that seals every exchanged payload (deploy_robust.process_group).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -19,14 +23,18 @@ import time
 from pathlib import Path
 
 from deploy_robust.errors import EXIT_BAD_INPUT, EXIT_WORKER_FAILED
+from deploy_robust.group_seal import SECRET_ENV, STORE_ENV
 
 GRACE_SECONDS = 10   # after one rank fails, how long rank 0 may take to end (and say why) by itself
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _loopback_interface() -> str | None:
+    """The name of the loopback network interface (`lo` on Linux), or None where it cannot be told."""
+    try:
+        names = [name for _, name in socket.if_nameindex()]
+    except OSError:
+        return None
+    return next((n for n in names if n == "lo" or n.startswith("lo0")), None)
 
 
 def _last_line(path: Path) -> str:
@@ -50,9 +58,13 @@ def without_workers(argv: list[str]) -> list[str]:
 def run_workers(argv: list[str], workers: int) -> int:
     """Run `deploy-robust <argv>` as `workers` ranks on this machine; the exit code is rank 0's, or
     EXIT_WORKER_FAILED when another rank failed first."""
-    env = dict(os.environ, WORLD_SIZE=str(workers), LOCAL_WORLD_SIZE=str(workers), MASTER_ADDR="127.0.0.1",
-               MASTER_PORT=str(_free_port()), GROUP_RANK="0", NODE_RANK="0")
-    with tempfile.TemporaryDirectory(prefix="deploy-robust-workers-") as logs:
+    env = dict(os.environ, WORLD_SIZE=str(workers), LOCAL_WORLD_SIZE=str(workers), GROUP_RANK="0", NODE_RANK="0")
+    env[SECRET_ENV] = secrets.token_hex(32)
+    loopback = _loopback_interface()
+    if loopback:
+        env["GLOO_SOCKET_IFNAME"] = loopback
+    with tempfile.TemporaryDirectory(prefix="deploy-robust-workers-") as logs:   # created 0700
+        env[STORE_ENV] = str(Path(logs) / "store")
         errors = [Path(logs) / f"rank{r}.err" for r in range(workers)]
         procs = []
         for r in range(workers):

@@ -67,7 +67,8 @@ def test_any_number_of_processes_gives_the_same_verify_document(bundle, alone, w
 
 def _rank_env(rank: int, world: int, port: int) -> dict:
     return dict(os.environ, CI="1", WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
-                LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+                LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                DEPLOY_ROBUST_GROUP_SECRET="5e" * 32)   # as docs/trust.md asks of torchrun users
 
 
 def test_a_killed_rank_is_redone_on_rerun_and_no_point_counts_twice(bundle, alone):
