@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Callable
@@ -22,8 +21,8 @@ import torch
 
 from deploy_robust.bench.harness import run_bench
 from deploy_robust.bundle import Bundle
-from deploy_robust.bundle.store import write_file_atomic
 from deploy_robust.data import Dataset
+from deploy_robust.private_files import SignedJSON
 from deploy_robust.verify import ThreatModel
 from deploy_robust.verify.attacks import margin_loss, pgd
 from deploy_robust.verify.document import per_example
@@ -32,12 +31,18 @@ from deploy_robust.verify.speed import prepare_for_attack
 
 
 class Cache:
-    """measurements.json in the tune's folder: key -> value, rewritten atomically after every new entry."""
+    """measurements.json in the tune's cache folder: key -> value, rewritten atomically after every new entry and
+    signed with this user's key. A file that is malformed, forged or edited is set aside whole (`rejected`) and
+    every measurement in it recomputed: what another writer puts there never reaches the search."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.values: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        self.file = SignedJSON(path, "tune-cache")
+        self.values: dict[str, Any] = self.file.load()
         self.hits = self.misses = 0
+
+    @property
+    def rejected(self) -> int:
+        return self.file.rejected
 
     def get(self, key: str, compute: Callable[[], Any]) -> Any:
         if key in self.values:
@@ -45,9 +50,12 @@ class Cache:
             return self.values[key]
         self.misses += 1
         value = compute()
-        self.values[key] = value
-        write_file_atomic(self.path, json.dumps(self.values, indent=1, sort_keys=True))
+        self.put(key, value)
         return value
+
+    def put(self, key: str, value: Any) -> None:
+        self.values[key] = value
+        self.file.save(self.values)
 
 
 def latencies(bundles: list[Bundle], backend: str, batch: int, objective: str, *, duration: float = 2.0,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
@@ -35,9 +36,11 @@ import onnx
 
 from deploy_robust.bench.plots import tune_frontier_plot
 from deploy_robust.bundle import Bundle, open_bundle
+from deploy_robust.bundle.store import write_bundle
 from deploy_robust.bundle.store import write_file_atomic
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
+from deploy_robust.private_files import check_folders_below, read_private, sha256_of, write_private
 from deploy_robust.export import export_bundle
 from deploy_robust.ingest import LoadedModel
 from deploy_robust.progress import bar
@@ -126,15 +129,18 @@ class _Tune:
         self.deadline = None if settings.time_budget_s is None else time.monotonic() + settings.time_budget_s
         self.stopped: list[str] = []      # where the time budget cut the run short
         self._gdws_models: dict[float, LoadedModel] = {}
-        (out / "cache" / "bundles").mkdir(parents=True, exist_ok=True)
+        # every cache folder a real folder of this user's, never a link (a planted one is refused in one line)
+        for folder in ("cache/bundles", "cache/plans"):
+            check_folders_below(out, folder)
         identity = json.dumps({"model": loaded.source.get("sha256") or loaded.source.get("file"), "target": settings.target,
                                "calib": [calib.name, len(calib)], "data": [data.name, len(data)], "seed": settings.seed},
                               sort_keys=True)
         recorded = out / "cache" / "identity.json"
-        if recorded.exists() and recorded.read_text() != identity:
+        if os.path.lexists(recorded) and read_private(recorded) != identity.encode():
             raise UserError(f"{out} holds a tune of another model, target, data or seed; give a new -o")  # never reuse it
-        write_file_atomic(recorded, identity)
+        write_private(recorded, identity)
         self.cache = measure.Cache(out / "cache" / "measurements.json")
+        self.recomputed_bundles = 0
         # what a sensitivity depends on besides the bundle itself (a new budget or batch reuses them all)
         key = {"calib": [calib.name, len(calib)], "n": settings.sensitivity_n, "seed": settings.seed,
                "threat": [settings.threat.norm, settings.threat.eps]}
@@ -152,18 +158,29 @@ class _Tune:
                loaded: LoadedModel | None = None) -> Bundle:
         """The cached bundle `name`, exported on first use (a plan as a tuple over `layers`, or as `--plan` text)."""
         path = self.out / "cache" / "bundles" / name
-        if (path / "manifest.json").exists():
-            return open_bundle(path)
+        record = f"bundle/{name}"
+        if os.path.lexists(path):
+            # reused only when its manifest is the one this user's tune exported here (signed in the cache), so a
+            # bundle swapped in with a manifest of its own is exported again, never measured or shipped
+            if self.cache.values.get(record) == sha256_of(path / "manifest.json") and not path.is_symlink():
+                self.cache.hits += 1
+                return open_bundle(path)
+            self.recomputed_bundles += 1
+            self.log(f"tune: cached bundle {name} is not the one this tune exported; exporting it again")
+            if path.is_symlink() or not path.is_dir():
+                path.unlink()
+            else:
+                shutil.rmtree(path)
         if plan is not None:
             plan_text = plan_file(layers, plan)
         plan_path = None
         if plan_text is not None:
-            plan_path = self.out / "cache" / "plans" / f"{name}.json"
-            plan_path.parent.mkdir(exist_ok=True)
-            write_file_atomic(plan_path, plan_text)
-        return export_bundle(loaded or self.loaded, path, "mixed" if plan_path else precision, self.export_target,
-                             calib=None if precision in ("fp32", "fp16") else self.calib,
-                             calib_n=256, plan_file=plan_path, seed=self.s.seed)
+            plan_path = write_private(check_folders_below(self.out, "cache/plans") / f"{name}.json", plan_text)
+        bundle = export_bundle(loaded or self.loaded, path, "mixed" if plan_path else precision, self.export_target,
+                               calib=None if precision in ("fp32", "fp16") else self.calib,
+                               calib_n=256, plan_file=plan_path, seed=self.s.seed)
+        self.cache.put(record, sha256_of(path / "manifest.json"))
+        return bundle
 
     def configs(self) -> list[Config]:
         """The uniform configurations of this tune (under pins: every layer but the pinned ones)."""
@@ -367,7 +384,8 @@ def _document(settings, layers, points, checked, uniform_checks, contenders, pic
         "acceptance": f"paired drop against the FP32 bundle on the same {settings.final_n} points, standard suite: "
                       f"point estimate within the budget (its 95% interval reported)",
         "pick": None if pick is None else pick[0],
-        "cache": {"hits": tune.cache.hits, "misses": tune.cache.misses},
+        "cache": {"hits": tune.cache.hits, "misses": tune.cache.misses, "rejected_files": tune.cache.rejected,
+                  "recomputed_bundles": tune.recomputed_bundles},
     }
 
 
@@ -375,17 +393,15 @@ def _write_outputs(out: Path, document: dict, pick) -> None:
     write_file_atomic(out / "frontier.json", json.dumps(document, indent=1, sort_keys=True))
     tune_frontier_plot(document["measured"], out / "frontier.png", document["settings"])
     write_file_atomic(out / "report.md", report(document))
-    if pick is not None:
-        best = out / "best"
-        staging = out / ".best-new"
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(pick[1]["bundle"].path, staging)
-        staged = open_bundle(staging)
-        staged.write_file("tune.json", json.dumps({"pick": document["pick"], "settings": document["settings"],
-                                                   "measured": [r for r in document["measured"]
-                                                                if r["name"] == document["pick"]]}, indent=1))
-        shutil.rmtree(best, ignore_errors=True)
-        staging.rename(best)
+    if pick is not None:   # best/ swapped in whole by the bundle store: the old or the new pick, never half
+        source = pick[1]["bundle"]
+        files = {p.name: p.read_bytes() for p in sorted(source.path.iterdir())
+                 if p.is_file() and not p.is_symlink() and p.name != "manifest.json"}
+        files["tune.json"] = json.dumps({"pick": document["pick"], "settings": document["settings"],
+                                         "measured": [r for r in document["measured"]
+                                                      if r["name"] == document["pick"]]}, indent=1).encode()
+        manifest = {k: v for k, v in source.manifest.document.items() if k != "files"}
+        write_bundle(out / "best", files, manifest)
 
 
 def report(document: dict) -> str:

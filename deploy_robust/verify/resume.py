@@ -15,42 +15,25 @@ import hmac
 import io
 import json
 import os
-import secrets
 import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from deploy_robust.bundle.store import write_file_atomic
 from deploy_robust.hashing import sha256_bytes
-from deploy_robust.home import user_home
+from deploy_robust.private_files import check_folders_below, read_private, user_key, write_private
 
 _TAG = 32
 
 
 def resume_key() -> bytes | None:
-    """This user's HMAC key for resume files; None when it can be neither read nor created."""
-    path = user_home() / "resume.key"
+    """This user's HMAC key for resume files; None when the user's folder cannot be written (no resume). A
+    folder others could write to, or a planted key, is refused with one line (deploy_robust.private_files)."""
     try:
-        if not path.exists():
-            # written whole under a private name, then linked into place: a process that reads the key (another
-            # verify rank starting at the same moment) never sees it half-written, and the first link wins
-            path.parent.mkdir(parents=True, exist_ok=True)
-            staging = path.with_name(f".resume.key.{os.getpid()}.{secrets.token_hex(4)}")
-            fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(32))
-            try:
-                os.link(staging, path)
-            except FileExistsError:
-                pass
-            finally:
-                os.unlink(staging)
-        key = path.read_bytes()
+        return user_key("verify-resume")
     except OSError:
         return None
-    return key if len(key) >= 16 else None
 
 
 class BatchCheckpoint:
@@ -61,6 +44,8 @@ class BatchCheckpoint:
         self.root = Path(bundle_path) / ".verify-progress"
         self.dir = self.root / self.key
         self.secret = resume_key() if enabled else None
+        if self.secret is not None and (os.path.lexists(self.root) or os.path.lexists(self.dir)):
+            check_folders_below(self.root.parent, Path(self.root.name) / self.key)   # a planted link: refused now
         self.reused = self.rejected = 0
 
     def _tag(self, index: int, inputs: tuple[np.ndarray, ...], payload: bytes) -> bytes:
@@ -74,9 +59,12 @@ class BatchCheckpoint:
     def load(self, index: int, inputs: tuple[np.ndarray, ...]) -> dict[str, np.ndarray] | None:
         """The saved results of batch `index` of these `inputs`, or None (absent, or failing the check)."""
         path = self.dir / f"batch-{index:05d}.npz"
-        if self.secret is None or path.is_symlink() or not path.is_file():
+        if self.secret is None or not os.path.lexists(path):
             return None
-        raw = path.read_bytes()
+        raw = read_private(path)
+        if raw is None:   # a link, not a file, another user's
+            self.rejected += 1
+            return None
         tag, payload = raw[:_TAG], raw[_TAG:]
         if len(raw) <= _TAG or not hmac.compare_digest(tag, self._tag(index, inputs, payload)):
             self.rejected += 1
@@ -91,8 +79,8 @@ class BatchCheckpoint:
         buffer = io.BytesIO()
         np.savez(buffer, **result)
         payload = buffer.getvalue()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        write_file_atomic(self.dir / f"batch-{index:05d}.npz", self._tag(index, inputs, payload) + payload)
+        check_folders_below(self.root.parent, Path(self.root.name) / self.key)
+        write_private(self.dir / f"batch-{index:05d}.npz", self._tag(index, inputs, payload) + payload)
 
     def summary(self) -> dict[str, int]:
         return {"reused_batches": self.reused, "rejected_batch_files": self.rejected}

@@ -75,13 +75,13 @@ def test_a_killed_tune_continues_from_its_cache(digits_file, tmp_path):
     measurements = out / "cache" / "measurements.json"
     deadline = time.time() + 300
     while time.time() < deadline and first.poll() is None:
-        if measurements.exists() and len(json.loads(measurements.read_text() or "{}")) >= 4:
+        if measurements.exists() and len(json.loads(measurements.read_text() or "{}").get("entries", {})) >= 4:
             break
         time.sleep(0.2)
     assert first.poll() is None, "the tune ended before it could be killed"
     first.send_signal(signal.SIGKILL)
     first.wait()
-    kept = len(json.loads(measurements.read_text()))
+    kept = len(json.loads(measurements.read_text())["entries"])
     assert not (out / "best").exists() and kept >= 4
     resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr

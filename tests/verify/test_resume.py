@@ -13,7 +13,7 @@ def test_the_key_is_private_and_stable(tmp_path, monkeypatch):
     monkeypatch.setenv("DEPLOY_ROBUST_HOME", str(tmp_path / "home"))
     key = resume_key()
     assert key == resume_key() and len(key) == 32
-    assert stat.S_IMODE((tmp_path / "home" / "resume.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "home" / "user.key").stat().st_mode) == 0o600
 
 
 def test_a_batch_is_reused_only_by_its_own_run_index_and_images(tmp_path):
