@@ -109,6 +109,27 @@ def positive_int(text: str) -> int:
     return value
 
 
+MAX_THREADS = 4096   # runtimes take a C int; no machine this runs on has more hardware threads
+MAX_STREAMS = 1024
+
+
+def count_up_to(limit: int):
+    """An argparse type: a whole number in [1, limit], the bound named in the message."""
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"must be at most {limit}: {text}")
+        return value
+    return parse
+
+
+def device_name(text: str) -> str:
+    """An OpenVINO device: CPU, GPU.1, AUTO:GPU,CPU, HETERO:GPU,CPU ... (letters, digits, '.', ':', ',', '_')."""
+    if not text or not all(c.isalnum() or c in ".:,_-" for c in text):
+        raise argparse.ArgumentTypeError(f"must name a device such as CPU, GPU.0 or AUTO:GPU,CPU; got {text!r}")
+    return text
+
+
 def add_common(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output and run control")
     group.add_argument("--json", action="store_true", help="print one JSON document instead of text; no progress bars")
@@ -137,12 +158,12 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     """How the engine is configured: the same flags for eval, bench and verify (a backend refuses what it
     does not take)."""
     group = parser.add_argument_group("runtime configuration")
-    group.add_argument("--threads", type=positive_int, help="runtime threads (default: the runtime's)")
+    group.add_argument("--threads", type=count_up_to(MAX_THREADS), help="runtime threads (default: the runtime's)")
     group.add_argument("--precision-hint", default="default", choices=list(PRECISION_HINTS),
                        help="openvino: inference precision (default: OpenVINO's choice, bf16 on AMX / AVX-512 BF16 "
                             "CPUs; f32 runs float layers in float32)")
-    group.add_argument("--streams", type=positive_int, help="openvino: parallel execution streams (default: OpenVINO's)")
-    group.add_argument("--device", help="openvino: device name (default CPU; GPU and NPU are passed through, untested)")
+    group.add_argument("--streams", type=count_up_to(MAX_STREAMS), help="openvino: parallel execution streams (default: OpenVINO's)")
+    group.add_argument("--device", type=device_name, help="openvino: device name (default CPU; GPU and NPU are passed through, untested)")
     group.add_argument("--no-compile-cache", action="store_true",
                        help="openvino: do not cache compiled models in the deploy-robust folder")
 

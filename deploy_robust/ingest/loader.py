@@ -152,7 +152,11 @@ def _load_onnx(path: Path) -> tuple[OnnxGraphModule, tuple[int, int, int] | None
         onnx.checker.check_model(model)
     except Exception as e:
         raise UserError(f"{path.name}: not a valid ONNX model: {str(e).splitlines()[0]}") from None
-    module = twin_module(model, float_dtype=torch.float32)  # a Q/DQ graph is ingested too
+    try:
+        module = twin_module(model, float_dtype=torch.float32)  # a Q/DQ graph is ingested too
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as e:   # checker-valid yet inconsistent
+        raise UserError(f"{path.name}: the ONNX graph cannot be read ({type(e).__name__}: "
+                        f"{(str(e).splitlines() or [''])[0][:200]})") from None
     if len(module.input_names) != 1:
         raise UserError(f"{path.name}: an image classifier takes one input; this graph takes {len(module.input_names)}")
     graph_input = next(i for i in model.graph.input if i.name == module.input_names[0])

@@ -32,7 +32,7 @@ class OpenVINORunner(Runner):
     def activate(self) -> None:
         if self._compiled is None:
             self._compiled = compile_bundle_graph(self.model_path, self.options, widen=self.widen)
-            streams = int(self._compiled.get_property("NUM_STREAMS"))
+            streams = int(_property(self._compiled, "NUM_STREAMS", 1))
             self._requests = [self._compiled.create_infer_request() for _ in range(max(1, streams))]
             self._request = self._requests[0]
 
@@ -64,12 +64,13 @@ class OpenVINORunner(Runner):
             info = op.get_rt_info()
             if info["layerType"].astype(str) in _WEIGHTED:
                 precisions[info["runtimePrecision"].astype(str)] += 1
-        return {"backend": self.name, "device": ", ".join(compiled.get_property("EXECUTION_DEVICES")),
-                "inference_precision_hint": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
+        hint = _property(compiled, "INFERENCE_PRECISION_HINT", None)
+        return {"backend": self.name, "device": ", ".join(_property(compiled, "EXECUTION_DEVICES", [self.options.device])),
+                "inference_precision_hint": hint.get_type_name() if hint is not None else "unknown",
                 "executed_precision": executed_precision(precisions),
                 "weighted_layers_by_precision": dict(sorted(precisions.items())),
-                "streams": int(compiled.get_property("NUM_STREAMS")),
-                "threads": int(compiled.get_property("INFERENCE_NUM_THREADS"))}
+                "streams": int(_property(compiled, "NUM_STREAMS", 0)),
+                "threads": int(_property(compiled, "INFERENCE_NUM_THREADS", 0))}
 
     def layer_profile(self, x: np.ndarray, repeats: int = 10) -> list[dict[str, Any]]:
         compiled = compile_bundle_graph(self.model_path, self.options, profile=True, widen=self.widen)
@@ -104,3 +105,12 @@ def _kernel_precision(kernel: str) -> str:
 def runner_for(backend: str, bundle: Bundle, *, module=None, options: RuntimeOptions = RuntimeOptions()) -> OpenVINORunner:
     stores_int4 = any(layer.get("precision") == "int4" for layer in bundle.manifest.precision.layers)
     return OpenVINORunner(bundle.model_path, options, fixed_batch=bundle.fixed_batch, widen=stores_int4)
+
+
+def _property(compiled, name: str, default):
+    """A compiled model's property, or `default` where its device does not report it (AUTO and HETERO do not
+    report NUM_STREAMS, for one)."""
+    try:
+        return compiled.get_property(name)
+    except RuntimeError:
+        return default
