@@ -16,7 +16,6 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from deploy_robust.bench.harness import run_bench
