@@ -118,7 +118,8 @@ def write_private(path: Path, data: bytes | str) -> Path:
     planted link at `path` is replaced, never followed)."""
     path = Path(path)
     payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)   # mkstemp: 0600, O_EXCL
+    # mkstemp: 0600, O_EXCL; the pid in the name lets the bundle store remove what a killed writer left
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)

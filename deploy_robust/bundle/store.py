@@ -36,6 +36,7 @@ from deploy_robust.bundle import manifest as manifest_schema
 from deploy_robust.bundle.manifest import Manifest
 from deploy_robust.errors import UserError
 from deploy_robust.hashing import sha256_bytes, sha256_file
+from deploy_robust.private_files import write_private
 from deploy_robust.spec import InputSpec
 
 MANIFEST = "manifest.json"
@@ -244,18 +245,7 @@ def write_file_atomic(path: Path, data: bytes | str) -> Path:
     """Write `path` whole or not at all: a new temporary file beside it, then a rename over it.
 
     The rename replaces whatever `path` is, a symlink included, without following it."""
-    path = Path(path)
-    payload = data.encode() if isinstance(data, str) else data
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    return path
+    return write_private(path, data)
 
 
 def _write_new(path: Path, data: bytes) -> None:
