@@ -218,22 +218,30 @@ class SealedFolder:
         self.path = check_folder(path)
         self.index = SignedJSON(self.path / self.INDEX, purpose + ":" + self.path.name)
         self.removed = 0
+        self.admitted: dict[str, str] = {}   # name -> sha256 of the files admit() vouched for
 
     def admit(self) -> int:
         known = self.index.load()
+        self.admitted = {}
         for entry in os.scandir(self.path):
             if entry.name == self.INDEX:
                 continue
-            if entry.is_symlink() or not entry.is_file() or known.get(entry.name) != sha256_of(Path(entry.path)):
-                if entry.is_dir(follow_symlinks=False):
-                    raise _refuse(Path(entry.path), "is a folder inside a cache folder")
-                os.unlink(entry.path)
-                self.removed += 1
+            digest = None if entry.is_symlink() or not entry.is_file() else sha256_of(Path(entry.path))
+            if digest is not None and known.get(entry.name) == digest:
+                self.admitted[entry.name] = digest
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                raise _refuse(Path(entry.path), "is a folder inside a cache folder")
+            os.unlink(entry.path)
+            self.removed += 1
         return self.removed
 
     def seal(self) -> None:
-        found = {}
+        """Record what is there now: the files `admit` checked keep their digests, new ones are hashed once."""
+        found = dict(self.admitted)
         for entry in os.scandir(self.path):
-            if entry.name != self.INDEX and entry.is_file(follow_symlinks=False):
-                found[entry.name] = sha256_of(Path(entry.path))
-        self.index.save({name: digest for name, digest in found.items() if digest is not None})
+            if entry.name != self.INDEX and entry.name not in found and entry.is_file(follow_symlinks=False):
+                digest = sha256_of(Path(entry.path))
+                if digest is not None:
+                    found[entry.name] = digest
+        self.index.save(found)

@@ -29,14 +29,17 @@ def import_openvino():
     return openvino
 
 
-def bundle_graph(model_path: Path) -> str | bytes:
+def bundle_graph(model_path: Path, widen: bool = True) -> str | bytes:
     """What OpenVINO reads for `model_path`: the path of an OpenVINO IR (e.g. NNCF's), else the ONNX graph's
     bytes, with INT4 conv weights widened to INT8 in memory where it has them (the same integers and scales, so
     the same numbers): OpenVINO then runs its INT8 kernels instead of dequantizing INT4 (kernels/int4_widen.py;
-    measured about 0.4x INT8 speed without). Nothing is written to disk, so no copy can be swapped later."""
+    measured about 0.4x INT8 speed without). Nothing is written to disk, so no copy can be swapped later.
+    `widen=False` skips reading the graph for INT4 weights (a bundle whose manifest records none)."""
     if model_path.suffix != ".onnx":
         return str(model_path)
     data = model_path.read_bytes()
+    if not widen:
+        return data
     try:
         graph = onnx.load_from_string(data)
     except Exception:  # not a graph onnx reads: OpenVINO says why, in one line
@@ -69,8 +72,7 @@ def compile_bundle_graph(model_path: Path, options: RuntimeOptions, *, profile: 
     core = ov.Core()
     device = options.device or "CPU"
     config = compile_config(options, profile=profile)
-    graph = bundle_graph(Path(model_path)) if widen else (
-        str(model_path) if Path(model_path).suffix != ".onnx" else Path(model_path).read_bytes())
+    graph = bundle_graph(Path(model_path), widen)
     cache = _graph_cache(graph, device, config) if options.cache else None
     if cache is not None:
         core.set_property({"CACHE_DIR": str(cache.path)})

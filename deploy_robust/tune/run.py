@@ -36,8 +36,7 @@ import onnx
 
 from deploy_robust.bench.plots import tune_frontier_plot
 from deploy_robust.bundle import Bundle, open_bundle
-from deploy_robust.bundle.store import write_bundle
-from deploy_robust.bundle.store import write_file_atomic
+from deploy_robust.bundle.store import write_bundle, write_file_atomic
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
 from deploy_robust.private_files import check_folders_below, read_private, sha256_of, write_private
@@ -130,8 +129,8 @@ class _Tune:
         self.stopped: list[str] = []      # where the time budget cut the run short
         self._gdws_models: dict[float, LoadedModel] = {}
         # every cache folder a real folder of this user's, never a link (a planted one is refused in one line)
-        for folder in ("cache/bundles", "cache/plans"):
-            check_folders_below(out, folder)
+        check_folders_below(out, "cache/bundles")
+        self.plans = check_folders_below(out, "cache/plans")
         identity = json.dumps({"model": loaded.source.get("sha256") or loaded.source.get("file"), "target": settings.target,
                                "calib": [calib.name, len(calib)], "data": [data.name, len(data)], "seed": settings.seed},
                               sort_keys=True)
@@ -175,7 +174,7 @@ class _Tune:
             plan_text = plan_file(layers, plan)
         plan_path = None
         if plan_text is not None:
-            plan_path = write_private(check_folders_below(self.out, "cache/plans") / f"{name}.json", plan_text)
+            plan_path = write_private(self.plans / f"{name}.json", plan_text)
         bundle = export_bundle(loaded or self.loaded, path, "mixed" if plan_path else precision, self.export_target,
                                calib=None if precision in ("fp32", "fp16") else self.calib,
                                calib_n=256, plan_file=plan_path, seed=self.s.seed)
