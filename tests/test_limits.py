@@ -27,3 +27,16 @@ def test_whole_number_refuses_floats_bools_and_out_of_range(value):
     with pytest.raises(UserError):
         limits.whole_number(value, "seed", 0, limits.MAX_SEED)
     assert limits.whole_number(7, "seed", 0, limits.MAX_SEED) == 7
+
+
+def test_pickle_memo_check_passes_real_pickles_and_refuses_a_forged_index():
+    import pickle
+    import struct
+
+    honest = pickle.dumps({"a": [1, 2, [3, 4]], "b": ("x", b"y") * 50}, protocol=2)
+    limits.check_pickle_memo(honest, "honest")
+    forged = b"\x80\x02]r" + struct.pack("<I", 175399797) + b"."   # EMPTY_LIST, LONG_BINPUT 175399797, STOP
+    with pytest.raises(UserError, match="memo slot 175399797 in a 9-byte stream"):
+        limits.check_pickle_memo(forged, "forged")
+    with pytest.raises(UserError, match="not a valid pickle stream"):
+        limits.check_pickle_memo(b"\x80\x02\xfe", "garbage")

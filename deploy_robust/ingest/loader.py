@@ -16,6 +16,7 @@ from deploy_robust.model.checkpoint import (extract_state_dict, group_by_layer, 
                                               read_checkpoint)
 from deploy_robust.ingest.exported_program import load_exported_program
 from deploy_robust.ingest.formats import ModelFormat, sniff
+from deploy_robust.ingest.torchscript import load_torchscript
 from deploy_robust.ingest.kinds import for_checkpoint
 from deploy_robust.model.kind import KindLoad, ModelKind
 from deploy_robust.model.loaded import LoadedModel, SpecOverrides, describe_layers
@@ -59,10 +60,7 @@ def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool 
             dtypes = load_state_dict(module, state, architecture.name)
             fmt_name = "state_dict"
     elif fmt is ModelFormat.TORCHSCRIPT:
-        try:
-            module = torch.jit.load(str(path), map_location="cpu")
-        except Exception as e:
-            raise UserError(f"{path.name}: not a loadable TorchScript archive: {str(e).splitlines()[0]}") from None
+        module = load_torchscript(path)
         dtypes, fmt_name = layer_dtypes(dict(module.state_dict())), fmt.value
     elif fmt is ModelFormat.EXPORTED_PROGRAM:
         module, base_spec_shape, fixed_batch = _load_exported_program(path, trust_pickle)

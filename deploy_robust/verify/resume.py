@@ -3,9 +3,10 @@
 A batch file is reused only when it provably belongs to this run: its name is keyed by a hash
 of every setting that changes results, and its bytes carry an HMAC-SHA256 over that key, the
 batch index, the hash of the batch's images and labels, and the results. The HMAC key is this
-user's own (`resume.key` under $DEPLOY_ROBUST_HOME, else $XDG_CACHE_HOME/deploy-robust, else
-~/.cache/deploy-robust; created 0600 on first use), so batch files forged or copied in from
-elsewhere (a downloaded bundle, another user) fail the check and are recomputed, never trusted.
+user's own (derived from `user.key` in the checked home: $DEPLOY_ROBUST_HOME, else
+$XDG_CACHE_HOME/deploy-robust, else ~/.cache/deploy-robust; see deploy_robust.private_files), so
+batch files forged or copied in from elsewhere (a downloaded bundle, another user) fail the check
+and are recomputed, never trusted.
 """
 
 from __future__ import annotations

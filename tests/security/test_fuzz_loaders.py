@@ -1,7 +1,10 @@
 """Every loader under property-based fuzzing: only UserError escapes, and memory stays bounded.
 
 The campaign runs in a child process so its peak RSS is its own (tests.security.fuzz prints it).
-`make test` runs about 3,200 mutated inputs (~15 s on 2 cores); the `slow` campaign 3 x 9,250.
+Beyond byte edits, the campaign rewrites pickle opcodes inside archives (a forged memo index or size), edits
+ONNX graphs structurally (fp32 and int8 Q/DQ), and edits the signed caches (tune's measurements, verify's
+resume batches), where an edit that is accepted with changed contents is a failure too.
+`make test` runs about 3,300 mutated inputs (~15 s on 2 cores); the `slow` campaign 3 x 13,000.
 """
 
 import json
@@ -31,10 +34,10 @@ def _check(results: dict, minimum_cases: int) -> None:
 
 
 def test_fuzzed_inputs_raise_only_user_errors():
-    _check(_campaign(examples=350, seed=0), minimum_cases=3000)
+    _check(_campaign(examples=250, seed=0), minimum_cases=3000)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_fuzzed_inputs_raise_only_user_errors_large_campaign(seed):
-    _check(_campaign(examples=1000, seed=seed), minimum_cases=9000)
+    _check(_campaign(examples=1000, seed=seed), minimum_cases=13000)
