@@ -5,6 +5,8 @@ CONSTRAINTS ?= constraints-cpu.txt
 PY := $(VENV)/bin/python
 PIP_C := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 PYTEST_SELECT ?= not slow and not gpu and not tensorrt
+# one pytest-xdist worker per logical CPU (a session fixture is built once per worker)
+PYTEST_WORKERS ?= logical
 
 .PHONY: setup demo test test-all clean
 
@@ -21,11 +23,11 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q -m "$(PYTEST_SELECT)"
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "$(PYTEST_SELECT)"
 
 test-all: setup
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS)
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache build *.egg-info

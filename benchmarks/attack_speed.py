@@ -34,7 +34,7 @@ from machine import save_result  # noqa: E402
 from deploy_robust.data import load_dataset  # noqa: E402
 from deploy_robust.export import export_bundle  # noqa: E402
 from deploy_robust.verify import ThreatModel, attacks  # noqa: E402
-from deploy_robust.verify.protocol import build_twin  # noqa: E402
+from deploy_robust.verify.protocol import attack_twin  # noqa: E402
 from deploy_robust.verify.speed import prepare_for_attack  # noqa: E402
 
 EPS = 8 / 255
@@ -71,7 +71,7 @@ def measure(name: str, loaded, batch: int, steps: int, rounds: int) -> dict:
     threat = ThreatModel("linf", EPS)
     bundle = export_bundle(loaded, Path(tempfile.mkdtemp()) / "fp32")
     ours_r, layout_r = prepare_for_attack(loaded.reference(), x)
-    ours_s, layout_s = prepare_for_attack(build_twin(bundle), x)
+    ours_s, layout_s = prepare_for_attack(attack_twin(bundle), x)
     autoattack = APGDAttack(as_loaded, n_iter=steps, norm="Linf", eps=EPS, n_restarts=1, device="cpu", loss="ce")
     methods = {
         "reference_loop": lambda: reference_loop(as_loaded, x, y, steps),

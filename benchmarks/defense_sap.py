@@ -34,12 +34,12 @@ from deploy_robust.export import export_bundle  # noqa: E402
 from deploy_robust.runtimes import create_runner  # noqa: E402
 from deploy_robust.stats import wilson_interval  # noqa: E402
 from deploy_robust.verify import ThreatModel, attacks, parse_eps, run_verify  # noqa: E402
-from deploy_robust.verify.protocol import build_twin  # noqa: E402
+from deploy_robust.verify.protocol import attack_twin  # noqa: E402
 
 
 def naive_pgd(bundle, data, threat: ThreatModel, seed: int = 0) -> float:
     """PGD-CE, 20 steps, one draw per step (no EOT), each candidate scored once on E."""
-    engine, twin = create_runner("ort-cpu", bundle), build_twin(bundle)
+    engine, twin = create_runner("ort-cpu", bundle), attack_twin(bundle)
     torch.manual_seed(seed)
     correct = 0
     for index, (x_np, y_np) in enumerate(data.batches(128)):

@@ -28,7 +28,7 @@ from deploy_robust.data import load_dataset  # noqa: E402
 from deploy_robust.evaluate import compare_logits, evaluate  # noqa: E402
 from deploy_robust.export import export_bundle  # noqa: E402
 from deploy_robust.ingest import load_model  # noqa: E402
-from deploy_robust.quant.twin import build_twin  # noqa: E402
+from deploy_robust.quant.twin import twin_module  # noqa: E402
 from deploy_robust.runtimes import create_runner  # noqa: E402
 from deploy_robust.runtimes.torch_runner import TorchRunner  # noqa: E402
 
@@ -56,7 +56,7 @@ def measure(checkpoint: str, sets: tuple[str, str], methods: list[str], tmp: Pat
                                target, calib=calib, calib_method=method, weight_rounding=rounding,
                                min_agreement=min_agreement)
         engine = evaluate(create_runner("ort-cpu", bundle), test)
-        twin = evaluate(TorchRunner(build_twin(bundle.model_path)), test)
+        twin = evaluate(TorchRunner(twin_module(bundle.model_path)), test)
         rows.append({"model": checkpoint, "precision": precision, "target": target, "calib_method": method,
                      "weight_rounding": rounding, "min_agreement": min_agreement,
                      "kept_fp32": [k["layer"] for k in (bundle.manifest.precision.fallback or {}).get("kept_fp32", [])],

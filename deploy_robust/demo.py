@@ -84,15 +84,8 @@ def run_demo(out: str | Path = "demo-out", *, model: str | None = None, arch: st
     if gdws is not None:
         variants += [(f"gdws-{precision}", gdws, precision) for precision in GDWS_PRECISIONS]
     for name, source, precision in variants:
-        start = time.perf_counter()
-        bundle = export_bundle(source, out / name, precision, seed=seed, calib=calibration)
-        timings[f"export_{name}"] = time.perf_counter() - start
-        engine = evaluate(create_runner("ort-cpu", bundle), dataset)
-        row = {"name": f"{name} bundle", "backend": "ort-cpu", "bundle": str(bundle.path),
-               "model_bytes": bundle.model_path.stat().st_size, **engine.to_json(),
-               "agreement": compare_logits(engine.logits, reference.logits).to_json()}
-        result.rows.append(row)
-        log(f"exported {bundle.path}/ ({name})")
+        result.rows.append(_export_variant(name, source, precision, out, seed, calibration, dataset, reference,
+                                           timings, log))
     bundles = [open_bundle(r["bundle"]) for r in result.rows if "bundle" in r]
     start = time.perf_counter()
     documents = run_bench(bundles, ["ort-cpu"], [1, 32], duration=bench_seconds, rounds=2)
@@ -104,21 +97,41 @@ def run_demo(out: str | Path = "demo-out", *, model: str | None = None, arch: st
               for r in result.rows if "bundle" in r]
     if verify_eps:
         start = time.perf_counter()
-        for bundle, row in zip(bundles, (r for r in result.rows if "bundle" in r)):
-            doc = run_verify(bundle, dataset, ThreatModel("linf", verify_eps), n=verify_n, suite="quick",
-                             reference=loaded.reference(), sweep=None, seed=seed)
-            write_verify(bundle, doc)
-            row["robust_accuracy"] = doc["robust_accuracy"]
-            row["flags"] = [f["flag"] for f in doc["flags"]]
-            for point in points:
-                if point["name"] == bundle.path.name:
-                    point["robust_accuracy"] = doc["robust_accuracy"]
+        _verify_bundles(bundles, [r for r in result.rows if "bundle" in r], points, dataset,
+                        ThreatModel("linf", verify_eps), verify_n, loaded, seed)
         timings["verify"] = time.perf_counter() - start
         result.verify_eps = verify_eps
     result.frontier = str(frontier_plot(points, out / "frontier.png", 32))
     log(f"benchmarked the bundles; frontier plot: {result.frontier}")
     result.timings = timings
     return result
+
+
+def _export_variant(name: str, source: LoadedModel, precision: str, out: Path, seed: int, calibration, dataset,
+                    reference, timings: dict[str, float], log) -> dict[str, Any]:
+    """Export one variant, score its engine against the reference; its row of the demo's table."""
+    start = time.perf_counter()
+    bundle = export_bundle(source, out / name, precision, seed=seed, calib=calibration)
+    timings[f"export_{name}"] = time.perf_counter() - start
+    engine = evaluate(create_runner("ort-cpu", bundle), dataset)
+    log(f"exported {bundle.path}/ ({name})")
+    return {"name": f"{name} bundle", "backend": "ort-cpu", "bundle": str(bundle.path),
+            "model_bytes": bundle.model_path.stat().st_size, **engine.to_json(),
+            "agreement": compare_logits(engine.logits, reference.logits).to_json()}
+
+
+def _verify_bundles(bundles, rows: list[dict], points: list[dict], dataset, threat: ThreatModel, n: int,
+                    loaded: LoadedModel, seed: int) -> None:
+    """The quick suite on each bundle (verify.json written), its robust accuracy added to its row and frontier point."""
+    for bundle, row in zip(bundles, rows):
+        doc = run_verify(bundle, dataset, threat, n=n, suite="quick", reference=loaded.reference(), sweep=None,
+                         seed=seed)
+        write_verify(bundle, doc)
+        row["robust_accuracy"] = doc["robust_accuracy"]
+        row["flags"] = [f["flag"] for f in doc["flags"]]
+        for point in points:
+            if point["name"] == bundle.path.name:
+                point["robust_accuracy"] = doc["robust_accuracy"]
 
 
 def _gdws_variant(loaded: LoadedModel, log) -> LoadedModel | None:

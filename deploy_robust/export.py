@@ -32,13 +32,14 @@ from deploy_robust.exporters.trained_grid import quantize_on_trained_grid
 from deploy_robust.hashing import sha256_bytes
 from deploy_robust.ingest import LoadedModel
 from deploy_robust.ingest.kinds import trained_grid_kind
+from deploy_robust.onnx_ops import MATRIX_OPS
 from deploy_robust.quant.fake_quant import freeze
-from deploy_robust.quant.onnx_graph import graph_is_stochastic
+from deploy_robust.onnx_torch import graph_is_stochastic
 from deploy_robust.quant.plan import MODES, make_plan
 from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 from deploy_robust.seeding import seed_everything
+from deploy_robust.targets import get_target
 
-TARGETS = ("ort-cpu", "ort-cuda", "tensorrt")
 WEIGHT_ROUNDINGS = ("gptq", "nearest")
 INT4_OPSET = 21
 # Sanity bound on a fresh FP32 export against its torch reference; parity proper is `eval --reference`.
@@ -61,8 +62,7 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
     CPU that would saturate runs unfused (exact, slower) with a warning."""
     if precision not in MODES:
         raise UserError(f"--precision must be one of {', '.join(MODES)}; got {precision}")
-    if target not in TARGETS:
-        raise UserError(f"--target must be one of {', '.join(TARGETS)}; got {target}")
+    get_target(target, export=True)
     if min_agreement is not None and not 0 < min_agreement <= 1:
         raise UserError(f"--min-agreement must be in (0, 1]; got {min_agreement:g}")
     if min_agreement is not None and precision in FLOAT_PRECISIONS:
@@ -267,7 +267,7 @@ def _input_grams(model: onnx.ModelProto, plan, calib: Dataset | None, calib_n: i
 
 
 def _stores_int4(plan, profile) -> bool:
-    return any(p.precision == "int4" and (p.op in ("Gemm", "MatMul") or profile.int4_conv_storage == "int4")
+    return any(p.precision == "int4" and (p.op in MATRIX_OPS or profile.int4_conv_storage == "int4")
                for p in plan)
 
 

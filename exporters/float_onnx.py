@@ -22,7 +22,7 @@ from torch import nn
 from deploy_robust.errors import UserError
 from deploy_robust.exporters.preprocess import reduce_mean_to_global_pool
 from deploy_robust.normalize import HalfPrecision, with_normalization
-from deploy_robust.quant.onnx_graph import WEIGHTED_OPS
+from deploy_robust.onnx_ops import WEIGHTED_OPS
 from deploy_robust.spec import InputSpec
 
 INPUT_NAME = "input"

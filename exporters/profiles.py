@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from deploy_robust.errors import UserError
+from deploy_robust.onnx_ops import QUANTIZABLE_OPS
 
 
 @dataclass(frozen=True)
@@ -48,17 +48,16 @@ class TargetProfile:
                                            # and DQ (ONNX Runtime); else a float Min before the Q (TensorRT)
 
 
-WEIGHTED = ("Conv", "Gemm", "MatMul")
 # Ops that only move values: Q/DQ is carried back across them with the input's scale and zero
 # point, so ONNX Runtime runs them on 8-bit data (a GDWS channel Gather included).
 DATA_MOVEMENT = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Gather")
 
 PROFILES = {
-    "ort-cpu": TargetProfile("ort-cpu", False, WEIGHTED + ("MaxPool", "AveragePool", "GlobalAveragePool"),
+    "ort-cpu": TargetProfile("ort-cpu", False, QUANTIZABLE_OPS + ("MaxPool", "AveragePool", "GlobalAveragePool"),
                              "all", DATA_MOVEMENT, "int4", False, 63, True),
-    "ort-cuda": TargetProfile("ort-cuda", True, WEIGHTED + ("MaxPool", "AveragePool", "GlobalAveragePool"),
+    "ort-cuda": TargetProfile("ort-cuda", True, QUANTIZABLE_OPS + ("MaxPool", "AveragePool", "GlobalAveragePool"),
                               "all", DATA_MOVEMENT, "int4", False, 127, True),
-    "tensorrt": TargetProfile("tensorrt", True, WEIGHTED, "skip", (), "int8", True, 127, False, WEIGHTED + ("Add",),
+    "tensorrt": TargetProfile("tensorrt", True, QUANTIZABLE_OPS, "skip", (), "int8", True, 127, False, QUANTIZABLE_OPS + ("Add",),
                               integer_clip=False),
 }
 
@@ -67,11 +66,8 @@ INT8_WEIGHT_RANGES = ("auto", "full", "reduced")
 
 
 def get_profile(name: str, int8_weights: str = "reduced") -> TargetProfile:
-    """The target's profile; for ort-cpu, `int8_weights` "full" keeps 8-bit weights on [-127, 127] (CPUs with
-    VNNI or AMX, and non-x86 CPUs), "reduced" on [-63, 63] (every x86 CPU). Other targets always use 127."""
-    if name not in PROFILES:
-        raise UserError(f"--target must be one of {', '.join(PROFILES)}; got {name}")
-    if int8_weights not in ("full", "reduced"):
-        raise UserError(f"--int8-weights must be one of {', '.join(INT8_WEIGHT_RANGES)}; got {int8_weights}")
+    """The profile called `name` (a Target's `profile`: deploy_robust.targets checks `--target`); for ort-cpu,
+    `int8_weights` "full" keeps 8-bit weights on [-127, 127] (CPUs with VNNI or AMX, and non-x86 CPUs), "reduced"
+    on [-63, 63] (every x86 CPU); export_bundle checks the flag and resolves "auto". Other targets use 127."""
     profile = PROFILES[name]
     return replace(profile, int8_weight_levels=127) if int8_weights == "full" else profile

@@ -22,6 +22,7 @@ from deploy_robust.quant.plan import INT4_BLOCK, LayerPlan
 from deploy_robust.quant.scheme import (ActivationParams, activation_params, bias_safe_min_scale, quantize_bias,
                                         quantize_blockwise, quantize_per_channel)
 from deploy_robust.quant.scheme import weight_levels as grid_levels
+from deploy_robust.onnx_ops import QUANTIZABLE_OPS
 
 Ranges = dict[str, tuple[float, float]]
 
@@ -117,7 +118,7 @@ def _activation_tensors(editor: GraphEditor, plan: list[LayerPlan], profile: Tar
         return bool(name) and name not in editor.inits
 
     for node in editor.graph.node:
-        if node.op_type in ("Conv", "Gemm", "MatMul"):
+        if node.op_type in QUANTIZABLE_OPS:
             if node.name in quantized_layers and activation(node.input[0]):
                 chosen.add(node.input[0])
         elif node.op_type == "Add" and all(activation(i) for i in node.input) and profile.residual_add != "none":

@@ -17,7 +17,8 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, numpy_helper
 
-WEIGHTED = {"Conv", "Gemm", "MatMul"}
+from deploy_robust.onnx_ops import QUANTIZABLE_OPS
+
 
 
 def check_tensorrt_rules(model: onnx.ModelProto) -> list[str]:
@@ -51,7 +52,7 @@ def check_tensorrt_rules(model: onnx.ModelProto) -> list[str]:
             problems += _check_weight(node, attrs, consumers.get(node.output[0], []), values)
         if node.op_type == "DequantizeLinear" and values is None:
             for user in consumers.get(node.output[0], []):
-                if user.op_type not in WEIGHTED and user.op_type != "Add":
+                if user.op_type not in QUANTIZABLE_OPS and user.op_type != "Add":
                     problems.append(f"{node.name}: quantized activation flows into {user.op_type} ({user.name})")
     for node in graph.node:
         if node.op_type == "Add":
@@ -65,7 +66,7 @@ def check_tensorrt_rules(model: onnx.ModelProto) -> list[str]:
 def _check_weight(dq: onnx.NodeProto, attrs: dict, users: list[onnx.NodeProto], values: onnx.TensorProto) -> list[str]:
     problems = []
     for user in users:
-        if user.op_type not in WEIGHTED:
+        if user.op_type not in QUANTIZABLE_OPS:
             problems.append(f"{dq.name}: dequantized weight feeds {user.op_type}")
             continue
         if attrs.get("block_size", 0):

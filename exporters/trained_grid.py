@@ -32,7 +32,8 @@ from onnx import numpy_helper
 
 from deploy_robust.errors import UserError
 from deploy_robust.exporters.graph_edit import GraphEditor
-from deploy_robust.exporters.profiles import DATA_MOVEMENT, WEIGHTED, TargetProfile
+from deploy_robust.exporters.profiles import DATA_MOVEMENT, TargetProfile
+from deploy_robust.onnx_ops import QUANTIZABLE_OPS
 from deploy_robust.exporters.qdq import QuantizeResult, quantize_model, tensors_to_calibrate
 from deploy_robust.quant.plan import LayerPlan, layer_name, weighted_nodes
 from deploy_robust.quant.scheme import ActivationParams, TrainedGrid
@@ -70,7 +71,7 @@ def quantize_on_trained_grid(model: onnx.ModelProto, grid: TrainedGrid, profile:
     editor = GraphEditor(model)
     bits = _activation_bits(editor, reads)
     # Linear layers trained per tensor (see deploy_robust.transforms.dq.quantizers) stay per tensor everywhere
-    only_weighted = replace(profile, quantized_consumers=WEIGHTED, residual_add="none", per_channel_gemm=False)
+    only_weighted = replace(profile, quantized_consumers=QUANTIZABLE_OPS, residual_add="none", per_channel_gemm=False)
     tensors = set(tensors_to_calibrate(model, plan, only_weighted))
     if profile.integer_clip:  # ONNX Runtime: every quantized bounded activation ends in a Q, so its producer fuses
         tensors |= set(bits)

@@ -14,6 +14,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from deploy_robust.onnx_ops import MATRIX_OPS
+
 
 def widen_int4_conv_weights(model: onnx.ModelProto) -> int:
     """Rewrite in place; returns how many tensors were widened."""
@@ -60,7 +62,7 @@ def dequantize_small_int4_gemm_weights(model: onnx.ModelProto) -> int:
             continue
         values = inits[node.input[0]]
         users = consumers.get(node.output[0], [])
-        if values.data_type != TensorProto.INT4 or not users or not all(u.op_type in ("Gemm", "MatMul") for u in users):
+        if values.data_type != TensorProto.INT4 or not users or not all(u.op_type in MATRIX_OPS for u in users):
             continue
         if int(np.prod(values.dims)) > DEQUANTIZE_AT_LOAD_MAX:
             continue

@@ -28,15 +28,52 @@ def run_bench(bundles: list[Bundle], backends: list[str], batches: list[int], *,
     the runtimes (`threads` is shorthand); with `layers`, each backend's own profiler adds time per
     layer at the first batch size (`layers` in the document)."""
     options = options or RuntimeOptions(threads=threads)
-    threads = options.threads
-    if len(backends) > 1:  # each backend gets what it takes; an option none of them takes is refused
-        refused = set.intersection(*(set(unsupported(b, options)) for b in backends if b in BACKENDS))
-        if refused:
-            raise refuse(sorted(refused)[0], backends[0])
-    per_backend = {b: options_for(b, options) if len(backends) > 1 else options for b in backends}
+    per_backend = _options_per_backend(backends, options)
     if not batches or min(batches) <= 0:
         raise UserError("--batch needs positive batch sizes, e.g. 1,8,32")
     sampler = _power_sampler() if power else None
+    runners, loads = _load_runners(bundles, backends, per_backend)
+    samples: dict[tuple[int, str, int], list[BatchResult]] = {}
+    per_round = duration / rounds
+    plan = [(batch, r, key) for batch in batches for r in range(rounds) for key in runners]
+    for batch, r, (i, backend) in progress(plan, total=len(plan), desc="bench"):
+        log(f"{bundles[i].path.name} {backend} batch {batch} (round {r + 1}/{rounds})")
+        result = measure(runners[(i, backend)], bundles[i].spec.shape, batch, warmup=warmup if r == 0 else 2,
+                         iters=None if iters is None else max(1, iters // rounds), duration=per_round,
+                         min_iters=max(5, 20 // rounds), power_sampler=sampler)
+        samples.setdefault((i, backend, batch), []).append(result)
+    machine = machine_info()
+    settings = {"warmup": warmup, "iters": iters, "duration_s": duration, "rounds": rounds, "threads": options.threads,
+                "input_buffers": 4}
+    documents = []
+    for i, bundle in enumerate(bundles):
+        entries, profiles = [], []
+        for backend in backends:
+            runner = runners[(i, backend)]
+            for batch in batches:
+                merged = _merge(samples[(i, backend, batch)])
+                entry = merged.to_json() | loads[(i, backend)] | {"runtime": _runtime_settings(runner, options.threads)}
+                entries.append(entry)
+            if layers:
+                profiles.append({"backend": backend, "batch": batches[0],
+                                 "layers": _layer_table(runner, bundle, batches[0])})
+        documents.append(_document(bundle, settings, machine, entries) | ({"layers": profiles} if layers else {}))
+    for runner in runners.values():
+        runner.deactivate()
+    return documents
+
+
+def _options_per_backend(backends: list[str], options: RuntimeOptions) -> dict[str, RuntimeOptions]:
+    """Each backend gets the options it takes; an option none of them takes is refused."""
+    if len(backends) > 1:
+        refused = set.intersection(*(set(unsupported(b, options)) for b in backends if b in BACKENDS))
+        if refused:
+            raise refuse(sorted(refused)[0], backends[0])
+    return {b: options_for(b, options) if len(backends) > 1 else options for b in backends}
+
+
+def _load_runners(bundles: list[Bundle], backends: list[str], per_backend: dict[str, RuntimeOptions]):
+    """A started runner per (bundle index, backend), and its load and first-inference times."""
     runners: dict[tuple[int, str], Any] = {}
     loads: dict[tuple[int, str], dict[str, float]] = {}
     for i, bundle in enumerate(bundles):
@@ -50,40 +87,18 @@ def run_bench(bundles: list[Bundle], backends: list[str], batches: list[int], *,
             runner.infer(x)
             loads[(i, backend)] = {"load_ms": load_ms, "first_inference_ms": (time.perf_counter() - start) * 1e3}
             runners[(i, backend)] = runner
-    samples: dict[tuple[int, str, int], list[BatchResult]] = {}
-    per_round = duration / rounds
-    plan = [(batch, r, key) for batch in batches for r in range(rounds) for key in runners]
-    for batch, r, (i, backend) in progress(plan, total=len(plan), desc="bench"):
-        log(f"{bundles[i].path.name} {backend} batch {batch} (round {r + 1}/{rounds})")
-        result = measure(runners[(i, backend)], bundles[i].spec.shape, batch, warmup=warmup if r == 0 else 2,
-                         iters=None if iters is None else max(1, iters // rounds), duration=per_round,
-                         min_iters=max(5, 20 // rounds), power_sampler=sampler)
-        samples.setdefault((i, backend, batch), []).append(result)
-    machine = machine_info()
-    documents = []
-    for i, bundle in enumerate(bundles):
-        entries, profiles = [], []
-        for backend in backends:
-            runner = runners[(i, backend)]
-            for batch in batches:
-                merged = _merge(samples[(i, backend, batch)])
-                entry = merged.to_json() | loads[(i, backend)] | {"runtime": _runtime_settings(runner, threads)}
-                entries.append(entry)
-            if layers:
-                profiles.append({"backend": backend, "batch": batches[0],
-                                 "layers": _layer_table(runner, bundle, batches[0])})
-        documents.append({
-            "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-            "bundle": {"path": str(bundle.path), "precision": bundle.precision, "target": bundle.manifest.target,
-                       "model_bytes": bundle.model_path.stat().st_size, "sha256": bundle.manifest.model.sha256},
-            "settings": {"warmup": warmup, "iters": iters, "duration_s": duration, "rounds": rounds, "threads": threads,
-                         "input_buffers": 4},
-            "machine": machine,
-            "results": entries,
-        } | ({"layers": profiles} if layers else {}))
-    for runner in runners.values():
-        runner.deactivate()
-    return documents
+    return runners, loads
+
+
+def _document(bundle: Bundle, settings: dict[str, Any], machine: dict[str, Any], entries: list) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+        "bundle": {"path": str(bundle.path), "precision": bundle.precision, "target": bundle.manifest.target,
+                   "model_bytes": bundle.model_path.stat().st_size, "sha256": bundle.manifest.model.sha256},
+        "settings": settings,
+        "machine": machine,
+        "results": entries,
+    }
 
 
 def write_bench_json(bundle: Bundle, document: dict[str, Any]) -> None:

@@ -10,10 +10,11 @@ from deploy_robust.calibrators.methods import METHODS
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.gdws_args import add_gdws_args, describe_plan, request_from_args
 from deploy_robust.cli.output import emit_json, size
-from deploy_robust.export import TARGETS, WEIGHT_ROUNDINGS
+from deploy_robust.export import WEIGHT_ROUNDINGS
 from deploy_robust.exporters.profiles import INT8_WEIGHT_RANGES
 from deploy_robust.ingest.kinds import describe_defense
 from deploy_robust.quant.plan import MODES
+from deploy_robust.targets import EXPORT_TARGETS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="fp32", choices=list(MODES),
                         help="fp32, fp16, int8 (W8A8), int4 (4-bit weights; 8-bit activations for convs, weight-only "
                         "blocks for Gemm/MatMul), or mixed (--plan) (default fp32)")
-    parser.add_argument("--target", default="ort-cpu", choices=TARGETS, help="runtime the bundle is for (default ort-cpu)")
+    parser.add_argument("--target", default="ort-cpu", choices=EXPORT_TARGETS, help="runtime the bundle is for (default ort-cpu)")
     parser.add_argument("--static-batch", type=cli_args.positive_int, metavar="N",
                         help="fix the batch size in the graph (default: dynamic batch)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; INT4 raises it to 21)")

@@ -9,7 +9,8 @@ from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json
 from deploy_robust.errors import GateFailed, UserError
 from deploy_robust.tune.run import report
-from deploy_robust.tune.space import GDWS_BUDGETS, TARGETS, parse_pins
+from deploy_robust.targets import TARGETS
+from deploy_robust.tune.space import GDWS_BUDGETS, parse_pins
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

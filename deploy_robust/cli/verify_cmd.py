@@ -12,11 +12,10 @@ from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json
 from deploy_robust.errors import GateFailed, UserError
 from deploy_robust.progress import set_quiet
+from deploy_robust.runtimes import BACKENDS
 from deploy_robust.verify import SUITES
-from deploy_robust.verify.suites import AUTOATTACK_SUITES
 from deploy_robust.verify.report import markdown
 
-GPU_BACKENDS = ("ort-cuda", "tensorrt", "torch-cuda")   # one GPU per rank: its LOCAL_RANK's
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=cli_args.positive_int, default=1000, help="points (the first N; default 1000)")
     parser.add_argument("--suite", default="standard", choices=list(SUITES),
                         help="attacks, cascading (default standard); " + "; ".join(
-                            f"{name}: {runs}" for name, runs in AUTOATTACK_SUITES.items()))
+                            f"{s.name}: {s.autoattack}" for s in SUITES.values() if s.autoattack))
     parser.add_argument("--backend", default="ort-cpu", help="engine backend (default ort-cpu)")
     parser.add_argument("--batch-size", type=cli_args.positive_int, default=128)
     parser.add_argument("--reference", metavar="MODEL", help="the float model: transfer attacks and a paired delta")
@@ -67,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_rank(args: argparse.Namespace) -> int:
     """One rank: its share of the CPU's threads (or its own GPU), its shard of the batches; rank 0 prints."""
-    if args.backend in GPU_BACKENDS:
+    if args.backend in BACKENDS and BACKENDS[args.backend].gpu:   # one GPU per rank: its LOCAL_RANK's
         process_group.pin_local_gpu()
     if args.threads is None:
         args.threads = max(1, process_group.cpu_count() // process_group.local_world_size())

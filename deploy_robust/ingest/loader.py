@@ -20,7 +20,7 @@ from deploy_robust.ingest.torchscript import load_torchscript
 from deploy_robust.ingest.kinds import for_checkpoint
 from deploy_robust.model.kind import KindLoad, ModelKind
 from deploy_robust.model.loaded import LoadedModel, SpecOverrides, describe_layers
-from deploy_robust.quant.onnx_graph import OnnxGraphModule
+from deploy_robust.onnx_torch import OnnxGraphModule
 from deploy_robust.quant.twin import twin_module
 from deploy_robust.normalize import with_normalization
 from deploy_robust.spec import InputSpec
@@ -43,22 +43,9 @@ def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool 
     arch_name = None
     defense = transforms = None
     if fmt in (ModelFormat.TORCH_SAVE, ModelFormat.LEGACY_TORCH_SAVE):
-        obj = read_checkpoint(path, trust_pickle)
-        trust = arch_resolver.CodeTrust(arch, trust_code)
-        if isinstance(obj, nn.Module):
-            module, dtypes = obj, layer_dtypes(dict(obj.state_dict()))
-            fmt_name = "pickled_module"
-        elif (kind := for_checkpoint(obj)) is not None:  # written by train / dq / gdws / ensemble
-            parts = _from_metadata(kind, obj, trust, path.name)
-            module, base_spec, arch_name, fmt_name, dtypes = parts.module, parts.spec, parts.arch, parts.format, parts.dtypes
-            defense, transforms = parts.defense, parts.transforms
-        else:
-            state = extract_state_dict(obj, path.name)
-            architecture = _architecture_for(path, arch)
-            arch_name, base_spec = architecture.name, architecture.spec
-            module = architecture.build(overrides.num_classes)
-            dtypes = load_state_dict(module, state, architecture.name)
-            fmt_name = "state_dict"
+        parts = _load_checkpoint(path, arch, trust_pickle, trust_code, overrides)
+        module, base_spec, arch_name, fmt_name, dtypes = parts.module, parts.spec, parts.arch, parts.format, parts.dtypes
+        defense, transforms = parts.defense, parts.transforms
     elif fmt is ModelFormat.TORCHSCRIPT:
         module = load_torchscript(path)
         dtypes, fmt_name = layer_dtypes(dict(module.state_dict())), fmt.value
@@ -90,6 +77,22 @@ def load_model(path: str | Path, arch: str | None = None, *, trust_pickle: bool 
         named = module.program if isinstance(module, _ProgramModule) else module
         layers = describe_layers(named, dtypes)
     return LoadedModel(module, spec, source, fixed_batch, layers, defense, transforms)
+
+
+def _load_checkpoint(path: Path, arch: str | None, trust_pickle: bool, trust_code: bool,
+                     overrides: SpecOverrides) -> KindLoad:
+    """A torch.save file: a pickled module (with `trust_pickle`), a self-describing deploy-robust model file, or a
+    state_dict for `arch` (or for the built-in architecture the file is named after)."""
+    obj = read_checkpoint(path, trust_pickle)
+    if isinstance(obj, nn.Module):
+        return KindLoad(obj, None, None, "pickled_module", layer_dtypes(dict(obj.state_dict())))
+    if (kind := for_checkpoint(obj)) is not None:  # written by train / dq / gdws / ensemble
+        return _from_metadata(kind, obj, arch_resolver.CodeTrust(arch, trust_code), path.name)
+    state = extract_state_dict(obj, path.name)
+    architecture = _architecture_for(path, arch)
+    module = architecture.build(overrides.num_classes)
+    dtypes = load_state_dict(module, state, architecture.name)
+    return KindLoad(module, architecture.spec, architecture.name, "state_dict", dtypes)
 
 
 def _from_metadata(kind: ModelKind, obj: dict, trust: arch_resolver.CodeTrust, name: str) -> KindLoad:

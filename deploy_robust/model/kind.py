@@ -21,11 +21,12 @@ from deploy_robust.spec import InputSpec
 
 @dataclass(frozen=True)
 class KindLoad:
-    """A self-describing checkpoint, rebuilt: the module (weights loaded) and what the manifest records."""
+    """A checkpoint, rebuilt: the module (weights loaded) and what the manifest records (spec and arch are None
+    where the file says neither: a pickled module)."""
 
     module: nn.Module
-    spec: InputSpec
-    arch: str
+    spec: InputSpec | None
+    arch: str | None
     format: str
     dtypes: dict[str, str]
     defense: dict[str, Any] | None = None

@@ -20,10 +20,10 @@ from pathlib import Path
 import onnx
 
 from deploy_robust.errors import UserError, first_line
+from deploy_robust.onnx_ops import MATRIX_OPS, QUANTIZABLE_OPS
 
 LAYER_PRECISIONS = ("fp32", "fp16", "int8", "int4")
 MODES = ("fp32", "fp16", "int8", "int4", "mixed")
-WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 INT4_BLOCK = 32
 
 
@@ -39,7 +39,7 @@ class LayerPlan:
     @property
     def weight_only_int4(self) -> bool:
         """INT4 blocks on a Gemm/MatMul weight, activations left float (not a per-channel integer grid)."""
-        return self.precision == "int4" and self.op in ("Gemm", "MatMul")
+        return self.precision == "int4" and self.op in MATRIX_OPS
 
     @property
     def integer_weights(self) -> bool:
@@ -64,7 +64,7 @@ def weighted_nodes(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, onnx.Te
     inits = {i.name: i for i in model.graph.initializer}
     found = []
     for node in model.graph.node:
-        if node.op_type in WEIGHTED_OPS and len(node.input) > 1 and node.input[1] in inits:
+        if node.op_type in QUANTIZABLE_OPS and len(node.input) > 1 and node.input[1] in inits:
             found.append((node, inits[node.input[1]]))
     return found
 
@@ -148,7 +148,7 @@ def _decide(node: onnx.NodeProto, weight: onnx.TensorProto, requested: str, targ
         return "fp32", f"{len(dims) - 2}-D convolution: quantized kernels cover 2-D only"
     if node.op_type == "MatMul" and len(dims) != 2:
         return "fp32", "MatMul weight is not a matrix"
-    if requested == "int4" and node.op_type in ("Gemm", "MatMul"):
+    if requested == "int4" and node.op_type in MATRIX_OPS:
         k = _gemm_k(node, dims)
         if k % INT4_BLOCK:
             return "int8", f"INT4 block quantization needs K divisible by {INT4_BLOCK}; K={k}"

@@ -18,7 +18,7 @@ import onnx
 import torch
 from torch import nn
 
-from deploy_robust.quant.onnx_graph import OPS, OnnxGraphModule
+from deploy_robust.onnx_torch import OPS, OnnxGraphModule
 from deploy_robust.quant.ste import ste_round
 
 _RANGES = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127), np.dtype(np.int32): (-2 ** 31, 2 ** 31 - 1)}
@@ -91,8 +91,3 @@ def twin_module(model: onnx.ModelProto | str | Path, *, float_dtype: torch.dtype
         model = onnx.load(str(model))
     return OnnxGraphModule(model, float_dtype=float_dtype, straight_through=bpda, all_outputs=all_outputs,
                            ops=TWIN_OPS).eval()
-
-
-def build_twin(model_path, float_dtype: torch.dtype | None = None) -> nn.Module:
-    """The twin of a bundle's graph: computes in the precisions the graph states (fp16 casts included)."""
-    return twin_module(model_path, float_dtype=float_dtype)

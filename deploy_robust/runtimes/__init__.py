@@ -30,15 +30,16 @@ class Backend:
     runs_modules: bool = False  # also runs a torch module (not only a bundle)
     options: tuple[str, ...] = ("threads",)  # the RuntimeOptions it honours; others are refused, not ignored
     no_effect: tuple[str, ...] = ()          # accepted without effect (a GPU engine has no thread setting)
+    gpu: bool = False                        # runs on a CUDA GPU (one per rank under --workers / torchrun)
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("ort-cpu", "onnxruntime", "pip install onnxruntime", "onnxruntime_runner"),
-    Backend("ort-cuda", "onnxruntime", "pip install onnxruntime-gpu", "onnxruntime_runner"),
+    Backend("ort-cuda", "onnxruntime", "pip install onnxruntime-gpu", "onnxruntime_runner", gpu=True),
     Backend("torch", "torch", "pip install torch", "torch_runner", runs_modules=True),
-    Backend("torch-cuda", "torch", "a CUDA build of torch", "torch_runner", runs_modules=True),
+    Backend("torch-cuda", "torch", "a CUDA build of torch", "torch_runner", runs_modules=True, gpu=True),
     Backend("tensorrt", "tensorrt", "pip install tensorrt (on a machine with an NVIDIA GPU)", "tensorrt_runner",
-            options=(), no_effect=("threads",)),
+            options=(), no_effect=("threads",), gpu=True),
     Backend("openvino", "openvino", "pip install openvino", "openvino_runner",
             options=("threads", "device", "streams", "precision_hint", "cache")),
 )}

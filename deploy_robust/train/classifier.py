@@ -65,6 +65,7 @@ def train_classifier(model: nn.Module, dataset: Dataset, *, epochs: int = 30, ba
     if resume and checkpoint is not None and Path(checkpoint).exists():
         losses = _load_state(checkpoint, model, optimizer, schedule)
         first_epoch = len(losses)
+    step = _Step(model, classifier, trained, optimizer, schedule, perturb, penalty)
     model.train()
     for epoch in progress(range(first_epoch, epochs), total=epochs - first_epoch, desc="train"):
         epoch_seed = seed * _EPOCH_SEED_STRIDE + epoch
@@ -78,16 +79,7 @@ def train_classifier(model: nn.Module, dataset: Dataset, *, epochs: int = 30, ba
             if augment:
                 x = crop_and_flip(x)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if perturb is not None:
-                x = perturb(classifier, x, y)
-            loss = F.cross_entropy(trained(x), y)
-            total += torch.tensor([loss.item() * len(index), len(index)], dtype=torch.float64)
-            if penalty is not None:
-                loss = loss + penalty(model)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+            total += torch.tensor([step(x, y) * len(index), len(index)], dtype=torch.float64)
         distributed.all_reduce_sum(total, device)
         losses.append(float(total[0] / total[1]))
         if checkpoint is not None and rank == 0:
@@ -105,6 +97,27 @@ def _save_state(path: str | Path, model: nn.Module, optimizer, schedule, losses:
                 "schedule": schedule.state_dict(), "losses": losses}, buffer)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_file_atomic(Path(path), buffer.getvalue())
+
+
+class _Step:
+    """One optimizer step on a batch (adversarial examples first, with `perturb`); returns the batch's mean loss."""
+
+    def __init__(self, model, classifier, trained, optimizer, schedule, perturb, penalty) -> None:
+        self.model, self.classifier, self.trained = model, classifier, trained
+        self.optimizer, self.schedule, self.perturb, self.penalty = optimizer, schedule, perturb, penalty
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        if self.perturb is not None:
+            x = self.perturb(self.classifier, x, y)
+        loss = F.cross_entropy(self.trained(x), y)
+        value = loss.item()
+        if self.penalty is not None:
+            loss = loss + self.penalty(self.model)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        return value
 
 
 def _load_state(path: str | Path, model: nn.Module, optimizer, schedule) -> list[float]:

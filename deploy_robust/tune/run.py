@@ -43,12 +43,13 @@ from deploy_robust.private_files import check_folders_below, read_private, sha25
 from deploy_robust.export import export_bundle
 from deploy_robust.ingest import LoadedModel
 from deploy_robust.progress import bar
+from deploy_robust.targets import get_target
 from deploy_robust.tune import measure
 from deploy_robust.tune.search import CostModel, frontier
 from deploy_robust.transforms.gdws.alphas import AlphaSettings
 from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
 from deploy_robust.tune.space import (GDWS, GDWS_BUDGETS, UNIFORM, Pins, Plan, check_space, describe, pinned_plan_file,
-                                      plan_file, plan_key, search_layers, target_profile)
+                                      plan_file, plan_key, search_layers)
 from deploy_robust.verify import ThreatModel, run_verify
 
 SCHEMA = "deploy-robust/tune"
@@ -103,7 +104,7 @@ class TuneSettings:
             raise UserError(f"--time-budget must be positive; got {self.time_budget_s:g} s")
         if self.with_gdws and not all(0 < b < 1 for b in self.gdws_budgets):
             raise UserError(f"--gdws-budgets are fractions of MACs kept, in (0, 1); got {list(self.gdws_budgets)}")
-        target_profile(self.target)
+        get_target(self.target)
         if self.space is not None:
             check_space(self.target, tuple(p for p in self.space if p != "precision"))
 
@@ -124,7 +125,8 @@ class _Tune:
     def __init__(self, loaded: LoadedModel, out: Path, calib: Dataset, data: Dataset, settings: TuneSettings,
                  log: Callable[[str], None]) -> None:
         self.loaded, self.out, self.calib, self.data, self.s, self.log = loaded, out, calib, data, settings, log
-        self.precisions, self.export_target, self.backend = target_profile(settings.target)
+        target = get_target(settings.target)
+        self.precisions, self.export_target, self.backend = target.precisions, target.profile, target.backend
         self.deadline = None if settings.time_budget_s is None else time.monotonic() + settings.time_budget_s
         self.stopped: list[str] = []      # where the time budget cut the run short
         self._gdws_models: dict[float, LoadedModel] = {}
@@ -244,10 +246,7 @@ class _Tune:
 def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset, settings: TuneSettings,
              log: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
     """Tune `loaded` for `settings.target`; writes OUT/best/, frontier.json, frontier.png and report.md."""
-    settings.check()
-    if data.shape != loaded.spec.shape or calib.shape != loaded.spec.shape:
-        raise UserError(f"images are {data.shape} (--data) and {calib.shape} (--calib); the model takes {loaded.spec.shape}")
-    data.take(settings.final_n).check_labels(loaded.spec.num_classes, "the model")
+    _check_inputs(loaded, calib, data, settings)
     out = Path(out)
     tune = _Tune(loaded, out, calib, data, settings, log)
     fp32 = tune.bundle("fp32", "fp32")
@@ -260,18 +259,7 @@ def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset
     plain = {"fp32": fp32} | {c.precision: b for c, b in configs.items() if c.gdws is None and c.precision != "fp32"}
     plain_ms = dict(zip(plain, tune.latencies(list(plain.values()), "uniform")))
     shown.update()
-    sample = calib.take(settings.sensitivity_n)
-    base_margin = tune.margin(fp32, sample)
-    loss = []
-    for i, layer in enumerate(layers):
-        if "fp32" in layer.allowed and tune.out_of_time("sensitivities"):
-            layers[i] = layer = replace(layer, allowed=("fp32",))  # not measured in time: it stays FP32
-        options = {}
-        for p in layer.allowed:
-            plan = tuple(p if j == i else "fp32" for j in range(len(layers)))
-            options[p] = 0.0 if p == "fp32" else max(base_margin - tune.margin(
-                tune.bundle(plan_key(plan), p, plan, layers), sample), 0.0)
-        loss.append(options)
+    loss = _sensitivities(tune, fp32, layers, calib.take(settings.sensitivity_n))
     latency = measure.latency_model(layers, {p: (b, plain_ms[p]) for p, b in plain.items() if p != "fp32"},
                                     plain_ms["fp32"])
     shown.update()
@@ -283,24 +271,7 @@ def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset
 
     # 3. bisection along the frontier (fastest first) for the fastest plan whose engine holds
     reference = tune.verified(fp32, "quick", settings.n)
-    checked: dict[Plan, dict[str, Any]] = {}
-
-    def check(plan: Plan) -> bool:
-        if plan not in checked:
-            bundle = tune.bundle(plan_key(plan), "mixed", plan, layers)
-            checked[plan] = {"bundle": bundle} | tune.assess(reference, tune.verified(bundle, "quick", settings.n))
-        return checked[plan]["holds"]
-
-    lo, hi = 0, len(points) - 1          # the slowest point keeps every unpinned layer FP32
-    while lo < hi and not tune.out_of_time("bisection"):
-        mid = (lo + hi) // 2
-        if check(points[mid].plan):
-            hi = mid
-        else:
-            lo = mid + 1
-    if not tune.out_of_time("bisection"):
-        check(points[lo].plan)
-    searched = points[lo]
+    checked, searched = _bisect(tune, points, layers, reference)
     uniform_checks = {c: {"bundle": bundle} | tune.assess(reference, tune.verified(bundle, "quick", settings.n))
                       for c, bundle in configs.items()}
     shown.update()
@@ -318,9 +289,79 @@ def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset
     # the final check on points the candidates were not chosen on, where the test set has enough of them
     skip = settings.n if len(data) >= settings.n + settings.final_n else 0
     final_reference = tune.verified(fp32, "standard", settings.final_n, skip)
-    # fastest first; FP32 is the reference itself (it holds by definition, unless a pin lowers a layer), so reaching
-    # it, or running out of final checks or time, makes it the answer, when the latency budget allows it
-    fp32_is_reference = all(p == "fp32" for _, p in settings.pins)
+    pick = _final_pick(tune, order, final_reference, skip)
+    shown.update()
+    shown.close()
+    document = _document(settings, layers, points, checked, uniform_checks, contenders, pick, final_reference, tune)
+    document["final_points"] = _final_points(settings, skip)
+    document["search_pick"] = {"plan": list(searched.plan), "predicted_latency_ms": searched.latency,
+                               "predicted_margin_loss": searched.loss}
+    document["cost_model"] = {"fp32_latency_ms": model.fp32_latency, "latency_ms": list(model.latency),
+                              "margin_loss": list(model.loss)}
+    document["time_budget"] = {"seconds": settings.time_budget_s, "stopped_in": tune.stopped}
+    _write_outputs(out, document, pick)
+    return document
+
+
+def _check_inputs(loaded: LoadedModel, calib: Dataset, data: Dataset, settings: TuneSettings) -> None:
+    settings.check()
+    if data.shape != loaded.spec.shape or calib.shape != loaded.spec.shape:
+        raise UserError(f"images are {data.shape} (--data) and {calib.shape} (--calib); the model takes {loaded.spec.shape}")
+    data.take(settings.final_n).check_labels(loaded.spec.num_classes, "the model")
+
+
+def _final_points(settings: TuneSettings, skip: int) -> str:
+    if skip:
+        return f"test points {skip}..{skip + settings.final_n - 1}, disjoint from the candidates' 0..{settings.n - 1}"
+    return (f"the first {settings.final_n} test points (the set has too few to keep them disjoint from the "
+            f"candidates' {settings.n})")
+
+
+def _sensitivities(tune: _Tune, fp32: Bundle, layers: list, sample: Dataset) -> list[dict[str, float]]:
+    """Per layer and precision, the drop of the mean margin on `sample` with only that layer lowered; a layer the
+    time budget leaves unmeasured stays FP32 (`layers` is updated in place)."""
+    base_margin = tune.margin(fp32, sample)
+    loss = []
+    for i, layer in enumerate(layers):
+        if "fp32" in layer.allowed and tune.out_of_time("sensitivities"):
+            layers[i] = layer = replace(layer, allowed=("fp32",))  # not measured in time: it stays FP32
+        options = {}
+        for p in layer.allowed:
+            plan = tuple(p if j == i else "fp32" for j in range(len(layers)))
+            options[p] = 0.0 if p == "fp32" else max(base_margin - tune.margin(
+                tune.bundle(plan_key(plan), p, plan, layers), sample), 0.0)
+        loss.append(options)
+    return loss
+
+
+def _bisect(tune: _Tune, points: list, layers: list, reference: dict[str, Any]):
+    """Bisection along the frontier (fastest first) for the fastest plan whose engine holds on the quick suite;
+    every plan checked, with its verdict, and the point the search ended on."""
+    checked: dict[Plan, dict[str, Any]] = {}
+
+    def check(plan: Plan) -> bool:
+        if plan not in checked:
+            bundle = tune.bundle(plan_key(plan), "mixed", plan, layers)
+            checked[plan] = {"bundle": bundle} | tune.assess(reference, tune.verified(bundle, "quick", tune.s.n))
+        return checked[plan]["holds"]
+
+    lo, hi = 0, len(points) - 1          # the slowest point keeps every unpinned layer FP32
+    while lo < hi and not tune.out_of_time("bisection"):
+        mid = (lo + hi) // 2
+        if check(points[mid].plan):
+            hi = mid
+        else:
+            lo = mid + 1
+    if not tune.out_of_time("bisection"):
+        check(points[lo].plan)
+    return checked, points[lo]
+
+
+def _final_pick(tune: _Tune, order: list, final_reference: dict[str, Any], skip: int):
+    """The fastest candidate (of those within the latency budget) that holds on the standard suite. FP32 is the
+    reference itself (it holds by definition, unless a pin lowers a layer), so reaching it, or running out of final
+    checks or time, makes it the answer, when the latency budget allows it."""
+    fp32_is_reference = all(p == "fp32" for _, p in tune.s.pins)
     pick, checks = None, 0
     for name, c in order:
         reference_reached = fp32_is_reference and name == "uniform fp32"
@@ -330,25 +371,12 @@ def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset
                 fp32_entry[1]["final"] = tune.assess(final_reference, final_reference)
                 pick = fp32_entry
             break
-        c["final"] = tune.assess(final_reference, tune.verified(c["bundle"], "standard", settings.final_n, skip))
+        c["final"] = tune.assess(final_reference, tune.verified(c["bundle"], "standard", tune.s.final_n, skip))
         checks += 1
         if c["final"]["holds"]:
             pick = (name, c)
             break
-    shown.update()
-    shown.close()
-    document = _document(settings, layers, points, checked, uniform_checks, contenders, pick, final_reference, tune)
-    document["final_points"] = (f"test points {skip}..{skip + settings.final_n - 1}, disjoint from the candidates' "
-                                f"0..{settings.n - 1}" if skip else
-                                f"the first {settings.final_n} test points (the set has too few to keep them disjoint "
-                                f"from the candidates' {settings.n})")
-    document["search_pick"] = {"plan": list(searched.plan), "predicted_latency_ms": searched.latency,
-                               "predicted_margin_loss": searched.loss}
-    document["cost_model"] = {"fp32_latency_ms": model.fp32_latency, "latency_ms": list(model.latency),
-                              "margin_loss": list(model.loss)}
-    document["time_budget"] = {"seconds": settings.time_budget_s, "stopped_in": tune.stopped}
-    _write_outputs(out, document, pick)
-    return document
+    return pick
 
 
 def _document(settings, layers, points, checked, uniform_checks, contenders, pick, final_reference, tune) -> dict:

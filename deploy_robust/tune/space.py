@@ -18,13 +18,8 @@ from onnx import shape_inference
 
 from deploy_robust.errors import UserError
 from deploy_robust.quant.plan import make_plan, weighted_nodes
+from deploy_robust.targets import get_target
 
-# Per-layer precisions each runtime runs natively (fp16 is emulated, slower than fp32, on CPU runtimes) and
-# the export profile and engine backend a target means.
-TARGETS = {"ort-cpu": (("fp32", "int8", "int4"), "ort-cpu", "ort-cpu"),
-           "openvino": (("fp32", "int8", "int4"), "ort-cpu", "openvino"),
-           "ort-cuda": (("fp32", "fp16", "int8"), "ort-cuda", "ort-cuda"),
-           "tensorrt": (("fp32", "fp16", "int8"), "tensorrt", "tensorrt")}
 UNIFORM = ("fp32", "fp16", "int8", "int4")   # the uniform configurations a tune is compared with
 GDWS = "gdws"                                # the --space word that adds GDWS rewrites
 GDWS_BUDGETS = (0.5, 0.25)                   # default fractions of the rewritable convolutions' MACs kept
@@ -40,16 +35,9 @@ class Layer:
     allowed: tuple[str, ...]
 
 
-def target_profile(target: str) -> tuple[tuple[str, ...], str, str]:
-    """(the precisions it runs, the export target, the engine backend) of a tune `--target`."""
-    if target not in TARGETS:
-        raise UserError(f"--target must be one of {', '.join(TARGETS)}; got {target}")
-    return TARGETS[target]
-
-
 def check_space(target: str, space: tuple[str, ...]) -> None:
     """Refuse precisions the target does not run (or that do not exist); `gdws` is a word of its own."""
-    precisions = target_profile(target)[0]
+    precisions = get_target(target).precisions
     unknown = [p for p in space if p not in precisions and p != GDWS]
     if unknown:
         raise UserError(f"--target {target} cannot run {', '.join(unknown)} layers (it runs {', '.join(precisions)}; "
@@ -58,7 +46,7 @@ def check_space(target: str, space: tuple[str, ...]) -> None:
 
 def parse_pins(items: list[str] | tuple[str, ...], target: str) -> Pins:
     """`--pin LAYER=P` values (each may hold several, comma-separated) as (layer, precision) pairs."""
-    precisions = target_profile(target)[0]
+    precisions = get_target(target).precisions
     pins: dict[str, str] = {}
     for item in (part.strip() for text in items for part in text.split(",")):
         if not item:
@@ -80,7 +68,7 @@ def search_layers(fp32_graph: onnx.ModelProto, target: str, space: tuple[str, ..
                   pins: Pins = ()) -> list[Layer]:
     """The weighted layers of an FP32 bundle's graph, with their MACs and the precisions to try (a pinned
     layer tries only its pin)."""
-    precisions, export_target, _ = target_profile(target)
+    precisions, export_target = get_target(target).precisions, get_target(target).profile
     if space is not None:
         check_space(target, space)
         precisions = tuple(p for p in precisions if p in space or p == "fp32")

@@ -25,27 +25,7 @@ def result_document(bundle, data, threat, suite, seed, backend, plan, merged, ra
     n = len(labels)
     e_pred = merged["e_clean_pred"]                      # [passes, n]
     clean_ok = e_pred == labels
-    robust_pass = clean_ok.copy()                        # per pass: right clean and on every candidate
-    white_box_pass = clean_ok.copy()                     # the same over the gradient attacks (S and R) alone
-    per_attack = []
-    for attack in plan:
-        ok = merged[f"attack:{attack.name}"]
-        before = robust_pass.all(0)
-        robust_pass &= ok
-        if attack.on != "E":
-            white_box_pass &= ok
-        entry = {"attack": attack.name, "on": attack.on, "params": attack.params,
-                 "robust_accuracy": float(robust_pass.all(0).mean()),
-                 "broke": int((before & ~robust_pass.all(0)).sum())}
-        if f"attacked:{attack.name}" in merged:
-            entry["points_attacked"] = int(merged[f"attacked:{attack.name}"].sum())
-        if f"seconds:{attack.name}" in merged:  # wall time, scoring on E included (summed over processes)
-            entry["seconds"] = round(float(merged[f"seconds:{attack.name}"].sum()), 2)
-        if f"passes:{attack.name}" in merged:   # images through S (with and without gradient) and E, summed
-            entry["passes"] = describe_passes(merged[f"passes:{attack.name}"].reshape(-1, 3).sum(0))
-        if randomness.passes > 1:
-            entry["expected_robust_accuracy"] = float(robust_pass.mean())
-        per_attack.append(entry)
+    per_attack, robust_pass, white_box_pass = _cascade(plan, merged, clean_ok, randomness)
     robust = robust_pass.all(0)
     lo, hi = wilson_interval(int(robust.sum()), n)
     clean_lo, clean_hi = wilson_interval(int(clean_ok[0].sum()), n)
@@ -88,6 +68,33 @@ def result_document(bundle, data, threat, suite, seed, backend, plan, merged, ra
         doc["models"]["R"] = {"clean_accuracy": float((r_pred == labels).mean()),
                               "top1_agreement_with_E": float((r_pred == e_pred[0]).mean())}
     return doc
+
+
+def _cascade(plan, merged: dict[str, np.ndarray], clean_ok: np.ndarray, randomness: Randomness):
+    """Each attack's entry, and per scoring pass the points still robust after all of them (and after the gradient
+    attacks on S and R alone): robust means right clean and on every candidate of every attack so far."""
+    robust_pass = clean_ok.copy()
+    white_box_pass = clean_ok.copy()
+    per_attack = []
+    for attack in plan:
+        ok = merged[f"attack:{attack.name}"]
+        before = robust_pass.all(0)
+        robust_pass &= ok
+        if attack.on != "E":
+            white_box_pass &= ok
+        entry = {"attack": attack.name, "on": attack.on, "params": attack.params,
+                 "robust_accuracy": float(robust_pass.all(0).mean()),
+                 "broke": int((before & ~robust_pass.all(0)).sum())}
+        if f"attacked:{attack.name}" in merged:
+            entry["points_attacked"] = int(merged[f"attacked:{attack.name}"].sum())
+        if f"seconds:{attack.name}" in merged:  # wall time, scoring on E included (summed over processes)
+            entry["seconds"] = round(float(merged[f"seconds:{attack.name}"].sum()), 2)
+        if f"passes:{attack.name}" in merged:   # images through S (with and without gradient) and E, summed
+            entry["passes"] = describe_passes(merged[f"passes:{attack.name}"].reshape(-1, 3).sum(0))
+        if randomness.passes > 1:
+            entry["expected_robust_accuracy"] = float(robust_pass.mean())
+        per_attack.append(entry)
+    return per_attack, robust_pass, white_box_pass
 
 
 def _bits(values: np.ndarray) -> str:

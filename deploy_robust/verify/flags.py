@@ -44,6 +44,12 @@ def _beats_earlier(entry: dict[str, Any]) -> tuple[int, int, float] | None:
 def sanity_flags(doc: dict[str, Any]) -> list[dict[str, str]]:
     """Carlini et al. 2019 checklist and AutoAttack's checks, as raised flags. The attacks of `doc` cascade
     (verify.suites): each entry's `broke` counts the points it broke that every earlier attack left robust."""
+    return (_cascade_flags(doc) + _gradient_flags(doc) + _randomness_flags(doc["stochastic_engine"])
+            + _curve_flags(doc) + _convergence_flags(doc))
+
+
+def _cascade_flags(doc: dict[str, Any]) -> list[dict[str, str]]:
+    """A weaker attack breaking what every stronger one before it left robust."""
     flags = []
     n = doc["data"]["n"]
     iterative_seen = False
@@ -63,6 +69,12 @@ def sanity_flags(doc: dict[str, Any]) -> list[dict[str, str]]:
                                     f"against an honest twin's {100 * HONEST_MISS_RATE:g}% miss rate): likely "
                                     "gradient masking, or S does not describe E there"})
         iterative_seen |= name.startswith(("pgd", "apgd", "fab"))
+    return flags
+
+
+def _gradient_flags(doc: dict[str, Any]) -> list[dict[str, str]]:
+    """Zero input gradients on S, and S's adversarial examples not fooling E alike."""
+    flags = []
     if doc["zero_gradient_points_on_S"]:
         flags.append({"flag": "zero_gradients",
                       "detail": f"{doc['zero_gradient_points_on_S']} points have an all-zero input gradient on S"})
@@ -74,7 +86,11 @@ def sanity_flags(doc: dict[str, Any]) -> list[dict[str, str]]:
                                 "results on S do not fully describe E"
                                 + (f" (S is attacked through {doc['attacked_output']}, a differentiable surrogate of "
                                    "E's output; every candidate is still scored on E)" if surrogate else "")})
-    randomness = doc["stochastic_engine"]
+    return flags
+
+
+def _randomness_flags(randomness: dict[str, Any]) -> list[dict[str, str]]:
+    flags = []
     if randomness["stochastic"]:
         flags.append({"flag": "randomness",
                       "detail": f"the engine's outputs vary between runs ({100 * randomness['stable_prediction_fraction']:.1f}% "
@@ -85,6 +101,12 @@ def sanity_flags(doc: dict[str, Any]) -> list[dict[str, str]]:
         if randomness["eot_draws"] == 1:
             flags.append({"flag": "no_eot", "detail": "a stochastic engine attacked without EOT (--eot 1): "
                                                       "gradients of single draws overstate robustness"})
+    return flags
+
+
+def _curve_flags(doc: dict[str, Any]) -> list[dict[str, str]]:
+    """The accuracy-vs-eps curve must fall, and reach ~0 well beyond the threat."""
+    flags = []
     curve = doc.get("eps_curve") or []
     if curve:
         accs = [p["accuracy"] for p in curve]
@@ -97,6 +119,12 @@ def sanity_flags(doc: dict[str, Any]) -> list[dict[str, str]]:
             times = f" ({ratio:.3g}x the threat's eps)" if ratio else ""
             flags.append({"flag": "not_zero_at_large_eps",
                           "detail": f"accuracy is {100 * accs[-1]:.1f}% at eps={largest:.3g}{times}: attacks may be too weak"})
+    return flags
+
+
+def _convergence_flags(doc: dict[str, Any]) -> list[dict[str, str]]:
+    flags = []
+    n = doc["data"]["n"]
     doubled = next((a for a in doc["attacks"] if a["attack"] == "pgd-ce-2x-steps"), None)
     if doubled and doubled.get("broke", 0) > 0.005 * n:
         flags.append({"flag": "not_converged",

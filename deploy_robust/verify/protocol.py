@@ -33,7 +33,7 @@ from deploy_robust.verify.flags import sanity_flags
 from deploy_robust.verify.resume import BatchCheckpoint
 from deploy_robust.verify.shards import owned, run_sharded
 from deploy_robust.verify.speed import prepare_for_attack
-from deploy_robust.verify.suites import STOCHASTIC, SUITES, Attack, Randomness
+from deploy_robust.verify.suites import SUITES, Attack, Randomness
 from deploy_robust.verify.threat import ThreatModel
 
 # The eps sweep, as multiples of the threat's eps (issue: a fixed 0..64/255 sweep sat below MNIST's 0.3 and
@@ -51,7 +51,7 @@ def sweep_for(threat: ThreatModel, shape: tuple[int, ...]) -> tuple[float, ...]:
     return tuple(sorted({min(limit, float(m) * threat.eps) for m in SWEEP_MULTIPLES}))
 
 
-def build_twin(bundle: Bundle, bpda: bool = True, attack_output: str | None = None) -> torch.nn.Module:
+def attack_twin(bundle: Bundle, bpda: bool = True, attack_output: str | None = None) -> torch.nn.Module:
     """S: the bundle's graph in torch with quantizers and rounding ops straight-through (BPDA).
 
     S computes in float32 and passes straight through FP16 casts: fp16 gradients underflow
@@ -104,38 +104,23 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     `eot` overrides the EOT draws for a stochastic engine (1 shows what naive attacks report).
     With `resume`, finished batches of an interrupted run with identical settings are reused.
     `layout` is the memory layout attacks run in ("auto": the faster one, timed; see verify.speed).
-    `attack_output` overrides which graph output S's attacks use (see build_twin).
+    `attack_output` overrides which graph output S's attacks use (see attack_twin).
     `defense_plan`: the attacks the bundle's defense needs beyond the suite (its ModelKind's `attack_plan`,
     e.g. every majority of a voting ensemble); `deploy_robust.api.verify` passes it. A bundle whose
     defense votes by majority is refused without it: its verdict would miss the attacks that beat it."""
-    if suite not in SUITES:
-        raise UserError(f"--suite must be one of {', '.join(SUITES)}; got {suite}")
-    if dataset.shape != bundle.spec.shape:
-        raise UserError(f"{dataset.name}: images are {dataset.shape}, the bundle takes {bundle.spec.shape}")
-    data = dataset.take(n)
-    data.check_labels(bundle.spec.num_classes, f"bundle {bundle.path.name}")
+    data = _points(bundle, dataset, suite, n)
     run_started = time.perf_counter()
     with process_group.all_or_none("loading the engine"):   # a rank that cannot fails every rank, in one line
         engine = create_runner(backend, bundle, options=runtime)
     started = time.perf_counter()
     example = torch.from_numpy(next(data.batches(batch_size))[0])
-    twin = build_twin(bundle, bpda, attack_output)
+    twin = attack_twin(bundle, bpda, attack_output)
     S, used_layout = _prepare(twin, example, layout)
     if reference is not None:
         reference, _ = _prepare(reference, example, layout)
-    plan = list(SUITES[suite]) if reference is not None else [a for a in SUITES[suite] if a.on != "R"]
-    extra_models: dict[str, Any] = {}
-    defense = bundle.manifest.defense
-    if attack_output is None and defense is not None:  # e.g. an ensemble's vote: each majority of its members
-        if defense.majority and defense_plan is None:
-            raise UserError(f"bundle {bundle.path.name}: its {defense.kind} defense votes by majority; verify it with "
-                            "its model kind's attack plan (deploy_robust.api.verify or the verify command does)")
-        extra, extra_models = defense_plan(defense, twin, plan) if defense_plan else ([], {})
-        extra_models = {k: prepare_for_attack(m, example, used_layout)[0] for k, m in extra_models.items()}
-        square = next((i for i, a in enumerate(plan) if a.on == "E"), len(plan))
-        plan[square:square] = extra  # before Square, which only runs on the points left robust
-    stochastic = _is_stochastic(engine, data)
-    randomness = STOCHASTIC[suite] if stochastic else Randomness()
+    plan, extra_models = _attack_plan(bundle, SUITES[suite].attacks, reference is not None, attack_output,
+                                      defense_plan, twin, example, used_layout)
+    randomness = SUITES[suite].stochastic if _is_stochastic(engine, data) else Randomness()
     if eot is not None:
         randomness = Randomness(eot=eot, square_draws=randomness.square_draws, passes=randomness.passes)
     settings = {"protocol": "cascade", "bundle_sha256": bundle.manifest.model.sha256, "data": data.name, "n": len(data),
@@ -144,8 +129,44 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
                 "reference": reference is not None, "attack_output": attack_output,
                 "runtime": asdict(runtime or RuntimeOptions())}
     checkpoint = BatchCheckpoint(bundle.path, settings, resume)
-    batches = list(data.batches(batch_size))
-    shown = bar(len(owned(len(batches))) * len(plan), desc="verify (attacks x batches)")
+
+    def attack_batch(x_np: np.ndarray, y_np: np.ndarray, index: int, advance) -> dict[str, np.ndarray]:
+        return _verify_batch(plan, engine, S, reference, extra_models, x_np, y_np, threat, randomness, seed, index,
+                             advance)
+
+    merged, zero_grad, resumed = _attack_all(list(data.batches(batch_size)), len(plan), checkpoint, attack_batch)
+    seconds = time.perf_counter() - started
+    doc = result_document(bundle, data, threat, suite, seed, backend, plan, merged, randomness, zero_grad, seconds)
+    if not bpda:
+        doc["gradients_on_S"] = "plain autograd (--no-bpda): rounding ops have zero gradient; not a verdict"
+    stages = {"attacks": round(seconds, 2)}
+    _add_curve_and_detector(doc, stages, bundle, data, threat, S, engine, twin, sweep, batch_size, seed, randomness)
+    doc["stage_seconds"] = stages
+    doc["seconds_total"] = round(time.perf_counter() - run_started, 2)
+    doc |= {"engine_execution": engine.execution(), "attack_layout": used_layout,
+            "attacked_output": twin.module.output_names[twin.index],
+            "resume": {"reused_batches": int(resumed[0]), "rejected_batch_files": int(resumed[1])},
+            "processes": process_group.world_size()}
+    doc["flags"] = sanity_flags(doc)
+    checkpoint.finish()
+    return doc
+
+
+def _points(bundle: Bundle, dataset: Dataset, suite: str, n: int) -> Dataset:
+    """The first `n` points, checked against the bundle's input shape and classes."""
+    if suite not in SUITES:
+        raise UserError(f"--suite must be one of {', '.join(SUITES)}; got {suite}")
+    if dataset.shape != bundle.spec.shape:
+        raise UserError(f"{dataset.name}: images are {dataset.shape}, the bundle takes {bundle.spec.shape}")
+    data = dataset.take(n)
+    data.check_labels(bundle.spec.num_classes, f"bundle {bundle.path.name}")
+    return data
+
+
+def _attack_all(batches: list, attacks: int, checkpoint: BatchCheckpoint, attack_batch):
+    """Every batch attacked (or reloaded from its checkpoint), this rank's share of them when in a process group;
+    the per-point results merged in data order, the zero-gradient count, and [batches reused, files rejected]."""
+    shown = bar(len(owned(len(batches))) * attacks, desc="verify (attacks x batches)")
 
     def verify_batch(index: int) -> dict[str, np.ndarray]:
         x_np, y_np = batches[index]
@@ -153,25 +174,44 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
         done = checkpoint.load(index, (x_np, y_np))
         reused = done is not None
         if done is None:
-            done = _verify_batch(plan, engine, S, reference, extra_models, x_np, y_np, threat, randomness, seed, index,
-                                 shown.update)
+            done = attack_batch(x_np, y_np, index, shown.update)
             checkpoint.save(index, (x_np, y_np), done)
         else:
-            shown.update(len(plan))
+            shown.update(attacks)
         return done | {_RESUMED: np.array([int(reused), checkpoint.rejected - rejected])}
 
     # this rank's batches (all of them when alone); every rank gets every batch back, in order
     results = run_sharded(len(batches), verify_batch)
     shown.close()
     resumed = np.sum([r.pop(_RESUMED) for r in results], axis=0)
-    seconds = time.perf_counter() - started
     common = set.intersection(*(set(r) for r in results)) - {"zero_grad"}  # resume files of older versions lack some
     merged = {k: np.concatenate([np.atleast_1d(r[k]) for r in results], axis=-1) for k in results[0] if k in common}
-    doc = result_document(bundle, data, threat, suite, seed, backend, plan, merged, randomness,
-                    sum(int(r["zero_grad"]) for r in results), seconds)
-    if not bpda:
-        doc["gradients_on_S"] = "plain autograd (--no-bpda): rounding ops have zero gradient; not a verdict"
-    stages = {"attacks": round(seconds, 2)}
+    return merged, sum(int(r["zero_grad"]) for r in results), resumed
+
+
+def _attack_plan(bundle: Bundle, suite_attacks, with_reference: bool, attack_output: str | None,
+                 defense_plan: Callable | None, twin, example: torch.Tensor, layout: str):
+    """The suite's attacks (transfer ones only with a reference), and before Square the attacks the bundle's defense
+    needs (e.g. every majority of a voting ensemble), with the models they attack."""
+    plan = [a for a in suite_attacks if with_reference or a.on != "R"]
+    extra_models: dict[str, Any] = {}
+    defense = bundle.manifest.defense
+    if attack_output is None and defense is not None:  # e.g. an ensemble's vote: each majority of its members
+        if defense.majority and defense_plan is None:
+            raise UserError(f"bundle {bundle.path.name}: its {defense.kind} defense votes by majority; verify it with "
+                            "its model kind's attack plan (deploy_robust.api.verify or the verify command does)")
+        extra, extra_models = defense_plan(defense, twin, plan) if defense_plan else ([], {})
+        extra_models = {k: prepare_for_attack(m, example, layout)[0] for k, m in extra_models.items()}
+        square = next((i for i, a in enumerate(plan) if a.on == "E"), len(plan))
+        plan[square:square] = extra  # before Square, which only runs on the points left robust
+    return plan, extra_models
+
+
+def _add_curve_and_detector(doc: dict[str, Any], stages: dict[str, float], bundle: Bundle, data: Dataset,
+                            threat: ThreatModel, S, engine, twin, sweep, batch_size: int, seed: int,
+                            randomness: Randomness) -> None:
+    """The accuracy-vs-eps curve (`sweep`: "auto", radii, or None) and, for a detecting defense, its detector-aware
+    verdict, each timed in `stages`."""
     if sweep == "auto":
         sweep = sweep_for(threat, bundle.spec.shape)
     if sweep:
@@ -184,16 +224,6 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
         doc["detector"] = verify_detector(bundle, data, threat, batch_size=batch_size, seed=seed, engine=engine,
                                           twin=twin.module)
         stages["detector"] = round(time.perf_counter() - start, 2)
-    doc["stage_seconds"] = stages
-    doc["seconds_total"] = round(time.perf_counter() - run_started, 2)
-    doc["engine_execution"] = engine.execution()
-    doc["attack_layout"] = used_layout
-    doc["attacked_output"] = twin.module.output_names[twin.index]
-    doc["resume"] = {"reused_batches": int(resumed[0]), "rejected_batch_files": int(resumed[1])}
-    doc["processes"] = process_group.world_size()
-    doc["flags"] = sanity_flags(doc)
-    checkpoint.finish()
-    return doc
 
 
 def _verify_batch(plan, engine, S, reference, extra_models: dict, x_np, y_np, threat, randomness: Randomness, seed: int,
@@ -208,7 +238,7 @@ def _verify_batch(plan, engine, S, reference, extra_models: dict, x_np, y_np, th
         out["s_clean_pred"] = S(x).argmax(1).numpy()
         if reference is not None:
             out["r_clean_pred"] = reference(x).argmax(1).numpy()
-    grad, _, _ = attacks._gradient(S, x, y, "ce", 1)
+    grad, _, _ = attacks.gradient(S, x, y, "ce", 1)
     out["zero_grad"] = np.asarray((grad.flatten(1).abs().sum(1) == 0).sum())
     clean_ok = e_clean_pred == y_np
     # The cascade (as AutoAttack runs): an attack runs only on the points every earlier one left robust, in at
@@ -256,7 +286,7 @@ def reference_robust_accuracy(reference: torch.nn.Module, dataset: Dataset, thre
         x, y = (torch.from_numpy(a) for a in batches[index])
         with torch.no_grad():
             ok = (reference(x).argmax(1) == y).numpy()
-        for attack in (a for a in SUITES[suite] if a.on == "S"):
+        for attack in (a for a in SUITES[suite].attacks if a.on == "S"):
             adv = _run_white_box(attack, reference, x, y, threat, seed + index)
             with torch.no_grad():
                 ok &= (reference(adv).argmax(1) == y).numpy()

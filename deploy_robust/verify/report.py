@@ -32,12 +32,17 @@ def _execution(doc: dict[str, Any]) -> str:
 
 
 def blocks(doc: dict[str, Any]) -> list[Block]:
-    t = doc["threat_model"]
     out: list[Block] = [("h1", f"Verify: {doc['bundle']['path']}")]
     if doc["flags"]:
         out += [("h2", "Flags"), ("ul", [f"**{f['flag']}**: {f['detail']}" for f in doc["flags"]])]
     else:
         out.append(("p", "No sanity flag raised."))
+    return out + _headline(doc) + _models(doc) + _attacks(doc) + _detector(doc) + _curve_gates_and_time(doc)
+
+
+def _headline(doc: dict[str, Any]) -> list[Block]:
+    t = doc["threat_model"]
+    out: list[Block] = []
     lo, hi = doc["robust_accuracy_ci95"]
     randomness = doc["stochastic_engine"]
     headline = [
@@ -54,6 +59,11 @@ def blocks(doc: dict[str, Any]) -> list[Block]:
                         f"one run of E is right on {_pct(doc['expected_robust_accuracy'])} of the attacked points on "
                         f"average (expected robust accuracy); EOT over {randomness['eot_draws']} draws per gradient")
     out += [("h2", "Headline (engine E)"), ("ul", headline)]
+    return out
+
+
+def _models(doc: dict[str, Any]) -> list[Block]:
+    out: list[Block] = []
     rows = []
     for name, m in doc["models"].items():
         agree = m.get("top1_agreement_with_E")
@@ -67,6 +77,11 @@ def blocks(doc: dict[str, Any]) -> list[Block]:
                      f"(paired delta E - R: {100 * doc['robust_delta_vs_reference']:+.2f} pt on the same points).")
     if notes:
         out.append(("p", " ".join(notes)))
+    return out
+
+
+def _attacks(doc: dict[str, Any]) -> list[Block]:
+    out: list[Block] = []
     rows = []
     for a in doc["attacks"]:
         params = ", ".join(f"{k}={v}" for k, v in a["params"].items()) or "-"
@@ -80,6 +95,11 @@ def blocks(doc: dict[str, Any]) -> list[Block]:
     out += [("h2", "Attacks"), ("p", "A cascade, as AutoAttack runs: each attack runs on the points every earlier "
                                      "one left robust on E, so each row is what is left robust after it."),
             ("table", ["attack", "run on", "parameters", "E robust after it", "points attacked", "broke", "seconds"], rows)]
+    return out
+
+
+def _detector(doc: dict[str, Any]) -> list[Block]:
+    out: list[Block] = []
     if doc.get("detector"):
         d = doc["detector"]
         lo, hi = d["robust_accuracy_detector_aware_ci95"]
@@ -93,6 +113,11 @@ def blocks(doc: dict[str, Any]) -> list[Block]:
             f"detector-aware attack ({d['aware_attack']['attack']}): robust accuracy **"
             f"{_pct(d['robust_accuracy_detector_aware'])}** (95% Wilson {100 * lo:.1f}-{100 * hi:.1f}%): "
             f"{d['definition']}"])]
+    return out
+
+
+def _curve_gates_and_time(doc: dict[str, Any]) -> list[Block]:
+    out: list[Block] = []
     if doc.get("eps_curve"):
         out += [("h2", "Accuracy against eps (PGD-CE, 20 steps on S, scored on E)"),
                 ("table", ["eps", "accuracy"],

@@ -20,67 +20,6 @@ class Attack:
         return self.on != "E"
 
 
-# Every suite is a cascade, as AutoAttack runs: each attack runs only on the points every earlier one left
-# robust on E, so the strongest attacks come first and the rest spend their steps on the hard points. FGSM
-# comes after the iterative attacks: breaking points they all missed is a masking symptom (see verify.flags).
-SUITES: dict[str, list[Attack]] = {
-    "quick": [
-        Attack("pgd-ce", "S", "pgd", {"steps": 20, "restarts": 1, "loss": "ce"}),
-        Attack("pgd-margin", "S", "pgd", {"steps": 20, "restarts": 1, "loss": "margin"}),
-        Attack("fgsm", "S", "fgsm", {}),
-        Attack("transfer-pgd-ce", "R", "pgd", {"steps": 20, "restarts": 1, "loss": "ce"}),
-        Attack("square", "E", "square", {"queries": 300}),
-    ],
-    "standard": [
-        Attack("apgd-ce", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "ce"}),
-        Attack("apgd-t", "S", "apgd-t", {"steps": 100, "targets": 9}),
-        Attack("apgd-dlr", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "dlr"}),
-        Attack("pgd-ce", "S", "pgd", {"steps": 50, "restarts": 2, "loss": "ce"}),
-        Attack("pgd-margin", "S", "pgd", {"steps": 50, "restarts": 1, "loss": "margin"}),
-        Attack("fgsm", "S", "fgsm", {}),
-        Attack("transfer-apgd-ce", "R", "apgd", {"steps": 100, "restarts": 1, "loss": "ce"}),
-        Attack("square", "E", "square", {"queries": 5000}),
-    ],
-    "thorough": [
-        Attack("apgd-ce", "S", "apgd", {"steps": 200, "restarts": 3, "loss": "ce"}),
-        Attack("apgd-t", "S", "apgd-t", {"steps": 200, "targets": 9}),
-        Attack("apgd-dlr", "S", "apgd", {"steps": 200, "restarts": 3, "loss": "dlr"}),
-        Attack("fab-t", "S", "fab", {"steps": 100, "targets": 9}),
-        Attack("pgd-ce", "S", "pgd", {"steps": 100, "restarts": 5, "loss": "ce"}),
-        Attack("pgd-margin", "S", "pgd", {"steps": 100, "restarts": 3, "loss": "margin"}),
-        Attack("pgd-ce-2x-steps", "S", "pgd", {"steps": 200, "restarts": 1, "loss": "ce"}),
-        Attack("fgsm", "S", "fgsm", {}),
-        Attack("transfer-apgd-ce", "R", "apgd", {"steps": 200, "restarts": 1, "loss": "ce"}),
-        Attack("square", "E", "square", {"queries": 10000}),
-    ],
-    # AutoAttack by its own name (Croce and Hein 2020; the settings of its versions "standard", "plus" and
-    # "rand"), with our protocol's placement: the gradient attacks on the twin S, Square on the engine E.
-    "autoattack-standard": [
-        Attack("apgd-ce", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "ce"}),
-        Attack("apgd-t", "S", "apgd-t", {"steps": 100, "targets": 9}),
-        Attack("fab-t", "S", "fab", {"steps": 100, "targets": 9}),
-        Attack("square", "E", "square", {"queries": 5000}),
-    ],
-    "autoattack-plus": [
-        Attack("apgd-ce", "S", "apgd", {"steps": 100, "restarts": 5, "loss": "ce"}),
-        Attack("apgd-dlr", "S", "apgd", {"steps": 100, "restarts": 5, "loss": "dlr"}),
-        Attack("fab", "S", "fab", {"steps": 100, "restarts": 5}),
-        Attack("square", "E", "square", {"queries": 5000, "restarts": 5}),
-        Attack("apgd-t", "S", "apgd-t", {"steps": 100, "targets": 9}),
-        Attack("fab-t", "S", "fab", {"steps": 100, "targets": 9}),
-    ],
-    "autoattack-rand": [  # for randomized defenses: EOT over 20 draws (Randomness below), one restart each
-        Attack("apgd-ce", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "ce"}),
-        Attack("apgd-dlr", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "dlr"}),
-    ],
-}
-
-# What each AutoAttack suite runs, as AutoAttack's users know it (docs/verify.md and `verify --help` show this).
-AUTOATTACK_SUITES = {"autoattack-standard": "APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5,000 queries)",
-                     "autoattack-plus": "APGD-CE, APGD-DLR, FAB, Square (5 restarts each), APGD-T, FAB-T",
-                     "autoattack-rand": "APGD-CE, APGD-DLR with EOT over 20 draws"}
-
-
 @dataclass(frozen=True)
 class Randomness:
     """How a stochastic engine is attacked and scored: EOT draws per gradient, score draws per
@@ -91,10 +30,69 @@ class Randomness:
     passes: int = 1
 
 
-# Per suite, for stochastic engines (Athalye et al. 2018 used EOT over tens of draws).
-STOCHASTIC = {"quick": Randomness(eot=4, square_draws=2, passes=20),
-              "standard": Randomness(eot=10, square_draws=4, passes=20),
-              "thorough": Randomness(eot=20, square_draws=8, passes=20),
-              "autoattack-standard": Randomness(eot=10, square_draws=4, passes=20),
-              "autoattack-plus": Randomness(eot=20, square_draws=8, passes=20),
-              "autoattack-rand": Randomness(eot=20, square_draws=1, passes=20)}
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    attacks: tuple[Attack, ...]    # in cascade order
+    stochastic: Randomness         # how a stochastic engine is attacked and scored (a deterministic one: 1, 1, 1)
+    autoattack: str | None = None  # what it runs, as AutoAttack's users know it (docs/verify.md, `verify --help`)
+
+
+# Every suite is a cascade, as AutoAttack runs: each attack runs only on the points every earlier one left
+# robust on E, so the strongest attacks come first and the rest spend their steps on the hard points. FGSM
+# comes after the iterative attacks: breaking points they all missed is a masking symptom (see verify.flags).
+# Stochastic engines get EOT over tens of draws (Athalye et al. 2018).
+SUITES: dict[str, Suite] = {s.name: s for s in (
+    Suite("quick", (
+        Attack("pgd-ce", "S", "pgd", {"steps": 20, "restarts": 1, "loss": "ce"}),
+        Attack("pgd-margin", "S", "pgd", {"steps": 20, "restarts": 1, "loss": "margin"}),
+        Attack("fgsm", "S", "fgsm", {}),
+        Attack("transfer-pgd-ce", "R", "pgd", {"steps": 20, "restarts": 1, "loss": "ce"}),
+        Attack("square", "E", "square", {"queries": 300}),
+    ), Randomness(eot=4, square_draws=2, passes=20)),
+    Suite("standard", (
+        Attack("apgd-ce", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "ce"}),
+        Attack("apgd-t", "S", "apgd-t", {"steps": 100, "targets": 9}),
+        Attack("apgd-dlr", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "dlr"}),
+        Attack("pgd-ce", "S", "pgd", {"steps": 50, "restarts": 2, "loss": "ce"}),
+        Attack("pgd-margin", "S", "pgd", {"steps": 50, "restarts": 1, "loss": "margin"}),
+        Attack("fgsm", "S", "fgsm", {}),
+        Attack("transfer-apgd-ce", "R", "apgd", {"steps": 100, "restarts": 1, "loss": "ce"}),
+        Attack("square", "E", "square", {"queries": 5000}),
+    ), Randomness(eot=10, square_draws=4, passes=20)),
+    Suite("thorough", (
+        Attack("apgd-ce", "S", "apgd", {"steps": 200, "restarts": 3, "loss": "ce"}),
+        Attack("apgd-t", "S", "apgd-t", {"steps": 200, "targets": 9}),
+        Attack("apgd-dlr", "S", "apgd", {"steps": 200, "restarts": 3, "loss": "dlr"}),
+        Attack("fab-t", "S", "fab", {"steps": 100, "targets": 9}),
+        Attack("pgd-ce", "S", "pgd", {"steps": 100, "restarts": 5, "loss": "ce"}),
+        Attack("pgd-margin", "S", "pgd", {"steps": 100, "restarts": 3, "loss": "margin"}),
+        Attack("pgd-ce-2x-steps", "S", "pgd", {"steps": 200, "restarts": 1, "loss": "ce"}),
+        Attack("fgsm", "S", "fgsm", {}),
+        Attack("transfer-apgd-ce", "R", "apgd", {"steps": 200, "restarts": 1, "loss": "ce"}),
+        Attack("square", "E", "square", {"queries": 10000}),
+    ), Randomness(eot=20, square_draws=8, passes=20)),
+    # AutoAttack by its own name (Croce and Hein 2020; the settings of its versions "standard", "plus" and
+    # "rand"), with our protocol's placement: the gradient attacks on the twin S, Square on the engine E.
+    Suite("autoattack-standard", (
+        Attack("apgd-ce", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "ce"}),
+        Attack("apgd-t", "S", "apgd-t", {"steps": 100, "targets": 9}),
+        Attack("fab-t", "S", "fab", {"steps": 100, "targets": 9}),
+        Attack("square", "E", "square", {"queries": 5000}),
+    ), Randomness(eot=10, square_draws=4, passes=20),
+          "APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5,000 queries)"),
+    Suite("autoattack-plus", (
+        Attack("apgd-ce", "S", "apgd", {"steps": 100, "restarts": 5, "loss": "ce"}),
+        Attack("apgd-dlr", "S", "apgd", {"steps": 100, "restarts": 5, "loss": "dlr"}),
+        Attack("fab", "S", "fab", {"steps": 100, "restarts": 5}),
+        Attack("square", "E", "square", {"queries": 5000, "restarts": 5}),
+        Attack("apgd-t", "S", "apgd-t", {"steps": 100, "targets": 9}),
+        Attack("fab-t", "S", "fab", {"steps": 100, "targets": 9}),
+    ), Randomness(eot=20, square_draws=8, passes=20),
+          "APGD-CE, APGD-DLR, FAB, Square (5 restarts each), APGD-T, FAB-T"),
+    Suite("autoattack-rand", (
+        Attack("apgd-ce", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "ce"}),
+        Attack("apgd-dlr", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "dlr"}),
+    ), Randomness(eot=20, square_draws=1, passes=20),
+          "APGD-CE, APGD-DLR with EOT over 20 draws"),  # for randomized defenses: one restart each
+)}

@@ -7,6 +7,7 @@ import pytest
 from tests.conftest import REPO, shared_path
 
 
+@pytest.mark.slow  # a real-data memory measurement (~35 s)
 @pytest.mark.shared_data
 def test_entropy_calibration_peak_rss_is_flat_in_the_number_of_images():
     shared_path("datasets", "cifar10_train_first1017_per_batch.npz")

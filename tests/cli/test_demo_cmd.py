@@ -1,3 +1,4 @@
+import pytest
 import json
 
 
@@ -23,6 +24,7 @@ def test_demo_trains_exports_and_evaluates(cli, tmp_path):
     assert gdws32["accuracy"] > 0.8 and gdws8["agreement"]["top1_agreement"] > 0.8 and "robust_accuracy" in gdws8
 
 
+@pytest.mark.slow  # a second whole demo (~50 s); the embedded default runs in make test
 def test_demo_on_a_user_model(cli, tmp_path, tiny_checkpoint, tiny_arch_file, image_npz):
     code, stdout, _ = cli("demo", "-o", tmp_path / "d", "--model", tiny_checkpoint, "--arch", tiny_arch_file,
                           "--input-shape", "3,16,16", "--data", image_npz, "--json")

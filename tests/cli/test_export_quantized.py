@@ -97,7 +97,7 @@ def test_a_fake_quantized_model_exports_its_trained_grid(tmp_path):
 
     from deploy_robust.export import export_bundle
     from deploy_robust.ingest import LoadedModel
-    from deploy_robust.quant.twin import build_twin
+    from deploy_robust.quant.twin import twin_module
     from deploy_robust.runtimes import create_runner
     from deploy_robust.spec import InputSpec
 
@@ -130,7 +130,7 @@ def test_a_fake_quantized_model_exports_its_trained_grid(tmp_path):
     engine = create_runner("ort-cpu", bundle).infer(x)
     with torch.no_grad():
         trained = model(torch.from_numpy(x)).numpy()
-        twin = build_twin(bundle.model_path)(torch.from_numpy(x)).numpy()
+        twin = twin_module(bundle.model_path)(torch.from_numpy(x)).numpy()
     assert np.abs(engine - trained).max() < 1e-4 and np.abs(twin - trained).max() < 1e-4
 
 

@@ -41,6 +41,7 @@ def _train(args, tmp_path, name, processes):
     return torch.load(out, weights_only=True)
 
 
+@pytest.mark.slow  # two training processes
 def test_ddp_on_two_gloo_processes_matches_one_process_on_the_global_batch(tmp_path):
     data = load_dataset("digits:train").take(1280)  # 20 global batches of 64: every rank gets 32 images
     np.savez(tmp_path / "train.npz", x=data.as_float(), y=data.labels)

@@ -54,7 +54,7 @@ def test_the_workers_flag_is_taken_out_of_what_the_workers_run():
     assert without_workers(["verify", "--workers=2", "b"]) == ["verify", "b"]
 
 
-@pytest.mark.parametrize("workers", [2, 4])
+@pytest.mark.parametrize("workers", [2, pytest.param(4, marks=pytest.mark.slow)])  # 4 ranks on 2 cores: slow
 def test_any_number_of_processes_gives_the_same_verify_document(bundle, alone, workers):
     done = deploy_robust("verify", bundle, *VERIFY, "--no-resume", "--workers", workers)
     assert done.returncode == 0, done.stderr

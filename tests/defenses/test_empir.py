@@ -94,7 +94,7 @@ def test_ensemble_exports_to_one_graph_matching_torch(cli, ensemble_file, tmp_pa
 def test_int8_export_runs_members_on_integer_kernels_and_computes_the_same_ensemble(cli, ensemble_file, tmp_path):
     import onnxruntime as ort
 
-    from deploy_robust.quant.twin import build_twin
+    from deploy_robust.quant.twin import twin_module
 
     assert cli("export", ensemble_file, "-o", tmp_path / "fp32")[0] == 0
     code, _, err = cli("export", ensemble_file, "--precision", "int8", "-o", tmp_path / "int8")
@@ -115,7 +115,7 @@ def test_int8_export_runs_members_on_integer_kernels_and_computes_the_same_ensem
     assert np.array_equal(votes.argmax(1), float_votes.argmax(1))
     assert np.abs(log_probs - float_log_probs).max() < 1e-4
     with torch.no_grad():
-        twin_votes = build_twin(bundle.model_path)(torch.from_numpy(x))  # the first output: the vote
+        twin_votes = twin_module(bundle.model_path)(torch.from_numpy(x))  # the first output: the vote
     assert (twin_votes.numpy().argmax(1) == votes.argmax(1)).mean() >= 0.995
 
 

@@ -7,7 +7,7 @@ from deploy_robust.data import load_dataset
 from deploy_robust.evaluate import compare_logits, evaluate
 from deploy_robust.export import export_bundle
 from deploy_robust.ingest import load_model
-from deploy_robust.quant.twin import build_twin
+from deploy_robust.quant.twin import twin_module
 from deploy_robust.runtimes import create_runner
 from deploy_robust.runtimes.torch_runner import TorchRunner
 from tests.conftest import shared_path
@@ -82,7 +82,7 @@ def test_int8_accuracy_is_within_half_a_point_of_fp32(bundles, checkpoint, weigh
 def test_twin_agrees_with_the_engine_on_clean_and_adversarial_images(bundles, checkpoint, precision):
     _, dataset, made, eps = bundles[checkpoint]
     bundle = made[precision]
-    twin = build_twin(bundle.model_path)
+    twin = twin_module(bundle.model_path)
     engine = create_runner("ort-cpu", bundle)
     subset = dataset.take(300)
     clean_twin = evaluate(TorchRunner(twin), subset)

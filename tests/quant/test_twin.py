@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from deploy_robust.quant.onnx_graph import OPS as FLOAT_OPS
+from deploy_robust.onnx_torch import OPS as FLOAT_OPS
 from deploy_robust.quant.twin import TWIN_OPS as OPS
 
 

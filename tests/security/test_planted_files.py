@@ -163,6 +163,7 @@ def _tune(model, out, *extra):
     return subprocess.run(command, capture_output=True, text=True, timeout=900, env=dict(os.environ, CI="1"))
 
 
+@pytest.mark.slow  # two full tunes (~140 s); the signed cache is also fuzzed in make test
 def test_a_planted_tune_cache_is_recomputed_and_never_shipped(tmp_path, digits_checkpoint):
     import torch
 

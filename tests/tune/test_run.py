@@ -59,6 +59,7 @@ def test_a_rerun_reads_every_measurement_from_the_cache_and_picks_the_same(tuned
     assert {k: v for k, v in again.items() if k != "cache"} == {k: v for k, v in doc.items() if k != "cache"}
 
 
+@pytest.mark.slow  # a tune killed with -9 and rerun in a child process (~70 s)
 def test_a_killed_tune_continues_from_its_cache(digits_file, tmp_path):
     import os
     import signal

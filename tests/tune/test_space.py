@@ -5,7 +5,7 @@ import pytest
 
 from deploy_robust.errors import UserError
 from deploy_robust.export import export_bundle
-from deploy_robust.tune.space import describe, parse_pins, plan_file, plan_key, search_layers, target_profile
+from deploy_robust.tune.space import describe, parse_pins, plan_file, plan_key, search_layers
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def test_layers_carry_their_names_macs_and_the_targets_precisions(graph):
 
 def test_bad_targets_and_spaces_are_one_clear_error(graph):
     with pytest.raises(UserError, match="--target must be one of"):
-        target_profile("jetson")
+        search_layers(graph, "jetson")
     with pytest.raises(UserError, match="cannot run int4"):
         search_layers(graph, "tensorrt", ("int4",))
 

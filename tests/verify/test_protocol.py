@@ -33,10 +33,10 @@ def test_the_sweep_is_warm_started_from_the_suites_verdict(plain_doc, digits_bun
     assert curve == sorted(curve, reverse=True)
     # the same sweep from scratch (no verdict to start from) finds no less robustness at the larger eps
     from deploy_robust.runtimes import create_runner
-    from deploy_robust.verify.protocol import build_twin, eps_curve
+    from deploy_robust.verify.protocol import attack_twin, eps_curve
 
     bundle = digits_bundles["plain"]
-    cold = eps_curve(build_twin(bundle), create_runner("ort-cpu", bundle), digits_test.take(120), ThreatModel("linf", 0.1),
+    cold = eps_curve(attack_twin(bundle), create_runner("ort-cpu", bundle), digits_test.take(120), ThreatModel("linf", 0.1),
                      (0, 0.1, 0.5), 128, 0)
     assert cold[0]["accuracy"] == curve[0] and cold[1]["accuracy"] >= curve[1] and cold[2]["accuracy"] >= curve[2]
 

@@ -12,7 +12,7 @@ from deploy_robust.errors import UserError
 from deploy_robust.export import export_bundle
 from deploy_robust.ingest import load_model
 from deploy_robust.normalize import with_normalization
-from deploy_robust.quant.twin import build_twin
+from deploy_robust.quant.twin import twin_module
 from deploy_robust.runtimes import create_runner
 from deploy_robust.model.model_file import save_model_file
 from deploy_robust.transforms.dq import DQRequest, defensive_quantization
@@ -94,12 +94,12 @@ def test_a_dq_bundle_runs_its_trained_grid_on_integer_kernels(digits_checkpoint,
     engine = create_runner("ort-cpu", bundle).infer(x.numpy())
     with torch.no_grad():
         trained = with_normalization(module, loaded.spec)(x).numpy()
-        twin_logits = build_twin(bundle.model_path)(x).numpy()
+        twin_logits = twin_module(bundle.model_path)(x).numpy()
     assert (engine.argmax(1) == twin_logits.argmax(1)).mean() >= 0.995
     # the engine computes what was trained: same grids, same int32 bias rounding (ties aside, see above)
     _assert_engine_computes_the_trained_model(engine, trained, _near_tie_images(module, loaded.spec, x))
     # adversarial examples crafted on the twin: the engine still computes what the twin computes
-    twin = build_twin(bundle.model_path)
+    twin = twin_module(bundle.model_path)
     x_adv = pgd(twin, x[:200], torch.from_numpy(test.labels[:200]).long(), ThreatModel("linf", 0.1), steps=10)
     with torch.no_grad():
         adv_twin = twin(x_adv).numpy()
@@ -135,7 +135,7 @@ def test_an_int8_input_dq_model_exports_its_grid_to_signed_targets(digits_checkp
     engine = create_runner("ort-cpu", bundle).infer(x.numpy())  # the same graph on ONNX Runtime's CPU provider
     with torch.no_grad():
         trained = with_normalization(module, loaded.spec)(x).numpy()
-        twin = build_twin(bundle.model_path)(x).numpy()
+        twin = twin_module(bundle.model_path)(x).numpy()
     assert (engine.argmax(1) == twin.argmax(1)).mean() >= 0.995
     _assert_engine_computes_the_trained_model(engine, trained, _near_tie_images(module, loaded.spec, x))
 
@@ -148,7 +148,7 @@ def test_post_training_w4a4_on_the_shared_mnist_model_matches_its_twin(tmp_path)
     x = test.as_float()
     engine = create_runner("ort-cpu", bundle).infer(x)
     with torch.no_grad():
-        twin = build_twin(bundle.model_path)(torch.from_numpy(x)).numpy()
+        twin = twin_module(bundle.model_path)(torch.from_numpy(x)).numpy()
         trained = with_normalization(module, loaded.spec)(torch.from_numpy(x)).numpy()
     assert (engine.argmax(1) == twin.argmax(1)).mean() >= 0.995
     _assert_engine_computes_the_trained_model(engine, trained,

@@ -119,7 +119,7 @@ def test_gdws_exports_to_every_precision_and_target(precision, target, tmp_path)
     from deploy_robust.data import Dataset
     from deploy_robust.export import export_bundle
     from deploy_robust.ingest import LoadedModel
-    from deploy_robust.quant.twin import build_twin
+    from deploy_robust.quant.twin import twin_module
     from deploy_robust.spec import InputSpec
     from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
     from tests.conftest import make_tiny
@@ -147,7 +147,7 @@ def test_gdws_exports_to_every_precision_and_target(precision, target, tmp_path)
         if target == "tensorrt":
             assert producers.get(gather.input[0]) != "DequantizeLinear"  # TensorRT: Q/DQ only into weighted ops
     engine = create_runner("ort-cpu", bundle)
-    twin = build_twin(bundle.model_path)
+    twin = twin_module(bundle.model_path)
     x = images.as_float()
     with torch.no_grad():
         twin_logits = twin(torch.from_numpy(x)).numpy()

@@ -6,8 +6,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from deploy_robust.errors import UserError
-from deploy_robust.quant.onnx_graph import OnnxGraphModule
+from deploy_robust.onnx_torch import OnnxGraphModule
 
 RNG = np.random.default_rng(0)
 
@@ -87,31 +86,3 @@ def test_dynamic_reshape_from_shape_arithmetic():
     model = _graph(nodes, ["N", 3, 4, 4], inits=inits)
     for batch in (1, 5):
         _assert_matches_ort(model, _x(batch, 3, 4, 4))
-
-
-def test_gradients_flow_to_the_input():
-    nodes, inits, shape = CASES["conv_symmetric_pads_stride"]
-    module = OnnxGraphModule(_graph(nodes, list(shape), inits=inits))
-    x = torch.from_numpy(_x(*shape)).requires_grad_(True)
-    module(x).sum().backward()
-    assert x.grad is not None and x.grad.abs().sum() > 0
-
-
-def test_unsupported_op_is_named():
-    model = _graph([helper.make_node("NonMaxSuppression", ["x", "x"], ["y"])], [1, 1, 4])
-    with pytest.raises(UserError, match="cannot run in torch: NonMaxSuppression"):
-        OnnxGraphModule(model)
-
-
-def test_fp16_graph_runs_at_float32_by_default_or_as_written():
-    w16 = W.astype(np.float16)
-    nodes = [helper.make_node("Cast", ["x"], ["h"], to=TensorProto.FLOAT16),
-             helper.make_node("Conv", ["h", "w"], ["c"]),
-             helper.make_node("Cast", ["c"], ["y"], to=TensorProto.FLOAT)]
-    model = _graph(nodes, [1, 3, 5, 5], inits=[("w", w16)])
-    x = _x(1, 3, 5, 5)
-    full = OnnxGraphModule(model)
-    assert full.source_dtypes == {"w": "float16"}
-    _assert_matches_ort(model, x, atol=2e-2)
-    as_written = OnnxGraphModule(model, float_dtype=None)
-    assert as_written.params[as_written._param_keys["w"]].dtype == torch.float16

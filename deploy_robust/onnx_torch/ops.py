@@ -1,144 +1,17 @@
-"""Run an ONNX graph as a differentiable torch module.
-
-`OnnxGraphModule` interprets the graph node by node with torch ops, so an ONNX model can
-be ingested, evaluated with the torch backend, attacked with gradients and re-exported.
-Float initializers become parameters; integer initializers and shape arithmetic stay
-static Python values, so `torch.export` sees no data-dependent control flow.
-
-Ops are handlers keyed by ONNX op type. `OPS` holds the float ops; the module runs with
-the table it is given (`ops=`), so nothing depends on what happens to have been imported:
-`deploy_robust.quant.twin.TWIN_OPS` adds QuantizeLinear / DequantizeLinear, and every
-caller that runs a Q/DQ graph (the torch backend, verify, detection, ONNX ingestion) goes
-through `deploy_robust.quant.twin.twin_module`.
-"""
+"""The float ONNX ops, in torch: arithmetic and activations, linear layers, pooling, shapes and data movement."""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from typing import Callable
 
 import numpy as np
 import onnx
 import torch
 import torch.nn.functional as F
-from onnx import numpy_helper
-from torch import nn
 
 from deploy_robust.errors import UserError
-
-Value = Any  # a torch.Tensor, or a static numpy array / Python list for shapes and indices
-Handler = Callable[[list[Value], dict[str, Any]], Value]
-OPS: dict[str, Handler] = {}
-WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-
-
-def register(*op_types: str) -> Callable[[Handler], Handler]:
-    def wrap(fn: Handler) -> Handler:
-        for op in op_types:
-            OPS[op] = fn
-        return fn
-    return wrap
-
-
-_FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
-_TORCH_DTYPES = {
-    onnx.TensorProto.FLOAT: torch.float32, onnx.TensorProto.FLOAT16: torch.float16,
-    onnx.TensorProto.DOUBLE: torch.float64, onnx.TensorProto.BFLOAT16: torch.bfloat16,
-    onnx.TensorProto.INT64: torch.int64, onnx.TensorProto.INT32: torch.int32,
-    onnx.TensorProto.INT8: torch.int8, onnx.TensorProto.UINT8: torch.uint8, onnx.TensorProto.BOOL: torch.bool,
-}
-
-
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    out = {}
-    for a in node.attribute:
-        value = onnx.helper.get_attribute_value(a)
-        if isinstance(value, bytes):
-            value = value.decode()
-        elif isinstance(value, onnx.TensorProto):
-            value = numpy_helper.to_array(value)
-        out[a.name] = value
-    return out
-
-
-class OnnxGraphModule(nn.Module):
-    """A torch module that computes what an ONNX graph computes (first graph output).
-
-    `float_dtype` is the dtype float initializers and float casts are computed in; the
-    default float32 runs an FP16 graph at full precision (the ingest path), while
-    `float_dtype=None` keeps every cast as written.
-    """
-
-    def __init__(self, model: onnx.ModelProto, float_dtype: torch.dtype | None = torch.float32,
-                 straight_through: bool = False, all_outputs: bool = False,
-                 ops: Mapping[str, Handler] | None = None) -> None:
-        super().__init__()
-        self.ops = dict(OPS if ops is None else ops)
-        self.all_outputs = all_outputs  # the first output (logits) unless asked, e.g. a detector's score too
-        graph = model.graph
-        self.float_dtype = float_dtype
-        # BPDA (Athalye et al. 2018): rounding-type ops pass gradients through as the identity,
-        # so attacks see past non-differentiable layers instead of being stopped by zero gradients.
-        self.straight_through = straight_through
-        self.params = nn.ParameterDict()
-        self.source_dtypes: dict[str, str] = {}
-        self._param_keys: dict[str, str] = {}
-        self._static: dict[str, np.ndarray] = {}
-        for init in graph.initializer:
-            array = numpy_helper.to_array(init)
-            if init.data_type in _FLOAT_TYPES:
-                key = f"p{len(self._param_keys)}"
-                tensor = torch.from_numpy(np.array(array, dtype=np.float32 if float_dtype else array.dtype))
-                if float_dtype is not None:
-                    tensor = tensor.to(float_dtype)
-                # Weights are fixed; gradients flow to the input (attacks), not to the graph.
-                self.params[key] = nn.Parameter(tensor, requires_grad=False)
-                self._param_keys[init.name] = key
-                self.source_dtypes[init.name] = onnx.helper.tensor_dtype_to_np_dtype(init.data_type).name
-            else:
-                self._static[init.name] = array
-        initializer_names = {i.name for i in graph.initializer}
-        self.input_names = [i.name for i in graph.input if i.name not in initializer_names]
-        self.output_names = [o.name for o in graph.output]
-        self.nodes = [(n.op_type, list(n.input), list(n.output), _attrs(n), n.name) for n in graph.node]
-        shapes = {init.name: tuple(init.dims) for init in graph.initializer if init.data_type in _FLOAT_TYPES}
-        # The weighted layers in graph order, with their weight shapes: what re-export maps its names back to
-        # (exporters.float_onnx.keep_source_names), so plans and fallback notes name the user's own layers.
-        self.source_weighted_nodes = [(name, shapes[ins[1]]) for op, ins, _, _, name in self.nodes
-                                      if op in WEIGHTED_OPS and len(ins) > 1 and ins[1] in shapes]
-        missing = sorted({op for op, *_ in self.nodes if op not in self.ops})
-        if missing:
-            raise UserError(f"the ONNX graph uses ops deploy-robust cannot run in torch: {', '.join(missing)} "
-                            f"(supported: {', '.join(sorted(self.ops))})")
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        env: dict[str, Value] = dict(zip(self.input_names, inputs))
-        env.update(self._static)
-        for onnx_name, key in self._param_keys.items():
-            env[onnx_name] = self.params[key]
-        for op, ins, outs, attrs, name in self.nodes:
-            args = [env[i] if i else None for i in ins]
-            attrs = dict(attrs, _float_dtype=self.float_dtype, _node=name, _op=op, _ste=self.straight_through)
-            result = self.ops[op](args, attrs)
-            if not isinstance(result, tuple):
-                result = (result,)
-            env.update(zip(outs, result))
-        if self.all_outputs:
-            return tuple(env[name] for name in self.output_names)
-        return env[self.output_names[0]]
-
-
-def _is_static(v: Value) -> bool:
-    return not isinstance(v, torch.Tensor)
-
-
-def _tensor(v: Value) -> torch.Tensor:
-    """A static value as a tensor (a copy: initializer arrays are read-only)."""
-    return torch.from_numpy(np.array(v))
-
-
-def _ints(v: Value) -> list[int]:
-    return [int(i) for i in (v.tolist() if hasattr(v, "tolist") else v)]
+from deploy_robust.onnx_torch.graph import OPS, TORCH_DTYPES, Handler, as_ints, as_tensor, is_static, register
 
 
 # ---- arithmetic and activations -------------------------------------------------------
@@ -146,9 +19,9 @@ def _ints(v: Value) -> list[int]:
 def _binary(fn: Callable, np_fn: Callable) -> Handler:
     def run(args, attrs):
         a, b = args
-        if _is_static(a) and _is_static(b):
+        if is_static(a) and is_static(b):
             return np_fn(np.asarray(a), np.asarray(b))
-        a, b = (_tensor(v) if _is_static(v) else v for v in (a, b))
+        a, b = (as_tensor(v) if is_static(v) else v for v in (a, b))
         return fn(a, b)
     return run
 
@@ -212,8 +85,8 @@ def _clip(args, attrs):
     x = args[0]
     lo = args[1] if len(args) > 1 and args[1] is not None else attrs.get("min")
     hi = args[2] if len(args) > 2 and args[2] is not None else attrs.get("max")
-    lo = float(np.asarray(lo)) if lo is not None and _is_static(lo) else lo
-    hi = float(np.asarray(hi)) if hi is not None and _is_static(hi) else hi
+    lo = float(np.asarray(lo)) if lo is not None and is_static(lo) else lo
+    hi = float(np.asarray(hi)) if hi is not None and is_static(hi) else hi
     return torch.clamp(x, lo, hi)
 
 
@@ -350,7 +223,7 @@ def _reduce(args, attrs):
     x = args[0]
     axes = attrs.get("axes")
     if axes is None and len(args) > 1 and args[1] is not None:
-        axes = _ints(args[1])
+        axes = as_ints(args[1])
     dims = tuple(axes) if axes else tuple(range(x.dim()))
     keep = bool(attrs.get("keepdims", 1))
     op = attrs["_op"]
@@ -373,10 +246,10 @@ def _flatten(args, attrs):
 
 @register("Reshape")
 def _reshape(args, attrs):
-    x, shape = args[0], _ints(args[1]) if not isinstance(args[1], list) else list(args[1])
+    x, shape = args[0], as_ints(args[1]) if not isinstance(args[1], list) else list(args[1])
     if not attrs.get("allowzero", 0):
         shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
-    if _is_static(x):
+    if is_static(x):
         return np.reshape(x, shape)
     return x.reshape(shape)
 
@@ -384,8 +257,8 @@ def _reshape(args, attrs):
 @register("Transpose")
 def _transpose(args, attrs):
     x = args[0]
-    perm = attrs.get("perm", list(reversed(range(x.dim() if not _is_static(x) else np.ndim(x)))))
-    return np.transpose(x, perm) if _is_static(x) else x.permute(*perm)
+    perm = attrs.get("perm", list(reversed(range(x.dim() if not is_static(x) else np.ndim(x)))))
+    return np.transpose(x, perm) if is_static(x) else x.permute(*perm)
 
 
 @register("Shape")
@@ -400,12 +273,12 @@ def _shape(args, attrs):
 def _gather(args, attrs):
     data, index = args
     axis = attrs.get("axis", 0)
-    if _is_static(data) and _is_static(index):
+    if is_static(data) and is_static(index):
         if isinstance(data, list) and axis == 0:
             idx = np.asarray(index)
             return data[int(idx)] if idx.ndim == 0 else [data[int(i)] for i in idx]
         return np.take(np.asarray(data), np.asarray(index), axis=axis)
-    index = _tensor(index) if _is_static(index) else index
+    index = as_tensor(index) if is_static(index) else index
     return torch.index_select(data, axis, index.reshape(-1)).reshape(
         list(data.shape[:axis]) + list(index.shape) + list(data.shape[axis + 1:]))
 
@@ -413,8 +286,8 @@ def _gather(args, attrs):
 @register("Unsqueeze")
 def _unsqueeze(args, attrs):
     x = args[0]
-    axes = attrs.get("axes") or _ints(args[1])
-    if _is_static(x):
+    axes = attrs.get("axes") or as_ints(args[1])
+    if is_static(x):
         # Shape arithmetic: a scalar size becomes a one-element list for Concat.
         if isinstance(x, list):
             return x
@@ -429,8 +302,8 @@ def _unsqueeze(args, attrs):
 @register("Squeeze")
 def _squeeze(args, attrs):
     x = args[0]
-    axes = attrs.get("axes") or (_ints(args[1]) if len(args) > 1 and args[1] is not None else None)
-    if _is_static(x):
+    axes = attrs.get("axes") or (as_ints(args[1]) if len(args) > 1 and args[1] is not None else None)
+    if is_static(x):
         return np.squeeze(np.asarray(x), axis=tuple(axes) if axes else None)
     if axes is None:
         return x.squeeze()
@@ -441,7 +314,7 @@ def _squeeze(args, attrs):
 
 @register("Concat")
 def _concat(args, attrs):
-    if all(_is_static(a) for a in args):
+    if all(is_static(a) for a in args):
         flat: list = []
         for a in args:
             if isinstance(a, list):
@@ -451,16 +324,16 @@ def _concat(args, attrs):
             else:
                 flat.append(a)
         return flat
-    return torch.cat([_tensor(a) if _is_static(a) else a for a in args], dim=attrs.get("axis", 0))
+    return torch.cat([as_tensor(a) if is_static(a) else a for a in args], dim=attrs.get("axis", 0))
 
 
 @register("Slice")
 def _slice(args, attrs):
     x = args[0]
-    starts, ends = _ints(args[1]), _ints(args[2])
-    rank = len(x) if isinstance(x, list) else (np.ndim(x) if _is_static(x) else x.dim())
-    axes = _ints(args[3]) if len(args) > 3 and args[3] is not None else list(range(len(starts)))
-    steps = _ints(args[4]) if len(args) > 4 and args[4] is not None else [1] * len(starts)
+    starts, ends = as_ints(args[1]), as_ints(args[2])
+    rank = len(x) if isinstance(x, list) else (np.ndim(x) if is_static(x) else x.dim())
+    axes = as_ints(args[3]) if len(args) > 3 and args[3] is not None else list(range(len(starts)))
+    steps = as_ints(args[4]) if len(args) > 4 and args[4] is not None else [1] * len(starts)
     index = [slice(None)] * rank
     for s, e, a, st in zip(starts, ends, axes, steps):
         index[a] = slice(s, e, st)
@@ -489,9 +362,9 @@ def _constant(args, attrs):
 @register("Cast")
 def _cast(args, attrs):
     x, to = args[0], attrs["to"]
-    if _is_static(x):
+    if is_static(x):
         return np.asarray(x).astype(onnx.helper.tensor_dtype_to_np_dtype(to))
-    dtype = _TORCH_DTYPES.get(to)
+    dtype = TORCH_DTYPES.get(to)
     if dtype is None:
         raise UserError(f"Cast node {attrs['_node']}: unsupported target type {to}")
     if dtype.is_floating_point and attrs["_float_dtype"] is not None:
@@ -502,15 +375,15 @@ def _cast(args, attrs):
 @register("Where")
 def _where(args, attrs):
     cond, a, b = args
-    if all(_is_static(v) for v in args):
+    if all(is_static(v) for v in args):
         return np.where(cond, a, b)
-    cond, a, b = (_tensor(v) if _is_static(v) else v for v in (cond, a, b))
+    cond, a, b = (as_tensor(v) if is_static(v) else v for v in (cond, a, b))
     return torch.where(cond, a, b)
 
 
 @register("Not")
 def _not(args, attrs):
-    return np.logical_not(args[0]) if _is_static(args[0]) else torch.logical_not(args[0])
+    return np.logical_not(args[0]) if is_static(args[0]) else torch.logical_not(args[0])
 
 
 @register("ArgMax")
@@ -531,7 +404,7 @@ def _topk(args, attrs):
 @register("ConstantOfShape")
 def _constant_of_shape(args, attrs):
     value = attrs.get("value", np.zeros(1, dtype=np.float32))
-    shape = _ints(args[0])
+    shape = as_ints(args[0])
     if value.dtype.kind == "f":
         return torch.full(shape, float(value.reshape(-1)[0]), dtype=attrs["_float_dtype"] or torch.float32)
     return np.full(shape, value.reshape(-1)[0], dtype=value.dtype)
@@ -539,8 +412,8 @@ def _constant_of_shape(args, attrs):
 
 @register("Expand")
 def _expand(args, attrs):
-    x, shape = args[0], _ints(args[1])
-    if _is_static(x):
+    x, shape = args[0], as_ints(args[1])
+    if is_static(x):
         return np.broadcast_to(np.asarray(x), np.broadcast_shapes(np.shape(x), tuple(shape))).copy()
     target = torch.broadcast_shapes(x.shape, tuple(shape))
     return x.expand(target)
@@ -558,9 +431,9 @@ def _cumsum(args, attrs):
 def _scatter_elements(args, attrs):
     data, indices, updates = args
     axis = int(attrs.get("axis", 0))
-    indices = _tensor(indices).long() if _is_static(indices) else indices.long()
+    indices = as_tensor(indices).long() if is_static(indices) else indices.long()
     indices = torch.where(indices < 0, indices + data.shape[axis], indices)
-    updates = _tensor(updates) if _is_static(updates) else updates
+    updates = as_tensor(updates) if is_static(updates) else updates
     reduction = attrs.get("reduction", "none")
     if reduction == "none":
         return data.scatter(axis, indices, updates.to(data.dtype))
@@ -571,66 +444,14 @@ def _scatter_elements(args, attrs):
 @register("Pad")
 def _pad(args, attrs):
     x = args[0]
-    pads = attrs.get("pads") or _ints(args[1])
+    pads = attrs.get("pads") or as_ints(args[1])
     mode = attrs.get("mode", "constant")
     value = 0.0
     if len(args) > 2 and args[2] is not None:
-        value = float(np.asarray(args[2]).reshape(-1)[0]) if _is_static(args[2]) else float(args[2])
+        value = float(np.asarray(args[2]).reshape(-1)[0]) if is_static(args[2]) else float(args[2])
     rank = x.dim()
     begins, ends = pads[:rank], pads[rank:]
     pad_list: list[int] = []
     for b, e in zip(reversed(begins), reversed(ends)):
         pad_list += [b, e]
     return F.pad(x, pad_list, mode={"constant": "constant", "reflect": "reflect", "edge": "replicate"}[mode], value=value if mode == "constant" else None)
-
-
-# ---- randomness (stochastic defenses) ------------------------------------------------
-# Draws come from torch's global generator (seeded by `seed_everything`), fresh on every
-# forward, as ONNX Runtime draws fresh on every run. Samples carry no gradient; gradients
-# flow through whatever the graph computes from them (attacks average them by EOT).
-
-RANDOM_OPS = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
-                        "Multinomial", "Bernoulli"})
-
-
-def _random_dtype(attrs, like: torch.Tensor | None) -> torch.dtype:
-    if "dtype" in attrs:
-        dtype = _TORCH_DTYPES[attrs["dtype"]]
-    else:
-        dtype = like.dtype if like is not None else torch.float32
-    return attrs["_float_dtype"] if dtype.is_floating_point and attrs["_float_dtype"] is not None else dtype
-
-
-@register("RandomNormal", "RandomNormalLike")
-def _random_normal(args, attrs):
-    like = args[0] if args else None
-    shape = like.shape if like is not None else tuple(attrs["shape"])
-    noise = torch.randn(shape, dtype=_random_dtype(attrs, like))
-    return noise * float(attrs.get("scale", 1.0)) + float(attrs.get("mean", 0.0))
-
-
-@register("RandomUniform", "RandomUniformLike")
-def _random_uniform(args, attrs):
-    like = args[0] if args else None
-    shape = like.shape if like is not None else tuple(attrs["shape"])
-    low, high = float(attrs.get("low", 0.0)), float(attrs.get("high", 1.0))
-    return torch.rand(shape, dtype=_random_dtype(attrs, like)) * (high - low) + low
-
-
-@register("Multinomial")
-def _multinomial(args, attrs):
-    """Input: unnormalized log-probabilities [batch, classes]; output: sample_size draws with replacement."""
-    logits = args[0].detach()
-    draws = torch.multinomial(torch.softmax(logits.float(), dim=1), int(attrs.get("sample_size", 1)), replacement=True)
-    return draws.to(_TORCH_DTYPES[attrs.get("dtype", onnx.TensorProto.INT32)])
-
-
-@register("Bernoulli")
-def _bernoulli(args, attrs):
-    p = args[0].detach()
-    return torch.bernoulli(p.float()).to(_random_dtype(attrs, p))
-
-
-def graph_is_stochastic(model: onnx.ModelProto) -> bool:
-    """True when the graph draws random numbers on each run (a stochastic defense)."""
-    return any(node.op_type in RANDOM_OPS for node in model.graph.node)

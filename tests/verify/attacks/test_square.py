@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+import torch
+
+from deploy_robust.verify import attacks
+
+
+@pytest.fixture
+def scores(digits_model):
+    """The model seen as a black box: numpy images in, numpy logits out."""
+    def run(batch):
+        with torch.no_grad():
+            return digits_model(torch.from_numpy(batch)).numpy()
+    return run
+
+
+def test_square_attacks_with_scores_only(scores, digits_test):
+    x, y = next(digits_test.batches(100))
+    adv, queries = attacks.square_linf(scores, x, y, 0.2, queries=300)
+    assert np.abs(adv - x).max() <= 0.2 + 1e-6 and queries <= 300
+    assert (scores(adv).argmax(1) == y).mean() < (scores(x).argmax(1) == y).mean() - 0.2
+
+
+def test_square_l2_stays_in_the_ball_and_finds_adversarials(scores, digits_test):
+    x, y = next(digits_test.batches(100))
+    adv, queries = attacks.square_l2(scores, x, y, 1.5, queries=300)
+    norms = np.sqrt(((adv - x) ** 2).reshape(len(x), -1).sum(1))
+    assert norms.max() <= 1.5 + 1e-4 and adv.min() >= 0 and adv.max() <= 1 and queries <= 300
+    assert (scores(adv).argmax(1) == y).mean() < (scores(x).argmax(1) == y).mean() - 0.2
+
+
+def test_averaged_scores_average_probabilities_over_draws():
+    draws = [np.array([[2.0, 0.0]]), np.array([[0.0, 3.0]])]
+    calls = iter(draws * 3)
+    got = attacks.averaged_scores(lambda x: next(calls), 2)(np.zeros((1, 1)))
+    probs = [np.exp(d) / np.exp(d).sum() for d in draws]
+    np.testing.assert_allclose(np.exp(got), (probs[0] + probs[1]) / 2, rtol=1e-9)
