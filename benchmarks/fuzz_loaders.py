@@ -18,8 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def campaign(examples: int, seed: int) -> dict:
-    done = subprocess.run([sys.executable, "-m", "tests.security.fuzz", "--examples", str(examples), "--seed", str(seed)],
-                          cwd=REPO, capture_output=True, text=True, check=True)
+    command = [sys.executable, "-m", "tests.security.fuzz", "--examples", str(examples), "--seed", str(seed)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     return {"examples": examples, "seed": seed, "cases": result["cases"], "failures": result["failure_count"],
             "failure_samples": result["failures"], "peak_rss_mib": round(result["peak_rss_mib"]),

@@ -204,7 +204,8 @@ def _pickle_edit(data: bytes, draw) -> bytes:
     if not ops:
         return _edit(data, draw)
     name, pos = draw(st.sampled_from(ops))
-    width = {"BINPUT": 1, "BINGET": 1, "BININT1": 1, "BININT2": 2, "LONG_BINPUT": 4, "LONG_BINGET": 4, "BININT": 4}[name]
+    width = {"BINPUT": 1, "BINGET": 1, "BININT1": 1, "BININT2": 2,
+             "LONG_BINPUT": 4, "LONG_BINGET": 4, "BININT": 4}[name]
     value = draw(st.sampled_from([2 ** 20, 2 ** 28, 2 ** 31 - 1, 2 ** 32 - 1]))
     if name.endswith(("PUT", "GET")):
         code = b"r" if name.endswith("PUT") else b"j"   # LONG_BINPUT / LONG_BINGET
