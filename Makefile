@@ -23,10 +23,12 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check --quiet .
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "$(PYTEST_SELECT)"
 
 test-all: setup
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check --quiet .
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS)
 
 clean:

@@ -1,7 +1,6 @@
 """The codebase's own rules, checked from its source: each concept table defined once, no function too long to read."""
 
 import ast
-from pathlib import Path
 
 from tests.conftest import REPO
 

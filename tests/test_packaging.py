@@ -1,12 +1,13 @@
 """The layout the design names: top-level exporters/, calibrators/, kernels/ install under deploy_robust."""
 
 import importlib
-import pytest
-
-tomllib = pytest.importorskip("tomllib")
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
+
+tomllib = pytest.importorskip("tomllib")
 
 
 def test_mapped_subpackages_resolve_to_top_level_folders():

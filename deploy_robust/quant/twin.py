@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from torch import nn
 
 from deploy_robust.onnx_torch import OPS, OnnxGraphModule
 from deploy_robust.quant.ste import ste_round

@@ -55,7 +55,6 @@ def test_cache_round_trip_and_refusals(tmp_path):
 
 def test_a_fixed_batch_graph_is_calibrated_in_chunks_on_exactly_the_given_images(tmp_path):
     import numpy as np
-    import torch
     from torch import nn
 
     from deploy_robust.calibrators.collect import stream_tensors

@@ -79,7 +79,8 @@ def _engine(model, x, optimize=True):
 def _fused_ops(model):
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    import tempfile, os
+    import tempfile
+    import os
     with tempfile.TemporaryDirectory() as tmp:
         options.optimized_model_filepath = os.path.join(tmp, "opt.onnx")
         ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -164,7 +165,8 @@ def test_int4_is_stored_packed_and_small():
 def test_mixed_fp16_layer_gets_casts():
     torch.manual_seed(0)
     graph = export_float_onnx(make_tiny(), InputSpec((3, 16, 16), 5)).model
-    import tempfile, os
+    import tempfile
+    import os
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "plan.yaml")
         open(path, "w").write("default: int8\nlayers:\n  conv2: fp16\n")

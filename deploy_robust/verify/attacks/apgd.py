@@ -4,6 +4,7 @@ targeted version over the top-ranked classes."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 
@@ -86,6 +87,10 @@ def ranked_targets(model: TorchModel, x: torch.Tensor, y: torch.Tensor, count: i
     return targets
 
 
+def _targeted(z: torch.Tensor, labels: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return dlr_targeted_loss(z, labels, target)
+
+
 def apgd_targeted(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int = 100,
                   targets: int = 9, restarts: int = 1, eot: int = 1, seed: int = 0) -> torch.Tensor:
     """APGD-T: APGD on the targeted DLR loss toward each of the `targets` classes the clean
@@ -97,7 +102,7 @@ def apgd_targeted(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: T
         if idx.numel() == 0:
             break
         run = Best(x[idx])
-        loss = lambda z, labels, t=target[idx]: dlr_targeted_loss(z, labels, t)
+        loss = partial(_targeted, target=target[idx])
         apgd(model, x[idx], y[idx], threat, steps=steps, loss=loss, restarts=restarts, eot=eot, seed=seed + k, best=run)
         best.merge(idx, run)
     return best.x
