@@ -1,4 +1,5 @@
-"""Exporters: torch module -> ONNX graphs (float now; Q/DQ profiles, INT4 packing and TensorRT engines build on these)."""
+"""Exporters: torch module -> float ONNX graph, then the Q/DQ rewrite for a target's profile (INT8, INT4 packing, trained
+grids, TensorRT's placement rules, FP32 fallback). TensorRT engines are built by the runtime (runtimes.tensorrt_engine)."""
 
 from deploy_robust.exporters.float_onnx import export_float_onnx
 
