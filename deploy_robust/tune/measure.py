@@ -73,7 +73,7 @@ def latency_model(layers, uniform: dict[str, tuple[Bundle, float]], fp32_ms: flo
     """Per layer: precision -> predicted latency change against FP32, from the uniform bundles' measured
     changes shared out by the MACs of the layers each bundle really runs at that precision."""
     model = []
-    realized = {p: {layer["name"]: layer["precision"] for layer in bundle.manifest.document["precision"].get("layers", [])}
+    realized = {p: {layer["name"]: layer["precision"] for layer in bundle.manifest.precision.layers}
                 for p, (bundle, _) in uniform.items()}
     for layer in layers:
         options = {}
