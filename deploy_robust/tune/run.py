@@ -42,6 +42,7 @@ from deploy_robust.errors import UserError
 from deploy_robust.private_files import check_folders_below, read_private, sha256_of, write_private
 from deploy_robust.export import export_bundle
 from deploy_robust.ingest import LoadedModel
+from deploy_robust.ingest.kinds import attack_plan_for
 from deploy_robust.progress import bar
 from deploy_robust.targets import get_target
 from deploy_robust.tune import measure
@@ -218,7 +219,8 @@ class _Tune:
         def compute():
             data = self.data.skip(skip) if skip else self.data
             doc = run_verify(bundle, data, self.s.threat, n=n, suite=suite, backend=self.backend, sweep=None,
-                             seed=self.s.seed, resume=True, layout="contiguous")
+                             seed=self.s.seed, resume=True, layout="contiguous",
+                             defense_plan=attack_plan_for(bundle.manifest))   # e.g. an ensemble's majorities
             return {k: doc[k] for k in ("robust_accuracy", "robust_accuracy_ci95", "clean_accuracy",
                                         "clean_accuracy_ci95", "per_example")} | {"flags": [f["flag"] for f in doc["flags"]]}
         return self.cache.get(f"verify/{bundle.manifest.model.sha256}/{suite}/{skip}+{n}/{self.s.threat.norm}/"
