@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from deploy_robust.data import load_dataset
 from deploy_robust.errors import UserError
 from deploy_robust.evaluate import evaluate
 from deploy_robust.runtimes import BACKENDS, create_runner
+from deploy_robust.verify.document import VerifySummary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,12 +113,9 @@ def _print(documents: list[dict]) -> None:
 def _frontier_accuracies(bundles, data) -> dict:
     """Clean (and robust) accuracy per bundle for the frontier, checked before anything is measured: robust
     figures only from verify.json files made under one threat model and sample, clean ones from --data."""
-    verified = {b.path: json.loads((b.path / "verify.json").read_text()) for b in bundles if (b.path / "verify.json").is_file()}
-    setups = {(v["threat_model"]["norm"], v["threat_model"]["eps"], v["data"]["n"], v["data"]["name"], v["suite"])
-              for v in verified.values()}
-    if len(setups) > 1:
-        described = "; ".join(f"{p.name}: {v['threat_model']['description']}, n={v['data']['n']}, suite {v['suite']}"
-                              for p, v in verified.items())
+    verified = {b.path: VerifySummary.read(b.path / "verify.json") for b in bundles if (b.path / "verify.json").is_file()}
+    if len({v.setting for v in verified.values()}) > 1:
+        described = "; ".join(f"{p.name}: {v.threat}, n={v.n}, suite {v.suite}" for p, v in verified.items())
         raise UserError(f"--frontier: the bundles were verified under different settings ({described}); verify them "
                         "under one threat model and sample so their robust accuracies share an axis")
     missing = [b for b in bundles if b.path not in verified]
@@ -135,15 +132,15 @@ def _frontier_accuracies(bundles, data) -> dict:
     for bundle in bundles:
         if bundle.path in verified:
             v = verified[bundle.path]
-            points[bundle.path] = {"clean_accuracy": v["clean_accuracy"], "robust_accuracy": v["robust_accuracy"],
-                                   "robust_ci95": v.get("robust_accuracy_ci95")}
+            points[bundle.path] = {"clean_accuracy": v.clean_accuracy, "robust_accuracy": v.robust_accuracy,
+                                   "robust_ci95": list(v.robust_ci95)}
         else:
             points[bundle.path] = {"clean_accuracy": evaluate(create_runner("ort-cpu", bundle),
                                                               datasets[bundle.spec.shape]).accuracy}
     label = None
     if verified:
         v = next(iter(verified.values()))
-        label = f"robust (verify: {v['threat_model']['description']}, n={v['data']['n']}, 95% CI)"
+        label = f"robust (verify: {v.threat}, n={v.n}, 95% CI)"
     return {"points": points, "label": label}
 
 

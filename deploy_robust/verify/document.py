@@ -7,16 +7,55 @@ the earlier ones left robust, and `points_attacked` how many it ran on."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from deploy_robust.errors import UserError
 from deploy_robust.stats import wilson_interval
 from deploy_robust.verify.cost import describe as describe_passes
 from deploy_robust.verify.suites import Randomness
 
 SCHEMA = "deploy-robust/verify"
 SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class VerifySummary:
+    """What other commands read from a verify.json: the setting it was made under and its headline figures."""
+
+    norm: str
+    eps: float
+    threat: str              # the threat model as described in the report
+    data: str
+    n: int
+    suite: str
+    clean_accuracy: float
+    robust_accuracy: float
+    robust_ci95: tuple[float, float]
+
+    @property
+    def setting(self) -> tuple:
+        """Two summaries whose figures share an axis have the same setting."""
+        return self.norm, self.eps, self.n, self.data, self.suite
+
+    @classmethod
+    def read(cls, path: Path) -> "VerifySummary":
+        """The summary of the verify.json at `path`; a malformed or foreign file is one UserError."""
+        try:
+            doc = json.loads(Path(path).read_text())
+            if doc.get("schema") != SCHEMA:
+                raise ValueError(f"schema is {doc.get('schema')!r}, not {SCHEMA}")
+            threat, data = doc["threat_model"], doc["data"]
+            lo, hi = doc["robust_accuracy_ci95"]
+            return cls(str(threat["norm"]), float(threat["eps"]), str(threat["description"]), str(data["name"]),
+                       int(data["n"]), str(doc["suite"]), float(doc["clean_accuracy"]), float(doc["robust_accuracy"]),
+                       (float(lo), float(hi)))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
+            raise UserError(f"{path}: not a verify.json deploy-robust reads ({type(e).__name__}: {e})") from None
 
 
 def result_document(bundle, data, threat, suite, seed, backend, plan, merged, randomness: Randomness, zero_grad: int,

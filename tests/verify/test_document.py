@@ -42,3 +42,24 @@ def test_a_stochastic_engine_counts_a_point_only_if_every_pass_is_right():
     doc = _doc([0, 1], [0, 1, 0, 1], [True, True, True, False], [True, True, True, True], passes=2)
     assert doc["robust_accuracy"] == 0.5 and doc["expected_robust_accuracy"] == pytest.approx(0.75)
     assert doc["stochastic_engine"]["scoring_passes"] == 2 and "robust_accuracy_definition" in doc
+
+
+def test_the_summary_reader_reads_what_verify_writes_and_refuses_anything_else(tmp_path):
+    import json
+
+    import pytest
+
+    from deploy_robust.errors import UserError
+    from deploy_robust.verify.document import SCHEMA, VerifySummary
+
+    doc = {"schema": SCHEMA, "threat_model": {"norm": "linf", "eps": 0.1, "description": "L-inf, eps 0.1"},
+           "data": {"name": "digits:test", "n": 50}, "suite": "quick", "clean_accuracy": 0.98,
+           "robust_accuracy": 0.7, "robust_accuracy_ci95": [0.56, 0.81]}
+    path = tmp_path / "verify.json"
+    path.write_text(json.dumps(doc))
+    summary = VerifySummary.read(path)
+    assert summary.setting == ("linf", 0.1, 50, "digits:test", "quick") and summary.robust_ci95 == (0.56, 0.81)
+    for bad in ({**doc, "schema": "other"}, {k: v for k, v in doc.items() if k != "suite"}, [1, 2]):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(UserError, match="not a verify.json deploy-robust reads"):
+            VerifySummary.read(path)
