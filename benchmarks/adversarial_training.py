@@ -27,10 +27,11 @@ from common import CIFAR_CALIB, SHARED  # noqa: E402
 from machine import save_result  # noqa: E402
 
 from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.export import export_bundle  # noqa: E402
+from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
 from deploy_robust.ingest import load_model  # noqa: E402
 from deploy_robust.model.model_file import MODEL_KEY  # noqa: E402
 from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
+from deploy_robust.verify.options import VerifyOptions  # noqa: E402
 
 TEST = SHARED / "datasets" / "cifar10_test_first1017.npz"
 
@@ -62,8 +63,9 @@ def main() -> None:
             row = {"run": name, "command": shown, "seconds": training["seconds"],
                    "training_eval": training["evaluation"], "weights_sha256": digests[name]}
             if name != "pgd (same seed, again)":
-                bundle = export_bundle(load_model(path), Path(tmp) / f"bundle_{len(rows)}", "fp32")
-                verified = run_verify(bundle, test, ThreatModel("linf", 2 / 255), n=args.n, suite="quick", sweep=None)
+                bundle = export_bundle(load_model(path), Path(tmp) / f"bundle_{len(rows)}", ExportOptions("fp32"))
+                verified = run_verify(bundle, test, ThreatModel("linf", 2 / 255),
+                                      VerifyOptions(n=args.n, suite="quick", sweep=None))
                 row["verify"] = {"clean": verified["clean_accuracy"], "robust": verified["robust_accuracy"],
                                  "robust_ci95": verified["robust_accuracy_ci95"], "suite": "quick", "n": args.n}
             rows.append(row)

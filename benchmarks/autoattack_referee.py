@@ -30,9 +30,10 @@ from machine import save_result  # noqa: E402
 
 from deploy_robust import zoo  # noqa: E402
 from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.export import export_bundle  # noqa: E402
+from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
 from deploy_robust.ingest import LoadedModel  # noqa: E402
 from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
+from deploy_robust.verify.options import VerifyOptions
 
 CIFAR_TEST = "cifar10_test_first1017.npz"
 MODELS = [("mnist_cnn_a_adv.model", "mnist_test.npz", 0.3, None),
@@ -75,9 +76,10 @@ def main() -> None:
         n = n or args.n
         data = load_dataset(SHARED / "datasets" / test, loaded.spec.shape).take(n)
         with tempfile.TemporaryDirectory() as tmp:
-            bundle = export_bundle(loaded, Path(tmp) / "fp32", "fp32")
+            bundle = export_bundle(loaded, Path(tmp) / "fp32", ExportOptions("fp32"))
             start = time.perf_counter()
-            ours = run_verify(bundle, data, ThreatModel("linf", eps), n=n, suite=args.suite, sweep=None, resume=False)
+            ours = run_verify(bundle, data, ThreatModel("linf", eps),
+                              VerifyOptions(n=n, suite=args.suite, sweep=None, resume=False))
             ours_seconds = time.perf_counter() - start
         model = loaded.reference().eval()
         x, y = torch.from_numpy(data.as_float()), torch.from_numpy(data.labels)

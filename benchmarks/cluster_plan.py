@@ -29,6 +29,7 @@ from machine import save_result  # noqa: E402
 from deploy_robust.data import load_dataset  # noqa: E402
 from deploy_robust.export import export_bundle  # noqa: E402
 from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
+from deploy_robust.verify.options import VerifyOptions
 
 IMAGES = 50_000
 
@@ -48,8 +49,8 @@ def main() -> None:
         sys.exit("needs ../shared/data")
     bundle = export_bundle(loaded, Path(tempfile.mkdtemp()) / "fp32")
     data = load_dataset(SHARED / "datasets" / "cifar10_test_first1017.npz", loaded.spec.shape)
-    doc = run_verify(bundle, data, ThreatModel("linf", 2 / 255), n=args.n, suite="autoattack-standard", sweep=None,
-                     resume=False)
+    doc = run_verify(bundle, data, ThreatModel("linf", 2 / 255),
+                     VerifyOptions(n=args.n, suite="autoattack-standard", sweep=None, resume=False))
     per_point = {}
     for attack in doc["attacks"]:
         points = max(attack["points_attacked"], 1)

@@ -10,7 +10,7 @@ import torch
 
 from deploy_robust import zoo
 from deploy_robust.data import Dataset, load_dataset
-from deploy_robust.export import export_bundle
+from deploy_robust.export import ExportOptions, export_bundle
 from deploy_robust.ingest import LoadedModel, load_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -45,7 +45,7 @@ def export_variants(loaded: LoadedModel, root: Path, variants: list[tuple[str, s
     out = {}
     for precision, target in variants:
         name = f"{precision}-{target}"
-        out[f"{precision}/{target}"] = export_bundle(loaded, root / name, precision, target, calib=calib)
+        out[f"{precision}/{target}"] = export_bundle(loaded, root / name, ExportOptions(precision, target), calib=calib)
     return out
 
 

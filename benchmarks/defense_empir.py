@@ -32,10 +32,11 @@ from machine import save_result  # noqa: E402
 from deploy_robust.cli import main as cli  # noqa: E402
 from deploy_robust.data import load_dataset  # noqa: E402
 from deploy_robust.defenses import empir  # noqa: E402
-from deploy_robust.export import export_bundle  # noqa: E402
+from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
 from deploy_robust.ingest import LoadedModel, load_model  # noqa: E402
 from deploy_robust.runtimes import create_runner  # noqa: E402
 from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
+from deploy_robust.verify.options import VerifyOptions
 
 CASES = [("mnist", MNIST_CALIB, "mnist_test.npz", ["w2a4", "w2a4", "fp32"], 0.1, 4),
          ("cifar", CIFAR_CALIB, "cifar10_test_first1017.npz", ["w4a2", "w2a2", "fp32"], 2 / 255, 15)]
@@ -67,7 +68,7 @@ def main() -> None:
         test = load_dataset(SHARED / "datasets" / test_file, loaded.spec.shape)
         threat = ThreatModel("linf", eps)
         # the members on INT8 kernels (--precision int8), checked against the float-kernel export on the whole test set
-        ensemble = export_bundle(loaded, root / "ensemble", "int8")
+        ensemble = export_bundle(loaded, root / "ensemble", ExportOptions("int8"))
         float_form = export_bundle(loaded, root / "ensemble_fp32")
         x = test.as_float()
         int8_votes, int8_log_probs, _ = create_runner("ort-cpu", ensemble).infer_outputs(x)
@@ -77,14 +78,16 @@ def main() -> None:
                "int8_vs_float_kernels": {"images": len(x), "vote_agreement": float((int8_votes.argmax(1) == float_votes.argmax(1)).mean()),
                                          "max_abs_log_prob_diff": float(abs(int8_log_probs - float_log_probs).max()),
                                          "quantized_convs_on_int8": sum(layer["precision"] == "int8" for layer in ensemble.manifest.precision.layers)},
-               "naive_attack_on_vote": summary(run_verify(ensemble, test, threat, attack_output="logits", **run)),
-               "verified_consistent_loss": summary(run_verify(ensemble, test, threat, defense_plan=empir.KIND.attack_plan, **run)),
+               "naive_attack_on_vote": summary(run_verify(ensemble, test, threat,
+                                                          VerifyOptions(attack_output="logits", **run))),
+               "verified_consistent_loss": summary(run_verify(ensemble, test, threat, VerifyOptions(**run),
+                                                              defense_plan=empir.KIND.attack_plan)),
                "majority_attacks": True}  # verify also attacks every majority of members (since this field)
         row["member_alone"] = []
         for index, (name, net) in enumerate(zip(members, loaded.module.members)):
             single = LoadedModel(net, loaded.spec, {"file": f"member {index}", "format": "empir member"})
             bundle = export_bundle(single, root / f"member{index}")
-            row["member_alone"].append({"member": name} | summary(run_verify(bundle, test, threat, **run)))
+            row["member_alone"].append({"member": name} | summary(run_verify(bundle, test, threat, VerifyOptions(**run))))
         best = max(m["robust_accuracy"] for m in row["member_alone"])
         row["verified_minus_best_member_pt"] = round(100 * (row["verified_consistent_loss"]["robust_accuracy"] - best), 1)
         row["goal_met"] = row["verified_minus_best_member_pt"] <= 2.0

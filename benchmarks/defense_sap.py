@@ -34,6 +34,7 @@ from deploy_robust.export import export_bundle  # noqa: E402
 from deploy_robust.runtimes import create_runner  # noqa: E402
 from deploy_robust.stats import wilson_interval  # noqa: E402
 from deploy_robust.verify import ThreatModel, attacks, parse_eps, run_verify  # noqa: E402
+from deploy_robust.verify.options import VerifyOptions
 from deploy_robust.verify.protocol import attack_twin  # noqa: E402
 
 
@@ -69,7 +70,7 @@ def main() -> None:
     row["sap_naive_pgd20_one_draw"] = naive_pgd(sap, data, threat)
     print(f"naive PGD-20 on SAP: {100 * row['sap_naive_pgd20_one_draw']:.1f}%", flush=True)
     for name, bundle in (("base", base), ("sap", sap)):
-        doc = run_verify(bundle, data, threat, n=len(data), suite=args.suite, sweep=None, resume=False)
+        doc = run_verify(bundle, data, threat, VerifyOptions(n=len(data), suite=args.suite, sweep=None, resume=False))
         k = int(round(doc["robust_accuracy"] * len(data)))
         row[f"{name}_verify"] = {
             "clean_accuracy": doc["clean_accuracy"], "robust_accuracy": doc["robust_accuracy"],

@@ -28,6 +28,7 @@ from deploy_robust.data import load_dataset  # noqa: E402
 from deploy_robust.defenses.squeeze import apply_squeezing  # noqa: E402
 from deploy_robust.export import export_bundle  # noqa: E402
 from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
+from deploy_robust.verify.options import VerifyOptions
 
 CASES = [("mnist_cnn_a_adv.model", "mnist_test.npz", MNIST_CALIB, 0.3, "bits:1,median:2"),
          ("cifar_cnn_a_adv.model", "cifar10_test_first1017.npz", CIFAR_CALIB, 2 / 255, "bits:5,median:2")]
@@ -53,7 +54,7 @@ def main() -> None:
         row = {"model": model_file, "eps": eps, "squeezers": squeezers, "n": args.n, "suite": args.suite}
         run = dict(n=args.n, suite=args.suite, sweep=None, resume=False)
         for name, bpda in (("base", True), ("squeeze_no_bpda", False), ("squeeze", True)):
-            doc = run_verify(bundles[name.split("_")[0]], test, threat, bpda=bpda, **run)
+            doc = run_verify(bundles[name.split("_")[0]], test, threat, VerifyOptions(bpda=bpda, **run))
             row[name] = {"clean_accuracy": doc["clean_accuracy"], "robust_accuracy": doc["robust_accuracy"],
                          "robust_accuracy_ci95": doc["robust_accuracy_ci95"],
                          "gradient_attacks_only": doc["robust_accuracy_gradient_attacks_only"],
@@ -61,7 +62,7 @@ def main() -> None:
             print(f"{model_file} {name}: clean {100 * doc['clean_accuracy']:.1f}%, robust {100 * doc['robust_accuracy']:.1f}% "
                   f"(gradient attacks alone {100 * doc['robust_accuracy_gradient_attacks_only']:.1f}%), "
                   f"flags {row[name]['flags']}", flush=True)
-        doc = run_verify(bundles["detect"], test, threat, **run)
+        doc = run_verify(bundles["detect"], test, threat, VerifyOptions(**run))
         row["detect"] = doc["detector"] | {"clean_accuracy": doc["clean_accuracy"],
                                            "threshold_set_on": bundles["detect"].manifest.defense.fields["threshold_set_on"]}
         d = row["detect"]

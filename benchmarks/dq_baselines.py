@@ -30,12 +30,13 @@ from common import CIFAR_CALIB, MNIST_CALIB, SHARED, shared_model  # noqa: E402
 from machine import save_result  # noqa: E402
 
 from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.export import export_bundle  # noqa: E402
+from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
 from deploy_robust.ingest import load_model  # noqa: E402
 from deploy_robust.model.model_file import save_model_file  # noqa: E402
 from deploy_robust.train import pgd_training  # noqa: E402
 from deploy_robust.transforms.dq import DQRequest, defensive_quantization  # noqa: E402
 from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
+from deploy_robust.verify.options import VerifyOptions  # noqa: E402
 
 SETUPS = {  # name -> (checkpoint, train, test, training eps, verify eps, epochs)
     "mnist": ("mnist_cnn_a_adv.model", MNIST_CALIB, SHARED / "datasets" / "mnist_test.npz", 0.3, (0.3,), 3),
@@ -84,10 +85,11 @@ def main() -> None:
             for method, bits, report, seconds, loaded in variants:
                 precision = "fp32" if bits == "fp32" else "int8"
                 calib = train if loaded is original and precision == "int8" else None
-                bundle = export_bundle(loaded, Path(tmp) / f"bundle{len(rows)}", precision, calib=calib)
+                bundle = export_bundle(loaded, Path(tmp) / f"bundle{len(rows)}", ExportOptions(precision), calib=calib)
                 for eps in eps_list:
-                    doc = run_verify(bundle, test, ThreatModel("linf", eps), n=args.n, suite=args.suite,
-                                     reference=original.reference(), sweep=None)
+                    doc = run_verify(bundle, test, ThreatModel("linf", eps),
+                                     VerifyOptions(n=args.n, suite=args.suite, sweep=None),
+                                     reference=original.reference())
                     norms = (report or {}).get("spectral_norms", {})
                     row = {"model": name, "checkpoint": checkpoint, "method": method, "bits": bits, "eps": eps,
                            "n": args.n, "suite": args.suite, "clean": doc["clean_accuracy"],

@@ -19,7 +19,7 @@ sys.path.insert(0, str(HERE))
 from common import SHARED, calibration_for, interleaved_throughput  # noqa: E402
 from machine import save_result  # noqa: E402
 
-from deploy_robust.export import export_bundle  # noqa: E402
+from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
 from deploy_robust.ingest import load_model  # noqa: E402
 from deploy_robust.quant.plan import layer_name, weighted_nodes  # noqa: E402
 from deploy_robust.runtimes import create_runner  # noqa: E402
@@ -43,9 +43,11 @@ def main() -> None:
             fp32 = export_bundle(loaded, root / "fp32")
             _, weight = next(iter(weighted_nodes(onnx.load(str(fp32.model_path)))))
             (root / "all.yaml").write_text(f'default: int8\nlayers:\n  "{layer_name(weight.name)}": int8\n')
-            bundles = {"fp32": fp32, "int8 (rule: first conv FP32)": export_bundle(loaded, root / "rule", "int8", calib=calib),
-                       "int8 (every conv quantized)": export_bundle(loaded, root / "all", "mixed", calib=calib,
-                                                                    plan_file=root / "all.yaml")}
+            bundles = {"fp32": fp32, "int8 (rule: first conv FP32)": export_bundle(loaded, root / "rule",
+                                                                                   ExportOptions("int8"), calib=calib),
+                       "int8 (every conv quantized)": export_bundle(loaded, root / "all",
+                                                                    ExportOptions("mixed", plan_file=root / "all.yaml"),
+                                                                    calib=calib)}
             runners = {k: create_runner("ort-cpu", b, threads=args.threads) for k, b in bundles.items()}
             results = interleaved_throughput(runners, [1, 32], args.rounds, args.seconds, loaded.spec.shape)
         fp32_by = {r["batch"]: r["throughput_median"] for r in results if r["variant"] == "fp32"}

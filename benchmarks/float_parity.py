@@ -22,7 +22,7 @@ from machine import save_result  # noqa: E402
 
 from deploy_robust.data import load_dataset  # noqa: E402
 from deploy_robust.evaluate import compare_logits, evaluate  # noqa: E402
-from deploy_robust.export import export_bundle  # noqa: E402
+from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
 from deploy_robust.ingest import load_model  # noqa: E402
 from deploy_robust.runtimes import create_runner  # noqa: E402
 
@@ -43,7 +43,7 @@ def measure(checkpoint: str, data: str, workdir: Path) -> dict:
     row = {"model": checkpoint, "dataset": data, "n": len(dataset), "torch_accuracy": reference.accuracy}
     for precision in ("fp32", "fp16"):
         start = time.perf_counter()
-        bundle = export_bundle(loaded, workdir / f"{checkpoint}-{precision}", precision)
+        bundle = export_bundle(loaded, workdir / f"{checkpoint}-{precision}", ExportOptions(precision))
         seconds = time.perf_counter() - start
         engine = evaluate(create_runner("ort-cpu", bundle), dataset)
         agreement = compare_logits(engine.logits, reference.logits)

@@ -38,7 +38,7 @@ from common import calibration_for, interleaved_throughput, resnet18_random  # n
 from machine import save_result  # noqa: E402
 from train_resnet18_cifar import CHECKPOINT  # noqa: E402
 
-from deploy_robust.export import export_bundle  # noqa: E402
+from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
 from deploy_robust.ingest import LoadedModel, load_model  # noqa: E402
 from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner  # noqa: E402
 from deploy_robust.transforms.gdws import GDWSConv2d, GDWSPlan, apply_gdws  # noqa: E402
@@ -126,7 +126,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = {}
         for i, (name, loaded, precision) in enumerate(builds):
-            bundle = export_bundle(loaded, Path(tmp) / str(i), precision, calib=calib if precision == "int8" else None)
+            bundle = export_bundle(loaded, Path(tmp) / str(i), ExportOptions(precision),
+                                   calib=calib if precision == "int8" else None)
             paths[f"{name} {precision}"] = bundle.model_path
         runners = {name: OnnxRuntimeRunner(path, threads=args.threads) for name, path in paths.items()}
         for runner in runners.values():

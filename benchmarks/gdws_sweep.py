@@ -33,12 +33,13 @@ from train_resnet18_cifar import CHECKPOINT  # noqa: E402
 from deploy_robust.bench.plots import _axes, _save  # noqa: E402
 from deploy_robust.data import load_dataset  # noqa: E402
 from deploy_robust.evaluate import compare_logits, evaluate  # noqa: E402
-from deploy_robust.export import export_bundle  # noqa: E402
+from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
 from deploy_robust.ingest import load_model  # noqa: E402
 from deploy_robust.runtimes import create_runner  # noqa: E402
 from deploy_robust.transforms.gdws.alphas import AlphaSettings  # noqa: E402
 from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model  # noqa: E402
 from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
+from deploy_robust.verify.options import VerifyOptions  # noqa: E402
 
 TEST = SHARED / "datasets" / "cifar10_test_first1017.npz"
 SETUPS = {  # name -> (loader, eps, budgets, points)
@@ -77,11 +78,11 @@ def main() -> None:
                     rewritten, plan = rewrite_model(original, request)
                     variants.append((weighting, plan, rewritten))
             for weighting, plan, loaded in variants:
-                bundle = export_bundle(loaded, Path(tmp) / f"b{len(rows)}", "fp32")
+                bundle = export_bundle(loaded, Path(tmp) / f"b{len(rows)}", ExportOptions("fp32"))
                 fidelity = compare_logits(evaluate(create_runner("ort-cpu", bundle), test).logits,
                                           evaluate(create_runner("torch", module=loaded.reference()), test).logits)
-                doc = run_verify(bundle, test, ThreatModel("linf", eps), n=n, suite=args.suite,
-                                 reference=original.reference(), sweep=None)
+                doc = run_verify(bundle, test, ThreatModel("linf", eps),
+                                 VerifyOptions(n=n, suite=args.suite, sweep=None), reference=original.reference())
                 macs = plan.to_json()["model_macs"] if plan else None
                 row = {"model": name, "weighting": weighting, "budget": plan.budget if plan else 1.0,
                        "beta": plan.beta if plan else 0.0, "eps": eps, "n": n, "suite": args.suite,

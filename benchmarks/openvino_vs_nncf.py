@@ -21,7 +21,7 @@ from common import calibration_for, interleaved_throughput  # noqa: E402
 from machine import save_result  # noqa: E402
 from runtime_matrix import load, nncf_int8  # noqa: E402
 
-from deploy_robust.export import export_bundle  # noqa: E402
+from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
 from deploy_robust.runtimes import RuntimeOptions, create_runner  # noqa: E402
 from deploy_robust.runtimes.openvino_runner import OpenVINORunner  # noqa: E402
 
@@ -38,8 +38,8 @@ def main() -> None:
     calib = calibration_for(loaded)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        int8 = export_bundle(loaded, root / "int8", "int8", calib=calib)
-        int4 = export_bundle(loaded, root / "int4", "int4", calib=calib)
+        int8 = export_bundle(loaded, root / "int8", ExportOptions("int8"), calib=calib)
+        int4 = export_bundle(loaded, root / "int4", ExportOptions("int4"), calib=calib)
         ir = nncf_int8(export_bundle(loaded, root / "fp32").model_path, calib, root / "nncf.xml")
         runners = {}
         for streams in (1, 2):

@@ -26,7 +26,7 @@ from machine import save_result  # noqa: E402
 
 from deploy_robust.data import load_dataset  # noqa: E402
 from deploy_robust.evaluate import compare_logits, evaluate  # noqa: E402
-from deploy_robust.export import export_bundle  # noqa: E402
+from deploy_robust.export import CalibrationOptions, ExportOptions, export_bundle  # noqa: E402
 from deploy_robust.ingest import load_model  # noqa: E402
 from deploy_robust.quant.twin import twin_module  # noqa: E402
 from deploy_robust.runtimes import create_runner  # noqa: E402
@@ -45,16 +45,17 @@ def measure(checkpoint: str, sets: tuple[str, str], methods: list[str], tmp: Pat
     test = load_dataset(SHARED / "datasets" / sets[0], loaded.spec.shape)
     calib = load_dataset(SHARED / "datasets" / sets[1], loaded.spec.shape)
     reference = evaluate(create_runner("torch", module=loaded.reference()), test)
-    fp32 = export_bundle(loaded, tmp / "fp32", "fp32")
+    fp32 = export_bundle(loaded, tmp / "fp32", ExportOptions("fp32"))
     rows = []
     runs = ([(p, t, "mse", "gptq", None) for p, t in VARIANTS]
             + [(p, "ort-cpu", "mse", "nearest", None) for p in ("int8", "int4")]
             + [("int8", "ort-cpu", "mse", "gptq", 0.99)]
             + [("int8", "ort-cpu", m, "gptq", None) for m in methods if m != "mse"])
     for precision, target, method, rounding, min_agreement in runs:
-        bundle = export_bundle(loaded, tmp / f"{precision}-{target}-{method}-{rounding}-{min_agreement}", precision,
-                               target, calib=calib, calib_method=method, weight_rounding=rounding,
-                               min_agreement=min_agreement)
+        bundle = export_bundle(loaded, tmp / f"{precision}-{target}-{method}-{rounding}-{min_agreement}",
+                               ExportOptions(precision, target, weight_rounding=rounding, min_agreement=min_agreement,
+                                             calibration=CalibrationOptions(method=method)),
+                               calib=calib)
         engine = evaluate(create_runner("ort-cpu", bundle), test)
         twin = evaluate(TorchRunner(twin_module(bundle.model_path)), test)
         rows.append({"model": checkpoint, "precision": precision, "target": target, "calib_method": method,

@@ -23,7 +23,7 @@ from common import calibration_for, interleaved_throughput, resnet18_random  # n
 from machine import save_result  # noqa: E402
 
 from deploy_robust.data import Dataset  # noqa: E402
-from deploy_robust.export import export_bundle  # noqa: E402
+from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
 from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner  # noqa: E402
 
 
@@ -54,9 +54,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         paths = {
-            "fp32": export_bundle(loaded, tmp / "fp32", "fp32").model_path,
-            "int8 ort-cpu (ours)": export_bundle(loaded, tmp / "int8", "int8", "ort-cpu", calib=calib).model_path,
-            "int4 ort-cpu (ours)": export_bundle(loaded, tmp / "int4", "int4", "ort-cpu", calib=calib).model_path,
+            "fp32": export_bundle(loaded, tmp / "fp32", ExportOptions("fp32")).model_path,
+            "int8 ort-cpu (ours)": export_bundle(loaded, tmp / "int8", ExportOptions("int8", "ort-cpu"), calib=calib).model_path,
+            "int4 ort-cpu (ours)": export_bundle(loaded, tmp / "int4", ExportOptions("int4", "ort-cpu"), calib=calib).model_path,
         }
         paths["ort quantize_static (default)"] = ort_quantize_static_default(paths["fp32"], calib, tmp / "ort_static.onnx")
         sizes = {name: path.stat().st_size for name, path in paths.items()}

@@ -27,9 +27,10 @@ from common import CIFAR_CALIB, MNIST_CALIB, SHARED, shared_model  # noqa: E402
 from machine import save_result  # noqa: E402
 
 from deploy_robust.data import Dataset, load_dataset  # noqa: E402
-from deploy_robust.export import export_bundle  # noqa: E402
+from deploy_robust.export import CalibrationOptions, ExportOptions, export_bundle  # noqa: E402
 from deploy_robust.tune.measure import paired_drop  # noqa: E402
 from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
+from deploy_robust.verify.options import VerifyOptions
 from deploy_robust.verify.attacks import pgd  # noqa: E402
 
 MODELS = [("cifar_cnn_a_adv.model", 2 / 255, "cifar10_test_first1017.npz"),
@@ -69,13 +70,14 @@ def main() -> None:
         data = load_dataset(SHARED / "datasets" / test, loaded.spec.shape)
         fp32 = export_bundle(loaded, root / checkpoint / "fp32")
         started = time.perf_counter()
-        reference = run_verify(fp32, data, threat, n=args.n, suite=args.suite, sweep=None, resume=False)
+        reference = run_verify(fp32, data, threat, VerifyOptions(n=args.n, suite=args.suite, sweep=None, resume=False))
         row = {"model": checkpoint, "eps": eps, "n": args.n, "suite": args.suite,
                "fp32": {"robust": reference["robust_accuracy"], "clean": reference["clean_accuracy"]}}
         for name, calib in (("clean 256", clean), ("128 clean + 128 pgd", half), ("256 clean + 256 pgd", both)):
-            bundle = export_bundle(loaded, root / checkpoint / name.replace(" ", "_"), "int8", "ort-cpu", calib=calib,
-                                   calib_n=len(calib))
-            doc = run_verify(bundle, data, threat, n=args.n, suite=args.suite, sweep=None, resume=False)
+            bundle = export_bundle(loaded, root / checkpoint / name.replace(" ", "_"),
+                                   ExportOptions("int8", "ort-cpu", calibration=CalibrationOptions(n=len(calib))),
+                                   calib=calib)
+            doc = run_verify(bundle, data, threat, VerifyOptions(n=args.n, suite=args.suite, sweep=None, resume=False))
             row[name] = {"robust": doc["robust_accuracy"], "clean": doc["clean_accuracy"],
                          "robust_drop": paired_drop(reference, doc, "robust"),
                          "clean_drop": paired_drop(reference, doc, "clean"),

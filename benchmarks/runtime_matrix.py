@@ -30,7 +30,7 @@ from common import SHARED, calibration_for, interleaved_throughput, resnet18_ran
 from machine import save_result  # noqa: E402
 
 from deploy_robust.data import Dataset, load_dataset  # noqa: E402
-from deploy_robust.export import export_bundle  # noqa: E402
+from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
 from deploy_robust.ingest import LoadedModel, load_model  # noqa: E402
 from deploy_robust.runtimes import RuntimeOptions, create_runner  # noqa: E402
 from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner  # noqa: E402
@@ -90,7 +90,7 @@ def nncf_int8(fp32: Path, calib: Dataset, out: Path) -> Path:
 
 def runners_for(loaded: LoadedModel, root: Path, threads: int) -> tuple[dict, dict]:
     calib = calibration_for(loaded)
-    bundles = {p: export_bundle(loaded, root / p, p, calib=calib) for p in PRECISIONS}
+    bundles = {p: export_bundle(loaded, root / p, ExportOptions(p), calib=calib) for p in PRECISIONS}
     options = {"ort": None, "ov-f32": RuntimeOptions(threads=threads, precision_hint="f32", cache=False),
                "ov-default": RuntimeOptions(threads=threads, cache=False)}
     runners, info = {}, {}

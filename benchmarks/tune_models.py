@@ -26,7 +26,7 @@ from common import CIFAR_CALIB, SHARED, shared_model  # noqa: E402
 from machine import save_result  # noqa: E402
 
 from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.tune.run import TuneSettings, run_tune  # noqa: E402
+from deploy_robust.tune.run import TuneOptions, run_tune  # noqa: E402
 from deploy_robust.verify import ThreatModel  # noqa: E402
 
 MODELS = [("resnet2b.pth", 2 / 255), ("cifar_cnn_a_adv.model", 2 / 255)]
@@ -66,7 +66,7 @@ def main() -> None:
         row = {"model": checkpoint, "eps": eps, "batch": args.batch, "objective": args.objective,
                "space": args.space or "precision"}
         for metric in ("robust", "clean"):
-            settings = TuneSettings(ThreatModel("linf", eps), metric=metric, max_robust_drop=0.01, max_clean_drop=0.01,
+            settings = TuneOptions(ThreatModel("linf", eps), metric=metric, max_robust_drop=0.01, max_clean_drop=0.01,
                                     batch=args.batch, objective=args.objective, space=space)
             out = Path(args.out) / checkpoint / metric
             start = time.perf_counter()

@@ -19,8 +19,9 @@ from common import SHARED, calibration_for, shared_model  # noqa: E402
 from machine import save_result  # noqa: E402
 
 from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.export import export_bundle  # noqa: E402
+from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
 from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
+from deploy_robust.verify.options import VerifyOptions
 
 MODELS = [("mnist_cnn_a_adv.model", "mnist_test.npz", 0.3), ("cifar_cnn_a_adv.model", "cifar10_test_first1017.npz", 2 / 255),
           ("resnet2b.pth", "cifar10_test_first1017.npz", 2 / 255)]
@@ -39,9 +40,10 @@ def main() -> None:
         data = load_dataset(SHARED / "datasets" / test, loaded.spec.shape)
         with tempfile.TemporaryDirectory() as tmp:
             for precision in ("fp32", "int8", "int4"):
-                bundle = export_bundle(loaded, Path(tmp) / precision, precision, calib=calibration_for(loaded, 512))
-                doc = run_verify(bundle, data, ThreatModel("linf", eps), n=args.n, suite=args.suite,
-                                 reference=loaded.reference(), sweep=None)
+                bundle = export_bundle(loaded, Path(tmp) / precision, ExportOptions(precision),
+                                       calib=calibration_for(loaded, 512))
+                doc = run_verify(bundle, data, ThreatModel("linf", eps),
+                                 VerifyOptions(n=args.n, suite=args.suite, sweep=None), reference=loaded.reference())
                 row = {"model": checkpoint, "precision": precision, "eps": eps, "n": args.n, "suite": args.suite,
                        "clean_E": doc["clean_accuracy"], "clean_S": doc["models"]["S"]["clean_accuracy"],
                        "clean_R": doc["models"]["R"]["clean_accuracy"], "robust_E": doc["robust_accuracy"],

@@ -19,9 +19,10 @@ from machine import save_result  # noqa: E402
 from runtime_matrix import load  # noqa: E402
 
 from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.export import export_bundle  # noqa: E402
+from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
 from deploy_robust.runtimes import RuntimeOptions  # noqa: E402
 from deploy_robust.verify import ThreatModel, parse_eps, run_verify  # noqa: E402
+from deploy_robust.verify.options import VerifyOptions  # noqa: E402
 
 ENGINES = (("ort-cpu", None), ("openvino", RuntimeOptions(precision_hint="default")),
            ("openvino", RuntimeOptions(precision_hint="f32")))
@@ -38,10 +39,12 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for precision in ("fp32", "int8"):
-            bundle = export_bundle(loaded, Path(tmp) / precision, precision, calib=calibration_for(loaded))
+            bundle = export_bundle(loaded, Path(tmp) / precision, ExportOptions(precision),
+                                   calib=calibration_for(loaded))
             for backend, options in ENGINES:
-                doc = run_verify(bundle, data, ThreatModel("linf", parse_eps(args.eps)), n=args.n, suite=args.suite,
-                                 backend=backend, sweep=None, resume=False, runtime=options)
+                doc = run_verify(bundle, data, ThreatModel("linf", parse_eps(args.eps)),
+                                 VerifyOptions(n=args.n, suite=args.suite, backend=backend, sweep=None, resume=False,
+                                               runtime=options))
                 execution = doc["engine_execution"]
                 row = {"precision": precision, "backend": backend, "hint": options.precision_hint if options else None,
                        "executed_precision": execution["executed_precision"], "clean_accuracy": doc["clean_accuracy"],

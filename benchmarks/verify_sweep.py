@@ -20,8 +20,9 @@ from common import SHARED, shared_model  # noqa: E402
 from machine import save_result  # noqa: E402
 
 from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.export import export_bundle  # noqa: E402
+from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
 from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
+from deploy_robust.verify.options import VerifyOptions
 
 RUNS = [("mnist_cnn_a_adv.model", "mnist_test.npz", "linf", 0.3),
         ("MadryCNN_no_maxpool_tiny.pt", "mnist_test.npz", "linf", 0.3),
@@ -39,8 +40,9 @@ def main() -> None:
             sys.exit("needs ../shared/data")
         data = load_dataset(SHARED / "datasets" / test, loaded.spec.shape)
         with tempfile.TemporaryDirectory() as tmp:
-            bundle = export_bundle(loaded, Path(tmp) / "fp32", "fp32")
-            doc = run_verify(bundle, data, ThreatModel(norm, eps), n=args.n, suite="standard", resume=False)
+            bundle = export_bundle(loaded, Path(tmp) / "fp32", ExportOptions("fp32"))
+            doc = run_verify(bundle, data, ThreatModel(norm, eps),
+                             VerifyOptions(n=args.n, suite="standard", resume=False))
         row = {"model": checkpoint, "norm": norm, "eps": eps, "n": args.n, "clean": doc["clean_accuracy"],
                "robust": doc["robust_accuracy"], "eps_curve": doc["eps_curve"], "flags": [f["flag"] for f in doc["flags"]],
                "stage_seconds": doc["stage_seconds"], "seconds_total": doc["seconds_total"]}

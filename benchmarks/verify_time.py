@@ -23,6 +23,7 @@ from machine import save_result  # noqa: E402
 from deploy_robust.data import load_dataset  # noqa: E402
 from deploy_robust.export import export_bundle  # noqa: E402
 from deploy_robust.verify import ThreatModel, parse_eps, run_verify  # noqa: E402
+from deploy_robust.verify.options import VerifyOptions
 
 
 def main() -> None:
@@ -36,8 +37,9 @@ def main() -> None:
         sys.exit("needs ../shared/data (cifar_cnn_a_adv.model and the CIFAR-10 test subset)")
     data = load_dataset(SHARED / "datasets" / "cifar10_test_first1017.npz", loaded.spec.shape)
     bundle = export_bundle(loaded, Path(tempfile.mkdtemp()) / "fp32")
-    doc = run_verify(bundle, data, ThreatModel("linf", parse_eps(args.eps)), n=args.n, suite="standard",
-                     reference=loaded.reference(), backend=args.backend, sweep=None, resume=False)
+    doc = run_verify(bundle, data, ThreatModel("linf", parse_eps(args.eps)),
+                     VerifyOptions(n=args.n, suite="standard", backend=args.backend, sweep=None, resume=False),
+                     reference=loaded.reference())
     row = {"model": "cifar_cnn_a_adv", "n": doc["data"]["n"], "suite": "standard", "eps": args.eps,
            "backend": args.backend, "seconds": doc["seconds"], "attack_layout": doc["attack_layout"],
            "clean_accuracy": doc["clean_accuracy"], "robust_accuracy": doc["robust_accuracy"],

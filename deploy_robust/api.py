@@ -1,7 +1,8 @@
 """The library API, in the shape of the commands: a request object in, a result with its gates evaluated out.
 
     from deploy_robust.api import ExportRequest, VerifyRequest, export, verify
-    export(ExportRequest("model.pt", "out/int8", precision="int8", calib="train.npz"))
+    from deploy_robust.export import ExportOptions
+    export(ExportRequest("model.pt", "out/int8", ExportOptions("int8"), calib="train.npz"))
     result = verify(VerifyRequest("out/int8", data="test.npz", eps="8/255", min_robust_acc=0.45))
     result.passed, result.document["robust_accuracy"], result.failure
 
@@ -22,16 +23,14 @@ from deploy_robust.defenses.sap import apply_sap
 from deploy_robust.defenses.squeeze import apply_squeezing
 from deploy_robust.errors import UserError
 from deploy_robust.evaluate import compare_logits, evaluate as evaluate_runner
-from deploy_robust.export import export_bundle, onnx_summary
-from deploy_robust.exporters.float_onnx import DEFAULT_OPSET
+from deploy_robust.export import ExportOptions, export_bundle, onnx_summary
 from deploy_robust.ingest import SpecOverrides, load_model
 from deploy_robust.ingest.kinds import attack_plan_for
 from deploy_robust.runtimes import RuntimeOptions, create_runner
 from deploy_robust.transforms.gdws.network import GDWSPlan
 from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
-from deploy_robust.tune.run import TuneSettings, run_tune
-from deploy_robust.tune.space import GDWS_BUDGETS
-from deploy_robust.verify import ThreatModel, parse_eps, run_verify
+from deploy_robust.tune.run import TuneOptions, run_tune
+from deploy_robust.verify import ThreatModel, VerifyOptions, parse_eps, run_verify
 from deploy_robust.verify.protocol import reference_robust_accuracy
 from deploy_robust.verify.report import write as write_report
 
@@ -90,24 +89,13 @@ class SqueezeOptions:
 class ExportRequest:
     model: str | Path
     out: str | Path
-    precision: str = "fp32"
-    target: str = "ort-cpu"
-    static_batch: int | None = None
-    opset: int = DEFAULT_OPSET
+    options: ExportOptions = ExportOptions()   # precision, target, calibration, rounding, seed... (checked there)
     calib: str | Path | None = None        # calibration images (the training split where the source has one)
-    calib_method: str = "mse"
-    calib_n: int = 512
-    percentile: float = 99.99
-    weight_rounding: str = "gptq"
-    min_agreement: float | None = None
-    calib_cache: str | Path | None = None
-    plan: str | Path | None = None         # per-layer precision plan for precision "mixed"
+    static_batch: int | None = None
     gdws: GDWSRequest | None = None
     sap: SAPOptions | None = None
     squeeze: SqueezeOptions | None = None
     model_options: ModelOptions = ModelOptions()
-    seed: int = 0
-    int8_weights: str = "auto"             # ort-cpu 8-bit weight range: auto, full or reduced (see export_bundle)
 
 
 def export(request: ExportRequest, log: Callable[[str], None] = lambda message: None) -> Result:
@@ -132,14 +120,10 @@ def export(request: ExportRequest, log: Callable[[str], None] = lambda message: 
         except UserError as e:
             raise UserError(f"--calib: {e}") from None
     if request.squeeze is not None:
-        if request.squeeze.mode == "detect" and request.precision != "fp32":
+        if request.squeeze.mode == "detect" and request.options.precision != "fp32":
             raise UserError("--squeeze-mode detect exports at --precision fp32 (its score output is float)")
         loaded = apply_squeezing(loaded, request.squeeze.squeezers, request.squeeze.mode, calib, request.squeeze.fpr)
-    bundle = export_bundle(loaded, request.out, request.precision, request.target, calib=calib,
-                           calib_method=request.calib_method, calib_n=request.calib_n, percentile=request.percentile,
-                           calib_cache=request.calib_cache, plan_file=request.plan, opset=request.opset,
-                           seed=request.seed, weight_rounding=request.weight_rounding,
-                           min_agreement=request.min_agreement, int8_weights=request.int8_weights)
+    bundle = export_bundle(loaded, request.out, request.options, calib=calib)
     doc = {"bundle": str(bundle.path), "manifest": bundle.manifest.to_json(), "graph": onnx_summary(bundle.model_path)}
     return Result(doc, bundle=bundle, gdws_plan=plan)
 
@@ -198,25 +182,14 @@ class VerifyRequest:
     data: str | Path
     eps: float | str                   # on the [0, 1] scale; "8/255" accepted
     norm: str = "linf"
-    n: int = 1000
-    suite: str = "standard"
-    backend: str = "ort-cpu"
-    batch_size: int = 128
-    seed: int = 0
-    runtime: RuntimeOptions = RuntimeOptions()  # how the engine E is configured (verified as configured)
+    options: VerifyOptions = VerifyOptions()   # suite, n, engine backend and runtime, seed, ... (checked there)
     reference: str | Path | None = None  # the float model: transfer attacks and the paired delta
     model: ModelOptions = ModelOptions()
-    sweep: bool = True
-    bpda: bool = True
-    eot: int | None = None
-    resume: bool = True
-    attack_output: str | None = None
     min_clean_acc: float | None = None
     min_robust_acc: float | None = None
     max_robust_drop: float | None = None
     min_agreement: float | None = None
     write: bool = True                 # verify.json, report.md/html and the eps curve into the bundle
-    layout: str = "auto"               # memory layout the attacks run in: auto (timed), contiguous, channels_last
 
 
 def verify(request: VerifyRequest) -> Result:
@@ -232,15 +205,13 @@ def verify(request: VerifyRequest) -> Result:
             raise UserError("--max-robust-drop and --min-agreement need --reference")
         dataset = load_dataset(request.data, bundle.spec.shape)
         reference = request.model.load(request.reference).reference() if request.reference is not None else None
-    doc = run_verify(bundle, dataset, threat, n=request.n, suite=request.suite, reference=reference,
-                     backend=request.backend, batch_size=request.batch_size, seed=request.seed,
-                     sweep="auto" if request.sweep else None, bpda=request.bpda, eot=request.eot,
-                     resume=request.resume, attack_output=request.attack_output, layout=request.layout,
-                     defense_plan=attack_plan_for(bundle.manifest), runtime=request.runtime)
+    options = request.options
+    doc = run_verify(bundle, dataset, threat, options, reference=reference,
+                     defense_plan=attack_plan_for(bundle.manifest))
     values = {"clean_accuracy": doc["clean_accuracy"], "robust_accuracy": doc["robust_accuracy"]}
     if reference is not None:  # the paired delta: R under the same white-box attacks on the same points
-        value = reference_robust_accuracy(reference, dataset, threat, n=request.n, suite=request.suite,
-                                          batch_size=request.batch_size, seed=request.seed)
+        value = reference_robust_accuracy(reference, dataset, threat, n=options.n, suite=options.suite,
+                                          batch_size=options.batch_size, seed=options.seed)
         doc["reference_robust_accuracy"] = value
         doc["robust_delta_vs_reference"] = doc["robust_accuracy"] - value
         values["robust_drop_vs_reference"] = -doc["robust_delta_vs_reference"]
@@ -256,47 +227,22 @@ def verify(request: VerifyRequest) -> Result:
 
 @dataclass(frozen=True)
 class TuneRequest:
-    """`deploy-robust tune`'s request: the fastest bundle of `model` on `target` within the robustness budget."""
+    """`deploy-robust tune`'s request: the fastest bundle of `model` on `options.target` within the robustness budget."""
 
     model: str | Path
     out: str | Path
     calib: str | Path
     data: str | Path
-    eps: float | str
-    norm: str = "linf"
-    target: str = "ort-cpu"
-    max_robust_drop: float = 0.01
-    max_clean_drop: float = 0.01
-    batch: int = 1
-    objective: str = "latency"
-    metric: str = "robust"
-    space: tuple[str, ...] | None = None
-    n: int = 200
-    final_n: int = 500
-    seed: int = 0
-    threads: int | None = None
-    latency_budget_ms: float | None = None
-    bench_seconds: float = 2.0
-    pins: tuple[tuple[str, str], ...] = ()
-    time_budget_s: float | None = None
-    gdws_budgets: tuple[float, ...] = GDWS_BUDGETS
+    options: TuneOptions                 # the threat, target, budgets, space, sample sizes, ... (checked there)
     model_options: ModelOptions = ModelOptions()
 
 
 def tune(request: TuneRequest, log: Callable[[str], None] = lambda message: None) -> Result:
     """Run a tune; the document is frontier.json's. A tune that finds no plan within the budget fails its gate."""
     loaded = request.model_options.load(request.model)
-    settings = TuneSettings(ThreatModel(request.norm, parse_eps(request.eps)), target=request.target,
-                            max_robust_drop=request.max_robust_drop, max_clean_drop=request.max_clean_drop,
-                            batch=request.batch, objective=request.objective, metric=request.metric,
-                            space=request.space, n=request.n, final_n=request.final_n, seed=request.seed,
-                            threads=request.threads, latency_budget_ms=request.latency_budget_ms,
-                            bench_seconds=request.bench_seconds, pins=tuple(request.pins),
-                            time_budget_s=request.time_budget_s, gdws_budgets=tuple(request.gdws_budgets))
-    settings.check()
     calib = load_dataset(request.calib, loaded.spec.shape, split="train")
     data = load_dataset(request.data, loaded.spec.shape)
-    doc = run_tune(loaded, request.out, calib, data, settings, log)
+    doc = run_tune(loaded, request.out, calib, data, request.options, log)
     doc["gates"] = [{"name": "plan_within_budget", "op": ">=", "threshold": 1, "value": float(doc["pick"] is not None),
                      "passed": doc["pick"] is not None}]
     out = Path(request.out)

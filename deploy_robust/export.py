@@ -19,6 +19,7 @@ from deploy_robust.bundle import SCHEMA, SCHEMA_VERSION, Bundle, write_bundle
 from deploy_robust.bundle.manifest import dumps, tool_versions
 from deploy_robust.calibrators.collect import calibrate, calibration_document, load_cache
 from deploy_robust.calibrators.layer_inputs import input_grams
+from deploy_robust.calibrators.methods import METHODS
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
 from deploy_robust.exporters import export_float_onnx
@@ -32,6 +33,7 @@ from deploy_robust.exporters.trained_grid import quantize_on_trained_grid
 from deploy_robust.hashing import sha256_bytes
 from deploy_robust.ingest import LoadedModel
 from deploy_robust.ingest.kinds import trained_grid_kind
+from deploy_robust.limits import finite_number, whole_number
 from deploy_robust.onnx_ops import MATRIX_OPS
 from deploy_robust.quant.fake_quant import freeze
 from deploy_robust.onnx_torch import graph_is_stochastic
@@ -46,13 +48,29 @@ INT4_OPSET = 21
 _SELF_CHECK_TOL = 1e-3
 
 
-def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32", target: str = "ort-cpu", *,
-                  calib: Dataset | None = None, calib_method: str = "mse", calib_n: int = 512,
-                  percentile: float = 99.99, calib_cache: str | Path | None = None, plan_file: str | Path | None = None,
-                  dynamic_batch: bool = True, opset: int = DEFAULT_OPSET, seed: int = 0,
-                  weight_rounding: str = "gptq", min_agreement: float | None = None,
-                  int8_weights: str = "auto") -> Bundle:
-    """`weight_rounding` (calibrated int8/int4/mixed): "gptq" rounds each quantized layer's weights to keep
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """How a calibrated export (int8, int4, mixed) sets its activation ranges."""
+
+    method: str = "mse"                  # calibrators.methods.METHODS
+    n: int = 512                         # the first n calibration images
+    percentile: float = 99.99            # for method "percentile"
+    cache: str | Path | None = None      # a calibration.json to reuse (checked against the float graph's hash)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UserError(f"--calib-method must be one of {', '.join(METHODS)}; got {self.method}")
+        whole_number(self.n, "--calib-n", 1, 1 << 24)
+        finite_number(self.percentile, "--percentile", 0, 100)
+        if not self.percentile > 0:
+            raise UserError(f"--percentile must lie in (0, 100]; got {self.percentile:g}")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Every setting of one export, checked once, here.
+
+    `weight_rounding` (calibrated int8/int4/mixed): "gptq" rounds each quantized layer's weights to keep
     its output on the calibration images close (`quant.gptq`), "nearest" rounds each weight on its own.
     `min_agreement`: keep the most sensitive layers in FP32 until the quantized graph's top-1 agrees with
     the float graph's on at least this share of the calibration images (`exporters.fallback`).
@@ -60,26 +78,46 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
     every x86 CPU, see deploy_robust.cpu), "auto" full where this CPU does not saturate (VNNI, AMX, non-x86)
     and reduced elsewhere. The manifest records the choice; a full-range bundle loaded by ONNX Runtime on a
     CPU that would saturate runs unfused (exact, slower) with a warning."""
-    if precision not in MODES:
-        raise UserError(f"--precision must be one of {', '.join(MODES)}; got {precision}")
-    get_target(target, export=True)
-    if min_agreement is not None and not 0 < min_agreement <= 1:
-        raise UserError(f"--min-agreement must be in (0, 1]; got {min_agreement:g}")
-    if min_agreement is not None and precision in FLOAT_PRECISIONS:
-        raise UserError("--min-agreement goes with a calibrated --precision (int8, int4, mixed)")
-    if int8_weights not in INT8_WEIGHT_RANGES:
-        raise UserError(f"--int8-weights must be one of {', '.join(INT8_WEIGHT_RANGES)}; got {int8_weights}")
-    if weight_rounding not in WEIGHT_ROUNDINGS:
-        raise UserError(f"--weight-rounding must be one of {', '.join(WEIGHT_ROUNDINGS)}; got {weight_rounding}")
-    seed_everything(seed)
-    job = _Job(loaded, Path(out), precision, target, opset, seed, dynamic_batch, int8_weights)
+
+    precision: str = "fp32"
+    target: str = "ort-cpu"
+    calibration: CalibrationOptions = CalibrationOptions()
+    plan_file: str | Path | None = None  # per-layer precisions for precision "mixed"
+    dynamic_batch: bool = True
+    opset: int = DEFAULT_OPSET
+    seed: int = 0
+    weight_rounding: str = "gptq"
+    min_agreement: float | None = None
+    int8_weights: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.precision not in MODES:
+            raise UserError(f"--precision must be one of {', '.join(MODES)}; got {self.precision}")
+        get_target(self.target, export=True)
+        if self.min_agreement is not None and not 0 < self.min_agreement <= 1:
+            raise UserError(f"--min-agreement must be in (0, 1]; got {self.min_agreement:g}")
+        if self.min_agreement is not None and self.precision in FLOAT_PRECISIONS:
+            raise UserError("--min-agreement goes with a calibrated --precision (int8, int4, mixed)")
+        if self.int8_weights not in INT8_WEIGHT_RANGES:
+            raise UserError(f"--int8-weights must be one of {', '.join(INT8_WEIGHT_RANGES)}; got {self.int8_weights}")
+        if self.weight_rounding not in WEIGHT_ROUNDINGS:
+            raise UserError(f"--weight-rounding must be one of {', '.join(WEIGHT_ROUNDINGS)}; got {self.weight_rounding}")
+
+
+def export_bundle(loaded: LoadedModel, out: str | Path, options: ExportOptions = ExportOptions(), *,
+                  calib: Dataset | None = None) -> Bundle:
+    """`loaded` exported as `options` say into the bundle folder `out` (written whole, atomically); `calib`: the
+    calibration images of a calibrated export."""
+    seed_everything(options.seed)
+    job = _Job(loaded, Path(out), options)
+    precision = options.precision
     own_grid = trained_grid_kind(loaded.module)  # DQ models, EMPIR ensembles with low-precision members
     trained = own_grid[1] if own_grid and precision in ("int8", "int4") else None  # int4 accepted: the grid decides
     _, fake_quantizers = freeze(loaded.module)
     if own_grid and trained is None and not own_grid[0].float_export:
         raise UserError(f"{loaded.source['file']} is a {own_grid[0].title or own_grid[0].name} model and exports on its "
                         "trained grid: use --precision int8")
-    if (trained is not None or fake_quantizers) and min_agreement is not None:
+    if (trained is not None or fake_quantizers) and options.min_agreement is not None:
         raise UserError(f"{loaded.source['file']} exports on its trained grid; --min-agreement applies to calibrated exports")
     if trained is not None:
         form = _trained_grid_export(job, *trained)
@@ -88,9 +126,7 @@ def export_bundle(loaded: LoadedModel, out: str | Path, precision: str = "fp32",
     elif precision in FLOAT_PRECISIONS:
         form = _float_export(job)
     else:
-        form = _calibrated_export(job, calib=calib, calib_method=calib_method, calib_n=calib_n, percentile=percentile,
-                                  calib_cache=calib_cache, plan_file=plan_file, weight_rounding=weight_rounding,
-                                  min_agreement=min_agreement)
+        form = _calibrated_export(job, calib)
     return _finish(job, form)
 
 
@@ -100,12 +136,10 @@ class _Job:
 
     loaded: LoadedModel
     out: Path
-    precision: str
-    target: str
-    opset: int
-    seed: int
-    dynamic_batch: bool
-    int8_weights: str = "auto"
+    options: ExportOptions
+
+    def __getattr__(self, name: str):   # precision, target, opset, seed, dynamic_batch, int8_weights, ...
+        return getattr(self.options, name)
 
     @property
     def batch(self) -> int | str:
@@ -157,9 +191,9 @@ def _float_export(job: _Job) -> _Form:
     return _Form(result.model, result.exporter, layers)
 
 
-def _calibrated_export(job: _Job, *, calib, calib_method, calib_n, percentile, calib_cache, plan_file,
-                       weight_rounding, min_agreement) -> _Form:
+def _calibrated_export(job: _Job, calib: Dataset | None) -> _Form:
     """FP32 graph -> per-layer plan -> calibrated ranges (and GPTQ statistics) -> Q/DQ for the target."""
+    c, plan_file, min_agreement = job.calibration, job.plan_file, job.min_agreement
     weights = _int8_weight_range(job)
     loaded, profile = job.loaded, get_profile(job.target, weights["range"] if weights else "reduced")
     result = job.float_onnx(loaded.module)
@@ -171,9 +205,9 @@ def _calibrated_export(job: _Job, *, calib, calib_method, calib_n, percentile, c
     float_model = result.model
     tensors = tensors_to_calibrate(float_model, plan, profile)
     graph_hash = sha256_bytes(float_model.SerializeToString())
-    ranges, calibration = _ranges(float_model, tensors, graph_hash, calib, calib_method, calib_n, percentile,
-                                  calib_cache, profile.signed_activations, job.seed)
-    grams, rounding = _input_grams(float_model, plan, calib, calib_n, weight_rounding)
+    ranges, calibration = _ranges(float_model, tensors, graph_hash, calib, c.method, c.n, c.percentile, c.cache,
+                                  profile.signed_activations, job.seed)
+    grams, rounding = _input_grams(float_model, plan, calib, c.n, job.weight_rounding)
     cache: dict = {}
 
     def quantize(layer_plan):
@@ -185,7 +219,7 @@ def _calibrated_export(job: _Job, *, calib, calib_method, calib_n, percentile, c
     else:
         if calib is None:
             raise UserError("--min-agreement measures agreement on the calibration images: pass --calib DATA")
-        check, held_out = _agreement_images(calib, calib_n)
+        check, held_out = _agreement_images(calib, c.n)
         plan, quantized, fallback = fall_back_until(float_model, plan, quantize, check.as_float(), min_agreement,
                                                     profile.signed_activations, loaded.fixed_batch)
         fallback["held_out"] = held_out

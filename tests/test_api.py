@@ -3,6 +3,7 @@
 import pytest
 
 from deploy_robust.api import EvalRequest, ModelOptions, VerifyRequest, evaluate, verify
+from deploy_robust.verify import VerifyOptions
 from deploy_robust.errors import UserError
 from deploy_robust.export import export_bundle
 from deploy_robust.ingest import load_model
@@ -24,7 +25,8 @@ def test_evaluate_a_bundle_against_its_reference_with_gates(bundle, digits_check
 
 
 def test_verify_evaluates_its_gates_and_writes_the_report(bundle):
-    result = verify(VerifyRequest(bundle.path, "digits:test", "0.1", n=32, suite="quick", sweep=False,
+    result = verify(VerifyRequest(bundle.path, "digits:test", "0.1", options=VerifyOptions(n=32, suite="quick",
+                                                                                           sweep=None),
                                   min_clean_acc=0.0, min_robust_acc=1.0))
     assert [g["passed"] for g in result.gates] == [True, False] and "robust_accuracy" in result.failure
     assert {p.name for p in result.written} >= {"verify.json", "report.md"}

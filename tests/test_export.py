@@ -10,7 +10,7 @@ import torch
 
 from deploy_robust.bundle import open_bundle
 from deploy_robust.errors import UserError
-from deploy_robust.export import export_bundle
+from deploy_robust.export import ExportOptions, export_bundle
 from deploy_robust.ingest import SpecOverrides, load_model
 from deploy_robust.spec import InputSpec
 from tests.conftest import make_tiny
@@ -34,14 +34,14 @@ def _loaded(tmp_path):
 
 def test_same_model_and_seed_give_byte_identical_bundles(tmp_path):
     loaded = _loaded(tmp_path)
-    a = export_bundle(loaded, tmp_path / "a", seed=3)
-    b = export_bundle(loaded, tmp_path / "b", seed=3)
+    a = export_bundle(loaded, tmp_path / "a", ExportOptions(seed=3))
+    b = export_bundle(loaded, tmp_path / "b", ExportOptions(seed=3))
     for name in ("model.onnx", "manifest.json"):
         assert hashlib.sha256((a.path / name).read_bytes()).digest() == hashlib.sha256((b.path / name).read_bytes()).digest()
 
 
 def test_bundle_manifest_records_what_is_needed(tmp_path):
-    bundle = open_bundle(export_bundle(_loaded(tmp_path), tmp_path / "b", "fp16", "tensorrt", seed=5).path)
+    bundle = open_bundle(export_bundle(_loaded(tmp_path), tmp_path / "b", ExportOptions("fp16", "tensorrt", seed=5)).path)
     m = bundle.manifest
     assert m.schema_version == 2 and m.seed == 5 and m.target == "tensorrt"
     assert m.input.mean == SPEC.mean and m.document["input"]["normalization_folded"]
@@ -58,9 +58,9 @@ def test_bundle_manifest_records_what_is_needed(tmp_path):
 def test_unknown_precision_and_target(tmp_path):
     loaded = _loaded(tmp_path)
     with pytest.raises(UserError, match="--precision must be one of"):
-        export_bundle(loaded, tmp_path / "x", "int3")
+        export_bundle(loaded, tmp_path / "x", ExportOptions("int3"))
     with pytest.raises(UserError, match="--target must be one of"):
-        export_bundle(loaded, tmp_path / "x", "fp32", "tpu")
+        export_bundle(loaded, tmp_path / "x", ExportOptions("fp32", "tpu"))
     assert not (tmp_path / "x").exists()
 
 
@@ -86,7 +86,8 @@ def test_ort_cpu_int8_weight_range_is_chosen_recorded_and_run_exactly(tmp_path, 
     from deploy_robust.runtimes import create_runner
 
     loaded = load_model(digits_checkpoint, "digits_cnn")
-    bundle = export_bundle(loaded, tmp_path / choice, "int8", calib=load_dataset("digits:train"), int8_weights=choice)
+    bundle = export_bundle(loaded, tmp_path / choice, ExportOptions("int8", int8_weights=choice),
+                           calib=load_dataset("digits:train"))
     weights = bundle.manifest.precision.int8_weights
     resolved = {"auto": "reduced" if u8s8_saturates() else "full"}.get(choice, choice)
     assert weights["requested"] == choice and weights["range"] == resolved

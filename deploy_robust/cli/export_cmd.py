@@ -10,7 +10,7 @@ from deploy_robust.calibrators.methods import METHODS
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.gdws_args import add_gdws_args, describe_plan, request_from_args
 from deploy_robust.cli.output import emit_json, size
-from deploy_robust.export import WEIGHT_ROUNDINGS
+from deploy_robust.export import WEIGHT_ROUNDINGS, CalibrationOptions, ExportOptions
 from deploy_robust.exporters.profiles import INT8_WEIGHT_RANGES
 from deploy_robust.ingest.kinds import describe_defense
 from deploy_robust.quant.plan import MODES
@@ -68,10 +68,12 @@ def run(args: argparse.Namespace) -> int:
         layers = None if args.sap == "all" else tuple(n.strip() for n in args.sap.split(",") if n.strip())
         sap = SAPOptions(layers, args.sap_fraction, args.sap_seed)
     squeeze = SqueezeOptions(args.squeeze, args.squeeze_mode, args.squeeze_fpr) if args.squeeze else None
-    request = ExportRequest(args.model, args.out, args.precision, args.target, args.static_batch, args.opset,
-                            args.calib, args.calib_method, args.calib_n, args.percentile, args.weight_rounding,
-                            args.min_agreement, args.calib_cache, args.plan, request_from_args(args, prefix="gdws-"),
-                            sap, squeeze, cli_args.model_options(args), args.seed, args.int8_weights)
+    calibration = CalibrationOptions(args.calib_method, args.calib_n, args.percentile, args.calib_cache)
+    options = ExportOptions(args.precision, args.target, calibration, args.plan, opset=args.opset, seed=args.seed,
+                            weight_rounding=args.weight_rounding, min_agreement=args.min_agreement,
+                            int8_weights=args.int8_weights)
+    request = ExportRequest(args.model, args.out, options, args.calib, args.static_batch,
+                            request_from_args(args, prefix="gdws-"), sap, squeeze, cli_args.model_options(args))
     log = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     result = export(request, log)
     if result.gdws_plan is not None and not args.json:

@@ -8,9 +8,10 @@ from deploy_robust.api import TuneRequest, tune
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json
 from deploy_robust.errors import GateFailed, UserError
-from deploy_robust.tune.run import report
+from deploy_robust.tune.run import TuneOptions, report
 from deploy_robust.targets import TARGETS
 from deploy_robust.tune.space import GDWS_BUDGETS, parse_pins
+from deploy_robust.verify import ThreatModel, parse_eps
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,14 +59,14 @@ def run(args: argparse.Namespace) -> int:
     space = tuple(p.strip() for p in args.space.split(",") if p.strip()) if args.space else None
     if space is not None and not space:
         raise UserError("--space needs precisions, e.g. int8,int4")
-    result = tune(TuneRequest(args.model, args.out, args.calib, args.data, args.eps, norm=args.norm, target=args.target,
-                              max_robust_drop=args.max_robust_drop, max_clean_drop=args.max_clean_drop, batch=args.batch,
-                              objective=args.objective, metric=args.objective_metric, space=space, n=args.n,
-                              final_n=args.final_n, seed=args.seed, threads=args.threads,
-                              latency_budget_ms=args.latency_budget_ms, bench_seconds=args.bench_seconds,
-                              pins=parse_pins(args.pin, args.target), time_budget_s=args.time_budget,
-                              gdws_budgets=tuple(args.gdws_budgets),
-                              model_options=cli_args.model_options(args)))
+    options = TuneOptions(ThreatModel(args.norm, parse_eps(args.eps)), target=args.target,
+                          max_robust_drop=args.max_robust_drop, max_clean_drop=args.max_clean_drop, batch=args.batch,
+                          objective=args.objective, metric=args.objective_metric, space=space, n=args.n,
+                          final_n=args.final_n, seed=args.seed, threads=args.threads,
+                          latency_budget_ms=args.latency_budget_ms, bench_seconds=args.bench_seconds,
+                          pins=parse_pins(args.pin, args.target), time_budget_s=args.time_budget,
+                          gdws_budgets=tuple(args.gdws_budgets))
+    result = tune(TuneRequest(args.model, args.out, args.calib, args.data, options, cli_args.model_options(args)))
     doc = result.document
     if args.json:
         emit_json(doc, "tune")

@@ -14,6 +14,7 @@ from deploy_robust.errors import GateFailed, UserError
 from deploy_robust.progress import set_quiet
 from deploy_robust.runtimes import BACKENDS
 from deploy_robust.verify import SUITES
+from deploy_robust.verify.options import VerifyOptions
 from deploy_robust.verify.report import markdown
 
 
@@ -90,13 +91,14 @@ def _verify(args: argparse.Namespace, show: bool = True) -> int:
 
 
 def _verify_and_print(args: argparse.Namespace, show: bool) -> int:
+    options = VerifyOptions(n=args.n, suite=args.suite, backend=args.backend, batch_size=args.batch_size, seed=args.seed,
+                            sweep=None if args.no_sweep else "auto", bpda=not args.no_bpda, eot=args.eot,
+                            resume=not args.no_resume, layout=args.attack_layout, attack_output=args.attack_output,
+                            runtime=cli_args.runtime_options(args))
     result = verify(VerifyRequest(
-        args.bundle, args.data, args.eps, norm=args.norm, n=args.n, suite=args.suite, backend=args.backend,
-        batch_size=args.batch_size, seed=args.seed, reference=args.reference, runtime=cli_args.runtime_options(args),
-        model=cli_args.model_options(args),
-        sweep=not args.no_sweep, bpda=not args.no_bpda, eot=args.eot, resume=not args.no_resume,
-        attack_output=args.attack_output, min_clean_acc=args.min_clean_acc, min_robust_acc=args.min_robust_acc,
-        max_robust_drop=args.max_robust_drop, min_agreement=args.min_agreement, layout=args.attack_layout))
+        args.bundle, args.data, args.eps, norm=args.norm, options=options, reference=args.reference,
+        model=cli_args.model_options(args), min_clean_acc=args.min_clean_acc, min_robust_acc=args.min_robust_acc,
+        max_robust_drop=args.max_robust_drop, min_agreement=args.min_agreement))
     if show and args.json:
         emit_json(result.document, "verify")
     elif show:

@@ -40,7 +40,7 @@ from deploy_robust.bundle.store import write_bundle, write_file_atomic
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
 from deploy_robust.private_files import check_folders_below, read_private, sha256_of, write_private
-from deploy_robust.export import export_bundle
+from deploy_robust.export import CalibrationOptions, ExportOptions, export_bundle
 from deploy_robust.ingest import LoadedModel
 from deploy_robust.ingest.kinds import attack_plan_for
 from deploy_robust.progress import bar
@@ -52,13 +52,14 @@ from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
 from deploy_robust.tune.space import (GDWS, GDWS_BUDGETS, UNIFORM, Pins, Plan, check_space, describe, pinned_plan_file,
                                       plan_file, plan_key, search_layers)
 from deploy_robust.verify import ThreatModel, run_verify
+from deploy_robust.verify.options import VerifyOptions
 
 SCHEMA = "deploy-robust/tune"
 MAX_FINAL_CHECKS = 4   # standard-suite verifications of the fastest holding candidates before FP32 is the answer
 
 
 @dataclass(frozen=True)
-class TuneSettings:
+class TuneOptions:
     threat: ThreatModel
     target: str = "ort-cpu"
     max_robust_drop: float = 0.01
@@ -88,7 +89,7 @@ class TuneSettings:
     def with_gdws(self) -> bool:
         return self.space is not None and GDWS in self.space
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:   # every setting checked once, when the options are made
         if self.objective not in ("latency", "throughput"):
             raise UserError(f"--objective must be latency or throughput; got {self.objective}")
         if self.metric not in ("robust", "clean"):
@@ -123,7 +124,7 @@ class Config:
 
 
 class _Tune:
-    def __init__(self, loaded: LoadedModel, out: Path, calib: Dataset, data: Dataset, settings: TuneSettings,
+    def __init__(self, loaded: LoadedModel, out: Path, calib: Dataset, data: Dataset, settings: TuneOptions,
                  log: Callable[[str], None]) -> None:
         self.loaded, self.out, self.calib, self.data, self.s, self.log = loaded, out, calib, data, settings, log
         target = get_target(settings.target)
@@ -178,9 +179,11 @@ class _Tune:
         plan_path = None
         if plan_text is not None:
             plan_path = write_private(self.plans / f"{name}.json", plan_text)
-        bundle = export_bundle(loaded or self.loaded, path, "mixed" if plan_path else precision, self.export_target,
-                               calib=None if precision in ("fp32", "fp16") else self.calib,
-                               calib_n=256, plan_file=plan_path, seed=self.s.seed)
+        bundle = export_bundle(loaded or self.loaded, path,
+                               ExportOptions("mixed" if plan_path else precision, self.export_target,
+                                             plan_file=plan_path, seed=self.s.seed,
+                                             calibration=CalibrationOptions(n=256)),
+                               calib=None if precision in ("fp32", "fp16") else self.calib)
         self.cache.put(record, sha256_of(path / "manifest.json"))
         return bundle
 
@@ -218,8 +221,9 @@ class _Tune:
         """verify's figures on test points skip..skip+n (cached by the bundle's content and the settings)."""
         def compute():
             data = self.data.skip(skip) if skip else self.data
-            doc = run_verify(bundle, data, self.s.threat, n=n, suite=suite, backend=self.backend, sweep=None,
-                             seed=self.s.seed, resume=True, layout="contiguous",
+            doc = run_verify(bundle, data, self.s.threat,
+                             VerifyOptions(n=n, suite=suite, backend=self.backend, sweep=None, seed=self.s.seed,
+                                           resume=True, layout="contiguous"),
                              defense_plan=attack_plan_for(bundle.manifest))   # e.g. an ensemble's majorities
             return {k: doc[k] for k in ("robust_accuracy", "robust_accuracy_ci95", "clean_accuracy",
                                         "clean_accuracy_ci95", "per_example")} | {"flags": [f["flag"] for f in doc["flags"]]}
@@ -245,7 +249,7 @@ class _Tune:
         return {"verify": candidate, "holds": ok, "robust_drop": robust, "clean_drop": clean}
 
 
-def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset, settings: TuneSettings,
+def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset, settings: TuneOptions,
              log: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
     """Tune `loaded` for `settings.target`; writes OUT/best/, frontier.json, frontier.png and report.md."""
     _check_inputs(loaded, calib, data, settings)
@@ -305,14 +309,13 @@ def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset
     return document
 
 
-def _check_inputs(loaded: LoadedModel, calib: Dataset, data: Dataset, settings: TuneSettings) -> None:
-    settings.check()
+def _check_inputs(loaded: LoadedModel, calib: Dataset, data: Dataset, settings: TuneOptions) -> None:
     if data.shape != loaded.spec.shape or calib.shape != loaded.spec.shape:
         raise UserError(f"images are {data.shape} (--data) and {calib.shape} (--calib); the model takes {loaded.spec.shape}")
     data.take(settings.final_n).check_labels(loaded.spec.num_classes, "the model")
 
 
-def _final_points(settings: TuneSettings, skip: int) -> str:
+def _final_points(settings: TuneOptions, skip: int) -> str:
     if skip:
         return f"test points {skip}..{skip + settings.final_n - 1}, disjoint from the candidates' 0..{settings.n - 1}"
     return (f"the first {settings.final_n} test points (the set has too few to keep them disjoint from the "

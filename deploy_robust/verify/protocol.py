@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
 from typing import Any, Callable
 
 import numpy as np
@@ -24,7 +23,7 @@ from deploy_robust.errors import UserError
 from deploy_robust.model import PickOutput
 from deploy_robust.progress import bar, progress
 from deploy_robust.quant.twin import twin_module
-from deploy_robust.runtimes import RuntimeOptions, create_runner
+from deploy_robust.runtimes import create_runner
 from deploy_robust.verify import attacks
 from deploy_robust.verify.cost import Passes
 from deploy_robust.verify.detection import detector_of, verify_detector
@@ -33,6 +32,7 @@ from deploy_robust.verify.flags import sanity_flags
 from deploy_robust.verify.resume import BatchCheckpoint
 from deploy_robust.verify.shards import owned, run_sharded
 from deploy_robust.verify.speed import prepare_for_attack
+from deploy_robust.verify.options import VerifyOptions
 from deploy_robust.verify.suites import SUITES, Attack, Randomness
 from deploy_robust.verify.threat import ThreatModel
 
@@ -91,44 +91,35 @@ def _scored(infer, x: np.ndarray, y: np.ndarray, passes: int) -> np.ndarray:
     return np.stack([infer(x).argmax(1) == y for _ in range(passes)])
 
 
-def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int = 1000, suite: str = "standard",
-               reference: torch.nn.Module | None = None, backend: str = "ort-cpu", batch_size: int = 128,
-               seed: int = 0, sweep: tuple[float, ...] | str | None = "auto", bpda: bool = True,
-               eot: int | None = None, resume: bool = True, layout: str = "auto",
-               attack_output: str | None = None, defense_plan: Callable | None = None,
-               runtime: RuntimeOptions | None = None) -> dict[str, Any]:
-    """Verify `bundle` on the first `n` points of `dataset`.
+def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, options: VerifyOptions = VerifyOptions(), *,
+               reference: torch.nn.Module | None = None, defense_plan: Callable | None = None) -> dict[str, Any]:
+    """Verify `bundle` on the first `options.n` points of `dataset` (see VerifyOptions for the settings).
 
-    `sweep`: "auto" (the threat's eps scaled, `sweep_for`), explicit radii, or None (no eps curve).
-    `bpda=False` attacks S with plain gradients (to show what masking does); never for a verdict.
-    `eot` overrides the EOT draws for a stochastic engine (1 shows what naive attacks report).
-    With `resume`, finished batches of an interrupted run with identical settings are reused.
-    `layout` is the memory layout attacks run in ("auto": the faster one, timed; see verify.speed).
-    `attack_output` overrides which graph output S's attacks use (see attack_twin).
+    `reference`: the float model, for transfer attacks and the paired delta.
     `defense_plan`: the attacks the bundle's defense needs beyond the suite (its ModelKind's `attack_plan`,
     e.g. every majority of a voting ensemble); `deploy_robust.api.verify` passes it. A bundle whose
     defense votes by majority is refused without it: its verdict would miss the attacks that beat it."""
-    data = _points(bundle, dataset, suite, n)
+    o = options
+    suite, backend, batch_size, seed, bpda = o.suite, o.backend, o.batch_size, o.seed, o.bpda
+    data = _points(bundle, dataset, o.n)
     run_started = time.perf_counter()
     with process_group.all_or_none("loading the engine"):   # a rank that cannot fails every rank, in one line
-        engine = create_runner(backend, bundle, options=runtime)
+        engine = create_runner(backend, bundle, options=o.runtime)
     started = time.perf_counter()
     example = torch.from_numpy(next(data.batches(batch_size))[0])
-    twin = attack_twin(bundle, bpda, attack_output)
-    S, used_layout = _prepare(twin, example, layout)
+    twin = attack_twin(bundle, bpda, o.attack_output)
+    S, used_layout = _prepare(twin, example, o.layout)
     if reference is not None:
-        reference, _ = _prepare(reference, example, layout)
-    plan, extra_models = _attack_plan(bundle, SUITES[suite].attacks, reference is not None, attack_output,
+        reference, _ = _prepare(reference, example, o.layout)
+    plan, extra_models = _attack_plan(bundle, SUITES[suite].attacks, reference is not None, o.attack_output,
                                       defense_plan, twin, example, used_layout)
     randomness = SUITES[suite].stochastic if _is_stochastic(engine, data) else Randomness()
-    if eot is not None:
-        randomness = Randomness(eot=eot, square_draws=randomness.square_draws, passes=randomness.passes)
+    if o.eot is not None:
+        randomness = Randomness(eot=o.eot, square_draws=randomness.square_draws, passes=randomness.passes)
     settings = {"protocol": "cascade", "bundle_sha256": bundle.manifest.model.sha256, "data": data.name, "n": len(data),
-                "threat": [threat.norm, threat.eps], "suite": suite, "seed": seed, "backend": backend,
-                "batch_size": batch_size, "bpda": bpda, "randomness": vars(randomness), "layout": layout,
-                "reference": reference is not None, "attack_output": attack_output,
-                "runtime": asdict(runtime or RuntimeOptions())}
-    checkpoint = BatchCheckpoint(bundle.path, settings, resume)
+                "threat": [threat.norm, threat.eps], "randomness": vars(randomness), "reference": reference is not None,
+                **o.resume_fields()}
+    checkpoint = BatchCheckpoint(bundle.path, settings, o.resume)
 
     def attack_batch(x_np: np.ndarray, y_np: np.ndarray, index: int, advance) -> dict[str, np.ndarray]:
         return _verify_batch(plan, engine, S, reference, extra_models, x_np, y_np, threat, randomness, seed, index,
@@ -140,7 +131,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     if not bpda:
         doc["gradients_on_S"] = "plain autograd (--no-bpda): rounding ops have zero gradient; not a verdict"
     stages = {"attacks": round(seconds, 2)}
-    _add_curve_and_detector(doc, stages, bundle, data, threat, S, engine, twin, sweep, batch_size, seed, randomness)
+    _add_curve_and_detector(doc, stages, bundle, data, threat, S, engine, twin, o.sweep, batch_size, seed, randomness)
     doc["stage_seconds"] = stages
     doc["seconds_total"] = round(time.perf_counter() - run_started, 2)
     doc |= {"engine_execution": engine.execution(), "attack_layout": used_layout,
@@ -152,10 +143,8 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, *, n: int 
     return doc
 
 
-def _points(bundle: Bundle, dataset: Dataset, suite: str, n: int) -> Dataset:
+def _points(bundle: Bundle, dataset: Dataset, n: int) -> Dataset:
     """The first `n` points, checked against the bundle's input shape and classes."""
-    if suite not in SUITES:
-        raise UserError(f"--suite must be one of {', '.join(SUITES)}; got {suite}")
     if dataset.shape != bundle.spec.shape:
         raise UserError(f"{dataset.name}: images are {dataset.shape}, the bundle takes {bundle.spec.shape}")
     data = dataset.take(n)

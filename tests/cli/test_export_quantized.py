@@ -95,7 +95,7 @@ def test_mixed_plan_from_the_command_line(cli, tmp_path, model_args, image_npz):
 def test_a_fake_quantized_model_exports_its_trained_grid(tmp_path):
     import torch.ao.quantization as tq
 
-    from deploy_robust.export import export_bundle
+    from deploy_robust.export import ExportOptions, export_bundle
     from deploy_robust.ingest import LoadedModel
     from deploy_robust.quant.twin import twin_module
     from deploy_robust.runtimes import create_runner
@@ -123,7 +123,7 @@ def test_a_fake_quantized_model_exports_its_trained_grid(tmp_path):
     loaded = LoadedModel(model, InputSpec((3, 16, 16), 5), {"file": "qat", "format": "test", "sha256": "", "arch": None,
                                                               "layer_dtypes": {}},
                          layers=[{"name": "conv", "type": "Conv2d", "source_dtype": "float32"}])
-    bundle = export_bundle(loaded, tmp_path / "q", "int8")
+    bundle = export_bundle(loaded, tmp_path / "q", ExportOptions("int8"))
     assert bundle.manifest.precision.layers[0]["precision"] == "trained grid"
     assert not (tmp_path / "q" / "calibration.json").exists()
     x = np.random.default_rng(0).random((6, 3, 16, 16), dtype=np.float32)

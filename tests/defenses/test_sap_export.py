@@ -62,9 +62,11 @@ def test_bad_sap_arguments_exit_2(cli, digits_checkpoint, tmp_path):
 
 def test_verify_attacks_sap_through_its_twin_with_eot(cli, digits_checkpoint, tmp_path):
     from deploy_robust.verify import ThreatModel, run_verify
+    from deploy_robust.verify.options import VerifyOptions
 
     bundle, _ = _export(cli, digits_checkpoint, tmp_path / "verify", "--sap-fraction", "0.5")
-    doc = run_verify(bundle, load_dataset("digits:test"), ThreatModel("linf", 0.1), n=40, suite="quick", sweep=None)
+    doc = run_verify(bundle, load_dataset("digits:test"), ThreatModel("linf", 0.1),
+                     VerifyOptions(n=40, suite="quick", sweep=None))
     assert doc["stochastic_engine"]["stochastic"] and doc["stochastic_engine"]["eot_draws"] == 4
     assert "randomness" in {f["flag"] for f in doc["flags"]}
     assert doc["zero_gradient_points_on_S"] == 0  # gradients flow through SAP's scaling in the twin

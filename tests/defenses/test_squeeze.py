@@ -13,6 +13,7 @@ from deploy_robust.errors import UserError
 from deploy_robust.ingest import load_model
 from deploy_robust.runtimes import create_runner
 from deploy_robust.verify import ThreatModel, run_verify
+from deploy_robust.verify.options import VerifyOptions
 
 
 def test_squeezers():
@@ -38,8 +39,8 @@ def test_squeeze_mode_exports_and_masks_gradients_that_bpda_restores(cli, digits
     with torch.no_grad():
         assert np.abs(create_runner("ort-cpu", bundle).infer(x) - reference(torch.from_numpy(x)).numpy()).max() < 1e-4
     threat, test = ThreatModel("linf", 0.1), load_dataset("digits:test")
-    masked = run_verify(bundle, test, threat, n=80, suite="quick", sweep=None, bpda=False)
-    honest = run_verify(bundle, test, threat, n=80, suite="quick", sweep=None)
+    masked = run_verify(bundle, test, threat, VerifyOptions(n=80, suite="quick", sweep=None, bpda=False))
+    honest = run_verify(bundle, test, threat, VerifyOptions(n=80, suite="quick", sweep=None))
     assert "zero_gradients" in {f["flag"] for f in masked["flags"]}
     assert honest["zero_gradient_points_on_S"] == 0
     assert honest["robust_accuracy_gradient_attacks_only"] < masked["robust_accuracy_gradient_attacks_only"]
@@ -57,7 +58,8 @@ def test_detect_mode_has_a_score_output_a_calibrated_threshold_and_is_verified(c
     x, _ = next(load_dataset("digits:train").batches(1000))
     _, score = create_runner("ort-cpu", bundle).infer_outputs(x)
     assert 0.05 <= (score > defense["threshold"]).mean() <= 0.1
-    doc = run_verify(bundle, load_dataset("digits:test"), ThreatModel("linf", 0.1), n=60, suite="quick", sweep=None)
+    doc = run_verify(bundle, load_dataset("digits:test"), ThreatModel("linf", 0.1),
+                     VerifyOptions(n=60, suite="quick", sweep=None))
     detector = doc["detector"]
     assert 0 <= detector["false_positive_rate_on_test"] <= 0.3
     assert 0 <= detector["unaware_attack"]["detection_rate"] <= 1

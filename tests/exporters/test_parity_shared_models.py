@@ -4,7 +4,7 @@ import pytest
 
 from deploy_robust.data import load_dataset
 from deploy_robust.evaluate import compare_logits, evaluate
-from deploy_robust.export import export_bundle
+from deploy_robust.export import ExportOptions, export_bundle
 from deploy_robust.ingest import load_model
 from deploy_robust.runtimes import create_runner
 from tests.conftest import shared_path
@@ -28,12 +28,12 @@ def test_fp32_and_fp16_bundles_match_the_torch_model(tmp_path, checkpoint, data,
     reference = evaluate(create_runner("torch", module=loaded.reference()), dataset)
     assert round(100 * reference.accuracy, 1) == card
 
-    fp32 = evaluate(create_runner("ort-cpu", export_bundle(loaded, tmp_path / "fp32", "fp32")), dataset)
+    fp32 = evaluate(create_runner("ort-cpu", export_bundle(loaded, tmp_path / "fp32", ExportOptions("fp32"))), dataset)
     agreement = compare_logits(fp32.logits, reference.logits)
     assert agreement.top1_agreement == 1.0 and agreement.max_abs_diff <= 1e-4
     assert fp32.accuracy == reference.accuracy
 
-    fp16 = evaluate(create_runner("ort-cpu", export_bundle(loaded, tmp_path / "fp16", "fp16")), dataset)
+    fp16 = evaluate(create_runner("ort-cpu", export_bundle(loaded, tmp_path / "fp16", ExportOptions("fp16"))), dataset)
     assert compare_logits(fp16.logits, reference.logits).top1_agreement >= 0.999
 
 

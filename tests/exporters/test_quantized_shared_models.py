@@ -5,7 +5,7 @@ import torch
 
 from deploy_robust.data import load_dataset
 from deploy_robust.evaluate import compare_logits, evaluate
-from deploy_robust.export import export_bundle
+from deploy_robust.export import ExportOptions, export_bundle
 from deploy_robust.ingest import load_model
 from deploy_robust.quant.twin import twin_module
 from deploy_robust.runtimes import create_runner
@@ -30,10 +30,12 @@ def bundles(tmp_path_factory):
         dataset = load_dataset(shared_path("datasets", test), loaded.spec.shape)
         root = tmp_path_factory.mktemp(checkpoint.split(".")[0])
         # both 8-bit weight ranges, named: `auto` would pick by the CPU, and every CPU must test both paths
-        made = {"int8": export_bundle(loaded, root / "int8", "int8", "ort-cpu", calib=calibration, int8_weights="full"),
-                "int8-reduced": export_bundle(loaded, root / "int8r", "int8", "ort-cpu", calib=calibration,
-                                              int8_weights="reduced"),
-                "int4": export_bundle(loaded, root / "int4", "int4", "ort-cpu", calib=calibration)}
+        made = {"int8": export_bundle(loaded, root / "int8", ExportOptions("int8", "ort-cpu", int8_weights="full"),
+                                      calib=calibration),
+                "int8-reduced": export_bundle(loaded, root / "int8r",
+                                              ExportOptions("int8", "ort-cpu", int8_weights="reduced"),
+                                              calib=calibration),
+                "int4": export_bundle(loaded, root / "int4", ExportOptions("int4", "ort-cpu"), calib=calibration)}
         out[checkpoint] = (loaded, dataset, made, eps)
     return out
 
@@ -111,7 +113,8 @@ def test_gptq_rounding_beats_round_to_nearest_on_resnet2b_int4(bundles, tmp_path
     """The default (error-compensating) rounding against rounding each weight on its own, same grid."""
     loaded, dataset, made, _ = bundles["resnet2b.pth"]
     calibration = load_dataset(shared_path("datasets", "cifar10_train_first1017_per_batch.npz"), loaded.spec.shape)
-    nearest = export_bundle(loaded, tmp_path / "nearest", "int4", "ort-cpu", calib=calibration, weight_rounding="nearest")
+    nearest = export_bundle(loaded, tmp_path / "nearest", ExportOptions("int4", "ort-cpu", weight_rounding="nearest"),
+                            calib=calibration)
     assert made["int4"].manifest.precision.weight_rounding == "gptq"
     convs = [layer for layer in made["int4"].manifest.precision.layers if layer["op"] == "Conv"
              and layer["precision"] != "fp32"]  # the narrow image-input conv stays FP32 on ort-cpu
@@ -131,7 +134,8 @@ def test_min_agreement_brings_cifar_cnn_a_to_99_percent_on_the_test_set(bundles,
     training images, keeps its most sensitive layers in FP32 and the test set then agrees >= 99%."""
     loaded, dataset, _, _ = bundles["cifar_cnn_a_adv.model"]
     calibration = load_dataset(shared_path("datasets", "cifar10_train_first1017_per_batch.npz"), loaded.spec.shape)
-    bundle = export_bundle(loaded, tmp_path / "b", "int8", "ort-cpu", calib=calibration, min_agreement=0.99)
+    bundle = export_bundle(loaded, tmp_path / "b", ExportOptions("int8", "ort-cpu", min_agreement=0.99),
+                           calib=calibration)
     fallback = bundle.manifest.precision.fallback
     assert fallback["held_out"] and fallback["images"] == 1000 and fallback["agreement"] >= 0.99
     convs = [layer for layer in bundle.manifest.precision.layers if layer["op"] == "Conv"]

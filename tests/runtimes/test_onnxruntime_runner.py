@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from deploy_robust.export import export_bundle
+from deploy_robust.export import ExportOptions, export_bundle
 from deploy_robust.ingest import LoadedModel
 from deploy_robust.runtimes import create_runner
 from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
@@ -22,7 +22,7 @@ def test_the_registry_builds_an_ort_runner_with_the_bundles_policy(bundle):
 
 def test_a_fixed_batch_bundle_takes_any_batch(tmp_path):
     loaded = LoadedModel(make_tiny(), InputSpec((3, 16, 16), 5), {"file": "t"}, fixed_batch=2)
-    bundle = export_bundle(loaded, tmp_path / "b", dynamic_batch=False)
+    bundle = export_bundle(loaded, tmp_path / "b", ExportOptions(dynamic_batch=False))
     runner = create_runner("ort-cpu", bundle)
     assert runner.fixed_batch == 2
     x = np.random.default_rng(0).random((5, 3, 16, 16), dtype=np.float32)
@@ -44,7 +44,7 @@ def test_full_range_weights_run_unfused_with_a_warning_where_the_cpu_would_satur
 
     loaded = LoadedModel(make_tiny(), InputSpec((3, 16, 16), 5), {"file": "t"})
     calib = load_dataset(str(_npz(tmp_path)))
-    bundle = export_bundle(loaded, tmp_path / "full", "int8", calib=calib, int8_weights="full")
+    bundle = export_bundle(loaded, tmp_path / "full", ExportOptions("int8", int8_weights="full"), calib=calib)
     x = calib.as_float()[:8]
     fused = create_runner("ort-cpu", bundle)
     for module in (onnxruntime_runner, onnxruntime_session):  # an AVX2 CPU without VNNI, as far as the policy sees

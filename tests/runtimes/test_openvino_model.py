@@ -31,7 +31,7 @@ def test_int4_conv_weights_reach_openvino_widened_to_int8_once(tmp_path, monkeyp
     import onnx
 
     from deploy_robust.data import load_dataset
-    from deploy_robust.export import export_bundle
+    from deploy_robust.export import ExportOptions, export_bundle
     from deploy_robust.ingest import LoadedModel
     from deploy_robust.runtimes.openvino_model import bundle_graph
     from deploy_robust.spec import InputSpec
@@ -40,7 +40,7 @@ def test_int4_conv_weights_reach_openvino_widened_to_int8_once(tmp_path, monkeyp
     monkeypatch.setenv("DEPLOY_ROBUST_HOME", str(tmp_path / "home"))
     calib = load_dataset("digits:train")
     loaded = LoadedModel(make_tiny(channels=1), InputSpec((1, 8, 8), 5), {"file": "t"})
-    int4 = export_bundle(loaded, tmp_path / "int4", "int4", calib=calib)
+    int4 = export_bundle(loaded, tmp_path / "int4", ExportOptions("int4"), calib=calib)
     fp32 = export_bundle(loaded, tmp_path / "fp32")
     assert bundle_graph(fp32.model_path) == fp32.model_path.read_bytes()  # nothing to widen: read as it is
     copy = bundle_graph(int4.model_path)

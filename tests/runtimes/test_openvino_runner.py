@@ -15,7 +15,7 @@ import pytest
 from deploy_robust.cpu import cpu_flags
 from deploy_robust.data import load_dataset
 from deploy_robust.errors import UserError
-from deploy_robust.export import export_bundle
+from deploy_robust.export import ExportOptions, export_bundle
 from deploy_robust.ingest import load_model
 from deploy_robust.runtimes import RuntimeOptions, create_runner
 from deploy_robust.runtimes.openvino_runner import executed_precision
@@ -29,7 +29,7 @@ def bundles(digits_checkpoint, tmp_path_factory):
     root = tmp_path_factory.mktemp("openvino")
     loaded = load_model(digits_checkpoint, "digits_cnn")
     return {"fp32": export_bundle(loaded, root / "fp32"),
-            "int8": export_bundle(loaded, root / "int8", "int8", calib=load_dataset("digits:train"))}
+            "int8": export_bundle(loaded, root / "int8", ExportOptions("int8"), calib=load_dataset("digits:train"))}
 
 
 @pytest.fixture(scope="module")

@@ -60,7 +60,7 @@ def write_seeds(folder: Path) -> dict[str, Path]:
 
     from deploy_robust import zoo
     from deploy_robust.data import Dataset
-    from deploy_robust.export import export_bundle
+    from deploy_robust.export import CalibrationOptions, ExportOptions, export_bundle
     from deploy_robust.ingest import load_model
     from deploy_robust.tune.measure import Cache
     from deploy_robust.verify.resume import BatchCheckpoint
@@ -103,8 +103,9 @@ def write_seeds(folder: Path) -> dict[str, Path]:
     seeds["onnx_graph"] = folder / "graph.onnx"
     seeds["onnx_graph"].write_bytes(bundle.model_path.read_bytes())
     calib = Dataset(rng.integers(0, 255, (16, 1, 8, 8), dtype=np.uint8), np.arange(16) % 10, "fuzz", 255.0)
-    int8 = export_bundle(load_model(seeds["checkpoint"]), folder / "bundle-int8", "int8", calib=calib, calib_n=16,
-                         weight_rounding="nearest")
+    int8 = export_bundle(load_model(seeds["checkpoint"]), folder / "bundle-int8",
+                         ExportOptions("int8", weight_rounding="nearest", calibration=CalibrationOptions(n=16)),
+                         calib=calib)
     seeds["onnx_qdq_graph"] = folder / "graph-int8.onnx"
     seeds["onnx_qdq_graph"].write_bytes(int8.model_path.read_bytes())
     (folder / "tune-cache").mkdir(mode=0o700)

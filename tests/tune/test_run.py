@@ -5,7 +5,7 @@ import pytest
 
 from deploy_robust.bundle import open_bundle
 from deploy_robust.data import load_dataset
-from deploy_robust.tune.run import TuneSettings, run_tune
+from deploy_robust.tune.run import TuneOptions, run_tune
 from deploy_robust.verify import ThreatModel
 
 SETTINGS = dict(n=60, final_n=60, sensitivity_n=32, bench_seconds=0.2, threads=1)
@@ -15,7 +15,7 @@ SETTINGS = dict(n=60, final_n=60, sensitivity_n=32, bench_seconds=0.2, threads=1
 def tuned(digits_loaded, tmp_path_factory):
     out = tmp_path_factory.mktemp("tune") / "out"
     # the last layer pinned to FP32, and GDWS rewrites keeping half the rewritable MACs in the space
-    settings = TuneSettings(ThreatModel("linf", 0.1), max_robust_drop=0.05, max_clean_drop=0.05, pins=(("7", "fp32"),),
+    settings = TuneOptions(ThreatModel("linf", 0.1), max_robust_drop=0.05, max_clean_drop=0.05, pins=(("7", "fp32"),),
                             space=("precision", "gdws"), gdws_budgets=(0.5,), **SETTINGS)
     doc = run_tune(digits_loaded, out, load_dataset("digits:train"), load_dataset("digits:test"), settings)
     return out, settings, doc

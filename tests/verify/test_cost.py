@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from deploy_robust.verify import ThreatModel, run_verify
+from deploy_robust.verify.options import VerifyOptions
 from deploy_robust.verify.cost import Passes, describe
 
 
@@ -21,8 +22,8 @@ def test_passes_count_images_by_how_each_model_was_called():
 
 
 def test_verify_reports_each_attacks_passes_from_its_steps(digits_bundles, digits_test):
-    doc = run_verify(digits_bundles["plain"], digits_test, ThreatModel("linf", 0.1), n=40, suite="quick", sweep=None,
-                     resume=False, layout="contiguous")
+    doc = run_verify(digits_bundles["plain"], digits_test, ThreatModel("linf", 0.1),
+                     VerifyOptions(n=40, suite="quick", sweep=None, resume=False, layout="contiguous"))
     rows = {a["attack"]: a for a in doc["attacks"]}
     pgd, square = rows["pgd-ce"], rows["square"]
     # 20 PGD steps, each a forward and an input gradient of every attacked point (plus the start's)

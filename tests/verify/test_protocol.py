@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 
 from deploy_robust.verify import ThreatModel, run_verify
+from deploy_robust.verify.options import VerifyOptions
 
 
 @pytest.fixture(scope="module")
 def plain_doc(digits_bundles, digits_test):
-    return run_verify(digits_bundles["plain"], digits_test, ThreatModel("linf", 0.1), n=120, suite="quick",
-                      sweep=(0, 0.1, 0.5))
+    return run_verify(digits_bundles["plain"], digits_test, ThreatModel("linf", 0.1),
+                      VerifyOptions(n=120, suite="quick", sweep=(0, 0.1, 0.5)))
 
 
 def test_robust_accuracy_is_the_per_example_worst_case(plain_doc):
@@ -54,8 +55,9 @@ def test_report_files_are_written_into_the_bundle(plain_doc, digits_bundles):
 
 def test_gradient_masking_is_flagged_and_bpda_sees_through_it(digits_bundles, digits_test, plain_doc):
     threat = ThreatModel("linf", 0.1)
-    naive = run_verify(digits_bundles["masked"], digits_test, threat, n=120, suite="quick", sweep=None, bpda=False)
-    honest = run_verify(digits_bundles["masked"], digits_test, threat, n=120, suite="quick", sweep=None)
+    naive = run_verify(digits_bundles["masked"], digits_test, threat,
+                       VerifyOptions(n=120, suite="quick", sweep=None, bpda=False))
+    honest = run_verify(digits_bundles["masked"], digits_test, threat, VerifyOptions(n=120, suite="quick", sweep=None))
     by = {a["attack"]: a["robust_accuracy"] for a in naive["attacks"]}
     assert by["pgd-ce"] > plain_doc["robust_accuracy"] + 0.2  # plain gradients are masked
     assert {"zero_gradients", "black_box_beats_white_box"} <= {f["flag"] for f in naive["flags"]}
@@ -85,7 +87,7 @@ def test_stochastic_engine_is_scored_over_passes_with_eot(digits_bundles, digits
     bundle = digits_bundles["noisy"]
     assert bundle.manifest.model.stochastic is True
     threat = ThreatModel("linf", 0.1)
-    doc = run_verify(bundle, digits_test, threat, n=60, suite="quick", sweep=None)
+    doc = run_verify(bundle, digits_test, threat, VerifyOptions(n=60, suite="quick", sweep=None))
     randomness = doc["stochastic_engine"]
     assert randomness["stochastic"] and randomness["scoring_passes"] == 20 and randomness["eot_draws"] == 4
     assert randomness["stable_prediction_fraction"] < 1.0
@@ -94,12 +96,13 @@ def test_stochastic_engine_is_scored_over_passes_with_eot(digits_bundles, digits
     assert doc["robust_accuracy"] <= doc["expected_robust_accuracy"] <= doc["clean_accuracy"]
     assert doc["clean_accuracy_worst_case"] <= doc["clean_accuracy"]
     assert all(a["robust_accuracy"] <= a["expected_robust_accuracy"] for a in doc["attacks"])
-    naive = run_verify(bundle, digits_test, threat, n=60, suite="quick", sweep=None, eot=1)
+    naive = run_verify(bundle, digits_test, threat, VerifyOptions(n=60, suite="quick", sweep=None, eot=1))
     assert "no_eot" in {f["flag"] for f in naive["flags"]}
 
 
 def test_l2_threat_runs_square_l2_on_the_engine(plain_doc, digits_bundles, digits_test):
-    doc = run_verify(digits_bundles["plain"], digits_test, ThreatModel("l2", 1.0), n=60, suite="quick", sweep=None)
+    doc = run_verify(digits_bundles["plain"], digits_test, ThreatModel("l2", 1.0),
+                     VerifyOptions(n=60, suite="quick", sweep=None))
     assert "square" in {a["attack"] for a in doc["attacks"]}
     assert doc["threat_model"]["description"].startswith("L2")
     assert doc["robust_accuracy"] < doc["clean_accuracy"]
@@ -126,12 +129,13 @@ def test_an_interrupted_run_resumes_from_its_finished_batches(digits_bundles, di
 
     bundle, threat = digits_bundles["plain"], ThreatModel("linf", 0.1)
     kwargs = dict(n=60, suite="quick", sweep=None, batch_size=30, layout="contiguous")  # bit-identical runs
-    fresh = run_verify(bundle, digits_test, threat, resume=False, **kwargs)
+    fresh = run_verify(bundle, digits_test, threat, VerifyOptions(resume=False, **kwargs))
     real, calls = protocol._verify_batch, []
-    _interrupt_at_second_batch(monkeypatch, protocol, lambda: run_verify(bundle, digits_test, threat, **kwargs), calls)
+    _interrupt_at_second_batch(monkeypatch, protocol, lambda: run_verify(bundle, digits_test, threat,
+                                                                         VerifyOptions(**kwargs)), calls)
     assert (bundle.path / ".verify-progress").is_dir()
     monkeypatch.setattr(protocol, "_verify_batch", lambda *args: calls.append(args[10]) or real(*args))
-    resumed = run_verify(bundle, digits_test, threat, **kwargs)
+    resumed = run_verify(bundle, digits_test, threat, VerifyOptions(**kwargs))
     assert calls == [0, 1, 1]  # batch 0 came from the checkpoint
     assert not (bundle.path / ".verify-progress").exists()
     assert resumed["resume"] == {"reused_batches": 1, "rejected_batch_files": 0}
@@ -151,8 +155,9 @@ def test_forged_resume_files_are_recomputed_not_trusted(digits_bundles, digits_t
 
     bundle, threat = digits_bundles["plain"], ThreatModel("linf", 0.1)
     kwargs = dict(n=60, suite="quick", sweep=None, batch_size=30, layout="contiguous")
-    fresh = run_verify(bundle, digits_test, threat, resume=False, **kwargs)
-    _interrupt_at_second_batch(monkeypatch, protocol, lambda: run_verify(bundle, digits_test, threat, **kwargs), [])
+    fresh = run_verify(bundle, digits_test, threat, VerifyOptions(resume=False, **kwargs))
+    _interrupt_at_second_batch(monkeypatch, protocol, lambda: run_verify(bundle, digits_test, threat,
+                                                                         VerifyOptions(**kwargs)), [])
     saved = next((bundle.path / ".verify-progress").glob("*/batch-00000.npz"))
     raw = saved.read_bytes()
     with np.load(io.BytesIO(raw[32:]), allow_pickle=False) as f:
@@ -160,7 +165,7 @@ def test_forged_resume_files_are_recomputed_not_trusted(digits_bundles, digits_t
     buffer = io.BytesIO()
     np.savez(buffer, **forged)
     saved.write_bytes(raw[:32] + buffer.getvalue())  # the old tag over new results
-    resumed = run_verify(bundle, digits_test, threat, **kwargs)
+    resumed = run_verify(bundle, digits_test, threat, VerifyOptions(**kwargs))
     assert resumed["resume"] == {"reused_batches": 0, "rejected_batch_files": 1}
     assert resumed["robust_accuracy"] == fresh["robust_accuracy"]
 

@@ -9,7 +9,7 @@ from onnx import numpy_helper
 
 from deploy_robust.data import load_dataset
 from deploy_robust.errors import UserError
-from deploy_robust.export import export_bundle
+from deploy_robust.export import ExportOptions, export_bundle
 from deploy_robust.ingest import load_model
 from deploy_robust.normalize import with_normalization
 from deploy_robust.quant.twin import twin_module
@@ -77,7 +77,7 @@ def _dq_bundle(loaded, train, request, tmp_path, name):
     module, config, _ = defensive_quantization(loaded, train, request)
     path = save_model_file(tmp_path / f"{name}.pt", module, loaded.source["arch"], loaded.spec, {}, dq=config.to_json())
     reloaded = load_model(path)
-    return module, reloaded, export_bundle(reloaded, tmp_path / name, "int8")
+    return module, reloaded, export_bundle(reloaded, tmp_path / name, ExportOptions("int8"))
 
 
 def test_a_dq_bundle_runs_its_trained_grid_on_integer_kernels(digits_checkpoint, tmp_path):
@@ -112,10 +112,10 @@ def test_dq_models_refuse_targets_their_grid_does_not_fit(digits_checkpoint, tmp
     train = load_dataset("digits:train")
     _, uint8_input, _ = _dq_bundle(loaded, train, DQRequest(8, 7, epochs=0), tmp_path, "ptq")
     with pytest.raises(UserError, match="--input-grid int8"):
-        export_bundle(uint8_input, tmp_path / "trt", "int8", "tensorrt")
+        export_bundle(uint8_input, tmp_path / "trt", ExportOptions("int8", "tensorrt"))
     _, eight_bit, _ = _dq_bundle(loaded, train, DQRequest(8, 8, epochs=0, input_signed=True), tmp_path, "ptq8")
     with pytest.raises(UserError, match="7 activation bits"):
-        export_bundle(eight_bit, tmp_path / "cuda", "int8", "ort-cuda")
+        export_bundle(eight_bit, tmp_path / "cuda", ExportOptions("int8", "ort-cuda"))
     assert not (tmp_path / "trt").exists() and not (tmp_path / "cuda").exists()
 
 
@@ -125,7 +125,7 @@ def test_an_int8_input_dq_model_exports_its_grid_to_signed_targets(digits_checkp
     module, config, _ = defensive_quantization(loaded, load_dataset("digits:train"),
                                                DQRequest(4, 3, epochs=0, input_signed=True))
     path = save_model_file(tmp_path / "dq.pt", module, "digits_cnn", loaded.spec, {}, dq=config.to_json())
-    bundle = export_bundle(load_model(path), tmp_path / target, "int8", target)  # tensorrt: the rule checker ran
+    bundle = export_bundle(load_model(path), tmp_path / target, ExportOptions("int8", target))  # tensorrt: the rule checker ran
     graph = onnx.load(str(bundle.model_path))
     zero_points = [numpy_helper.to_array(i) for i in graph.graph.initializer if "zero_point" in i.name]
     assert all(z.dtype in (np.int8, np.int32) and not z.any() for z in zero_points)

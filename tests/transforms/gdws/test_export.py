@@ -117,7 +117,7 @@ def test_bad_gdws_input_exits_2(cli, digits_checkpoint, tmp_path):
                                               ("int8", "ort-cuda"), ("int8", "tensorrt"), ("int4", "tensorrt")])
 def test_gdws_exports_to_every_precision_and_target(precision, target, tmp_path):
     from deploy_robust.data import Dataset
-    from deploy_robust.export import export_bundle
+    from deploy_robust.export import ExportOptions, export_bundle
     from deploy_robust.ingest import LoadedModel
     from deploy_robust.quant.twin import twin_module
     from deploy_robust.spec import InputSpec
@@ -130,7 +130,7 @@ def test_gdws_exports_to_every_precision_and_target(precision, target, tmp_path)
     assert [l.name for l in plan.replaced] == ["conv2"]
     rng = np.random.default_rng(0)
     images = Dataset(rng.integers(0, 256, (64, 3, 8, 8), dtype=np.uint8), rng.integers(0, 5, 64), "random", 255.0)
-    bundle = export_bundle(rewritten, tmp_path / "b", precision, target, calib=images)
+    bundle = export_bundle(rewritten, tmp_path / "b", ExportOptions(precision, target), calib=images)
     graph = onnx.load(bundle.model_path).graph
     producers = {o: n.op_type for n in graph.node for o in n.output}
     gather = next(n for n in graph.node if n.op_type == "Gather")
