@@ -20,18 +20,17 @@ from pathlib import Path
 
 import torch
 
+from common import CIFAR_CALIB, SHARED
+from machine import save_result
+
+from deploy_robust.data import load_dataset
+from deploy_robust.export import ExportOptions, export_bundle
+from deploy_robust.ingest import load_model
+from deploy_robust.model.model_file import MODEL_KEY
+from deploy_robust.verify import ThreatModel, run_verify
+from deploy_robust.verify.options import VerifyOptions
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from common import CIFAR_CALIB, SHARED  # noqa: E402
-from machine import save_result  # noqa: E402
-
-from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
-from deploy_robust.ingest import load_model  # noqa: E402
-from deploy_robust.model.model_file import MODEL_KEY  # noqa: E402
-from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
-from deploy_robust.verify.options import VerifyOptions  # noqa: E402
 
 TEST = SHARED / "datasets" / "cifar10_test_first1017.npz"
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,15 +26,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, resnet18_random, shared_model  # noqa: E402
-from machine import save_result  # noqa: E402
+from common import SHARED, resnet18_random, shared_model
+from machine import save_result
 
-from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.export import export_bundle  # noqa: E402
-from deploy_robust.verify import ThreatModel, attacks  # noqa: E402
-from deploy_robust.verify.protocol import attack_twin  # noqa: E402
-from deploy_robust.verify.speed import prepare_for_attack  # noqa: E402
+from deploy_robust.data import load_dataset
+from deploy_robust.export import export_bundle
+from deploy_robust.verify import ThreatModel, attacks
+from deploy_robust.verify.protocol import attack_twin
+from deploy_robust.verify.speed import prepare_for_attack
 
 EPS = 8 / 255
 

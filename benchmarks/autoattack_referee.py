@@ -21,18 +21,17 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
+import torch
 
-from common import SHARED, shared_model  # noqa: E402
-from machine import save_result  # noqa: E402
+from common import SHARED, shared_model
+from machine import save_result
 
-from deploy_robust import zoo  # noqa: E402
-from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
-from deploy_robust.ingest import LoadedModel  # noqa: E402
-from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
+from deploy_robust import zoo
+from deploy_robust.data import load_dataset
+from deploy_robust.export import ExportOptions, export_bundle
+from deploy_robust.ingest import LoadedModel
+from deploy_robust.verify import ThreatModel, run_verify
 from deploy_robust.verify.options import VerifyOptions
 
 CIFAR_TEST = "cifar10_test_first1017.npz"

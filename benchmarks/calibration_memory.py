@@ -16,13 +16,12 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 SHARED = HERE.parent.parent / "shared" / "data"
 
 CHILD = """
 import resource, sys, tempfile, time
 from deploy_robust.data import load_dataset
-from deploy_robust.export import export_bundle
+from deploy_robust.export import CalibrationOptions, ExportOptions, export_bundle
 from deploy_robust.ingest import load_model
 shared, n, method = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 loaded = load_model(shared + "/models/resnet2b.pth")
@@ -30,7 +29,7 @@ calib = load_dataset(shared + "/datasets/cifar10_train_first1017_per_batch.npz",
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 with tempfile.TemporaryDirectory() as tmp:
-    export_bundle(loaded, tmp + "/b", "int8", calib=calib, calib_n=n, calib_method=method)
+    export_bundle(loaded, tmp + "/b", ExportOptions("int8", calibration=CalibrationOptions(method, n)), calib=calib)
 print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter() - start)
 """
 

@@ -10,16 +10,14 @@ what it costs on the CPU stand-in (run unfused, exact Q/DQ semantics), not Tenso
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import export_variants, resnet18_random, shared_model  # noqa: E402
-from machine import save_result  # noqa: E402
+from common import export_variants, resnet18_random, shared_model
+from machine import save_result
 
-from deploy_robust.bench import run_bench  # noqa: E402
+from deploy_robust.bench import run_bench
 
 VARIANTS = [("fp32", "ort-cpu"), ("fp16", "ort-cpu"), ("int8", "ort-cpu"), ("int4", "ort-cpu"), ("int8", "tensorrt")]
 SHARED_MODELS = ["resnet2b.pth", "cifar_cnn_a_adv.model", "mnist_cnn_a_adv.model"]

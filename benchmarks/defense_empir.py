@@ -25,17 +25,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CIFAR_CALIB, MNIST_CALIB, SHARED  # noqa: E402
-from machine import save_result  # noqa: E402
+from common import CIFAR_CALIB, MNIST_CALIB, SHARED
+from machine import save_result
 
-from deploy_robust.cli import main as cli  # noqa: E402
-from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.defenses import empir  # noqa: E402
-from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
-from deploy_robust.ingest import LoadedModel, load_model  # noqa: E402
-from deploy_robust.runtimes import create_runner  # noqa: E402
-from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
+from deploy_robust.cli import main as cli
+from deploy_robust.data import load_dataset
+from deploy_robust.defenses import empir
+from deploy_robust.export import ExportOptions, export_bundle
+from deploy_robust.ingest import LoadedModel, load_model
+from deploy_robust.runtimes import create_runner
+from deploy_robust.verify import ThreatModel, run_verify
 from deploy_robust.verify.options import VerifyOptions
 
 CASES = [("mnist", MNIST_CALIB, "mnist_test.npz", ["w2a4", "w2a4", "fp32"], 0.1, 4),

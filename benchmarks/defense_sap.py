@@ -24,18 +24,17 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, shared_model  # noqa: E402
-from machine import save_result  # noqa: E402
+from common import SHARED, shared_model
+from machine import save_result
 
-from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.defenses.sap import apply_sap  # noqa: E402
-from deploy_robust.export import export_bundle  # noqa: E402
-from deploy_robust.runtimes import create_runner  # noqa: E402
-from deploy_robust.stats import wilson_interval  # noqa: E402
-from deploy_robust.verify import ThreatModel, attacks, parse_eps, run_verify  # noqa: E402
+from deploy_robust.data import load_dataset
+from deploy_robust.defenses.sap import apply_sap
+from deploy_robust.export import export_bundle
+from deploy_robust.runtimes import create_runner
+from deploy_robust.stats import wilson_interval
+from deploy_robust.verify import ThreatModel, attacks, parse_eps, run_verify
 from deploy_robust.verify.options import VerifyOptions
-from deploy_robust.verify.protocol import attack_twin  # noqa: E402
+from deploy_robust.verify.protocol import attack_twin
 
 
 def naive_pgd(bundle, data, threat: ThreatModel, seed: int = 0) -> float:

@@ -20,14 +20,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CIFAR_CALIB, MNIST_CALIB, SHARED, shared_model  # noqa: E402
-from machine import save_result  # noqa: E402
+from common import CIFAR_CALIB, MNIST_CALIB, SHARED, shared_model
+from machine import save_result
 
-from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.defenses.squeeze import apply_squeezing  # noqa: E402
-from deploy_robust.export import export_bundle  # noqa: E402
-from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
+from deploy_robust.data import load_dataset
+from deploy_robust.defenses.squeeze import apply_squeezing
+from deploy_robust.export import export_bundle
+from deploy_robust.verify import ThreatModel, run_verify
 from deploy_robust.verify.options import VerifyOptions
 
 CASES = [("mnist_cnn_a_adv.model", "mnist_test.npz", MNIST_CALIB, 0.3, "bits:1,median:2"),

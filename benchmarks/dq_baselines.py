@@ -18,25 +18,23 @@ Fine-tuning uses PGD adversarial training at the model's training eps (MNIST 0.3
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import CIFAR_CALIB, MNIST_CALIB, SHARED, shared_model
+from machine import save_result
+
+from deploy_robust.data import load_dataset
+from deploy_robust.export import ExportOptions, export_bundle
+from deploy_robust.ingest import load_model
+from deploy_robust.model.model_file import save_model_file
+from deploy_robust.train import pgd_training
+from deploy_robust.transforms.dq import DQRequest, defensive_quantization
+from deploy_robust.verify import ThreatModel, run_verify
+from deploy_robust.verify.options import VerifyOptions
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from common import CIFAR_CALIB, MNIST_CALIB, SHARED, shared_model  # noqa: E402
-from machine import save_result  # noqa: E402
-
-from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
-from deploy_robust.ingest import load_model  # noqa: E402
-from deploy_robust.model.model_file import save_model_file  # noqa: E402
-from deploy_robust.train import pgd_training  # noqa: E402
-from deploy_robust.transforms.dq import DQRequest, defensive_quantization  # noqa: E402
-from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
-from deploy_robust.verify.options import VerifyOptions  # noqa: E402
 
 SETUPS = {  # name -> (checkpoint, train, test, training eps, verify eps, epochs)
     "mnist": ("mnist_cnn_a_adv.model", MNIST_CALIB, SHARED / "datasets" / "mnist_test.npz", 0.3, (0.3,), 3),

@@ -7,22 +7,20 @@ and with that conv quantized too (a --plan naming it), on the real checkpoints, 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import onnx
 
+from common import SHARED, calibration_for, interleaved_throughput
+from machine import save_result
+
+from deploy_robust.export import ExportOptions, export_bundle
+from deploy_robust.ingest import load_model
+from deploy_robust.quant.plan import layer_name, weighted_nodes
+from deploy_robust.runtimes import create_runner
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from common import SHARED, calibration_for, interleaved_throughput  # noqa: E402
-from machine import save_result  # noqa: E402
-
-from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
-from deploy_robust.ingest import load_model  # noqa: E402
-from deploy_robust.quant.plan import layer_name, weighted_nodes  # noqa: E402
-from deploy_robust.runtimes import create_runner  # noqa: E402
 
 MODELS = ("cifar_cnn_a_adv.model", "cifar_conv_small_pgd.pth", "resnet2b.pth", "mnist_cnn_a_adv.model",
           "MadryCNN_no_maxpool_tiny.pt", "convex_adversarial_mnist.pth")

@@ -14,17 +14,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import save_result
+
+from deploy_robust.data import load_dataset
+from deploy_robust.evaluate import compare_logits, evaluate
+from deploy_robust.export import ExportOptions, export_bundle
+from deploy_robust.ingest import load_model
+from deploy_robust.runtimes import create_runner
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 SHARED = HERE.parent.parent / "shared" / "data"
-
-from machine import save_result  # noqa: E402
-
-from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.evaluate import compare_logits, evaluate  # noqa: E402
-from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
-from deploy_robust.ingest import load_model  # noqa: E402
-from deploy_robust.runtimes import create_runner  # noqa: E402
 
 MODELS = [
     ("mnist_cnn_a_adv.model", "mnist_test.npz"),

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,19 +30,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from common import calibration_for, interleaved_throughput, resnet18_random
+from machine import save_result
+from train_resnet18_cifar import CHECKPOINT
+
+from deploy_robust.export import ExportOptions, export_bundle
+from deploy_robust.ingest import LoadedModel, load_model
+from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
+from deploy_robust.transforms.gdws import GDWSConv2d, GDWSPlan, apply_gdws
+from deploy_robust.transforms.gdws.network import find_layers
+from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from common import calibration_for, interleaved_throughput, resnet18_random  # noqa: E402
-from machine import save_result  # noqa: E402
-from train_resnet18_cifar import CHECKPOINT  # noqa: E402
-
-from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
-from deploy_robust.ingest import LoadedModel, load_model  # noqa: E402
-from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner  # noqa: E402
-from deploy_robust.transforms.gdws import GDWSConv2d, GDWSPlan, apply_gdws  # noqa: E402
-from deploy_robust.transforms.gdws.network import find_layers  # noqa: E402
-from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model  # noqa: E402
 
 
 def resnet18() -> tuple[LoadedModel, str]:

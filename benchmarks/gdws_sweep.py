@@ -19,27 +19,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
+from common import CIFAR_CALIB, SHARED, shared_model
+from machine import save_result
+from train_resnet18_cifar import CHECKPOINT
+
+from deploy_robust.bench.plots import _axes, _save
+from deploy_robust.data import load_dataset
+from deploy_robust.evaluate import compare_logits, evaluate
+from deploy_robust.export import ExportOptions, export_bundle
+from deploy_robust.ingest import load_model
+from deploy_robust.runtimes import create_runner
+from deploy_robust.transforms.gdws.alphas import AlphaSettings
+from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
+from deploy_robust.verify import ThreatModel, run_verify
+from deploy_robust.verify.options import VerifyOptions
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from common import CIFAR_CALIB, SHARED, shared_model  # noqa: E402
-from machine import save_result  # noqa: E402
-from train_resnet18_cifar import CHECKPOINT  # noqa: E402
-
-from deploy_robust.bench.plots import _axes, _save  # noqa: E402
-from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.evaluate import compare_logits, evaluate  # noqa: E402
-from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
-from deploy_robust.ingest import load_model  # noqa: E402
-from deploy_robust.runtimes import create_runner  # noqa: E402
-from deploy_robust.transforms.gdws.alphas import AlphaSettings  # noqa: E402
-from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model  # noqa: E402
-from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
-from deploy_robust.verify.options import VerifyOptions  # noqa: E402
 
 TEST = SHARED / "datasets" / "cifar10_test_first1017.npz"
 SETUPS = {  # name -> (loader, eps, budgets, points)

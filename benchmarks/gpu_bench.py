@@ -16,14 +16,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
+import torch
 
-from common import export_variants, resnet18_random  # noqa: E402
-from machine import save_result  # noqa: E402
+from common import export_variants, resnet18_random
+from machine import save_result
 
-from deploy_robust.bench import run_bench  # noqa: E402
+from deploy_robust.bench import run_bench
 
 
 def available_backends() -> list[str]:

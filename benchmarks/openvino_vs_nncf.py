@@ -7,23 +7,21 @@ streams, batch 1/32/64, interleaved in one run; and where the time goes (OpenVIN
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from common import calibration_for, interleaved_throughput
+from machine import save_result
+from runtime_matrix import load, nncf_int8
+
+from deploy_robust.export import ExportOptions, export_bundle
+from deploy_robust.runtimes import RuntimeOptions, create_runner
+from deploy_robust.runtimes.openvino_runner import OpenVINORunner
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from common import calibration_for, interleaved_throughput  # noqa: E402
-from machine import save_result  # noqa: E402
-from runtime_matrix import load, nncf_int8  # noqa: E402
-
-from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
-from deploy_robust.runtimes import RuntimeOptions, create_runner  # noqa: E402
-from deploy_robust.runtimes.openvino_runner import OpenVINORunner  # noqa: E402
 
 GMAC_PER_IMAGE = 0.556  # CIFAR ResNet-18 (3x3 stem), convolutions and FC
 

@@ -18,19 +18,18 @@ import sys
 import tempfile
 from pathlib import Path
 
+from machine import save_result
+
+from deploy_robust.data import load_dataset
+from deploy_robust.evaluate import compare_logits, evaluate
+from deploy_robust.export import CalibrationOptions, ExportOptions, export_bundle
+from deploy_robust.ingest import load_model
+from deploy_robust.quant.twin import twin_module
+from deploy_robust.runtimes import create_runner
+from deploy_robust.runtimes.torch_runner import TorchRunner
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 SHARED = HERE.parent.parent / "shared" / "data"
-
-from machine import save_result  # noqa: E402
-
-from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.evaluate import compare_logits, evaluate  # noqa: E402
-from deploy_robust.export import CalibrationOptions, ExportOptions, export_bundle  # noqa: E402
-from deploy_robust.ingest import load_model  # noqa: E402
-from deploy_robust.quant.twin import twin_module  # noqa: E402
-from deploy_robust.runtimes import create_runner  # noqa: E402
-from deploy_robust.runtimes.torch_runner import TorchRunner  # noqa: E402
 
 MNIST = ("mnist_test.npz", "mnist_train_first17435.npz")
 CIFAR = ("cifar10_test_first1017.npz", "cifar10_train_first1017_per_batch.npz")

@@ -11,20 +11,18 @@ calibration uses CIFAR-10 training images from ../shared/data when present.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 
+from common import calibration_for, interleaved_throughput, resnet18_random
+from machine import save_result
+
+from deploy_robust.data import Dataset
+from deploy_robust.export import ExportOptions, export_bundle
+from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from common import calibration_for, interleaved_throughput, resnet18_random  # noqa: E402
-from machine import save_result  # noqa: E402
-
-from deploy_robust.data import Dataset  # noqa: E402
-from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
-from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner  # noqa: E402
 
 
 def ort_quantize_static_default(fp32_path: Path, calib: Dataset, out: Path) -> Path:

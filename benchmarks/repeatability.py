@@ -6,16 +6,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import export_variants, resnet18_random  # noqa: E402
-from machine import save_result  # noqa: E402
+from common import export_variants, resnet18_random
+from machine import save_result
 
-from deploy_robust.bench import run_bench  # noqa: E402
+from deploy_robust.bench import run_bench
 
 
 def main() -> None:

@@ -21,17 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import CIFAR_CALIB, MNIST_CALIB, SHARED, shared_model  # noqa: E402
-from machine import save_result  # noqa: E402
+from common import CIFAR_CALIB, MNIST_CALIB, SHARED, shared_model
+from machine import save_result
 
-from deploy_robust.data import Dataset, load_dataset  # noqa: E402
-from deploy_robust.export import CalibrationOptions, ExportOptions, export_bundle  # noqa: E402
-from deploy_robust.tune.measure import paired_drop  # noqa: E402
-from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
+from deploy_robust.data import Dataset, load_dataset
+from deploy_robust.export import CalibrationOptions, ExportOptions, export_bundle
+from deploy_robust.tune.measure import paired_drop
+from deploy_robust.verify import ThreatModel, run_verify
 from deploy_robust.verify.options import VerifyOptions
-from deploy_robust.verify.attacks import pgd  # noqa: E402
+from deploy_robust.verify.attacks import pgd
 
 MODELS = [("cifar_cnn_a_adv.model", 2 / 255, "cifar10_test_first1017.npz"),
           ("resnet2b.pth", 2 / 255, "cifar10_test_first1017.npz"),

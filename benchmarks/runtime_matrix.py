@@ -16,25 +16,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from common import SHARED, calibration_for, interleaved_throughput, resnet18_random
+from machine import save_result
+
+from deploy_robust.data import Dataset, load_dataset
+from deploy_robust.export import ExportOptions, export_bundle
+from deploy_robust.ingest import LoadedModel, load_model
+from deploy_robust.runtimes import RuntimeOptions, create_runner
+from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
+from deploy_robust.runtimes.openvino_runner import OpenVINORunner
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from common import SHARED, calibration_for, interleaved_throughput, resnet18_random  # noqa: E402
-from machine import save_result  # noqa: E402
-
-from deploy_robust.data import Dataset, load_dataset  # noqa: E402
-from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
-from deploy_robust.ingest import LoadedModel, load_model  # noqa: E402
-from deploy_robust.runtimes import RuntimeOptions, create_runner  # noqa: E402
-from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner  # noqa: E402
-from deploy_robust.runtimes.openvino_runner import OpenVINORunner  # noqa: E402
 
 REAL = ("cifar_cnn_a_adv.model", "cifar_conv_small_pgd.pth", "resnet2b.pth", "mnist_cnn_a_adv.model",
         "MadryCNN_no_maxpool_tiny.pt", "convex_adversarial_mnist.pth")

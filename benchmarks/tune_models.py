@@ -20,14 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import CIFAR_CALIB, SHARED, shared_model  # noqa: E402
-from machine import save_result  # noqa: E402
+from common import CIFAR_CALIB, SHARED, shared_model
+from machine import save_result
 
-from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.tune.run import TuneOptions, run_tune  # noqa: E402
-from deploy_robust.verify import ThreatModel  # noqa: E402
+from deploy_robust.data import load_dataset
+from deploy_robust.tune.run import TuneOptions, run_tune
+from deploy_robust.verify import ThreatModel
 
 MODELS = [("resnet2b.pth", 2 / 255), ("cifar_cnn_a_adv.model", 2 / 255)]
 

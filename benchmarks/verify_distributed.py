@@ -22,10 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SHARED  # noqa: E402
-from machine import save_result  # noqa: E402
+from common import SHARED
+from machine import save_result
 
 MODEL = SHARED / "models" / "mnist_cnn_a_adv.model"
 DATA = SHARED / "datasets" / "mnist_test.npz"

@@ -7,22 +7,20 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
+from common import SHARED, calibration_for
+from machine import save_result
+from runtime_matrix import load
+
+from deploy_robust.data import load_dataset
+from deploy_robust.export import ExportOptions, export_bundle
+from deploy_robust.runtimes import RuntimeOptions
+from deploy_robust.verify import ThreatModel, parse_eps, run_verify
+from deploy_robust.verify.options import VerifyOptions
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from common import SHARED, calibration_for  # noqa: E402
-from machine import save_result  # noqa: E402
-from runtime_matrix import load  # noqa: E402
-
-from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
-from deploy_robust.runtimes import RuntimeOptions  # noqa: E402
-from deploy_robust.verify import ThreatModel, parse_eps, run_verify  # noqa: E402
-from deploy_robust.verify.options import VerifyOptions  # noqa: E402
 
 ENGINES = (("ort-cpu", None), ("openvino", RuntimeOptions(precision_hint="default")),
            ("openvino", RuntimeOptions(precision_hint="f32")))

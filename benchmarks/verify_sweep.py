@@ -14,14 +14,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SHARED, shared_model  # noqa: E402
-from machine import save_result  # noqa: E402
+from common import SHARED, shared_model
+from machine import save_result
 
-from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.export import ExportOptions, export_bundle  # noqa: E402
-from deploy_robust.verify import ThreatModel, run_verify  # noqa: E402
+from deploy_robust.data import load_dataset
+from deploy_robust.export import ExportOptions, export_bundle
+from deploy_robust.verify import ThreatModel, run_verify
 from deploy_robust.verify.options import VerifyOptions
 
 RUNS = [("mnist_cnn_a_adv.model", "mnist_test.npz", "linf", 0.3),

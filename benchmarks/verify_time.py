@@ -16,13 +16,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, shared_model  # noqa: E402
-from machine import save_result  # noqa: E402
+from common import SHARED, shared_model
+from machine import save_result
 
-from deploy_robust.data import load_dataset  # noqa: E402
-from deploy_robust.export import export_bundle  # noqa: E402
-from deploy_robust.verify import ThreatModel, parse_eps, run_verify  # noqa: E402
+from deploy_robust.data import load_dataset
+from deploy_robust.export import export_bundle
+from deploy_robust.verify import ThreatModel, parse_eps, run_verify
 from deploy_robust.verify.options import VerifyOptions
 
 
