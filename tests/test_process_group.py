@@ -60,5 +60,6 @@ def _exchange(rank: int, world: int) -> None:
                 raise FileNotFoundError("missing")
 
 
+@pytest.mark.slow  # a process group of child processes (~12 s)
 def test_ranks_exchange_arrays_choices_and_failures():
     spawn_group(_exchange, 3)

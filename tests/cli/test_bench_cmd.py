@@ -134,7 +134,7 @@ def test_the_frontier_checks_every_input_before_measuring(cli, tiny_bundles, tmp
     assert code == 2 and "--frontier --data for fp32" in err and not (a.path / "bench.json").exists()
     for bundle, eps in ((a, 0.1), (b, 0.2)):
         (bundle.path / "verify.json").write_text(json.dumps({
-            "threat_model": {"norm": "linf", "eps": eps, "description": f"L-inf eps={eps}"}, "data": {"n": 50, "name": "d"},
+            "schema": "deploy-robust/verify", "threat_model": {"norm": "linf", "eps": eps, "description": f"L-inf eps={eps}"}, "data": {"n": 50, "name": "d"},
             "suite": "quick", "clean_accuracy": 0.9, "robust_accuracy": 0.5, "robust_accuracy_ci95": [0.4, 0.6]}))
     code, _, err = cli("bench", "--compare", a.path, b.path, "--frontier", tmp_path / "f.png", "--duration", "5")
     assert code == 2 and "verified under different settings" in err and not (a.path / "bench.json").exists()

@@ -70,6 +70,7 @@ def _rank_env(rank: int, world: int, port: int) -> dict:
                 DEPLOY_ROBUST_GROUP_SECRET="5e" * 32)   # as docs/trust.md asks of torchrun users
 
 
+@pytest.mark.slow  # ranks killed and rerun in child processes (~20 s)
 def test_a_killed_rank_is_redone_on_rerun_and_no_point_counts_twice(bundle, alone):
     port = free_port()
     command = [sys.executable, "-m", "deploy_robust", "verify", str(bundle), *VERIFY]

@@ -27,6 +27,7 @@ def _worker(rank: int, world: int, port: int, results) -> None:
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow  # two gloo processes (~13 s)
 def test_two_gloo_processes_sum_and_start_from_the_same_weights():
     manager = mp.Manager()
     results = manager.dict()
