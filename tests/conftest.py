@@ -27,6 +27,24 @@ def pytest_configure(config) -> None:
         torch.set_num_threads(int(threads))
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """A file made once per test run and shared by every pytest-xdist worker (the first to take the lock
+    builds it, into a temporary name, then renames it): for trained models that several workers need."""
+    import os
+
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base   # the run's folder, above each worker's
+    path = root / name
+    with FileLock(str(path) + ".lock"):
+        if not path.exists():
+            partial = path.with_name(path.name + ".partial")
+            build(partial)
+            partial.rename(path)
+    return path
+
+
 def shared_path(*parts: str) -> Path:
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
@@ -132,12 +150,13 @@ def digits_checkpoint(tmp_path_factory):
     from deploy_robust.seeding import seed_everything
     from deploy_robust.train import train_classifier
 
-    seed_everything(0)
-    model = zoo.get("digits_cnn").build()
-    train_classifier(model, load_dataset("digits:train"), epochs=10, seed=0)
-    path = tmp_path_factory.mktemp("models") / "digits.pt"
-    torch.save(model.state_dict(), path)
-    return path
+    def build(path: Path) -> None:
+        seed_everything(0)
+        model = zoo.get("digits_cnn").build()
+        train_classifier(model, load_dataset("digits:train"), epochs=10, seed=0)
+        torch.save(model.state_dict(), path)
+
+    return built_once(tmp_path_factory, "digits.pt", build)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,10 @@ from deploy_robust.runtimes import create_runner
 from deploy_robust.runtimes.torch_runner import TorchRunner
 from tests.conftest import shared_path
 
+# Four real checkpoints exported three ways each (~65 s): run by `make test-all`; `make test` keeps the digits-model
+# quantization tests (tests/test_export.py, tests/exporters/test_qdq.py) and the real-checkpoint FP32/FP16 parity.
+pytestmark = pytest.mark.slow
+
 CASES = [  # checkpoint, test set, calibration set, eps for the fidelity attack
     ("mnist_cnn_a_adv.model", "mnist_test.npz", "mnist_train_first17435.npz", 0.3),
     # a nearly dead first-layer filter with a large bias: int32 bias overflow regression

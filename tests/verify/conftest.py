@@ -8,6 +8,7 @@ from deploy_robust.export import export_bundle
 from deploy_robust.ingest import LoadedModel
 from deploy_robust.seeding import seed_everything
 from deploy_robust.train import train_classifier
+from tests.conftest import built_once
 
 
 class RoundInput(nn.Module):
@@ -36,10 +37,15 @@ class NoisyInput(nn.Module):
 
 
 @pytest.fixture(scope="session")
-def digits_model():
-    seed_everything(0)
+def digits_model(tmp_path_factory):
+    def build(path):
+        seed_everything(0)
+        trained = zoo.get("digits_cnn").build()
+        train_classifier(trained, load_dataset("digits:train"), epochs=15, seed=0)
+        torch.save(trained.state_dict(), path)
+
     model = zoo.get("digits_cnn").build()
-    train_classifier(model, load_dataset("digits:train"), epochs=15, seed=0)
+    model.load_state_dict(torch.load(built_once(tmp_path_factory, "digits-15-epochs.pt", build), weights_only=True))
     return model.eval()
 
 
