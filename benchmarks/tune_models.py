@@ -25,7 +25,8 @@ from common import CIFAR_CALIB, SHARED, shared_model
 from machine import save_result
 
 from deploy_robust.data import load_dataset
-from deploy_robust.tune.run import TuneOptions, run_tune
+from deploy_robust.tune.options import TuneOptions
+from deploy_robust.tune.run import run_tune
 from deploy_robust.verify import ThreatModel
 
 MODELS = [("resnet2b.pth", 2 / 255), ("cifar_cnn_a_adv.model", 2 / 255)]

@@ -29,7 +29,8 @@ from deploy_robust.ingest.kinds import attack_plan_for
 from deploy_robust.runtimes import RuntimeOptions, create_runner
 from deploy_robust.transforms.gdws.network import GDWSPlan
 from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
-from deploy_robust.tune.run import TuneOptions, run_tune
+from deploy_robust.tune.options import TuneOptions
+from deploy_robust.tune.run import run_tune
 from deploy_robust.verify import ThreatModel, VerifyOptions, parse_eps, run_verify
 from deploy_robust.verify.protocol import reference_robust_accuracy
 from deploy_robust.verify.report import write as write_report

@@ -8,7 +8,8 @@ from deploy_robust.api import TuneRequest, tune
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json
 from deploy_robust.errors import GateFailed, UserError
-from deploy_robust.tune.run import TuneOptions, report
+from deploy_robust.tune.options import TuneOptions
+from deploy_robust.tune.report import report
 from deploy_robust.targets import TARGETS
 from deploy_robust.tune.space import GDWS_BUDGETS, parse_pins
 from deploy_robust.verify import ThreatModel, parse_eps

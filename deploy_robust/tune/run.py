@@ -23,230 +23,25 @@ first; the document says where it stopped. A rerun with a larger budget continue
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 import onnx
 
-from deploy_robust.bench.plots import tune_frontier_plot
-from deploy_robust.bundle import Bundle, open_bundle
-from deploy_robust.bundle.store import write_bundle, write_file_atomic
+from deploy_robust.bundle import Bundle
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
-from deploy_robust.private_files import check_folders_below, read_private, sha256_of, write_private
-from deploy_robust.export import CalibrationOptions, ExportOptions, export_bundle
 from deploy_robust.ingest import LoadedModel
-from deploy_robust.ingest.kinds import attack_plan_for
 from deploy_robust.progress import bar
-from deploy_robust.targets import get_target
 from deploy_robust.tune import measure
 from deploy_robust.tune.search import CostModel, frontier
-from deploy_robust.transforms.gdws.alphas import AlphaSettings
-from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
-from deploy_robust.tune.space import (GDWS, GDWS_BUDGETS, UNIFORM, Pins, Plan, check_space, describe, pinned_plan_file,
-                                      plan_file, plan_key, search_layers)
-from deploy_robust.verify import ThreatModel, run_verify
-from deploy_robust.verify.options import VerifyOptions
+from deploy_robust.tune.space import Plan, describe, plan_key, search_layers
+from deploy_robust.tune.options import TuneOptions
+from deploy_robust.tune.report import frontier_document, write_outputs
+from deploy_robust.tune.workbench import Workbench
 
-SCHEMA = "deploy-robust/tune"
 MAX_FINAL_CHECKS = 4   # standard-suite verifications of the fastest holding candidates before FP32 is the answer
-
-
-@dataclass(frozen=True)
-class TuneOptions:
-    threat: ThreatModel
-    target: str = "ort-cpu"
-    max_robust_drop: float = 0.01
-    max_clean_drop: float = 0.01
-    batch: int = 1
-    objective: str = "latency"        # "latency" (ms per batch) or "throughput" (ms per image)
-    metric: str = "robust"            # what the sensitivities and the budget check: "robust" or "clean"
-    space: tuple[str, ...] | None = None
-    n: int = 200                      # test points for the candidates' quick verification
-    final_n: int = 500                # test points for the pick's standard verification
-    sensitivity_n: int = 64           # calibration images for the per-layer sensitivities
-    seed: int = 0
-    threads: int | None = None
-    bench_seconds: float = 2.0        # per bundle and batch in each interleaved benchmark (3 rounds)
-    latency_budget_ms: float | None = None   # the pick must also be at most this fast (in the objective's unit)
-    pins: Pins = ()                   # (layer, precision): fixed in every plan and configuration
-    time_budget_s: float | None = None
-    gdws_budgets: tuple[float, ...] = GDWS_BUDGETS   # with `gdws` in the space
-
-    def precision_space(self) -> tuple[str, ...] | None:
-        """The per-layer precisions asked for (None: every one the target runs)."""
-        if self.space is None or "precision" in self.space:
-            return None
-        return tuple(p for p in self.space if p != GDWS)
-
-    @property
-    def with_gdws(self) -> bool:
-        return self.space is not None and GDWS in self.space
-
-    def __post_init__(self) -> None:   # every setting checked once, when the options are made
-        if self.objective not in ("latency", "throughput"):
-            raise UserError(f"--objective must be latency or throughput; got {self.objective}")
-        if self.metric not in ("robust", "clean"):
-            raise UserError(f"--objective-metric must be robust or clean; got {self.metric}")
-        for name, value in (("--max-robust-drop", self.max_robust_drop), ("--max-clean-drop", self.max_clean_drop)):
-            if not 0 <= value <= 1:
-                raise UserError(f"{name} must be in [0, 1]; got {value:g} (did you mean {value / 100:g}?)")
-        for name, value in (("--batch", self.batch), ("--n", self.n), ("--final-n", self.final_n)):
-            if value < 1:
-                raise UserError(f"{name} must be positive; got {value}")
-        if self.latency_budget_ms is not None and not self.latency_budget_ms > 0:
-            raise UserError(f"--latency-budget-ms must be positive; got {self.latency_budget_ms:g}")
-        if self.time_budget_s is not None and not self.time_budget_s > 0:
-            raise UserError(f"--time-budget must be positive; got {self.time_budget_s:g} s")
-        if self.with_gdws and not all(0 < b < 1 for b in self.gdws_budgets):
-            raise UserError(f"--gdws-budgets are fractions of MACs kept, in (0, 1); got {list(self.gdws_budgets)}")
-        get_target(self.target)
-        if self.space is not None:
-            check_space(self.target, tuple(p for p in self.space if p != "precision"))
-
-
-@dataclass(frozen=True)
-class Config:
-    """A configuration the searched plans are compared with: one precision for every layer but the pinned
-    ones, on the model itself or on its GDWS rewrite keeping `gdws` of the rewritable MACs."""
-    precision: str
-    gdws: float | None = None
-
-    @property
-    def name(self) -> str:
-        return f"uniform {self.precision}" if self.gdws is None else f"uniform gdws{self.gdws:g} {self.precision}"
-
-
-class _Tune:
-    def __init__(self, loaded: LoadedModel, out: Path, calib: Dataset, data: Dataset, settings: TuneOptions,
-                 log: Callable[[str], None]) -> None:
-        self.loaded, self.out, self.calib, self.data, self.s, self.log = loaded, out, calib, data, settings, log
-        target = get_target(settings.target)
-        self.precisions, self.export_target, self.backend = target.precisions, target.profile, target.backend
-        self.deadline = None if settings.time_budget_s is None else time.monotonic() + settings.time_budget_s
-        self.stopped: list[str] = []      # where the time budget cut the run short
-        self._gdws_models: dict[float, LoadedModel] = {}
-        # every cache folder a real folder of this user's, never a link (a planted one is refused in one line)
-        check_folders_below(out, "cache/bundles")
-        self.plans = check_folders_below(out, "cache/plans")
-        identity = json.dumps({"model": loaded.source.get("sha256") or loaded.source.get("file"), "target": settings.target,
-                               "calib": [calib.name, len(calib)], "data": [data.name, len(data)], "seed": settings.seed},
-                              sort_keys=True)
-        recorded = out / "cache" / "identity.json"
-        if os.path.lexists(recorded) and read_private(recorded) != identity.encode():
-            raise UserError(f"{out} holds a tune of another model, target, data or seed; give a new -o")  # never reuse it
-        write_private(recorded, identity)
-        self.cache = measure.Cache(out / "cache" / "measurements.json")
-        self.recomputed_bundles = 0
-        # what a sensitivity depends on besides the bundle itself (a new budget or batch reuses them all)
-        key = {"calib": [calib.name, len(calib)], "n": settings.sensitivity_n, "seed": settings.seed,
-               "threat": [settings.threat.norm, settings.threat.eps]}
-        self.key = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-    def out_of_time(self, stage: str) -> bool:
-        """Whether the time budget is spent; the first time a stage finds it so, that is recorded."""
-        if self.deadline is None or time.monotonic() < self.deadline:
-            return False
-        if stage not in self.stopped:
-            self.stopped.append(stage)
-        return True
-
-    def bundle(self, name: str, precision: str, plan: Plan | None = None, layers=None, *, plan_text: str | None = None,
-               loaded: LoadedModel | None = None) -> Bundle:
-        """The cached bundle `name`, exported on first use (a plan as a tuple over `layers`, or as `--plan` text)."""
-        path = self.out / "cache" / "bundles" / name
-        record = f"bundle/{name}"
-        if os.path.lexists(path):
-            # reused only when its manifest is the one this user's tune exported here (signed in the cache), so a
-            # bundle swapped in with a manifest of its own is exported again, never measured or shipped
-            if self.cache.values.get(record) == sha256_of(path / "manifest.json") and not path.is_symlink():
-                self.cache.hits += 1
-                return open_bundle(path)
-            self.recomputed_bundles += 1
-            self.log(f"tune: cached bundle {name} is not the one this tune exported; exporting it again")
-            if path.is_symlink() or not path.is_dir():
-                path.unlink()
-            else:
-                shutil.rmtree(path)
-        if plan is not None:
-            plan_text = plan_file(layers, plan)
-        plan_path = None
-        if plan_text is not None:
-            plan_path = write_private(self.plans / f"{name}.json", plan_text)
-        bundle = export_bundle(loaded or self.loaded, path,
-                               ExportOptions("mixed" if plan_path else precision, self.export_target,
-                                             plan_file=plan_path, seed=self.s.seed,
-                                             calibration=CalibrationOptions(n=256)),
-                               calib=None if precision in ("fp32", "fp16") else self.calib)
-        self.cache.put(record, sha256_of(path / "manifest.json"))
-        return bundle
-
-    def configs(self) -> list[Config]:
-        """The uniform configurations of this tune (under pins: every layer but the pinned ones)."""
-        space = self.s.precision_space()
-        chosen = [Config(p) for p in UNIFORM if p == "fp32" or space is None or p in space]
-        if self.s.with_gdws:
-            chosen += [Config(p, b) for b in self.s.gdws_budgets for p in ("fp32", "int8")
-                       if p == "fp32" or (p in self.precisions and (space is None or p in space))]
-        # under pins, a configuration is exported as a plan, so its precision must be one the target runs per layer
-        return [c for c in chosen if not self.s.pins or c.precision in self.precisions]
-
-    def config_bundle(self, config: Config) -> Bundle:
-        pins = self.s.pins
-        planned = any(p != config.precision for _, p in pins)
-        name = config.precision if config.gdws is None else f"gdws{config.gdws:g}-{config.precision}"
-        if planned:
-            name += "-pins-" + hashlib.sha256(json.dumps(pins).encode()).hexdigest()[:8]
-        loaded = None if config.gdws is None else self.gdws_model(config.gdws)
-        return self.bundle(name, config.precision, plan_text=pinned_plan_file(config.precision, pins) if planned else None,
-                           loaded=loaded)
-
-    def gdws_model(self, budget: float) -> LoadedModel:
-        """The model with its convolutions GDWS-rewritten to keep `budget` of their MACs (robustness-aware
-        channel weights from PGD points of the calibration images; pinned layers are left as they are)."""
-        if budget not in self._gdws_models:
-            settings = AlphaSettings(self.s.threat.eps, self.s.threat.norm, 10, 128, self.s.seed)
-            request = GDWSRequest(budget=budget, alpha_data=self.calib, alpha_settings=settings,
-                                  skip=tuple(name for name, _ in self.s.pins))
-            self._gdws_models[budget] = rewrite_model(self.loaded, request, self.log)[0]
-        return self._gdws_models[budget]
-
-    def verified(self, bundle: Bundle, suite: str, n: int, skip: int = 0) -> dict[str, Any]:
-        """verify's figures on test points skip..skip+n (cached by the bundle's content and the settings)."""
-        def compute():
-            data = self.data.skip(skip) if skip else self.data
-            doc = run_verify(bundle, data, self.s.threat,
-                             VerifyOptions(n=n, suite=suite, backend=self.backend, sweep=None, seed=self.s.seed,
-                                           resume=True, layout="contiguous"),
-                             defense_plan=attack_plan_for(bundle.manifest))   # e.g. an ensemble's majorities
-            return {k: doc[k] for k in ("robust_accuracy", "robust_accuracy_ci95", "clean_accuracy",
-                                        "clean_accuracy_ci95", "per_example")} | {"flags": [f["flag"] for f in doc["flags"]]}
-        return self.cache.get(f"verify/{bundle.manifest.model.sha256}/{suite}/{skip}+{n}/{self.s.threat.norm}/"
-                              f"{self.s.threat.eps}/{self.s.seed}/{self.backend}", compute)
-
-    def latencies(self, bundles: list[Bundle], tag: str) -> list[float]:
-        key = f"latency/{tag}/" + ",".join(b.manifest.model.sha256[:12] for b in bundles)
-        return self.cache.get(f"{key}/{self.backend}/{self.s.batch}/{self.s.objective}", lambda: measure.latencies(
-            bundles, self.backend, self.s.batch, self.s.objective, duration=self.s.bench_seconds, threads=self.s.threads))
-
-    def margin(self, bundle: Bundle, sample: Dataset) -> float:
-        return self.cache.get(f"margin/{bundle.manifest.model.sha256}/{self.s.metric}/{self.key}",
-                              lambda: measure.twin_margin(bundle, sample, self.s.threat, self.s.metric, self.s.seed))
-
-    def assess(self, reference: dict, candidate: dict) -> dict[str, Any]:
-        """The candidate's verify figures and paired drops against the reference, and whether it holds the budget."""
-        robust = measure.paired_drop(reference, candidate, "robust")
-        clean = measure.paired_drop(reference, candidate, "clean")
-        ok = clean["drop"] <= self.s.max_clean_drop + 1e-12
-        if self.s.metric == "robust":
-            ok = ok and robust["drop"] <= self.s.max_robust_drop + 1e-12
-        return {"verify": candidate, "holds": ok, "robust_drop": robust, "clean_drop": clean}
 
 
 def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset, settings: TuneOptions,
@@ -254,7 +49,7 @@ def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset
     """Tune `loaded` for `settings.target`; writes OUT/best/, frontier.json, frontier.png and report.md."""
     _check_inputs(loaded, calib, data, settings)
     out = Path(out)
-    tune = _Tune(loaded, out, calib, data, settings, log)
+    tune = Workbench(loaded, out, calib, data, settings, log)
     fp32 = tune.bundle("fp32", "fp32")
     layers = search_layers(onnx.load(str(fp32.model_path)), settings.target, settings.precision_space(), settings.pins)
     shown = bar(6, desc="tune")
@@ -298,14 +93,14 @@ def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset
     pick = _final_pick(tune, order, final_reference, skip)
     shown.update()
     shown.close()
-    document = _document(settings, layers, points, checked, uniform_checks, contenders, pick, final_reference, tune)
+    document = frontier_document(settings, layers, points, checked, uniform_checks, contenders, pick, final_reference, tune)
     document["final_points"] = _final_points(settings, skip)
     document["search_pick"] = {"plan": list(searched.plan), "predicted_latency_ms": searched.latency,
                                "predicted_margin_loss": searched.loss}
     document["cost_model"] = {"fp32_latency_ms": model.fp32_latency, "latency_ms": list(model.latency),
                               "margin_loss": list(model.loss)}
     document["time_budget"] = {"seconds": settings.time_budget_s, "stopped_in": tune.stopped}
-    _write_outputs(out, document, pick)
+    write_outputs(out, document, pick)
     return document
 
 
@@ -322,7 +117,7 @@ def _final_points(settings: TuneOptions, skip: int) -> str:
             f"candidates' {settings.n})")
 
 
-def _sensitivities(tune: _Tune, fp32: Bundle, layers: list, sample: Dataset) -> list[dict[str, float]]:
+def _sensitivities(tune: Workbench, fp32: Bundle, layers: list, sample: Dataset) -> list[dict[str, float]]:
     """Per layer and precision, the drop of the mean margin on `sample` with only that layer lowered; a layer the
     time budget leaves unmeasured stays FP32 (`layers` is updated in place)."""
     base_margin = tune.margin(fp32, sample)
@@ -339,7 +134,7 @@ def _sensitivities(tune: _Tune, fp32: Bundle, layers: list, sample: Dataset) -> 
     return loss
 
 
-def _bisect(tune: _Tune, points: list, layers: list, reference: dict[str, Any]):
+def _bisect(tune: Workbench, points: list, layers: list, reference: dict[str, Any]):
     """Bisection along the frontier (fastest first) for the fastest plan whose engine holds on the quick suite;
     every plan checked, with its verdict, and the point the search ended on."""
     checked: dict[Plan, dict[str, Any]] = {}
@@ -362,7 +157,7 @@ def _bisect(tune: _Tune, points: list, layers: list, reference: dict[str, Any]):
     return checked, points[lo]
 
 
-def _final_pick(tune: _Tune, order: list, final_reference: dict[str, Any], skip: int):
+def _final_pick(tune: Workbench, order: list, final_reference: dict[str, Any], skip: int):
     """The fastest candidate (of those within the latency budget) that holds on the standard suite. FP32 is the
     reference itself (it holds by definition, unless a pin lowers a layer), so reaching it, or running out of final
     checks or time, makes it the answer, when the latency budget allows it."""
@@ -382,80 +177,3 @@ def _final_pick(tune: _Tune, order: list, final_reference: dict[str, Any], skip:
             pick = (name, c)
             break
     return pick
-
-
-def _document(settings, layers, points, checked, uniform_checks, contenders, pick, final_reference, tune) -> dict:
-    def entry(name: str, c: dict, plan: Plan | None) -> dict:
-        v = c["verify"]
-        row = {"name": name, "bundle": c["bundle"].path.name, "latency_ms": c.get("latency_ms"),
-               "robust_accuracy": v["robust_accuracy"], "robust_ci95": v["robust_accuracy_ci95"],
-               "clean_accuracy": v["clean_accuracy"], "robust_drop": c["robust_drop"], "clean_drop": c["clean_drop"],
-               "holds": c["holds"], "uniform": name.startswith("uniform"), "flags": v["flags"]}
-        if plan is not None:
-            row["plan"] = dict(zip([layer.name for layer in layers], plan))
-        if "final" in c:
-            row["final"] = {k: c["final"][k] for k in ("holds", "robust_drop", "clean_drop")} | {
-                "robust_accuracy": c["final"]["verify"]["robust_accuracy"],
-                "clean_accuracy": c["final"]["verify"]["clean_accuracy"]}
-        return row
-
-    rows = [entry(config.name, c, None) for config, c in uniform_checks.items()]
-    rows += [entry(describe(layers, plan), c, plan) for plan, c in checked.items()]
-    return {
-        "schema": SCHEMA, "schema_version": 1,
-        "settings": {k: v for k, v in asdict(settings).items()
-                     if k not in ("threat", "threads", "bench_seconds", "time_budget_s", "pins", "gdws_budgets")}
-        | {"threat": {"norm": settings.threat.norm, "eps": settings.threat.eps},
-           "pins": dict(settings.pins)} | ({"gdws_budgets": list(settings.gdws_budgets)} if settings.with_gdws else {}),
-        "layers": [asdict(layer) for layer in layers],
-        "predicted_frontier": [{"plan": describe(layers, p.plan), "latency_ms": p.latency, "margin_loss": p.loss}
-                               for p in points],
-        "measured": rows,
-        "final_reference": {"robust_accuracy": final_reference["robust_accuracy"],
-                            "clean_accuracy": final_reference["clean_accuracy"], "n": settings.final_n},
-        "acceptance": f"paired drop against the FP32 bundle on the same {settings.final_n} points, standard suite: "
-                      f"point estimate within the budget (its 95% interval reported)",
-        "pick": None if pick is None else pick[0],
-        "cache": {"hits": tune.cache.hits, "misses": tune.cache.misses, "rejected_files": tune.cache.rejected,
-                  "recomputed_bundles": tune.recomputed_bundles},
-    }
-
-
-def _write_outputs(out: Path, document: dict, pick) -> None:
-    write_file_atomic(out / "frontier.json", json.dumps(document, indent=1, sort_keys=True))
-    tune_frontier_plot(document["measured"], out / "frontier.png", document["settings"])
-    write_file_atomic(out / "report.md", report(document))
-    if pick is not None:   # best/ swapped in whole by the bundle store: the old or the new pick, never half
-        source = pick[1]["bundle"]
-        files = {p.name: p.read_bytes() for p in sorted(source.path.iterdir())
-                 if p.is_file() and not p.is_symlink() and p.name != "manifest.json"}
-        files["tune.json"] = json.dumps({"pick": document["pick"], "settings": document["settings"],
-                                         "measured": [r for r in document["measured"]
-                                                      if r["name"] == document["pick"]]}, indent=1).encode()
-        manifest = {k: v for k, v in source.manifest.document.items() if k != "files"}
-        write_bundle(out / "best", files, manifest)
-
-
-def report(document: dict) -> str:
-    s = document["settings"]
-    lines = [f"# Tune: {s['target']}, batch {s['batch']}, objective {s['objective']}, metric {s['metric']}", "",
-             f"Budget: robust drop <= {100 * s['max_robust_drop']:g} pt, clean drop <= {100 * s['max_clean_drop']:g} pt "
-             f"(L-{'inf' if s['threat']['norm'] == 'linf' else '2'} eps {s['threat']['eps']:.4g}).", "",
-             *([f"Pinned layers: {', '.join(f'{k}={v}' for k, v in s['pins'].items())}.", ""] if s.get("pins") else []),
-             *([f"Time budget of {document['time_budget']['seconds']:g} s spent: the run stopped early in "
-                f"{', '.join(document['time_budget']['stopped_in'])} (a rerun with more time continues from the cache).", ""]
-               if document.get("time_budget", {}).get("stopped_in") else []),
-             f"**Pick: {document['pick'] or 'none: no plan met the budget'}**", "",
-             "| configuration | latency (ms) | robust (quick) | 95% CI | clean | robust drop | holds | final (standard) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in sorted(document["measured"], key=lambda r: (r["latency_ms"] is None, r["latency_ms"] or 0)):
-        final = r.get("final")
-        shown = "-" if not final else (f"{100 * final['robust_accuracy']:.1f}% (drop {100 * final['robust_drop']['drop']:+.1f} pt, "
-                                       f"95% CI {100 * final['robust_drop']['ci95'][0]:+.1f}..{100 * final['robust_drop']['ci95'][1]:+.1f}); "
-                                       f"{'accepted' if final['holds'] else 'rejected'}")
-        latency = "-" if r["latency_ms"] is None else f"{r['latency_ms']:.3f}"
-        lines.append(f"| {r['name']} | {latency} | {100 * r['robust_accuracy']:.1f}% | "
-                     f"{100 * r['robust_ci95'][0]:.1f}-{100 * r['robust_ci95'][1]:.1f} | {100 * r['clean_accuracy']:.1f}% | "
-                     f"{100 * r['robust_drop']['drop']:+.1f} pt | {'yes' if r['holds'] else 'no'} | {shown} |")
-    lines += ["", document["acceptance"] + ".", "", "![frontier](frontier.png)", ""]
-    return "\n".join(lines)

@@ -5,7 +5,8 @@ import pytest
 
 from deploy_robust.bundle import open_bundle
 from deploy_robust.data import load_dataset
-from deploy_robust.tune.run import TuneOptions, run_tune
+from deploy_robust.tune.options import TuneOptions
+from deploy_robust.tune.run import run_tune
 from deploy_robust.verify import ThreatModel
 
 SETTINGS = dict(n=60, final_n=60, sensitivity_n=32, bench_seconds=0.2, threads=1)
