@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_every_results_block_is_rendered_from_its_results_file():
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "render_tables.py"), "--check"],
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "render_tables.py"), "--check"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
 

@@ -6,7 +6,7 @@ ensemble at float and INT8 kernels) from a seeded, briefly trained digits CNN, w
 worktree), then compares the sha256 of every model.onnx and the verify numbers of one
 quantized bundle. Exit 1 on any difference.
 
-    python benchmarks/bundle_identity.py --base 6ea9b8b      # the commit before the redesign
+    python tools/bundle_identity.py --base 6ea9b8b      # the commit before the redesign
 """
 
 from __future__ import annotations

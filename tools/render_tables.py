@@ -3,9 +3,9 @@
 A page holds a table as a block `<!-- results:NAME -->` ... `<!-- /results:NAME -->`; the block is rendered
 from results/NAME.json, with the CPU it was measured on. After a benchmark writes new results:
 
-    python benchmarks/render_tables.py --write     # rewrite every block
-    python benchmarks/render_tables.py --check     # exit 1 if a block is stale (tests/test_docs.py runs it)
-    python benchmarks/render_tables.py             # print every table
+    python tools/render_tables.py --write     # rewrite every block
+    python tools/render_tables.py --check     # exit 1 if a block is stale (tests/test_docs.py runs it)
+    python tools/render_tables.py             # print every table
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 REPO = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z0-9_]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
 
@@ -510,7 +510,7 @@ def main() -> None:
             if args.write:
                 page.write_text(new)
     if args.check and stale:
-        sys.exit(f"stale results blocks in {', '.join(stale)}: run python benchmarks/render_tables.py --write")
+        sys.exit(f"stale results blocks in {', '.join(stale)}: run python tools/render_tables.py --write")
 
 
 if __name__ == "__main__":
