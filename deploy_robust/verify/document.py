@@ -17,6 +17,7 @@ import numpy as np
 from deploy_robust.errors import UserError
 from deploy_robust.stats import wilson_interval
 from deploy_robust.verify.cost import describe as describe_passes
+from deploy_robust.verify.options import VerifyOptions
 from deploy_robust.verify.suites import Randomness
 
 SCHEMA = "deploy-robust/verify"
@@ -58,8 +59,8 @@ class VerifySummary:
             raise UserError(f"{path}: not a verify.json deploy-robust reads ({type(e).__name__}: {e})") from None
 
 
-def result_document(bundle, data, threat, suite, seed, backend, plan, merged, randomness: Randomness, zero_grad: int,
-              seconds: float) -> dict[str, Any]:
+def result_document(bundle, data, threat, *, options: VerifyOptions, plan, merged: dict[str, np.ndarray],
+                    randomness: Randomness, zero_grad: int, seconds: float) -> dict[str, Any]:
     labels = data.labels
     n = len(labels)
     e_pred = merged["e_clean_pred"]                      # [passes, n]
@@ -74,7 +75,8 @@ def result_document(bundle, data, threat, suite, seed, backend, plan, merged, ra
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
         "bundle": {"path": str(bundle.path), "precision": bundle.precision, "target": bundle.manifest.target},
         "threat_model": {"norm": threat.norm, "eps": threat.eps, "description": threat.describe()},
-        "data": {"name": data.name, "n": n, "selection": f"first {n}"}, "suite": suite, "seed": seed, "engine": backend,
+        "data": {"name": data.name, "n": n, "selection": f"first {n}"}, "suite": options.suite, "seed": options.seed,
+        "engine": options.backend,
         "clean_accuracy": float(clean_ok.mean()), "clean_accuracy_ci95": [clean_lo, clean_hi],
         "robust_accuracy": float(robust.mean()), "robust_accuracy_ci95": [lo, hi],
         "robust_accuracy_gradient_attacks_only": float(white_box_pass.all(0).mean()),

@@ -127,7 +127,8 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, options: V
 
     merged, zero_grad, resumed = _attack_all(list(data.batches(batch_size)), len(plan), checkpoint, attack_batch)
     seconds = time.perf_counter() - started
-    doc = result_document(bundle, data, threat, suite, seed, backend, plan, merged, randomness, zero_grad, seconds)
+    doc = result_document(bundle, data, threat, options=o, plan=plan, merged=merged, randomness=randomness,
+                          zero_grad=zero_grad, seconds=seconds)
     if not bpda:
         doc["gradients_on_S"] = "plain autograd (--no-bpda): rounding ops have zero gradient; not a verdict"
     stages = {"attacks": round(seconds, 2)}

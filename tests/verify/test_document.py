@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from deploy_robust.data import Dataset
+from deploy_robust.verify.options import VerifyOptions
 from deploy_robust.verify.document import SCHEMA, result_document
 from deploy_robust.verify.suites import Attack, Randomness
 from deploy_robust.verify.threat import ThreatModel
@@ -23,7 +24,8 @@ def _doc(labels, e_pred, pgd_ok, square_ok, passes=1):
               "attack:pgd-ce": np.array(pgd_ok).reshape(passes, -1), "attack:square": np.array(square_ok).reshape(passes, -1),
               "s_agree_on_adversarial": np.array([True, False])}
     randomness = Randomness(passes=passes)
-    return result_document(_Bundle, data, ThreatModel("linf", 0.1), "quick", 0, "ort-cpu", PLAN, merged, randomness, 0, 1.234)
+    return result_document(_Bundle, data, ThreatModel("linf", 0.1), options=VerifyOptions(suite="quick"), plan=PLAN,
+                           merged=merged, randomness=randomness, zero_grad=0, seconds=1.234)
 
 
 def test_robust_accuracy_is_the_per_example_worst_case_over_every_attack():
