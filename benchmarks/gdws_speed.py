@@ -53,7 +53,7 @@ def resnet18() -> tuple[LoadedModel, str]:
 def budget_for_model_ratio(loaded: LoadedModel, ratio: float) -> float:
     """The rewritable-MAC budget that gives the whole model `ratio` x fewer MACs."""
     layers, _, model_macs = find_layers(loaded.module, loaded.spec.shape)
-    fixed = model_macs - sum(l.original_macs for l in layers if l.rewritable)
+    fixed = model_macs - sum(layer.original_macs for layer in layers if layer.rewritable)
     return (model_macs / ratio - fixed) / (model_macs - fixed)
 
 
@@ -142,8 +142,8 @@ def main() -> None:
                       seconds_per_round=args.seconds, budget=budget,
                       mac_ratio={"model": doc["model_macs"], "rewritable": doc["rewritable_macs"],
                                  "unrounded_model": plan_exact.to_json()["model_macs"]},
-                      layers=[{k: l[k] for k in ("name", "G", "mac_ratio", "g_histogram") if k in l}
-                              for l in doc["layers"] if l["replaced"]])
+                      layers=[{k: layer[k] for k in ("name", "G", "mac_ratio", "g_histogram") if k in layer}
+                              for layer in doc["layers"] if layer["replaced"]])
     print(f"{model_name}: whole model {doc['model_macs']['original'] / 1e6:.0f}M -> {doc['model_macs']['gdws'] / 1e6:.0f}M "
           f"MACs ({doc['model_macs']['ratio']:.2f}x)")
     print("| variant | batch | images/s (median) | x original, same precision |\n|---|---|---|---|")

@@ -48,8 +48,8 @@ def test_bundle_manifest_records_what_is_needed(tmp_path):
     assert m.model.sha256 == hashlib.sha256(bundle.model_path.read_bytes()).hexdigest()
     assert m.files == {"model.onnx": m.model.sha256}
     assert m.precision.mode == "fp16"
-    assert [l["name"] for l in m.precision.layers] == ["conv", "bn", "conv2", "fc"]
-    assert all(l["precision"] == "fp16" for l in m.precision.layers)
+    assert [layer["name"] for layer in m.precision.layers] == ["conv", "bn", "conv2", "fc"]
+    assert all(layer["precision"] == "fp16" for layer in m.precision.layers)
     assert {"torch", "onnx", "onnxruntime", "deploy_robust"} <= set(m.tools)
     assert m.source["format"] == "state_dict" and len(m.source["sha256"]) == 64
     onnx.checker.check_model(onnx.load(str(bundle.model_path)), full_check=True)

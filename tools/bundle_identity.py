@@ -97,7 +97,7 @@ def _run(tree: Path, out: Path) -> dict:
     env = os.environ | {"PYTHONPATH": str(tree), "TREE": str(tree), "DEPLOY_ROBUST_HOME": str(out / ".home")}
     done = subprocess.run([sys.executable, "-c", WORKER, str(out), json.dumps(MATRIX)], cwd=tree, env=env,
                           capture_output=True, text=True, timeout=1800)
-    line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+    line = next((text for text in done.stdout.splitlines() if text.startswith("RESULT ")), None)
     if line is None:
         raise SystemExit(f"{tree}: the export matrix failed:\n{done.stderr[-3000:]}")
     return json.loads(line[len("RESULT "):])

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {bundle.path}/  {args.precision} for {args.target}: model.onnx {size(summary['bytes'])}, "
           f"{summary['nodes']} nodes, input {bundle.fixed_batch or 'N'}x{'x'.join(map(str, spec.shape))} in [0,1] ({norm}), "
           f"{spec.num_classes} classes")
-    fallbacks = [l for l in bundle.manifest.precision.layers if l.get("requested") and l["precision"] != l["requested"]]
+    fallbacks = [layer for layer in bundle.manifest.precision.layers if layer.get("requested") and layer["precision"] != layer["requested"]]
     if bundle.manifest.defense:
         print(f"  defense: {describe_defense(bundle.manifest)}")
     weights = bundle.manifest.precision.int8_weights

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"input {_describe_input(doc['input'])}, batch {doc['batch']}")
         if doc["transforms"]:
             print(f"transforms: {describe_transforms(doc['transforms'])}")
-        print(table(["layer", "type", "dtype"], [[l["name"], l["type"], l["source_dtype"]] for l in doc["layers"]]))
+        print(table(["layer", "type", "dtype"], [[entry["name"], entry["type"], entry["source_dtype"]] for entry in doc["layers"]]))
     return 0
 
 

@@ -141,7 +141,7 @@ def apply_sap(loaded, layers: list[str] | None = None, fraction: float = 1.0, se
 
 def describe_section(d: dict, stochastic: bool) -> str:
     random = "stochastic engine: verify scores it over 20 runs" if stochastic else "repeatable"
-    return f"{d['kind']} ({d['mode']}) after {', '.join(l['layer'] for l in d['layers'])}; {random}"
+    return f"{d['kind']} ({d['mode']}) after {', '.join(entry['layer'] for entry in d['layers'])}; {random}"
 
 
 KIND = ModelKind("sap", describe=describe_section, defense_kind="stochastic_activation_pruning")

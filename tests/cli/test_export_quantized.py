@@ -77,7 +77,7 @@ def test_a_layer_the_precision_cannot_handle_falls_back_and_is_recorded(cli, tmp
                          "-o", tmp_path / "q")
     assert code == 0, err
     assert "layer 3 stays int8 (asked int4)" in out
-    layers = {l["name"]: l for l in json.loads((tmp_path / "q" / "manifest.json").read_text())["precision"]["layers"]}
+    layers = {layer["name"]: layer for layer in json.loads((tmp_path / "q" / "manifest.json").read_text())["precision"]["layers"]}
     assert layers["3"]["precision"] == "int8" and "K=784" in layers["3"]["reason"]
     assert layers["0"]["precision"] == "fp32" and "narrow image-input conv" in layers["0"]["reason"]
 
@@ -88,7 +88,7 @@ def test_mixed_plan_from_the_command_line(cli, tmp_path, model_args, image_npz):
     code, _, err = cli("export", *model_args, "--precision", "mixed", "--plan", plan, "--calib", image_npz,
                        "-o", tmp_path / "m", "--json")
     assert code == 0, err
-    layers = {l["name"]: l["precision"] for l in json.loads((tmp_path / "m" / "manifest.json").read_text())["precision"]["layers"]}
+    layers = {layer["name"]: layer["precision"] for layer in json.loads((tmp_path / "m" / "manifest.json").read_text())["precision"]["layers"]}
     assert layers == {"conv": "fp32", "conv2": "int8", "fc": "fp32"}  # conv: ort-cpu's narrow image-input rule
 
 
@@ -153,7 +153,7 @@ def test_min_agreement_keeps_the_most_sensitive_layers_in_fp32(cli, tmp_path, ti
     assert fallback["agreement_all_quantized"] < 1.0 and fallback["agreement"] == 1.0
     kept = [k["layer"] for k in fallback["kept_fp32"]]
     assert kept[0] == "fc"  # the most sensitive layer goes first
-    layers = {l["name"]: l for l in manifest["precision"]["layers"]}
+    layers = {layer["name"]: layer for layer in manifest["precision"]["layers"]}
     assert layers["fc"]["precision"] == "fp32" and "--min-agreement" in layers["fc"]["reason"]
     assert layers["conv"]["precision"] == "fp32"  # kept FP32 by ort-cpu's narrow image-input rule from the start
     assert layers["conv2"]["precision"] == ("fp32" if "conv2" in kept else "int4")

@@ -108,7 +108,7 @@ def test_twin_agrees_with_the_engine_on_clean_and_adversarial_images(bundles, ch
 def test_int4_bundle_is_small_and_records_its_layers(bundles):
     loaded, _, made, _ = bundles["resnet2b.pth"]
     layers = made["int4"].manifest.precision.layers
-    assert {l["name"] for l in layers} == {l["name"] for l in loaded.layers if l["type"] in ("Conv2d", "Linear")}
+    assert {layer["name"] for layer in layers} == {layer["name"] for layer in loaded.layers if layer["type"] in ("Conv2d", "Linear")}
     assert made["int4"].model_path.stat().st_size < made["int8"].model_path.stat().st_size
 
 

@@ -90,7 +90,7 @@ def test_half_precision_weights_are_accepted_and_recorded(tmp_path, tiny_arch_fi
     torch.save(model.state_dict(), path)
     loaded = load_model(path, tiny_arch_file, overrides=SpecOverrides(shape=SHAPE))
     assert loaded.source["layer_dtypes"]["conv"] == "float16"
-    assert {l["source_dtype"] for l in loaded.layers} == {"float16"}
+    assert {layer["source_dtype"] for layer in loaded.layers} == {"float16"}
     assert next(loaded.module.parameters()).dtype == torch.float32
 
 

@@ -58,7 +58,7 @@ def load_checkpoint(obj: dict, name: str, trust: arch_resolver.CodeTrust) -> Kin
 
 
 def describe_plan(plan: dict, stochastic: bool = False) -> str:
-    rewritten = [l for l in plan["layers"] if l["replaced"]]
+    rewritten = [layer for layer in plan["layers"] if layer["replaced"]]
     how = f"budget {plan['budget']:g}" if plan.get("budget") is not None else f"beta {plan['beta']:.4g}"
     return (f"GDWS ({how}): {len(rewritten)} of {len(plan['layers'])} convolutions rewritten, "
             f"{plan['model_macs']['ratio']:.2f}x fewer MACs in the model")

@@ -114,18 +114,18 @@ class GDWSPlan:
 
     def macs(self) -> int:
         """Whole-model MACs (convs and linears) after the rewrite."""
-        return self.model_macs - sum(l.original_macs - l.macs for l in self.layers)
+        return self.model_macs - sum(layer.original_macs - layer.macs for layer in self.layers)
 
     def to_json(self) -> dict[str, Any]:
-        eligible = [l for l in self.layers if l.rewritable]
-        before = sum(l.original_macs for l in eligible)
-        after = sum(l.macs for l in eligible)
+        eligible = [layer for layer in self.layers if layer.rewritable]
+        before = sum(layer.original_macs for layer in eligible)
+        after = sum(layer.macs for layer in eligible)
         return {"beta": self.beta, "budget": self.budget, "allocation": self.allocation, "alphas": self.alphas,
                 "channel_multiple": self.channel_multiple,
                 "rewritable_macs": {"original": before, "gdws": after, "ratio": before / max(after, 1)},
                 "model_macs": {"original": self.model_macs, "gdws": self.macs(),
                                "ratio": self.model_macs / max(self.macs(), 1)},
-                "layers": [l.to_json() for l in self.layers]}
+                "layers": [layer.to_json() for layer in self.layers]}
 
 
 # ---- finding the layers ---------------------------------------------------------------------
@@ -278,7 +278,7 @@ def _beta_for_budget(layers: list[LayerDecision], scores: dict[str, np.ndarray],
     """The smallest beta at which the rewritable layers' MACs fit in `budget` x their original MACs."""
     candidates = np.unique(np.concatenate(
         [[0.0]] + [np.cumsum(np.sort(s.reshape(-1))) for s in scores.values()]))
-    by_name = {l.name: l for l in layers}
+    by_name = {layer.name: layer for layer in layers}
     target = budget * sum(by_name[name].original_macs for name in scores)
 
     def macs(beta: float) -> int:

@@ -29,7 +29,7 @@ def test_gdws_checkpoint_reloads_to_the_same_model(cli, digits_checkpoint, tmp_p
                           "--test", "digits:test", "-o", out, "--json")
     assert code == 0
     report = json.loads(stdout)
-    (layer,) = [l for l in report["plan"]["layers"] if l["replaced"]]
+    (layer,) = [entry for entry in report["plan"]["layers"] if entry["replaced"]]
     assert layer["name"] == "2" and layer["mac_ratio"] >= 2.0
     assert report["clean_accuracy"]["gdws"] > 0.8 * report["clean_accuracy"]["original"]
     loaded = load_model(out)
@@ -50,7 +50,7 @@ def test_fp32_bundle_matches_the_gdws_model_and_int8_gathers_bytes(cli, digits_c
     assert cli("export", gdws_pt, "-o", tmp_path / "fp32")[0] == 0
     bundle = open_bundle(tmp_path / "fp32")
     assert bundle.manifest.transforms["gdws"]["budget"] == 0.4
-    assert {"2.depthwise", "2.pointwise"} <= {l["name"] for l in bundle.manifest.precision.layers}
+    assert {"2.depthwise", "2.pointwise"} <= {layer["name"] for layer in bundle.manifest.precision.layers}
     ops = [n.op_type for n in onnx.load(bundle.model_path).graph.node]
     assert ops.count("Gather") == 1 and ops.count("Conv") == 3
     engine = evaluate(create_runner("ort-cpu", bundle), digits_test)
@@ -127,7 +127,7 @@ def test_gdws_exports_to_every_precision_and_target(precision, target, tmp_path)
     # TinyNet: the GDWS conv2 reads the stem's output, which also feeds the residual Add
     loaded = LoadedModel(make_tiny(), InputSpec((3, 8, 8), 5), {"file": "tiny", "arch": None}, layers=[])
     rewritten, plan = rewrite_model(loaded, GDWSRequest(budget=0.6, include_first=False, channel_multiple=1))
-    assert [l.name for l in plan.replaced] == ["conv2"]
+    assert [layer.name for layer in plan.replaced] == ["conv2"]
     rng = np.random.default_rng(0)
     images = Dataset(rng.integers(0, 256, (64, 3, 8, 8), dtype=np.uint8), rng.integers(0, 5, 64), "random", 255.0)
     bundle = export_bundle(rewritten, tmp_path / "b", ExportOptions(precision, target), calib=images)

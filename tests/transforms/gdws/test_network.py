@@ -124,7 +124,7 @@ def test_impossible_requests_are_user_errors():
 def test_plan_json_describes_every_layer(tiny_model):
     plan = plan_gdws(make_tiny(), (3, 8, 8), budget=0.6, channel_multiple=1)
     doc = plan.to_json()
-    assert [l["name"] for l in doc["layers"]] == ["conv", "conv2"]
-    rewritten = [l for l in doc["layers"] if l["replaced"]]
-    assert rewritten and all(sum(int(g) * n for g, n in l["g_histogram"].items()) == l["G"] for l in rewritten)
+    assert [layer["name"] for layer in doc["layers"]] == ["conv", "conv2"]
+    rewritten = [layer for layer in doc["layers"] if layer["replaced"]]
+    assert rewritten and all(sum(int(g) * n for g, n in layer["g_histogram"].items()) == layer["G"] for layer in rewritten)
     assert np.isclose(doc["rewritable_macs"]["ratio"], plan.layers[1].original_macs / plan.layers[1].macs)
