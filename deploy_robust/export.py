@@ -138,16 +138,13 @@ class _Job:
     out: Path
     options: ExportOptions
 
-    def __getattr__(self, name: str):   # precision, target, opset, seed, dynamic_batch, int8_weights, ...
-        return getattr(self.options, name)
-
     @property
     def batch(self) -> int | str:
-        return self.loaded.fixed_batch or ("dynamic" if self.dynamic_batch else 2)
+        return self.loaded.fixed_batch or ("dynamic" if self.options.dynamic_batch else 2)
 
     def float_onnx(self, module: torch.nn.Module, precision: str = "fp32", opset: int | None = None):
-        return export_float_onnx(module, self.loaded.spec, precision, opset=opset or self.opset,
-                                 dynamic_batch=self.dynamic_batch, fixed_batch=self.loaded.fixed_batch)
+        return export_float_onnx(module, self.loaded.spec, precision, opset=opset or self.options.opset,
+                                 dynamic_batch=self.options.dynamic_batch, fixed_batch=self.loaded.fixed_batch)
 
 
 @dataclass
@@ -167,47 +164,47 @@ class _Form:
 def _trained_grid_export(job: _Job, deployed: torch.nn.Module, grid) -> _Form:
     """Q/DQ at exactly the trained scales and grids (exporters.trained_grid): DQ models, EMPIR members."""
     result = job.float_onnx(deployed)
-    quantized, plan = quantize_on_trained_grid(result.model, grid, get_profile(job.target))
-    _check_graph(quantized.model, job.target)
+    quantized, plan = quantize_on_trained_grid(result.model, grid, get_profile(job.options.target))
+    _check_graph(quantized.model, job.options.target)
     return _Form(quantized.model, result.exporter, _layer_records(plan, job.loaded))
 
 
 def _fake_quantized_export(job: _Job, fake_quantizers: int) -> _Form:
     """Already quantized (torch.ao FakeQuantize or DQ training): export exactly the trained grid."""
-    if job.precision not in ("int8", "int4"):
+    if job.options.precision not in ("int8", "int4"):
         raise UserError(f"{job.loaded.source['file']} carries {fake_quantizers} fake-quantizers and exports on its "
                         "trained grid: use --precision int8")
     frozen_module, _ = freeze(job.loaded.module)
     result = job.float_onnx(frozen_module)
-    _check_graph(result.model, job.target)
+    _check_graph(result.model, job.options.target)
     layers = [layer | {"precision": "trained grid", "reason": "fake-quantized in training; no recalibration"}
               for layer in job.loaded.layers]
     return _Form(result.model, result.exporter, layers)
 
 
 def _float_export(job: _Job) -> _Form:
-    result = job.float_onnx(job.loaded.module, job.precision)
-    layers = [layer | {"precision": job.precision, "reason": f"{job.precision} export"} for layer in job.loaded.layers]
+    result = job.float_onnx(job.loaded.module, job.options.precision)
+    layers = [layer | {"precision": job.options.precision, "reason": f"{job.options.precision} export"} for layer in job.loaded.layers]
     return _Form(result.model, result.exporter, layers)
 
 
 def _calibrated_export(job: _Job, calib: Dataset | None) -> _Form:
     """FP32 graph -> per-layer plan -> calibrated ranges (and GPTQ statistics) -> Q/DQ for the target."""
-    c, plan_file, min_agreement = job.calibration, job.plan_file, job.min_agreement
+    c, plan_file, min_agreement = job.options.calibration, job.options.plan_file, job.options.min_agreement
     weights = _int8_weight_range(job)
-    loaded, profile = job.loaded, get_profile(job.target, weights["range"] if weights else "reduced")
+    loaded, profile = job.loaded, get_profile(job.options.target, weights["range"] if weights else "reduced")
     result = job.float_onnx(loaded.module)
-    plan = make_plan(result.model, job.precision, job.target, plan_file)
-    if _stores_int4(plan, profile) and job.opset < INT4_OPSET:
+    plan = make_plan(result.model, job.options.precision, job.options.target, plan_file)
+    if _stores_int4(plan, profile) and job.options.opset < INT4_OPSET:
         # INT4 tensors need opset 21: export the float graph there, so ops keep their semantics
         result = job.float_onnx(loaded.module, opset=INT4_OPSET)
-        plan = make_plan(result.model, job.precision, job.target, plan_file)
+        plan = make_plan(result.model, job.options.precision, job.options.target, plan_file)
     float_model = result.model
     tensors = tensors_to_calibrate(float_model, plan, profile)
     graph_hash = sha256_bytes(float_model.SerializeToString())
     ranges, calibration = _ranges(float_model, tensors, graph_hash, calib, c.method, c.n, c.percentile, c.cache,
-                                  profile.signed_activations, job.seed)
-    grams, rounding = _input_grams(float_model, plan, calib, c.n, job.weight_rounding)
+                                  profile.signed_activations, job.options.seed)
+    grams, rounding = _input_grams(float_model, plan, calib, c.n, job.options.weight_rounding)
     cache: dict = {}
 
     def quantize(layer_plan):
@@ -223,7 +220,7 @@ def _calibrated_export(job: _Job, calib: Dataset | None) -> _Form:
         plan, quantized, fallback = fall_back_until(float_model, plan, quantize, check.as_float(), min_agreement,
                                                     profile.signed_activations, loaded.fixed_batch)
         fallback["held_out"] = held_out
-    _check_graph(quantized.model, job.target)
+    _check_graph(quantized.model, job.options.target)
     files = {}
     if calibration is not None:
         calibration["activations"] = quantized.activations
@@ -234,12 +231,12 @@ def _calibrated_export(job: _Job, calib: Dataset | None) -> _Form:
 
 def _int8_weight_range(job: _Job) -> dict | None:
     """ort-cpu's 8-bit weight range for this export, resolved and described for the manifest (None elsewhere)."""
-    if job.target != "ort-cpu":
+    if job.options.target != "ort-cpu":
         return None
-    chosen = job.int8_weights
+    chosen = job.options.int8_weights
     if chosen == "auto":
         chosen = "reduced" if u8s8_saturates() else "full"
-    return {"range": chosen, "levels": 127 if chosen == "full" else 63, "requested": job.int8_weights,
+    return {"range": chosen, "levels": 127 if chosen == "full" else 63, "requested": job.options.int8_weights,
             "exact_on": "every CPU ONNX Runtime runs on" if chosen == "reduced" else
             "x86 CPUs with VNNI or AMX, and non-x86 CPUs (elsewhere ONNX Runtime runs it unfused: exact, slower)"}
 
@@ -247,10 +244,10 @@ def _int8_weight_range(job: _Job) -> dict | None:
 def _finish(job: _Job, form: _Form) -> Bundle:
     """Every form ends the same way: run the graph once in ONNX Runtime, record it, write the bundle."""
     loaded, model, batch = job.loaded, form.model, job.batch
-    _self_check(model, loaded, job.precision, job.seed, batch if isinstance(batch, int) else 4)
+    _self_check(model, loaded, job.options.precision, job.options.seed, batch if isinstance(batch, int) else 4)
     data = model.SerializeToString()
     files = dict(form.files) | {"model.onnx": data}
-    precision = {"mode": job.precision, "layers": form.layers}
+    precision = {"mode": job.options.precision, "layers": form.layers}
     precision |= ({"weight_rounding": form.rounding} if form.rounding else {}) | (
         {"fallback": form.fallback} if form.fallback else {}) | (
         {"int8_weights": form.int8_weights} if form.int8_weights else {})
@@ -263,14 +260,14 @@ def _finish(job: _Job, form: _Form) -> Bundle:
                   "stochastic": graph_is_stochastic(model)},
         "input": loaded.spec.to_json() | {"normalization_folded": loaded.spec.normalized},
         "precision": precision,
-        "target": job.target,
+        "target": job.options.target,
         "calibration": None if form.calibration is None else {
             k: form.calibration[k] for k in ("method", "num_images", "dataset", "percentile") if k in form.calibration},
         "source": loaded.source,
         "defense": loaded.defense,
         "transforms": loaded.transforms,
         "tools": tool_versions(),
-        "seed": job.seed,
+        "seed": job.options.seed,
     }
     return write_bundle(job.out, files, manifest)
 
