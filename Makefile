@@ -5,8 +5,7 @@ CONSTRAINTS ?= constraints-cpu.txt
 PY := $(VENV)/bin/python
 PIP_C := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 PYTEST_SELECT ?= not slow and not gpu and not tensorrt
-# one pytest-xdist worker per logical CPU; --dist loadgroup keeps each file marked xdist_group (costly module
-# fixtures) on one worker, so those fixtures are built once
+# one pytest-xdist worker per logical CPU (a session fixture is built once per worker)
 PYTEST_WORKERS ?= logical
 
 .PHONY: setup demo test test-all clean
@@ -25,12 +24,12 @@ demo: setup
 test: setup
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check --quiet .
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m "$(PYTEST_SELECT)"
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "$(PYTEST_SELECT)"
 
 test-all: setup
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check --quiet .
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS)
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache build *.egg-info

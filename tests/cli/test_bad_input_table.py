@@ -5,9 +5,6 @@ import pytest
 from tests.cli import bad_input_table
 from tests.conftest import REPO
 
-# its module fixtures are costly: every test of the file on one pytest-xdist worker (make test: --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("cli.test_bad_input_table")
-
 
 @pytest.fixture(scope="module")
 def results():

@@ -14,9 +14,6 @@ from deploy_robust.cli.workers import without_workers
 from deploy_robust.verify.document import per_example
 from tests.test_process_group import free_port
 
-# its module fixtures are costly: every test of the file on one pytest-xdist worker (make test: --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("cli.test_workers")
-
 # 96 digits points in 12 batches of 8: quick suite, eps sweep, one thread per process, the attack layout fixed
 VERIFY = ("--data", "digits:test", "--eps", "0.1", "--n", "96", "--batch-size", "8", "--suite", "quick",
           "--threads", "1", "--attack-layout", "contiguous", "--json")

@@ -14,9 +14,6 @@ from deploy_robust.errors import UserError
 from deploy_robust.ingest import load_model
 from deploy_robust.runtimes import create_runner
 
-# its module fixtures are costly: every test of the file on one pytest-xdist worker (make test: --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("defenses.test_empir")
-
 
 def test_dorefa_grids_and_straight_through_gradients():
     w = torch.randn(64, requires_grad=True)

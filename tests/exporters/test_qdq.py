@@ -23,9 +23,6 @@ from deploy_robust.quant.twin import twin_module
 from deploy_robust.spec import InputSpec
 from tests.conftest import make_tiny
 
-# its module fixtures are costly: every test of the file on one pytest-xdist worker (make test: --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("exporters.test_qdq")
-
 RNG = np.random.default_rng(0)
 
 

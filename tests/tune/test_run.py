@@ -9,9 +9,6 @@ from deploy_robust.tune.options import TuneOptions
 from deploy_robust.tune.run import run_tune
 from deploy_robust.verify import ThreatModel
 
-# its module fixtures are costly: every test of the file on one pytest-xdist worker (make test: --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("tune.test_run")
-
 SETTINGS = dict(n=60, final_n=60, sensitivity_n=32, bench_seconds=0.2, threads=1)
 
 

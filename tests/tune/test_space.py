@@ -7,9 +7,6 @@ from deploy_robust.errors import UserError
 from deploy_robust.export import export_bundle
 from deploy_robust.tune.space import describe, parse_pins, plan_file, plan_key, search_layers
 
-# its module fixtures are costly: every test of the file on one pytest-xdist worker (make test: --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("tune.test_space")
-
 
 @pytest.fixture(scope="module")
 def graph(digits_loaded, tmp_path_factory):

@@ -5,9 +5,6 @@ from deploy_robust.runtimes import create_runner
 from deploy_robust.verify.detection import detector_of, verify_detector
 from deploy_robust.verify.threat import ThreatModel
 
-# its module fixtures are costly: every test of the file on one pytest-xdist worker (make test: --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("verify.test_detection")
-
 
 @pytest.fixture(scope="module")
 def detect_bundle(digits_checkpoint, tmp_path_factory):

@@ -7,9 +7,6 @@ import pytest
 from deploy_robust.verify import ThreatModel, run_verify
 from deploy_robust.verify.options import VerifyOptions
 
-# its module fixtures are costly: every test of the file on one pytest-xdist worker (make test: --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("verify.test_protocol")
-
 
 @pytest.fixture(scope="module")
 def plain_doc(digits_bundles, digits_test):

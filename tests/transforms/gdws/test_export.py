@@ -17,9 +17,6 @@ from deploy_robust.ingest import load_model
 from deploy_robust.runtimes import create_runner
 from deploy_robust.transforms.gdws import GDWSConv2d
 
-# its module fixtures are costly: every test of the file on one pytest-xdist worker (make test: --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("transforms.gdws.test_export")
-
 
 @pytest.fixture(scope="module")
 def digits_test():
