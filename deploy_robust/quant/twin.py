@@ -90,3 +90,9 @@ def twin_module(model: onnx.ModelProto | str | Path, *, float_dtype: torch.dtype
         model = onnx.load(str(model))
     return OnnxGraphModule(model, float_dtype=float_dtype, straight_through=bpda, all_outputs=all_outputs,
                            ops=TWIN_OPS).eval()
+
+
+def attack_graph(model: onnx.ModelProto | str | Path, bpda: bool = True) -> OnnxGraphModule:
+    """The graph white-box attacks run on (verify's S, the detector-aware attack): float32 throughout (fp16
+    casts passed through: their gradients underflow), rounding straight-through with `bpda`, every output."""
+    return twin_module(model, float_dtype=torch.float32, bpda=bpda, all_outputs=True)

@@ -22,7 +22,7 @@ import torch
 
 from deploy_robust.bundle import Bundle
 from deploy_robust.data import Dataset
-from deploy_robust.quant.twin import twin_module
+from deploy_robust.quant.twin import attack_graph
 from deploy_robust.runtimes import create_runner
 from deploy_robust.stats import wilson_interval
 from deploy_robust.verify import attacks
@@ -65,7 +65,7 @@ def verify_detector(bundle: Bundle, data: Dataset, threat: ThreatModel, *, batch
     if engine is None:  # every runner returns every output: the score comes from the engine that ships
         engine = create_runner("ort-cpu", bundle)
     if twin is None:
-        twin = twin_module(bundle.model_path, float_dtype=torch.float32, bpda=True, all_outputs=True)
+        twin = attack_graph(bundle.model_path)
         for p in twin.parameters():
             p.requires_grad_(False)
     classifier = lambda x: twin(x)[0]  # noqa: E731

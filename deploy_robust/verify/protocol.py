@@ -22,7 +22,7 @@ from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
 from deploy_robust.model import PickOutput
 from deploy_robust.progress import bar, progress
-from deploy_robust.quant.twin import twin_module
+from deploy_robust.quant.twin import attack_graph
 from deploy_robust.runtimes import create_runner
 from deploy_robust.verify import attacks
 from deploy_robust.verify.cost import Passes
@@ -65,7 +65,7 @@ def attack_twin(bundle: Bundle, bpda: bool = True, attack_output: str | None = N
     name = attack_output or (defense.attack_output if defense else None) or outputs[0]
     if name not in outputs:
         raise UserError(f"--attack-output {name}: the graph's outputs are {', '.join(outputs)}")
-    twin = twin_module(model, float_dtype=torch.float32, bpda=bpda, all_outputs=True)
+    twin = attack_graph(model, bpda)
     return PickOutput(twin, outputs.index(name))
 
 
