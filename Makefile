@@ -24,11 +24,13 @@ demo: setup
 test: setup
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check --quiet .
+	$(VENV)/bin/ruff format --check --quiet .
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "$(PYTEST_SELECT)"
 
 test-all: setup
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check --quiet .
+	$(VENV)/bin/ruff format --check --quiet .
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS)
 
 clean:

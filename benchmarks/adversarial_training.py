@@ -36,9 +36,31 @@ TEST = SHARED / "datasets" / "cifar10_test_first1017.npz"
 
 
 def train(out: Path, adv: str, epochs: int, n: int) -> list[str]:
-    command = [sys.executable, "-m", "deploy_robust", "train", "--arch", "cifar_cnn_a_adv", "--data", str(CIFAR_CALIB),
-               "--test", str(TEST), "--eval-n", str(n), "--adv", adv, "--eps", "2/255", "--epochs", str(epochs),
-               "--augment", "--seed", "0", "-o", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "deploy_robust",
+        "train",
+        "--arch",
+        "cifar_cnn_a_adv",
+        "--data",
+        str(CIFAR_CALIB),
+        "--test",
+        str(TEST),
+        "--eval-n",
+        str(n),
+        "--adv",
+        adv,
+        "--eps",
+        "2/255",
+        "--epochs",
+        str(epochs),
+        "--augment",
+        "--seed",
+        "0",
+        "-o",
+        str(out),
+    ]
     subprocess.run(command, check=True)
     return command
 
@@ -51,28 +73,52 @@ def main() -> None:
     test = load_dataset(TEST, (3, 32, 32))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        runs = {"clean": Path(tmp) / "clean.pt", "pgd": Path(tmp) / "pgd.pt", "pgd (same seed, again)": Path(tmp) / "pgd2.pt"}
+        runs = {
+            "clean": Path(tmp) / "clean.pt",
+            "pgd": Path(tmp) / "pgd.pt",
+            "pgd (same seed, again)": Path(tmp) / "pgd2.pt",
+        }
         digests = {}
         for name, path in runs.items():
             command = train(path, "none" if name == "clean" else "pgd", args.epochs, args.n)
             doc = torch.load(path, weights_only=True)
-            digests[name] = hashlib.sha256(b"".join(t.numpy().tobytes() for t in doc["state_dict"].values())).hexdigest()
+            digests[name] = hashlib.sha256(
+                b"".join(t.numpy().tobytes() for t in doc["state_dict"].values())
+            ).hexdigest()
             training = doc[MODEL_KEY]["training"]
             shown = " ".join(["deploy-robust", *command[3:-1], path.name]).replace(str(SHARED), "../shared/data")
-            row = {"run": name, "command": shown, "seconds": training["seconds"],
-                   "training_eval": training["evaluation"], "weights_sha256": digests[name]}
+            row = {
+                "run": name,
+                "command": shown,
+                "seconds": training["seconds"],
+                "training_eval": training["evaluation"],
+                "weights_sha256": digests[name],
+            }
             if name != "pgd (same seed, again)":
                 bundle = export_bundle(load_model(path), Path(tmp) / f"bundle_{len(rows)}", ExportOptions("fp32"))
-                verified = run_verify(bundle, test, ThreatModel("linf", 2 / 255),
-                                      VerifyOptions(n=args.n, suite="quick", sweep=None))
-                row["verify"] = {"clean": verified["clean_accuracy"], "robust": verified["robust_accuracy"],
-                                 "robust_ci95": verified["robust_accuracy_ci95"], "suite": "quick", "n": args.n}
+                verified = run_verify(
+                    bundle, test, ThreatModel("linf", 2 / 255), VerifyOptions(n=args.n, suite="quick", sweep=None)
+                )
+                row["verify"] = {
+                    "clean": verified["clean_accuracy"],
+                    "robust": verified["robust_accuracy"],
+                    "robust_ci95": verified["robust_accuracy_ci95"],
+                    "suite": "quick",
+                    "n": args.n,
+                }
             rows.append(row)
             e = training["evaluation"]
-            print(f"{name}: clean {100 * e['clean']:.1f}%, {e['attack']} {100 * e['pgd']:.1f}% "
-                  f"({training['seconds']:.0f} s) weights {digests[name][:12]}", flush=True)
-    save_result("adversarial_training", rows, epochs=args.epochs,
-                reproducible=digests["pgd"] == digests["pgd (same seed, again)"])
+            print(
+                f"{name}: clean {100 * e['clean']:.1f}%, {e['attack']} {100 * e['pgd']:.1f}% "
+                f"({training['seconds']:.0f} s) weights {digests[name][:12]}",
+                flush=True,
+            )
+    save_result(
+        "adversarial_training",
+        rows,
+        epochs=args.epochs,
+        reproducible=digests["pgd"] == digests["pgd (same seed, again)"],
+    )
 
 
 if __name__ == "__main__":

@@ -87,12 +87,19 @@ def measure(name: str, loaded, batch: int, steps: int, rounds: int) -> dict:
             fn()
             seconds[key].append(time.perf_counter() - start)
     rates = {k: batch * steps / statistics.median(v) for k, v in seconds.items()}
-    row = {"model": name, "batch": batch, "steps": steps, "rounds": rounds, "eps": EPS,
-           "layout_R": layout_r, "layout_S": layout_s,
-           "images_x_steps_per_s": {k: round(v, 1) for k, v in rates.items()},
-           "spread_pct": {k: round(100 * (max(v) - min(v)) / statistics.median(v), 1) for k, v in seconds.items()},
-           "ours_pgd_vs_reference_loop": round(rates["ours_pgd_on_R"] / rates["reference_loop"], 2),
-           "ours_apgd_vs_autoattack_apgd": round(rates["ours_apgd_ce_on_R"] / rates["autoattack_apgd_ce"], 2)}
+    row = {
+        "model": name,
+        "batch": batch,
+        "steps": steps,
+        "rounds": rounds,
+        "eps": EPS,
+        "layout_R": layout_r,
+        "layout_S": layout_s,
+        "images_x_steps_per_s": {k: round(v, 1) for k, v in rates.items()},
+        "spread_pct": {k: round(100 * (max(v) - min(v)) / statistics.median(v), 1) for k, v in seconds.items()},
+        "ours_pgd_vs_reference_loop": round(rates["ours_pgd_on_R"] / rates["reference_loop"], 2),
+        "ours_apgd_vs_autoattack_apgd": round(rates["ours_apgd_ce_on_R"] / rates["autoattack_apgd_ce"], 2),
+    }
     print(f"{name}: " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items()) + " images x steps / s", flush=True)
     return row
 

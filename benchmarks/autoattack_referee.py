@@ -35,10 +35,12 @@ from deploy_robust.verify import ThreatModel, run_verify
 from deploy_robust.verify.options import VerifyOptions
 
 CIFAR_TEST = "cifar10_test_first1017.npz"
-MODELS = [("mnist_cnn_a_adv.model", "mnist_test.npz", 0.3, None),
-          ("MadryCNN_no_maxpool_tiny.pt", "mnist_test.npz", 0.3, None),
-          ("cifar_cnn_a_adv.model", CIFAR_TEST, 2 / 255, None),
-          ("resnet18_cifar_fgsm.pt", CIFAR_TEST, 1 / 255, 100)]
+MODELS = [
+    ("mnist_cnn_a_adv.model", "mnist_test.npz", 0.3, None),
+    ("MadryCNN_no_maxpool_tiny.pt", "mnist_test.npz", 0.3, None),
+    ("cifar_cnn_a_adv.model", CIFAR_TEST, 2 / 255, None),
+    ("resnet18_cifar_fgsm.pt", CIFAR_TEST, 1 / 255, 100),
+]
 RESNET18 = Path(__file__).resolve().parent / ".models" / "resnet18_cifar_fgsm.pt"
 
 
@@ -50,8 +52,11 @@ def _load(checkpoint: str) -> LoadedModel | None:
     entry = zoo.get("resnet18")
     module = entry.build()
     module.load_state_dict(torch.load(RESNET18, weights_only=True))
-    return LoadedModel(module.eval(), entry.spec, {"file": RESNET18.name, "format": "state_dict", "sha256": "",
-                                                   "arch": "resnet18", "layer_dtypes": {}})
+    return LoadedModel(
+        module.eval(),
+        entry.spec,
+        {"file": RESNET18.name, "format": "state_dict", "sha256": "", "arch": "resnet18", "layer_dtypes": {}},
+    )
 
 
 def main() -> None:
@@ -77,8 +82,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             bundle = export_bundle(loaded, Path(tmp) / "fp32", ExportOptions("fp32"))
             start = time.perf_counter()
-            ours = run_verify(bundle, data, ThreatModel("linf", eps),
-                              VerifyOptions(n=n, suite=args.suite, sweep=None, resume=False))
+            ours = run_verify(
+                bundle, data, ThreatModel("linf", eps), VerifyOptions(n=n, suite=args.suite, sweep=None, resume=False)
+            )
             ours_seconds = time.perf_counter() - start
         model = loaded.reference().eval()
         x, y = torch.from_numpy(data.as_float()), torch.from_numpy(data.labels)
@@ -89,16 +95,34 @@ def main() -> None:
         with torch.no_grad():
             aa_robust = float((model(x_adv).argmax(1) == y).float().mean())
         aa_seconds = time.perf_counter() - start
-        rows.append({"model": checkpoint, "eps": eps, "n": n, "suite": args.suite, "ours": ours["robust_accuracy"],
-                     "ours_ci95": ours["robust_accuracy_ci95"], "autoattack_standard": aa_robust,
-                     "difference_pt": 100 * (ours["robust_accuracy"] - aa_robust),
-                     "ours_seconds": round(ours_seconds, 1), "autoattack_seconds": round(aa_seconds, 1),
-                     "ours_flags": [f["flag"] for f in ours["flags"]],
-                     "ours_attacks": {a["attack"]: {"robust_after": a["robust_accuracy"], "broke": a["broke"],
-                                                    "points_attacked": a.get("points_attacked")}
-                                      for a in ours["attacks"]}})
-        print(f"{checkpoint} eps {eps:.4g} n {n}: ours {100 * ours['robust_accuracy']:.1f}% ({ours_seconds:.0f} s), "
-              f"AutoAttack {100 * aa_robust:.1f}% ({aa_seconds:.0f} s)", flush=True)
+        rows.append(
+            {
+                "model": checkpoint,
+                "eps": eps,
+                "n": n,
+                "suite": args.suite,
+                "ours": ours["robust_accuracy"],
+                "ours_ci95": ours["robust_accuracy_ci95"],
+                "autoattack_standard": aa_robust,
+                "difference_pt": 100 * (ours["robust_accuracy"] - aa_robust),
+                "ours_seconds": round(ours_seconds, 1),
+                "autoattack_seconds": round(aa_seconds, 1),
+                "ours_flags": [f["flag"] for f in ours["flags"]],
+                "ours_attacks": {
+                    a["attack"]: {
+                        "robust_after": a["robust_accuracy"],
+                        "broke": a["broke"],
+                        "points_attacked": a.get("points_attacked"),
+                    }
+                    for a in ours["attacks"]
+                },
+            }
+        )
+        print(
+            f"{checkpoint} eps {eps:.4g} n {n}: ours {100 * ours['robust_accuracy']:.1f}% ({ours_seconds:.0f} s), "
+            f"AutoAttack {100 * aa_robust:.1f}% ({aa_seconds:.0f} s)",
+            flush=True,
+        )
         save_result("autoattack_referee", rows)  # after every model: a long run keeps what it finished
 
 

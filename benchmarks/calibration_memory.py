@@ -35,8 +35,9 @@ print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counte
 
 
 def peak_rss_kib(n: int, method: str = "entropy") -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(SHARED), str(n), method], capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(SHARED), str(n), method], capture_output=True, text=True, check=True
+    ).stdout.split()
     before, peak, seconds = int(out[0]), int(out[1]), float(out[2])
     return {"images": n, "method": method, "rss_before_kib": before, "peak_rss_kib": peak, "seconds": round(seconds, 2)}
 
@@ -53,8 +54,10 @@ def main() -> None:
     ratio = rows[-1]["peak_rss_kib"] / rows[0]["peak_rss_kib"]
     save_result("calibration_memory", rows, peak_ratio_last_vs_first=ratio)
     for r in rows:
-        print(f"{r['images']:>6} images: peak RSS {r['peak_rss_kib'] / 1024:.0f} MiB "
-              f"(before calibration {r['rss_before_kib'] / 1024:.0f} MiB), {r['seconds']} s")
+        print(
+            f"{r['images']:>6} images: peak RSS {r['peak_rss_kib'] / 1024:.0f} MiB "
+            f"(before calibration {r['rss_before_kib'] / 1024:.0f} MiB), {r['seconds']} s"
+        )
     print(f"peak ratio {rows[-1]['images']} vs {rows[0]['images']} images: {ratio:.3f}")
 
 

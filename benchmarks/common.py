@@ -22,8 +22,11 @@ def resnet18_random() -> LoadedModel:
     """ResNet-18 (CIFAR) with a fixed random initialization: speed does not depend on trained values."""
     entry = zoo.get("resnet18")
     torch.manual_seed(0)
-    return LoadedModel(entry.build().eval(), entry.spec, {"file": "resnet18-random-init", "format": "zoo",
-                                                          "sha256": "", "arch": "resnet18", "layer_dtypes": {}})
+    return LoadedModel(
+        entry.build().eval(),
+        entry.spec,
+        {"file": "resnet18-random-init", "format": "zoo", "sha256": "", "arch": "resnet18", "layer_dtypes": {}},
+    )
 
 
 def calibration_for(loaded: LoadedModel, n: int = 256) -> Dataset:
@@ -31,7 +34,9 @@ def calibration_for(loaded: LoadedModel, n: int = 256) -> Dataset:
     if path.exists():
         return load_dataset(path, loaded.spec.shape).take(n)
     rng = np.random.default_rng(0)
-    return Dataset(rng.integers(0, 256, (n, *loaded.spec.shape), dtype=np.uint8), rng.integers(0, 10, n), "random", 255.0)
+    return Dataset(
+        rng.integers(0, 256, (n, *loaded.spec.shape), dtype=np.uint8), rng.integers(0, 10, n), "random", 255.0
+    )
 
 
 def shared_model(name: str) -> LoadedModel | None:
@@ -61,8 +66,9 @@ def throughput(runner, batch: int, seconds: float, shape: tuple[int, ...] = (3, 
     return done * batch / (time.perf_counter() - start)
 
 
-def interleaved_throughput(runners: dict[str, object], batches: list[int], rounds: int, seconds: float,
-                           shape: tuple[int, ...] = (3, 32, 32)) -> list[dict]:
+def interleaved_throughput(
+    runners: dict[str, object], batches: list[int], rounds: int, seconds: float, shape: tuple[int, ...] = (3, 32, 32)
+) -> list[dict]:
     """Every runner measured round by round (a noisy neighbour slows all alike): one row per
     (variant, batch) with the median over rounds and the rounds themselves."""
     results = []
@@ -72,6 +78,12 @@ def interleaved_throughput(runners: dict[str, object], batches: list[int], round
             for name, runner in runners.items():
                 samples[name].append(throughput(runner, batch, seconds, shape))
         for name, values in samples.items():
-            results.append({"variant": name, "batch": batch, "throughput_median": float(np.median(values)),
-                            "throughput_rounds": values})
+            results.append(
+                {
+                    "variant": name,
+                    "batch": batch,
+                    "throughput_median": float(np.median(values)),
+                    "throughput_rounds": values,
+                }
+            )
     return results

@@ -38,16 +38,29 @@ def main() -> None:
             continue
         with tempfile.TemporaryDirectory() as tmp:
             bundles = export_variants(loaded, Path(tmp), VARIANTS)
-            documents = run_bench(list(bundles.values()), ["ort-cpu"], batches, threads=args.threads,
-                                  duration=args.duration, rounds=3)
+            documents = run_bench(
+                list(bundles.values()), ["ort-cpu"], batches, threads=args.threads, duration=args.duration, rounds=3
+            )
         fp32 = {e["batch"]: e["throughput"] for e in documents[0]["results"]}
         for variant, doc in zip(bundles, documents):
             for e in doc["results"]:
-                rows.append({"model": name, "variant": variant, "batch": e["batch"], "throughput": e["throughput"],
-                             "latency_ms": e["latency_ms"], "x_fp32": e["throughput"] / fp32[e["batch"]],
-                             "model_bytes": doc["bundle"]["model_bytes"], "iterations": e["iterations"]})
-                print(f"{name:24s} {variant:14s} b{e['batch']:<3d} {e['throughput']:9.1f} img/s "
-                      f"p50 {e['latency_ms']['p50']:.2f} ms  {rows[-1]['x_fp32']:.2f}x fp32", flush=True)
+                rows.append(
+                    {
+                        "model": name,
+                        "variant": variant,
+                        "batch": e["batch"],
+                        "throughput": e["throughput"],
+                        "latency_ms": e["latency_ms"],
+                        "x_fp32": e["throughput"] / fp32[e["batch"]],
+                        "model_bytes": doc["bundle"]["model_bytes"],
+                        "iterations": e["iterations"],
+                    }
+                )
+                print(
+                    f"{name:24s} {variant:14s} b{e['batch']:<3d} {e['throughput']:9.1f} img/s "
+                    f"p50 {e['latency_ms']['p50']:.2f} ms  {rows[-1]['x_fp32']:.2f}x fp32",
+                    flush=True,
+                )
     save_result("cpu_matrix", rows, threads=args.threads, duration_s=args.duration, rounds=3)
 
 

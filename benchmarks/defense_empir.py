@@ -37,15 +37,21 @@ from deploy_robust.runtimes import create_runner
 from deploy_robust.verify import ThreatModel, run_verify
 from deploy_robust.verify.options import VerifyOptions
 
-CASES = [("mnist", MNIST_CALIB, "mnist_test.npz", ["w2a4", "w2a4", "fp32"], 0.1, 4),
-         ("cifar", CIFAR_CALIB, "cifar10_test_first1017.npz", ["w4a2", "w2a2", "fp32"], 2 / 255, 15)]
+CASES = [
+    ("mnist", MNIST_CALIB, "mnist_test.npz", ["w2a4", "w2a4", "fp32"], 0.1, 4),
+    ("cifar", CIFAR_CALIB, "cifar10_test_first1017.npz", ["w4a2", "w2a2", "fp32"], 2 / 255, 15),
+]
 
 
 def summary(doc: dict) -> dict:
-    return {"clean_accuracy": doc["clean_accuracy"], "robust_accuracy": doc["robust_accuracy"],
-            "robust_accuracy_ci95": doc["robust_accuracy_ci95"],
-            "gradient_attacks_only": doc["robust_accuracy_gradient_attacks_only"],
-            "flags": [f["flag"] for f in doc["flags"]], "seconds": doc["seconds"]}
+    return {
+        "clean_accuracy": doc["clean_accuracy"],
+        "robust_accuracy": doc["robust_accuracy"],
+        "robust_accuracy_ci95": doc["robust_accuracy_ci95"],
+        "gradient_attacks_only": doc["robust_accuracy_gradient_attacks_only"],
+        "flags": [f["flag"] for f in doc["flags"]],
+        "seconds": doc["seconds"],
+    }
 
 
 def main() -> None:
@@ -61,8 +67,24 @@ def main() -> None:
             sys.exit("needs ../shared/data")
         root = Path(tempfile.mkdtemp())
         member_args = [a for m in members for a in ("--member", m)]
-        assert cli(["ensemble", "--arch", arch, *member_args, "--data", str(train_file), "--epochs", str(epochs),
-                    "-o", str(root / "ens.pt"), "--json"]) == 0
+        assert (
+            cli(
+                [
+                    "ensemble",
+                    "--arch",
+                    arch,
+                    *member_args,
+                    "--data",
+                    str(train_file),
+                    "--epochs",
+                    str(epochs),
+                    "-o",
+                    str(root / "ens.pt"),
+                    "--json",
+                ]
+            )
+            == 0
+        )
         loaded = load_model(root / "ens.pt")
         test = load_dataset(SHARED / "datasets" / test_file, loaded.spec.shape)
         threat = ThreatModel("linf", eps)
@@ -73,26 +95,47 @@ def main() -> None:
         int8_votes, int8_log_probs, _ = create_runner("ort-cpu", ensemble).infer_outputs(x)
         float_votes, float_log_probs, _ = create_runner("ort-cpu", float_form).infer_outputs(x)
         run = dict(n=args.n, suite=args.suite, sweep=None, resume=False)
-        row = {"dataset": arch, "members": members, "epochs": epochs, "eps": eps, "n": args.n, "suite": args.suite,
-               "int8_vs_float_kernels": {"images": len(x), "vote_agreement": float((int8_votes.argmax(1) == float_votes.argmax(1)).mean()),
-                                         "max_abs_log_prob_diff": float(abs(int8_log_probs - float_log_probs).max()),
-                                         "quantized_convs_on_int8": sum(layer["precision"] == "int8" for layer in ensemble.manifest.precision.layers)},
-               "naive_attack_on_vote": summary(run_verify(ensemble, test, threat,
-                                                          VerifyOptions(attack_output="logits", **run))),
-               "verified_consistent_loss": summary(run_verify(ensemble, test, threat, VerifyOptions(**run),
-                                                              defense_plan=empir.KIND.attack_plan)),
-               "majority_attacks": True}  # verify also attacks every majority of members (since this field)
+        row = {
+            "dataset": arch,
+            "members": members,
+            "epochs": epochs,
+            "eps": eps,
+            "n": args.n,
+            "suite": args.suite,
+            "int8_vs_float_kernels": {
+                "images": len(x),
+                "vote_agreement": float((int8_votes.argmax(1) == float_votes.argmax(1)).mean()),
+                "max_abs_log_prob_diff": float(abs(int8_log_probs - float_log_probs).max()),
+                "quantized_convs_on_int8": sum(
+                    layer["precision"] == "int8" for layer in ensemble.manifest.precision.layers
+                ),
+            },
+            "naive_attack_on_vote": summary(
+                run_verify(ensemble, test, threat, VerifyOptions(attack_output="logits", **run))
+            ),
+            "verified_consistent_loss": summary(
+                run_verify(ensemble, test, threat, VerifyOptions(**run), defense_plan=empir.KIND.attack_plan)
+            ),
+            "majority_attacks": True,
+        }  # verify also attacks every majority of members (since this field)
         row["member_alone"] = []
         for index, (name, net) in enumerate(zip(members, loaded.module.members)):
             single = LoadedModel(net, loaded.spec, {"file": f"member {index}", "format": "empir member"})
             bundle = export_bundle(single, root / f"member{index}")
-            row["member_alone"].append({"member": name} | summary(run_verify(bundle, test, threat, VerifyOptions(**run))))
+            row["member_alone"].append(
+                {"member": name} | summary(run_verify(bundle, test, threat, VerifyOptions(**run)))
+            )
         best = max(m["robust_accuracy"] for m in row["member_alone"])
-        row["verified_minus_best_member_pt"] = round(100 * (row["verified_consistent_loss"]["robust_accuracy"] - best), 1)
+        row["verified_minus_best_member_pt"] = round(
+            100 * (row["verified_consistent_loss"]["robust_accuracy"] - best), 1
+        )
         row["goal_met"] = row["verified_minus_best_member_pt"] <= 2.0
-        print(f"{arch}: naive {100 * row['naive_attack_on_vote']['robust_accuracy']:.1f}%, verified "
-              f"{100 * row['verified_consistent_loss']['robust_accuracy']:.1f}%, members "
-              + ", ".join(f"{m['member']} {100 * m['robust_accuracy']:.1f}%" for m in row["member_alone"]), flush=True)
+        print(
+            f"{arch}: naive {100 * row['naive_attack_on_vote']['robust_accuracy']:.1f}%, verified "
+            f"{100 * row['verified_consistent_loss']['robust_accuracy']:.1f}%, members "
+            + ", ".join(f"{m['member']} {100 * m['robust_accuracy']:.1f}%" for m in row["member_alone"]),
+            flush=True,
+        )
         rows.append(row)
     # a subset of the datasets is a separate result, so a partial rerun never mixes into the full one
     name = "defense_empir" if len(rows) == len(CASES) else "defense_empir_" + "_".join(chosen)

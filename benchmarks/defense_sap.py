@@ -64,23 +64,36 @@ def main() -> None:
     root = Path(tempfile.mkdtemp())
     base = export_bundle(loaded, root / "base")
     sap = export_bundle(apply_sap(loaded, None, args.fraction), root / "sap")
-    row = {"model": "cifar_cnn_a_adv", "defense": f"SAP-{100 * args.fraction:g} after every ReLU", "n": len(data),
-           "eps": args.eps, "suite": args.suite}
+    row = {
+        "model": "cifar_cnn_a_adv",
+        "defense": f"SAP-{100 * args.fraction:g} after every ReLU",
+        "n": len(data),
+        "eps": args.eps,
+        "suite": args.suite,
+    }
     row["sap_naive_pgd20_one_draw"] = naive_pgd(sap, data, threat)
     print(f"naive PGD-20 on SAP: {100 * row['sap_naive_pgd20_one_draw']:.1f}%", flush=True)
     for name, bundle in (("base", base), ("sap", sap)):
         doc = run_verify(bundle, data, threat, VerifyOptions(n=len(data), suite=args.suite, sweep=None, resume=False))
         k = int(round(doc["robust_accuracy"] * len(data)))
         row[f"{name}_verify"] = {
-            "clean_accuracy": doc["clean_accuracy"], "robust_accuracy": doc["robust_accuracy"],
+            "clean_accuracy": doc["clean_accuracy"],
+            "robust_accuracy": doc["robust_accuracy"],
             "robust_accuracy_ci95": list(wilson_interval(k, len(data))),
             "expected_robust_accuracy": doc.get("expected_robust_accuracy"),
             "stable_prediction_fraction": doc["stochastic_engine"]["stable_prediction_fraction"],
-            "flags": [f["flag"] for f in doc["flags"]], "seconds": doc["seconds"],
-            "per_attack": {a["attack"]: a["robust_accuracy"] for a in doc["attacks"]}}
-        print(f"{name}: clean {100 * doc['clean_accuracy']:.1f}%, verified robust {100 * doc['robust_accuracy']:.1f}% "
-              f"({doc['seconds']:.0f} s; flags {row[f'{name}_verify']['flags']})", flush=True)
-    row["sap_minus_base_pt"] = round(100 * (row["sap_verify"]["robust_accuracy"] - row["base_verify"]["robust_accuracy"]), 1)
+            "flags": [f["flag"] for f in doc["flags"]],
+            "seconds": doc["seconds"],
+            "per_attack": {a["attack"]: a["robust_accuracy"] for a in doc["attacks"]},
+        }
+        print(
+            f"{name}: clean {100 * doc['clean_accuracy']:.1f}%, verified robust {100 * doc['robust_accuracy']:.1f}% "
+            f"({doc['seconds']:.0f} s; flags {row[f'{name}_verify']['flags']})",
+            flush=True,
+        )
+    row["sap_minus_base_pt"] = round(
+        100 * (row["sap_verify"]["robust_accuracy"] - row["base_verify"]["robust_accuracy"]), 1
+    )
     row["goal_met"] = row["sap_minus_base_pt"] <= 2.0
     print(save_result("defense_sap", [row]))
 

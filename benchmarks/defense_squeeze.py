@@ -29,8 +29,10 @@ from deploy_robust.export import export_bundle
 from deploy_robust.verify import ThreatModel, run_verify
 from deploy_robust.verify.options import VerifyOptions
 
-CASES = [("mnist_cnn_a_adv.model", "mnist_test.npz", MNIST_CALIB, 0.3, "bits:1,median:2"),
-         ("cifar_cnn_a_adv.model", "cifar10_test_first1017.npz", CIFAR_CALIB, 2 / 255, "bits:5,median:2")]
+CASES = [
+    ("mnist_cnn_a_adv.model", "mnist_test.npz", MNIST_CALIB, 0.3, "bits:1,median:2"),
+    ("cifar_cnn_a_adv.model", "cifar10_test_first1017.npz", CIFAR_CALIB, 2 / 255, "bits:5,median:2"),
+]
 
 
 def main() -> None:
@@ -47,27 +49,41 @@ def main() -> None:
         calib = load_dataset(calib_file, loaded.spec.shape)
         threat = ThreatModel("linf", eps)
         root = Path(tempfile.mkdtemp())
-        bundles = {"base": export_bundle(loaded, root / "base"),
-                   "squeeze": export_bundle(apply_squeezing(loaded, squeezers, "squeeze"), root / "squeeze"),
-                   "detect": export_bundle(apply_squeezing(loaded, squeezers, "detect", calib), root / "detect")}
+        bundles = {
+            "base": export_bundle(loaded, root / "base"),
+            "squeeze": export_bundle(apply_squeezing(loaded, squeezers, "squeeze"), root / "squeeze"),
+            "detect": export_bundle(apply_squeezing(loaded, squeezers, "detect", calib), root / "detect"),
+        }
         row = {"model": model_file, "eps": eps, "squeezers": squeezers, "n": args.n, "suite": args.suite}
         run = dict(n=args.n, suite=args.suite, sweep=None, resume=False)
         for name, bpda in (("base", True), ("squeeze_no_bpda", False), ("squeeze", True)):
             doc = run_verify(bundles[name.split("_")[0]], test, threat, VerifyOptions(bpda=bpda, **run))
-            row[name] = {"clean_accuracy": doc["clean_accuracy"], "robust_accuracy": doc["robust_accuracy"],
-                         "robust_accuracy_ci95": doc["robust_accuracy_ci95"],
-                         "gradient_attacks_only": doc["robust_accuracy_gradient_attacks_only"],
-                         "flags": [f["flag"] for f in doc["flags"]], "seconds": doc["seconds"]}
-            print(f"{model_file} {name}: clean {100 * doc['clean_accuracy']:.1f}%, robust {100 * doc['robust_accuracy']:.1f}% "
-                  f"(gradient attacks alone {100 * doc['robust_accuracy_gradient_attacks_only']:.1f}%), "
-                  f"flags {row[name]['flags']}", flush=True)
+            row[name] = {
+                "clean_accuracy": doc["clean_accuracy"],
+                "robust_accuracy": doc["robust_accuracy"],
+                "robust_accuracy_ci95": doc["robust_accuracy_ci95"],
+                "gradient_attacks_only": doc["robust_accuracy_gradient_attacks_only"],
+                "flags": [f["flag"] for f in doc["flags"]],
+                "seconds": doc["seconds"],
+            }
+            print(
+                f"{model_file} {name}: clean {100 * doc['clean_accuracy']:.1f}%, robust {100 * doc['robust_accuracy']:.1f}% "
+                f"(gradient attacks alone {100 * doc['robust_accuracy_gradient_attacks_only']:.1f}%), "
+                f"flags {row[name]['flags']}",
+                flush=True,
+            )
         doc = run_verify(bundles["detect"], test, threat, VerifyOptions(**run))
-        row["detect"] = doc["detector"] | {"clean_accuracy": doc["clean_accuracy"],
-                                           "threshold_set_on": bundles["detect"].manifest.defense.fields["threshold_set_on"]}
+        row["detect"] = doc["detector"] | {
+            "clean_accuracy": doc["clean_accuracy"],
+            "threshold_set_on": bundles["detect"].manifest.defense.fields["threshold_set_on"],
+        }
         d = row["detect"]
-        print(f"{model_file} detect: FPR {100 * d['false_positive_rate_on_test']:.1f}%, detection rate "
-              f"{100 * d['unaware_attack']['detection_rate']:.1f}%, aware robust "
-              f"{100 * d['robust_accuracy_detector_aware']:.1f}%", flush=True)
+        print(
+            f"{model_file} detect: FPR {100 * d['false_positive_rate_on_test']:.1f}%, detection rate "
+            f"{100 * d['unaware_attack']['detection_rate']:.1f}%, aware robust "
+            f"{100 * d['robust_accuracy_detector_aware']:.1f}%",
+            flush=True,
+        )
         rows.append(row)
     print(save_result("defense_squeeze", rows))
 

@@ -38,8 +38,14 @@ HERE = Path(__file__).resolve().parent
 
 SETUPS = {  # name -> (checkpoint, train, test, training eps, verify eps, epochs)
     "mnist": ("mnist_cnn_a_adv.model", MNIST_CALIB, SHARED / "datasets" / "mnist_test.npz", 0.3, (0.3,), 3),
-    "cifar": ("cifar_cnn_a_adv.model", CIFAR_CALIB, SHARED / "datasets" / "cifar10_test_first1017.npz", 2 / 255,
-              (2 / 255, 8 / 255), 8),
+    "cifar": (
+        "cifar_cnn_a_adv.model",
+        CIFAR_CALIB,
+        SHARED / "datasets" / "cifar10_test_first1017.npz",
+        2 / 255,
+        (2 / 255, 8 / 255),
+        8,
+    ),
 }
 
 
@@ -68,15 +74,33 @@ def main() -> None:
                 w_bits, a_bits = (int(b) for b in bits.split("/"))
                 if bits == "8/8":
                     variants.append(exported_int8)
-                settings = [("PTQ", 0, 0.0)] + [("QAT", epochs, 0.0)] + \
-                           [(f"DQ beta={beta}", epochs, float(beta)) for beta in args.betas.split(",")]
+                settings = (
+                    [("PTQ", 0, 0.0)]
+                    + [("QAT", epochs, 0.0)]
+                    + [(f"DQ beta={beta}", epochs, float(beta)) for beta in args.betas.split(",")]
+                )
                 for method, n_epochs, beta in settings:
-                    request = DQRequest(w_bits, a_bits, beta, n_epochs, args.lr, 128, 512,
-                                        pgd_training(train_eps, steps=7) if n_epochs else None, seed=0)
+                    request = DQRequest(
+                        w_bits,
+                        a_bits,
+                        beta,
+                        n_epochs,
+                        args.lr,
+                        128,
+                        512,
+                        pgd_training(train_eps, steps=7) if n_epochs else None,
+                        seed=0,
+                    )
                     started = time.perf_counter()
                     module, config, report = defensive_quantization(original, train, request)
-                    path = save_model_file(Path(tmp) / f"{name}_{len(variants)}.pt", module, original.source["arch"],
-                                           original.spec, report, dq=config.to_json())
+                    path = save_model_file(
+                        Path(tmp) / f"{name}_{len(variants)}.pt",
+                        module,
+                        original.source["arch"],
+                        original.spec,
+                        report,
+                        dq=config.to_json(),
+                    )
                     seconds = time.perf_counter() - started
                     print(f"{name} {bits} {method}: trained in {seconds:.0f} s", flush=True)
                     variants.append((method, bits, report, seconds, load_model(path)))
@@ -85,23 +109,42 @@ def main() -> None:
                 calib = train if loaded is original and precision == "int8" else None
                 bundle = export_bundle(loaded, Path(tmp) / f"bundle{len(rows)}", ExportOptions(precision), calib=calib)
                 for eps in eps_list:
-                    doc = run_verify(bundle, test, ThreatModel("linf", eps),
-                                     VerifyOptions(n=args.n, suite=args.suite, sweep=None),
-                                     reference=original.reference())
+                    doc = run_verify(
+                        bundle,
+                        test,
+                        ThreatModel("linf", eps),
+                        VerifyOptions(n=args.n, suite=args.suite, sweep=None),
+                        reference=original.reference(),
+                    )
                     norms = (report or {}).get("spectral_norms", {})
-                    row = {"model": name, "checkpoint": checkpoint, "method": method, "bits": bits, "eps": eps,
-                           "n": args.n, "suite": args.suite, "clean": doc["clean_accuracy"],
-                           "clean_ci95": doc["clean_accuracy_ci95"], "robust": doc["robust_accuracy"],
-                           "robust_ci95": doc["robust_accuracy_ci95"],
-                           "agreement_engine_twin_adv": doc["agreement_E_S_on_S_adversarial"],
-                           "twin_engine_clean_agreement": doc["models"]["S"]["top1_agreement_with_E"],
-                           "flags": [f["flag"] for f in doc["flags"]], "train_seconds": seconds,
-                           "max_spectral_norm": max((v["after"] for v in norms.values()), default=None),
-                           "final_loss": (report or {}).get("losses", [None])[-1] if (report or {}).get("losses") else None}
+                    row = {
+                        "model": name,
+                        "checkpoint": checkpoint,
+                        "method": method,
+                        "bits": bits,
+                        "eps": eps,
+                        "n": args.n,
+                        "suite": args.suite,
+                        "clean": doc["clean_accuracy"],
+                        "clean_ci95": doc["clean_accuracy_ci95"],
+                        "robust": doc["robust_accuracy"],
+                        "robust_ci95": doc["robust_accuracy_ci95"],
+                        "agreement_engine_twin_adv": doc["agreement_E_S_on_S_adversarial"],
+                        "twin_engine_clean_agreement": doc["models"]["S"]["top1_agreement_with_E"],
+                        "flags": [f["flag"] for f in doc["flags"]],
+                        "train_seconds": seconds,
+                        "max_spectral_norm": max((v["after"] for v in norms.values()), default=None),
+                        "final_loss": (report or {}).get("losses", [None])[-1]
+                        if (report or {}).get("losses")
+                        else None,
+                    }
                     rows.append(row)
-                    print(f"{name} {bits} {method} eps {eps:.4g}: clean {100 * row['clean']:.1f}% robust "
-                          f"{100 * row['robust']:.1f}% (twin/engine clean agreement "
-                          f"{100 * row['twin_engine_clean_agreement']:.2f}%)", flush=True)
+                    print(
+                        f"{name} {bits} {method} eps {eps:.4g}: clean {100 * row['clean']:.1f}% robust "
+                        f"{100 * row['robust']:.1f}% (twin/engine clean agreement "
+                        f"{100 * row['twin_engine_clean_agreement']:.2f}%)",
+                        flush=True,
+                    )
     save_result("dq_baselines", rows, lr=args.lr)
 
 

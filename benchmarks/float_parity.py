@@ -46,21 +46,30 @@ def measure(checkpoint: str, data: str, workdir: Path) -> dict:
         seconds = time.perf_counter() - start
         engine = evaluate(create_runner("ort-cpu", bundle), dataset)
         agreement = compare_logits(engine.logits, reference.logits)
-        row[precision] = {"accuracy": engine.accuracy, "top1_agreement": agreement.top1_agreement,
-                          "max_abs_logit_diff": agreement.max_abs_diff, "mean_abs_logit_diff": agreement.mean_abs_diff,
-                          "export_seconds": round(seconds, 2), "model_bytes": bundle.model_path.stat().st_size}
+        row[precision] = {
+            "accuracy": engine.accuracy,
+            "top1_agreement": agreement.top1_agreement,
+            "max_abs_logit_diff": agreement.max_abs_diff,
+            "mean_abs_logit_diff": agreement.mean_abs_diff,
+            "export_seconds": round(seconds, 2),
+            "model_bytes": bundle.model_path.stat().st_size,
+        }
     return row
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| model | test images | torch acc | FP32 ORT acc | FP32 top-1 agree | FP32 max abs dlogit | FP16 ORT acc | FP16 top-1 agree | FP16 max abs dlogit | FP32 / FP16 size |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | test images | torch acc | FP32 ORT acc | FP32 top-1 agree | FP32 max abs dlogit | FP16 ORT acc | FP16 top-1 agree | FP16 max abs dlogit | FP32 / FP16 size |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         a, h = r["fp32"], r["fp16"]
-        lines.append(f"| {r['model']} | {r['n']} | {100 * r['torch_accuracy']:.2f}% | {100 * a['accuracy']:.2f}% | "
-                     f"{100 * a['top1_agreement']:.2f}% | {a['max_abs_logit_diff']:.1e} | {100 * h['accuracy']:.2f}% | "
-                     f"{100 * h['top1_agreement']:.2f}% | {h['max_abs_logit_diff']:.1e} | "
-                     f"{a['model_bytes'] / 1024:.0f} KB / {h['model_bytes'] / 1024:.0f} KB |")
+        lines.append(
+            f"| {r['model']} | {r['n']} | {100 * r['torch_accuracy']:.2f}% | {100 * a['accuracy']:.2f}% | "
+            f"{100 * a['top1_agreement']:.2f}% | {a['max_abs_logit_diff']:.1e} | {100 * h['accuracy']:.2f}% | "
+            f"{100 * h['top1_agreement']:.2f}% | {h['max_abs_logit_diff']:.1e} | "
+            f"{a['model_bytes'] / 1024:.0f} KB / {h['model_bytes'] / 1024:.0f} KB |"
+        )
     return "\n".join(lines)
 
 

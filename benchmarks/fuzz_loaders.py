@@ -21,18 +21,34 @@ def campaign(examples: int, seed: int) -> dict:
     command = [sys.executable, "-m", "tests.security.fuzz", "--examples", str(examples), "--seed", str(seed)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"examples": examples, "seed": seed, "cases": result["cases"], "failures": result["failure_count"],
-            "failure_samples": result["failures"], "peak_rss_mib": round(result["peak_rss_mib"]),
-            "seconds": result["seconds"], "by_format": result["by_format"]}
+    return {
+        "examples": examples,
+        "seed": seed,
+        "cases": result["cases"],
+        "failures": result["failure_count"],
+        "failure_samples": result["failures"],
+        "peak_rss_mib": round(result["peak_rss_mib"]),
+        "seconds": result["seconds"],
+        "by_format": result["by_format"],
+    }
 
 
 def main() -> None:
     runs = [campaign(250, 0)] + [campaign(1000, seed) for seed in (1, 2, 3)]
     for run in runs:
-        print(f"seed {run['seed']} x {run['examples']}: {run['cases']} cases, {run['failures']} failures, "
-              f"peak {run['peak_rss_mib']} MiB, {run['seconds']} s")
-    save_result("fuzz_loaders", {"make_test_campaign": runs[0], "slow_campaigns": runs[1:],
-                                 "peak_rss_limit_mib": 1024, "input_size_limit_bytes": 1 << 20})
+        print(
+            f"seed {run['seed']} x {run['examples']}: {run['cases']} cases, {run['failures']} failures, "
+            f"peak {run['peak_rss_mib']} MiB, {run['seconds']} s"
+        )
+    save_result(
+        "fuzz_loaders",
+        {
+            "make_test_campaign": runs[0],
+            "slow_campaigns": runs[1:],
+            "peak_rss_limit_mib": 1024,
+            "input_size_limit_bytes": 1 << 20,
+        },
+    )
 
 
 if __name__ == "__main__":

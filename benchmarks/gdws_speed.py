@@ -68,8 +68,16 @@ def uniform(loaded: LoadedModel, g: int, multiplier_layout: bool) -> LoadedModel
     if multiplier_layout:
         for name, gdws in [(n, m) for n, m in module.named_modules() if isinstance(m, GDWSConv2d)]:
             dw = gdws.depthwise  # output channel c*g + k of a groups=C conv belongs to input channel c: same order
-            grouped = nn.Conv2d(gdws.in_channels, gdws.width, dw.kernel_size, dw.stride, dw.padding, dw.dilation,
-                                groups=gdws.in_channels, bias=False)
+            grouped = nn.Conv2d(
+                gdws.in_channels,
+                gdws.width,
+                dw.kernel_size,
+                dw.stride,
+                dw.padding,
+                dw.dilation,
+                groups=gdws.in_channels,
+                bias=False,
+            )
             grouped.weight.data.copy_(dw.weight.data)
             parent, _, child = name.rpartition(".")
             setattr(module.get_submodule(parent) if parent else module, child, nn.Sequential(grouped, gdws.pointwise))
@@ -96,8 +104,14 @@ def torch_gpu_rows(variants: dict[str, LoadedModel], device: str, rounds: int, s
                         torch.cuda.synchronize()
                     samples[name].append(done * batch / (time.perf_counter() - start))
             for name, values in samples.items():
-                rows.append({"variant": f"torch {device} {name} {'fp16' if half else 'fp32'}", "batch": batch,
-                             "throughput_median": float(np.median(values)), "throughput_rounds": values})
+                rows.append(
+                    {
+                        "variant": f"torch {device} {name} {'fp16' if half else 'fp32'}",
+                        "batch": batch,
+                        "throughput_median": float(np.median(values)),
+                        "throughput_rounds": values,
+                    }
+                )
     return rows
 
 
@@ -115,17 +129,23 @@ def main() -> None:
     gdws, plan = rewrite_model(original, GDWSRequest(budget=budget))
     gdws_exact, plan_exact = rewrite_model(original, GDWSRequest(budget=budget, channel_multiple=1))
     calib = calibration_for(original)
-    builds = [("original", original, "fp32"), ("original", original, "int8"),
-              ("gdws", gdws, "fp32"), ("gdws", gdws, "int8"), ("gdws unrounded G", gdws_exact, "fp32"),
-              ("uniform g=2 gather", uniform(original, 2, False), "fp32"),
-              ("uniform g=2 gather", uniform(original, 2, False), "int8"),
-              ("uniform g=2 multiplier", uniform(original, 2, True), "fp32"),
-              ("uniform g=2 multiplier", uniform(original, 2, True), "int8")]
+    builds = [
+        ("original", original, "fp32"),
+        ("original", original, "int8"),
+        ("gdws", gdws, "fp32"),
+        ("gdws", gdws, "int8"),
+        ("gdws unrounded G", gdws_exact, "fp32"),
+        ("uniform g=2 gather", uniform(original, 2, False), "fp32"),
+        ("uniform g=2 gather", uniform(original, 2, False), "int8"),
+        ("uniform g=2 multiplier", uniform(original, 2, True), "fp32"),
+        ("uniform g=2 multiplier", uniform(original, 2, True), "int8"),
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         paths = {}
         for i, (name, loaded, precision) in enumerate(builds):
-            bundle = export_bundle(loaded, Path(tmp) / str(i), ExportOptions(precision),
-                                   calib=calib if precision == "int8" else None)
+            bundle = export_bundle(
+                loaded, Path(tmp) / str(i), ExportOptions(precision), calib=calib if precision == "int8" else None
+            )
             paths[f"{name} {precision}"] = bundle.model_path
         runners = {name: OnnxRuntimeRunner(path, threads=args.threads) for name, path in paths.items()}
         for runner in runners.values():
@@ -134,18 +154,35 @@ def main() -> None:
     by = {(r["variant"], r["batch"]): r for r in results}
     for r in results:
         precision = r["variant"].rsplit(" ", 1)[1]
-        r["x_original_same_precision"] = r["throughput_median"] / by[(f"original {precision}", r["batch"])]["throughput_median"]
+        r["x_original_same_precision"] = (
+            r["throughput_median"] / by[(f"original {precision}", r["batch"])]["throughput_median"]
+        )
     if args.torch_device:
         results += torch_gpu_rows({"original": original, "gdws": gdws}, args.torch_device, args.rounds, args.seconds)
     doc = plan.to_json()
-    out = save_result("gdws_speed", results, model=model_name, threads=args.threads, rounds=args.rounds,
-                      seconds_per_round=args.seconds, budget=budget,
-                      mac_ratio={"model": doc["model_macs"], "rewritable": doc["rewritable_macs"],
-                                 "unrounded_model": plan_exact.to_json()["model_macs"]},
-                      layers=[{k: layer[k] for k in ("name", "G", "mac_ratio", "g_histogram") if k in layer}
-                              for layer in doc["layers"] if layer["replaced"]])
-    print(f"{model_name}: whole model {doc['model_macs']['original'] / 1e6:.0f}M -> {doc['model_macs']['gdws'] / 1e6:.0f}M "
-          f"MACs ({doc['model_macs']['ratio']:.2f}x)")
+    out = save_result(
+        "gdws_speed",
+        results,
+        model=model_name,
+        threads=args.threads,
+        rounds=args.rounds,
+        seconds_per_round=args.seconds,
+        budget=budget,
+        mac_ratio={
+            "model": doc["model_macs"],
+            "rewritable": doc["rewritable_macs"],
+            "unrounded_model": plan_exact.to_json()["model_macs"],
+        },
+        layers=[
+            {k: layer[k] for k in ("name", "G", "mac_ratio", "g_histogram") if k in layer}
+            for layer in doc["layers"]
+            if layer["replaced"]
+        ],
+    )
+    print(
+        f"{model_name}: whole model {doc['model_macs']['original'] / 1e6:.0f}M -> {doc['model_macs']['gdws'] / 1e6:.0f}M "
+        f"MACs ({doc['model_macs']['ratio']:.2f}x)"
+    )
     print("| variant | batch | images/s (median) | x original, same precision |\n|---|---|---|---|")
     for r in results:
         ratio = f"{r['x_original_same_precision']:.2f}" if "x_original_same_precision" in r else "-"

@@ -42,8 +42,12 @@ HERE = Path(__file__).resolve().parent
 TEST = SHARED / "datasets" / "cifar10_test_first1017.npz"
 SETUPS = {  # name -> (loader, eps, budgets, points)
     "resnet2b": (lambda: shared_model("resnet2b.pth"), 2 / 255, (0.8, 0.6, 0.5, 0.4, 0.3), None),
-    "resnet18": (lambda: load_model(CHECKPOINT, "resnet18") if CHECKPOINT.exists() else None, 2 / 255,
-                 (0.75, 0.5), 100),
+    "resnet18": (
+        lambda: load_model(CHECKPOINT, "resnet18") if CHECKPOINT.exists() else None,
+        2 / 255,
+        (0.75, 0.5),
+        100,
+    ),
 }
 
 
@@ -70,29 +74,54 @@ def main() -> None:
             for budget in budgets:
                 for weighting in ("per-layer", "frobenius", "alpha"):
                     alpha = weighting == "alpha"
-                    request = GDWSRequest(budget=budget, alphas=alphas if alpha else None,
-                                          alpha_data=train if alpha else None, alpha_settings=settings,
-                                          allocation="per-layer" if weighting == "per-layer" else "global")
+                    request = GDWSRequest(
+                        budget=budget,
+                        alphas=alphas if alpha else None,
+                        alpha_data=train if alpha else None,
+                        alpha_settings=settings,
+                        allocation="per-layer" if weighting == "per-layer" else "global",
+                    )
                     rewritten, plan = rewrite_model(original, request)
                     variants.append((weighting, plan, rewritten))
             for weighting, plan, loaded in variants:
                 bundle = export_bundle(loaded, Path(tmp) / f"b{len(rows)}", ExportOptions("fp32"))
-                fidelity = compare_logits(evaluate(create_runner("ort-cpu", bundle), test).logits,
-                                          evaluate(create_runner("torch", module=loaded.reference()), test).logits)
-                doc = run_verify(bundle, test, ThreatModel("linf", eps),
-                                 VerifyOptions(n=n, suite=args.suite, sweep=None), reference=original.reference())
+                fidelity = compare_logits(
+                    evaluate(create_runner("ort-cpu", bundle), test).logits,
+                    evaluate(create_runner("torch", module=loaded.reference()), test).logits,
+                )
+                doc = run_verify(
+                    bundle,
+                    test,
+                    ThreatModel("linf", eps),
+                    VerifyOptions(n=n, suite=args.suite, sweep=None),
+                    reference=original.reference(),
+                )
                 macs = plan.to_json()["model_macs"] if plan else None
-                row = {"model": name, "weighting": weighting, "budget": plan.budget if plan else 1.0,
-                       "beta": plan.beta if plan else 0.0, "eps": eps, "n": n, "suite": args.suite,
-                       "model_macs": macs["gdws"] if macs else None, "mac_ratio": macs["ratio"] if macs else 1.0,
-                       "clean": doc["clean_accuracy"], "robust": doc["robust_accuracy"],
-                       "robust_ci95": doc["robust_accuracy_ci95"], "flags": [f["flag"] for f in doc["flags"]],
-                       "seconds": doc["seconds"], "bundle_vs_torch_max_abs_logit_diff": fidelity.max_abs_diff,
-                       "bundle_vs_torch_top1_agreement": fidelity.top1_agreement}
+                row = {
+                    "model": name,
+                    "weighting": weighting,
+                    "budget": plan.budget if plan else 1.0,
+                    "beta": plan.beta if plan else 0.0,
+                    "eps": eps,
+                    "n": n,
+                    "suite": args.suite,
+                    "model_macs": macs["gdws"] if macs else None,
+                    "mac_ratio": macs["ratio"] if macs else 1.0,
+                    "clean": doc["clean_accuracy"],
+                    "robust": doc["robust_accuracy"],
+                    "robust_ci95": doc["robust_accuracy_ci95"],
+                    "flags": [f["flag"] for f in doc["flags"]],
+                    "seconds": doc["seconds"],
+                    "bundle_vs_torch_max_abs_logit_diff": fidelity.max_abs_diff,
+                    "bundle_vs_torch_top1_agreement": fidelity.top1_agreement,
+                }
                 rows.append(row)
-                print(f"{name} {weighting} budget {row['budget']:.2f} ({row['mac_ratio']:.2f}x MACs): clean "
-                      f"{100 * row['clean']:.1f}% robust {100 * row['robust']:.1f}% ({row['seconds']:.0f} s; bundle vs torch "
-                      f"max |dlogit| {fidelity.max_abs_diff:.1e})", flush=True)
+                print(
+                    f"{name} {weighting} budget {row['budget']:.2f} ({row['mac_ratio']:.2f}x MACs): clean "
+                    f"{100 * row['clean']:.1f}% robust {100 * row['robust']:.1f}% ({row['seconds']:.0f} s; bundle vs torch "
+                    f"max |dlogit| {fidelity.max_abs_diff:.1e})",
+                    flush=True,
+                )
         plot(name, [r for r in rows if r["model"] == name], eps)
     previous = HERE / "results" / "gdws_sweep.json"  # keep the rows of models not run this time
     if previous.exists():
@@ -104,12 +133,21 @@ def main() -> None:
 def plot(name: str, rows: list[dict], eps: float) -> None:
     plt, fig, ax = _axes()
     original = next(r for r in rows if r["weighting"] == "original")
-    labels = {"per-layer": "per-layer budget (default)", "frobenius": "one beta, Frobenius", "alpha": "one beta, noise gains"}
+    labels = {
+        "per-layer": "per-layer budget (default)",
+        "frobenius": "one beta, Frobenius",
+        "alpha": "one beta, noise gains",
+    }
     for weighting, style in (("per-layer", "-"), ("frobenius", ":"), ("alpha", "--")):
         pts = sorted([original] + [r for r in rows if r["weighting"] == weighting], key=lambda r: r["mac_ratio"])
         for key, marker in (("clean", "o"), ("robust", "s")):
-            ax.plot([r["mac_ratio"] for r in pts], [100 * r[key] for r in pts], style, marker=marker,
-                    label=f"{key}, {labels[weighting]}")
+            ax.plot(
+                [r["mac_ratio"] for r in pts],
+                [100 * r[key] for r in pts],
+                style,
+                marker=marker,
+                label=f"{key}, {labels[weighting]}",
+            )
     ax.set_xlabel("MAC reduction of the whole model (x)")
     ax.set_ylabel(f"accuracy (%), robust at L-inf {255 * eps:.0f}/255")
     ax.set_title(f"GDWS on {name}: verify, {rows[0]['n']} test images", fontsize=9)

@@ -47,15 +47,19 @@ def main() -> None:
     backends = available_backends()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        bundles = export_variants(resnet18_random(), Path(tmp),
-                                  [("fp32", "tensorrt"), ("fp16", "tensorrt"), ("int8", "tensorrt")])
+        bundles = export_variants(
+            resnet18_random(), Path(tmp), [("fp32", "tensorrt"), ("fp16", "tensorrt"), ("int8", "tensorrt")]
+        )
         for backend in backends:
             documents = run_bench(list(bundles.values()), [backend], batches, duration=args.duration, rounds=3)
             for variant, doc in zip(bundles, documents):
                 for e in doc["results"]:
                     rows.append({"backend": backend, "variant": variant, **{k: e[k] for k in e if k != "runtime"}})
-                    print(f"{backend:10s} {variant:14s} b{e['batch']:<4d} {e['throughput']:10.1f} img/s "
-                          f"p50 {e['latency_ms']['p50']:.3f} ms", flush=True)
+                    print(
+                        f"{backend:10s} {variant:14s} b{e['batch']:<4d} {e['throughput']:10.1f} img/s "
+                        f"p50 {e['latency_ms']['p50']:.3f} ms",
+                        flush=True,
+                    )
     save_result("gpu_bench", rows, backends=backends)
 
 

@@ -56,15 +56,26 @@ def main() -> None:
             by_kernel: dict[str, float] = defaultdict(float)
             for r in layers:
                 by_kernel[f"{r['op']} {r['kernel']}"] += r["ms"]
-            profiles[name] = {"layer_ms_per_batch32": total,
-                              "by_kernel_share": {k: v / total for k, v in sorted(by_kernel.items(), key=lambda kv: -kv[1])[:6]}}
+            profiles[name] = {
+                "layer_ms_per_batch32": total,
+                "by_kernel_share": {k: v / total for k, v in sorted(by_kernel.items(), key=lambda kv: -kv[1])[:6]},
+            }
     for r in rows:
         r["tmac_per_s"] = r["throughput_median"] * GMAC_PER_IMAGE / 1e3
-        print(f"{r['variant']:28s} bs{r['batch']:<3d} {r['throughput_median']:7.0f} img/s  {r['tmac_per_s']:.2f} TMAC/s")
+        print(
+            f"{r['variant']:28s} bs{r['batch']:<3d} {r['throughput_median']:7.0f} img/s  {r['tmac_per_s']:.2f} TMAC/s"
+        )
     for name, p in profiles.items():
         print(name, {k: f"{100 * v:.1f}%" for k, v in p["by_kernel_share"].items()})
-    out = save_result("openvino_vs_nncf", rows, model=f"resnet18 ({weights})", threads=args.threads,
-                      rounds=args.rounds, profiles=profiles, gmac_per_image=GMAC_PER_IMAGE)
+    out = save_result(
+        "openvino_vs_nncf",
+        rows,
+        model=f"resnet18 ({weights})",
+        threads=args.threads,
+        rounds=args.rounds,
+        profiles=profiles,
+        gmac_per_image=GMAC_PER_IMAGE,
+    )
     print(f"wrote {out}")
 
 

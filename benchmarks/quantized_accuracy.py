@@ -33,9 +33,14 @@ SHARED = HERE.parent.parent / "shared" / "data"
 
 MNIST = ("mnist_test.npz", "mnist_train_first17435.npz")
 CIFAR = ("cifar10_test_first1017.npz", "cifar10_train_first1017_per_batch.npz")
-MODELS = [("mnist_cnn_a_adv.model", MNIST), ("MadryCNN_no_maxpool_tiny.pt", MNIST),
-          ("convex_adversarial_mnist.pth", MNIST), ("cifar_cnn_a_adv.model", CIFAR),
-          ("cifar_conv_small_pgd.pth", CIFAR), ("resnet2b.pth", CIFAR)]
+MODELS = [
+    ("mnist_cnn_a_adv.model", MNIST),
+    ("MadryCNN_no_maxpool_tiny.pt", MNIST),
+    ("convex_adversarial_mnist.pth", MNIST),
+    ("cifar_cnn_a_adv.model", CIFAR),
+    ("cifar_conv_small_pgd.pth", CIFAR),
+    ("resnet2b.pth", CIFAR),
+]
 VARIANTS = [("int8", "ort-cpu"), ("int4", "ort-cpu"), ("int8", "tensorrt")]
 
 
@@ -46,29 +51,52 @@ def measure(checkpoint: str, sets: tuple[str, str], methods: list[str], tmp: Pat
     reference = evaluate(create_runner("torch", module=loaded.reference()), test)
     fp32 = export_bundle(loaded, tmp / "fp32", ExportOptions("fp32"))
     rows = []
-    runs = ([(p, t, "mse", "gptq", None) for p, t in VARIANTS]
-            + [(p, "ort-cpu", "mse", "nearest", None) for p in ("int8", "int4")]
-            + [("int8", "ort-cpu", "mse", "gptq", 0.99)]
-            + [("int8", "ort-cpu", m, "gptq", None) for m in methods if m != "mse"])
+    runs = (
+        [(p, t, "mse", "gptq", None) for p, t in VARIANTS]
+        + [(p, "ort-cpu", "mse", "nearest", None) for p in ("int8", "int4")]
+        + [("int8", "ort-cpu", "mse", "gptq", 0.99)]
+        + [("int8", "ort-cpu", m, "gptq", None) for m in methods if m != "mse"]
+    )
     for precision, target, method, rounding, min_agreement in runs:
-        bundle = export_bundle(loaded, tmp / f"{precision}-{target}-{method}-{rounding}-{min_agreement}",
-                               ExportOptions(precision, target, weight_rounding=rounding, min_agreement=min_agreement,
-                                             calibration=CalibrationOptions(method=method)),
-                               calib=calib)
+        bundle = export_bundle(
+            loaded,
+            tmp / f"{precision}-{target}-{method}-{rounding}-{min_agreement}",
+            ExportOptions(
+                precision,
+                target,
+                weight_rounding=rounding,
+                min_agreement=min_agreement,
+                calibration=CalibrationOptions(method=method),
+            ),
+            calib=calib,
+        )
         engine = evaluate(create_runner("ort-cpu", bundle), test)
         twin = evaluate(TorchRunner(twin_module(bundle.model_path)), test)
-        rows.append({"model": checkpoint, "precision": precision, "target": target, "calib_method": method,
-                     "weight_rounding": rounding, "min_agreement": min_agreement,
-                     "kept_fp32": [k["layer"] for k in (bundle.manifest.precision.fallback or {}).get("kept_fp32", [])],
-                     "n": len(test), "fp32_accuracy": reference.accuracy, "accuracy": engine.accuracy,
-                     "delta_pt": 100 * (engine.accuracy - reference.accuracy),
-                     "top1_agreement_fp32": compare_logits(engine.logits, reference.logits).top1_agreement,
-                     "twin_engine_agreement": compare_logits(twin.logits, engine.logits).top1_agreement,
-                     "model_bytes": bundle.model_path.stat().st_size,
-                     "size_vs_fp32": bundle.model_path.stat().st_size / fp32.model_path.stat().st_size})
-        print(f"{checkpoint} {precision} {target} {method} {rounding} min-agreement {min_agreement}: acc {100 * engine.accuracy:.2f} "
-              f"(fp32 {100 * reference.accuracy:.2f}), agree {100 * rows[-1]['top1_agreement_fp32']:.2f}, "
-              f"twin {100 * rows[-1]['twin_engine_agreement']:.2f}", flush=True)
+        rows.append(
+            {
+                "model": checkpoint,
+                "precision": precision,
+                "target": target,
+                "calib_method": method,
+                "weight_rounding": rounding,
+                "min_agreement": min_agreement,
+                "kept_fp32": [k["layer"] for k in (bundle.manifest.precision.fallback or {}).get("kept_fp32", [])],
+                "n": len(test),
+                "fp32_accuracy": reference.accuracy,
+                "accuracy": engine.accuracy,
+                "delta_pt": 100 * (engine.accuracy - reference.accuracy),
+                "top1_agreement_fp32": compare_logits(engine.logits, reference.logits).top1_agreement,
+                "twin_engine_agreement": compare_logits(twin.logits, engine.logits).top1_agreement,
+                "model_bytes": bundle.model_path.stat().st_size,
+                "size_vs_fp32": bundle.model_path.stat().st_size / fp32.model_path.stat().st_size,
+            }
+        )
+        print(
+            f"{checkpoint} {precision} {target} {method} {rounding} min-agreement {min_agreement}: acc {100 * engine.accuracy:.2f} "
+            f"(fp32 {100 * reference.accuracy:.2f}), agree {100 * rows[-1]['top1_agreement_fp32']:.2f}, "
+            f"twin {100 * rows[-1]['twin_engine_agreement']:.2f}",
+            flush=True,
+        )
     return rows
 
 
@@ -84,12 +112,16 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             rows += measure(checkpoint, sets, methods, Path(tmp))
     save_result("quantized_accuracy", rows, calibration="512 training images")
-    print("\n| model | precision / target | calib | rounding | FP32 acc | acc | delta (pt) | top-1 agree w/ FP32 | twin-engine agree | size vs FP32 |")
+    print(
+        "\n| model | precision / target | calib | rounding | FP32 acc | acc | delta (pt) | top-1 agree w/ FP32 | twin-engine agree | size vs FP32 |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['precision']} / {r['target']} | {r['calib_method']} | {r['weight_rounding']} | {100 * r['fp32_accuracy']:.2f}% | "
-              f"{100 * r['accuracy']:.2f}% | {r['delta_pt']:+.2f} | {100 * r['top1_agreement_fp32']:.2f}% | "
-              f"{100 * r['twin_engine_agreement']:.2f}% | {r['size_vs_fp32']:.3f} |")
+        print(
+            f"| {r['model']} | {r['precision']} / {r['target']} | {r['calib_method']} | {r['weight_rounding']} | {100 * r['fp32_accuracy']:.2f}% | "
+            f"{100 * r['accuracy']:.2f}% | {r['delta_pt']:+.2f} | {100 * r['top1_agreement_fp32']:.2f}% | "
+            f"{100 * r['twin_engine_agreement']:.2f}% | {r['size_vs_fp32']:.3f} |"
+        )
 
 
 if __name__ == "__main__":

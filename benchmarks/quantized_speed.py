@@ -53,10 +53,16 @@ def main() -> None:
         tmp = Path(tmp)
         paths = {
             "fp32": export_bundle(loaded, tmp / "fp32", ExportOptions("fp32")).model_path,
-            "int8 ort-cpu (ours)": export_bundle(loaded, tmp / "int8", ExportOptions("int8", "ort-cpu"), calib=calib).model_path,
-            "int4 ort-cpu (ours)": export_bundle(loaded, tmp / "int4", ExportOptions("int4", "ort-cpu"), calib=calib).model_path,
+            "int8 ort-cpu (ours)": export_bundle(
+                loaded, tmp / "int8", ExportOptions("int8", "ort-cpu"), calib=calib
+            ).model_path,
+            "int4 ort-cpu (ours)": export_bundle(
+                loaded, tmp / "int4", ExportOptions("int4", "ort-cpu"), calib=calib
+            ).model_path,
         }
-        paths["ort quantize_static (default)"] = ort_quantize_static_default(paths["fp32"], calib, tmp / "ort_static.onnx")
+        paths["ort quantize_static (default)"] = ort_quantize_static_default(
+            paths["fp32"], calib, tmp / "ort_static.onnx"
+        )
         sizes = {name: path.stat().st_size for name, path in paths.items()}
         runners = {name: OnnxRuntimeRunner(path, threads=args.threads) for name, path in paths.items()}
         for r in runners.values():
@@ -71,13 +77,21 @@ def main() -> None:
         r["x_fp32"] = r["throughput_median"] / fp32
         r["x_ort_quantize_static"] = r["throughput_median"] / ort_default
         r["size_vs_fp32"] = r["model_bytes"] / by[("fp32", r["batch"])]["model_bytes"]
-    out = save_result("quantized_speed", results, model="resnet18 (CIFAR, random init)", threads=args.threads,
-                      rounds=args.rounds, seconds_per_round=args.seconds)
+    out = save_result(
+        "quantized_speed",
+        results,
+        model="resnet18 (CIFAR, random init)",
+        threads=args.threads,
+        rounds=args.rounds,
+        seconds_per_round=args.seconds,
+    )
     print("| variant | batch | images/s (median) | x FP32 | x ORT quantize_static | model.onnx | size vs FP32 |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['variant']} | {r['batch']} | {r['throughput_median']:.0f} | {r['x_fp32']:.2f} | "
-              f"{r['x_ort_quantize_static']:.2f} | {r['model_bytes'] / 2**20:.1f} MB | {r['size_vs_fp32']:.3f} |")
+        print(
+            f"| {r['variant']} | {r['batch']} | {r['throughput_median']:.0f} | {r['x_fp32']:.2f} | "
+            f"{r['x_ort_quantize_static']:.2f} | {r['model_bytes'] / 2**20:.1f} MB | {r['size_vs_fp32']:.3f} |"
+        )
     print(f"\nwritten {out.relative_to(HERE.parent)}")
 
 

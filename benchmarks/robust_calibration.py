@@ -32,9 +32,11 @@ from deploy_robust.verify import ThreatModel, run_verify
 from deploy_robust.verify.options import VerifyOptions
 from deploy_robust.verify.attacks import pgd
 
-MODELS = [("cifar_cnn_a_adv.model", 2 / 255, "cifar10_test_first1017.npz"),
-          ("resnet2b.pth", 2 / 255, "cifar10_test_first1017.npz"),
-          ("mnist_cnn_a_adv.model", 0.3, "mnist_test.npz")]
+MODELS = [
+    ("cifar_cnn_a_adv.model", 2 / 255, "cifar10_test_first1017.npz"),
+    ("resnet2b.pth", 2 / 255, "cifar10_test_first1017.npz"),
+    ("mnist_cnn_a_adv.model", 0.3, "mnist_test.npz"),
+]
 
 
 def adversarial_points(loaded, clean: Dataset, threat: ThreatModel, seed: int = 0) -> Dataset:
@@ -64,26 +66,40 @@ def main() -> None:
         clean = load_dataset(calib_path, loaded.spec.shape, split="train").take(256)
         adv = adversarial_points(loaded, clean, threat)
         half = Dataset(np.concatenate([clean.as_float()[:128], adv.images[128:]]), clean.labels, "half-pgd")
-        both = Dataset(np.concatenate([clean.as_float(), adv.images]), np.concatenate([clean.labels, adv.labels]),
-                       "clean+pgd")
+        both = Dataset(
+            np.concatenate([clean.as_float(), adv.images]), np.concatenate([clean.labels, adv.labels]), "clean+pgd"
+        )
         data = load_dataset(SHARED / "datasets" / test, loaded.spec.shape)
         fp32 = export_bundle(loaded, root / checkpoint / "fp32")
         started = time.perf_counter()
         reference = run_verify(fp32, data, threat, VerifyOptions(n=args.n, suite=args.suite, sweep=None, resume=False))
-        row = {"model": checkpoint, "eps": eps, "n": args.n, "suite": args.suite,
-               "fp32": {"robust": reference["robust_accuracy"], "clean": reference["clean_accuracy"]}}
+        row = {
+            "model": checkpoint,
+            "eps": eps,
+            "n": args.n,
+            "suite": args.suite,
+            "fp32": {"robust": reference["robust_accuracy"], "clean": reference["clean_accuracy"]},
+        }
         for name, calib in (("clean 256", clean), ("128 clean + 128 pgd", half), ("256 clean + 256 pgd", both)):
-            bundle = export_bundle(loaded, root / checkpoint / name.replace(" ", "_"),
-                                   ExportOptions("int8", "ort-cpu", calibration=CalibrationOptions(n=len(calib))),
-                                   calib=calib)
+            bundle = export_bundle(
+                loaded,
+                root / checkpoint / name.replace(" ", "_"),
+                ExportOptions("int8", "ort-cpu", calibration=CalibrationOptions(n=len(calib))),
+                calib=calib,
+            )
             doc = run_verify(bundle, data, threat, VerifyOptions(n=args.n, suite=args.suite, sweep=None, resume=False))
-            row[name] = {"robust": doc["robust_accuracy"], "clean": doc["clean_accuracy"],
-                         "robust_drop": paired_drop(reference, doc, "robust"),
-                         "clean_drop": paired_drop(reference, doc, "clean"),
-                         "int8_weights": bundle.manifest.precision.int8_weights}
-            print(f"{checkpoint} {name}: robust {100 * doc['robust_accuracy']:.1f}% "
-                  f"(drop {100 * row[name]['robust_drop']['drop']:+.1f} pt), clean {100 * doc['clean_accuracy']:.1f}%",
-                  flush=True)
+            row[name] = {
+                "robust": doc["robust_accuracy"],
+                "clean": doc["clean_accuracy"],
+                "robust_drop": paired_drop(reference, doc, "robust"),
+                "clean_drop": paired_drop(reference, doc, "clean"),
+                "int8_weights": bundle.manifest.precision.int8_weights,
+            }
+            print(
+                f"{checkpoint} {name}: robust {100 * doc['robust_accuracy']:.1f}% "
+                f"(drop {100 * row[name]['robust_drop']['drop']:+.1f} pt), clean {100 * doc['clean_accuracy']:.1f}%",
+                flush=True,
+            )
         row["seconds"] = round(time.perf_counter() - started, 1)
         rows.append(row)
         save_result("robust_calibration", rows)

@@ -34,8 +34,14 @@ from deploy_robust.runtimes.openvino_runner import OpenVINORunner
 
 HERE = Path(__file__).resolve().parent
 
-REAL = ("cifar_cnn_a_adv.model", "cifar_conv_small_pgd.pth", "resnet2b.pth", "mnist_cnn_a_adv.model",
-        "MadryCNN_no_maxpool_tiny.pt", "convex_adversarial_mnist.pth")
+REAL = (
+    "cifar_cnn_a_adv.model",
+    "cifar_conv_small_pgd.pth",
+    "resnet2b.pth",
+    "mnist_cnn_a_adv.model",
+    "MadryCNN_no_maxpool_tiny.pt",
+    "convex_adversarial_mnist.pth",
+)
 RESNET18 = HERE / ".models" / "resnet18_cifar_fgsm.pt"
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 ENGINES = ("ort", "ov-f32", "ov-default")
@@ -57,8 +63,13 @@ def test_set(loaded: LoadedModel) -> Dataset:
 def ort_best_manual(fp32: Path, calib: Dataset, out: Path) -> Path:
     """ONNX Runtime's quantizer as its docs tune it for x86: pre-processing, QDQ, U8 activations, S8
     per-channel weights, min-max calibration."""
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quant_pre_process,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -69,8 +80,15 @@ def ort_best_manual(fp32: Path, calib: Dataset, out: Path) -> Path:
 
     pre = out.with_name("pre.onnx")
     quant_pre_process(str(fp32), str(pre))
-    quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8, per_channel=True)
+    quantize_static(
+        str(pre),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+    )
     return out
 
 
@@ -89,14 +107,20 @@ def nncf_int8(fp32: Path, calib: Dataset, out: Path) -> Path:
 def runners_for(loaded: LoadedModel, root: Path, threads: int) -> tuple[dict, dict]:
     calib = calibration_for(loaded)
     bundles = {p: export_bundle(loaded, root / p, ExportOptions(p), calib=calib) for p in PRECISIONS}
-    options = {"ort": None, "ov-f32": RuntimeOptions(threads=threads, precision_hint="f32", cache=False),
-               "ov-default": RuntimeOptions(threads=threads, cache=False)}
+    options = {
+        "ort": None,
+        "ov-f32": RuntimeOptions(threads=threads, precision_hint="f32", cache=False),
+        "ov-default": RuntimeOptions(threads=threads, cache=False),
+    }
     runners, info = {}, {}
     for precision, bundle in bundles.items():
         for engine, option in options.items():
             key = f"{precision} {engine}"
-            runners[key] = (create_runner("ort-cpu", bundle, threads=threads) if option is None
-                            else create_runner("openvino", bundle, options=option))
+            runners[key] = (
+                create_runner("ort-cpu", bundle, threads=threads)
+                if option is None
+                else create_runner("openvino", bundle, options=option)
+            )
             info[key] = {"precision": precision, "engine": engine, "anchor": False}
     manual = ort_best_manual(bundles["fp32"].model_path, calib, root / "ort_manual.onnx")
     runners["ORT best manual INT8 ort"] = OnnxRuntimeRunner(manual, threads=threads)
@@ -117,11 +141,15 @@ def runners_for(loaded: LoadedModel, root: Path, threads: int) -> tuple[dict, di
 
 def accuracy(runners: dict, data: Dataset) -> dict[str, dict]:
     x = data.as_float()
-    preds = {k: np.concatenate([r.infer(x[i:i + 256]).argmax(1) for i in range(0, len(x), 256)])
-             for k, r in runners.items()}
+    preds = {
+        k: np.concatenate([r.infer(x[i : i + 256]).argmax(1) for i in range(0, len(x), 256)])
+        for k, r in runners.items()
+    }
     reference = preds["fp32 ort"]
-    return {k: {"accuracy": float((p == data.labels).mean()), "agreement_with_fp32": float((p == reference).mean())}
-            for k, p in preds.items()}
+    return {
+        k: {"accuracy": float((p == data.labels).mean()), "agreement_with_fp32": float((p == reference).mean())}
+        for k, p in preds.items()
+    }
 
 
 def main() -> None:
@@ -141,18 +169,29 @@ def main() -> None:
             runners, info = runners_for(loaded, Path(tmp), args.threads)
             int8_weights = info.pop("_int8_weights")
             quality = accuracy(runners, test_set(loaded))
-            speed = interleaved_throughput(runners, [int(b) for b in args.batches.split(",")], args.rounds,
-                                           args.seconds, loaded.spec.shape)
+            speed = interleaved_throughput(
+                runners, [int(b) for b in args.batches.split(",")], args.rounds, args.seconds, loaded.spec.shape
+            )
         for r in speed:
-            row = {"model": name, "weights": weights, "variant": r["variant"], "batch": r["batch"],
-                   "throughput": r["throughput_median"], "throughput_rounds": r["throughput_rounds"],
-                   **info[r["variant"]], **quality[r["variant"]]}
+            row = {
+                "model": name,
+                "weights": weights,
+                "variant": r["variant"],
+                "batch": r["batch"],
+                "throughput": r["throughput_median"],
+                "throughput_rounds": r["throughput_rounds"],
+                **info[r["variant"]],
+                **quality[r["variant"]],
+            }
             if r["variant"].startswith("int8 "):
                 row["int8_weights"] = int8_weights
             rows.append(row)
-            print(f"{name:28s} {r['variant']:26s} bs{r['batch']:<3d} {r['throughput_median']:9.1f} img/s  "
-                  f"acc {100 * row['accuracy']:.2f}%  agree {100 * row['agreement_with_fp32']:.2f}%  "
-                  f"{row.get('executed_precision')}", flush=True)
+            print(
+                f"{name:28s} {r['variant']:26s} bs{r['batch']:<3d} {r['throughput_median']:9.1f} img/s  "
+                f"acc {100 * row['accuracy']:.2f}%  agree {100 * row['agreement_with_fp32']:.2f}%  "
+                f"{row.get('executed_precision')}",
+                flush=True,
+            )
     previous = HERE / "results" / "runtime_matrix.json"
     earlier: list[str] = []
     if args.models != "all" and previous.exists():  # a partial rerun replaces only its own models' rows
@@ -160,8 +199,14 @@ def main() -> None:
         kept = [r for r in old["results"] if r["model"] not in names]
         rows = kept + rows
         earlier = [c for c in old.get("earlier_commands", []) + [old["command"]]] if kept else []
-    out = save_result("runtime_matrix", rows, threads=args.threads, rounds=args.rounds, seconds_per_round=args.seconds,
-                      earlier_commands=earlier)
+    out = save_result(
+        "runtime_matrix",
+        rows,
+        threads=args.threads,
+        rounds=args.rounds,
+        seconds_per_round=args.seconds,
+        earlier_commands=earlier,
+    )
     print(f"wrote {out}")
 
 

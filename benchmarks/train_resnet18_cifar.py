@@ -42,12 +42,28 @@ def main() -> None:
     model = entry.build()
     normalized = with_normalization(torch.nn.Identity(), entry.spec)  # [0, 1] images -> model inputs
     start = time.perf_counter()
-    losses = train_classifier(model, train, epochs=args.epochs, batch_size=128, lr=2e-3, seed=args.seed,
-                              input_transform=normalized, augment=True, perturb=fgsm_random_start(args.eps))
+    losses = train_classifier(
+        model,
+        train,
+        epochs=args.epochs,
+        batch_size=128,
+        lr=2e-3,
+        seed=args.seed,
+        input_transform=normalized,
+        augment=True,
+        perturb=fgsm_random_start(args.eps),
+    )
     MODELS.mkdir(exist_ok=True)
     torch.save(model.state_dict(), CHECKPOINT)
-    info = {"epochs": args.epochs, "eps": args.eps, "seed": args.seed, "losses": losses,
-            "seconds": time.perf_counter() - start, "train_images": len(train), "data": str(CIFAR_CALIB.relative_to(SHARED))}
+    info = {
+        "epochs": args.epochs,
+        "eps": args.eps,
+        "seed": args.seed,
+        "losses": losses,
+        "seconds": time.perf_counter() - start,
+        "train_images": len(train),
+        "data": str(CIFAR_CALIB.relative_to(SHARED)),
+    }
     CHECKPOINT.with_suffix(".json").write_text(json.dumps(info, indent=1))
     print(json.dumps(info))
 

@@ -34,15 +34,27 @@ MODELS = [("resnet2b.pth", 2 / 255), ("cifar_cnn_a_adv.model", 2 / 255)]
 
 def _summary(doc: dict, seconds: float) -> dict:
     pick = next((r for r in doc["measured"] if r["name"] == doc["pick"]), None)
-    uniform = {r["name"].replace("uniform ", ""): {k: r[k] for k in ("latency_ms", "robust_accuracy", "clean_accuracy",
-                                                                     "holds")} | {"robust_drop": r["robust_drop"]["drop"]}
-               for r in doc["measured"] if r["uniform"]}
+    uniform = {
+        r["name"].replace("uniform ", ""): {
+            k: r[k] for k in ("latency_ms", "robust_accuracy", "clean_accuracy", "holds")
+        }
+        | {"robust_drop": r["robust_drop"]["drop"]}
+        for r in doc["measured"]
+        if r["uniform"]
+    }
     holding = [r["latency_ms"] for r in doc["measured"] if r["uniform"] and r["holds"]]
-    return {"pick": doc["pick"], "seconds": round(seconds, 1), "cache": doc["cache"],
-            "pick_latency_ms": pick and pick["latency_ms"], "pick_final": pick and pick.get("final"),
-            "fastest_holding_uniform_ms": min(holding) if holding else None, "uniform": uniform,
-            "candidates_verified": sum(not r["uniform"] for r in doc["measured"]),
-            "frontier_points": len(doc["predicted_frontier"]), "final_reference": doc["final_reference"]}
+    return {
+        "pick": doc["pick"],
+        "seconds": round(seconds, 1),
+        "cache": doc["cache"],
+        "pick_latency_ms": pick and pick["latency_ms"],
+        "pick_final": pick and pick.get("final"),
+        "fastest_holding_uniform_ms": min(holding) if holding else None,
+        "uniform": uniform,
+        "candidates_verified": sum(not r["uniform"] for r in doc["measured"]),
+        "frontier_points": len(doc["predicted_frontier"]),
+        "final_reference": doc["final_reference"],
+    }
 
 
 def main() -> None:
@@ -63,11 +75,23 @@ def main() -> None:
         loaded = shared_model(checkpoint)
         if loaded is None:
             sys.exit("needs ../shared/data")
-        row = {"model": checkpoint, "eps": eps, "batch": args.batch, "objective": args.objective,
-               "space": args.space or "precision"}
+        row = {
+            "model": checkpoint,
+            "eps": eps,
+            "batch": args.batch,
+            "objective": args.objective,
+            "space": args.space or "precision",
+        }
         for metric in ("robust", "clean"):
-            settings = TuneOptions(ThreatModel("linf", eps), metric=metric, max_robust_drop=0.01, max_clean_drop=0.01,
-                                    batch=args.batch, objective=args.objective, space=space)
+            settings = TuneOptions(
+                ThreatModel("linf", eps),
+                metric=metric,
+                max_robust_drop=0.01,
+                max_clean_drop=0.01,
+                batch=args.batch,
+                objective=args.objective,
+                space=space,
+            )
             out = Path(args.out) / checkpoint / metric
             start = time.perf_counter()
             doc = run_tune(loaded, out, calib, data, settings)
@@ -79,8 +103,11 @@ def main() -> None:
                 row["rerun_cache"] = again["cache"]
             print(f"{checkpoint} {metric}: pick {doc['pick']} ({row[metric]['seconds']:.0f} s)", flush=True)
         rows.append(row)
-        name = ("tune_models" if (args.batch, args.objective) == (1, "latency") else
-                f"tune_models_b{args.batch}_{args.objective}") + ("_" + args.space.replace(",", "_") if args.space else "")
+        name = (
+            "tune_models"
+            if (args.batch, args.objective) == (1, "latency")
+            else f"tune_models_b{args.batch}_{args.objective}"
+        ) + ("_" + args.space.replace(",", "_") if args.space else "")
         save_result(name, rows, script="tune_models")
 
 

@@ -32,9 +32,30 @@ HOW_IT_RAN = ("seconds", "seconds_total", "stage_seconds", "resume", "processes"
 
 
 def verify(bundle: Path, n: int, suite: str, workers: int, batch: int = 128) -> tuple[float, dict]:
-    command = [sys.executable, "-m", "deploy_robust", "verify", str(bundle), "--data", str(DATA), "--eps", "0.3",
-               "--n", str(n), "--suite", suite, "--batch-size", str(batch), "--threads", "1", "--attack-layout", "contiguous", "--no-resume",
-               "--json", *(["--workers", str(workers)] if workers > 1 else [])]
+    command = [
+        sys.executable,
+        "-m",
+        "deploy_robust",
+        "verify",
+        str(bundle),
+        "--data",
+        str(DATA),
+        "--eps",
+        "0.3",
+        "--n",
+        str(n),
+        "--suite",
+        suite,
+        "--batch-size",
+        str(batch),
+        "--threads",
+        "1",
+        "--attack-layout",
+        "contiguous",
+        "--no-resume",
+        "--json",
+        *(["--workers", str(workers)] if workers > 1 else []),
+    ]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, CI="1"))
     seconds = time.perf_counter() - start
@@ -62,35 +83,62 @@ def main() -> None:
         sys.exit("needs ../shared/data")
     root = Path(tempfile.mkdtemp(prefix="verify-distributed-"))
     bundle = root / "mnist-fp32"
-    subprocess.run([sys.executable, "-m", "deploy_robust", "export", str(MODEL), "-o", str(bundle)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "deploy_robust", "export", str(MODEL), "-o", str(bundle)],
+        check=True,
+        capture_output=True,
+    )
     runs: dict[int, list[dict]] = {1: [], 2: []}
     for round_ in range(args.rounds):
         for workers in (1, 2) if round_ % 2 == 0 else (2, 1):
             seconds, doc = verify(bundle, args.n, args.suite, workers, args.batch_size)
-            runs[workers].append({"wall_seconds": round(seconds, 1), "verify_seconds": doc["seconds_total"],
-                                  "robust_accuracy": doc["robust_accuracy"], "found": found(doc)})
-            print(f"n {args.n} {args.suite}, {workers} process(es) x 1 thread: {seconds:.1f} s wall, "
-                  f"{doc['seconds_total']:.1f} s in verify (robust {100 * doc['robust_accuracy']:.1f}%)", flush=True)
+            runs[workers].append(
+                {
+                    "wall_seconds": round(seconds, 1),
+                    "verify_seconds": doc["seconds_total"],
+                    "robust_accuracy": doc["robust_accuracy"],
+                    "found": found(doc),
+                }
+            )
+            print(
+                f"n {args.n} {args.suite}, {workers} process(es) x 1 thread: {seconds:.1f} s wall, "
+                f"{doc['seconds_total']:.1f} s in verify (robust {100 * doc['robust_accuracy']:.1f}%)",
+                flush=True,
+            )
     if any(r["found"] != runs[1][0]["found"] for r in runs[1] + runs[2]):
         sys.exit("2 processes found something else than 1 process")
     median = lambda w, key: statistics.median(r[key] for r in runs[w])  # noqa: E731
-    result = {"model": MODEL.name, "eps": 0.3, "suite": args.suite, "n": args.n, "threads_per_process": 1,
-              "batch_size": args.batch_size,
-              "runs": {w: [{k: v for k, v in r.items() if k != "found"} for r in rs] for w, rs in runs.items()},
-              "speedup_wall": round(median(1, "wall_seconds") / median(2, "wall_seconds"), 3),
-              "speedup_in_verify": round(median(1, "verify_seconds") / median(2, "verify_seconds"), 3),
-              "identical_figures": True, "flat": {"suite": args.flat_suite, "processes": 2, "sizes": {}}}
-    print(f"speed-up 2 vs 1 process: {result['speedup_wall']:.2f}x wall, {result['speedup_in_verify']:.2f}x in verify",
-          flush=True)
+    result = {
+        "model": MODEL.name,
+        "eps": 0.3,
+        "suite": args.suite,
+        "n": args.n,
+        "threads_per_process": 1,
+        "batch_size": args.batch_size,
+        "runs": {w: [{k: v for k, v in r.items() if k != "found"} for r in rs] for w, rs in runs.items()},
+        "speedup_wall": round(median(1, "wall_seconds") / median(2, "wall_seconds"), 3),
+        "speedup_in_verify": round(median(1, "verify_seconds") / median(2, "verify_seconds"), 3),
+        "identical_figures": True,
+        "flat": {"suite": args.flat_suite, "processes": 2, "sizes": {}},
+    }
+    print(
+        f"speed-up 2 vs 1 process: {result['speedup_wall']:.2f}x wall, {result['speedup_in_verify']:.2f}x in verify",
+        flush=True,
+    )
     for n in (args.n, args.large) if args.large else ():
         seconds, doc = verify(bundle, n, args.flat_suite, 2)
-        result["flat"]["sizes"][n] = {"wall_seconds": round(seconds, 1), "verify_seconds": doc["seconds_total"],
-                                      "wall_ms_per_image": round(1e3 * seconds / n, 2),
-                                      "verify_ms_per_image": round(1e3 * doc["seconds_total"] / n, 2),
-                                      "robust_accuracy": doc["robust_accuracy"]}
-        print(f"n {n} {args.flat_suite}, 2 processes: {seconds:.1f} s wall ({1e3 * seconds / n:.2f} ms per image; "
-              f"{1e3 * doc['seconds_total'] / n:.2f} in verify)", flush=True)
+        result["flat"]["sizes"][n] = {
+            "wall_seconds": round(seconds, 1),
+            "verify_seconds": doc["seconds_total"],
+            "wall_ms_per_image": round(1e3 * seconds / n, 2),
+            "verify_ms_per_image": round(1e3 * doc["seconds_total"] / n, 2),
+            "robust_accuracy": doc["robust_accuracy"],
+        }
+        print(
+            f"n {n} {args.flat_suite}, 2 processes: {seconds:.1f} s wall ({1e3 * seconds / n:.2f} ms per image; "
+            f"{1e3 * doc['seconds_total'] / n:.2f} in verify)",
+            flush=True,
+        )
     save_result("verify_distributed" if args.batch_size == 128 else f"verify_distributed_b{args.batch_size}", result)
 
 

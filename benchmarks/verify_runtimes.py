@@ -22,8 +22,11 @@ from deploy_robust.verify.options import VerifyOptions
 
 HERE = Path(__file__).resolve().parent
 
-ENGINES = (("ort-cpu", None), ("openvino", RuntimeOptions(precision_hint="default")),
-           ("openvino", RuntimeOptions(precision_hint="f32")))
+ENGINES = (
+    ("ort-cpu", None),
+    ("openvino", RuntimeOptions(precision_hint="default")),
+    ("openvino", RuntimeOptions(precision_hint="f32")),
+)
 
 
 def main() -> None:
@@ -37,21 +40,37 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for precision in ("fp32", "int8"):
-            bundle = export_bundle(loaded, Path(tmp) / precision, ExportOptions(precision),
-                                   calib=calibration_for(loaded))
+            bundle = export_bundle(
+                loaded, Path(tmp) / precision, ExportOptions(precision), calib=calibration_for(loaded)
+            )
             for backend, options in ENGINES:
-                doc = run_verify(bundle, data, ThreatModel("linf", parse_eps(args.eps)),
-                                 VerifyOptions(n=args.n, suite=args.suite, backend=backend, sweep=None, resume=False,
-                                               runtime=options))
+                doc = run_verify(
+                    bundle,
+                    data,
+                    ThreatModel("linf", parse_eps(args.eps)),
+                    VerifyOptions(
+                        n=args.n, suite=args.suite, backend=backend, sweep=None, resume=False, runtime=options
+                    ),
+                )
                 execution = doc["engine_execution"]
-                row = {"precision": precision, "backend": backend, "hint": options.precision_hint if options else None,
-                       "executed_precision": execution["executed_precision"], "clean_accuracy": doc["clean_accuracy"],
-                       "robust_accuracy": doc["robust_accuracy"], "robust_accuracy_ci95": doc["robust_accuracy_ci95"],
-                       "attacks": {a["attack"]: a["robust_accuracy"] for a in doc["attacks"]}, "seconds": doc["seconds"]}
+                row = {
+                    "precision": precision,
+                    "backend": backend,
+                    "hint": options.precision_hint if options else None,
+                    "executed_precision": execution["executed_precision"],
+                    "clean_accuracy": doc["clean_accuracy"],
+                    "robust_accuracy": doc["robust_accuracy"],
+                    "robust_accuracy_ci95": doc["robust_accuracy_ci95"],
+                    "attacks": {a["attack"]: a["robust_accuracy"] for a in doc["attacks"]},
+                    "seconds": doc["seconds"],
+                }
                 rows.append(row)
-                print(f"{precision} {backend} {row['hint']}: executed {row['executed_precision']}, clean "
-                      f"{100 * row['clean_accuracy']:.1f}%, robust {100 * row['robust_accuracy']:.1f}% "
-                      f"({doc['seconds']:.0f} s)", flush=True)
+                print(
+                    f"{precision} {backend} {row['hint']}: executed {row['executed_precision']}, clean "
+                    f"{100 * row['clean_accuracy']:.1f}%, robust {100 * row['robust_accuracy']:.1f}% "
+                    f"({doc['seconds']:.0f} s)",
+                    flush=True,
+                )
     out = save_result("verify_runtimes", rows, model=f"resnet18 ({weights})", n=args.n, suite=args.suite, eps=args.eps)
     print(f"wrote {out}")
 

@@ -23,9 +23,11 @@ from deploy_robust.export import ExportOptions, export_bundle
 from deploy_robust.verify import ThreatModel, run_verify
 from deploy_robust.verify.options import VerifyOptions
 
-RUNS = [("mnist_cnn_a_adv.model", "mnist_test.npz", "linf", 0.3),
-        ("MadryCNN_no_maxpool_tiny.pt", "mnist_test.npz", "linf", 0.3),
-        ("cifar_cnn_a_adv.model", "cifar10_test_first1017.npz", "l2", 0.5)]
+RUNS = [
+    ("mnist_cnn_a_adv.model", "mnist_test.npz", "linf", 0.3),
+    ("MadryCNN_no_maxpool_tiny.pt", "mnist_test.npz", "linf", 0.3),
+    ("cifar_cnn_a_adv.model", "cifar10_test_first1017.npz", "l2", 0.5),
+]
 
 
 def main() -> None:
@@ -40,15 +42,28 @@ def main() -> None:
         data = load_dataset(SHARED / "datasets" / test, loaded.spec.shape)
         with tempfile.TemporaryDirectory() as tmp:
             bundle = export_bundle(loaded, Path(tmp) / "fp32", ExportOptions("fp32"))
-            doc = run_verify(bundle, data, ThreatModel(norm, eps),
-                             VerifyOptions(n=args.n, suite="standard", resume=False))
-        row = {"model": checkpoint, "norm": norm, "eps": eps, "n": args.n, "clean": doc["clean_accuracy"],
-               "robust": doc["robust_accuracy"], "eps_curve": doc["eps_curve"], "flags": [f["flag"] for f in doc["flags"]],
-               "stage_seconds": doc["stage_seconds"], "seconds_total": doc["seconds_total"]}
+            doc = run_verify(
+                bundle, data, ThreatModel(norm, eps), VerifyOptions(n=args.n, suite="standard", resume=False)
+            )
+        row = {
+            "model": checkpoint,
+            "norm": norm,
+            "eps": eps,
+            "n": args.n,
+            "clean": doc["clean_accuracy"],
+            "robust": doc["robust_accuracy"],
+            "eps_curve": doc["eps_curve"],
+            "flags": [f["flag"] for f in doc["flags"]],
+            "stage_seconds": doc["stage_seconds"],
+            "seconds_total": doc["seconds_total"],
+        }
         rows.append(row)
         curve = ", ".join(f"{p['eps']:.3g}: {100 * p['accuracy']:.1f}%" for p in doc["eps_curve"])
-        print(f"{checkpoint} {norm} {eps}: robust {100 * row['robust']:.1f}%; curve {curve}; flags {row['flags']} "
-              f"({row['seconds_total']:.0f} s)", flush=True)
+        print(
+            f"{checkpoint} {norm} {eps}: robust {100 * row['robust']:.1f}%; curve {curve}; flags {row['flags']} "
+            f"({row['seconds_total']:.0f} s)",
+            flush=True,
+        )
     save_result("verify_sweep", rows)
 
 

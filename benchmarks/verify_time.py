@@ -36,14 +36,28 @@ def main() -> None:
         sys.exit("needs ../shared/data (cifar_cnn_a_adv.model and the CIFAR-10 test subset)")
     data = load_dataset(SHARED / "datasets" / "cifar10_test_first1017.npz", loaded.spec.shape)
     bundle = export_bundle(loaded, Path(tempfile.mkdtemp()) / "fp32")
-    doc = run_verify(bundle, data, ThreatModel("linf", parse_eps(args.eps)),
-                     VerifyOptions(n=args.n, suite="standard", backend=args.backend, sweep=None, resume=False),
-                     reference=loaded.reference())
-    row = {"model": "cifar_cnn_a_adv", "n": doc["data"]["n"], "suite": "standard", "eps": args.eps,
-           "backend": args.backend, "seconds": doc["seconds"], "attack_layout": doc["attack_layout"],
-           "clean_accuracy": doc["clean_accuracy"], "robust_accuracy": doc["robust_accuracy"],
-           "per_attack": {a["attack"]: a["robust_accuracy"] for a in doc["attacks"]}}
-    print(f"standard suite on {row['n']} images: {row['seconds']} s; robust accuracy {100 * row['robust_accuracy']:.1f}%")
+    doc = run_verify(
+        bundle,
+        data,
+        ThreatModel("linf", parse_eps(args.eps)),
+        VerifyOptions(n=args.n, suite="standard", backend=args.backend, sweep=None, resume=False),
+        reference=loaded.reference(),
+    )
+    row = {
+        "model": "cifar_cnn_a_adv",
+        "n": doc["data"]["n"],
+        "suite": "standard",
+        "eps": args.eps,
+        "backend": args.backend,
+        "seconds": doc["seconds"],
+        "attack_layout": doc["attack_layout"],
+        "clean_accuracy": doc["clean_accuracy"],
+        "robust_accuracy": doc["robust_accuracy"],
+        "per_attack": {a["attack"]: a["robust_accuracy"] for a in doc["attacks"]},
+    }
+    print(
+        f"standard suite on {row['n']} images: {row['seconds']} s; robust accuracy {100 * row['robust_accuracy']:.1f}%"
+    )
     print(save_result("verify_time", [row]))
 
 

@@ -26,8 +26,16 @@ SCHEMA = "deploy-robust/calibration"
 SCHEMA_VERSION = 1
 
 
-def calibrate(model: onnx.ModelProto, tensors: list[str], dataset: Dataset, method: str = "mse", *,
-              batch_size: int = 64, percentile: float = 99.99, signed: bool = False) -> dict[str, tuple[float, float]]:
+def calibrate(
+    model: onnx.ModelProto,
+    tensors: list[str],
+    dataset: Dataset,
+    method: str = "mse",
+    *,
+    batch_size: int = 64,
+    percentile: float = 99.99,
+    signed: bool = False,
+) -> dict[str, tuple[float, float]]:
     """Ranges (low, high) of each tensor in `tensors` over `dataset`."""
     if method not in METHODS:
         raise UserError(f"--calib-method must be one of {', '.join(METHODS)}; got {method}")
@@ -40,8 +48,9 @@ def calibrate(model: onnx.ModelProto, tensors: list[str], dataset: Dataset, meth
     return {name: tuple(float(v) for v in c.range()) for name, c in calibrators.items()}
 
 
-def stream_tensors(model: onnx.ModelProto, tensors: list[str], dataset: Dataset, batch_size: int,
-                   desc: str) -> Iterator[dict[str, np.ndarray]]:
+def stream_tensors(
+    model: onnx.ModelProto, tensors: list[str], dataset: Dataset, batch_size: int, desc: str
+) -> Iterator[dict[str, np.ndarray]]:
     """Run the float graph batch by batch and yield the named intermediate tensors of each batch.
 
     A graph with a fixed batch size (a `torch.export` program, `--static-batch N`) is fed in chunks of
@@ -65,14 +74,16 @@ def stream_tensors(model: onnx.ModelProto, tensors: list[str], dataset: Dataset,
     steps = math.ceil(len(dataset) / batch_size)
     for index, (x, _) in enumerate(progress(dataset.batches(batch_size), total=steps, desc=desc)):
         if not np.isfinite(x).all():
-            raise UserError(f"calibration batch {index} (images {index * batch_size}..{index * batch_size + len(x) - 1}) "
-                            "contains NaN or Inf")
+            raise UserError(
+                f"calibration batch {index} (images {index * batch_size}..{index * batch_size + len(x) - 1}) "
+                "contains NaN or Inf"
+            )
         if fixed is None or len(x) == fixed:
             yield dict(zip(tensors, session.run(tensors, {input_name: x})))
             continue
         parts = []
         for start in range(0, len(x), fixed):
-            chunk = x[start:start + fixed]
+            chunk = x[start : start + fixed]
             real = len(chunk)
             if real < fixed:
                 chunk = np.concatenate([chunk, np.zeros((fixed - real, *chunk.shape[1:]), chunk.dtype)])
@@ -80,11 +91,26 @@ def stream_tensors(model: onnx.ModelProto, tensors: list[str], dataset: Dataset,
         yield {name: np.concatenate(values) for name, values in zip(tensors, zip(*parts))}
 
 
-def calibration_document(ranges: dict[str, tuple[float, float]], *, method: str, percentile: float, num_images: int,
-                         graph_sha256: str, dataset: str, seed: int) -> dict[str, Any]:
-    doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "method": method, "num_images": num_images,
-           "dataset": dataset, "float_graph_sha256": graph_sha256, "seed": seed,
-           "tensors": {k: {"low": v[0], "high": v[1]} for k, v in sorted(ranges.items())}}
+def calibration_document(
+    ranges: dict[str, tuple[float, float]],
+    *,
+    method: str,
+    percentile: float,
+    num_images: int,
+    graph_sha256: str,
+    dataset: str,
+    seed: int,
+) -> dict[str, Any]:
+    doc = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "method": method,
+        "num_images": num_images,
+        "dataset": dataset,
+        "float_graph_sha256": graph_sha256,
+        "seed": seed,
+        "tensors": {k: {"low": v[0], "high": v[1]} for k, v in sorted(ranges.items())},
+    }
     if method == "percentile":
         doc["percentile"] = percentile
     return doc
@@ -105,8 +131,9 @@ def _checked_ranges(tensors: Any, path: Path) -> dict[str, tuple[float, float]]:
         low = limits.finite_number(entry.get("low"), f"{path.name}: low of {name}", -MAX_RANGE, MAX_RANGE)
         high = limits.finite_number(entry.get("high"), f"{path.name}: high of {name}", -MAX_RANGE, MAX_RANGE)
         if not low < high:
-            raise UserError(f"{path.name}: the range of {name} is [{low:g}, {high:g}], which is empty or of zero "
-                            "width; recalibrate")
+            raise UserError(
+                f"{path.name}: the range of {name} is [{low:g}, {high:g}], which is empty or of zero width; recalibrate"
+            )
         ranges[name] = (low, high)
     return ranges
 
@@ -128,6 +155,8 @@ def load_cache(path: str | Path, graph_sha256: str, tensors: list[str]) -> tuple
         raise UserError(f"{path} was calibrated for a different model (float graph hash differs); recalibrate")
     missing = [t for t in tensors if t not in ranges]
     if missing:
-        raise UserError(f"{path} lacks ranges for {len(missing)} tensors this export needs (e.g. {missing[0]}); "
-                        "it was made for another target or precision; recalibrate")
+        raise UserError(
+            f"{path} lacks ranges for {len(missing)} tensors this export needs (e.g. {missing[0]}); "
+            "it was made for another target or precision; recalibrate"
+        )
     return ranges, doc

@@ -28,8 +28,9 @@ def supports(node: onnx.NodeProto) -> bool:
     return node.op_type == "MatMul"
 
 
-def input_grams(model: onnx.ModelProto, nodes: list[onnx.NodeProto], dataset: Dataset,
-                batch_size: int = 32) -> dict[str, np.ndarray]:
+def input_grams(
+    model: onnx.ModelProto, nodes: list[onnx.NodeProto], dataset: Dataset, batch_size: int = 32
+) -> dict[str, np.ndarray]:
     """{node name: float64 array (groups, k, k)} accumulated over `dataset` (nodes `supports` accepts)."""
     nodes = [n for n in nodes if supports(n)]
     if not nodes:
@@ -59,8 +60,14 @@ def _rows(node: onnx.NodeProto, x: np.ndarray, weight: onnx.TensorProto) -> np.n
     return conv_patches(x, (kh, kw), (sh, sw), pads, (dh, dw), group)
 
 
-def conv_patches(x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int], pads: list[int],
-                 dilations: tuple[int, int], group: int) -> np.ndarray:
+def conv_patches(
+    x: np.ndarray,
+    kernel: tuple[int, int],
+    strides: tuple[int, int],
+    pads: list[int],
+    dilations: tuple[int, int],
+    group: int,
+) -> np.ndarray:
     """im2col: (groups, n * out_h * out_w, channels_per_group * kh * kw); pads as ONNX orders them
     (top, left, bottom, right)."""
     n, c = x.shape[:2]

@@ -46,8 +46,9 @@ class ModelOptions:
     overrides: SpecOverrides | None = None
 
     def load(self, path: str | Path):
-        return load_model(path, self.arch, trust_pickle=self.trust_pickle, trust_code=self.trust_code,
-                          overrides=self.overrides)
+        return load_model(
+            path, self.arch, trust_pickle=self.trust_pickle, trust_code=self.trust_code, overrides=self.overrides
+        )
 
 
 @dataclass
@@ -75,23 +76,23 @@ class Result:
 @dataclass(frozen=True)
 class SAPOptions:
     layers: tuple[str, ...] | None = None  # module names to prune after; None: every activation module
-    fraction: float = 1.0                  # draws per layer as a fraction of its units, in (0, 16]
-    seed: int | None = None                # seeded, repeatable masks (for tests; not a defense)
+    fraction: float = 1.0  # draws per layer as a fraction of its units, in (0, 16]
+    seed: int | None = None  # seeded, repeatable masks (for tests; not a defense)
 
 
 @dataclass(frozen=True)
 class SqueezeOptions:
-    squeezers: str                         # e.g. "bits:5,median:2"
-    mode: str = "squeeze"                  # or "detect": a squeeze_score output with a threshold set on calib
-    fpr: float = 0.05                      # detect mode: false-positive rate on the clean calibration images
+    squeezers: str  # e.g. "bits:5,median:2"
+    mode: str = "squeeze"  # or "detect": a squeeze_score output with a threshold set on calib
+    fpr: float = 0.05  # detect mode: false-positive rate on the clean calibration images
 
 
 @dataclass(frozen=True)
 class ExportRequest:
     model: str | Path
     out: str | Path
-    options: ExportOptions = ExportOptions()   # precision, target, calibration, rounding, seed... (checked there)
-    calib: str | Path | None = None        # calibration images (the training split where the source has one)
+    options: ExportOptions = ExportOptions()  # precision, target, calibration, rounding, seed... (checked there)
+    calib: str | Path | None = None  # calibration images (the training split where the source has one)
     static_batch: int | None = None
     gdws: GDWSRequest | None = None
     sap: SAPOptions | None = None
@@ -112,8 +113,9 @@ def export(request: ExportRequest, log: Callable[[str], None] = lambda message: 
     if request.sap is not None:
         if not 0 < request.sap.fraction <= 16:
             raise UserError(f"--sap-fraction must be in (0, 16]; got {request.sap.fraction:g}")
-        loaded = apply_sap(loaded, list(request.sap.layers) if request.sap.layers else None, request.sap.fraction,
-                           request.sap.seed)
+        loaded = apply_sap(
+            loaded, list(request.sap.layers) if request.sap.layers else None, request.sap.fraction, request.sap.seed
+        )
     calib = None
     if request.calib is not None:
         try:  # a training split where the source has one
@@ -131,10 +133,10 @@ def export(request: ExportRequest, log: Callable[[str], None] = lambda message: 
 
 @dataclass(frozen=True)
 class EvalRequest:
-    target: str | Path                 # a bundle directory or a model file
+    target: str | Path  # a bundle directory or a model file
     data: str | Path
     split: str = "test"
-    backend: str | None = None         # default: ort-cpu for a bundle, torch for a model file
+    backend: str | None = None  # default: ort-cpu for a bundle, torch for a model file
     n: int | None = None
     batch_size: int = 256
     runtime: RuntimeOptions = RuntimeOptions()
@@ -152,8 +154,11 @@ def evaluate(request: EvalRequest) -> Result:
         bundle = open_bundle(request.target)
         spec, backend = bundle.spec, request.backend or "ort-cpu"
         runner = create_runner(backend, bundle, options=request.runtime)
-        subject: dict[str, Any] = {"bundle": str(bundle.path), "precision": bundle.precision,
-                                   "engine_execution": runner.execution()}
+        subject: dict[str, Any] = {
+            "bundle": str(bundle.path),
+            "precision": bundle.precision,
+            "engine_execution": runner.execution(),
+        }
     else:
         loaded = request.model.load(request.target)
         spec, backend = loaded.spec, request.backend or "torch"
@@ -171,9 +176,11 @@ def evaluate(request: EvalRequest) -> Result:
         agreement = compare_logits(result.logits, ref_result.logits).to_json()
         doc["reference"] = {"model": reference.source["file"], "accuracy": ref_result.accuracy, "agreement": agreement}
         values["top1_agreement"] = agreement["top1_agreement"]
-    doc["gates"] = gates.evaluate_all(gates.minimum("accuracy", request.min_accuracy, "--min-accuracy")
-                                      + gates.minimum("top1_agreement", request.min_agreement, "--min-agreement"),
-                                      values)
+    doc["gates"] = gates.evaluate_all(
+        gates.minimum("accuracy", request.min_accuracy, "--min-accuracy")
+        + gates.minimum("top1_agreement", request.min_agreement, "--min-agreement"),
+        values,
+    )
     return Result(doc)
 
 
@@ -181,16 +188,16 @@ def evaluate(request: EvalRequest) -> Result:
 class VerifyRequest:
     bundle: str | Path
     data: str | Path
-    eps: float | str                   # on the [0, 1] scale; "8/255" accepted
+    eps: float | str  # on the [0, 1] scale; "8/255" accepted
     norm: str = "linf"
-    options: VerifyOptions = VerifyOptions()   # suite, n, engine backend and runtime, seed, ... (checked there)
+    options: VerifyOptions = VerifyOptions()  # suite, n, engine backend and runtime, seed, ... (checked there)
     reference: str | Path | None = None  # the float model: transfer attacks and the paired delta
     model: ModelOptions = ModelOptions()
     min_clean_acc: float | None = None
     min_robust_acc: float | None = None
     max_robust_drop: float | None = None
     min_agreement: float | None = None
-    write: bool = True                 # verify.json, report.md/html and the eps curve into the bundle
+    write: bool = True  # verify.json, report.md/html and the eps curve into the bundle
 
 
 def verify(request: VerifyRequest) -> Result:
@@ -207,12 +214,20 @@ def verify(request: VerifyRequest) -> Result:
         dataset = load_dataset(request.data, bundle.spec.shape)
         reference = request.model.load(request.reference).reference() if request.reference is not None else None
     options = request.options
-    doc = run_verify(bundle, dataset, threat, options, reference=reference,
-                     defense_plan=attack_plan_for(bundle.manifest))
+    doc = run_verify(
+        bundle, dataset, threat, options, reference=reference, defense_plan=attack_plan_for(bundle.manifest)
+    )
     values = {"clean_accuracy": doc["clean_accuracy"], "robust_accuracy": doc["robust_accuracy"]}
     if reference is not None:  # the paired delta: R under the same white-box attacks on the same points
-        value = reference_robust_accuracy(reference, dataset, threat, n=options.n, suite=options.suite,
-                                          batch_size=options.batch_size, seed=options.seed)
+        value = reference_robust_accuracy(
+            reference,
+            dataset,
+            threat,
+            n=options.n,
+            suite=options.suite,
+            batch_size=options.batch_size,
+            seed=options.seed,
+        )
         doc["reference_robust_accuracy"] = value
         doc["robust_delta_vs_reference"] = doc["robust_accuracy"] - value
         values["robust_drop_vs_reference"] = -doc["robust_delta_vs_reference"]
@@ -221,7 +236,9 @@ def verify(request: VerifyRequest) -> Result:
         gates.minimum("clean_accuracy", request.min_clean_acc, "--min-clean-acc")
         + gates.minimum("robust_accuracy", request.min_robust_acc, "--min-robust-acc")
         + gates.maximum("robust_drop_vs_reference", request.max_robust_drop, "--max-robust-drop")
-        + gates.minimum("top1_agreement_with_reference", request.min_agreement, "--min-agreement"), values)
+        + gates.minimum("top1_agreement_with_reference", request.min_agreement, "--min-agreement"),
+        values,
+    )
     written = write_report(bundle, doc) if request.write and process_group.rank() == 0 else []
     return Result(doc, written)
 
@@ -234,7 +251,7 @@ class TuneRequest:
     out: str | Path
     calib: str | Path
     data: str | Path
-    options: TuneOptions                 # the threat, target, budgets, space, sample sizes, ... (checked there)
+    options: TuneOptions  # the threat, target, budgets, space, sample sizes, ... (checked there)
     model_options: ModelOptions = ModelOptions()
 
 
@@ -244,8 +261,15 @@ def tune(request: TuneRequest, log: Callable[[str], None] = lambda message: None
     calib = load_dataset(request.calib, loaded.spec.shape, split="train")
     data = load_dataset(request.data, loaded.spec.shape)
     doc = run_tune(loaded, request.out, calib, data, request.options, log)
-    doc["gates"] = [{"name": "plan_within_budget", "op": ">=", "threshold": 1, "value": float(doc["pick"] is not None),
-                     "passed": doc["pick"] is not None}]
+    doc["gates"] = [
+        {
+            "name": "plan_within_budget",
+            "op": ">=",
+            "threshold": 1,
+            "value": float(doc["pick"] is not None),
+            "passed": doc["pick"] is not None,
+        }
+    ]
     out = Path(request.out)
     written = [out / "frontier.json", out / "frontier.png", out / "report.md"] + ([out / "best"] if doc["pick"] else [])
     return Result(doc, written, bundle=open_bundle(out / "best") if doc["pick"] else None)

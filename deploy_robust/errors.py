@@ -10,7 +10,7 @@ import sys
 
 EXIT_GATE_FAILED = 1
 EXIT_BAD_INPUT = 2
-EXIT_WORKER_FAILED = 3   # `--workers`: a worker process died (killed, crashed); its finished work is kept
+EXIT_WORKER_FAILED = 3  # `--workers`: a worker process died (killed, crashed); its finished work is kept
 
 
 class UserError(Exception):

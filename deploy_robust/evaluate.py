@@ -40,22 +40,30 @@ class Agreement:
     mean_abs_diff: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"n": self.n, "top1_agreement": self.top1_agreement, "max_abs_logit_diff": self.max_abs_diff,
-                "mean_abs_logit_diff": self.mean_abs_diff}
+        return {
+            "n": self.n,
+            "top1_agreement": self.top1_agreement,
+            "max_abs_logit_diff": self.max_abs_diff,
+            "mean_abs_logit_diff": self.mean_abs_diff,
+        }
 
 
 def predict(runner: Runner, dataset: Dataset, batch_size: int = 256, desc: str = "") -> np.ndarray:
     """Logits of `runner` on every image of `dataset`, in order."""
     runner.activate()
-    batches = progress(dataset.batches(batch_size), total=math.ceil(len(dataset) / batch_size), desc=desc or runner.name)
+    batches = progress(
+        dataset.batches(batch_size), total=math.ceil(len(dataset) / batch_size), desc=desc or runner.name
+    )
     return np.concatenate([runner.infer(x) for x, _ in batches])
 
 
 def evaluate(runner: Runner, dataset: Dataset, batch_size: int = 256) -> Evaluation:
     logits = predict(runner, dataset, batch_size)
     if logits.shape[1] < dataset.num_classes:
-        raise UserError(f"{dataset.name} has labels up to {dataset.num_classes - 1} but the model has only "
-                        f"{logits.shape[1]} classes")
+        raise UserError(
+            f"{dataset.name} has labels up to {dataset.num_classes - 1} but the model has only "
+            f"{logits.shape[1]} classes"
+        )
     correct = int((logits.argmax(1) == dataset.labels).sum())
     return Evaluation(len(dataset), correct, logits)
 

@@ -52,10 +52,10 @@ _SELF_CHECK_TOL = 1e-3
 class CalibrationOptions:
     """How a calibrated export (int8, int4, mixed) sets its activation ranges."""
 
-    method: str = "mse"                  # calibrators.methods.METHODS
-    n: int = 512                         # the first n calibration images
-    percentile: float = 99.99            # for method "percentile"
-    cache: str | Path | None = None      # a calibration.json to reuse (checked against the float graph's hash)
+    method: str = "mse"  # calibrators.methods.METHODS
+    n: int = 512  # the first n calibration images
+    percentile: float = 99.99  # for method "percentile"
+    cache: str | Path | None = None  # a calibration.json to reuse (checked against the float graph's hash)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -101,11 +101,14 @@ class ExportOptions:
         if self.int8_weights not in INT8_WEIGHT_RANGES:
             raise UserError(f"--int8-weights must be one of {', '.join(INT8_WEIGHT_RANGES)}; got {self.int8_weights}")
         if self.weight_rounding not in WEIGHT_ROUNDINGS:
-            raise UserError(f"--weight-rounding must be one of {', '.join(WEIGHT_ROUNDINGS)}; got {self.weight_rounding}")
+            raise UserError(
+                f"--weight-rounding must be one of {', '.join(WEIGHT_ROUNDINGS)}; got {self.weight_rounding}"
+            )
 
 
-def export_bundle(loaded: LoadedModel, out: str | Path, options: ExportOptions = ExportOptions(), *,
-                  calib: Dataset | None = None) -> Bundle:
+def export_bundle(
+    loaded: LoadedModel, out: str | Path, options: ExportOptions = ExportOptions(), *, calib: Dataset | None = None
+) -> Bundle:
     """`loaded` exported as `options` say into the bundle folder `out` (written whole, atomically); `calib`: the
     calibration images of a calibrated export."""
     seed_everything(options.seed)
@@ -115,10 +118,14 @@ def export_bundle(loaded: LoadedModel, out: str | Path, options: ExportOptions =
     trained = own_grid[1] if own_grid and precision in ("int8", "int4") else None  # int4 accepted: the grid decides
     _, fake_quantizers = freeze(loaded.module)
     if own_grid and trained is None and not own_grid[0].float_export:
-        raise UserError(f"{loaded.source['file']} is a {own_grid[0].title or own_grid[0].name} model and exports on its "
-                        "trained grid: use --precision int8")
+        raise UserError(
+            f"{loaded.source['file']} is a {own_grid[0].title or own_grid[0].name} model and exports on its "
+            "trained grid: use --precision int8"
+        )
     if (trained is not None or fake_quantizers) and options.min_agreement is not None:
-        raise UserError(f"{loaded.source['file']} exports on its trained grid; --min-agreement applies to calibrated exports")
+        raise UserError(
+            f"{loaded.source['file']} exports on its trained grid; --min-agreement applies to calibrated exports"
+        )
     if trained is not None:
         form = _trained_grid_export(job, *trained)
     elif fake_quantizers:
@@ -143,8 +150,14 @@ class _Job:
         return self.loaded.fixed_batch or ("dynamic" if self.options.dynamic_batch else 2)
 
     def float_onnx(self, module: torch.nn.Module, precision: str = "fp32", opset: int | None = None):
-        return export_float_onnx(module, self.loaded.spec, precision, opset=opset or self.options.opset,
-                                 dynamic_batch=self.options.dynamic_batch, fixed_batch=self.loaded.fixed_batch)
+        return export_float_onnx(
+            module,
+            self.loaded.spec,
+            precision,
+            opset=opset or self.options.opset,
+            dynamic_batch=self.options.dynamic_batch,
+            fixed_batch=self.loaded.fixed_batch,
+        )
 
 
 @dataclass
@@ -172,19 +185,26 @@ def _trained_grid_export(job: _Job, deployed: torch.nn.Module, grid) -> _Form:
 def _fake_quantized_export(job: _Job, fake_quantizers: int) -> _Form:
     """Already quantized (torch.ao FakeQuantize or DQ training): export exactly the trained grid."""
     if job.options.precision not in ("int8", "int4"):
-        raise UserError(f"{job.loaded.source['file']} carries {fake_quantizers} fake-quantizers and exports on its "
-                        "trained grid: use --precision int8")
+        raise UserError(
+            f"{job.loaded.source['file']} carries {fake_quantizers} fake-quantizers and exports on its "
+            "trained grid: use --precision int8"
+        )
     frozen_module, _ = freeze(job.loaded.module)
     result = job.float_onnx(frozen_module)
     _check_graph(result.model, job.options.target)
-    layers = [layer | {"precision": "trained grid", "reason": "fake-quantized in training; no recalibration"}
-              for layer in job.loaded.layers]
+    layers = [
+        layer | {"precision": "trained grid", "reason": "fake-quantized in training; no recalibration"}
+        for layer in job.loaded.layers
+    ]
     return _Form(result.model, result.exporter, layers)
 
 
 def _float_export(job: _Job) -> _Form:
     result = job.float_onnx(job.loaded.module, job.options.precision)
-    layers = [layer | {"precision": job.options.precision, "reason": f"{job.options.precision} export"} for layer in job.loaded.layers]
+    layers = [
+        layer | {"precision": job.options.precision, "reason": f"{job.options.precision} export"}
+        for layer in job.loaded.layers
+    ]
     return _Form(result.model, result.exporter, layers)
 
 
@@ -202,8 +222,18 @@ def _calibrated_export(job: _Job, calib: Dataset | None) -> _Form:
     float_model = result.model
     tensors = tensors_to_calibrate(float_model, plan, profile)
     graph_hash = sha256_bytes(float_model.SerializeToString())
-    ranges, calibration = _ranges(float_model, tensors, graph_hash, calib, c.method, c.n, c.percentile, c.cache,
-                                  profile.signed_activations, job.options.seed)
+    ranges, calibration = _ranges(
+        float_model,
+        tensors,
+        graph_hash,
+        calib,
+        c.method,
+        c.n,
+        c.percentile,
+        c.cache,
+        profile.signed_activations,
+        job.options.seed,
+    )
     grams, rounding = _input_grams(float_model, plan, calib, c.n, job.options.weight_rounding)
     cache: dict = {}
 
@@ -217,8 +247,9 @@ def _calibrated_export(job: _Job, calib: Dataset | None) -> _Form:
         if calib is None:
             raise UserError("--min-agreement measures agreement on the calibration images: pass --calib DATA")
         check, held_out = _agreement_images(calib, c.n)
-        plan, quantized, fallback = fall_back_until(float_model, plan, quantize, check.as_float(), min_agreement,
-                                                    profile.signed_activations, loaded.fixed_batch)
+        plan, quantized, fallback = fall_back_until(
+            float_model, plan, quantize, check.as_float(), min_agreement, profile.signed_activations, loaded.fixed_batch
+        )
         fallback["held_out"] = held_out
     _check_graph(quantized.model, job.options.target)
     files = {}
@@ -236,9 +267,14 @@ def _int8_weight_range(job: _Job) -> dict | None:
     chosen = job.options.int8_weights
     if chosen == "auto":
         chosen = "reduced" if u8s8_saturates() else "full"
-    return {"range": chosen, "levels": 127 if chosen == "full" else 63, "requested": job.options.int8_weights,
-            "exact_on": "every CPU ONNX Runtime runs on" if chosen == "reduced" else
-            "x86 CPUs with VNNI or AMX, and non-x86 CPUs (elsewhere ONNX Runtime runs it unfused: exact, slower)"}
+    return {
+        "range": chosen,
+        "levels": 127 if chosen == "full" else 63,
+        "requested": job.options.int8_weights,
+        "exact_on": "every CPU ONNX Runtime runs on"
+        if chosen == "reduced"
+        else "x86 CPUs with VNNI or AMX, and non-x86 CPUs (elsewhere ONNX Runtime runs it unfused: exact, slower)",
+    }
 
 
 def _finish(job: _Job, form: _Form) -> Bundle:
@@ -248,21 +284,33 @@ def _finish(job: _Job, form: _Form) -> Bundle:
     data = model.SerializeToString()
     files = dict(form.files) | {"model.onnx": data}
     precision = {"mode": job.options.precision, "layers": form.layers}
-    precision |= ({"weight_rounding": form.rounding} if form.rounding else {}) | (
-        {"fallback": form.fallback} if form.fallback else {}) | (
-        {"int8_weights": form.int8_weights} if form.int8_weights else {})
+    precision |= (
+        ({"weight_rounding": form.rounding} if form.rounding else {})
+        | ({"fallback": form.fallback} if form.fallback else {})
+        | ({"int8_weights": form.int8_weights} if form.int8_weights else {})
+    )
     manifest = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
-        "model": {"file": "model.onnx", "sha256": sha256_bytes(data), "opset": graph_opset(model),
-                  "ir_version": model.ir_version, "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
-                  "batch": batch, "exporter": f"torch.onnx ({form.exporter})",
-                  "stochastic": graph_is_stochastic(model)},
+        "model": {
+            "file": "model.onnx",
+            "sha256": sha256_bytes(data),
+            "opset": graph_opset(model),
+            "ir_version": model.ir_version,
+            "input_name": INPUT_NAME,
+            "output_name": OUTPUT_NAME,
+            "batch": batch,
+            "exporter": f"torch.onnx ({form.exporter})",
+            "stochastic": graph_is_stochastic(model),
+        },
         "input": loaded.spec.to_json() | {"normalization_folded": loaded.spec.normalized},
         "precision": precision,
         "target": job.options.target,
-        "calibration": None if form.calibration is None else {
-            k: form.calibration[k] for k in ("method", "num_images", "dataset", "percentile") if k in form.calibration},
+        "calibration": None
+        if form.calibration is None
+        else {
+            k: form.calibration[k] for k in ("method", "num_images", "dataset", "percentile") if k in form.calibration
+        },
         "source": loaded.source,
         "defense": loaded.defense,
         "transforms": loaded.transforms,
@@ -285,8 +333,9 @@ def _layer_records(plan, loaded: LoadedModel, rounding: dict[str, str] | None = 
     return records
 
 
-def _input_grams(model: onnx.ModelProto, plan, calib: Dataset | None, calib_n: int,
-                 rounding: str) -> tuple[dict[str, np.ndarray], str]:
+def _input_grams(
+    model: onnx.ModelProto, plan, calib: Dataset | None, calib_n: int, rounding: str
+) -> tuple[dict[str, np.ndarray], str]:
     """Input statistics for error-compensating rounding, and the rounding the manifest records."""
     if rounding == "nearest":
         return {}, "nearest"
@@ -298,8 +347,7 @@ def _input_grams(model: onnx.ModelProto, plan, calib: Dataset | None, calib_n: i
 
 
 def _stores_int4(plan, profile) -> bool:
-    return any(p.precision == "int4" and (p.op in MATRIX_OPS or profile.int4_conv_storage == "int4")
-               for p in plan)
+    return any(p.precision == "int4" and (p.op in MATRIX_OPS or profile.int4_conv_storage == "int4") for p in plan)
 
 
 def _ranges(model, tensors, graph_hash, calib, method, calib_n, percentile, cache, signed, seed):
@@ -309,11 +357,20 @@ def _ranges(model, tensors, graph_hash, calib, method, calib_n, percentile, cach
         ranges, doc = load_cache(cache, graph_hash, tensors)
         return ranges, doc
     if calib is None:
-        raise UserError("quantized export needs calibration data: pass --calib DATA (or --calib-cache calibration.json)")
+        raise UserError(
+            "quantized export needs calibration data: pass --calib DATA (or --calib-cache calibration.json)"
+        )
     subset = calib.take(calib_n)
     ranges = calibrate(model, tensors, subset, method, percentile=percentile, signed=signed)
-    doc = calibration_document(ranges, method=method, percentile=percentile, num_images=len(subset),
-                               graph_sha256=graph_hash, dataset=calib.name, seed=seed)
+    doc = calibration_document(
+        ranges,
+        method=method,
+        percentile=percentile,
+        num_images=len(subset),
+        graph_sha256=graph_hash,
+        dataset=calib.name,
+        seed=seed,
+    )
     return ranges, doc
 
 
@@ -334,7 +391,9 @@ def _check_graph(model: onnx.ModelProto, target: str) -> None:
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as e:
-        raise RuntimeError(f"internal error: the quantized graph fails onnx.checker: {str(e).splitlines()[0]}") from None
+        raise RuntimeError(
+            f"internal error: the quantized graph fails onnx.checker: {str(e).splitlines()[0]}"
+        ) from None
     if target == "tensorrt":
         violations = check_tensorrt_rules(model)
         if violations:
@@ -343,8 +402,9 @@ def _check_graph(model: onnx.ModelProto, target: str) -> None:
 
 def _self_check(model: onnx.ModelProto, loaded: LoadedModel, precision: str, seed: int, batch: int) -> None:
     """Load the new graph in ONNX Runtime (as the runner will) and run it once."""
-    runner = OnnxRuntimeRunner(model.SerializeToString(), fixed_batch=batch if loaded.fixed_batch else None,
-                               optimization="basic")
+    runner = OnnxRuntimeRunner(
+        model.SerializeToString(), fixed_batch=batch if loaded.fixed_batch else None, optimization="basic"
+    )
     x = np.random.default_rng(seed).random((batch, *loaded.spec.shape), dtype=np.float32)
     got = runner.infer(x)
     if graph_is_stochastic(model):
@@ -356,8 +416,10 @@ def _self_check(model: onnx.ModelProto, loaded: LoadedModel, precision: str, see
         with torch.no_grad():
             want = loaded.reference()(torch.from_numpy(x)).numpy()
         if float(np.abs(got - want).max()) > _SELF_CHECK_TOL:
-            raise RuntimeError(f"internal error: exported graph differs from the model by "
-                               f"{float(np.abs(got - want).max()):.3g} on random inputs")
+            raise RuntimeError(
+                f"internal error: exported graph differs from the model by "
+                f"{float(np.abs(got - want).max()):.3g} on random inputs"
+            )
     elif not np.isfinite(got).all():
         raise RuntimeError("internal error: the exported graph produces non-finite logits")
 
@@ -367,5 +429,9 @@ def onnx_summary(path: Path) -> dict:
     ops: dict[str, int] = {}
     for node in model.graph.node:
         ops[node.op_type] = ops.get(node.op_type, 0) + 1
-    return {"nodes": len(model.graph.node), "ops": dict(sorted(ops.items())),
-            "initializers": len(model.graph.initializer), "bytes": path.stat().st_size}
+    return {
+        "nodes": len(model.graph.node),
+        "ops": dict(sorted(ops.items())),
+        "initializers": len(model.graph.initializer),
+        "bytes": path.stat().st_size,
+    }

@@ -14,10 +14,10 @@ from deploy_robust.errors import UserError
 
 @dataclass(frozen=True)
 class Gate:
-    name: str         # the metric, e.g. "robust_accuracy"
-    op: str           # ">=" (a minimum) or "<=" (a maximum)
+    name: str  # the metric, e.g. "robust_accuracy"
+    op: str  # ">=" (a minimum) or "<=" (a maximum)
     threshold: float
-    flag: str = ""    # the command-line flag that set it, for messages
+    flag: str = ""  # the command-line flag that set it, for messages
 
     def __post_init__(self) -> None:
         if self.op not in (">=", "<="):

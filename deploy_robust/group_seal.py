@@ -13,8 +13,8 @@ import os
 
 from deploy_robust.errors import UserError
 
-STORE_ENV = "DEPLOY_ROBUST_GROUP_STORE"     # a FileStore path: the ranks of `--workers` meet there, not on a socket
-SECRET_ENV = "DEPLOY_ROBUST_GROUP_SECRET"   # hex; every payload between ranks is sealed under it
+STORE_ENV = "DEPLOY_ROBUST_GROUP_STORE"  # a FileStore path: the ranks of `--workers` meet there, not on a socket
+SECRET_ENV = "DEPLOY_ROBUST_GROUP_SECRET"  # hex; every payload between ranks is sealed under it
 _TAG = 32
 
 
@@ -46,7 +46,9 @@ def unseal(sealed: bytes, sequence: int, sender: int, secret: bytes | None) -> b
         return sealed
     tag, payload = sealed[:_TAG], sealed[_TAG:]
     if len(sealed) < _TAG or not hmac.compare_digest(tag, seal(payload, sequence, sender, secret)[:_TAG]):
-        raise UserError(f"the data of rank {sender} at exchange {sequence} failed its authentication check (a process "
-                        f"without this run's {SECRET_ENV} wrote into the group, or the ranks were given different "
-                        "secrets); refused")
+        raise UserError(
+            f"the data of rank {sender} at exchange {sequence} failed its authentication check (a process "
+            f"without this run's {SECRET_ENV} wrote into the group, or the ranks were given different "
+            "secrets); refused"
+        )
     return payload

@@ -10,5 +10,6 @@ from pathlib import Path
 
 def user_home() -> Path:
     home = os.environ.get("DEPLOY_ROBUST_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "deploy-robust")
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "deploy-robust"
+    )
     return Path(home)

@@ -13,15 +13,15 @@ from typing import Any
 
 from deploy_robust.errors import UserError, first_line
 
-MAX_ARRAY_BYTES = 16 << 30          # one dataset array (decoded)
-MAX_EXPANSION = 200                 # decoded / stored bytes of a compressed part above ZIP_SMALL
-ZIP_SMALL = 64 << 20                # parts that decode to less than this are never suspicious
-MAX_IMAGE_PIXELS = 50_000_000       # one image in an image folder
-MAX_DIM = 16_384                    # one input dimension (C, H or W)
-MAX_INPUT_ELEMENTS = 1 << 26        # C*H*W of one input
+MAX_ARRAY_BYTES = 16 << 30  # one dataset array (decoded)
+MAX_EXPANSION = 200  # decoded / stored bytes of a compressed part above ZIP_SMALL
+ZIP_SMALL = 64 << 20  # parts that decode to less than this are never suspicious
+MAX_IMAGE_PIXELS = 50_000_000  # one image in an image folder
+MAX_DIM = 16_384  # one input dimension (C, H or W)
+MAX_INPUT_ELEMENTS = 1 << 26  # C*H*W of one input
 MAX_CLASSES = 1_000_000
 MAX_BATCH = 65_536
-MAX_SEED = 2 ** 32 - 1
+MAX_SEED = 2**32 - 1
 
 
 def check_declared_size(nbytes: int, stored_bytes: int, what: str, *, compressed: bool) -> None:
@@ -29,8 +29,10 @@ def check_declared_size(nbytes: int, stored_bytes: int, what: str, *, compressed
     if nbytes > MAX_ARRAY_BYTES:
         raise UserError(f"{what} declares {nbytes / 2**30:.1f} GiB, over the {MAX_ARRAY_BYTES >> 30} GiB limit")
     if compressed and nbytes > ZIP_SMALL and nbytes > MAX_EXPANSION * max(stored_bytes, 1):
-        raise UserError(f"{what} would expand {stored_bytes} stored bytes to {nbytes}: refusing a "
-                        f"decompression bomb (limit {MAX_EXPANSION}x above {ZIP_SMALL >> 20} MiB)")
+        raise UserError(
+            f"{what} would expand {stored_bytes} stored bytes to {nbytes}: refusing a "
+            f"decompression bomb (limit {MAX_EXPANSION}x above {ZIP_SMALL >> 20} MiB)"
+        )
 
 
 def finite_number(value: Any, what: str, low: float = -math.inf, high: float = math.inf) -> float:
@@ -60,8 +62,10 @@ def check_pickle_memo(raw: bytes, what: str) -> None:
     try:
         for opcode, argument, _ in pickletools.genops(raw):
             if opcode.name.endswith(("PUT", "GET")) and isinstance(argument, int) and argument > len(raw):
-                raise UserError(f"{what}: its pickle names memo slot {argument} in a {len(raw)}-byte stream "
-                                "(a forged index that would make the unpickler allocate gigabytes)")
+                raise UserError(
+                    f"{what}: its pickle names memo slot {argument} in a {len(raw)}-byte stream "
+                    "(a forged index that would make the unpickler allocate gigabytes)"
+                )
     except UserError:
         raise
     except Exception as e:  # genops on untrusted bytes: ValueError for a bad or truncated opcode

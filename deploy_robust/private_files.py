@@ -35,8 +35,10 @@ _OTHERS_ANY = stat.S_IRWXG | stat.S_IRWXO
 
 
 def _refuse(path: Path, why: str) -> UserError:
-    return UserError(f"{path} {why}; deploy-robust keeps its caches and keys only in folders of this user's own "
-                     "(set DEPLOY_ROBUST_HOME to one, or fix it: chmod 700, chown to this user)")
+    return UserError(
+        f"{path} {why}; deploy-robust keeps its caches and keys only in folders of this user's own "
+        "(set DEPLOY_ROBUST_HOME to one, or fix it: chmod 700, chown to this user)"
+    )
 
 
 def _check_parents(path: Path) -> None:
@@ -153,8 +155,11 @@ def user_key(purpose: str) -> bytes:
             os.unlink(staging)
         master = read_private(path)
     if master is None or len(master) < 16:
-        raise _refuse(path, "is not a private key file of this user's (a link, another user's, writable by others, "
-                            "or shorter than 16 bytes)")
+        raise _refuse(
+            path,
+            "is not a private key file of this user's (a link, another user's, writable by others, "
+            "or shorter than 16 bytes)",
+        )
     return hmac.new(master, purpose.encode(), hashlib.sha256).digest()
 
 
@@ -218,7 +223,7 @@ class SealedFolder:
         self.path = check_folder(path)
         self.index = SignedJSON(self.path / self.INDEX, purpose + ":" + self.path.name)
         self.removed = 0
-        self.admitted: dict[str, str] = {}   # name -> sha256 of the files admit() vouched for
+        self.admitted: dict[str, str] = {}  # name -> sha256 of the files admit() vouched for
 
     def admit(self) -> int:
         known = self.index.load()

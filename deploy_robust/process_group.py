@@ -34,7 +34,7 @@ from deploy_robust.group_seal import SECRET_ENV, STORE_ENV, group_secret, seal, 
 # How long a rank waits for the others at a collective: a verify shard can take long on a slow host.
 TIMEOUT = timedelta(hours=6)
 
-_sequence = 0                               # collectives so far: every rank calls them in the same order
+_sequence = 0  # collectives so far: every rank calls them in the same order
 
 
 def init_from_env(backend: str | None = None) -> bool:
@@ -48,10 +48,11 @@ def init_from_env(backend: str | None = None) -> bool:
         _sequence = 0
         backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
         store_path = os.environ.get(STORE_ENV)
-        if store_path:   # `--workers`: one machine, a private folder, no listener
+        if store_path:  # `--workers`: one machine, a private folder, no listener
             world, me = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
-            dist.init_process_group(backend, store=dist.FileStore(store_path, world), rank=me, world_size=world,
-                                    timeout=TIMEOUT)
+            dist.init_process_group(
+                backend, store=dist.FileStore(store_path, world), rank=me, world_size=world, timeout=TIMEOUT
+            )
         else:
             dist.init_process_group(backend, timeout=TIMEOUT)
     return True
@@ -123,9 +124,12 @@ def all_gather_arrays(local: dict[str, np.ndarray]) -> list[dict[str, np.ndarray
     sequence, secret = _sequence, group_secret()
     _sequence += 1
     if secret is None and sequence == 0 and rank() == 0:
-        print(f"deploy-robust: warning: {SECRET_ENV} is not set, so what the ranks exchange is not authenticated: "
-              "set it to the same random hex value on every rank (python -c 'import secrets; "
-              "print(secrets.token_hex(32))')", file=sys.stderr)
+        print(
+            f"deploy-robust: warning: {SECRET_ENV} is not set, so what the ranks exchange is not authenticated: "
+            "set it to the same random hex value on every rank (python -c 'import secrets; "
+            "print(secrets.token_hex(32))')",
+            file=sys.stderr,
+        )
     buffer = io.BytesIO()
     np.savez(buffer, **local)
     sealed = seal(buffer.getvalue(), sequence, rank(), secret)
@@ -134,12 +138,12 @@ def all_gather_arrays(local: dict[str, np.ndarray]) -> list[dict[str, np.ndarray
     dist.all_gather(sizes, torch.tensor([payload.numel()], dtype=torch.int64, device=payload.device))
     longest = int(max(s.item() for s in sizes))
     padded = torch.zeros(longest, dtype=torch.uint8, device=payload.device)
-    padded[:payload.numel()] = payload
+    padded[: payload.numel()] = payload
     parts = [torch.empty(longest, dtype=torch.uint8, device=payload.device) for _ in range(world_size())]
     dist.all_gather(parts, padded)
     out = []
     for sender, (part, size) in enumerate(zip(parts, sizes)):
-        raw = unseal(part[:int(size.item())].cpu().numpy().tobytes(), sequence, sender, secret)
+        raw = unseal(part[: int(size.item())].cpu().numpy().tobytes(), sequence, sender, secret)
         with np.load(io.BytesIO(raw), allow_pickle=False) as arrays:
             out.append({k: arrays[k] for k in arrays.files})
     return out

@@ -28,9 +28,14 @@ class InputSpec:
     def __post_init__(self) -> None:
         if len(self.shape) != 3 or any(int(d) <= 0 for d in self.shape):
             raise UserError(f"input shape must be three positive sizes C,H,W; got {self.shape}")
-        if max(self.shape) > limits.MAX_DIM or self.shape[0] * self.shape[1] * self.shape[2] > limits.MAX_INPUT_ELEMENTS:
-            raise UserError(f"input shape {'x'.join(map(str, self.shape))} is larger than deploy-robust handles "
-                            f"(each size <= {limits.MAX_DIM}, C*H*W <= {limits.MAX_INPUT_ELEMENTS})")
+        if (
+            max(self.shape) > limits.MAX_DIM
+            or self.shape[0] * self.shape[1] * self.shape[2] > limits.MAX_INPUT_ELEMENTS
+        ):
+            raise UserError(
+                f"input shape {'x'.join(map(str, self.shape))} is larger than deploy-robust handles "
+                f"(each size <= {limits.MAX_DIM}, C*H*W <= {limits.MAX_INPUT_ELEMENTS})"
+            )
         if self.num_classes < 2:
             raise UserError(f"a classifier needs at least 2 classes; got {self.num_classes}")
         if self.num_classes > limits.MAX_CLASSES:
@@ -72,8 +77,9 @@ class InputSpec:
             raise UserError(f"the recorded input shape must be a list C,H,W; got {shape!r}")
         dims = tuple(limits.whole_number(d, "an input size", 1, limits.MAX_DIM) for d in shape)
         classes = limits.whole_number(doc.get("num_classes"), "num_classes", 2, limits.MAX_CLASSES)
-        if norm is not None and not (isinstance(norm, dict) and all(
-                isinstance(norm.get(k), list) and norm[k] for k in ("mean", "std"))):
+        if norm is not None and not (
+            isinstance(norm, dict) and all(isinstance(norm.get(k), list) and norm[k] for k in ("mean", "std"))
+        ):
             raise UserError("the recorded normalization must be null or {mean: [...], std: [...]}")
         value_range = doc.get("value_range", [0.0, 1.0])
         if not isinstance(value_range, (list, tuple)) or len(value_range) != 2:
@@ -90,7 +96,13 @@ class InputSpec:
         )
 
     def replace(self, **changes: Any) -> "InputSpec":
-        fields = dict(shape=self.shape, num_classes=self.num_classes, mean=self.mean, std=self.std,
-                      value_range=self.value_range, labels=self.labels)
+        fields = dict(
+            shape=self.shape,
+            num_classes=self.num_classes,
+            mean=self.mean,
+            std=self.std,
+            value_range=self.value_range,
+            labels=self.labels,
+        )
         fields.update({k: v for k, v in changes.items() if v is not None})
         return InputSpec(**fields)

@@ -17,9 +17,9 @@ from deploy_robust.errors import UserError
 @dataclass(frozen=True)
 class Target:
     name: str
-    profile: str                  # the Q/DQ export profile its bundle is written with
-    backend: str                  # the runtime that runs the bundle
-    precisions: tuple[str, ...]   # the per-layer precisions it runs natively
+    profile: str  # the Q/DQ export profile its bundle is written with
+    backend: str  # the runtime that runs the bundle
+    precisions: tuple[str, ...]  # the per-layer precisions it runs natively
 
     @property
     def exportable(self) -> bool:
@@ -27,12 +27,15 @@ class Target:
         return self.profile == self.name
 
 
-TARGETS: dict[str, Target] = {t.name: t for t in (
-    Target("ort-cpu", "ort-cpu", "ort-cpu", ("fp32", "int8", "int4")),
-    Target("openvino", "ort-cpu", "openvino", ("fp32", "int8", "int4")),
-    Target("ort-cuda", "ort-cuda", "ort-cuda", ("fp32", "fp16", "int8")),
-    Target("tensorrt", "tensorrt", "tensorrt", ("fp32", "fp16", "int8")),
-)}
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target("ort-cpu", "ort-cpu", "ort-cpu", ("fp32", "int8", "int4")),
+        Target("openvino", "ort-cpu", "openvino", ("fp32", "int8", "int4")),
+        Target("ort-cuda", "ort-cuda", "ort-cuda", ("fp32", "fp16", "int8")),
+        Target("tensorrt", "tensorrt", "tensorrt", ("fp32", "fp16", "int8")),
+    )
+}
 EXPORT_TARGETS: tuple[str, ...] = tuple(name for name, t in TARGETS.items() if t.exportable)
 
 

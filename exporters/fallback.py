@@ -26,10 +26,15 @@ from deploy_robust.runtimes.onnxruntime_session import optimization_level
 QUANTIZED = ("int8", "int4")
 
 
-def fall_back_until(float_model: onnx.ModelProto, plan: list[LayerPlan],
-                    quantize: Callable[[list[LayerPlan]], QuantizeResult], images: np.ndarray, target: float,
-                    signed_activations: bool, fixed_batch: int | None = None
-                    ) -> tuple[list[LayerPlan], QuantizeResult, dict]:
+def fall_back_until(
+    float_model: onnx.ModelProto,
+    plan: list[LayerPlan],
+    quantize: Callable[[list[LayerPlan]], QuantizeResult],
+    images: np.ndarray,
+    target: float,
+    signed_activations: bool,
+    fixed_batch: int | None = None,
+) -> tuple[list[LayerPlan], QuantizeResult, dict]:
     """(final plan, its quantized graph, a report for the manifest). `quantize(plan)` builds the graph
     for a plan; `images` are float inputs; `signed_activations` graphs run unfused, as their runner does."""
     reference = _predict(float_model, images, "all", fixed_batch)
@@ -42,22 +47,28 @@ def fall_back_until(float_model: onnx.ModelProto, plan: list[LayerPlan],
     before = score = agreement(result)
     report = {"target": target, "images": len(images), "agreement_all_quantized": before, "kept_fp32": []}
     candidates = [p for p in plan if p.precision in QUANTIZED] if before < target else []
-    alone = {p.node: agreement(quantize(_keep_fp32(plan, {p.node})))
-             for p in progress(candidates, total=len(candidates), desc="--min-agreement: each layer alone in FP32")}
+    alone = {
+        p.node: agreement(quantize(_keep_fp32(plan, {p.node})))
+        for p in progress(candidates, total=len(candidates), desc="--min-agreement: each layer alone in FP32")
+    }
     kept: set[str] = set()
     for layer in sorted(candidates, key=lambda p: -alone[p.node]):
         kept.add(layer.node)
         result = quantize(_keep_fp32(plan, kept))
         score = agreement(result)
-        report["kept_fp32"].append({"layer": layer.name, "agreement_when_kept_alone": alone[layer.node],
-                                    "agreement_after": score})
+        report["kept_fp32"].append(
+            {"layer": layer.name, "agreement_when_kept_alone": alone[layer.node], "agreement_after": score}
+        )
         if score >= target:
             break
     report["agreement"] = score
-    reason = ("kept FP32 by --min-agreement: the most sensitive layers first (top-1 agreement with FP32 "
-              f"{100 * before:.1f}% quantized, {{:.1f}}% with this layer alone in FP32)")
-    final = [replace(p, precision="fp32", reason=reason.format(100 * alone[p.node])) if p.node in kept else p
-             for p in plan]
+    reason = (
+        "kept FP32 by --min-agreement: the most sensitive layers first (top-1 agreement with FP32 "
+        f"{100 * before:.1f}% quantized, {{:.1f}}% with this layer alone in FP32)"
+    )
+    final = [
+        replace(p, precision="fp32", reason=reason.format(100 * alone[p.node])) if p.node in kept else p for p in plan
+    ]
     return final, result, report
 
 
@@ -67,4 +78,4 @@ def _keep_fp32(plan: list[LayerPlan], nodes: set[str]) -> list[LayerPlan]:
 
 def _predict(model: onnx.ModelProto, images: np.ndarray, optimization: str, fixed_batch: int | None) -> np.ndarray:
     runner = OnnxRuntimeRunner(model.SerializeToString(), optimization=optimization, fixed_batch=fixed_batch)
-    return np.concatenate([runner.infer(images[i:i + 128]).argmax(1) for i in range(0, len(images), 128)])
+    return np.concatenate([runner.infer(images[i : i + 128]).argmax(1) for i in range(0, len(images), 128)])

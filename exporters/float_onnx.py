@@ -38,9 +38,15 @@ class OnnxExport:
     opset: int
 
 
-def export_float_onnx(module: nn.Module, spec: InputSpec, precision: str = "fp32", *,
-                      dynamic_batch: bool = True, fixed_batch: int | None = None,
-                      opset: int = DEFAULT_OPSET) -> OnnxExport:
+def export_float_onnx(
+    module: nn.Module,
+    spec: InputSpec,
+    precision: str = "fp32",
+    *,
+    dynamic_batch: bool = True,
+    fixed_batch: int | None = None,
+    opset: int = DEFAULT_OPSET,
+) -> OnnxExport:
     """Export `module` (which takes normalized inputs) as an ONNX graph taking [0, 1] images."""
     if precision not in FLOAT_PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(FLOAT_PRECISIONS)}; got {precision}")
@@ -57,7 +63,7 @@ def export_float_onnx(module: nn.Module, spec: InputSpec, precision: str = "fp32
         wrapped = torch.jit.script(wrapped)  # the TorchScript exporter cannot trace into a scripted child
     errors = []
     outputs = [OUTPUT_NAME, *getattr(module, "extra_output_names", ())]  # e.g. a detector's score
-    for exporter in (("torchscript",) if is_script else ("dynamo", "torchscript")):
+    for exporter in ("torchscript",) if is_script else ("dynamo", "torchscript"):
         try:
             with _quiet():
                 model = _run_exporter(exporter, wrapped, example, dynamic_batch, opset, outputs)
@@ -88,11 +94,11 @@ def keep_source_names(model: onnx.ModelProto, module: nn.Module) -> bool:
     if len(sources) != 1:
         return False
     weights = {init.name: tuple(init.dims) for init in model.graph.initializer}
-    exported = [n for n in model.graph.node
-                if n.op_type in WEIGHTED_OPS and len(n.input) > 1 and n.input[1] in weights]
+    exported = [n for n in model.graph.node if n.op_type in WEIGHTED_OPS and len(n.input) > 1 and n.input[1] in weights]
     source = sources[0]
-    if len(exported) != len(source) or any(weights[n.input[1]] not in (shape, shape[::-1])
-                                           for n, (_, shape) in zip(exported, source)):
+    if len(exported) != len(source) or any(
+        weights[n.input[1]] not in (shape, shape[::-1]) for n, (_, shape) in zip(exported, source)
+    ):
         return False
     taken = {n.name for n in model.graph.node} - {n.name for n in exported}
     for node, (name, _) in zip(exported, source):
@@ -111,19 +117,37 @@ def _normalize_then_half(module: nn.Module, spec: InputSpec) -> nn.Module:
     return nn.Sequential(normalized, half)
 
 
-def _run_exporter(exporter: str, model: nn.Module, example: torch.Tensor, dynamic_batch: bool,
-                  opset: int, outputs: list[str]) -> onnx.ModelProto:
+def _run_exporter(
+    exporter: str, model: nn.Module, example: torch.Tensor, dynamic_batch: bool, opset: int, outputs: list[str]
+) -> onnx.ModelProto:
     if exporter == "dynamo":
         shapes = ({0: torch.export.Dim("batch", min=1, max=65536)},) if dynamic_batch else None
-        program = torch.onnx.export(model, (example,), None, dynamo=True, opset_version=opset,
-                                    input_names=[INPUT_NAME], output_names=outputs,
-                                    dynamic_shapes=shapes, optimize=True, verbose=False)
+        program = torch.onnx.export(
+            model,
+            (example,),
+            None,
+            dynamo=True,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=outputs,
+            dynamic_shapes=shapes,
+            optimize=True,
+            verbose=False,
+        )
         return program.model_proto
     buffer = io.BytesIO()
     axes = {name: {0: "batch"} for name in (INPUT_NAME, *outputs)} if dynamic_batch else None
-    torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=opset,
-                      input_names=[INPUT_NAME], output_names=outputs, dynamic_axes=axes,
-                      do_constant_folding=True)
+    torch.onnx.export(
+        model,
+        (example,),
+        buffer,
+        dynamo=False,
+        opset_version=opset,
+        input_names=[INPUT_NAME],
+        output_names=outputs,
+        dynamic_axes=axes,
+        do_constant_folding=True,
+    )
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -140,8 +164,10 @@ def _ensure_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     try:
         converted = version_converter.convert_version(model, opset)
     except Exception as e:
-        raise UserError(f"the graph exports at opset {graph_opset(model)} and cannot be converted to {opset} "
-                        f"({str(e).splitlines()[0]}); pass --opset {graph_opset(model)}") from None
+        raise UserError(
+            f"the graph exports at opset {graph_opset(model)} and cannot be converted to {opset} "
+            f"({str(e).splitlines()[0]}); pass --opset {graph_opset(model)}"
+        ) from None
     return converted
 
 
@@ -170,13 +196,26 @@ def _quiet():
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
     os.close(devnull)
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._export", "torch.export", "onnxscript", "torch._dynamo",
-                                               "torch.fx.experimental.symbolic_shapes")]
+    loggers = [
+        logging.getLogger(n)
+        for n in (
+            "torch.onnx",
+            "torch._export",
+            "torch.export",
+            "onnxscript",
+            "torch._dynamo",
+            "torch.fx.experimental.symbolic_shapes",
+        )
+    ]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
             warnings.simplefilter("ignore")
             yield
     finally:

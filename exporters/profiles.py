@@ -36,16 +36,16 @@ class TargetProfile:
     name: str
     signed_activations: bool
     quantized_consumers: tuple[str, ...]  # ops whose activation inputs get Q/DQ
-    residual_add: str                      # "all": every Add input; "skip": one input per Add; "none"
-    carry_through: tuple[str, ...]         # data-movement ops that Q/DQ is carried across (shared scale)
-    int4_conv_storage: str                 # "int4" or "int8" (4-bit grid in int8 tensors)
-    per_channel_gemm: bool                 # per-output-channel Gemm/MatMul weights (else per tensor)
-    int8_weight_levels: int                # largest |q| of 8-bit weights: 127, or 63 ("reduce range")
-    quantize_weight_only_inputs: bool      # 8-bit activations into INT4 weight-only Gemm/MatMul too
+    residual_add: str  # "all": every Add input; "skip": one input per Add; "none"
+    carry_through: tuple[str, ...]  # data-movement ops that Q/DQ is carried across (shared scale)
+    int4_conv_storage: str  # "int4" or "int8" (4-bit grid in int8 tensors)
+    per_channel_gemm: bool  # per-output-channel Gemm/MatMul weights (else per tensor)
+    int8_weight_levels: int  # largest |q| of 8-bit weights: 127, or 63 ("reduce range")
+    quantize_weight_only_inputs: bool  # 8-bit activations into INT4 weight-only Gemm/MatMul too
     dequantized_consumers: tuple[str, ...] | None = None  # ops that read a DQ output (None: every op);
-                                                            # the others keep reading the float tensor
-    integer_clip: bool = True              # a trained k-bit activation bound as an integer Clip between Q
-                                           # and DQ (ONNX Runtime); else a float Min before the Q (TensorRT)
+    # the others keep reading the float tensor
+    integer_clip: bool = True  # a trained k-bit activation bound as an integer Clip between Q
+    # and DQ (ONNX Runtime); else a float Min before the Q (TensorRT)
 
 
 # Ops that only move values: Q/DQ is carried back across them with the input's scale and zero
@@ -53,12 +53,41 @@ class TargetProfile:
 DATA_MOVEMENT = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Gather")
 
 PROFILES = {
-    "ort-cpu": TargetProfile("ort-cpu", False, QUANTIZABLE_OPS + ("MaxPool", "AveragePool", "GlobalAveragePool"),
-                             "all", DATA_MOVEMENT, "int4", False, 63, True),
-    "ort-cuda": TargetProfile("ort-cuda", True, QUANTIZABLE_OPS + ("MaxPool", "AveragePool", "GlobalAveragePool"),
-                              "all", DATA_MOVEMENT, "int4", False, 127, True),
-    "tensorrt": TargetProfile("tensorrt", True, QUANTIZABLE_OPS, "skip", (), "int8", True, 127, False, QUANTIZABLE_OPS + ("Add",),
-                              integer_clip=False),
+    "ort-cpu": TargetProfile(
+        "ort-cpu",
+        False,
+        QUANTIZABLE_OPS + ("MaxPool", "AveragePool", "GlobalAveragePool"),
+        "all",
+        DATA_MOVEMENT,
+        "int4",
+        False,
+        63,
+        True,
+    ),
+    "ort-cuda": TargetProfile(
+        "ort-cuda",
+        True,
+        QUANTIZABLE_OPS + ("MaxPool", "AveragePool", "GlobalAveragePool"),
+        "all",
+        DATA_MOVEMENT,
+        "int4",
+        False,
+        127,
+        True,
+    ),
+    "tensorrt": TargetProfile(
+        "tensorrt",
+        True,
+        QUANTIZABLE_OPS,
+        "skip",
+        (),
+        "int8",
+        True,
+        127,
+        False,
+        QUANTIZABLE_OPS + ("Add",),
+        integer_clip=False,
+    ),
 }
 
 

@@ -20,7 +20,6 @@ from onnx import TensorProto, numpy_helper
 from deploy_robust.onnx_ops import QUANTIZABLE_OPS
 
 
-
 def check_tensorrt_rules(model: onnx.ModelProto) -> list[str]:
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
@@ -56,8 +55,11 @@ def check_tensorrt_rules(model: onnx.ModelProto) -> list[str]:
                     problems.append(f"{node.name}: quantized activation flows into {user.op_type} ({user.name})")
     for node in graph.node:
         if node.op_type == "Add":
-            quantized = [i for i in node.input if i in producer and producer[i].op_type == "DequantizeLinear"
-                         and producer[i].input[0] not in inits]
+            quantized = [
+                i
+                for i in node.input
+                if i in producer and producer[i].op_type == "DequantizeLinear" and producer[i].input[0] not in inits
+            ]
             if len(quantized) > 1:
                 problems.append(f"{node.name}: {len(quantized)} quantized inputs on a residual Add (expected 1)")
     return problems
@@ -75,5 +77,7 @@ def _check_weight(dq: onnx.NodeProto, attrs: dict, users: list[onnx.NodeProto], 
         expected = 0 if user.op_type == "Conv" or (user.op_type == "Gemm" and trans_b) else 1
         scale_is_vector = len(values.dims) > 1
         if scale_is_vector and attrs.get("axis", 1) != expected:
-            problems.append(f"{dq.name}: weight quantized along axis {attrs.get('axis', 1)}, expected {expected} for {user.op_type}")
+            problems.append(
+                f"{dq.name}: weight quantized along axis {attrs.get('axis', 1)}, expected {expected} for {user.op_type}"
+            )
     return problems

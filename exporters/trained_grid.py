@@ -45,23 +45,37 @@ _NORMALIZATION_OPS = ("Sub", "Div")
 _INT16_PAIR_LIMIT = 32767
 
 
-def quantize_on_trained_grid(model: onnx.ModelProto, grid: TrainedGrid, profile: TargetProfile) -> tuple[QuantizeResult, list[LayerPlan]]:
+def quantize_on_trained_grid(
+    model: onnx.ModelProto, grid: TrainedGrid, profile: TargetProfile
+) -> tuple[QuantizeResult, list[LayerPlan]]:
     if profile.signed_activations:  # int8 with zero point 0 everywhere
         if grid.input_params is not None and not grid.input_params.signed:
-            raise UserError(f"--target {profile.name} needs int8 symmetric activations; this model was trained with "
-                            "a uint8 input grid, which only --target ort-cpu runs exactly (train it with "
-                            "`dq --input-grid int8` for every target)")
+            raise UserError(
+                f"--target {profile.name} needs int8 symmetric activations; this model was trained with "
+                "a uint8 input grid, which only --target ort-cpu runs exactly (train it with "
+                "`dq --input-grid int8` for every target)"
+            )
         if grid.input_bits and max(grid.input_bits.values()) > 7:
-            raise UserError(f"--target {profile.name} holds activations in int8 (0..127): 8-bit unsigned "
-                            "activations do not fit; train with at most 7 activation bits (e.g. --bits 8/7)")
+            raise UserError(
+                f"--target {profile.name} holds activations in int8 (0..127): 8-bit unsigned "
+                "activations do not fit; train with at most 7 activation bits (e.g. --bits 8/7)"
+            )
     plan, levels, scales, reads = [], {}, {}, {}
     for node, weight in weighted_nodes(model):
         name = layer_name(weight.name)
         if name not in grid.weight_levels:
             plan.append(LayerPlan(name, node.name, node.op_type, "fp32", "fp32", "full precision in training"))
             continue
-        plan.append(LayerPlan(name, node.name, node.op_type, "int8", "int8",
-                              f"trained grid: {grid.weight_bits[name]}-bit weights on int8 kernels, no recalibration"))
+        plan.append(
+            LayerPlan(
+                name,
+                node.name,
+                node.op_type,
+                "int8",
+                "int8",
+                f"trained grid: {grid.weight_bits[name]}-bit weights on int8 kernels, no recalibration",
+            )
+        )
         levels[node.name] = grid.weight_levels[name]
         if name in grid.weight_scales:
             scales[node.name] = grid.weight_scales[name]
@@ -107,14 +121,20 @@ def _split_shared_activations(model: onnx.ModelProto, reads: dict[str, int]) -> 
         if _bounded_activation(editor, source) is None or first_bits.setdefault(source, want) == want:
             continue
         if source != node.input[0]:
-            raise UserError(f"layer {node_name} reads a shared activation at {want} bits through other ops; "
-                            "export it with --precision fp32")
+            raise UserError(
+                f"layer {node_name} reads a shared activation at {want} bits through other ops; "
+                "export it with --precision fp32"
+            )
         minimum = editor.producer[source]
         relu = editor.producer[next(i for i in minimum.input if i not in editor.inits)]
         bound = next(i for i in minimum.input if i in editor.inits)
         relu_out, min_out = editor.fresh(f"{node_name}_input_relu"), editor.fresh(f"{node_name}_input_min")
-        model.graph.node.extend([editor.make_node("Relu", [relu.input[0]], [relu_out], f"{node_name}_InputRelu"),
-                                 editor.make_node("Min", [relu_out, bound], [min_out], f"{node_name}_InputMin")])
+        model.graph.node.extend(
+            [
+                editor.make_node("Relu", [relu.input[0]], [relu_out], f"{node_name}_InputRelu"),
+                editor.make_node("Min", [relu_out, bound], [min_out], f"{node_name}_InputMin"),
+            ]
+        )
         node.input[0] = min_out
         editor.refresh()
     editor.topological_sort()
@@ -133,21 +153,25 @@ def _activation_bits(editor: GraphEditor, reads: dict[str, int]) -> dict[str, in
     return bits
 
 
-def _check_int16_pairs(editor: GraphEditor, plan: list[LayerPlan], levels: dict[str, int], bits: dict[str, int],
-                       profile: TargetProfile) -> None:
+def _check_int16_pairs(
+    editor: GraphEditor, plan: list[LayerPlan], levels: dict[str, int], bits: dict[str, int], profile: TargetProfile
+) -> None:
     """Refuse grids whose u8 x s8 pair sums overflow int16 (2 * activation max * weight max > 32767)."""
     nodes = {n.name: n for n in editor.graph.node}
     for layer in (p for p in plan if p.precision == "int8"):
         a_bits = bits.get(_moved_from(editor, nodes[layer.node].input[0]))
-        top = 2 ** a_bits - 1 if a_bits is not None else 255
+        top = 2**a_bits - 1 if a_bits is not None else 255
         if 2 * top * levels[layer.node] > _INT16_PAIR_LIMIT:
-            raise UserError(f"layer {layer.name}: {levels[layer.node]} weight levels x {top} activation levels "
-                            f"overflow {profile.name}'s int16 pair sums on CPUs without VNNI; export this model "
-                            "with --precision fp32")
+            raise UserError(
+                f"layer {layer.name}: {levels[layer.node]} weight levels x {top} activation levels "
+                f"overflow {profile.name}'s int16 pair sums on CPUs without VNNI; export this model "
+                "with --precision fp32"
+            )
 
 
-def _trained_params(editor: GraphEditor, tensor: str, bits: dict[str, int], grid: TrainedGrid,
-                    signed: bool) -> ActivationParams:
+def _trained_params(
+    editor: GraphEditor, tensor: str, bits: dict[str, int], grid: TrainedGrid, signed: bool
+) -> ActivationParams:
     if tensor in bits:
         bound = _bounded_activation(editor, tensor)[1]
         return ActivationParams(np.float32(np.float32(bound) / np.float32(2 ** bits[tensor] - 1)), 0, signed)
@@ -204,7 +228,7 @@ def _clip_in_integers(model: onnx.ModelProto, bits: dict[str, int]) -> None:
         quantized = q.output[0]
         clipped = editor.fresh(f"{quantized}_clip")
         low = editor.add_initializer(f"{quantized}_clip_min", np.array(0, dtype))
-        high = editor.add_initializer(f"{quantized}_clip_max", np.array(2 ** a_bits - 1, dtype))
+        high = editor.add_initializer(f"{quantized}_clip_max", np.array(2**a_bits - 1, dtype))
         for consumer in list(editor.consumers[quantized]):
             for i, name in enumerate(consumer.input):
                 if name == quantized:

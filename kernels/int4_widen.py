@@ -83,7 +83,9 @@ def _dequantize(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> np.
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     q = numpy_helper.to_array(inits[node.input[0]]).astype(np.float32)
     scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
-    zero = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32) if len(node.input) > 2 and node.input[2] else 0
+    zero = (
+        numpy_helper.to_array(inits[node.input[2]]).astype(np.float32) if len(node.input) > 2 and node.input[2] else 0
+    )
     axis, block = attrs.get("axis", 1) % q.ndim, attrs.get("block_size", 0)
     if block:
         scale = np.repeat(scale, block, axis=axis).take(range(q.shape[axis]), axis=axis)

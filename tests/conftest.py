@@ -35,7 +35,7 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
     from filelock import FileLock
 
     base = tmp_path_factory.getbasetemp()
-    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base   # the run's folder, above each worker's
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's folder, above each worker's
     path = root / name
     with FileLock(str(path) + ".lock"):
         if not path.exists():
@@ -110,8 +110,11 @@ def tiny_arch_file(tmp_path: Path) -> str:
     start = source.index("class TinyNet")
     end = source.index("def make_tiny")
     path = tmp_path / "user_arch.py"
-    path.write_text("import torch\nfrom torch import nn\n\n" + source[start:end] +
-                    "\ndef build(num_classes=5):\n    return TinyNet(3, num_classes)\n")
+    path.write_text(
+        "import torch\nfrom torch import nn\n\n"
+        + source[start:end]
+        + "\ndef build(num_classes=5):\n    return TinyNet(3, num_classes)\n"
+    )
     return f"{path}:build"
 
 
@@ -162,8 +165,9 @@ def digits_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="session")
 def _digits_fp32_master(digits_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles") / "digits-fp32"
-    assert cli_main(["export", str(digits_checkpoint), "--arch", "digits_cnn", "--precision", "fp32",
-                     "-o", str(out)]) == 0
+    assert (
+        cli_main(["export", str(digits_checkpoint), "--arch", "digits_cnn", "--precision", "fp32", "-o", str(out)]) == 0
+    )
     return out
 
 

@@ -7,12 +7,21 @@ from deploy_robust.demo import run_demo
 from deploy_robust.errors import UserError
 
 
-def test_the_demo_library_call_builds_benchmarks_and_plots_every_variant(tmp_path, tiny_checkpoint, tiny_arch_file,
-                                                                         image_npz):
+def test_the_demo_library_call_builds_benchmarks_and_plots_every_variant(
+    tmp_path, tiny_checkpoint, tiny_arch_file, image_npz
+):
     from deploy_robust.ingest import SpecOverrides
 
-    result = run_demo(tmp_path / "d", model=str(tiny_checkpoint), arch=tiny_arch_file, data=str(image_npz),
-                      overrides=SpecOverrides(shape=(3, 16, 16)), bench_seconds=0.2, verify_eps=None, log=lambda m: None)
+    result = run_demo(
+        tmp_path / "d",
+        model=str(tiny_checkpoint),
+        arch=tiny_arch_file,
+        data=str(image_npz),
+        overrides=SpecOverrides(shape=(3, 16, 16)),
+        bench_seconds=0.2,
+        verify_eps=None,
+        log=lambda m: None,
+    )
     names = [row["name"] for row in result.rows]
     assert names[0] == "reference" and {"fp32 bundle", "fp16 bundle", "int8 bundle", "int4 bundle"} <= set(names)
     for row in result.rows[1:]:

@@ -11,15 +11,22 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_every_results_block_is_rendered_from_its_results_file():
-    done = subprocess.run([sys.executable, str(REPO / "tools" / "render_tables.py"), "--check"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "render_tables.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
 
 
 def test_every_results_block_names_the_machine_it_was_measured_on():
     pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-    blocks = [m for page in pages for m in re.finditer(r"<!-- results:(\w+) -->\n(.*?)<!-- /results:\1 -->",
-                                                        page.read_text(), re.S)]
+    blocks = [
+        m
+        for page in pages
+        for m in re.finditer(r"<!-- results:(\w+) -->\n(.*?)<!-- /results:\1 -->", page.read_text(), re.S)
+    ]
     assert len(blocks) >= 10
     for block in blocks:
         assert "_Measured on " in block.group(2) and " cores, " in block.group(2), block.group(1)

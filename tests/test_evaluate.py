@@ -23,7 +23,7 @@ def _dataset(n=10, classes=3):
     x = np.zeros((n, 1, 1, 4), np.uint8)
     y = np.arange(n) % classes
     x[np.arange(n), 0, 0, y] = 255  # the pixel at the label's index is brightest
-    x[::4, 0, 0, 0] = 255           # ...except every fourth image also lights pixel 0
+    x[::4, 0, 0, 0] = 255  # ...except every fourth image also lights pixel 0
     x[::4, 0, 0, 1:] = 0
     return Dataset(x, y, "synthetic", 255.0)
 

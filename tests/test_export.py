@@ -20,15 +20,18 @@ SPEC = InputSpec((3, 16, 16), 5, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
 
 def _reference(module, x):
     with torch.no_grad():
-        return module((torch.from_numpy(x) - torch.tensor(SPEC.mean).view(1, -1, 1, 1))
-                      / torch.tensor(SPEC.std).view(1, -1, 1, 1)).numpy()
+        return module(
+            (torch.from_numpy(x) - torch.tensor(SPEC.mean).view(1, -1, 1, 1)) / torch.tensor(SPEC.std).view(1, -1, 1, 1)
+        ).numpy()
 
 
 def _loaded(tmp_path):
     path = tmp_path / "tiny.pt"
     torch.save(make_tiny().state_dict(), path)
     arch = tmp_path / "arch.py"
-    arch.write_text("from tests.conftest import make_tiny\n\ndef build(num_classes=5):\n    return make_tiny(num_classes=num_classes)\n")
+    arch.write_text(
+        "from tests.conftest import make_tiny\n\ndef build(num_classes=5):\n    return make_tiny(num_classes=num_classes)\n"
+    )
     return load_model(path, f"{arch}:build", overrides=SpecOverrides(shape=(3, 16, 16), mean=SPEC.mean, std=SPEC.std))
 
 
@@ -37,11 +40,16 @@ def test_same_model_and_seed_give_byte_identical_bundles(tmp_path):
     a = export_bundle(loaded, tmp_path / "a", ExportOptions(seed=3))
     b = export_bundle(loaded, tmp_path / "b", ExportOptions(seed=3))
     for name in ("model.onnx", "manifest.json"):
-        assert hashlib.sha256((a.path / name).read_bytes()).digest() == hashlib.sha256((b.path / name).read_bytes()).digest()
+        assert (
+            hashlib.sha256((a.path / name).read_bytes()).digest()
+            == hashlib.sha256((b.path / name).read_bytes()).digest()
+        )
 
 
 def test_bundle_manifest_records_what_is_needed(tmp_path):
-    bundle = open_bundle(export_bundle(_loaded(tmp_path), tmp_path / "b", ExportOptions("fp16", "tensorrt", seed=5)).path)
+    bundle = open_bundle(
+        export_bundle(_loaded(tmp_path), tmp_path / "b", ExportOptions("fp16", "tensorrt", seed=5)).path
+    )
     m = bundle.manifest
     assert m.schema_version == 2 and m.seed == 5 and m.target == "tensorrt"
     assert m.input.mean == SPEC.mean and m.document["input"]["normalization_folded"]
@@ -67,8 +75,9 @@ def test_unknown_precision_and_target(tmp_path):
 def test_onnx_input_round_trips_through_the_interpreter(tmp_path):
     path = tmp_path / "user.onnx"
     model = make_tiny()
-    torch.onnx.export(model, (torch.rand(2, 3, 16, 16),), str(path), dynamo=False, input_names=["x"],
-                      dynamic_axes={"x": {0: "n"}})
+    torch.onnx.export(
+        model, (torch.rand(2, 3, 16, 16),), str(path), dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}}
+    )
     loaded = load_model(path, overrides=SpecOverrides(mean=SPEC.mean, std=SPEC.std))
     bundle = export_bundle(loaded, tmp_path / "b")
     x = np.random.default_rng(0).random((3, 3, 16, 16), dtype=np.float32)
@@ -86,15 +95,19 @@ def test_ort_cpu_int8_weight_range_is_chosen_recorded_and_run_exactly(tmp_path, 
     from deploy_robust.runtimes import create_runner
 
     loaded = load_model(digits_checkpoint, "digits_cnn")
-    bundle = export_bundle(loaded, tmp_path / choice, ExportOptions("int8", int8_weights=choice),
-                           calib=load_dataset("digits:train"))
+    bundle = export_bundle(
+        loaded, tmp_path / choice, ExportOptions("int8", int8_weights=choice), calib=load_dataset("digits:train")
+    )
     weights = bundle.manifest.precision.int8_weights
     resolved = {"auto": "reduced" if u8s8_saturates() else "full"}.get(choice, choice)
     assert weights["requested"] == choice and weights["range"] == resolved
     levels = 127 if resolved == "full" else 63
     model = onnx.load(str(bundle.model_path))
-    largest = max(int(np.abs(numpy_helper.to_array(i)).max()) for i in model.graph.initializer
-                  if i.data_type == onnx.TensorProto.INT8)
+    largest = max(
+        int(np.abs(numpy_helper.to_array(i)).max())
+        for i in model.graph.initializer
+        if i.data_type == onnx.TensorProto.INT8
+    )
     assert weights["levels"] == levels and largest <= levels and (levels == 63 or largest > 63)
     runner = create_runner("ort-cpu", bundle)
     # fused integer kernels where they are exact on this CPU, else unfused Q/DQ (exact, slower)
@@ -102,4 +115,6 @@ def test_ort_cpu_int8_weight_range_is_chosen_recorded_and_run_exactly(tmp_path, 
     x = load_dataset("digits:test").take(100).as_float()
     twin = twin_module(bundle.model_path, float_dtype=None)(torch.from_numpy(x)).detach().numpy()
     engine = runner.infer(x)
-    assert (engine.argmax(1) == twin.argmax(1)).mean() >= 0.99 and np.abs(engine - twin).max() < 0.05 * np.abs(twin).max()
+    assert (engine.argmax(1) == twin.argmax(1)).mean() >= 0.99 and np.abs(engine - twin).max() < 0.05 * np.abs(
+        twin
+    ).max()

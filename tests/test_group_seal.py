@@ -13,8 +13,13 @@ def test_a_sealed_payload_opens_only_for_its_step_and_sender():
     sealed = seal(b"payload", 3, 1, secret)
     assert unseal(sealed, 3, 1, secret) == b"payload"
     tampered = sealed[:-1] + bytes([sealed[-1] ^ 1])
-    for wrong in [(tampered, 3, 1, secret), (sealed, 4, 1, secret), (sealed, 3, 0, secret),
-                  (sealed, 3, 1, os.urandom(32)), (b"payload", 3, 1, secret)]:
+    for wrong in [
+        (tampered, 3, 1, secret),
+        (sealed, 4, 1, secret),
+        (sealed, 3, 0, secret),
+        (sealed, 3, 1, os.urandom(32)),
+        (b"payload", 3, 1, secret),
+    ]:
         with pytest.raises(UserError, match="failed its authentication check"):
             unseal(*wrong)
 

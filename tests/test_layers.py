@@ -12,10 +12,17 @@ import tomllib
 from tests.conftest import REPO
 
 # Where the separately-folded subpackages sit in the order (each directly above the named layer).
-MAPPED = {"deploy_robust.exporters": "deploy_robust.runtimes", "deploy_robust.calibrators": "deploy_robust.runtimes",
-          "deploy_robust.kernels": "deploy_robust.bundle"}
-FOLDERS = {"deploy_robust": REPO / "deploy_robust", "deploy_robust.exporters": REPO / "exporters",
-           "deploy_robust.calibrators": REPO / "calibrators", "deploy_robust.kernels": REPO / "kernels"}
+MAPPED = {
+    "deploy_robust.exporters": "deploy_robust.runtimes",
+    "deploy_robust.calibrators": "deploy_robust.runtimes",
+    "deploy_robust.kernels": "deploy_robust.bundle",
+}
+FOLDERS = {
+    "deploy_robust": REPO / "deploy_robust",
+    "deploy_robust.exporters": REPO / "exporters",
+    "deploy_robust.calibrators": REPO / "calibrators",
+    "deploy_robust.kernels": REPO / "kernels",
+}
 
 
 def _layers() -> list[str]:
@@ -48,8 +55,11 @@ def test_no_module_imports_from_a_layer_above_its_own():
         if own is None:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else (
-                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            names = (
+                [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module
+                else ([a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            )
             for name in names:
                 target = _layer_of(name, layers) if name.startswith("deploy_robust.") else None
                 if target is not None and target < own:

@@ -22,7 +22,7 @@ def test_finite_number_refuses_what_is_not_a_finite_number_in_range(value):
     assert limits.finite_number(0.5, "x", 0.0, 1.0) == 0.5
 
 
-@pytest.mark.parametrize("value", [-1, 2 ** 32, 1.0, True, "3"])
+@pytest.mark.parametrize("value", [-1, 2**32, 1.0, True, "3"])
 def test_whole_number_refuses_floats_bools_and_out_of_range(value):
     with pytest.raises(UserError):
         limits.whole_number(value, "seed", 0, limits.MAX_SEED)
@@ -35,7 +35,7 @@ def test_pickle_memo_check_passes_real_pickles_and_refuses_a_forged_index():
 
     honest = pickle.dumps({"a": [1, 2, [3, 4]], "b": ("x", b"y") * 50}, protocol=2)
     limits.check_pickle_memo(honest, "honest")
-    forged = b"\x80\x02]r" + struct.pack("<I", 175399797) + b"."   # EMPTY_LIST, LONG_BINPUT 175399797, STOP
+    forged = b"\x80\x02]r" + struct.pack("<I", 175399797) + b"."  # EMPTY_LIST, LONG_BINPUT 175399797, STOP
     with pytest.raises(UserError, match="memo slot 175399797 in a 9-byte stream"):
         limits.check_pickle_memo(forged, "forged")
     with pytest.raises(UserError, match="not a valid pickle stream"):

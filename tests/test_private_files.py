@@ -21,14 +21,14 @@ def test_a_sealed_folder_admits_only_what_it_recorded(tmp_path, home):
     (folder.path / "a.blob").write_bytes(b"A")
     folder.seal()
     assert SealedFolder(tmp_path / "cache", "test").admit() == 0
-    (folder.path / "a.blob").write_bytes(b"B")                       # swapped
-    (folder.path / "planted.blob").write_bytes(b"C")                 # planted
+    (folder.path / "a.blob").write_bytes(b"B")  # swapped
+    (folder.path / "planted.blob").write_bytes(b"C")  # planted
     (folder.path / "link.blob").symlink_to(tmp_path / "nowhere")
     again = SealedFolder(tmp_path / "cache", "test")
     assert again.admit() == 3 and [p.name for p in again.path.iterdir()] == [".index.json"]
     (folder.path / "planted.blob").write_bytes(b"C")
     index = json.loads((folder.path / ".index.json").read_text())
-    index["entries"]["planted.blob"] = hashlib.sha256(b"C").hexdigest()   # vouched for without the key
+    index["entries"]["planted.blob"] = hashlib.sha256(b"C").hexdigest()  # vouched for without the key
     (folder.path / ".index.json").write_text(json.dumps(index))
     assert SealedFolder(tmp_path / "cache", "test").admit() == 1
 
@@ -39,6 +39,6 @@ def test_check_folder_refuses_a_file_and_a_world_writable_parent(tmp_path):
         check_folder(tmp_path / "f")
     shared = tmp_path / "shared"
     shared.mkdir()
-    os.chmod(shared, 0o777)                     # writable by all and not sticky: a folder in it can be swapped
+    os.chmod(shared, 0o777)  # writable by all and not sticky: a folder in it can be swapped
     with pytest.raises(UserError, match="which other users can write to"):
         check_folder(shared / "cache")

@@ -19,7 +19,7 @@ def test_alone_every_helper_is_the_single_process_answer(monkeypatch):
     assert process_group.all_gather_arrays({"a": np.arange(3)})[0]["a"].tolist() == [0, 1, 2]
     assert process_group.first_failure(None) is None and process_group.first_failure("x") == "x"
     assert process_group.rank_zero_value("contiguous") == "contiguous"
-    with pytest.raises(UserError, match="^bad$"):          # alone, an error passes through unchanged
+    with pytest.raises(UserError, match="^bad$"):  # alone, an error passes through unchanged
         with process_group.all_or_none("loading"):
             raise UserError("bad")
 
@@ -46,8 +46,9 @@ def _join_and_run(rank: int, world: int, fn, args) -> None:
 
 
 def _exchange(rank: int, world: int) -> None:
-    got = process_group.all_gather_arrays({"mine": np.full(rank + 1, rank, dtype=np.int16),
-                                           "flag": np.array(rank % 2 == 0)})
+    got = process_group.all_gather_arrays(
+        {"mine": np.full(rank + 1, rank, dtype=np.int16), "flag": np.array(rank % 2 == 0)}
+    )
     assert [g["mine"].tolist() for g in got] == [[r] * (r + 1) for r in range(world)]
     assert [bool(g["flag"]) for g in got] == [r % 2 == 0 for r in range(world)]
     assert process_group.rank_zero_value(f"choice-of-{rank}") == "choice-of-0"

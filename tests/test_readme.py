@@ -55,7 +55,9 @@ def test_every_readme_block_runs(tmp_path):
             continue
         command = ["bash", "-euo", "pipefail", "-c", code] if language == "sh" else [sys.executable, "-c", code]
         done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, f"README block failed ({done.returncode}):\n{code}\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        assert done.returncode == 0, (
+            f"README block failed ({done.returncode}):\n{code}\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
         ran += 1
     if ran == 0:
         pytest.skip("every README block needs ../shared/data")

@@ -20,4 +20,4 @@ def test_same_seed_same_draws_in_every_generator():
 
 
 def test_seeds_beyond_numpys_range_are_accepted():
-    seed_everything(2 ** 40 + 3)  # numpy takes it modulo 2^32
+    seed_everything(2**40 + 3)  # numpy takes it modulo 2^32

@@ -29,8 +29,14 @@ MATRIX = [
     ("int8-ort-cuda", ["--precision", "int8", "--target", "ort-cuda", "--calib", "digits:train", "--calib-n", "128"]),
     ("int8-tensorrt", ["--precision", "int8", "--target", "tensorrt", "--calib", "digits:train", "--calib-n", "128"]),
     ("int4", ["--precision", "int4", "--calib", "digits:train", "--calib-n", "128"]),
-    ("int8-nearest", ["--precision", "int8", "--calib", "digits:train", "--calib-n", "128", "--weight-rounding", "nearest"]),
-    ("int8-percentile", ["--precision", "int8", "--calib", "digits:train", "--calib-n", "128", "--calib-method", "percentile"]),
+    (
+        "int8-nearest",
+        ["--precision", "int8", "--calib", "digits:train", "--calib-n", "128", "--weight-rounding", "nearest"],
+    ),
+    (
+        "int8-percentile",
+        ["--precision", "int8", "--calib", "digits:train", "--calib-n", "128", "--calib-method", "percentile"],
+    ),
     ("gdws-fp32", ["--gdws-budget", "0.5"]),
     ("gdws-int8", ["--gdws-budget", "0.5", "--precision", "int8", "--calib", "digits:train", "--calib-n", "128"]),
     ("sap", ["--sap", "all", "--sap-seed", "3"]),
@@ -95,12 +101,18 @@ print("RESULT " + json.dumps(result))
 
 def _run(tree: Path, out: Path) -> dict:
     env = os.environ | {"PYTHONPATH": str(tree), "TREE": str(tree), "DEPLOY_ROBUST_HOME": str(out / ".home")}
-    done = subprocess.run([sys.executable, "-c", WORKER, str(out), json.dumps(MATRIX)], cwd=tree, env=env,
-                          capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER, str(out), json.dumps(MATRIX)],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     line = next((text for text in done.stdout.splitlines() if text.startswith("RESULT ")), None)
     if line is None:
         raise SystemExit(f"{tree}: the export matrix failed:\n{done.stderr[-3000:]}")
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def main() -> int:
@@ -111,8 +123,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         base_tree = tmp / "base"
-        subprocess.run(["git", "worktree", "add", "--detach", str(base_tree), args.base], cwd=REPO, check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(base_tree), args.base], cwd=REPO, check=True, capture_output=True
+        )
         try:
             (tmp / "a").mkdir(), (tmp / "b").mkdir()
             before, after = _run(base_tree, tmp / "a"), _run(REPO, tmp / "b")
@@ -125,9 +138,18 @@ def main() -> int:
         print(f"{name:16s} {'same' if a == b else 'DIFFERENT'}  {shown}")
     if args.out:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        args.out.write_text(json.dumps({"base": args.base, "head": head, "identical": same,
-                                        "rows": [{"name": n, "before": b, "after": a} for n, b, a in rows]},
-                                       indent=2) + "\n")
+        args.out.write_text(
+            json.dumps(
+                {
+                    "base": args.base,
+                    "head": head,
+                    "identical": same,
+                    "rows": [{"name": n, "before": b, "after": a} for n, b, a in rows],
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0 if same else 1
 
 

@@ -34,81 +34,138 @@ def load(name: str) -> dict | None:
 
 
 def cpu_matrix(doc: dict) -> str:
-    lines = [f"`{doc['command']}` ({doc['machine']['cpu'].get('model', '?')}, {doc['threads']} threads, "
-             "images/s, ratio to FP32 of the same run):", "",
-             "| model | variant | batch 1 | batch 8 | batch 32 | batch 64 | model.onnx |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`{doc['command']}` ({doc['machine']['cpu'].get('model', '?')}, {doc['threads']} threads, "
+        "images/s, ratio to FP32 of the same run):",
+        "",
+        "| model | variant | batch 1 | batch 8 | batch 32 | batch 64 | model.onnx |",
+        "|---|---|---|---|---|---|---|",
+    ]
     rows: dict[tuple[str, str], dict] = {}
     for r in doc["results"]:
         rows.setdefault((r["model"], r["variant"]), {"bytes": r["model_bytes"]})[r["batch"]] = r
     for (model, variant), cells in rows.items():
-        values = [f"{cells[b]['throughput']:.0f} ({cells[b]['x_fp32']:.2f}x)" if b in cells else "-" for b in (1, 8, 32, 64)]
+        values = [
+            f"{cells[b]['throughput']:.0f} ({cells[b]['x_fp32']:.2f}x)" if b in cells else "-" for b in (1, 8, 32, 64)
+        ]
         lines.append(f"| {model} | {variant} | " + " | ".join(values) + f" | {cells['bytes'] / 2**20:.2f} MB |")
     return "\n".join(lines)
 
 
 def quantized_speed(doc: dict) -> str:
-    lines = [f"`{doc['command']}`:", "", "| variant | batch | images/s | x FP32 | x ORT quantize_static | model.onnx | size vs FP32 |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`{doc['command']}`:",
+        "",
+        "| variant | batch | images/s | x FP32 | x ORT quantize_static | model.onnx | size vs FP32 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in doc["results"]:
-        lines.append(f"| {r['variant']} | {r['batch']} | {r['throughput_median']:.0f} | {r['x_fp32']:.2f} | "
-                     f"{r['x_ort_quantize_static']:.2f} | {r['model_bytes'] / 2**20:.1f} MB | {r['size_vs_fp32']:.3f} |")
+        lines.append(
+            f"| {r['variant']} | {r['batch']} | {r['throughput_median']:.0f} | {r['x_fp32']:.2f} | "
+            f"{r['x_ort_quantize_static']:.2f} | {r['model_bytes'] / 2**20:.1f} MB | {r['size_vs_fp32']:.3f} |"
+        )
     return "\n".join(lines)
 
 
 def repeatability(doc: dict) -> str:
-    lines = [f"`{doc['command']}`:", "", "| bundle | batch | p50 run 1 (ms) | p50 run 2 (ms) | spread |", "|---|---|---|---|---|"]
+    lines = [
+        f"`{doc['command']}`:",
+        "",
+        "| bundle | batch | p50 run 1 (ms) | p50 run 2 (ms) | spread |",
+        "|---|---|---|---|---|",
+    ]
     for r in doc["results"]:
-        lines.append(f"| resnet18 {r['variant']} | {r['batch']} | {r['p50_ms_run1']:.2f} | {r['p50_ms_run2']:.2f} | "
-                     f"{100 * r['spread']:.1f}% |")
+        lines.append(
+            f"| resnet18 {r['variant']} | {r['batch']} | {r['p50_ms_run1']:.2f} | {r['p50_ms_run2']:.2f} | "
+            f"{100 * r['spread']:.1f}% |"
+        )
     return "\n".join(lines)
 
 
 def quantized_accuracy(doc: dict) -> str:
     rows = doc["results"]
-    lines = [f"`{doc['command']}` (calibration on {doc['calibration']}, default MSE ranges and GPTQ weight rounding; "
-             "engine = ONNX Runtime CPU; in brackets: the same bundle with round-to-nearest weights):", "",
-             "| model | precision / target | FP32 acc | engine acc | delta (pt) | top-1 agree w/ FP32 | twin-engine agree | size vs FP32 |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`{doc['command']}` (calibration on {doc['calibration']}, default MSE ranges and GPTQ weight rounding; "
+        "engine = ONNX Runtime CPU; in brackets: the same bundle with round-to-nearest weights):",
+        "",
+        "| model | precision / target | FP32 acc | engine acc | delta (pt) | top-1 agree w/ FP32 | twin-engine agree | size vs FP32 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
 
     def nearest(r: dict) -> dict | None:
-        return next((x for x in rows if x.get("weight_rounding") == "nearest" and x["model"] == r["model"]
-                     and x["precision"] == r["precision"] and x["target"] == r["target"]), None)
+        return next(
+            (
+                x
+                for x in rows
+                if x.get("weight_rounding") == "nearest"
+                and x["model"] == r["model"]
+                and x["precision"] == r["precision"]
+                and x["target"] == r["target"]
+            ),
+            None,
+        )
 
-    for r in (r for r in rows if r["calib_method"] == "mse" and r.get("weight_rounding", "gptq") == "gptq"
-              and not r.get("min_agreement")):
+    for r in (
+        r
+        for r in rows
+        if r["calib_method"] == "mse" and r.get("weight_rounding", "gptq") == "gptq" and not r.get("min_agreement")
+    ):
         n = nearest(r)
         delta = f"{r['delta_pt']:+.2f}" + (f" ({n['delta_pt']:+.2f})" if n else "")
         agree = f"{100 * r['top1_agreement_fp32']:.2f}%" + (f" ({100 * n['top1_agreement_fp32']:.2f}%)" if n else "")
-        lines.append(f"| {r['model']} | {r['precision']} / {r['target']} | {100 * r['fp32_accuracy']:.2f}% | "
-                     f"{100 * r['accuracy']:.2f}% | {delta} | {agree} | "
-                     f"{100 * r['twin_engine_agreement']:.2f}% | {r['size_vs_fp32']:.3f} |")
+        lines.append(
+            f"| {r['model']} | {r['precision']} / {r['target']} | {100 * r['fp32_accuracy']:.2f}% | "
+            f"{100 * r['accuracy']:.2f}% | {delta} | {agree} | "
+            f"{100 * r['twin_engine_agreement']:.2f}% | {r['size_vs_fp32']:.3f} |"
+        )
     fallback = [r for r in rows if r.get("min_agreement")]
     if fallback:
-        lines += ["", f"INT8 `ort-cpu` with `--min-agreement {fallback[0]['min_agreement']:g}` (agreement measured at export on "
-                  "1,000 held-out training images; figures here on the test set):", "",
-                  "| model | layers kept FP32 | engine acc | delta (pt) | top-1 agree w/ FP32 | size vs FP32 |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"INT8 `ort-cpu` with `--min-agreement {fallback[0]['min_agreement']:g}` (agreement measured at export on "
+            "1,000 held-out training images; figures here on the test set):",
+            "",
+            "| model | layers kept FP32 | engine acc | delta (pt) | top-1 agree w/ FP32 | size vs FP32 |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in fallback:
-            lines.append(f"| {r['model']} | {', '.join(r['kept_fp32']) or 'none'} | {100 * r['accuracy']:.2f}% | "
-                         f"{r['delta_pt']:+.2f} | {100 * r['top1_agreement_fp32']:.2f}% | {r['size_vs_fp32']:.3f} |")
-    lines += ["", "Calibration methods, INT8 `ort-cpu` (accuracy delta in points / top-1 agreement with FP32):", "",
-              "| model | minmax | percentile 99.99 | entropy | mse (default) |", "|---|---|---|---|---|"]
+            lines.append(
+                f"| {r['model']} | {', '.join(r['kept_fp32']) or 'none'} | {100 * r['accuracy']:.2f}% | "
+                f"{r['delta_pt']:+.2f} | {100 * r['top1_agreement_fp32']:.2f}% | {r['size_vs_fp32']:.3f} |"
+            )
+    lines += [
+        "",
+        "Calibration methods, INT8 `ort-cpu` (accuracy delta in points / top-1 agreement with FP32):",
+        "",
+        "| model | minmax | percentile 99.99 | entropy | mse (default) |",
+        "|---|---|---|---|---|",
+    ]
     for model in dict.fromkeys(r["model"] for r in rows):
         cells = []
         for method in ("minmax", "percentile", "entropy", "mse"):
-            r = next(x for x in rows if x["model"] == model and x["calib_method"] == method
-                     and x["precision"] == "int8" and x["target"] == "ort-cpu" and x.get("weight_rounding", "gptq") == "gptq"
-                     and not x.get("min_agreement"))
+            r = next(
+                x
+                for x in rows
+                if x["model"] == model
+                and x["calib_method"] == method
+                and x["precision"] == "int8"
+                and x["target"] == "ort-cpu"
+                and x.get("weight_rounding", "gptq") == "gptq"
+                and not x.get("min_agreement")
+            )
             cells.append(f"{r['delta_pt']:+.2f} / {100 * r['top1_agreement_fp32']:.2f}%")
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def verify_real_models(doc: dict) -> str:
-    lines = [f"`{doc['command']}` (L-inf, the eps each model was trained for, first {doc['results'][0]['n']} test points, "
-             f"suite `{doc['results'][0]['suite']}`; R = torch model, S = twin, E = ONNX Runtime engine):", "",
-             "| model | eps | bundle | clean R / S / E | robust E (95% CI) | gradient attacks only | transfer from R | Square on E adds | flags |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`{doc['command']}` (L-inf, the eps each model was trained for, first {doc['results'][0]['n']} test points, "
+        f"suite `{doc['results'][0]['suite']}`; R = torch model, S = twin, E = ONNX Runtime engine):",
+        "",
+        "| model | eps | bundle | clean R / S / E | robust E (95% CI) | gradient attacks only | transfer from R | Square on E adds | flags |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     if "broke" in doc["results"][0]:  # the cascade: what each attack broke beyond the ones before it
         lines[2] = lines[2].replace("| transfer from R |", "| transfer from R broke |")
     for r in doc["results"]:
@@ -118,31 +175,43 @@ def verify_real_models(doc: dict) -> str:
         if "broke" in r:
             transfer = next((v for k, v in r["broke"].items() if k.startswith("transfer")), None)
         square_adds = 100 * (r["robust_gradient_attacks_only"] - r["robust_E"])
-        lines.append(f"| {r['model']} | {eps} | {r['precision']} | {100 * r['clean_R']:.1f} / {100 * r['clean_S']:.1f} / "
-                     f"{100 * r['clean_E']:.1f}% | **{100 * r['robust_E']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f}) | "
-                     f"{100 * r['robust_gradient_attacks_only']:.1f}% | "
-                     f"{'-' if transfer is None else (f'{transfer} points' if 'broke' in r else f'{100 * transfer:.1f}%')} | "
-                     f"{square_adds:.1f} pt | "
-                     f"{', '.join(r['flags']) or 'none'} |")
+        lines.append(
+            f"| {r['model']} | {eps} | {r['precision']} | {100 * r['clean_R']:.1f} / {100 * r['clean_S']:.1f} / "
+            f"{100 * r['clean_E']:.1f}% | **{100 * r['robust_E']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f}) | "
+            f"{100 * r['robust_gradient_attacks_only']:.1f}% | "
+            f"{'-' if transfer is None else (f'{transfer} points' if 'broke' in r else f'{100 * transfer:.1f}%')} | "
+            f"{square_adds:.1f} pt | "
+            f"{', '.join(r['flags']) or 'none'} |"
+        )
     return "\n".join(lines)
 
 
 def verify_sweep(doc: dict) -> str:
-    lines = [f"`{doc['command']}` (FP32 bundles, `standard` suite, first {doc['results'][0]['n']} test points):", "",
-             "| model | threat | robust | accuracy along the sweep (eps: accuracy) | flags |", "|---|---|---|---|---|"]
+    lines = [
+        f"`{doc['command']}` (FP32 bundles, `standard` suite, first {doc['results'][0]['n']} test points):",
+        "",
+        "| model | threat | robust | accuracy along the sweep (eps: accuracy) | flags |",
+        "|---|---|---|---|---|",
+    ]
     for r in doc["results"]:
         curve = ", ".join(f"{p['eps']:.3g}: {100 * p['accuracy']:.1f}%" for p in r["eps_curve"])
-        lines.append(f"| {r['model']} | {'L-inf' if r['norm'] == 'linf' else 'L2'} {r['eps']:g} | {100 * r['robust']:.1f}% | "
-                     f"{curve} | {', '.join(r['flags']) or 'none'} |")
+        lines.append(
+            f"| {r['model']} | {'L-inf' if r['norm'] == 'linf' else 'L2'} {r['eps']:g} | {100 * r['robust']:.1f}% | "
+            f"{curve} | {', '.join(r['flags']) or 'none'} |"
+        )
     return "\n".join(lines)
 
 
 def tune_models(doc: dict) -> str:
     first = doc["results"][0]
-    lines = [f"`{doc['command']}` (target ort-cpu, batch {first.get('batch', 1)}, {first.get('objective', 'latency')}; budgets 1 pt robust and 1 pt clean, paired against "
-             "FP32; quick suite on 200 points for candidates, standard on 500 for the pick):", "",
-             "| model | tune | pick | ms (per batch, or per image for throughput) | fastest uniform that holds (ms) | robust / clean (standard, 500) | "
-             "robust drop vs FP32 (95% CI) | tune time | rerun |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`{doc['command']}` (target ort-cpu, batch {first.get('batch', 1)}, {first.get('objective', 'latency')}; budgets 1 pt robust and 1 pt clean, paired against "
+        "FP32; quick suite on 200 points for candidates, standard on 500 for the pick):",
+        "",
+        "| model | tune | pick | ms (per batch, or per image for throughput) | fastest uniform that holds (ms) | robust / clean (standard, 500) | "
+        "robust drop vs FP32 (95% CI) | tune time | rerun |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in doc["results"]:
         for metric in ("robust", "clean"):
             t = r.get(metric)
@@ -150,204 +219,295 @@ def tune_models(doc: dict) -> str:
                 continue
             final = t["pick_final"] or {}
             drop = final.get("robust_drop") or {}
-            shown = (f"{100 * final['robust_accuracy']:.1f}% / {100 * final['clean_accuracy']:.1f}%" if final else "-")
-            ci = (f"{100 * drop['drop']:+.1f} pt ({100 * drop['ci95'][0]:+.1f}..{100 * drop['ci95'][1]:+.1f})" if drop else "-")
+            shown = f"{100 * final['robust_accuracy']:.1f}% / {100 * final['clean_accuracy']:.1f}%" if final else "-"
+            ci = (
+                f"{100 * drop['drop']:+.1f} pt ({100 * drop['ci95'][0]:+.1f}..{100 * drop['ci95'][1]:+.1f})"
+                if drop
+                else "-"
+            )
             rerun = f"{r['rerun_seconds']:.0f} s" if metric == "robust" and "rerun_seconds" in r else "-"
             pick_ms = f"{t['pick_latency_ms']:.3f}" if t["pick_latency_ms"] is not None else "-"
             uniform_ms = f"{t['fastest_holding_uniform_ms']:.3f}" if t["fastest_holding_uniform_ms"] else "-"
-            lines.append(f"| {r['model']} | {metric}-driven | {t['pick']} | {pick_ms} | {uniform_ms} | {shown} | {ci} | "
-                         f"{t['seconds']:.0f} s | {rerun} |")
+            lines.append(
+                f"| {r['model']} | {metric}-driven | {t['pick']} | {pick_ms} | {uniform_ms} | {shown} | {ci} | "
+                f"{t['seconds']:.0f} s | {rerun} |"
+            )
     if any(r.get("space", "precision") != "precision" for r in doc["results"]):
-        lines += ["", "Every uniform configuration of the robust-driven tunes, from the same final interleaved run "
-                  "(quick suite, 200 points, paired against FP32):", "",
-                  "| model | configuration | ms | robust (quick) | robust drop | clean | holds |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Every uniform configuration of the robust-driven tunes, from the same final interleaved run "
+            "(quick suite, 200 points, paired against FP32):",
+            "",
+            "| model | configuration | ms | robust (quick) | robust drop | clean | holds |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in doc["results"]:
             for name, u in sorted(r["robust"]["uniform"].items(), key=lambda item: item[1]["latency_ms"] or 0):
                 ms = f"{u['latency_ms']:.3f}" if u["latency_ms"] is not None else "-"
-                lines.append(f"| {r['model']} | {name} | {ms} | {100 * u['robust_accuracy']:.1f}% | "
-                             f"{100 * u['robust_drop']:+.1f} pt | {100 * u['clean_accuracy']:.1f}% | "
-                             f"{'yes' if u['holds'] else 'no'} |")
+                lines.append(
+                    f"| {r['model']} | {name} | {ms} | {100 * u['robust_accuracy']:.1f}% | "
+                    f"{100 * u['robust_drop']:+.1f} pt | {100 * u['clean_accuracy']:.1f}% | "
+                    f"{'yes' if u['holds'] else 'no'} |"
+                )
     return "\n".join(lines)
 
 
 def robust_calibration(doc: dict) -> str:
     first = doc["results"][0]
-    lines = [f"`{doc['command']}` (INT8 ort-cpu, {first['suite']} suite on {first['n']} test points, paired against "
-             "the FP32 bundle on the same points):", "",
-             "| model | eps | calibration images | robust | robust drop vs FP32 (95% CI) | clean | 8-bit weights |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`{doc['command']}` (INT8 ort-cpu, {first['suite']} suite on {first['n']} test points, paired against "
+        "the FP32 bundle on the same points):",
+        "",
+        "| model | eps | calibration images | robust | robust drop vs FP32 (95% CI) | clean | 8-bit weights |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in doc["results"]:
         eps = f"{round(r['eps'] * 255)}/255" if abs(r["eps"] * 255 - round(r["eps"] * 255)) < 1e-6 else f"{r['eps']:g}"
-        lines.append(f"| {r['model']} | {eps} | FP32 bundle | {100 * r['fp32']['robust']:.1f}% | - | "
-                     f"{100 * r['fp32']['clean']:.1f}% | - |")
+        lines.append(
+            f"| {r['model']} | {eps} | FP32 bundle | {100 * r['fp32']['robust']:.1f}% | - | "
+            f"{100 * r['fp32']['clean']:.1f}% | - |"
+        )
         for name in ("clean 256", "128 clean + 128 pgd", "256 clean + 256 pgd"):
             c = r.get(name)
             if c is None:
                 continue
             d = c["robust_drop"]
             weights = (c.get("int8_weights") or {}).get("range", "-")
-            lines.append(f"| {r['model']} | {eps} | {name} | {100 * c['robust']:.1f}% | {100 * d['drop']:+.1f} pt "
-                         f"({100 * d['ci95'][0]:+.1f}..{100 * d['ci95'][1]:+.1f}) | {100 * c['clean']:.1f}% | {weights} |")
+            lines.append(
+                f"| {r['model']} | {eps} | {name} | {100 * c['robust']:.1f}% | {100 * d['drop']:+.1f} pt "
+                f"({100 * d['ci95'][0]:+.1f}..{100 * d['ci95'][1]:+.1f}) | {100 * c['clean']:.1f}% | {weights} |"
+            )
     return "\n".join(lines)
 
 
 def verify_distributed(doc: dict) -> str:
     r = doc["results"]
-    lines = [f"`{doc['command']}` ({r['model']}, L-inf eps {r['eps']}, batches of {r.get('batch_size', 128)}, one thread "
-             "per process; wall: the whole "
-             "command from outside, start-up included; in verify: verify.json's seconds_total):", "",
-             "| processes | suite | n | wall (s) | in verify (s) | ms per image (wall / in verify) | robust accuracy |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`{doc['command']}` ({r['model']}, L-inf eps {r['eps']}, batches of {r.get('batch_size', 128)}, one thread "
+        "per process; wall: the whole "
+        "command from outside, start-up included; in verify: verify.json's seconds_total):",
+        "",
+        "| processes | suite | n | wall (s) | in verify (s) | ms per image (wall / in verify) | robust accuracy |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for workers, runs in r["runs"].items():
         for run in runs:
-            lines.append(f"| {workers} | {r['suite']} | {r['n']:,} | {run['wall_seconds']:.1f} | {run['verify_seconds']:.1f} | "
-                         f"{1e3 * run['wall_seconds'] / r['n']:.1f} / {1e3 * run['verify_seconds'] / r['n']:.1f} | "
-                         f"{100 * run['robust_accuracy']:.1f}% |")
+            lines.append(
+                f"| {workers} | {r['suite']} | {r['n']:,} | {run['wall_seconds']:.1f} | {run['verify_seconds']:.1f} | "
+                f"{1e3 * run['wall_seconds'] / r['n']:.1f} / {1e3 * run['verify_seconds'] / r['n']:.1f} | "
+                f"{100 * run['robust_accuracy']:.1f}% |"
+            )
     for n, run in sorted(r["flat"]["sizes"].items(), key=lambda item: int(item[0])):
-        lines.append(f"| {r['flat']['processes']} | {r['flat']['suite']} | {int(n):,} | {run['wall_seconds']:.1f} | "
-                     f"{run['verify_seconds']:.1f} | {run['wall_ms_per_image']:.2f} / {run['verify_ms_per_image']:.2f} | "
-                     f"{100 * run['robust_accuracy']:.1f}% |")
-    lines += ["", f"2 processes against 1, the same figures: **{r['speedup_wall']:.2f}x** wall, "
-              f"**{r['speedup_in_verify']:.2f}x** in verify."]
+        lines.append(
+            f"| {r['flat']['processes']} | {r['flat']['suite']} | {int(n):,} | {run['wall_seconds']:.1f} | "
+            f"{run['verify_seconds']:.1f} | {run['wall_ms_per_image']:.2f} / {run['verify_ms_per_image']:.2f} | "
+            f"{100 * run['robust_accuracy']:.1f}% |"
+        )
+    lines += [
+        "",
+        f"2 processes against 1, the same figures: **{r['speedup_wall']:.2f}x** wall, "
+        f"**{r['speedup_in_verify']:.2f}x** in verify.",
+    ]
     return "\n".join(lines)
 
 
 def cluster_plan(doc: dict) -> str:
     r = doc["results"]
     a = r["assumed"]
-    lines = [f"`{doc['command']}`: passes per attacked point counted by verify on {r['counts_measured_on']['model']} "
-             f"({r['counts_measured_on']['n']} points, {r['counts_measured_on']['suite']}); GPU time from *assumed* "
-             f"rates ({a['fwd_bwd_img_s']:g} images/s forward + input gradient, {a['fwd_img_s']:g} forward only, per "
-             f"GPU) and an assumed cascade (APGD-CE on {100 * a['clean']:.0f}% of {a['images']:,} images, the later "
-             f"attacks on the {100 * a['robust']:.0f}% left robust):", "",
-             "| attack | S forward+backward per point | S forward per point | E images per point | GPU-hours |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"`{doc['command']}`: passes per attacked point counted by verify on {r['counts_measured_on']['model']} "
+        f"({r['counts_measured_on']['n']} points, {r['counts_measured_on']['suite']}); GPU time from *assumed* "
+        f"rates ({a['fwd_bwd_img_s']:g} images/s forward + input gradient, {a['fwd_img_s']:g} forward only, per "
+        f"GPU) and an assumed cascade (APGD-CE on {100 * a['clean']:.0f}% of {a['images']:,} images, the later "
+        f"attacks on the {100 * a['robust']:.0f}% left robust):",
+        "",
+        "| attack | S forward+backward per point | S forward per point | E images per point | GPU-hours |",
+        "|---|---|---|---|---|",
+    ]
     for name, c in r["passes_per_attacked_point"].items():
-        lines.append(f"| {name} | {c['S_forward_backward']:.0f} | {c['S_forward']:.0f} | {c['E_images']:.0f} | "
-                     f"{r['gpu_hours'][name]:.1f} |")
+        lines.append(
+            f"| {name} | {c['S_forward_backward']:.0f} | {c['S_forward']:.0f} | {c['E_images']:.0f} | "
+            f"{r['gpu_hours'][name]:.1f} |"
+        )
     lines.append(f"| **total** | | | | **{r['gpu_hours']['total']:.1f}** |")
-    lines += ["", "| GPUs | batches of " + str(a["batch"]) + " | on the busiest rank | balance | wall hours |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| GPUs | batches of " + str(a["batch"]) + " | on the busiest rank | balance | wall hours |",
+        "|---|---|---|---|---|",
+    ]
     for gpus, plan in r["plans"].items():
-        lines.append(f"| {gpus} | {plan['batches']} | {plan['batches_on_busiest_rank']} | {plan['balance']:.2f} | "
-                     f"{plan['wall_hours_with_balance']:.2f} (ideal {plan['wall_hours_ideal']:.2f}) |")
+        lines.append(
+            f"| {gpus} | {plan['batches']} | {plan['batches_on_busiest_rank']} | {plan['balance']:.2f} | "
+            f"{plan['wall_hours_with_balance']:.2f} (ideal {plan['wall_hours_ideal']:.2f}) |"
+        )
     return "\n".join(lines)
 
 
 def autoattack_referee(doc: dict) -> str:
-    lines = [f"`{doc['command']}` (FP32 bundles; both sides in the same run; {machine_line(doc)}):", "",
-             "| model | eps | n | ours (on E) | AutoAttack standard | ours - AutoAttack | time ours / AutoAttack |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`{doc['command']}` (FP32 bundles; both sides in the same run; {machine_line(doc)}):",
+        "",
+        "| model | eps | n | ours (on E) | AutoAttack standard | ours - AutoAttack | time ours / AutoAttack |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in doc["results"]:
         eps = f"{r['eps'] * 255:.0f}/255" if r["eps"] < 0.1 else f"{r['eps']:g}"
         ours = r.get("ours", r.get("ours_standard"))
-        lines.append(f"| {r['model']} | {eps} | {r['n']} | {100 * ours:.1f}% (`{r.get('suite', 'standard')}`) | "
-                     f"{100 * r['autoattack_standard']:.1f}% | {r['difference_pt']:+.1f} pt | "
-                     f"{r['ours_seconds']:.0f} s / {r['autoattack_seconds']:.0f} s "
-                     f"({r['autoattack_seconds'] / r['ours_seconds']:.1f}x faster) |")
+        lines.append(
+            f"| {r['model']} | {eps} | {r['n']} | {100 * ours:.1f}% (`{r.get('suite', 'standard')}`) | "
+            f"{100 * r['autoattack_standard']:.1f}% | {r['difference_pt']:+.1f} pt | "
+            f"{r['ours_seconds']:.0f} s / {r['autoattack_seconds']:.0f} s "
+            f"({r['autoattack_seconds'] / r['ours_seconds']:.1f}x faster) |"
+        )
     return "\n".join(lines)
 
 
 def attack_speed(doc: dict) -> str:
-    lines = [f"`{doc['command']}` ({doc['machine']['cpu'].get('model', '?')}, {doc['torch_threads']} threads):", "",
-             "| model | batch x steps | reference loop | AutoAttack APGD-CE | ours PGD on R | ours APGD-CE on R | ours PGD on S "
-             "| PGD: ours / loop | APGD: ours / AutoAttack | layout R / S |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`{doc['command']}` ({doc['machine']['cpu'].get('model', '?')}, {doc['torch_threads']} threads):",
+        "",
+        "| model | batch x steps | reference loop | AutoAttack APGD-CE | ours PGD on R | ours APGD-CE on R | ours PGD on S "
+        "| PGD: ours / loop | APGD: ours / AutoAttack | layout R / S |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in doc["results"]:
         v = r["images_x_steps_per_s"]
-        lines.append(f"| {r['model']} | {r['batch']} x {r['steps']} | {v['reference_loop']:.0f} | {v['autoattack_apgd_ce']:.0f} "
-                     f"| {v['ours_pgd_on_R']:.0f} | {v['ours_apgd_ce_on_R']:.0f} | {v['ours_pgd_on_S']:.0f} "
-                     f"| **{r['ours_pgd_vs_reference_loop']:.2f}x** | **{r['ours_apgd_vs_autoattack_apgd']:.2f}x** "
-                     f"| {r['layout_R']} / {r['layout_S']} |")
+        lines.append(
+            f"| {r['model']} | {r['batch']} x {r['steps']} | {v['reference_loop']:.0f} | {v['autoattack_apgd_ce']:.0f} "
+            f"| {v['ours_pgd_on_R']:.0f} | {v['ours_apgd_ce_on_R']:.0f} | {v['ours_pgd_on_S']:.0f} "
+            f"| **{r['ours_pgd_vs_reference_loop']:.2f}x** | **{r['ours_apgd_vs_autoattack_apgd']:.2f}x** "
+            f"| {r['layout_R']} / {r['layout_S']} |"
+        )
     return "\n".join(lines)
 
 
 def verify_time(doc: dict) -> str:
     r = doc["results"][0]
-    return (f"`{doc['command']}`: the `standard` suite on {r['n']} CIFAR-10 test images ({r['model']}, FP32 bundle, "
-            f"eps {r['eps']}, engine {r['backend']}, sweep off) took **{r['seconds']:.0f} s** on this CPU "
-            f"({doc['machine']['cpu'].get('model', '?')}); robust accuracy {100 * r['robust_accuracy']:.1f}%, "
-            f"clean {100 * r['clean_accuracy']:.1f}%.")
+    return (
+        f"`{doc['command']}`: the `standard` suite on {r['n']} CIFAR-10 test images ({r['model']}, FP32 bundle, "
+        f"eps {r['eps']}, engine {r['backend']}, sweep off) took **{r['seconds']:.0f} s** on this CPU "
+        f"({doc['machine']['cpu'].get('model', '?')}); robust accuracy {100 * r['robust_accuracy']:.1f}%, "
+        f"clean {100 * r['clean_accuracy']:.1f}%."
+    )
 
 
 def defense_sap(doc: dict) -> str:
-    lines = [f"`{doc['command']}` (L-inf, first N CIFAR-10 test points; robust = per-example worst case on the engine):", "",
-             "| model | defense | eps | n | clean | naive PGD-20, one draw per step | verified (`{suite}` suite) | expected (one run) | stable predictions | time |".format(
-                 suite=doc["results"][0]["suite"]), "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`{doc['command']}` (L-inf, first N CIFAR-10 test points; robust = per-example worst case on the engine):",
+        "",
+        "| model | defense | eps | n | clean | naive PGD-20, one draw per step | verified (`{suite}` suite) | expected (one run) | stable predictions | time |".format(
+            suite=doc["results"][0]["suite"]
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in doc["results"]:
         for name, label in (("base_verify", "none (base)"), ("sap_verify", r["defense"])):
             v = r[name]
             lo, hi = v["robust_accuracy_ci95"]
             naive = f"{100 * r['sap_naive_pgd20_one_draw']:.1f}%" if name == "sap_verify" else "-"
             expected = "-" if v["expected_robust_accuracy"] is None else f"{100 * v['expected_robust_accuracy']:.1f}%"
-            lines.append(f"| {r['model']} | {label} | {r['eps']} | {r['n']} | {100 * v['clean_accuracy']:.1f}% | {naive} "
-                         f"| **{100 * v['robust_accuracy']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f}) | {expected} "
-                         f"| {100 * v['stable_prediction_fraction']:.1f}% | {v['seconds']:.0f} s |")
+            lines.append(
+                f"| {r['model']} | {label} | {r['eps']} | {r['n']} | {100 * v['clean_accuracy']:.1f}% | {naive} "
+                f"| **{100 * v['robust_accuracy']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f}) | {expected} "
+                f"| {100 * v['stable_prediction_fraction']:.1f}% | {v['seconds']:.0f} s |"
+            )
     return "\n".join(lines)
 
 
 def defense_squeeze(doc: dict) -> str:
     r0 = doc["results"][0]
-    lines = [f"`{doc['command']}` (L-inf at each model's training eps, first {r0['n']} test points, `{r0['suite']}` "
-             "suite; robust = per-example worst case on the engine):", "",
-             "| model | squeezers | variant | clean | robust (95% CI) | gradient attacks alone | flags |",
-             "|---|---|---|---|---|---|---|"]
-    labels = {"base": "base (no defense)", "squeeze_no_bpda": "squeeze mode, plain gradients (`--no-bpda`)",
-              "squeeze": "squeeze mode, BPDA (verify's default)"}
+    lines = [
+        f"`{doc['command']}` (L-inf at each model's training eps, first {r0['n']} test points, `{r0['suite']}` "
+        "suite; robust = per-example worst case on the engine):",
+        "",
+        "| model | squeezers | variant | clean | robust (95% CI) | gradient attacks alone | flags |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    labels = {
+        "base": "base (no defense)",
+        "squeeze_no_bpda": "squeeze mode, plain gradients (`--no-bpda`)",
+        "squeeze": "squeeze mode, BPDA (verify's default)",
+    }
     for r in doc["results"]:
         for key, label in labels.items():
             v = r[key]
             lo, hi = v["robust_accuracy_ci95"]
-            lines.append(f"| {r['model']} | {r['squeezers']} | {label} | {100 * v['clean_accuracy']:.1f}% "
-                         f"| **{100 * v['robust_accuracy']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f}) "
-                         f"| {100 * v['gradient_attacks_only']:.1f}% | {', '.join(v['flags']) or 'none'} |")
-    lines += ["", "Detect mode (threshold for 5% false positives on clean training images):", "",
-              "| model | squeezers | FPR on test | unaware attack fools | detector flags of those | robust, unaware attack "
-              "(flagged = caught) | robust, detector-aware attack (95% CI) |", "|---|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {r['model']} | {r['squeezers']} | {label} | {100 * v['clean_accuracy']:.1f}% "
+                f"| **{100 * v['robust_accuracy']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f}) "
+                f"| {100 * v['gradient_attacks_only']:.1f}% | {', '.join(v['flags']) or 'none'} |"
+            )
+    lines += [
+        "",
+        "Detect mode (threshold for 5% false positives on clean training images):",
+        "",
+        "| model | squeezers | FPR on test | unaware attack fools | detector flags of those | robust, unaware attack "
+        "(flagged = caught) | robust, detector-aware attack (95% CI) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in doc["results"]:
         d = r["detect"]
         u = d["unaware_attack"]
         lo, hi = d["robust_accuracy_detector_aware_ci95"]
-        lines.append(f"| {r['model']} | {r['squeezers']} | {100 * d['false_positive_rate_on_test']:.1f}% "
-                     f"| {100 * u['fooled']:.1f}% | {100 * u['detection_rate']:.1f}% "
-                     f"| {100 * u['robust_accuracy_with_detector']:.1f}% "
-                     f"| **{100 * d['robust_accuracy_detector_aware']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f}) |")
+        lines.append(
+            f"| {r['model']} | {r['squeezers']} | {100 * d['false_positive_rate_on_test']:.1f}% "
+            f"| {100 * u['fooled']:.1f}% | {100 * u['detection_rate']:.1f}% "
+            f"| {100 * u['robust_accuracy_with_detector']:.1f}% "
+            f"| **{100 * d['robust_accuracy_detector_aware']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f}) |"
+        )
     return "\n".join(lines)
 
 
 def defense_empir(doc: dict) -> str:
     r0 = doc["results"][0]
-    lines = [f"`{doc['command']}` (L-inf, first {r0['n']} test points, `{r0['suite']}` suite, members trained here "
-             "without adversarial training; robust = per-example worst case on the engine):", "",
-             "| dataset | eps | model | clean | robust (95% CI) | gradient attacks alone | flags |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`{doc['command']}` (L-inf, first {r0['n']} test points, `{r0['suite']}` suite, members trained here "
+        "without adversarial training; robust = per-example worst case on the engine):",
+        "",
+        "| dataset | eps | model | clean | robust (95% CI) | gradient attacks alone | flags |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in doc["results"]:
         eps = f"{r['eps'] * 255:.0f}/255" if r["eps"] < 0.05 else f"{r['eps']:g}"
         ens = "EMPIR " + "+".join(r["members"])
-        entries = [(f"{ens}, attacks on the vote (naive)", r["naive_attack_on_vote"]),
-                   (f"{ens}, verify's default: consistent loss"
-                    + (" + every majority of members" if r.get("majority_attacks") else ""), r["verified_consistent_loss"])]
+        entries = [
+            (f"{ens}, attacks on the vote (naive)", r["naive_attack_on_vote"]),
+            (
+                f"{ens}, verify's default: consistent loss"
+                + (" + every majority of members" if r.get("majority_attacks") else ""),
+                r["verified_consistent_loss"],
+            ),
+        ]
         entries += [(f"member {m['member']} alone", m) for m in r["member_alone"]]
         for label, v in entries:
             lo, hi = v["robust_accuracy_ci95"]
-            lines.append(f"| {r['dataset']} | {eps} | {label} | {100 * v['clean_accuracy']:.1f}% "
-                         f"| **{100 * v['robust_accuracy']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f}) "
-                         f"| {100 * v['gradient_attacks_only']:.1f}% | {', '.join(v['flags']) or 'none'} |")
+            lines.append(
+                f"| {r['dataset']} | {eps} | {label} | {100 * v['clean_accuracy']:.1f}% "
+                f"| **{100 * v['robust_accuracy']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f}) "
+                f"| {100 * v['gradient_attacks_only']:.1f}% | {', '.join(v['flags']) or 'none'} |"
+            )
     for r in doc["results"]:
         f = r.get("int8_vs_float_kernels")
         if f:
-            lines.append(f"\n{r['dataset']}: the ensemble bundle runs {f['quantized_convs_on_int8']} member convs on "
-                         f"INT8 kernels (`--precision int8`); against the float-kernel export, vote agreement "
-                         f"{100 * f['vote_agreement']:.2f}% on {f['images']} test images, max |log-prob difference| "
-                         f"{f['max_abs_log_prob_diff']:.1e}.")
+            lines.append(
+                f"\n{r['dataset']}: the ensemble bundle runs {f['quantized_convs_on_int8']} member convs on "
+                f"INT8 kernels (`--precision int8`); against the float-kernel export, vote agreement "
+                f"{100 * f['vote_agreement']:.2f}% on {f['images']} test images, max |log-prob difference| "
+                f"{f['max_abs_log_prob_diff']:.1e}."
+            )
     return "\n".join(lines)
 
 
 def gdws_speed(doc: dict) -> str:
     macs = doc["mac_ratio"]["model"]
-    lines = [f"`{doc['command']}` ({doc['model']}; {doc['machine']['cpu'].get('model', '?')}, {doc['threads']} threads, "
-             f"images/s, median of {doc['rounds']} interleaved rounds). GDWS: whole model {macs['original'] / 1e6:.0f}M -> "
-             f"{macs['gdws'] / 1e6:.0f}M MACs (**{macs['ratio']:.2f}x**), budget {doc['budget']:.3f} of the rewritable convs:", "",
-             "| variant | batch 1 | x original | batch 32 | x original |", "|---|---|---|---|---|"]
+    lines = [
+        f"`{doc['command']}` ({doc['model']}; {doc['machine']['cpu'].get('model', '?')}, {doc['threads']} threads, "
+        f"images/s, median of {doc['rounds']} interleaved rounds). GDWS: whole model {macs['original'] / 1e6:.0f}M -> "
+        f"{macs['gdws'] / 1e6:.0f}M MACs (**{macs['ratio']:.2f}x**), budget {doc['budget']:.3f} of the rewritable convs:",
+        "",
+        "| variant | batch 1 | x original | batch 32 | x original |",
+        "|---|---|---|---|---|",
+    ]
     rows: dict[str, dict] = {}
     for r in doc["results"]:
         rows.setdefault(r["variant"], {})[r["batch"]] = r
@@ -356,36 +516,52 @@ def gdws_speed(doc: dict) -> str:
         for batch in (1, 32):
             r = cells.get(batch)
             ratio = r.get("x_original_same_precision") if r else None
-            values += [f"{r['throughput_median']:.0f}" if r else "-",
-                       "-" if ratio is None else (f"**{ratio:.2f}x**" if variant in ("gdws fp32", "gdws int8") else f"{ratio:.2f}x")]
+            values += [
+                f"{r['throughput_median']:.0f}" if r else "-",
+                "-"
+                if ratio is None
+                else (f"**{ratio:.2f}x**" if variant in ("gdws fp32", "gdws int8") else f"{ratio:.2f}x"),
+            ]
         lines.append(f"| {variant} | " + " | ".join(values) + " |")
     return "\n".join(lines)
 
 
 def gdws_sweep(doc: dict) -> str:
-    lines = [f"`python benchmarks/gdws_sweep.py` (both models; FP32 bundles; verify `{doc['results'][0]['suite']}` suite, L-inf, "
-             "transfer from the original model included; robust = per-example worst case on the engine):", "",
-             "| model | allocation | budget | beta | MACs (whole model) | clean | robust (95% CI) | bundle vs torch max abs dlogit |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`python benchmarks/gdws_sweep.py` (both models; FP32 bundles; verify `{doc['results'][0]['suite']}` suite, L-inf, "
+        "transfer from the original model included; robust = per-example worst case on the engine):",
+        "",
+        "| model | allocation | budget | beta | MACs (whole model) | clean | robust (95% CI) | bundle vs torch max abs dlogit |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     order = {"original": 0, "per-layer": 1, "frobenius": 2, "alpha": 3}
     for r in sorted(doc["results"], key=lambda r: (r["model"], order[r["weighting"]], -r["budget"])):
         lo, hi = r["robust_ci95"]
-        label = {"original": "original model", "per-layer": "per-layer budget, Frobenius (default)",
-                 "frobenius": "one beta, Frobenius (alpha = 1)", "alpha": "one beta, noise gains (eq. 8)"}[r["weighting"]]
-        lines.append(f"| {r['model']} (n={r['n']}, eps {255 * r['eps']:.0f}/255) | {label} | {r['budget']:.2f} | {r['beta']:.3g} "
-                     f"| {r['mac_ratio']:.2f}x fewer | {100 * r['clean']:.1f}% | **{100 * r['robust']:.1f}%** "
-                     f"({100 * lo:.1f}-{100 * hi:.1f}) | {r.get('bundle_vs_torch_max_abs_logit_diff', float('nan')):.1e} |")
+        label = {
+            "original": "original model",
+            "per-layer": "per-layer budget, Frobenius (default)",
+            "frobenius": "one beta, Frobenius (alpha = 1)",
+            "alpha": "one beta, noise gains (eq. 8)",
+        }[r["weighting"]]
+        lines.append(
+            f"| {r['model']} (n={r['n']}, eps {255 * r['eps']:.0f}/255) | {label} | {r['budget']:.2f} | {r['beta']:.3g} "
+            f"| {r['mac_ratio']:.2f}x fewer | {100 * r['clean']:.1f}% | **{100 * r['robust']:.1f}%** "
+            f"({100 * lo:.1f}-{100 * hi:.1f}) | {r.get('bundle_vs_torch_max_abs_logit_diff', float('nan')):.1e} |"
+        )
     return "\n".join(lines)
 
 
 def dq_baselines(doc: dict) -> str:
     """One row per model, method and bits; a column per eps (clean accuracy does not depend on eps)."""
     r0 = doc["results"][0]
-    lines = [f"`{doc['command']}` (ort-cpu bundles; verify `{r0['suite']}` suite, n={r0['n']}, L-inf; robust = per-example "
-             "worst case on the engine over FGSM, PGD-CE/margin on the STE twin, Square on the engine and transfer "
-             "from the FP32 model; 95% Wilson CI; fine-tuning lr " + f"{doc.get('lr', '?')}):", "",
-             "| model | bits W/A | method | clean | robust @ eps 1 | robust @ eps 2 | twin = engine (clean) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`{doc['command']}` (ort-cpu bundles; verify `{r0['suite']}` suite, n={r0['n']}, L-inf; robust = per-example "
+        "worst case on the engine over FGSM, PGD-CE/margin on the STE twin, Square on the engine and transfer "
+        "from the FP32 model; 95% Wilson CI; fine-tuning lr " + f"{doc.get('lr', '?')}):",
+        "",
+        "| model | bits W/A | method | clean | robust @ eps 1 | robust @ eps 2 | twin = engine (clean) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     groups: dict[tuple, list[dict]] = {}
     for r in doc["results"]:
         groups.setdefault((r["model"], r["bits"], r["method"]), []).append(r)
@@ -396,22 +572,34 @@ def dq_baselines(doc: dict) -> str:
             eps = f"{255 * r['eps']:.0f}/255" if r["model"] == "cifar" else f"{r['eps']:g}"
             cells.append(f"**{100 * r['robust']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f}) at {eps}")
         cells += ["-"] * (2 - len(cells))
-        lines.append(f"| {rows[0]['checkpoint']} | {bits} | {method} | {100 * rows[0]['clean']:.1f}% | {cells[0]} | "
-                     f"{cells[1]} | {100 * rows[0]['twin_engine_clean_agreement']:.1f}% |")
+        lines.append(
+            f"| {rows[0]['checkpoint']} | {bits} | {method} | {100 * rows[0]['clean']:.1f}% | {cells[0]} | "
+            f"{cells[1]} | {100 * rows[0]['twin_engine_clean_agreement']:.1f}% |"
+        )
     return "\n".join(lines)
 
 
 def adversarial_training(doc: dict) -> str:
-    lines = [f"`{doc['command']}` (CNN-A from scratch, {doc['epochs']} epochs on the 5,085 shared CIFAR-10 training "
-             f"images; same seed: byte-identical weights = {doc['reproducible']}):", "",
-             "| run | training report: clean | PGD-20 x 2 @ 2/255 | verify quick: clean | robust @ 2/255 (95% CI) | "
-             "time | weights sha256 |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`{doc['command']}` (CNN-A from scratch, {doc['epochs']} epochs on the 5,085 shared CIFAR-10 training "
+        f"images; same seed: byte-identical weights = {doc['reproducible']}):",
+        "",
+        "| run | training report: clean | PGD-20 x 2 @ 2/255 | verify quick: clean | robust @ 2/255 (95% CI) | "
+        "time | weights sha256 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in doc["results"]:
         e, v = r["training_eval"], r.get("verify")
-        verified = f"{100 * v['clean']:.1f}% | **{100 * v['robust']:.1f}%** ({100 * v['robust_ci95'][0]:.1f}-" \
-                   f"{100 * v['robust_ci95'][1]:.1f})" if v else "- | -"
-        lines.append(f"| {r['run']} | {100 * e['clean']:.1f}% | {100 * e['pgd']:.1f}% | {verified} | {r['seconds']:.0f} s "
-                     f"| `{r['weights_sha256'][:12]}` |")
+        verified = (
+            f"{100 * v['clean']:.1f}% | **{100 * v['robust']:.1f}%** ({100 * v['robust_ci95'][0]:.1f}-"
+            f"{100 * v['robust_ci95'][1]:.1f})"
+            if v
+            else "- | -"
+        )
+        lines.append(
+            f"| {r['run']} | {100 * e['clean']:.1f}% | {100 * e['pgd']:.1f}% | {verified} | {r['seconds']:.0f} s "
+            f"| `{r['weights_sha256'][:12]}` |"
+        )
     return "\n".join(lines)
 
 
@@ -420,10 +608,15 @@ def runtime_matrix(doc: dict) -> str:
     to ORT FP32 / OpenVINO FP32 of that hint), accuracy, agreement with FP32 and what the engine executed."""
     batches = sorted({r["batch"] for r in doc["results"]})
     cpu = doc["machine"]["cpu"]
-    lines = [f"`{doc['command']}` ({cpu.get('model', '?')}, {doc['threads']} threads; flags {', '.join(cpu.get('flags', []))}; "
-             f"median of {doc['rounds']} interleaved rounds; images/s and ratio to FP32 on the same engine):", "",
-             "| model | variant | engine | executed | " + " | ".join(f"bs{b}" for b in batches)
-             + " | accuracy | agree w/ FP32 |", "|---|---|---|---|" + "---|" * len(batches) + "---|---|"]
+    lines = [
+        f"`{doc['command']}` ({cpu.get('model', '?')}, {doc['threads']} threads; flags {', '.join(cpu.get('flags', []))}; "
+        f"median of {doc['rounds']} interleaved rounds; images/s and ratio to FP32 on the same engine):",
+        "",
+        "| model | variant | engine | executed | "
+        + " | ".join(f"bs{b}" for b in batches)
+        + " | accuracy | agree w/ FP32 |",
+        "|---|---|---|---|" + "---|" * len(batches) + "---|---|",
+    ]
     rows: dict[tuple[str, str], dict] = {}
     for r in doc["results"]:
         rows.setdefault((r["model"], r["variant"]), {"row": r})[r["batch"]] = r["throughput"]
@@ -434,8 +627,11 @@ def runtime_matrix(doc: dict) -> str:
         executed = r.get("executed_precision") or "-"
         executed = "graph" if executed.startswith("as the graph") else executed
         name = variant.rsplit(" ", 1)[0]
-        lines.append(f"| {model} | {name} | {r['engine']} | {executed} | " + " | ".join(values)
-                     + f" | {100 * r['accuracy']:.2f}% | {100 * r['agreement_with_fp32']:.2f}% |")
+        lines.append(
+            f"| {model} | {name} | {r['engine']} | {executed} | "
+            + " | ".join(values)
+            + f" | {100 * r['accuracy']:.2f}% | {100 * r['agreement_with_fp32']:.2f}% |"
+        )
     return "\n".join(lines)
 
 
@@ -444,9 +640,12 @@ def runtime_summary(doc: dict, batch: int = 32) -> str:
     INT8 / FP32 and INT8 / anchor ratios, and INT8's agreement with FP32."""
     by = {(r["model"], r["variant"], r["batch"]): r for r in doc["results"]}
     models = sorted({r["model"] for r in doc["results"] if r["model"] != "resnet18"})
-    lines = [f"batch {batch}, images/s (ratio):", "",
-             "| model | ORT FP32 | ORT INT8 (x FP32, x ORT manual) | ORT INT4 (x INT8) | OV FP32 bf16 | OV INT8 (x OV FP32, x NNCF) | OV INT4 (x INT8) | INT8 agree w/ FP32 |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"batch {batch}, images/s (ratio):",
+        "",
+        "| model | ORT FP32 | ORT INT8 (x FP32, x ORT manual) | ORT INT4 (x INT8) | OV FP32 bf16 | OV INT8 (x OV FP32, x NNCF) | OV INT4 (x INT8) | INT8 agree w/ FP32 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for m in models:
         t = lambda v: by[(m, v, batch)]["throughput"]  # noqa: E731
         ov_fp32 = max(t("fp32 ov-default"), t("fp32 ov-f32"))
@@ -455,20 +654,39 @@ def runtime_summary(doc: dict, batch: int = 32) -> str:
             f"{t('int8 ort') / t('ORT best manual INT8 ort'):.2f}x) | {t('int4 ort'):.0f} ({t('int4 ort') / t('int8 ort'):.2f}x) | "
             f"{t('fp32 ov-default'):.0f} | {t('int8 ov-default'):.0f} ({t('int8 ov-default') / ov_fp32:.2f}x, "
             f"{t('int8 ov-default') / t('NNCF INT8 ov-default'):.2f}x) | {t('int4 ov-default'):.0f} "
-            f"({t('int4 ov-default') / t('int8 ov-default'):.2f}x) | {100 * by[(m, 'int8 ort', batch)]['agreement_with_fp32']:.2f}% |")
+            f"({t('int4 ov-default') / t('int8 ov-default'):.2f}x) | {100 * by[(m, 'int8 ort', batch)]['agreement_with_fp32']:.2f}% |"
+        )
     return "\n".join(lines)
 
 
-RENDERERS = {"quantized_speed": quantized_speed, "quantized_accuracy": quantized_accuracy, "cpu_matrix": cpu_matrix,
-             "repeatability": repeatability, "verify_real_models": verify_real_models,
-             "autoattack_referee": autoattack_referee, "attack_speed": attack_speed, "verify_time": verify_time,
-             "defense_sap": defense_sap, "defense_squeeze": defense_squeeze, "defense_empir": defense_empir,
-             "defense_empir_cifar": defense_empir, "defense_empir_mnist": defense_empir, "gdws_speed": gdws_speed,
-             "gdws_sweep": gdws_sweep, "dq_baselines": dq_baselines, "adversarial_training": adversarial_training,
-             "runtime_matrix": runtime_matrix, "verify_sweep": verify_sweep, "tune_models": tune_models,
-             "tune_models_b32_throughput": tune_models, "tune_models_precision_gdws": tune_models,
-             "robust_calibration": robust_calibration, "verify_distributed": verify_distributed,
-             "verify_distributed_b32": verify_distributed, "cluster_plan": cluster_plan}
+RENDERERS = {
+    "quantized_speed": quantized_speed,
+    "quantized_accuracy": quantized_accuracy,
+    "cpu_matrix": cpu_matrix,
+    "repeatability": repeatability,
+    "verify_real_models": verify_real_models,
+    "autoattack_referee": autoattack_referee,
+    "attack_speed": attack_speed,
+    "verify_time": verify_time,
+    "defense_sap": defense_sap,
+    "defense_squeeze": defense_squeeze,
+    "defense_empir": defense_empir,
+    "defense_empir_cifar": defense_empir,
+    "defense_empir_mnist": defense_empir,
+    "gdws_speed": gdws_speed,
+    "gdws_sweep": gdws_sweep,
+    "dq_baselines": dq_baselines,
+    "adversarial_training": adversarial_training,
+    "runtime_matrix": runtime_matrix,
+    "verify_sweep": verify_sweep,
+    "tune_models": tune_models,
+    "tune_models_b32_throughput": tune_models,
+    "tune_models_precision_gdws": tune_models,
+    "robust_calibration": robust_calibration,
+    "verify_distributed": verify_distributed,
+    "verify_distributed_b32": verify_distributed,
+    "cluster_plan": cluster_plan,
+}
 
 
 def block(name: str) -> str:

@@ -11,8 +11,22 @@ from typing import Any
 
 from deploy_robust.cpu import cpu_flags, u8s8_saturates
 
-_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8",
-              "avx512_bf16", "f16c", "asimd", "asimddp", "i8mm", "sve")
+_CPU_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "avx512_bf16",
+    "f16c",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "sve",
+)
 
 
 def cpu_info() -> dict[str, Any]:
@@ -42,15 +56,27 @@ def gpu_info() -> dict[str, Any] | None:
         if not torch.cuda.is_available():
             return None
         props = torch.cuda.get_device_properties(0)
-        info: dict[str, Any] = {"name": props.name, "memory_gib": round(props.total_memory / 2 ** 30, 1),
-                                "compute_capability": f"{props.major}.{props.minor}", "cuda": torch.version.cuda}
+        info: dict[str, Any] = {
+            "name": props.name,
+            "memory_gib": round(props.total_memory / 2**30, 1),
+            "compute_capability": f"{props.major}.{props.minor}",
+            "cuda": torch.version.cuda,
+        }
     except ImportError:
         return None
     if shutil.which("nvidia-smi"):
         query = "driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.limit"
         try:
-            out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True,
-                                 text=True, timeout=10).stdout.strip().splitlines()
+            out = (
+                subprocess.run(
+                    ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                )
+                .stdout.strip()
+                .splitlines()
+            )
             if out:
                 info.update(dict(zip(query.split(","), (v.strip() for v in out[0].split(",")))))
         except (OSError, subprocess.TimeoutExpired):
@@ -66,8 +92,9 @@ def jetson_info() -> dict[str, Any] | None:
     info: dict[str, Any] = {"l4t": release.read_text(errors="replace").splitlines()[0].strip()}
     if shutil.which("nvpmodel"):
         try:
-            info["power_mode"] = subprocess.run(["nvpmodel", "-q"], capture_output=True, text=True,
-                                                timeout=10).stdout.strip()
+            info["power_mode"] = subprocess.run(
+                ["nvpmodel", "-q"], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             pass
     return info

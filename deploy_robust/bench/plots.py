@@ -45,10 +45,17 @@ def latency_plot(documents: list[dict[str, Any]], out: Path) -> Path:
         for backend in sorted({e["backend"] for e in doc["results"]}):
             entries = sorted((e for e in doc["results"] if e["backend"] == backend), key=lambda e: e["batch"])
             batches = [e["batch"] for e in entries]
-            ax.errorbar(batches, [e["latency_ms"]["p50"] for e in entries],
-                        yerr=[[e["latency_ms"]["p50"] - e["latency_ms"]["min"] for e in entries],
-                              [e["latency_ms"]["p99"] - e["latency_ms"]["p50"] for e in entries]],
-                        marker="o", capsize=3, label=f"{name} ({backend})")
+            ax.errorbar(
+                batches,
+                [e["latency_ms"]["p50"] for e in entries],
+                yerr=[
+                    [e["latency_ms"]["p50"] - e["latency_ms"]["min"] for e in entries],
+                    [e["latency_ms"]["p99"] - e["latency_ms"]["p50"] for e in entries],
+                ],
+                marker="o",
+                capsize=3,
+                label=f"{name} ({backend})",
+            )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("batch size")
@@ -61,18 +68,30 @@ def frontier_plot(points: list[dict[str, Any]], out: Path, batch: int, robust_la
     """`points`: name, throughput, clean_accuracy and optionally robust_accuracy with its robust_ci95 (from
     verify.json); `robust_label` names the threat model and sample the robust points share."""
     plt, fig, ax = _axes()
-    for key, marker, label in (("clean_accuracy", "o", "clean"), ("robust_accuracy", "s", robust_label or "robust (verify)")):
+    for key, marker, label in (
+        ("clean_accuracy", "o", "clean"),
+        ("robust_accuracy", "s", robust_label or "robust (verify)"),
+    ):
         pts = [p for p in points if p.get(key) is not None]
         if not pts:
             continue
         ax.scatter([p["throughput"] for p in pts], [100 * p[key] for p in pts], marker=marker, label=label)
         bars = [p for p in pts if key == "robust_accuracy" and p.get("robust_ci95")]
         if bars:
-            ax.errorbar([p["throughput"] for p in bars], [100 * p[key] for p in bars], fmt="none", capsize=3,
-                        yerr=[[100 * (p[key] - p["robust_ci95"][0]) for p in bars],
-                              [100 * (p["robust_ci95"][1] - p[key]) for p in bars]])
+            ax.errorbar(
+                [p["throughput"] for p in bars],
+                [100 * p[key] for p in bars],
+                fmt="none",
+                capsize=3,
+                yerr=[
+                    [100 * (p[key] - p["robust_ci95"][0]) for p in bars],
+                    [100 * (p["robust_ci95"][1] - p[key]) for p in bars],
+                ],
+            )
         for p in pts:
-            ax.annotate(p["name"], (p["throughput"], 100 * p[key]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+            ax.annotate(
+                p["name"], (p["throughput"], 100 * p[key]), fontsize=7, xytext=(4, 4), textcoords="offset points"
+            )
     ax.set_xlabel(f"throughput at batch {batch} (images/s)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("deployment frontier")
@@ -97,23 +116,43 @@ def tune_frontier_plot(rows: list[dict[str, Any]], out: Path, settings: dict[str
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     timed = [r for r in rows if r.get("latency_ms") is not None]
-    for ax, key, label in ((axes[0], "robust_accuracy", "robust accuracy (verify quick, on the engine)"),
-                           (axes[1], "clean_accuracy", "clean accuracy")):
+    for ax, key, label in (
+        (axes[0], "robust_accuracy", "robust accuracy (verify quick, on the engine)"),
+        (axes[1], "clean_accuracy", "clean accuracy"),
+    ):
         for uniform, marker in ((True, "s"), (False, "o")):
             pts = [r for r in timed if r["uniform"] == uniform]
             if not pts:
                 continue
-            ax.scatter([r["latency_ms"] for r in pts], [100 * r[key] for r in pts], marker=marker,
-                       label="uniform" if uniform else "tuned plans")
+            ax.scatter(
+                [r["latency_ms"] for r in pts],
+                [100 * r[key] for r in pts],
+                marker=marker,
+                label="uniform" if uniform else "tuned plans",
+            )
             if key == "robust_accuracy":
-                ax.errorbar([r["latency_ms"] for r in pts], [100 * r[key] for r in pts], fmt="none", capsize=3,
-                            yerr=[[100 * (r[key] - r["robust_ci95"][0]) for r in pts],
-                                  [100 * (r["robust_ci95"][1] - r[key]) for r in pts]])
+                ax.errorbar(
+                    [r["latency_ms"] for r in pts],
+                    [100 * r[key] for r in pts],
+                    fmt="none",
+                    capsize=3,
+                    yerr=[
+                        [100 * (r[key] - r["robust_ci95"][0]) for r in pts],
+                        [100 * (r["robust_ci95"][1] - r[key]) for r in pts],
+                    ],
+                )
             for r in pts:
-                ax.annotate(r["name"].replace("uniform ", ""), (r["latency_ms"], 100 * r[key]), fontsize=6,
-                            xytext=(3, 3), textcoords="offset points")
-        ax.set_xlabel(f"{'latency per batch' if settings['objective'] == 'latency' else 'time per image'} (ms), "
-                      f"batch {settings['batch']}")
+                ax.annotate(
+                    r["name"].replace("uniform ", ""),
+                    (r["latency_ms"], 100 * r[key]),
+                    fontsize=6,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
+        ax.set_xlabel(
+            f"{'latency per batch' if settings['objective'] == 'latency' else 'time per image'} (ms), "
+            f"batch {settings['batch']}"
+        )
         ax.set_ylabel(f"{label} (%)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)

@@ -34,8 +34,14 @@ def tool_versions() -> dict[str, str]:
 
     import deploy_robust
 
-    return {"deploy_robust": deploy_robust.__version__, "torch": torch.__version__, "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__, "python": platform.python_version()}
+    return {
+        "deploy_robust": deploy_robust.__version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def dumps(manifest: dict[str, Any]) -> str:
@@ -48,8 +54,10 @@ def validate(manifest: Any, where: str) -> dict[str, Any]:
         raise UserError(f"{where}: not a deploy-robust bundle manifest")
     version = manifest.get("schema_version")
     if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise UserError(f"{where}: manifest schema version {version} is newer than this deploy-robust "
-                        f"reads ({SCHEMA_VERSION}); upgrade deploy-robust")
+        raise UserError(
+            f"{where}: manifest schema version {version} is newer than this deploy-robust "
+            f"reads ({SCHEMA_VERSION}); upgrade deploy-robust"
+        )
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     if missing:
         raise UserError(f"{where}: manifest lacks {', '.join(missing)}")
@@ -75,8 +83,9 @@ def _check_values(manifest: dict[str, Any]) -> None:
         if key in model and not _is_sha256(model[key]):
             raise UserError(f"model.{key} must be a sha256 hex digest")
     files = manifest.get("files", {})
-    if not isinstance(files, dict) or not all(isinstance(k, str) and "/" not in k and _is_sha256(v)
-                                              for k, v in files.items()):
+    if not isinstance(files, dict) or not all(
+        isinstance(k, str) and "/" not in k and _is_sha256(v) for k, v in files.items()
+    ):
         raise UserError("'files' must map plain file names to sha256 hex digests")
     InputSpec.from_json(manifest["input"])
     precision = manifest["precision"]
@@ -117,7 +126,7 @@ def migrate(manifest: dict[str, Any]) -> dict[str, Any]:
 class ModelSection:
     file: str
     sha256: str | None
-    batch: int | None          # None: a dynamic batch dimension
+    batch: int | None  # None: a dynamic batch dimension
     stochastic: bool
     opset: int | None
     exporter: str | None
@@ -171,7 +180,9 @@ class DefenseSection:
     def detector(self) -> dict[str, Any] | None:
         """A detector's score output and threshold, when the defense flags inputs."""
         has = "threshold" in self.fields and "score_output" in self.fields
-        return {"score_output": self.fields["score_output"], "threshold": float(self.fields["threshold"])} if has else None
+        return (
+            {"score_output": self.fields["score_output"], "threshold": float(self.fields["threshold"])} if has else None
+        )
 
 
 @dataclass(frozen=True)
@@ -188,25 +199,45 @@ class Manifest:
     tools: dict[str, str]
     seed: int
     files: dict[str, str]
-    document: dict[str, Any]   # as read (migrated), for to_json and `info --json`
+    document: dict[str, Any]  # as read (migrated), for to_json and `info --json`
 
     @classmethod
     def from_json(cls, doc: Any, where: str) -> "Manifest":
         doc = migrate(validate(doc, where))
-        model, precision, calibration, defense = doc["model"], doc["precision"], doc.get("calibration"), doc.get("defense")
+        model, precision, calibration, defense = (
+            doc["model"],
+            doc["precision"],
+            doc.get("calibration"),
+            doc.get("defense"),
+        )
         batch = model.get("batch", "dynamic")
         return cls(
             schema_version=doc["schema_version"],
-            model=ModelSection(model["file"], model.get("sha256"), None if batch == "dynamic" else batch,
-                               bool(model.get("stochastic", False)), model.get("opset"), model.get("exporter")),
+            model=ModelSection(
+                model["file"],
+                model.get("sha256"),
+                None if batch == "dynamic" else batch,
+                bool(model.get("stochastic", False)),
+                model.get("opset"),
+                model.get("exporter"),
+            ),
             input=InputSpec.from_json(doc["input"]),
-            precision=PrecisionSection(precision["mode"], tuple(precision.get("layers") or ()),
-                                       precision.get("weight_rounding"), precision.get("fallback"),
-                                       precision.get("int8_weights")),
+            precision=PrecisionSection(
+                precision["mode"],
+                tuple(precision.get("layers") or ()),
+                precision.get("weight_rounding"),
+                precision.get("fallback"),
+                precision.get("int8_weights"),
+            ),
             target=doc["target"],
-            calibration=None if not calibration else CalibrationSection(
-                calibration.get("method", "?"), calibration.get("num_images", 0), calibration.get("dataset"),
-                calibration.get("percentile")),
+            calibration=None
+            if not calibration
+            else CalibrationSection(
+                calibration.get("method", "?"),
+                calibration.get("num_images", 0),
+                calibration.get("dataset"),
+                calibration.get("percentile"),
+            ),
             source=dict(doc.get("source") or {}),
             defense=DefenseSection(str(defense.get("kind", "?")), dict(defense)) if isinstance(defense, dict) else None,
             transforms=doc.get("transforms"),

@@ -120,8 +120,10 @@ def _check_hashes(bundle: Bundle) -> None:
         if not file.is_file():
             raise UserError(f"{bundle.path}: the manifest describes {name}, which is missing")
         if sha256_file(file) != expected:
-            raise UserError(f"{bundle.path}: {name} does not match the sha256 its manifest records; the bundle "
-                            "was modified after export (re-export it)")
+            raise UserError(
+                f"{bundle.path}: {name} does not match the sha256 its manifest records; the bundle "
+                "was modified after export (re-export it)"
+            )
 
 
 def write_bundle(out: str | Path, files: dict[str, bytes], manifest: dict[str, Any]) -> Bundle:

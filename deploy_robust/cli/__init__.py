@@ -22,8 +22,14 @@ TOOLS = {
     "info": ("deploy_robust.cli.info_cmd", "describe a bundle, a model file, or the built-in architectures"),
     "verify": ("deploy_robust.cli.verify_cmd", "robust accuracy of the engine under adaptive attacks, with CI gates"),
     "bench": ("deploy_robust.cli.bench_cmd", "latency/throughput of bundles on real runtimes; --compare for ratios"),
-    "gdws": ("deploy_robust.cli.gdws_cmd", "rewrite convolutions as generalized depthwise-separable ones (-o model_gdws.pt)"),
-    "train": ("deploy_robust.cli.train_cmd", "adversarial training (PGD / FGSM), resumable, torchrun-ready (-o model.pt)"),
+    "gdws": (
+        "deploy_robust.cli.gdws_cmd",
+        "rewrite convolutions as generalized depthwise-separable ones (-o model_gdws.pt)",
+    ),
+    "train": (
+        "deploy_robust.cli.train_cmd",
+        "adversarial training (PGD / FGSM), resumable, torchrun-ready (-o model.pt)",
+    ),
     "dq": ("deploy_robust.cli.dq_cmd", "Defensive Quantization fine-tuning at W/A bits (-o model_dq.pt)"),
     "ensemble": ("deploy_robust.cli.ensemble_cmd", "train or assemble an EMPIR mixed-precision ensemble (-o ens.pt)"),
     "tune": ("deploy_robust.cli.tune_cmd", "the fastest bundle on a target runtime that keeps its verified robustness"),
@@ -46,8 +52,11 @@ def _workers_asked(argv: list[str]) -> int:
     if next((a for a in argv if a in TOOLS), None) != "verify" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return 0
     for i, arg in enumerate(argv):
-        value = arg.split("=", 1)[1] if arg.startswith("--workers=") else (
-            argv[i + 1] if arg == "--workers" and i + 1 < len(argv) else None)
+        value = (
+            arg.split("=", 1)[1]
+            if arg.startswith("--workers=")
+            else (argv[i + 1] if arg == "--workers" and i + 1 < len(argv) else None)
+        )
         if value is not None:
             return int(value) if value.isdigit() and int(value) > 1 else 0
     return 0
@@ -62,8 +71,8 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     from deploy_robust.cli.args import add_common
 
     parser = OneLineParser(
-        prog="deploy-robust",
-        description="Deploy adversarially robust image classifiers, and verify they stay robust.")
+        prog="deploy-robust", description="Deploy adversarially robust image classifiers, and verify they stay robust."
+    )
     parser.add_argument("--version", action="version", version=f"deploy-robust {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = next((a for a in argv if a in TOOLS), None)
@@ -80,8 +89,9 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     workers = _workers_asked(argv)
-    if workers:   # start the ranks before importing torch and the stages here: each rank imports them itself
+    if workers:  # start the ranks before importing torch and the stages here: each rank imports them itself
         from deploy_robust.cli.workers import run_workers, without_workers
+
         return run_workers(without_workers(argv), workers)
     parser = build_parser(argv)
     try:

@@ -109,17 +109,19 @@ def positive_int(text: str) -> int:
     return value
 
 
-MAX_THREADS = 4096   # runtimes take a C int; no machine this runs on has more hardware threads
+MAX_THREADS = 4096  # runtimes take a C int; no machine this runs on has more hardware threads
 MAX_STREAMS = 1024
 
 
 def count_up_to(limit: int):
     """An argparse type: a whole number in [1, limit], the bound named in the message."""
+
     def parse(text: str) -> int:
         value = positive_int(text)
         if value > limit:
             raise argparse.ArgumentTypeError(f"must be at most {limit}: {text}")
         return value
+
     return parse
 
 
@@ -140,18 +142,36 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 def add_model_args(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     """How to read a model file: its architecture, trust, and the input spec if it does not carry one."""
     group = parser.add_argument_group("model loading")
-    group.add_argument("--arch", help="architecture for a state_dict checkpoint: a built-in name "
-                       "(see `deploy-robust info --zoo`) or path/to/file.py:factory (imports and RUNS that file: "
-                       "your own code only)")
-    group.add_argument("--trust-code", action="store_true",
-                       help="allow importing the architecture code a model file records (file.py:factory runs "
-                       "that file: trusted files only); by default only a file you name with --arch is imported")
-    group.add_argument("--trust-pickle", action="store_true",
-                       help="allow unpickling a whole pickled nn.Module (runs code from the file: trusted files only)")
-    group.add_argument("--input-shape", type=shape, metavar="C,H,W", help="input shape, for models that do not record it")
-    group.add_argument("--mean", type=numbers, metavar="M[,M,M]", help="normalization mean on the [0,1] scale (e.g. 0.4914,0.4822,0.4465)")
+    group.add_argument(
+        "--arch",
+        help="architecture for a state_dict checkpoint: a built-in name "
+        "(see `deploy-robust info --zoo`) or path/to/file.py:factory (imports and RUNS that file: "
+        "your own code only)",
+    )
+    group.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="allow importing the architecture code a model file records (file.py:factory runs "
+        "that file: trusted files only); by default only a file you name with --arch is imported",
+    )
+    group.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow unpickling a whole pickled nn.Module (runs code from the file: trusted files only)",
+    )
+    group.add_argument(
+        "--input-shape", type=shape, metavar="C,H,W", help="input shape, for models that do not record it"
+    )
+    group.add_argument(
+        "--mean",
+        type=numbers,
+        metavar="M[,M,M]",
+        help="normalization mean on the [0,1] scale (e.g. 0.4914,0.4822,0.4465)",
+    )
     group.add_argument("--std", type=numbers, metavar="S[,S,S]", help="normalization std on the [0,1] scale")
-    group.add_argument("--num-classes", type=positive_int, metavar="N", help="number of classes (checked against the model)")
+    group.add_argument(
+        "--num-classes", type=positive_int, metavar="N", help="number of classes (checked against the model)"
+    )
 
 
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
@@ -159,13 +179,26 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     does not take)."""
     group = parser.add_argument_group("runtime configuration")
     group.add_argument("--threads", type=count_up_to(MAX_THREADS), help="runtime threads (default: the runtime's)")
-    group.add_argument("--precision-hint", default="default", choices=list(PRECISION_HINTS),
-                       help="openvino: inference precision (default: OpenVINO's choice, bf16 on AMX / AVX-512 BF16 "
-                            "CPUs; f32 runs float layers in float32)")
-    group.add_argument("--streams", type=count_up_to(MAX_STREAMS), help="openvino: parallel execution streams (default: OpenVINO's)")
-    group.add_argument("--device", type=device_name, help="openvino: device name (default CPU; GPU and NPU are passed through, untested)")
-    group.add_argument("--no-compile-cache", action="store_true",
-                       help="openvino: do not cache compiled models in the deploy-robust folder")
+    group.add_argument(
+        "--precision-hint",
+        default="default",
+        choices=list(PRECISION_HINTS),
+        help="openvino: inference precision (default: OpenVINO's choice, bf16 on AMX / AVX-512 BF16 "
+        "CPUs; f32 runs float layers in float32)",
+    )
+    group.add_argument(
+        "--streams", type=count_up_to(MAX_STREAMS), help="openvino: parallel execution streams (default: OpenVINO's)"
+    )
+    group.add_argument(
+        "--device",
+        type=device_name,
+        help="openvino: device name (default CPU; GPU and NPU are passed through, untested)",
+    )
+    group.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="openvino: do not cache compiled models in the deploy-robust folder",
+    )
 
 
 def runtime_options(args: argparse.Namespace) -> RuntimeOptions:

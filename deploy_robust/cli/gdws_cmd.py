@@ -20,23 +20,35 @@ from deploy_robust.transforms.gdws.rewrite import rewrite_model
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="state_dict checkpoint (+ --arch) or any model file load_model reads")
-    parser.add_argument("-o", "--out", help="GDWS checkpoint to write (weights only; export it like any checkpoint); "
-                        "without -o the plan is only printed")
+    parser.add_argument(
+        "-o",
+        "--out",
+        help="GDWS checkpoint to write (weights only; export it like any checkpoint); "
+        "without -o the plan is only printed",
+    )
     parser.add_argument("--test", metavar="DATA", help="report clean accuracy of the original and GDWS models")
     add_gdws_args(parser)
     cli_args.add_model_args(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    loaded = load_model(args.model, args.arch, trust_pickle=args.trust_pickle, trust_code=args.trust_code, overrides=cli_args.overrides(args))
+    loaded = load_model(
+        args.model,
+        args.arch,
+        trust_pickle=args.trust_pickle,
+        trust_code=args.trust_code,
+        overrides=cli_args.overrides(args),
+    )
     request = request_from_args(args)
     log = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     rewritten, plan = rewrite_model(loaded, request, log)
     report = {"model": args.model, "plan": plan.to_json()}
     if args.test:
         test = load_dataset(args.test, loaded.spec.shape)
-        report["clean_accuracy"] = {name: evaluate(TorchRunner(m.reference()), test).accuracy
-                                    for name, m in (("original", loaded), ("gdws", rewritten))}
+        report["clean_accuracy"] = {
+            name: evaluate(TorchRunner(m.reference()), test).accuracy
+            for name, m in (("original", loaded), ("gdws", rewritten))
+        }
     if args.out:
         save_gdws_checkpoint(args.out, rewritten.module, _arch_to_record(args.arch, loaded), loaded.spec, plan)
         report["out"] = args.out

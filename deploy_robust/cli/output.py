@@ -19,15 +19,24 @@ def envelope(command: str, doc: Any) -> dict[str, Any]:
     bundle = body.get("bundle")
     if isinstance(bundle, str):
         manifest = body.get("manifest") or {}
-        bundle = {"path": bundle, "precision": body.pop("precision", None) or manifest.get("precision", {}).get("mode"),
-                  "target": manifest.get("target")}
+        bundle = {
+            "path": bundle,
+            "precision": body.pop("precision", None) or manifest.get("precision", {}).get("mode"),
+            "target": manifest.get("target"),
+        }
     data = body.get("data")
     if "dataset" in body and not isinstance(data, dict):
         data = {"name": body.pop("dataset"), "n": body.get("n")}
-    return body | {"schema": body.get("schema", f"deploy-robust/{command}"),
-                   "schema_version": body.get("schema_version", ENVELOPE_VERSION), "command": command,
-                   "bundle": bundle, "data": data if isinstance(data, dict) else None,
-                   "flags": body.get("flags", []), "gates": body.get("gates", []), "error": None}
+    return body | {
+        "schema": body.get("schema", f"deploy-robust/{command}"),
+        "schema_version": body.get("schema_version", ENVELOPE_VERSION),
+        "command": command,
+        "bundle": bundle,
+        "data": data if isinstance(data, dict) else None,
+        "flags": body.get("flags", []),
+        "gates": body.get("gates", []),
+        "error": None,
+    }
 
 
 def emit_json(doc: Any, command: str) -> None:
@@ -37,8 +46,16 @@ def emit_json(doc: Any, command: str) -> None:
 
 def emit_error(command: str, message: str, exit_code: int) -> None:
     """The --json document of a run that failed: the same envelope, `error` filled, nothing else."""
-    doc = {"schema": f"deploy-robust/{command}", "schema_version": ENVELOPE_VERSION, "command": command,
-           "bundle": None, "data": None, "flags": [], "gates": [], "error": {"message": message, "exit_code": exit_code}}
+    doc = {
+        "schema": f"deploy-robust/{command}",
+        "schema_version": ENVELOPE_VERSION,
+        "command": command,
+        "bundle": None,
+        "data": None,
+        "flags": [],
+        "gates": [],
+        "error": {"message": message, "exit_code": exit_code},
+    }
     json.dump(doc, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
 

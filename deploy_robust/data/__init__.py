@@ -18,8 +18,9 @@ from deploy_robust.errors import UserError
 __all__ = ["Dataset", "load_dataset"]
 
 
-def load_dataset(source: str | Path, expect_shape: tuple[int, int, int] | None = None,
-                 split: str = "test", limit: int | None = None) -> Dataset:
+def load_dataset(
+    source: str | Path, expect_shape: tuple[int, int, int] | None = None, split: str = "test", limit: int | None = None
+) -> Dataset:
     """Read `source`; `expect_shape` (C,H,W) fixes the layout and rejects images that do not fit."""
     text = str(source)
     if split not in ("train", "test"):
@@ -42,7 +43,9 @@ def load_dataset(source: str | Path, expect_shape: tuple[int, int, int] | None =
         elif path.is_dir():
             x, y, scale, _ = readers.read_image_folder(path, expect_shape[0] if expect_shape else None)
         else:
-            raise UserError(f"{path}: unknown dataset format (expected .npz, a CIFAR-10 batches folder, "
-                            "MNIST idx files, an image folder, or 'digits')")
+            raise UserError(
+                f"{path}: unknown dataset format (expected .npz, a CIFAR-10 batches folder, "
+                "MNIST idx files, an image folder, or 'digits')"
+            )
     images = to_nchw(x, name, expect_shape)
     return Dataset(images, y, name, scale).take(limit)

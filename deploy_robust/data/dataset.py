@@ -30,7 +30,11 @@ class Dataset:
         if len(self.labels) != len(self.images):
             raise UserError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
         if self.labels.dtype.kind not in "iu":
-            if self.labels.dtype.kind == "f" and np.all(np.isfinite(self.labels)) and np.all(self.labels == np.round(self.labels)):
+            if (
+                self.labels.dtype.kind == "f"
+                and np.all(np.isfinite(self.labels))
+                and np.all(self.labels == np.round(self.labels))
+            ):
                 self.labels = self.labels.astype(np.int64)
             else:
                 raise UserError(f"{self.name}: labels must be integer class indices; got dtype {self.labels.dtype}")
@@ -55,8 +59,10 @@ class Dataset:
         """Every label must be a class of the model that will be scored on them."""
         top = int(self.labels.max())
         if top >= num_classes:
-            raise UserError(f"{self.name}: label {top} is out of range for {against}, which has {num_classes} "
-                            f"classes (labels 0..{num_classes - 1})")
+            raise UserError(
+                f"{self.name}: label {top} is out of range for {against}, which has {num_classes} "
+                f"classes (labels 0..{num_classes - 1})"
+            )
 
     def take(self, n: int | None) -> "Dataset":
         """The first `n` images (all when n is None or larger than the set)."""
@@ -78,8 +84,8 @@ class Dataset:
 
     def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for start in range(0, len(self), batch_size):
-            x = self.images[start:start + batch_size]
-            yield (x.astype(np.float32) / np.float32(self.scale)), self.labels[start:start + batch_size]
+            x = self.images[start : start + batch_size]
+            yield (x.astype(np.float32) / np.float32(self.scale)), self.labels[start : start + batch_size]
 
     def as_float(self) -> np.ndarray:
         """All images as float32 in [0, 1] (materializes the whole set)."""
@@ -88,7 +94,7 @@ class Dataset:
 
 def _check_float_images(images: np.ndarray, name: str, scale: float, chunk: int = 4096) -> None:
     for start in range(0, len(images), chunk):
-        block = images[start:start + chunk]
+        block = images[start : start + chunk]
         finite = np.isfinite(block)
         if not finite.all():
             bad = start + int(np.argwhere(~finite.reshape(len(block), -1).all(axis=1))[0, 0])

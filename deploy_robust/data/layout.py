@@ -18,8 +18,9 @@ def to_nchw(x: np.ndarray, name: str, expect: tuple[int, int, int] | None = None
             return x
         if (x.shape[3], x.shape[1], x.shape[2]) == tuple(expect):
             return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-        raise UserError(f"{name}: images have shape {tuple(x.shape[1:])} but the model takes "
-                        f"{'x'.join(map(str, expect))} (C,H,W)")
+        raise UserError(
+            f"{name}: images have shape {tuple(x.shape[1:])} but the model takes {'x'.join(map(str, expect))} (C,H,W)"
+        )
     if nhwc_ok and not nchw_ok:
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     return x

@@ -35,14 +35,17 @@ def _check_npz_members(path: Path) -> None:
                 else:
                     shape, _, dtype = np.lib.format.read_array_header_2_0(member)
             if dtype.hasobject:
-                raise UserError(f"{path.name}: array {info.filename[:-4]!r} holds Python objects (pickles); "
-                                "only numeric arrays are read")
+                raise UserError(
+                    f"{path.name}: array {info.filename[:-4]!r} holds Python objects (pickles); "
+                    "only numeric arrays are read"
+                )
             nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
             what = f"{path.name}: array {info.filename[:-4]!r} ({'x'.join(map(str, shape))} {dtype})"
             if nbytes > info.file_size:
                 raise UserError(f"{what} declares {nbytes} bytes but stores {info.file_size}: truncated or corrupt")
-            limits.check_declared_size(nbytes, info.compress_size, what,
-                                       compressed=info.compress_type != zipfile.ZIP_STORED)
+            limits.check_declared_size(
+                nbytes, info.compress_size, what, compressed=info.compress_type != zipfile.ZIP_STORED
+            )
 
 
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
@@ -81,8 +84,12 @@ class _CheckedArray(np.ndarray):
     def __setstate__(self, state):
         shape, dtype, raw = (state[1], state[2], state[4]) if len(state) == 5 else (state[0], state[1], state[3])
         declared = int(np.prod(shape, dtype=object)) * dtype.itemsize if isinstance(dtype, np.dtype) else -1
-        if (not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(raw, (bytes, bytearray))
-                or declared != len(raw)):
+        if (
+            not isinstance(dtype, np.dtype)
+            or dtype.hasobject
+            or not isinstance(raw, (bytes, bytearray))
+            or declared != len(raw)
+        ):
             raise pickle.UnpicklingError("an array's declared shape and dtype do not match its stored bytes")
         super().__setstate__(state)
 
@@ -125,16 +132,32 @@ def read_cifar_dir(path: Path, split: str) -> tuple[np.ndarray, np.ndarray, floa
                 raise UserError(f"{f}: a CIFAR-10 batch needs 'data' and 'labels'")
             images = np.asarray(data)  # a plain ndarray (from _CheckedArray) or bytes/list data
             if images.dtype.kind not in "ui" or images.size == 0 or images.size % 3072:
-                raise UserError(f"{f}: 'data' must hold N x 3072 byte pixels; got {images.dtype} of shape {images.shape}")
+                raise UserError(
+                    f"{f}: 'data' must hold N x 3072 byte pixels; got {images.dtype} of shape {images.shape}"
+                )
             xs.append(images.astype(np.uint8).reshape(-1, 3, 32, 32))
             ys.append(np.asarray(labels, dtype=np.int64).reshape(-1))
         except UserError:
             raise
         except MemoryError:  # a length field far beyond the file: the unpickler tried to allocate it
-            raise UserError(f"{f}: not a CIFAR-10 python batch (a length field claims more data than the "
-                            f"{len(raw)}-byte file holds)") from None
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError,
-                OverflowError, UnicodeError, LookupError, struct.error, RecursionError) as e:
+            raise UserError(
+                f"{f}: not a CIFAR-10 python batch (a length field claims more data than the "
+                f"{len(raw)}-byte file holds)"
+            ) from None
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            KeyError,
+            IndexError,
+            OverflowError,
+            UnicodeError,
+            LookupError,
+            struct.error,
+            RecursionError,
+        ) as e:
             raise UserError(f"{f}: not a CIFAR-10 python batch ({type(e).__name__}: {first_line(e)})") from None
     return np.concatenate(xs), np.concatenate(ys), 255.0
 
@@ -154,7 +177,7 @@ def _read_idx(path: Path) -> np.ndarray:
     ndim = raw[3]
     if ndim == 0 or len(raw) < 4 + 4 * ndim:
         raise UserError(f"{path.name}: truncated idx header ({len(raw)} bytes for {ndim} dimensions)")
-    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     expected = int(np.prod(dims, dtype=object))
     body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != expected:
@@ -210,16 +233,20 @@ def read_image_folder(path: Path, channels: int | None) -> tuple[np.ndarray, np.
                 with Image.open(f) as im:
                     width, height = im.size
                     if width * height > limits.MAX_IMAGE_PIXELS:
-                        raise UserError(f"{f}: {width}x{height} pixels is over the {limits.MAX_IMAGE_PIXELS:,}-pixel "
-                                        "limit for one image (classifier inputs are small; resize it)")
+                        raise UserError(
+                            f"{f}: {width}x{height} pixels is over the {limits.MAX_IMAGE_PIXELS:,}-pixel "
+                            "limit for one image (classifier inputs are small; resize it)"
+                        )
                     array = np.asarray(im.convert(mode), dtype=np.uint8)
             except UserError:
                 raise
             except (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError) as e:
                 raise UserError(f"{f}: not a readable image ({type(e).__name__}: {first_line(e)})") from None
             if images and array.shape != images[0].shape:
-                raise UserError(f"{f}: size {array.shape[:2]} differs from {images[0].shape[:2]}; "
-                                "images are not resized, give them one size")
+                raise UserError(
+                    f"{f}: size {array.shape[:2]} differs from {images[0].shape[:2]}; "
+                    "images are not resized, give them one size"
+                )
             images.append(array)
             labels.append(index)
     if not images:

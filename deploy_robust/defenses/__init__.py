@@ -5,5 +5,13 @@ from deploy_robust.defenses.empir import Ensemble, build_ensemble
 from deploy_robust.defenses.sap import StochasticActivationPruning, add_sap, apply_sap
 from deploy_robust.defenses.squeeze import SqueezeDetector, Squeezed, apply_squeezing
 
-__all__ = ["Ensemble", "SqueezeDetector", "Squeezed", "StochasticActivationPruning", "add_sap", "apply_sap",
-           "apply_squeezing", "build_ensemble"]
+__all__ = [
+    "Ensemble",
+    "SqueezeDetector",
+    "Squeezed",
+    "StochasticActivationPruning",
+    "add_sap",
+    "apply_sap",
+    "apply_squeezing",
+    "build_ensemble",
+]

@@ -55,13 +55,13 @@ def _ste_round(x: torch.Tensor, levels: float) -> torch.Tensor:
 
 def quantize_activation(x: torch.Tensor, bits: int) -> torch.Tensor:
     # relu then min, not clamp: the exporter's opset-18 Clip does not down-convert to opset 17
-    return _ste_round(torch.minimum(torch.relu(x), torch.ones((), dtype=x.dtype)), float(2 ** bits - 1))
+    return _ste_round(torch.minimum(torch.relu(x), torch.ones((), dtype=x.dtype)), float(2**bits - 1))
 
 
 def quantize_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
     t = torch.tanh(w)
     unit = t / (2 * t.abs().max()) + 0.5
-    return 2 * _ste_round(unit, float(2 ** bits - 1)) - 1
+    return 2 * _ste_round(unit, float(2**bits - 1)) - 1
 
 
 class QuantConv2d(nn.Conv2d):
@@ -81,7 +81,7 @@ class QuantConv2d(nn.Conv2d):
         engine adds exactly the trained bias (unrounded, it would flip 2-bit activation levels)."""
         if self.bias is None:
             return None
-        steps = float((2 ** self.a_bits - 1) * (2 ** self.w_bits - 1))
+        steps = float((2**self.a_bits - 1) * (2**self.w_bits - 1))
         return _ste_round(self.bias, steps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -94,21 +94,54 @@ class QuantConv2d(nn.Conv2d):
 
 def member(arch: str, w_bits: int | None = None, a_bits: int | None = None, num_classes: int = 10) -> nn.Module:
     """A member network; convs are DoReFa-quantized when bits are given (FC layers never)."""
+
     def conv(cin: int, cout: int, k: int) -> nn.Module:
         if w_bits is None:
             return nn.Conv2d(cin, cout, k, padding=k // 2)
         return QuantConv2d(cin, cout, k, padding=k // 2, w_bits=w_bits, a_bits=a_bits)
 
     if arch == "mnist":
-        return nn.Sequential(conv(1, 16, 5), nn.ReLU(), nn.MaxPool2d(2), conv(16, 32, 5), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, num_classes))
+        return nn.Sequential(
+            conv(1, 16, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            conv(16, 32, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32 * 7 * 7, 128),
+            nn.ReLU(),
+            nn.Linear(128, num_classes),
+        )
     if arch == "cifar":
-        return nn.Sequential(conv(3, 32, 3), nn.ReLU(), nn.MaxPool2d(2), conv(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-                             conv(64, 128, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                             nn.Linear(128 * 4 * 4, 256), nn.ReLU(), nn.Linear(256, num_classes))
+        return nn.Sequential(
+            conv(3, 32, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            conv(32, 64, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            conv(64, 128, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(128 * 4 * 4, 256),
+            nn.ReLU(),
+            nn.Linear(256, num_classes),
+        )
     if arch == "digits":
-        return nn.Sequential(conv(1, 16, 3), nn.ReLU(), nn.MaxPool2d(2), conv(16, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Flatten(), nn.Linear(32 * 2 * 2, 64), nn.ReLU(), nn.Linear(64, num_classes))
+        return nn.Sequential(
+            conv(1, 16, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            conv(16, 32, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32 * 2 * 2, 64),
+            nn.ReLU(),
+            nn.Linear(64, num_classes),
+        )
     raise UserError(f"ensemble --arch must be one of {', '.join(ARCHS)}; got {arch}")
 
 
@@ -119,7 +152,9 @@ def parse_member(text: str) -> dict[str, Any]:
         return {"w_bits": None, "a_bits": None, "checkpoint": path or None}
     match = re.fullmatch(r"w(\d)a(\d)", spec)
     if not match or not all(1 <= int(b) <= 8 for b in match.groups()):
-        raise UserError(f"--member must be fp32 or wXaY with 1-8 bits (e.g. w2a4), optionally :checkpoint.pt; got {text}")
+        raise UserError(
+            f"--member must be fp32 or wXaY with 1-8 bits (e.g. w2a4), optionally :checkpoint.pt; got {text}"
+        )
     return {"w_bits": int(match[1]), "a_bits": int(match[2]), "checkpoint": path or None}
 
 
@@ -191,18 +226,24 @@ def int8_form(ensemble: Ensemble) -> tuple[Ensemble, TrainedGrid]:
         for position, index in enumerate(quantized):
             conv = layers[index]
             if conv.w_bits > 7:
-                raise UserError("EMPIR members with 8-bit weights have 255 levels, more than int8 holds: "
-                                "export this ensemble with --precision fp32")
+                raise UserError(
+                    "EMPIR members with 8-bit weights have 255 levels, more than int8 holds: "
+                    "export this ensemble with --precision fp32"
+                )
             layers[index] = _plain_conv(conv)
-            levels = 2 ** conv.w_bits - 1
+            levels = 2**conv.w_bits - 1
             name = f"{prefix}.1.{index}"
             weight_bits[name], weight_levels[name], weight_scales[name] = conv.w_bits, levels, 1.0 / levels
             input_bits[name] = conv.a_bits
             if position + 1 < len(quantized):  # the next quantized conv's input quantizer, moved up here
                 nxt = quantized[position + 1]
-                if not (isinstance(layers[index + 1], nn.ReLU)
-                        and all(isinstance(m, (nn.ReLU, nn.MaxPool2d)) for m in layers[index + 1:nxt])):
-                    raise UserError("EMPIR INT8 export expects conv -> ReLU -> max-pool -> conv between quantized convs")
+                if not (
+                    isinstance(layers[index + 1], nn.ReLU)
+                    and all(isinstance(m, (nn.ReLU, nn.MaxPool2d)) for m in layers[index + 1 : nxt])
+                ):
+                    raise UserError(
+                        "EMPIR INT8 export expects conv -> ReLU -> max-pool -> conv between quantized convs"
+                    )
                 layers[index + 1] = _bounded(layers[nxt].a_bits)
         out.members[m_index] = nn.Sequential(first, nn.Sequential(*layers))
     return out, TrainedGrid(weight_bits, weight_levels, input_bits, None, weight_scales)
@@ -210,8 +251,9 @@ def int8_form(ensemble: Ensemble) -> tuple[Ensemble, TrainedGrid]:
 
 def _plain_conv(conv: "QuantConv2d") -> nn.Conv2d:
     """A float Conv2d holding the DoReFa weight grid (the Q/DQ the exporter writes keeps it exact)."""
-    plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                      bias=conv.bias is not None)
+    plain = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None
+    )
     with torch.no_grad():
         plain.weight.copy_(conv.weight if conv.frozen else quantize_weight(conv.weight, conv.w_bits))
         if conv.bias is not None:
@@ -228,8 +270,13 @@ def _bounded(bits: int) -> nn.Module:
 
 def describe(config: dict[str, Any]) -> dict[str, Any]:
     names = ["fp32" if m["w_bits"] is None else f"w{m['w_bits']}a{m['a_bits']}" for m in config["members"]]
-    out = {"kind": "empir", "reference": "Sen, Raghunathan and Ravindran, ICLR 2020", "arch": config["arch"],
-           "members": names, "combine": config["combine"]}
+    out = {
+        "kind": "empir",
+        "reference": "Sen, Raghunathan and Ravindran, ICLR 2020",
+        "arch": config["arch"],
+        "members": names,
+        "combine": config["combine"],
+    }
     if config["combine"] == "vote":
         out["attack_output"] = SURROGATE_OUTPUT  # the consistent loss: averaged member probabilities
         out["member_output"] = MEMBERS_OUTPUT
@@ -243,8 +290,14 @@ def load_checkpoint(obj: dict, name: str, trust: CodeTrust) -> KindLoad:
     ensemble = build_ensemble(config)
     load_state_dict(ensemble, extract_state_dict(obj, name), "empir ensemble")
     module = frozen_for_export(ensemble)
-    return KindLoad(module, InputSpec(tuple(config["shape"]), config["num_classes"]), "empir", "empir_ensemble",
-                    layer_dtypes(dict(module.state_dict())), defense=describe(config))
+    return KindLoad(
+        module,
+        InputSpec(tuple(config["shape"]), config["num_classes"]),
+        "empir",
+        "empir_ensemble",
+        layer_dtypes(dict(module.state_dict())),
+        defense=describe(config),
+    )
 
 
 def describe_section(d: dict, stochastic: bool) -> str:
@@ -276,8 +329,9 @@ class MajorityOfMembers(nn.Module):
 _MAJORITY_METHODS = ("apgd", "pgd")
 
 
-def majority_attacks(defense: DefenseSection, twin: PickOutput, suite: list[Attack]
-                     ) -> tuple[list[Attack], dict[str, nn.Module]]:
+def majority_attacks(
+    defense: DefenseSection, twin: PickOutput, suite: list[Attack]
+) -> tuple[list[Attack], dict[str, nn.Module]]:
     """For a voting ensemble (the manifest names its member output and majority): the suite's APGD
     attacks (PGD where the suite has no APGD, as `quick`) on every majority of members, and the models
     they run on (`twin`'s graph, read at the member output), by key."""
@@ -295,5 +349,12 @@ def majority_attacks(defense: DefenseSection, twin: PickOutput, suite: list[Atta
     return plan, models
 
 
-KIND = ModelKind("empir", CHECKPOINT_KEY, load_checkpoint, describe_section, defense_kind="empir",
-                 trained_grid_form=trained_grid_form, attack_plan=majority_attacks)
+KIND = ModelKind(
+    "empir",
+    CHECKPOINT_KEY,
+    load_checkpoint,
+    describe_section,
+    defense_kind="empir",
+    trained_grid_form=trained_grid_form,
+    attack_plan=majority_attacks,
+)

@@ -27,15 +27,15 @@ from torch import nn
 from deploy_robust.errors import UserError
 from deploy_robust.model.kind import ModelKind
 
-_SMALL = 1e-2   # below this, 4-term series are exact to float32 precision (next term ~ x^5 / 5)
-_TINY = 1e-30   # keeps log p finite for p = 0 and keep probabilities away from 0
+_SMALL = 1e-2  # below this, 4-term series are exact to float32 precision (next term ~ x^5 / 5)
+_TINY = 1e-30  # keeps log p finite for p = 0 and keep probabilities away from 0
 
 
 def keep_probability(p: torch.Tensor, draws: int) -> torch.Tensor:
     """1 - (1 - p)^draws, accurately for small p (the units SAP mostly drops)."""
     p2 = p * p
     log1m = torch.where(p < _SMALL, -(p + p2 / 2 + p2 * p / 3 + p2 * p2 / 4), torch.log((1 - p).clamp_min(_TINY)))
-    z = draws * log1m                      # <= 0
+    z = draws * log1m  # <= 0
     z2 = z * z
     expm1 = torch.where(z > -_SMALL, z + z2 / 2 + z2 * z / 6 + z2 * z2 / 24, torch.exp(z) - 1)
     return (-expm1).clamp(_TINY, 1.0)
@@ -101,8 +101,13 @@ def activation_layers(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if isinstance(m, kinds)]
 
 
-def add_sap(model: nn.Module, example: torch.Tensor, layers: list[str] | None = None, fraction: float = 1.0,
-            seed: int | None = None) -> tuple[nn.Module, list[dict]]:
+def add_sap(
+    model: nn.Module,
+    example: torch.Tensor,
+    layers: list[str] | None = None,
+    fraction: float = 1.0,
+    seed: int | None = None,
+) -> tuple[nn.Module, list[dict]]:
     """A copy of `model` with SAP after each named layer (default: every activation module).
 
     Returns the defended model and, per layer, its name, units and draws (for the manifest)."""
@@ -134,8 +139,13 @@ def apply_sap(loaded, layers: list[str] | None = None, fraction: float = 1.0, se
     """`loaded` (an ingested model) with SAP added; the manifest will record where and how."""
     example = torch.zeros(1, *loaded.spec.shape)
     module, report = add_sap(loaded.module, example, layers, fraction, seed)
-    defense = {"kind": "stochastic_activation_pruning", "reference": "Dhillon et al., ICLR 2018",
-               "fraction": fraction, "mode": "random" if seed is None else f"seeded ({seed})", "layers": report}
+    defense = {
+        "kind": "stochastic_activation_pruning",
+        "reference": "Dhillon et al., ICLR 2018",
+        "fraction": fraction,
+        "mode": "random" if seed is None else f"seeded ({seed})",
+        "layers": report,
+    }
     return replace(loaded, module=module, defense=defense)
 
 

@@ -32,7 +32,7 @@ class BitDepth(nn.Module):
         super().__init__()
         if not 1 <= bits <= 8:
             raise UserError(f"bits:N squeezer needs 1 <= N <= 8; got {bits}")
-        self.bits, self.levels = bits, float(2 ** bits - 1)
+        self.bits, self.levels = bits, float(2**bits - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.round(x * self.levels) / self.levels
@@ -53,7 +53,7 @@ class MedianSmoothing(nn.Module):
         before, after = (k - 1) // 2, k - 1 - (k - 1) // 2
         padded = _reflect_pad(_reflect_pad(x, before, after, -1), before, after, -2)
         h, w = x.shape[-2:]
-        windows = torch.stack([padded[..., i:i + h, j:j + w] for i in range(k) for j in range(k)])
+        windows = torch.stack([padded[..., i : i + h, j : j + w] for i in range(k) for j in range(k)])
         return windows.sort(0).values[(k * k - 1) // 2]
 
     def extra_repr(self) -> str:
@@ -120,7 +120,7 @@ def calibrate_threshold(detector: nn.Module, images: np.ndarray, fpr: float, bat
     scores = []
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
-            scores.append(detector(torch.from_numpy(images[start:start + batch_size]))[1].numpy())
+            scores.append(detector(torch.from_numpy(images[start : start + batch_size]))[1].numpy())
     return float(np.quantile(np.concatenate(scores), 1.0 - fpr, method="higher"))
 
 
@@ -132,8 +132,12 @@ def apply_squeezing(loaded, squeezers: str, mode: str = "squeeze", calib=None, f
     chosen = parse_squeezers(squeezers)
     classifier = loaded.reference()
     spec = replace(loaded.spec, mean=None, std=None)
-    defense = {"kind": "feature_squeezing", "reference": "Xu, Evans and Qi, NDSS 2018", "mode": mode,
-               "squeezers": [repr(s) for s in chosen]}
+    defense = {
+        "kind": "feature_squeezing",
+        "reference": "Xu, Evans and Qi, NDSS 2018",
+        "mode": mode,
+        "squeezers": [repr(s) for s in chosen],
+    }
     if mode == "squeeze":
         module = Squeezed(classifier, chosen).eval()
     else:
@@ -143,13 +147,19 @@ def apply_squeezing(loaded, squeezers: str, mode: str = "squeeze", calib=None, f
             raise UserError(f"--squeeze-fpr must be in (0, 1); got {fpr:g}")
         module = SqueezeDetector(classifier, chosen).eval()
         images, _ = next(calib.take(min(len(calib), 1000)).batches(1000))
-        defense |= {"threshold": calibrate_threshold(module, images, fpr), "target_fpr": fpr,
-                    "score_output": SCORE_OUTPUT, "threshold_set_on": f"{calib.name}, {len(images)} images"}
+        defense |= {
+            "threshold": calibrate_threshold(module, images, fpr),
+            "target_fpr": fpr,
+            "score_output": SCORE_OUTPUT,
+            "threshold_set_on": f"{calib.name}, {len(images)} images",
+        }
     return replace(loaded, module=module, spec=spec, defense=defense)
 
 
 def describe_section(d: dict, stochastic: bool) -> str:
-    threshold = f"; flags inputs with score > {d['threshold']:.4g} (FPR {d['target_fpr']:g})" if "threshold" in d else ""
+    threshold = (
+        f"; flags inputs with score > {d['threshold']:.4g} (FPR {d['target_fpr']:g})" if "threshold" in d else ""
+    )
     return f"feature squeezing ({d['mode']}): {', '.join(d['squeezers'])}{threshold}"
 
 

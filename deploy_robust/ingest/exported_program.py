@@ -36,8 +36,10 @@ def load_exported_program(path: Path, trust_pickle: bool = False) -> "torch.expo
             warnings.simplefilter("ignore")
             return torch.export.load(str(path))
     except _RefusedPickle as e:
-        raise UserError(f"{path.name}: {e}; unpickling it can run arbitrary code, so it was not loaded "
-                        "(only if you trust where the file came from, pass --trust-pickle)") from None
+        raise UserError(
+            f"{path.name}: {e}; unpickling it can run arbitrary code, so it was not loaded "
+            "(only if you trust where the file came from, pass --trust-pickle)"
+        ) from None
     except UserError:
         raise
     except Exception as e:
@@ -51,8 +53,10 @@ def _check_parts(path: Path) -> None:
             for name in archive.namelist():
                 stem = name.split("/", 1)[1] if "/" in name else name
                 if stem.startswith(("data/weights/", "data/constants/")) and stem.endswith(".pt"):
-                    raise UserError(f"{path.name}: part {stem} is a legacy pickled weights file; re-save the program "
-                                    "with torch.export.save, or pass --trust-pickle if you trust its source")
+                    raise UserError(
+                        f"{path.name}: part {stem} is a legacy pickled weights file; re-save the program "
+                        "with torch.export.save, or pass --trust-pickle if you trust its source"
+                    )
                 if stem.startswith(("data/weights/", "data/constants/")) and stem.endswith("_config.json"):
                     _check_payload_config(path, stem, archive.read(name))
                 if stem.startswith("data/sample_inputs/"):
@@ -73,9 +77,11 @@ def _check_payload_config(path: Path, stem: str, raw: bytes) -> None:
             raise UserError(f"{path.name}: part {stem}: entry {fqn!r} is not an object")
         stored = str(meta.get("path_name", ""))
         if meta.get("use_pickle") or stored.startswith(_PICKLED_OBJECT_PREFIXES):
-            raise UserError(f"{path.name}: {fqn!r} (part {stem.rsplit('/', 1)[0]}/{stored}) is stored as a pickled "
-                            "Python object; unpickling it can run arbitrary code, so it was not loaded "
-                            "(only if you trust where the file came from, pass --trust-pickle)")
+            raise UserError(
+                f"{path.name}: {fqn!r} (part {stem.rsplit('/', 1)[0]}/{stored}) is stored as a pickled "
+                "Python object; unpickling it can run arbitrary code, so it was not loaded "
+                "(only if you trust where the file came from, pass --trust-pickle)"
+            )
 
 
 def _check_weights_only(path: Path, stem: str, raw: bytes) -> None:
@@ -84,9 +90,11 @@ def _check_weights_only(path: Path, stem: str, raw: bytes) -> None:
     try:
         torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception:
-        raise UserError(f"{path.name}: part {stem} is a pickle that references Python objects beyond tensors; "
-                        "unpickling it can run arbitrary code, so it was not loaded "
-                        "(only if you trust where the file came from, pass --trust-pickle)") from None
+        raise UserError(
+            f"{path.name}: part {stem} is a pickle that references Python objects beyond tensors; "
+            "unpickling it can run arbitrary code, so it was not loaded "
+            "(only if you trust where the file came from, pass --trust-pickle)"
+        ) from None
 
 
 class _RefusedPickle(Exception):

@@ -15,7 +15,7 @@ class ModelFormat(str, Enum):
     ONNX = "onnx"
     TORCHSCRIPT = "torchscript"
     EXPORTED_PROGRAM = "exported_program"
-    TORCH_SAVE = "torch_save"          # torch.save zip archive: a state_dict, a dict, or a pickled module
+    TORCH_SAVE = "torch_save"  # torch.save zip archive: a state_dict, a dict, or a pickled module
     LEGACY_TORCH_SAVE = "legacy_torch_save"  # pre-1.6 torch.save (plain pickle stream)
 
 
@@ -38,8 +38,10 @@ def sniff(path: Path) -> ModelFormat:
         return ModelFormat.LEGACY_TORCH_SAVE
     if path.suffix.lower() == ".onnx" or _parses_as_onnx(path):
         return ModelFormat.ONNX
-    raise UserError(f"{path} is not a model file deploy-robust reads (expected a TorchScript archive, "
-                    "a torch.export .pt2, a torch.save checkpoint or an ONNX model)")
+    raise UserError(
+        f"{path} is not a model file deploy-robust reads (expected a TorchScript archive, "
+        "a torch.export .pt2, a torch.save checkpoint or an ONNX model)"
+    )
 
 
 def _sniff_zip(path: Path) -> ModelFormat:

@@ -31,8 +31,9 @@ def for_checkpoint(obj: Any) -> ModelKind | None:
 def describe_transforms(transforms: dict[str, Any]) -> str:
     """One clause per transform a model or bundle records, by the kind that wrote it."""
     by_name = {k.name: k for k in KINDS if k.defense_kind is None and k.describe}
-    return "; ".join(by_name[name].describe(section) if name in by_name else name
-                     for name, section in transforms.items() if section)
+    return "; ".join(
+        by_name[name].describe(section) if name in by_name else name for name, section in transforms.items() if section
+    )
 
 
 def describe_defense(manifest: Manifest) -> str:

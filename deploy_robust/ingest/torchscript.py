@@ -30,10 +30,25 @@ from deploy_robust.errors import UserError, first_line
 
 _PICKLED_RECORDS = (".pkl", ".debug_pkl")
 # bytes per element of the storage types TorchScript writes (an unknown type is counted as 1 byte)
-_ITEM_BYTES = {"DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8,
-               "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1,
-               "ComplexDoubleStorage": 16, "ComplexFloatStorage": 8, "QInt8Storage": 1, "QUInt8Storage": 1,
-               "QInt32Storage": 4, "QUInt4x2Storage": 1, "QUInt2x4Storage": 1}
+_ITEM_BYTES = {
+    "DoubleStorage": 8,
+    "FloatStorage": 4,
+    "HalfStorage": 2,
+    "BFloat16Storage": 2,
+    "LongStorage": 8,
+    "IntStorage": 4,
+    "ShortStorage": 2,
+    "CharStorage": 1,
+    "ByteStorage": 1,
+    "BoolStorage": 1,
+    "ComplexDoubleStorage": 16,
+    "ComplexFloatStorage": 8,
+    "QInt8Storage": 1,
+    "QUInt8Storage": 1,
+    "QInt32Storage": 4,
+    "QUInt4x2Storage": 1,
+    "QUInt2x4Storage": 1,
+}
 
 
 def load_torchscript(path: Path) -> nn.Module:
@@ -54,10 +69,12 @@ def check_torchscript_archive(path: Path) -> None:
             for info in archive.infolist():
                 compressed = info.compress_type != zipfile.ZIP_STORED
                 if not compressed and info.file_size > stored:
-                    raise UserError(f"{path.name}: record {info.filename} declares {info.file_size} bytes "
-                                    f"in a {stored}-byte file")
-                limits.check_declared_size(info.file_size, info.compress_size, f"{path.name}: record {info.filename}",
-                                           compressed=compressed)
+                    raise UserError(
+                        f"{path.name}: record {info.filename} declares {info.file_size} bytes in a {stored}-byte file"
+                    )
+                limits.check_declared_size(
+                    info.file_size, info.compress_size, f"{path.name}: record {info.filename}", compressed=compressed
+                )
                 sizes[info.filename] = info.file_size
             for name in sizes:
                 if name.endswith(_PICKLED_RECORDS):
@@ -83,8 +100,10 @@ def _check_storages(file: str, record: str, raw: bytes, sizes: dict[str, int]) -
         if held is None:
             raise UserError(f"{file}: {record} names storage {key}, which the archive does not hold")
         if held < needed:
-            raise UserError(f"{file}: storage {folder}{key} declares {numel} elements ({needed} bytes) but holds "
-                            f"{held} bytes (a forged or truncated archive)")
+            raise UserError(
+                f"{file}: storage {folder}{key} declares {numel} elements ({needed} bytes) but holds "
+                f"{held} bytes (a forged or truncated archive)"
+            )
 
 
 class _Inert:
@@ -105,7 +124,7 @@ class _StorageIdReader(pickle.Unpickler):
         self.storages: list[tuple[str, object, object]] = []
 
     def find_class(self, module: str, name: str):
-        return type(name, (_Inert,), {})   # never imported: only its name is kept
+        return type(name, (_Inert,), {})  # never imported: only its name is kept
 
     def persistent_load(self, pid):
         if not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != "storage":

@@ -42,8 +42,10 @@ class CodeTrust:
         if not isinstance(recorded, str) or not recorded:
             raise UserError(f"{source}: the recorded architecture is not a name")
         if is_code(recorded) and not (self.trust_code or self._names_same_file(recorded)):
-            raise UserError(f"{source} names architecture code {recorded}; importing it runs that file, so it "
-                            f"was not imported: pass --arch {recorded} (or --trust-code) if you trust it")
+            raise UserError(
+                f"{source} names architecture code {recorded}; importing it runs that file, so it "
+                f"was not imported: pass --arch {recorded} (or --trust-code) if you trust it"
+            )
         return resolve(recorded)
 
     def _names_same_file(self, recorded: str) -> bool:

@@ -36,18 +36,25 @@ def read_checkpoint(path: Path, trust_pickle: bool = False) -> Any:
         ) from None
     except (AttributeError, ModuleNotFoundError, ImportError) as e:
         if not trust_pickle:
-            raise UserError(f"{path.name} is not a readable PyTorch checkpoint (truncated or corrupt?): "
-                            f"{type(e).__name__}: {first_line(e)}") from None
+            raise UserError(
+                f"{path.name} is not a readable PyTorch checkpoint (truncated or corrupt?): "
+                f"{type(e).__name__}: {first_line(e)}"
+            ) from None
         # With trust_pickle: the class the pickle names cannot be found.
         raise UserError(f"{path.name} needs Python code that is not importable here: {first_line(e)}") from None
     except Exception as e:  # torch's reader on untrusted bytes: any other failure means a damaged file
-        raise UserError(f"{path.name} is not a readable PyTorch checkpoint (truncated or corrupt?): "
-                        f"{type(e).__name__}: {first_line(e)}") from None
+        raise UserError(
+            f"{path.name} is not a readable PyTorch checkpoint (truncated or corrupt?): "
+            f"{type(e).__name__}: {first_line(e)}"
+        ) from None
 
 
 def is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, dict) and len(obj) > 0 and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    return (
+        isinstance(obj, dict)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
 
 
 def extract_state_dict(obj: Any, source: str = "checkpoint") -> "OrderedDict[str, torch.Tensor]":
@@ -62,15 +69,17 @@ def extract_state_dict(obj: Any, source: str = "checkpoint") -> "OrderedDict[str
                 return extract_state_dict(obj[key], source)
     kind = type(obj).__name__
     keys = f" with keys {sorted(map(str, obj))[:8]}" if isinstance(obj, dict) else ""
-    raise UserError(f"no state_dict found in {source} (a {kind}{keys}); expected tensors by parameter name, "
-                    f"possibly under one of {', '.join(_STATE_DICT_KEYS)}")
+    raise UserError(
+        f"no state_dict found in {source} (a {kind}{keys}); expected tensors by parameter name, "
+        f"possibly under one of {', '.join(_STATE_DICT_KEYS)}"
+    )
 
 
 def strip_prefix(state: "OrderedDict[str, torch.Tensor]", model_keys: set[str]) -> "OrderedDict[str, torch.Tensor]":
     """Drop a wrapper prefix (`module.` from DataParallel, `model.`) when that makes the keys fit."""
     for prefix in ("module.", "model.", "_orig_mod."):
         if state and all(k.startswith(prefix) for k in state):
-            stripped = OrderedDict((k[len(prefix):], v) for k, v in state.items())
+            stripped = OrderedDict((k[len(prefix) :], v) for k, v in state.items())
             if set(stripped) & model_keys:
                 return stripped
     return state
@@ -85,8 +94,11 @@ def load_state_dict(module: nn.Module, state: "OrderedDict[str, torch.Tensor]", 
     state = strip_prefix(state, set(expected))
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
-    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
     problems = []
     if missing:
         problems.append(f"missing keys: {_listing(missing)}")
@@ -102,8 +114,9 @@ def load_state_dict(module: nn.Module, state: "OrderedDict[str, torch.Tensor]", 
 
 def layer_dtypes(named_tensors: dict[str, torch.Tensor]) -> dict[str, str]:
     """dtype of each layer's floating-point tensors, keyed by layer (parameter name minus its last part)."""
-    return group_by_layer({name: str(t.dtype).replace("torch.", "") for name, t in named_tensors.items()
-                           if t.is_floating_point()})
+    return group_by_layer(
+        {name: str(t.dtype).replace("torch.", "") for name, t in named_tensors.items() if t.is_floating_point()}
+    )
 
 
 def group_by_layer(dtype_by_tensor: dict[str, str]) -> dict[str, str]:

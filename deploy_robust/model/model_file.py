@@ -31,8 +31,14 @@ def portable_arch(arch: str) -> str:
     return arch
 
 
-def save_model_file(path: str | Path, module: nn.Module, arch: str, spec: InputSpec,
-                    training: dict[str, Any], dq: dict[str, Any] | None = None) -> Path:
+def save_model_file(
+    path: str | Path,
+    module: nn.Module,
+    arch: str,
+    spec: InputSpec,
+    training: dict[str, Any],
+    dq: dict[str, Any] | None = None,
+) -> Path:
     config: dict[str, Any] = {"arch": portable_arch(arch), "input": spec.to_json(), "training": training}
     if dq is not None:
         config["dq"] = dq

@@ -25,8 +25,12 @@ def batchnorm_after_conv(model: nn.Module) -> dict[str, str]:
         if node.op != "call_module" or not isinstance(modules.get(node.target), nn.BatchNorm2d):
             continue
         source = node.args[0] if node.args else None
-        if (isinstance(source, torch.fx.Node) and source.op == "call_module"
-                and type(modules.get(source.target)) is nn.Conv2d and len(source.users) == 1):
+        if (
+            isinstance(source, torch.fx.Node)
+            and source.op == "call_module"
+            and type(modules.get(source.target)) is nn.Conv2d
+            and len(source.users) == 1
+        ):
             if sum(1 for n in traced.graph.nodes if n.op == "call_module" and n.target == node.target) == 1:
                 pairs[source.target] = node.target
     return pairs

@@ -29,15 +29,21 @@ def register(*op_types: str) -> Callable[[Handler], Handler]:
         for op in op_types:
             OPS[op] = fn
         return fn
+
     return wrap
 
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
 TORCH_DTYPES = {
-    onnx.TensorProto.FLOAT: torch.float32, onnx.TensorProto.FLOAT16: torch.float16,
-    onnx.TensorProto.DOUBLE: torch.float64, onnx.TensorProto.BFLOAT16: torch.bfloat16,
-    onnx.TensorProto.INT64: torch.int64, onnx.TensorProto.INT32: torch.int32,
-    onnx.TensorProto.INT8: torch.int8, onnx.TensorProto.UINT8: torch.uint8, onnx.TensorProto.BOOL: torch.bool,
+    onnx.TensorProto.FLOAT: torch.float32,
+    onnx.TensorProto.FLOAT16: torch.float16,
+    onnx.TensorProto.DOUBLE: torch.float64,
+    onnx.TensorProto.BFLOAT16: torch.bfloat16,
+    onnx.TensorProto.INT64: torch.int64,
+    onnx.TensorProto.INT32: torch.int32,
+    onnx.TensorProto.INT8: torch.int8,
+    onnx.TensorProto.UINT8: torch.uint8,
+    onnx.TensorProto.BOOL: torch.bool,
 }
 
 
@@ -61,9 +67,14 @@ class OnnxGraphModule(nn.Module):
     `float_dtype=None` keeps every cast as written.
     """
 
-    def __init__(self, model: onnx.ModelProto, float_dtype: torch.dtype | None = torch.float32,
-                 straight_through: bool = False, all_outputs: bool = False,
-                 ops: Mapping[str, Handler] | None = None) -> None:
+    def __init__(
+        self,
+        model: onnx.ModelProto,
+        float_dtype: torch.dtype | None = torch.float32,
+        straight_through: bool = False,
+        all_outputs: bool = False,
+        ops: Mapping[str, Handler] | None = None,
+    ) -> None:
         super().__init__()
         self.ops = dict(OPS if ops is None else ops)
         self.all_outputs = all_outputs  # the first output (logits) unless asked, e.g. a detector's score too
@@ -96,12 +107,17 @@ class OnnxGraphModule(nn.Module):
         shapes = {init.name: tuple(init.dims) for init in graph.initializer if init.data_type in FLOAT_TYPES}
         # The weighted layers in graph order, with their weight shapes: what re-export maps its names back to
         # (exporters.float_onnx.keep_source_names), so plans and fallback notes name the user's own layers.
-        self.source_weighted_nodes = [(name, shapes[ins[1]]) for op, ins, _, _, name in self.nodes
-                                      if op in WEIGHTED_OPS and len(ins) > 1 and ins[1] in shapes]
+        self.source_weighted_nodes = [
+            (name, shapes[ins[1]])
+            for op, ins, _, _, name in self.nodes
+            if op in WEIGHTED_OPS and len(ins) > 1 and ins[1] in shapes
+        ]
         missing = sorted({op for op, *_ in self.nodes if op not in self.ops})
         if missing:
-            raise UserError(f"the ONNX graph uses ops deploy-robust cannot run in torch: {', '.join(missing)} "
-                            f"(supported: {', '.join(sorted(self.ops))})")
+            raise UserError(
+                f"the ONNX graph uses ops deploy-robust cannot run in torch: {', '.join(missing)} "
+                f"(supported: {', '.join(sorted(self.ops))})"
+            )
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         env: dict[str, Value] = dict(zip(self.input_names, inputs))

@@ -16,6 +16,7 @@ from deploy_robust.onnx_torch.graph import OPS, TORCH_DTYPES, Handler, as_ints, 
 
 # ---- arithmetic and activations -------------------------------------------------------
 
+
 def _binary(fn: Callable, np_fn: Callable) -> Handler:
     def run(args, attrs):
         a, b = args
@@ -23,14 +24,17 @@ def _binary(fn: Callable, np_fn: Callable) -> Handler:
             return np_fn(np.asarray(a), np.asarray(b))
         a, b = (as_tensor(v) if is_static(v) else v for v in (a, b))
         return fn(a, b)
+
     return run
 
 
 OPS["Add"] = _binary(torch.add, np.add)
 OPS["Sub"] = _binary(torch.sub, np.subtract)
 OPS["Mul"] = _binary(torch.mul, np.multiply)
-OPS["Div"] = _binary(lambda a, b: torch.div(a, b) if a.is_floating_point() else torch.div(a, b, rounding_mode="trunc"),
-                     lambda a, b: a / b if a.dtype.kind == "f" else np.trunc(a / b).astype(a.dtype))
+OPS["Div"] = _binary(
+    lambda a, b: torch.div(a, b) if a.is_floating_point() else torch.div(a, b, rounding_mode="trunc"),
+    lambda a, b: a / b if a.dtype.kind == "f" else np.trunc(a / b).astype(a.dtype),
+)
 OPS["Pow"] = _binary(torch.pow, np.power)
 OPS["Max"] = _binary(torch.maximum, np.maximum)
 OPS["Min"] = _binary(torch.minimum, np.minimum)
@@ -41,9 +45,19 @@ OPS["Equal"] = _binary(torch.eq, np.equal)
 OPS["LessOrEqual"] = _binary(torch.le, np.less_equal)
 OPS["GreaterOrEqual"] = _binary(torch.ge, np.greater_equal)
 
-for _op, _fn in {"Relu": F.relu, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Neg": torch.neg,
-                 "Exp": torch.exp, "Log": torch.log, "Sqrt": torch.sqrt, "Erf": torch.erf, "Abs": torch.abs,
-                 "Softplus": F.softplus, "Identity": lambda x: x}.items():
+for _op, _fn in {
+    "Relu": F.relu,
+    "Sigmoid": torch.sigmoid,
+    "Tanh": torch.tanh,
+    "Neg": torch.neg,
+    "Exp": torch.exp,
+    "Log": torch.log,
+    "Sqrt": torch.sqrt,
+    "Erf": torch.erf,
+    "Abs": torch.abs,
+    "Softplus": F.softplus,
+    "Identity": lambda x: x,
+}.items():
     OPS[_op] = (lambda fn: lambda args, attrs: fn(args[0]))(_fn)
 
 
@@ -53,6 +67,7 @@ def _piecewise_constant(fn):
         if attrs.get("_ste") and isinstance(x, torch.Tensor) and x.is_floating_point():
             return x + (fn(x) - x).detach()  # forward exact, backward identity (BPDA)
         return fn(x)
+
     return run
 
 
@@ -106,6 +121,7 @@ def _dropout(args, attrs):
 
 
 # ---- linear layers ----------------------------------------------------------------------
+
 
 def _split_pads(pads: list[int], spatial: int) -> tuple[list[int] | None, list[int]]:
     """ONNX pads (begins then ends) -> symmetric per-dim padding, or None and an F.pad list."""
@@ -176,6 +192,7 @@ def _batchnorm(args, attrs):
 
 # ---- pooling ---------------------------------------------------------------------------
 
+
 def _pool_geometry(args, attrs, pad_value: float = 0.0):
     """Input (explicitly padded if the pads are asymmetric), kernel, strides and symmetric padding."""
     x = args[0]
@@ -201,7 +218,9 @@ def _avgpool(args, attrs):
     include_pad = bool(attrs.get("count_include_pad", 0))
     x, kernel, strides, padding, _, padded = _pool_geometry(args, attrs)
     if padded and not include_pad:
-        raise UserError(f"AveragePool node {attrs['_node']}: asymmetric padding without count_include_pad is not supported")
+        raise UserError(
+            f"AveragePool node {attrs['_node']}: asymmetric padding without count_include_pad is not supported"
+        )
     pool = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[len(kernel)]
     return pool(x, kernel, strides, padding, ceil_mode=bool(attrs.get("ceil_mode", 0)), count_include_pad=include_pad)
 
@@ -235,6 +254,7 @@ def _reduce(args, attrs):
 
 
 # ---- shapes and data movement -----------------------------------------------------------
+
 
 @register("Flatten")
 def _flatten(args, attrs):
@@ -280,7 +300,8 @@ def _gather(args, attrs):
         return np.take(np.asarray(data), np.asarray(index), axis=axis)
     index = as_tensor(index) if is_static(index) else index
     return torch.index_select(data, axis, index.reshape(-1)).reshape(
-        list(data.shape[:axis]) + list(index.shape) + list(data.shape[axis + 1:]))
+        list(data.shape[:axis]) + list(index.shape) + list(data.shape[axis + 1 :])
+    )
 
 
 @register("Unsqueeze")
@@ -396,8 +417,9 @@ def _argmax(args, attrs):
 @register("TopK")
 def _topk(args, attrs):
     x, k = args[0], int(np.asarray(args[1]).reshape(-1)[0])
-    values, indices = torch.topk(x, k, dim=int(attrs.get("axis", -1)), largest=bool(attrs.get("largest", 1)),
-                                 sorted=bool(attrs.get("sorted", 1)))
+    values, indices = torch.topk(
+        x, k, dim=int(attrs.get("axis", -1)), largest=bool(attrs.get("largest", 1)), sorted=bool(attrs.get("sorted", 1))
+    )
     return values, indices
 
 
@@ -437,8 +459,13 @@ def _scatter_elements(args, attrs):
     reduction = attrs.get("reduction", "none")
     if reduction == "none":
         return data.scatter(axis, indices, updates.to(data.dtype))
-    return data.scatter_reduce(axis, indices, updates.to(data.dtype), reduce={"add": "sum", "mul": "prod"}.get(
-        reduction, reduction), include_self=True)
+    return data.scatter_reduce(
+        axis,
+        indices,
+        updates.to(data.dtype),
+        reduce={"add": "sum", "mul": "prod"}.get(reduction, reduction),
+        include_self=True,
+    )
 
 
 @register("Pad")
@@ -454,4 +481,9 @@ def _pad(args, attrs):
     pad_list: list[int] = []
     for b, e in zip(reversed(begins), reversed(ends)):
         pad_list += [b, e]
-    return F.pad(x, pad_list, mode={"constant": "constant", "reflect": "reflect", "edge": "replicate"}[mode], value=value if mode == "constant" else None)
+    return F.pad(
+        x,
+        pad_list,
+        mode={"constant": "constant", "reflect": "reflect", "edge": "replicate"}[mode],
+        value=value if mode == "constant" else None,
+    )

@@ -13,8 +13,9 @@ from deploy_robust.onnx_torch.graph import TORCH_DTYPES, register
 # forward, as ONNX Runtime draws fresh on every run. Samples carry no gradient; gradients
 # flow through whatever the graph computes from them (attacks average them by EOT).
 
-RANDOM_OPS = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
-                        "Multinomial", "Bernoulli"})
+RANDOM_OPS = frozenset(
+    {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"}
+)
 
 
 def _random_dtype(attrs, like: torch.Tensor | None) -> torch.dtype:

@@ -18,8 +18,9 @@ from torch import nn
 
 
 class FrozenFakeQuant(nn.Module):
-    def __init__(self, scale: torch.Tensor, zero_point: torch.Tensor, quant_min: int, quant_max: int,
-                 axis: int | None) -> None:
+    def __init__(
+        self, scale: torch.Tensor, zero_point: torch.Tensor, quant_min: int, quant_max: int, axis: int | None
+    ) -> None:
         super().__init__()
         self.register_buffer("scale", scale.detach().float().clone())
         self.register_buffer("zero_point", zero_point.detach().to(torch.int32).clone())
@@ -27,15 +28,20 @@ class FrozenFakeQuant(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.axis is None:  # tensor-valued scale and zero point: no data-dependent Python numbers
-            return torch.fake_quantize_per_tensor_affine(x, self.scale.reshape(()), self.zero_point.reshape(()),
-                                                         self.quant_min, self.quant_max)
-        return torch.fake_quantize_per_channel_affine(x, self.scale, self.zero_point, self.axis,
-                                                      self.quant_min, self.quant_max)
+            return torch.fake_quantize_per_tensor_affine(
+                x, self.scale.reshape(()), self.zero_point.reshape(()), self.quant_min, self.quant_max
+            )
+        return torch.fake_quantize_per_channel_affine(
+            x, self.scale, self.zero_point, self.axis, self.quant_min, self.quant_max
+        )
 
 
 def is_fake_quant(module: nn.Module) -> bool:
-    return all(hasattr(module, a) for a in ("scale", "zero_point", "quant_min", "quant_max")) and \
-        isinstance(getattr(module, "scale"), torch.Tensor) and not isinstance(module, FrozenFakeQuant)
+    return (
+        all(hasattr(module, a) for a in ("scale", "zero_point", "quant_min", "quant_max"))
+        and isinstance(getattr(module, "scale"), torch.Tensor)
+        and not isinstance(module, FrozenFakeQuant)
+    )
 
 
 def freeze(model: nn.Module) -> tuple[nn.Module, int]:

@@ -21,8 +21,9 @@ DAMPING = 0.01  # fraction of the mean diagonal added to H: keeps it invertible 
 _BLOCK = 128
 
 
-def gptq_round(weight: np.ndarray, scale: np.ndarray, levels: int, gram: np.ndarray,
-               damping: float = DAMPING) -> np.ndarray:
+def gptq_round(
+    weight: np.ndarray, scale: np.ndarray, levels: int, gram: np.ndarray, damping: float = DAMPING
+) -> np.ndarray:
     """Integer weights (int8 array shaped like `weight`, (out, k)) on the grid q * scale[out], |q| <= levels,
     chosen to keep the output error on inputs with Gram matrix `gram` (k, k) small."""
     scale = scale.astype(np.float64)
@@ -46,7 +47,7 @@ def gptq_round(weight: np.ndarray, scale: np.ndarray, levels: int, gram: np.ndar
         for i in range(start, stop):
             q[:, i] = np.clip(np.round(w[:, i] / scale), -levels, levels)
             error = (w[:, i] - q[:, i] * scale) / u[i, i]
-            w[:, i + 1:stop] -= np.outer(error, u[i, i + 1:stop])
+            w[:, i + 1 : stop] -= np.outer(error, u[i, i + 1 : stop])
             errors[:, i - start] = error
         w[:, stop:] -= errors @ u[start:stop, stop:]
     result = np.empty_like(q)

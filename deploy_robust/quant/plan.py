@@ -29,10 +29,10 @@ INT4_BLOCK = 32
 
 @dataclass
 class LayerPlan:
-    name: str           # torch-style layer name
-    node: str           # ONNX node name
+    name: str  # torch-style layer name
+    node: str  # ONNX node name
     op: str
-    precision: str      # final precision
+    precision: str  # final precision
     requested: str
     reason: str
 
@@ -47,15 +47,21 @@ class LayerPlan:
         return self.precision in ("int8", "int4") and not self.weight_only_int4
 
     def to_json(self) -> dict:
-        return {"name": self.name, "node": self.node, "op": self.op, "precision": self.precision,
-                "requested": self.requested, "reason": self.reason}
+        return {
+            "name": self.name,
+            "node": self.node,
+            "op": self.op,
+            "precision": self.precision,
+            "requested": self.requested,
+            "reason": self.reason,
+        }
 
 
 def layer_name(weight_name: str) -> str:
     name = weight_name
     for prefix in ("model.",):
         if name.startswith(prefix):
-            name = name[len(prefix):]
+            name = name[len(prefix) :]
     return name[: -len(".weight")] if name.endswith(".weight") else name
 
 
@@ -82,8 +88,9 @@ def read_plan_file(path: str | Path) -> tuple[str, dict[str, str]]:
         else:
             doc = json.loads(text)
     except Exception as e:
-        raise UserError(f"{path.name}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: "
-                        f"{first_line(e)}") from None
+        raise UserError(
+            f"{path.name}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {first_line(e)}"
+        ) from None
     if not isinstance(doc, dict):
         raise UserError(f"{path.name}: a plan is a mapping with 'default' and 'layers'")
     layers = doc.get("layers", {k: v for k, v in doc.items() if k != "default"})
@@ -117,15 +124,21 @@ def make_plan(model: onnx.ModelProto, mode: str, target: str, plan_file: str | P
         named = name in overrides or any(fnmatch.fnmatchcase(name, k) for k in overrides)
         if index == 0 and not named and precision in ("int8", "int4") and _narrow_image_conv(node, weight, target):
             c_out, c_in = list(weight.dims)[:2]
-            precision, reason = "fp32", (
-                f"narrow image-input conv ({c_in} -> {c_out} channels): ONNX Runtime's integer convolution is slower "
-                "than its float one there (measured on the six real checkpoints: benchmarks/runtime_matrix.py); "
-                "name it in a --plan to quantize it anyway")
+            precision, reason = (
+                "fp32",
+                (
+                    f"narrow image-input conv ({c_in} -> {c_out} channels): ONNX Runtime's integer convolution is slower "
+                    "than its float one there (measured on the six real checkpoints: benchmarks/runtime_matrix.py); "
+                    "name it in a --plan to quantize it anyway"
+                ),
+            )
         plans.append(LayerPlan(name, node.name, node.op_type, precision, requested, reason))
     unknown = [k for k in overrides if not any(fnmatch.fnmatchcase(n, k) for n in names)]
     if unknown:
-        raise UserError(f"plan names layers the model does not have: {', '.join(unknown)} "
-                        f"(layers: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''})")
+        raise UserError(
+            f"plan names layers the model does not have: {', '.join(unknown)} "
+            f"(layers: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''})"
+        )
     return plans
 
 
@@ -170,8 +183,13 @@ _NARROW_INPUT_CHANNELS, _NARROW_OUTPUT_CHANNELS = 4, 32
 
 def _narrow_image_conv(node: onnx.NodeProto, weight: onnx.TensorProto, target: str) -> bool:
     dims = list(weight.dims)
-    return (target == "ort-cpu" and node.op_type == "Conv" and len(dims) == 4
-            and dims[1] <= _NARROW_INPUT_CHANNELS and dims[0] <= _NARROW_OUTPUT_CHANNELS)
+    return (
+        target == "ort-cpu"
+        and node.op_type == "Conv"
+        and len(dims) == 4
+        and dims[1] <= _NARROW_INPUT_CHANNELS
+        and dims[0] <= _NARROW_OUTPUT_CHANNELS
+    )
 
 
 def _gemm_k(node: onnx.NodeProto, dims: list[int]) -> int:

@@ -30,10 +30,10 @@ class TrainedGrid:
     """The grids a model trained with (Defensive Quantization models, EMPIR members): exported as they are,
     never recalibrated (`exporters.trained_grid`)."""
 
-    weight_bits: dict[str, int]              # torch layer name -> bits of its weight grid (quantized layers only)
-    weight_levels: dict[str, int]            # torch layer name -> largest |q|
-    input_bits: dict[str, int]               # quantized layer -> bits of the bounded activation it reads
-    input_params: ActivationParams | None    # the 8-bit model-input quantizer, if the model has one
+    weight_bits: dict[str, int]  # torch layer name -> bits of its weight grid (quantized layers only)
+    weight_levels: dict[str, int]  # torch layer name -> largest |q|
+    input_bits: dict[str, int]  # quantized layer -> bits of the bounded activation it reads
+    input_params: ActivationParams | None  # the 8-bit model-input quantizer, if the model has one
     weight_scales: dict[str, float] = field(default_factory=dict)  # explicit per-tensor scales (else max|w| / L)
 
 
@@ -56,11 +56,12 @@ def weight_levels(bits: int, *, reduce_range: bool = False) -> int:
 
 
 # Largest |bias| in int32 units: leaves headroom so bias + accumulator cannot wrap around.
-BIAS_LIMIT = 2 ** 30
+BIAS_LIMIT = 2**30
 
 
-def quantize_per_channel(weight: np.ndarray, bits: int, axis: int = 0, levels: int | None = None,
-                         min_scale: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def quantize_per_channel(
+    weight: np.ndarray, bits: int, axis: int = 0, levels: int | None = None, min_scale: np.ndarray | float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric per-channel quantization: integer values (int8 storage) and float32 scales.
 
     `levels` narrows the grid below the bit width (63 for 8-bit "reduce range"); `min_scale`
@@ -97,5 +98,5 @@ def bias_safe_min_scale(bias: np.ndarray, input_scale: np.float32) -> np.ndarray
 
 def quantize_bias(bias: np.ndarray, input_scale: np.float32, weight_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scale = (np.float32(input_scale) * weight_scale.astype(np.float32)).astype(np.float32)
-    q = np.clip(np.round(bias.astype(np.float64) / scale), -2 ** 31, 2 ** 31 - 1).astype(np.int32)
+    q = np.clip(np.round(bias.astype(np.float64) / scale), -(2**31), 2**31 - 1).astype(np.int32)
     return q, scale

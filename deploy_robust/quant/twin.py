@@ -20,7 +20,7 @@ import torch
 from deploy_robust.onnx_torch import OPS, OnnxGraphModule
 from deploy_robust.quant.ste import ste_round
 
-_RANGES = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127), np.dtype(np.int32): (-2 ** 31, 2 ** 31 - 1)}
+_RANGES = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127), np.dtype(np.int32): (-(2**31), 2**31 - 1)}
 
 
 def _int_range(zero_point) -> tuple[int, int]:
@@ -79,8 +79,13 @@ def _dequantize(args, attrs):
 TWIN_OPS = {**OPS, "QuantizeLinear": _quantize, "DequantizeLinear": _dequantize}
 
 
-def twin_module(model: onnx.ModelProto | str | Path, *, float_dtype: torch.dtype | None = None,
-                bpda: bool = False, all_outputs: bool = False) -> OnnxGraphModule:
+def twin_module(
+    model: onnx.ModelProto | str | Path,
+    *,
+    float_dtype: torch.dtype | None = None,
+    bpda: bool = False,
+    all_outputs: bool = False,
+) -> OnnxGraphModule:
     """A graph (a bundle's `model.onnx`, or any ONNX model) as a torch module in eval mode.
 
     `float_dtype=None` computes in the precisions the graph states (fp16 casts included);
@@ -88,8 +93,9 @@ def twin_module(model: onnx.ModelProto | str | Path, *, float_dtype: torch.dtype
     `all_outputs` returns every graph output, not only the first (the logits)."""
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
-    return OnnxGraphModule(model, float_dtype=float_dtype, straight_through=bpda, all_outputs=all_outputs,
-                           ops=TWIN_OPS).eval()
+    return OnnxGraphModule(
+        model, float_dtype=float_dtype, straight_through=bpda, all_outputs=all_outputs, ops=TWIN_OPS
+    ).eval()
 
 
 def attack_graph(model: onnx.ModelProto | str | Path, bpda: bool = True) -> OnnxGraphModule:

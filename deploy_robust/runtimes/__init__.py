@@ -24,34 +24,57 @@ from deploy_robust.runtimes.base import Runner, RuntimeOptions
 @dataclass(frozen=True)
 class Backend:
     name: str
-    package: str            # imported first: its absence is the one-line "install" message
-    install: str            # what to install when it is missing
-    runner_module: str      # deploy_robust.runtimes.<runner_module>.runner_for builds the runner
+    package: str  # imported first: its absence is the one-line "install" message
+    install: str  # what to install when it is missing
+    runner_module: str  # deploy_robust.runtimes.<runner_module>.runner_for builds the runner
     runs_modules: bool = False  # also runs a torch module (not only a bundle)
     options: tuple[str, ...] = ("threads",)  # the RuntimeOptions it honours; others are refused, not ignored
-    no_effect: tuple[str, ...] = ()          # accepted without effect (a GPU engine has no thread setting)
-    gpu: bool = False                        # runs on a CUDA GPU (one per rank under --workers / torchrun)
+    no_effect: tuple[str, ...] = ()  # accepted without effect (a GPU engine has no thread setting)
+    gpu: bool = False  # runs on a CUDA GPU (one per rank under --workers / torchrun)
 
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (
-    Backend("ort-cpu", "onnxruntime", "pip install onnxruntime", "onnxruntime_runner"),
-    Backend("ort-cuda", "onnxruntime", "pip install onnxruntime-gpu", "onnxruntime_runner", gpu=True),
-    Backend("torch", "torch", "pip install torch", "torch_runner", runs_modules=True),
-    Backend("torch-cuda", "torch", "a CUDA build of torch", "torch_runner", runs_modules=True, gpu=True),
-    Backend("tensorrt", "tensorrt", "pip install tensorrt (on a machine with an NVIDIA GPU)", "tensorrt_runner",
-            options=(), no_effect=("threads",), gpu=True),
-    Backend("openvino", "openvino", "pip install openvino", "openvino_runner",
-            options=("threads", "device", "streams", "precision_hint", "cache")),
-)}
+BACKENDS: dict[str, Backend] = {
+    b.name: b
+    for b in (
+        Backend("ort-cpu", "onnxruntime", "pip install onnxruntime", "onnxruntime_runner"),
+        Backend("ort-cuda", "onnxruntime", "pip install onnxruntime-gpu", "onnxruntime_runner", gpu=True),
+        Backend("torch", "torch", "pip install torch", "torch_runner", runs_modules=True),
+        Backend("torch-cuda", "torch", "a CUDA build of torch", "torch_runner", runs_modules=True, gpu=True),
+        Backend(
+            "tensorrt",
+            "tensorrt",
+            "pip install tensorrt (on a machine with an NVIDIA GPU)",
+            "tensorrt_runner",
+            options=(),
+            no_effect=("threads",),
+            gpu=True,
+        ),
+        Backend(
+            "openvino",
+            "openvino",
+            "pip install openvino",
+            "openvino_runner",
+            options=("threads", "device", "streams", "precision_hint", "cache"),
+        ),
+    )
+}
 
-_OPTION_FLAGS = {"threads": "--threads", "device": "--device", "streams": "--streams", "precision_hint": "--precision-hint"}
+_OPTION_FLAGS = {
+    "threads": "--threads",
+    "device": "--device",
+    "streams": "--streams",
+    "precision_hint": "--precision-hint",
+}
 
 
 def unsupported(backend: str, options: RuntimeOptions) -> list[str]:
     """The options set (not at their default) that `backend` neither honours nor accepts without effect."""
     entry, default = BACKENDS[backend], RuntimeOptions()
-    return [name for name in _OPTION_FLAGS if getattr(options, name) != getattr(default, name)
-            and name not in entry.options + entry.no_effect]
+    return [
+        name
+        for name in _OPTION_FLAGS
+        if getattr(options, name) != getattr(default, name) and name not in entry.options + entry.no_effect
+    ]
 
 
 def refuse(name: str, backend: str) -> UserError:
@@ -67,8 +90,14 @@ def options_for(backend: str, options: RuntimeOptions) -> RuntimeOptions:
     return replace(options, **{name: getattr(RuntimeOptions(), name) for name in unsupported(backend, options)})
 
 
-def create_runner(backend: str, bundle: Bundle | None = None, *, module: nn.Module | None = None,
-                  threads: int | None = None, options: RuntimeOptions | None = None) -> Runner:
+def create_runner(
+    backend: str,
+    bundle: Bundle | None = None,
+    *,
+    module: nn.Module | None = None,
+    threads: int | None = None,
+    options: RuntimeOptions | None = None,
+) -> Runner:
     """`threads` is shorthand for `options=RuntimeOptions(threads=...)`; a backend refuses options it does not take."""
     if backend not in BACKENDS:
         raise UserError(f"unknown backend '{backend}'; choose from {', '.join(BACKENDS)}")

@@ -23,7 +23,7 @@ class RuntimeOptions:
     device: str | None = None
     streams: int | None = None
     precision_hint: str = "default"
-    cache: bool = True              # compiled-model cache in the user's deploy-robust folder (OpenVINO)
+    cache: bool = True  # compiled-model cache in the user's deploy-robust folder (OpenVINO)
 
 
 class Runner(abc.ABC):
@@ -54,11 +54,11 @@ class Runner(abc.ABC):
             return list(self._infer_all(x))
         parts: list[list[np.ndarray]] = []
         for start in range(0, len(x), self.fixed_batch):
-            chunk = x[start:start + self.fixed_batch]
+            chunk = x[start : start + self.fixed_batch]
             short = self.fixed_batch - len(chunk)
             if short:
                 chunk = np.concatenate([chunk, np.zeros((short, *chunk.shape[1:]), np.float32)])
-            parts.append([out[:self.fixed_batch - short] for out in self._infer_all(chunk)])
+            parts.append([out[: self.fixed_batch - short] for out in self._infer_all(chunk)])
         return [np.concatenate(outs) for outs in zip(*parts)]
 
     def infer(self, x: np.ndarray) -> np.ndarray:

@@ -14,8 +14,9 @@ from deploy_robust.errors import UserError
 LEVELS = ("disable", "basic", "extended", "all")
 
 
-def optimization_level(*, quantized: bool, signed_activations: bool, device: str = "cpu",
-                       full_range_weights: bool = False) -> str:
+def optimization_level(
+    *, quantized: bool, signed_activations: bool, device: str = "cpu", full_range_weights: bool = False
+) -> str:
     """Graph optimization level for a graph on ONNX Runtime.
 
     A quantized graph made for TensorRT or ORT-CUDA has signed activations; ONNX Runtime's
@@ -37,13 +38,22 @@ def providers_for(device: str) -> list[str]:
     if device != "cuda":
         return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" not in ort.get_available_providers():
-        raise UserError("backend ort-cuda needs ONNX Runtime's CUDA execution provider: "
-                        "pip install onnxruntime-gpu (and a CUDA GPU)")
+        raise UserError(
+            "backend ort-cuda needs ONNX Runtime's CUDA execution provider: "
+            "pip install onnxruntime-gpu (and a CUDA GPU)"
+        )
     return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
-def load_session(model: str | Path | bytes, *, providers: list[str], threads: int | None = None,
-                 optimization: str = "all", fast_int4: bool = True, profile_prefix: str | None = None):
+def load_session(
+    model: str | Path | bytes,
+    *,
+    providers: list[str],
+    threads: int | None = None,
+    optimization: str = "all",
+    fast_int4: bool = True,
+    profile_prefix: str | None = None,
+):
     """An InferenceSession for `model` (a path or serialized bytes). `fast_int4` widens INT4 conv weights
     to INT8 first (same values; ONNX Runtime then runs its fused integer convolution). `profile_prefix`
     turns on ONNX Runtime's profiler, writing its JSON trace at that prefix (`session.end_profiling()`)."""

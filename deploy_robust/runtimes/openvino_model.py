@@ -80,7 +80,9 @@ def compile_bundle_graph(model_path: Path, options: RuntimeOptions, *, profile: 
         compiled = core.compile_model(core.read_model(graph), device, config)
     except RuntimeError as e:
         text = str(e).strip().splitlines()
-        raise UserError(f"OpenVINO cannot compile {model_path} for {device}: {text[0] if text else type(e).__name__}") from None
+        raise UserError(
+            f"OpenVINO cannot compile {model_path} for {device}: {text[0] if text else type(e).__name__}"
+        ) from None
     if cache is not None:
         cache.seal()
     return compiled

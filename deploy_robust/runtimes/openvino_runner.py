@@ -21,8 +21,9 @@ _WEIGHTED = ("Convolution", "GroupConvolution", "FullyConnected", "MatMul", "Dec
 
 
 class OpenVINORunner(Runner):
-    def __init__(self, model_path, options: RuntimeOptions = RuntimeOptions(), fixed_batch: int | None = None,
-                 widen: bool = True) -> None:
+    def __init__(
+        self, model_path, options: RuntimeOptions = RuntimeOptions(), fixed_batch: int | None = None, widen: bool = True
+    ) -> None:
         """`widen`: look for INT4 weights to widen (False when the bundle's manifest records none)."""
         self.model_path, self.options, self.fixed_batch, self.widen = model_path, options, fixed_batch, widen
         self.name = "openvino"
@@ -49,7 +50,7 @@ class OpenVINORunner(Runner):
             self._request.infer({0: x})
             return [np.array(self._request.get_output_tensor(i).data) for i in range(count)]
         slices = [s for s in np.array_split(x, min(len(self._requests), len(x))) if len(s)]
-        used = self._requests[:len(slices)]
+        used = self._requests[: len(slices)]
         for request, part in zip(used, slices):
             request.start_async({0: np.ascontiguousarray(part)})
         for request in used:
@@ -65,12 +66,15 @@ class OpenVINORunner(Runner):
             if info["layerType"].astype(str) in _WEIGHTED:
                 precisions[info["runtimePrecision"].astype(str)] += 1
         hint = _property(compiled, "INFERENCE_PRECISION_HINT", None)
-        return {"backend": self.name, "device": ", ".join(_property(compiled, "EXECUTION_DEVICES", [self.options.device])),
-                "inference_precision_hint": hint.get_type_name() if hint is not None else "unknown",
-                "executed_precision": executed_precision(precisions),
-                "weighted_layers_by_precision": dict(sorted(precisions.items())),
-                "streams": int(_property(compiled, "NUM_STREAMS", 0)),
-                "threads": int(_property(compiled, "INFERENCE_NUM_THREADS", 0))}
+        return {
+            "backend": self.name,
+            "device": ", ".join(_property(compiled, "EXECUTION_DEVICES", [self.options.device])),
+            "inference_precision_hint": hint.get_type_name() if hint is not None else "unknown",
+            "executed_precision": executed_precision(precisions),
+            "weighted_layers_by_precision": dict(sorted(precisions.items())),
+            "streams": int(_property(compiled, "NUM_STREAMS", 0)),
+            "threads": int(_property(compiled, "INFERENCE_NUM_THREADS", 0)),
+        }
 
     def layer_profile(self, x: np.ndarray, repeats: int = 10) -> list[dict[str, Any]]:
         compiled = compile_bundle_graph(self.model_path, self.options, profile=True, widen=self.widen)
@@ -84,15 +88,18 @@ class OpenVINORunner(Runner):
                 if str(p.status).endswith("EXECUTED") and not str(p.status).endswith("NOT_RUN"):
                     key = (p.node_name, p.node_type, p.exec_type)
                     totals[key] = totals.get(key, 0.0) + p.real_time.total_seconds() * 1e3
-        return [{"layer": name, "op": op, "kernel": kernel, "precision": _kernel_precision(kernel),
-                 "ms": total / repeats} for (name, op, kernel), total in totals.items()]
+        return [
+            {"layer": name, "op": op, "kernel": kernel, "precision": _kernel_precision(kernel), "ms": total / repeats}
+            for (name, op, kernel), total in totals.items()
+        ]
 
 
 def executed_precision(weighted: Counter) -> str:
     """One word for what the weighted layers compute in: "bf16", "f32", "int8", or a mix ("int8+bf16")."""
     names = {"u8": "int8", "i8": "int8", "bf16": "bf16", "f32": "f32", "f16": "f16", "u4": "int4", "i4": "int4"}
-    kinds = sorted({names.get(p, p) for p in weighted}, key=lambda k: -sum(
-        n for p, n in weighted.items() if names.get(p, p) == k))
+    kinds = sorted(
+        {names.get(p, p) for p in weighted}, key=lambda k: -sum(n for p, n in weighted.items() if names.get(p, p) == k)
+    )
     return "+".join(kinds) if kinds else "none"
 
 
@@ -102,7 +109,9 @@ def _kernel_precision(kernel: str) -> str:
     return {"i8": "int8", "u8": "int8", "bf16": "bf16", "f32": "f32", "f16": "f16"}.get(tail, tail)
 
 
-def runner_for(backend: str, bundle: Bundle, *, module=None, options: RuntimeOptions = RuntimeOptions()) -> OpenVINORunner:
+def runner_for(
+    backend: str, bundle: Bundle, *, module=None, options: RuntimeOptions = RuntimeOptions()
+) -> OpenVINORunner:
     stores_int4 = any(layer.get("precision") == "int4" for layer in bundle.manifest.precision.layers)
     return OpenVINORunner(bundle.model_path, options, fixed_batch=bundle.fixed_batch, widen=stores_int4)
 

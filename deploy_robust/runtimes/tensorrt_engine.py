@@ -18,12 +18,21 @@ def import_tensorrt():
     try:
         import tensorrt as trt
     except ImportError:
-        raise UserError("the tensorrt backend needs TensorRT: pip install tensorrt (on a machine with an NVIDIA GPU)") from None
+        raise UserError(
+            "the tensorrt backend needs TensorRT: pip install tensorrt (on a machine with an NVIDIA GPU)"
+        ) from None
     return trt
 
 
-def build_engine(onnx_path: Path, input_shape: tuple[int, ...], *, opt_batch: int = 32, max_batch: int = 256,
-                 fixed_batch: int | None = None, workspace_gib: float = 2.0) -> bytes:
+def build_engine(
+    onnx_path: Path,
+    input_shape: tuple[int, ...],
+    *,
+    opt_batch: int = 32,
+    max_batch: int = 256,
+    fixed_batch: int | None = None,
+    workspace_gib: float = 2.0,
+) -> bytes:
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -49,8 +58,9 @@ def build_engine(onnx_path: Path, input_shape: tuple[int, ...], *, opt_batch: in
     return bytes(serialized)
 
 
-def load_or_build_engine(onnx_path: Path, input_shape: tuple[int, ...], engine_path: Path, *,
-                         fixed_batch: int | None = None) -> bytes:
+def load_or_build_engine(
+    onnx_path: Path, input_shape: tuple[int, ...], engine_path: Path, *, fixed_batch: int | None = None
+) -> bytes:
     """The cached engine at `engine_path`, else a new one (cached there when the bundle is writable;
     engines are specific to the GPU and the TensorRT version)."""
     if engine_path.is_file():

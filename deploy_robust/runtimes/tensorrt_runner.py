@@ -23,16 +23,28 @@ def _torch_dtype(trt, dtype):
     """The torch dtype of a TensorRT tensor dtype (float32 for any other)."""
     import torch
 
-    pairs = [("float32", torch.float32), ("float16", torch.float16), ("bfloat16", torch.bfloat16),
-             ("int32", torch.int32), ("int64", torch.int64), ("int8", torch.int8), ("bool", torch.bool)]
+    pairs = [
+        ("float32", torch.float32),
+        ("float16", torch.float16),
+        ("bfloat16", torch.bfloat16),
+        ("int32", torch.int32),
+        ("int64", torch.int64),
+        ("int8", torch.int8),
+        ("bool", torch.bool),
+    ]
     return next((t for name, t in pairs if hasattr(trt, name) and dtype == getattr(trt, name)), torch.float32)
 
 
 class TensorRTRunner(Runner):
     name = "tensorrt"
 
-    def __init__(self, onnx_path: Path, input_shape: tuple[int, ...], engine_path: Path | None = None,
-                 fixed_batch: int | None = None) -> None:
+    def __init__(
+        self,
+        onnx_path: Path,
+        input_shape: tuple[int, ...],
+        engine_path: Path | None = None,
+        fixed_batch: int | None = None,
+    ) -> None:
         import torch
 
         if not torch.cuda.is_available():
@@ -57,8 +69,11 @@ class TensorRTRunner(Runner):
         self._context = self._engine.create_execution_context()
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         self._input = next(n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-        self._outputs = [(n, _torch_dtype(trt, self._engine.get_tensor_dtype(n))) for n in names
-                         if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self._outputs = [
+            (n, _torch_dtype(trt, self._engine.get_tensor_dtype(n)))
+            for n in names
+            if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT
+        ]
         self._stream = torch.cuda.Stream()
 
     def deactivate(self) -> None:
@@ -105,9 +120,14 @@ class TensorRTRunner(Runner):
                 out.to("cpu", non_blocking=True)
             events[3].record()
         self._stream.synchronize()
-        return {"h2d": events[0].elapsed_time(events[1]), "compute": events[1].elapsed_time(events[2]),
-                "d2h": events[2].elapsed_time(events[3])}
+        return {
+            "h2d": events[0].elapsed_time(events[1]),
+            "compute": events[1].elapsed_time(events[2]),
+            "d2h": events[2].elapsed_time(events[3]),
+        }
 
 
-def runner_for(backend: str, bundle: Bundle, *, module=None, options: RuntimeOptions = RuntimeOptions()) -> TensorRTRunner:
+def runner_for(
+    backend: str, bundle: Bundle, *, module=None, options: RuntimeOptions = RuntimeOptions()
+) -> TensorRTRunner:
     return TensorRTRunner(bundle.model_path, bundle.spec.shape, fixed_batch=bundle.fixed_batch)

@@ -45,15 +45,18 @@ class TorchRunner(Runner):
             out.float().cpu()
             events[3].record()
         torch.cuda.synchronize()
-        return {"h2d": events[0].elapsed_time(events[1]), "compute": events[1].elapsed_time(events[2]),
-                "d2h": events[2].elapsed_time(events[3])}
+        return {
+            "h2d": events[0].elapsed_time(events[1]),
+            "compute": events[1].elapsed_time(events[2]),
+            "d2h": events[2].elapsed_time(events[3]),
+        }
 
     def reset_device_peak(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
     def device_peak_mib(self) -> float | None:
-        return torch.cuda.max_memory_allocated(self.device) / 2 ** 20 if self.device.type == "cuda" else None
+        return torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda" else None
 
 
 def bundle_as_torch(bundle: Bundle) -> nn.Module:
@@ -61,9 +64,13 @@ def bundle_as_torch(bundle: Bundle) -> nn.Module:
     return twin_module(bundle.model_path, float_dtype=None, all_outputs=True)
 
 
-def runner_for(backend: str, bundle: Bundle | None, *, module: nn.Module | None = None,
-               options: RuntimeOptions = RuntimeOptions()) -> TorchRunner:
+def runner_for(
+    backend: str, bundle: Bundle | None, *, module: nn.Module | None = None, options: RuntimeOptions = RuntimeOptions()
+) -> TorchRunner:
     """`module` if given, else the bundle's graph rebuilt in torch (torch keeps its own thread setting)."""
     module = module if module is not None else bundle_as_torch(bundle)
-    return TorchRunner(module, "cuda" if backend == "torch-cuda" else "cpu",
-                       fixed_batch=bundle.fixed_batch if bundle is not None else None)
+    return TorchRunner(
+        module,
+        "cuda" if backend == "torch-cuda" else "cpu",
+        fixed_batch=bundle.fixed_batch if bundle is not None else None,
+    )

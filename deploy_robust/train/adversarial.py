@@ -18,8 +18,9 @@ from deploy_robust.errors import UserError
 Perturb = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _ascend(model: nn.Module, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor, eps: float,
-            step: float) -> torch.Tensor:
+def _ascend(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor, eps: float, step: float
+) -> torch.Tensor:
     """One signed-gradient ascent step on the cross-entropy, projected to the eps-ball and [0, 1]."""
     delta = delta.detach().requires_grad_(True)
     loss = F.cross_entropy(model(x + delta), y)

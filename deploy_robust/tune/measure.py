@@ -57,8 +57,16 @@ class Cache:
         self.file.save(self.values)
 
 
-def latencies(bundles: list[Bundle], backend: str, batch: int, objective: str, *, duration: float = 2.0,
-              rounds: int = 3, threads: int | None = None) -> list[float]:
+def latencies(
+    bundles: list[Bundle],
+    backend: str,
+    batch: int,
+    objective: str,
+    *,
+    duration: float = 2.0,
+    rounds: int = 3,
+    threads: int | None = None,
+) -> list[float]:
     """Per bundle, in one interleaved run: median latency in ms per batch ("latency"), or ms per image
     ("throughput": the inverse of images per second), so lower is better either way."""
     docs = run_bench(bundles, [backend], [batch], duration=duration, rounds=rounds, threads=threads)
@@ -73,13 +81,15 @@ def latency_model(layers, uniform: dict[str, tuple[Bundle, float]], fp32_ms: flo
     """Per layer: precision -> predicted latency change against FP32, from the uniform bundles' measured
     changes shared out by the MACs of the layers each bundle really runs at that precision."""
     model = []
-    realized = {p: {layer["name"]: layer["precision"] for layer in bundle.manifest.precision.layers}
-                for p, (bundle, _) in uniform.items()}
+    realized = {
+        p: {layer["name"]: layer["precision"] for layer in bundle.manifest.precision.layers}
+        for p, (bundle, _) in uniform.items()
+    }
     for layer in layers:
         options = {}
         for p in layer.allowed:
             if p == "fp32" or p not in uniform:
-                options[p] = 0.0     # FP32, or a precision no uniform bundle measured: no change predicted
+                options[p] = 0.0  # FP32, or a precision no uniform bundle measured: no change predicted
                 continue
             at_p = [other for other in layers if realized[p].get(other.name) == p]
             macs = sum(other.macs for other in at_p)

@@ -10,6 +10,7 @@ from deploy_robust.targets import get_target
 from deploy_robust.tune.space import GDWS, GDWS_BUDGETS, Pins, check_space
 from deploy_robust.verify import ThreatModel
 
+
 @dataclass(frozen=True)
 class TuneOptions:
     threat: ThreatModel
@@ -17,19 +18,19 @@ class TuneOptions:
     max_robust_drop: float = 0.01
     max_clean_drop: float = 0.01
     batch: int = 1
-    objective: str = "latency"        # "latency" (ms per batch) or "throughput" (ms per image)
-    metric: str = "robust"            # what the sensitivities and the budget check: "robust" or "clean"
+    objective: str = "latency"  # "latency" (ms per batch) or "throughput" (ms per image)
+    metric: str = "robust"  # what the sensitivities and the budget check: "robust" or "clean"
     space: tuple[str, ...] | None = None
-    n: int = 200                      # test points for the candidates' quick verification
-    final_n: int = 500                # test points for the pick's standard verification
-    sensitivity_n: int = 64           # calibration images for the per-layer sensitivities
+    n: int = 200  # test points for the candidates' quick verification
+    final_n: int = 500  # test points for the pick's standard verification
+    sensitivity_n: int = 64  # calibration images for the per-layer sensitivities
     seed: int = 0
     threads: int | None = None
-    bench_seconds: float = 2.0        # per bundle and batch in each interleaved benchmark (3 rounds)
-    latency_budget_ms: float | None = None   # the pick must also be at most this fast (in the objective's unit)
-    pins: Pins = ()                   # (layer, precision): fixed in every plan and configuration
+    bench_seconds: float = 2.0  # per bundle and batch in each interleaved benchmark (3 rounds)
+    latency_budget_ms: float | None = None  # the pick must also be at most this fast (in the objective's unit)
+    pins: Pins = ()  # (layer, precision): fixed in every plan and configuration
     time_budget_s: float | None = None
-    gdws_budgets: tuple[float, ...] = GDWS_BUDGETS   # with `gdws` in the space
+    gdws_budgets: tuple[float, ...] = GDWS_BUDGETS  # with `gdws` in the space
 
     def precision_space(self) -> tuple[str, ...] | None:
         """The per-layer precisions asked for (None: every one the target runs)."""
@@ -41,7 +42,7 @@ class TuneOptions:
     def with_gdws(self) -> bool:
         return self.space is not None and GDWS in self.space
 
-    def __post_init__(self) -> None:   # every setting checked once, when the options are made
+    def __post_init__(self) -> None:  # every setting checked once, when the options are made
         if self.objective not in ("latency", "throughput"):
             raise UserError(f"--objective must be latency or throughput; got {self.objective}")
         if self.metric not in ("robust", "clean"):

@@ -14,40 +14,64 @@ from deploy_robust.tune.space import Plan, describe
 SCHEMA = "deploy-robust/tune"
 
 
-def frontier_document(settings, layers, points, checked, uniform_checks, contenders, pick, final_reference, tune) -> dict:
+def frontier_document(
+    settings, layers, points, checked, uniform_checks, contenders, pick, final_reference, tune
+) -> dict:
     def entry(name: str, c: dict, plan: Plan | None) -> dict:
         v = c["verify"]
-        row = {"name": name, "bundle": c["bundle"].path.name, "latency_ms": c.get("latency_ms"),
-               "robust_accuracy": v["robust_accuracy"], "robust_ci95": v["robust_accuracy_ci95"],
-               "clean_accuracy": v["clean_accuracy"], "robust_drop": c["robust_drop"], "clean_drop": c["clean_drop"],
-               "holds": c["holds"], "uniform": name.startswith("uniform"), "flags": v["flags"]}
+        row = {
+            "name": name,
+            "bundle": c["bundle"].path.name,
+            "latency_ms": c.get("latency_ms"),
+            "robust_accuracy": v["robust_accuracy"],
+            "robust_ci95": v["robust_accuracy_ci95"],
+            "clean_accuracy": v["clean_accuracy"],
+            "robust_drop": c["robust_drop"],
+            "clean_drop": c["clean_drop"],
+            "holds": c["holds"],
+            "uniform": name.startswith("uniform"),
+            "flags": v["flags"],
+        }
         if plan is not None:
             row["plan"] = dict(zip([layer.name for layer in layers], plan))
         if "final" in c:
             row["final"] = {k: c["final"][k] for k in ("holds", "robust_drop", "clean_drop")} | {
                 "robust_accuracy": c["final"]["verify"]["robust_accuracy"],
-                "clean_accuracy": c["final"]["verify"]["clean_accuracy"]}
+                "clean_accuracy": c["final"]["verify"]["clean_accuracy"],
+            }
         return row
 
     rows = [entry(config.name, c, None) for config, c in uniform_checks.items()]
     rows += [entry(describe(layers, plan), c, plan) for plan, c in checked.items()]
     return {
-        "schema": SCHEMA, "schema_version": 1,
-        "settings": {k: v for k, v in asdict(settings).items()
-                     if k not in ("threat", "threads", "bench_seconds", "time_budget_s", "pins", "gdws_budgets")}
-        | {"threat": {"norm": settings.threat.norm, "eps": settings.threat.eps},
-           "pins": dict(settings.pins)} | ({"gdws_budgets": list(settings.gdws_budgets)} if settings.with_gdws else {}),
+        "schema": SCHEMA,
+        "schema_version": 1,
+        "settings": {
+            k: v
+            for k, v in asdict(settings).items()
+            if k not in ("threat", "threads", "bench_seconds", "time_budget_s", "pins", "gdws_budgets")
+        }
+        | {"threat": {"norm": settings.threat.norm, "eps": settings.threat.eps}, "pins": dict(settings.pins)}
+        | ({"gdws_budgets": list(settings.gdws_budgets)} if settings.with_gdws else {}),
         "layers": [asdict(layer) for layer in layers],
-        "predicted_frontier": [{"plan": describe(layers, p.plan), "latency_ms": p.latency, "margin_loss": p.loss}
-                               for p in points],
+        "predicted_frontier": [
+            {"plan": describe(layers, p.plan), "latency_ms": p.latency, "margin_loss": p.loss} for p in points
+        ],
         "measured": rows,
-        "final_reference": {"robust_accuracy": final_reference["robust_accuracy"],
-                            "clean_accuracy": final_reference["clean_accuracy"], "n": settings.final_n},
+        "final_reference": {
+            "robust_accuracy": final_reference["robust_accuracy"],
+            "clean_accuracy": final_reference["clean_accuracy"],
+            "n": settings.final_n,
+        },
         "acceptance": f"paired drop against the FP32 bundle on the same {settings.final_n} points, standard suite: "
-                      f"point estimate within the budget (its 95% interval reported)",
+        f"point estimate within the budget (its 95% interval reported)",
         "pick": None if pick is None else pick[0],
-        "cache": {"hits": tune.cache.hits, "misses": tune.cache.misses, "rejected_files": tune.cache.rejected,
-                  "recomputed_bundles": tune.recomputed_bundles},
+        "cache": {
+            "hits": tune.cache.hits,
+            "misses": tune.cache.misses,
+            "rejected_files": tune.cache.rejected,
+            "recomputed_bundles": tune.recomputed_bundles,
+        },
     }
 
 
@@ -55,37 +79,64 @@ def write_outputs(out: Path, document: dict, pick) -> None:
     write_file_atomic(out / "frontier.json", json.dumps(document, indent=1, sort_keys=True))
     tune_frontier_plot(document["measured"], out / "frontier.png", document["settings"])
     write_file_atomic(out / "report.md", report(document))
-    if pick is not None:   # best/ swapped in whole by the bundle store: the old or the new pick, never half
+    if pick is not None:  # best/ swapped in whole by the bundle store: the old or the new pick, never half
         source = pick[1]["bundle"]
-        files = {p.name: p.read_bytes() for p in sorted(source.path.iterdir())
-                 if p.is_file() and not p.is_symlink() and p.name != "manifest.json"}
-        files["tune.json"] = json.dumps({"pick": document["pick"], "settings": document["settings"],
-                                         "measured": [r for r in document["measured"]
-                                                      if r["name"] == document["pick"]]}, indent=1).encode()
+        files = {
+            p.name: p.read_bytes()
+            for p in sorted(source.path.iterdir())
+            if p.is_file() and not p.is_symlink() and p.name != "manifest.json"
+        }
+        files["tune.json"] = json.dumps(
+            {
+                "pick": document["pick"],
+                "settings": document["settings"],
+                "measured": [r for r in document["measured"] if r["name"] == document["pick"]],
+            },
+            indent=1,
+        ).encode()
         manifest = {k: v for k, v in source.manifest.document.items() if k != "files"}
         write_bundle(out / "best", files, manifest)
 
 
 def report(document: dict) -> str:
     s = document["settings"]
-    lines = [f"# Tune: {s['target']}, batch {s['batch']}, objective {s['objective']}, metric {s['metric']}", "",
-             f"Budget: robust drop <= {100 * s['max_robust_drop']:g} pt, clean drop <= {100 * s['max_clean_drop']:g} pt "
-             f"(L-{'inf' if s['threat']['norm'] == 'linf' else '2'} eps {s['threat']['eps']:.4g}).", "",
-             *([f"Pinned layers: {', '.join(f'{k}={v}' for k, v in s['pins'].items())}.", ""] if s.get("pins") else []),
-             *([f"Time budget of {document['time_budget']['seconds']:g} s spent: the run stopped early in "
-                f"{', '.join(document['time_budget']['stopped_in'])} (a rerun with more time continues from the cache).", ""]
-               if document.get("time_budget", {}).get("stopped_in") else []),
-             f"**Pick: {document['pick'] or 'none: no plan met the budget'}**", "",
-             "| configuration | latency (ms) | robust (quick) | 95% CI | clean | robust drop | holds | final (standard) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Tune: {s['target']}, batch {s['batch']}, objective {s['objective']}, metric {s['metric']}",
+        "",
+        f"Budget: robust drop <= {100 * s['max_robust_drop']:g} pt, clean drop <= {100 * s['max_clean_drop']:g} pt "
+        f"(L-{'inf' if s['threat']['norm'] == 'linf' else '2'} eps {s['threat']['eps']:.4g}).",
+        "",
+        *([f"Pinned layers: {', '.join(f'{k}={v}' for k, v in s['pins'].items())}.", ""] if s.get("pins") else []),
+        *(
+            [
+                f"Time budget of {document['time_budget']['seconds']:g} s spent: the run stopped early in "
+                f"{', '.join(document['time_budget']['stopped_in'])} (a rerun with more time continues from the cache).",
+                "",
+            ]
+            if document.get("time_budget", {}).get("stopped_in")
+            else []
+        ),
+        f"**Pick: {document['pick'] or 'none: no plan met the budget'}**",
+        "",
+        "| configuration | latency (ms) | robust (quick) | 95% CI | clean | robust drop | holds | final (standard) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(document["measured"], key=lambda r: (r["latency_ms"] is None, r["latency_ms"] or 0)):
         final = r.get("final")
-        shown = "-" if not final else (f"{100 * final['robust_accuracy']:.1f}% (drop {100 * final['robust_drop']['drop']:+.1f} pt, "
-                                       f"95% CI {100 * final['robust_drop']['ci95'][0]:+.1f}..{100 * final['robust_drop']['ci95'][1]:+.1f}); "
-                                       f"{'accepted' if final['holds'] else 'rejected'}")
+        shown = (
+            "-"
+            if not final
+            else (
+                f"{100 * final['robust_accuracy']:.1f}% (drop {100 * final['robust_drop']['drop']:+.1f} pt, "
+                f"95% CI {100 * final['robust_drop']['ci95'][0]:+.1f}..{100 * final['robust_drop']['ci95'][1]:+.1f}); "
+                f"{'accepted' if final['holds'] else 'rejected'}"
+            )
+        )
         latency = "-" if r["latency_ms"] is None else f"{r['latency_ms']:.3f}"
-        lines.append(f"| {r['name']} | {latency} | {100 * r['robust_accuracy']:.1f}% | "
-                     f"{100 * r['robust_ci95'][0]:.1f}-{100 * r['robust_ci95'][1]:.1f} | {100 * r['clean_accuracy']:.1f}% | "
-                     f"{100 * r['robust_drop']['drop']:+.1f} pt | {'yes' if r['holds'] else 'no'} | {shown} |")
+        lines.append(
+            f"| {r['name']} | {latency} | {100 * r['robust_accuracy']:.1f}% | "
+            f"{100 * r['robust_ci95'][0]:.1f}-{100 * r['robust_ci95'][1]:.1f} | {100 * r['clean_accuracy']:.1f}% | "
+            f"{100 * r['robust_drop']['drop']:+.1f} pt | {'yes' if r['holds'] else 'no'} | {shown} |"
+        )
     lines += ["", document["acceptance"] + ".", "", "![frontier](frontier.png)", ""]
     return "\n".join(lines)

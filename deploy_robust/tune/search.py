@@ -14,19 +14,21 @@ from dataclasses import dataclass
 
 from deploy_robust.tune.space import Plan
 
-EXHAUSTIVE_LIMIT = 20_000   # plans; above it the greedy path
+EXHAUSTIVE_LIMIT = 20_000  # plans; above it the greedy path
 
 
 @dataclass(frozen=True)
 class CostModel:
     fp32_latency: float
-    latency: tuple[dict[str, float], ...]     # per layer: precision -> latency change against FP32 (ms)
-    loss: tuple[dict[str, float], ...]        # per layer: precision -> robustness loss (>= 0)
+    latency: tuple[dict[str, float], ...]  # per layer: precision -> latency change against FP32 (ms)
+    loss: tuple[dict[str, float], ...]  # per layer: precision -> robustness loss (>= 0)
 
     def predict(self, plan: Plan) -> tuple[float, float]:
         """(latency, loss) of a plan under the additive model."""
-        return (self.fp32_latency + sum(self.latency[i][p] for i, p in enumerate(plan)),
-                sum(self.loss[i][p] for i, p in enumerate(plan)))
+        return (
+            self.fp32_latency + sum(self.latency[i][p] for i, p in enumerate(plan)),
+            sum(self.loss[i][p] for i, p in enumerate(plan)),
+        )
 
 
 @dataclass(frozen=True)

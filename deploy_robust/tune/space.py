@@ -20,18 +20,18 @@ from deploy_robust.errors import UserError
 from deploy_robust.quant.plan import make_plan, weighted_nodes
 from deploy_robust.targets import get_target
 
-UNIFORM = ("fp32", "fp16", "int8", "int4")   # the uniform configurations a tune is compared with
-GDWS = "gdws"                                # the --space word that adds GDWS rewrites
-GDWS_BUDGETS = (0.5, 0.25)                   # default fractions of the rewritable convolutions' MACs kept
+UNIFORM = ("fp32", "fp16", "int8", "int4")  # the uniform configurations a tune is compared with
+GDWS = "gdws"  # the --space word that adds GDWS rewrites
+GDWS_BUDGETS = (0.5, 0.25)  # default fractions of the rewritable convolutions' MACs kept
 Plan = tuple[str, ...]
-Pins = tuple[tuple[str, str], ...]           # (layer name, precision), in the order given
+Pins = tuple[tuple[str, str], ...]  # (layer name, precision), in the order given
 
 
 @dataclass(frozen=True)
 class Layer:
-    name: str          # as `info` and `--plan` name it
+    name: str  # as `info` and `--plan` name it
     op: str
-    macs: int          # multiply-accumulates per image
+    macs: int  # multiply-accumulates per image
     allowed: tuple[str, ...]
 
 
@@ -40,8 +40,10 @@ def check_space(target: str, space: tuple[str, ...]) -> None:
     precisions = get_target(target).precisions
     unknown = [p for p in space if p not in precisions and p != GDWS]
     if unknown:
-        raise UserError(f"--target {target} cannot run {', '.join(unknown)} layers (it runs {', '.join(precisions)}; "
-                        f"`{GDWS}` adds GDWS rewrites)")
+        raise UserError(
+            f"--target {target} cannot run {', '.join(unknown)} layers (it runs {', '.join(precisions)}; "
+            f"`{GDWS}` adds GDWS rewrites)"
+        )
 
 
 def parse_pins(items: list[str] | tuple[str, ...], target: str) -> Pins:
@@ -56,16 +58,18 @@ def parse_pins(items: list[str] | tuple[str, ...], target: str) -> Pins:
             raise UserError(f"--pin takes LAYER=PRECISION (e.g. 0=fp32); got {item!r}")
         name, precision = name.strip(), precision.strip()
         if precision not in precisions:
-            raise UserError(f"--pin {item}: --target {target} cannot run {precision} layers (it runs "
-                            f"{', '.join(precisions)})")
+            raise UserError(
+                f"--pin {item}: --target {target} cannot run {precision} layers (it runs {', '.join(precisions)})"
+            )
         if pins.get(name, precision) != precision:
             raise UserError(f"--pin names layer {name} twice, as {pins[name]} and {precision}")
         pins[name] = precision
     return tuple(pins.items())
 
 
-def search_layers(fp32_graph: onnx.ModelProto, target: str, space: tuple[str, ...] | None = None,
-                  pins: Pins = ()) -> list[Layer]:
+def search_layers(
+    fp32_graph: onnx.ModelProto, target: str, space: tuple[str, ...] | None = None, pins: Pins = ()
+) -> list[Layer]:
     """The weighted layers of an FP32 bundle's graph, with their MACs and the precisions to try (a pinned
     layer tries only its pin)."""
     precisions, export_target = get_target(target).precisions, get_target(target).profile
@@ -77,11 +81,14 @@ def search_layers(fp32_graph: onnx.ModelProto, target: str, space: tuple[str, ..
     names = [p.name for p in plans]
     unknown = [name for name, _ in pins if name not in names]
     if unknown:
-        raise UserError(f"--pin names layers the model does not have: {', '.join(unknown)} (its layers, as `info` "
-                        f"lists them: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''})")
+        raise UserError(
+            f"--pin names layers the model does not have: {', '.join(unknown)} (its layers, as `info` "
+            f"lists them: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''})"
+        )
     pinned = dict(pins)
-    return [Layer(p.name, p.op, macs.get(p.node, 0), (pinned[p.name],) if p.name in pinned else precisions)
-            for p in plans]
+    return [
+        Layer(p.name, p.op, macs.get(p.node, 0), (pinned[p.name],) if p.name in pinned else precisions) for p in plans
+    ]
 
 
 def plan_file(layers: list[Layer], plan: Plan) -> str:
@@ -118,14 +125,16 @@ def _layer_macs(model: onnx.ModelProto) -> dict[str, int]:
         if dims and not dims[0].dim_value:
             dims[0].dim_value = 1
     inferred = shape_inference.infer_shapes(graph)
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]}
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]
+    }
     out = {}
     for node, weight in weighted_nodes(model):
         w, y = list(weight.dims), shapes.get(node.output[0], [])
         if node.op_type == "Conv":
             spatial = math.prod(y[2:]) if len(y) > 2 and all(y[2:]) else 1
-            out[node.name] = math.prod(w) * spatial     # C_out * C_in/groups * kh * kw per output position
+            out[node.name] = math.prod(w) * spatial  # C_out * C_in/groups * kh * kw per output position
         else:
             out[node.name] = math.prod(w)
     return out

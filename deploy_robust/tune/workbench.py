@@ -29,10 +29,12 @@ from deploy_robust.verify import run_verify
 from deploy_robust.verify.options import VerifyOptions
 from deploy_robust.tune.options import TuneOptions
 
+
 @dataclass(frozen=True)
 class Config:
     """A configuration the searched plans are compared with: one precision for every layer but the pinned
     ones, on the model itself or on its GDWS rewrite keeping `gdws` of the rewritable MACs."""
+
     precision: str
     gdws: float | None = None
 
@@ -44,29 +46,49 @@ class Config:
 class Workbench:
     """Everything one tune run shares: its bundles, its signed cache of measurements, its time budget."""
 
-    def __init__(self, loaded: LoadedModel, out: Path, calib: Dataset, data: Dataset, settings: TuneOptions,
-                 log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        out: Path,
+        calib: Dataset,
+        data: Dataset,
+        settings: TuneOptions,
+        log: Callable[[str], None],
+    ) -> None:
         self.loaded, self.out, self.calib, self.data, self.s, self.log = loaded, out, calib, data, settings, log
         target = get_target(settings.target)
         self.precisions, self.export_target, self.backend = target.precisions, target.profile, target.backend
         self.deadline = None if settings.time_budget_s is None else time.monotonic() + settings.time_budget_s
-        self.stopped: list[str] = []      # where the time budget cut the run short
+        self.stopped: list[str] = []  # where the time budget cut the run short
         self._gdws_models: dict[float, LoadedModel] = {}
         # every cache folder a real folder of this user's, never a link (a planted one is refused in one line)
         check_folders_below(out, "cache/bundles")
         self.plans = check_folders_below(out, "cache/plans")
-        identity = json.dumps({"model": loaded.source.get("sha256") or loaded.source.get("file"), "target": settings.target,
-                               "calib": [calib.name, len(calib)], "data": [data.name, len(data)], "seed": settings.seed},
-                              sort_keys=True)
+        identity = json.dumps(
+            {
+                "model": loaded.source.get("sha256") or loaded.source.get("file"),
+                "target": settings.target,
+                "calib": [calib.name, len(calib)],
+                "data": [data.name, len(data)],
+                "seed": settings.seed,
+            },
+            sort_keys=True,
+        )
         recorded = out / "cache" / "identity.json"
         if os.path.lexists(recorded) and read_private(recorded) != identity.encode():
-            raise UserError(f"{out} holds a tune of another model, target, data or seed; give a new -o")  # never reuse it
+            raise UserError(
+                f"{out} holds a tune of another model, target, data or seed; give a new -o"
+            )  # never reuse it
         write_private(recorded, identity)
         self.cache = measure.Cache(out / "cache" / "measurements.json")
         self.recomputed_bundles = 0
         # what a sensitivity depends on besides the bundle itself (a new budget or batch reuses them all)
-        key = {"calib": [calib.name, len(calib)], "n": settings.sensitivity_n, "seed": settings.seed,
-               "threat": [settings.threat.norm, settings.threat.eps]}
+        key = {
+            "calib": [calib.name, len(calib)],
+            "n": settings.sensitivity_n,
+            "seed": settings.seed,
+            "threat": [settings.threat.norm, settings.threat.eps],
+        }
         self.key = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     def out_of_time(self, stage: str) -> bool:
@@ -77,8 +99,16 @@ class Workbench:
             self.stopped.append(stage)
         return True
 
-    def bundle(self, name: str, precision: str, plan: Plan | None = None, layers=None, *, plan_text: str | None = None,
-               loaded: LoadedModel | None = None) -> Bundle:
+    def bundle(
+        self,
+        name: str,
+        precision: str,
+        plan: Plan | None = None,
+        layers=None,
+        *,
+        plan_text: str | None = None,
+        loaded: LoadedModel | None = None,
+    ) -> Bundle:
         """The cached bundle `name`, exported on first use (a plan as a tuple over `layers`, or as `--plan` text)."""
         path = self.out / "cache" / "bundles" / name
         record = f"bundle/{name}"
@@ -99,11 +129,18 @@ class Workbench:
         plan_path = None
         if plan_text is not None:
             plan_path = write_private(self.plans / f"{name}.json", plan_text)
-        bundle = export_bundle(loaded or self.loaded, path,
-                               ExportOptions("mixed" if plan_path else precision, self.export_target,
-                                             plan_file=plan_path, seed=self.s.seed,
-                                             calibration=CalibrationOptions(n=256)),
-                               calib=None if precision in ("fp32", "fp16") else self.calib)
+        bundle = export_bundle(
+            loaded or self.loaded,
+            path,
+            ExportOptions(
+                "mixed" if plan_path else precision,
+                self.export_target,
+                plan_file=plan_path,
+                seed=self.s.seed,
+                calibration=CalibrationOptions(n=256),
+            ),
+            calib=None if precision in ("fp32", "fp16") else self.calib,
+        )
         self.cache.put(record, sha256_of(path / "manifest.json"))
         return bundle
 
@@ -112,8 +149,12 @@ class Workbench:
         space = self.s.precision_space()
         chosen = [Config(p) for p in UNIFORM if p == "fp32" or space is None or p in space]
         if self.s.with_gdws:
-            chosen += [Config(p, b) for b in self.s.gdws_budgets for p in ("fp32", "int8")
-                       if p == "fp32" or (p in self.precisions and (space is None or p in space))]
+            chosen += [
+                Config(p, b)
+                for b in self.s.gdws_budgets
+                for p in ("fp32", "int8")
+                if p == "fp32" or (p in self.precisions and (space is None or p in space))
+            ]
         # under pins, a configuration is exported as a plan, so its precision must be one the target runs per layer
         return [c for c in chosen if not self.s.pins or c.precision in self.precisions]
 
@@ -124,40 +165,83 @@ class Workbench:
         if planned:
             name += "-pins-" + hashlib.sha256(json.dumps(pins).encode()).hexdigest()[:8]
         loaded = None if config.gdws is None else self.gdws_model(config.gdws)
-        return self.bundle(name, config.precision, plan_text=pinned_plan_file(config.precision, pins) if planned else None,
-                           loaded=loaded)
+        return self.bundle(
+            name,
+            config.precision,
+            plan_text=pinned_plan_file(config.precision, pins) if planned else None,
+            loaded=loaded,
+        )
 
     def gdws_model(self, budget: float) -> LoadedModel:
         """The model with its convolutions GDWS-rewritten to keep `budget` of their MACs (robustness-aware
         channel weights from PGD points of the calibration images; pinned layers are left as they are)."""
         if budget not in self._gdws_models:
             settings = AlphaSettings(self.s.threat.eps, self.s.threat.norm, 10, 128, self.s.seed)
-            request = GDWSRequest(budget=budget, alpha_data=self.calib, alpha_settings=settings,
-                                  skip=tuple(name for name, _ in self.s.pins))
+            request = GDWSRequest(
+                budget=budget,
+                alpha_data=self.calib,
+                alpha_settings=settings,
+                skip=tuple(name for name, _ in self.s.pins),
+            )
             self._gdws_models[budget] = rewrite_model(self.loaded, request, self.log)[0]
         return self._gdws_models[budget]
 
     def verified(self, bundle: Bundle, suite: str, n: int, skip: int = 0) -> dict[str, Any]:
         """verify's figures on test points skip..skip+n (cached by the bundle's content and the settings)."""
+
         def compute():
             data = self.data.skip(skip) if skip else self.data
-            doc = run_verify(bundle, data, self.s.threat,
-                             VerifyOptions(n=n, suite=suite, backend=self.backend, sweep=None, seed=self.s.seed,
-                                           resume=True, layout="contiguous"),
-                             defense_plan=attack_plan_for(bundle.manifest))   # e.g. an ensemble's majorities
-            return {k: doc[k] for k in ("robust_accuracy", "robust_accuracy_ci95", "clean_accuracy",
-                                        "clean_accuracy_ci95", "per_example")} | {"flags": [f["flag"] for f in doc["flags"]]}
-        return self.cache.get(f"verify/{bundle.manifest.model.sha256}/{suite}/{skip}+{n}/{self.s.threat.norm}/"
-                              f"{self.s.threat.eps}/{self.s.seed}/{self.backend}", compute)
+            doc = run_verify(
+                bundle,
+                data,
+                self.s.threat,
+                VerifyOptions(
+                    n=n,
+                    suite=suite,
+                    backend=self.backend,
+                    sweep=None,
+                    seed=self.s.seed,
+                    resume=True,
+                    layout="contiguous",
+                ),
+                defense_plan=attack_plan_for(bundle.manifest),
+            )  # e.g. an ensemble's majorities
+            return {
+                k: doc[k]
+                for k in (
+                    "robust_accuracy",
+                    "robust_accuracy_ci95",
+                    "clean_accuracy",
+                    "clean_accuracy_ci95",
+                    "per_example",
+                )
+            } | {"flags": [f["flag"] for f in doc["flags"]]}
+
+        return self.cache.get(
+            f"verify/{bundle.manifest.model.sha256}/{suite}/{skip}+{n}/{self.s.threat.norm}/"
+            f"{self.s.threat.eps}/{self.s.seed}/{self.backend}",
+            compute,
+        )
 
     def latencies(self, bundles: list[Bundle], tag: str) -> list[float]:
         key = f"latency/{tag}/" + ",".join(b.manifest.model.sha256[:12] for b in bundles)
-        return self.cache.get(f"{key}/{self.backend}/{self.s.batch}/{self.s.objective}", lambda: measure.latencies(
-            bundles, self.backend, self.s.batch, self.s.objective, duration=self.s.bench_seconds, threads=self.s.threads))
+        return self.cache.get(
+            f"{key}/{self.backend}/{self.s.batch}/{self.s.objective}",
+            lambda: measure.latencies(
+                bundles,
+                self.backend,
+                self.s.batch,
+                self.s.objective,
+                duration=self.s.bench_seconds,
+                threads=self.s.threads,
+            ),
+        )
 
     def margin(self, bundle: Bundle, sample: Dataset) -> float:
-        return self.cache.get(f"margin/{bundle.manifest.model.sha256}/{self.s.metric}/{self.key}",
-                              lambda: measure.twin_margin(bundle, sample, self.s.threat, self.s.metric, self.s.seed))
+        return self.cache.get(
+            f"margin/{bundle.manifest.model.sha256}/{self.s.metric}/{self.key}",
+            lambda: measure.twin_margin(bundle, sample, self.s.threat, self.s.metric, self.s.seed),
+        )
 
     def assess(self, reference: dict, candidate: dict) -> dict[str, Any]:
         """The candidate's verify figures and paired drops against the reference, and whether it holds the budget."""

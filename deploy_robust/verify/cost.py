@@ -25,12 +25,14 @@ class Passes:
         def counted(x: torch.Tensor) -> torch.Tensor:
             self.counts[0 if torch.is_grad_enabled() and x.requires_grad else 1] += len(x)
             return model(x)
+
         return counted
 
     def engine(self, infer: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
         def counted(x: np.ndarray) -> np.ndarray:
             self.counts[2] += len(x)
             return infer(x)
+
         return counted
 
 

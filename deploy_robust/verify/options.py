@@ -49,6 +49,13 @@ class VerifyOptions:
     def resume_fields(self) -> dict:
         """The settings that change results, for the resume key (n, the sweep and `resume` itself do not:
         the points are keyed by the data, and the sweep runs after the batches)."""
-        return {"suite": self.suite, "seed": self.seed, "backend": self.backend, "batch_size": self.batch_size,
-                "bpda": self.bpda, "layout": self.layout, "attack_output": self.attack_output,
-                "runtime": asdict(self.runtime)}
+        return {
+            "suite": self.suite,
+            "seed": self.seed,
+            "backend": self.backend,
+            "batch_size": self.batch_size,
+            "bpda": self.bpda,
+            "layout": self.layout,
+            "attack_output": self.attack_output,
+            "runtime": asdict(self.runtime),
+        }

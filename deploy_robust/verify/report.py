@@ -27,8 +27,10 @@ def _execution(doc: dict[str, Any]) -> str:
     execution = doc.get("engine_execution") or {}
     if "inference_precision_hint" not in execution:
         return ""
-    return (f" (inference precision {execution['inference_precision_hint']}: weighted layers executed in "
-            f"**{execution['executed_precision']}**; this is what was verified)")
+    return (
+        f" (inference precision {execution['inference_precision_hint']}: weighted layers executed in "
+        f"**{execution['executed_precision']}**; this is what was verified)"
+    )
 
 
 def blocks(doc: dict[str, Any]) -> list[Block]:
@@ -49,15 +51,21 @@ def _headline(doc: dict[str, Any]) -> list[Block]:
         f"threat model: {t['description']}; {doc['data']['n']} points ({doc['data']['name']}, {doc['data']['selection']}); "
         f"suite `{doc['suite']}`; seed {doc['seed']}; engine {doc['engine']}{_execution(doc)}",
         f"clean accuracy: {_pct(doc['clean_accuracy'])}"
-        + (f" (mean over {randomness['scoring_passes']} runs; right in all of them: "
-           f"{_pct(doc['clean_accuracy_worst_case'])})" if "clean_accuracy_worst_case" in doc else ""),
+        + (
+            f" (mean over {randomness['scoring_passes']} runs; right in all of them: "
+            f"{_pct(doc['clean_accuracy_worst_case'])})"
+            if "clean_accuracy_worst_case" in doc
+            else ""
+        ),
         f"robust accuracy (per-example worst case over all attacks, scored on E): **{_pct(doc['robust_accuracy'])}** "
         f"(95% Wilson interval {100 * lo:.1f}-{100 * hi:.1f}%); an upper bound: a stronger attack may find less",
     ]
     if "expected_robust_accuracy" in doc:
-        headline.append(f"stochastic engine: robust means right in all {randomness['scoring_passes']} scoring passes; "
-                        f"one run of E is right on {_pct(doc['expected_robust_accuracy'])} of the attacked points on "
-                        f"average (expected robust accuracy); EOT over {randomness['eot_draws']} draws per gradient")
+        headline.append(
+            f"stochastic engine: robust means right in all {randomness['scoring_passes']} scoring passes; "
+            f"one run of E is right on {_pct(doc['expected_robust_accuracy'])} of the attacked points on "
+            f"average (expected robust accuracy); EOT over {randomness['eot_draws']} draws per gradient"
+        )
     out += [("h2", "Headline (engine E)"), ("ul", headline)]
     return out
 
@@ -73,8 +81,10 @@ def _models(doc: dict[str, Any]) -> list[Block]:
     if doc.get("agreement_E_S_on_S_adversarial") is not None:
         notes.append(f"E and S agree on {_pct(doc['agreement_E_S_on_S_adversarial'])} of S's adversarial examples.")
     if doc.get("reference_robust_accuracy") is not None:
-        notes.append(f"Reference R under the same white-box attacks: {_pct(doc['reference_robust_accuracy'])} "
-                     f"(paired delta E - R: {100 * doc['robust_delta_vs_reference']:+.2f} pt on the same points).")
+        notes.append(
+            f"Reference R under the same white-box attacks: {_pct(doc['reference_robust_accuracy'])} "
+            f"(paired delta E - R: {100 * doc['robust_delta_vs_reference']:+.2f} pt on the same points)."
+        )
     if notes:
         out.append(("p", " ".join(notes)))
     return out
@@ -89,12 +99,26 @@ def _attacks(doc: dict[str, Any]) -> list[Block]:
         if a.get("points_attacked") == 0:
             rows.append([a["attack"], a["on"], params, "not run: no survivors", "-", "-", "-"])
         else:
-            rows.append([a["attack"], a["on"], params, _pct(a["robust_accuracy"]) + expected,
-                         str(a.get("points_attacked", "-")), str(a.get("broke", "-")),
-                         f"{a['seconds']:g}" if "seconds" in a else "-"])
-    out += [("h2", "Attacks"), ("p", "A cascade, as AutoAttack runs: each attack runs on the points every earlier "
-                                     "one left robust on E, so each row is what is left robust after it."),
-            ("table", ["attack", "run on", "parameters", "E robust after it", "points attacked", "broke", "seconds"], rows)]
+            rows.append(
+                [
+                    a["attack"],
+                    a["on"],
+                    params,
+                    _pct(a["robust_accuracy"]) + expected,
+                    str(a.get("points_attacked", "-")),
+                    str(a.get("broke", "-")),
+                    f"{a['seconds']:g}" if "seconds" in a else "-",
+                ]
+            )
+    out += [
+        ("h2", "Attacks"),
+        (
+            "p",
+            "A cascade, as AutoAttack runs: each attack runs on the points every earlier "
+            "one left robust on E, so each row is what is left robust after it.",
+        ),
+        ("table", ["attack", "run on", "parameters", "E robust after it", "points attacked", "broke", "seconds"], rows),
+    ]
     return out
 
 
@@ -104,28 +128,48 @@ def _detector(doc: dict[str, Any]) -> list[Block]:
         d = doc["detector"]
         lo, hi = d["robust_accuracy_detector_aware_ci95"]
         u = d["unaware_attack"]
-        out += [("h2", "Detector (feature squeezing, detect mode)"), ("ul", [
-            f"threshold {d['threshold']:.4g} (set for FPR {d['target_fpr']:g} on clean data); false-positive rate "
-            f"on these clean points: {_pct(d['false_positive_rate_on_test'])}",
-            f"detector-unaware attack ({u['attack']}): fools the classifier on {_pct(u['fooled'])} of points; the "
-            f"detector flags {_pct(u['detection_rate'])} of those (robust accuracy counting flagged points as caught: "
-            f"{_pct(u['robust_accuracy_with_detector'])}; ignoring the detector: {_pct(u['robust_accuracy_ignoring_detector'])})",
-            f"detector-aware attack ({d['aware_attack']['attack']}): robust accuracy **"
-            f"{_pct(d['robust_accuracy_detector_aware'])}** (95% Wilson {100 * lo:.1f}-{100 * hi:.1f}%): "
-            f"{d['definition']}"])]
+        out += [
+            ("h2", "Detector (feature squeezing, detect mode)"),
+            (
+                "ul",
+                [
+                    f"threshold {d['threshold']:.4g} (set for FPR {d['target_fpr']:g} on clean data); false-positive rate "
+                    f"on these clean points: {_pct(d['false_positive_rate_on_test'])}",
+                    f"detector-unaware attack ({u['attack']}): fools the classifier on {_pct(u['fooled'])} of points; the "
+                    f"detector flags {_pct(u['detection_rate'])} of those (robust accuracy counting flagged points as caught: "
+                    f"{_pct(u['robust_accuracy_with_detector'])}; ignoring the detector: {_pct(u['robust_accuracy_ignoring_detector'])})",
+                    f"detector-aware attack ({d['aware_attack']['attack']}): robust accuracy **"
+                    f"{_pct(d['robust_accuracy_detector_aware'])}** (95% Wilson {100 * lo:.1f}-{100 * hi:.1f}%): "
+                    f"{d['definition']}",
+                ],
+            ),
+        ]
     return out
 
 
 def _curve_gates_and_time(doc: dict[str, Any]) -> list[Block]:
     out: list[Block] = []
     if doc.get("eps_curve"):
-        out += [("h2", "Accuracy against eps (PGD-CE, 20 steps on S, scored on E)"),
-                ("table", ["eps", "accuracy"],
-                 [[f"{p['eps']:.4g} ({255 * p['eps']:.3g}/255)", _pct(p["accuracy"])] for p in doc["eps_curve"]]),
-                ("img", "eps_curve.png", "accuracy against eps")]
+        out += [
+            ("h2", "Accuracy against eps (PGD-CE, 20 steps on S, scored on E)"),
+            (
+                "table",
+                ["eps", "accuracy"],
+                [[f"{p['eps']:.4g} ({255 * p['eps']:.3g}/255)", _pct(p["accuracy"])] for p in doc["eps_curve"]],
+            ),
+            ("img", "eps_curve.png", "accuracy against eps"),
+        ]
     if doc.get("gates"):
-        out += [("h2", "Gates"), ("ul", [f"{g['name']} {g['op']} {g['threshold']:g}: "
-                                         f"{'pass' if g['passed'] else 'FAIL'} ({g['value']:.4f})" for g in doc["gates"]])]
+        out += [
+            ("h2", "Gates"),
+            (
+                "ul",
+                [
+                    f"{g['name']} {g['op']} {g['threshold']:g}: {'pass' if g['passed'] else 'FAIL'} ({g['value']:.4f})"
+                    for g in doc["gates"]
+                ],
+            ),
+        ]
     stages = doc.get("stage_seconds") or {}
     parts = ", ".join(f"{name.replace('_', ' ')} {value:g} s" for name, value in stages.items())
     total = doc.get("seconds_total", doc["seconds"])
@@ -161,11 +205,14 @@ def _inline(text: str) -> str:
 def html(doc: dict[str, Any], figures: dict[str, bytes] | None = None) -> str:
     """One self-contained page; `figures` maps an image file name to its PNG bytes (embedded)."""
     figures = figures or {}
-    parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{html_lib.escape(doc['bundle']['path'])}: verify</title>",
-             "<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
-             "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:.25rem .6rem;text-align:left}"
-             "li strong{color:#a40000}</style></head><body>"]
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html_lib.escape(doc['bundle']['path'])}: verify</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
+        "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:.25rem .6rem;text-align:left}"
+        "li strong{color:#a40000}</style></head><body>",
+    ]
     for block in blocks(doc):
         kind = block[0]
         if kind in ("h1", "h2", "p"):
@@ -191,8 +238,11 @@ def write(bundle: Bundle, doc: dict[str, Any]) -> list[Path]:
     if doc.get("eps_curve"):
         from deploy_robust.bench.plots import eps_curve_plot
 
-        eps_curve_plot(doc["eps_curve"], bundle.path / "eps_curve.png",
-                       f"{bundle.path.name}: PGD-CE on S, scored on E ({doc['threat_model']['norm']})")
+        eps_curve_plot(
+            doc["eps_curve"],
+            bundle.path / "eps_curve.png",
+            f"{bundle.path.name}: PGD-CE on S, scored on E ({doc['threat_model']['norm']})",
+        )
         figures["eps_curve.png"] = (bundle.path / "eps_curve.png").read_bytes()
     bundle.write_file("report.html", html(doc, figures))
     return [bundle.path / name for name in ("verify.json", "report.md", "report.html", *figures)]

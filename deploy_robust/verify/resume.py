@@ -46,7 +46,7 @@ class BatchCheckpoint:
         self.dir = self.root / self.key
         self.secret = resume_key() if enabled else None
         if self.secret is not None and (os.path.lexists(self.root) or os.path.lexists(self.dir)):
-            check_folders_below(self.root.parent, Path(self.root.name) / self.key)   # a planted link: refused now
+            check_folders_below(self.root.parent, Path(self.root.name) / self.key)  # a planted link: refused now
         self.reused = self.rejected = 0
 
     def _tag(self, index: int, inputs: tuple[np.ndarray, ...], payload: bytes) -> bytes:
@@ -63,7 +63,7 @@ class BatchCheckpoint:
         if self.secret is None or not os.path.lexists(path):
             return None
         raw = read_private(path)
-        if raw is None:   # a link, not a file, another user's
+        if raw is None:  # a link, not a file, another user's
             self.rejected += 1
             return None
         tag, payload = raw[:_TAG], raw[_TAG:]

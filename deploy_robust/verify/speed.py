@@ -53,7 +53,7 @@ def prepare_for_attack(module: nn.Module, example: torch.Tensor, layout: str = "
     call = lambda x: module(x).float()  # noqa: E731
     has_conv = any(p.dim() == 4 for p in module.parameters())  # nn.Conv2d weights, or an ONNX twin's
     if example.dim() != 4 or not has_conv or layout == "contiguous":
-        if has_conv:   # a module an earlier call left channels-last (another rank timed the other layout faster)
+        if has_conv:  # a module an earlier call left channels-last (another rank timed the other layout faster)
             module.to(memory_format=torch.contiguous_format)
         return call, "contiguous"
     probe = example[:32]
@@ -64,4 +64,3 @@ def prepare_for_attack(module: nn.Module, example: torch.Tensor, layout: str = "
         return nhwc, "channels_last"
     module.to(memory_format=torch.contiguous_format)
     return call, "contiguous"
-

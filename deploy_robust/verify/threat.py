@@ -34,8 +34,10 @@ class ThreatModel:
         if not math.isfinite(self.eps) or self.eps < 0:
             raise UserError(f"--eps must be a finite number >= 0; got {self.eps}")
         if self.norm == "linf" and self.eps > 1:
-            raise UserError(f"--eps {self.eps:g} is larger than the whole [0, 1] image range under L-inf; "
-                            f"did you mean {self.eps:g}/255?")
+            raise UserError(
+                f"--eps {self.eps:g} is larger than the whole [0, 1] image range under L-inf; "
+                f"did you mean {self.eps:g}/255?"
+            )
 
     def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Back into the eps-ball around x and into [0, 1]."""

@@ -39,28 +39,54 @@ def _cifar(mean=CIFAR10_MEAN, std=CIFAR10_STD) -> InputSpec:
 
 _MNIST = InputSpec(shape=(1, 28, 28), num_classes=10)
 
-ENTRIES: dict[str, ZooEntry] = {e.name: e for e in (
-    ZooEntry("cifar_cnn_a_adv", cifar_cnn_a,
-             _cifar((125.3 / 255, 123.0 / 255, 113.9 / 255), (63.0 / 255, 62.1 / 255, 66.7 / 255)),
-             "CNN-A (2 conv, 2 fc), PGD-trained CIFAR-10 eps 2/255 (alpha-beta-CROWN)"),
-    ZooEntry("cifar_conv_small_pgd", cifar_conv_small,
-             _cifar((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.201)),
-             "ConvSmall (2 conv, 2 fc, no padding), PGD-trained CIFAR-10 eps 2/255 (alpha-beta-CROWN)"),
-    ZooEntry("resnet2b", lambda n: ResNet2b(n), _cifar(),
-             "2-block residual net without BN, adversarially trained CIFAR-10 eps 2/255 (alpha-beta-CROWN)"),
-    ZooEntry("mnist_cnn_a_adv", mnist_cnn_a, _MNIST,
-             "CNN-A (2 conv, 2 fc), PGD-trained MNIST eps 0.3 (alpha-beta-CROWN)"),
-    ZooEntry("madrycnn_no_maxpool_tiny", madry_cnn_tiny, _MNIST,
-             "tiny Madry CNN without max-pool, PGD-trained MNIST eps 0.3 (alpha-beta-CROWN)"),
-    ZooEntry("convex_adversarial_mnist", mnist_cnn_a, _MNIST,
-             "CNN-A shape, provably robust training MNIST eps 0.1 (Wong and Kolter 2018)"),
-    ZooEntry("resnet18", resnet18, _cifar(), "CIFAR ResNet-18 (3x3 stem, BN), 11.2M params"),
-    ZooEntry("preact_resnet18", preact_resnet18, _cifar(), "CIFAR PreAct-ResNet-18, 11.2M params"),
-    ZooEntry("vgg16_bn", vgg16_bn, _cifar(), "CIFAR VGG-16 with batch norm, 14.7M params"),
-    ZooEntry("wrn28_4", wrn28_4, _cifar(), "CIFAR WideResNet-28-4, 5.8M params"),
-    ZooEntry("digits_cnn", digits_cnn, InputSpec(shape=(1, 8, 8), num_classes=10),
-             "tiny CNN for scikit-learn's 8x8 digits (the demo's default)"),
-)}
+ENTRIES: dict[str, ZooEntry] = {
+    e.name: e
+    for e in (
+        ZooEntry(
+            "cifar_cnn_a_adv",
+            cifar_cnn_a,
+            _cifar((125.3 / 255, 123.0 / 255, 113.9 / 255), (63.0 / 255, 62.1 / 255, 66.7 / 255)),
+            "CNN-A (2 conv, 2 fc), PGD-trained CIFAR-10 eps 2/255 (alpha-beta-CROWN)",
+        ),
+        ZooEntry(
+            "cifar_conv_small_pgd",
+            cifar_conv_small,
+            _cifar((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.201)),
+            "ConvSmall (2 conv, 2 fc, no padding), PGD-trained CIFAR-10 eps 2/255 (alpha-beta-CROWN)",
+        ),
+        ZooEntry(
+            "resnet2b",
+            lambda n: ResNet2b(n),
+            _cifar(),
+            "2-block residual net without BN, adversarially trained CIFAR-10 eps 2/255 (alpha-beta-CROWN)",
+        ),
+        ZooEntry(
+            "mnist_cnn_a_adv", mnist_cnn_a, _MNIST, "CNN-A (2 conv, 2 fc), PGD-trained MNIST eps 0.3 (alpha-beta-CROWN)"
+        ),
+        ZooEntry(
+            "madrycnn_no_maxpool_tiny",
+            madry_cnn_tiny,
+            _MNIST,
+            "tiny Madry CNN without max-pool, PGD-trained MNIST eps 0.3 (alpha-beta-CROWN)",
+        ),
+        ZooEntry(
+            "convex_adversarial_mnist",
+            mnist_cnn_a,
+            _MNIST,
+            "CNN-A shape, provably robust training MNIST eps 0.1 (Wong and Kolter 2018)",
+        ),
+        ZooEntry("resnet18", resnet18, _cifar(), "CIFAR ResNet-18 (3x3 stem, BN), 11.2M params"),
+        ZooEntry("preact_resnet18", preact_resnet18, _cifar(), "CIFAR PreAct-ResNet-18, 11.2M params"),
+        ZooEntry("vgg16_bn", vgg16_bn, _cifar(), "CIFAR VGG-16 with batch norm, 14.7M params"),
+        ZooEntry("wrn28_4", wrn28_4, _cifar(), "CIFAR WideResNet-28-4, 5.8M params"),
+        ZooEntry(
+            "digits_cnn",
+            digits_cnn,
+            InputSpec(shape=(1, 8, 8), num_classes=10),
+            "tiny CNN for scikit-learn's 8x8 digits (the demo's default)",
+        ),
+    )
+}
 
 
 def names() -> list[str]:
@@ -75,6 +101,8 @@ def find(name: str) -> ZooEntry | None:
 def get(name: str) -> ZooEntry:
     entry = find(name)
     if entry is None:
-        raise UserError(f"unknown architecture '{name}'; built-in ones are: {', '.join(names())} "
-                        "(or pass --arch path/to/file.py:factory)")
+        raise UserError(
+            f"unknown architecture '{name}'; built-in ones are: {', '.join(names())} "
+            "(or pass --arch path/to/file.py:factory)"
+        )
     return entry

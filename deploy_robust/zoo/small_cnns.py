@@ -9,15 +9,19 @@ from __future__ import annotations
 from torch import nn
 
 
-def two_conv_mlp(in_channels: int, convs: tuple[tuple[int, int, int, int], ...], flat: int, hidden: int,
-                 num_classes: int = 10) -> nn.Sequential:
+def two_conv_mlp(
+    in_channels: int, convs: tuple[tuple[int, int, int, int], ...], flat: int, hidden: int, num_classes: int = 10
+) -> nn.Sequential:
     """Conv-ReLU-Conv-ReLU-Flatten-Linear-ReLU-Linear; `convs` = ((out, kernel, stride, pad), ...)."""
     (c1, k1, s1, p1), (c2, k2, s2, p2) = convs
     return nn.Sequential(
-        nn.Conv2d(in_channels, c1, k1, stride=s1, padding=p1), nn.ReLU(),
-        nn.Conv2d(c1, c2, k2, stride=s2, padding=p2), nn.ReLU(),
+        nn.Conv2d(in_channels, c1, k1, stride=s1, padding=p1),
+        nn.ReLU(),
+        nn.Conv2d(c1, c2, k2, stride=s2, padding=p2),
+        nn.ReLU(),
         nn.Flatten(),
-        nn.Linear(flat, hidden), nn.ReLU(),
+        nn.Linear(flat, hidden),
+        nn.ReLU(),
         nn.Linear(hidden, num_classes),
     )
 
@@ -41,9 +45,12 @@ def madry_cnn_tiny(num_classes: int = 10) -> nn.Sequential:
 def digits_cnn(num_classes: int = 10) -> nn.Sequential:
     """A tiny CNN for scikit-learn's 8x8 digits: the demo's embedded default."""
     return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1),
+        nn.ReLU(),
         nn.Flatten(),
-        nn.Linear(32 * 4 * 4, 64), nn.ReLU(),
+        nn.Linear(32 * 4 * 4, 64),
+        nn.ReLU(),
         nn.Linear(64, num_classes),
     )

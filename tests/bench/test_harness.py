@@ -21,7 +21,9 @@ def test_interleaved_rounds_give_one_document_per_bundle_with_every_backend_and_
     docs = run_bench(bundles, ["ort-cpu", "torch"], [1, 4], iters=6, duration=0.2, rounds=2, threads=1)
     assert [d["bundle"]["precision"] for d in docs] == ["fp32", "fp16"]
     for doc in docs:
-        assert {(e["backend"], e["batch"]) for e in doc["results"]} == {(b, n) for b in ("ort-cpu", "torch") for n in (1, 4)}
+        assert {(e["backend"], e["batch"]) for e in doc["results"]} == {
+            (b, n) for b in ("ort-cpu", "torch") for n in (1, 4)
+        }
         for entry in doc["results"]:
             assert entry["iterations"] >= 5 and entry["throughput"] > 0 and entry["load_ms"] >= 0
             assert entry["runtime"]["threads"] == 1

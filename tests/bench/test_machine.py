@@ -9,4 +9,6 @@ def test_machine_info_names_cpu_and_libraries():
 
 def test_int8_dot_product_flag_follows_the_cpu_flags():
     info = cpu_info()
-    assert info["int8_dot_product"] == any(f in info["flags"] for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp"))
+    assert info["int8_dot_product"] == any(
+        f in info["flags"] for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
+    )

@@ -52,8 +52,9 @@ CHILD = textwrap.dedent("""
 
 
 def _child(out, where):
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(out), where], cwd=REPO,
-                            env=os.environ | {"PYTHONPATH": str(REPO)})
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(out), where], cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)}
+    )
 
 
 @pytest.mark.parametrize("where", ["before-swap", "after-swap", "between-renames"])

@@ -6,9 +6,17 @@ from deploy_robust.bundle import SCHEMA, SCHEMA_VERSION, open_bundle, write_bund
 from deploy_robust.errors import UserError
 from deploy_robust.hashing import sha256_bytes
 
-MANIFEST = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "model": {"file": "model.onnx", "batch": "dynamic"},
-            "input": {"shape": [1, 8, 8], "num_classes": 10, "normalization": None}, "precision": {"mode": "fp32"},
-            "target": "ort-cpu", "source": {}, "tools": {}, "seed": 0}
+MANIFEST = {
+    "schema": SCHEMA,
+    "schema_version": SCHEMA_VERSION,
+    "model": {"file": "model.onnx", "batch": "dynamic"},
+    "input": {"shape": [1, 8, 8], "num_classes": 10, "normalization": None},
+    "precision": {"mode": "fp32"},
+    "target": "ort-cpu",
+    "source": {},
+    "tools": {},
+    "seed": 0,
+}
 
 
 def test_write_then_open(tmp_path):
@@ -42,11 +50,14 @@ def test_a_failed_write_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"schema": "other"}, "not a deploy-robust bundle manifest"),
-    ({"schema_version": SCHEMA_VERSION + 1}, "newer than this deploy-robust reads"),
-    ({"seed": None, "tools": None}, None),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"schema": "other"}, "not a deploy-robust bundle manifest"),
+        ({"schema_version": SCHEMA_VERSION + 1}, "newer than this deploy-robust reads"),
+        ({"seed": None, "tools": None}, None),
+    ],
+)
 def test_manifest_validation(tmp_path, change, message):
     doc = {k: v for k, v in (MANIFEST | change).items() if v is not None}
     (tmp_path / "b").mkdir()

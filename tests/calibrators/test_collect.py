@@ -39,8 +39,9 @@ def test_nan_batch_is_named():
 
 def test_cache_round_trip_and_refusals(tmp_path):
     ranges = {"a": (0.0, 1.0), "b": (-1.0, 2.0)}
-    doc = calibration_document(ranges, method="mse", percentile=99.9, num_images=10, graph_sha256="abc",
-                               dataset="d", seed=0)
+    doc = calibration_document(
+        ranges, method="mse", percentile=99.9, num_images=10, graph_sha256="abc", dataset="d", seed=0
+    )
     path = tmp_path / "calibration.json"
     path.write_text(json.dumps(doc))
     loaded, _ = load_cache(path, "abc", ["a", "b"])
@@ -70,5 +71,7 @@ def test_a_fixed_batch_graph_is_calibrated_in_chunks_on_exactly_the_given_images
     data = Dataset(rng.integers(0, 256, (10, 1, 6, 6), dtype=np.uint8), np.zeros(10, int), "d", 255.0)
     name = [dynamic.graph.output[0].name]
     a = np.concatenate([v[name[0]] for v in stream_tensors(dynamic, name, data, 7, "t")])
-    b = np.concatenate([v[fixed.graph.output[0].name] for v in stream_tensors(fixed, [fixed.graph.output[0].name], data, 7, "t")])
+    b = np.concatenate(
+        [v[fixed.graph.output[0].name] for v in stream_tensors(fixed, [fixed.graph.output[0].name], data, 7, "t")]
+    )
     assert a.shape == b.shape == (10, 2, 4, 4) and np.allclose(a, b, atol=1e-6)

@@ -11,16 +11,22 @@ from deploy_robust.exporters import export_float_onnx
 from deploy_robust.spec import InputSpec
 
 
-@pytest.mark.parametrize("kernel,stride,padding,dilation,groups", [
-    ((3, 3), (1, 1), 1, (1, 1), 1), ((4, 4), (2, 2), 1, (1, 1), 1), ((3, 2), (2, 1), 2, (2, 1), 2),
-    ((3, 3), (1, 1), 1, (1, 1), 6)])
+@pytest.mark.parametrize(
+    "kernel,stride,padding,dilation,groups",
+    [
+        ((3, 3), (1, 1), 1, (1, 1), 1),
+        ((4, 4), (2, 2), 1, (1, 1), 1),
+        ((3, 2), (2, 1), 2, (2, 1), 2),
+        ((3, 3), (1, 1), 1, (1, 1), 6),
+    ],
+)
 def test_conv_patches_are_the_rows_torch_unfold_makes(kernel, stride, padding, dilation, groups):
     x = torch.randn(2, 6, 9, 8)
     patches = conv_patches(x.numpy(), kernel, stride, [padding] * 4, dilation, groups)
     unfolded = nn.functional.unfold(x, kernel, dilation, padding, stride)  # n, c*kh*kw, positions
     per_group = 6 // groups * kernel[0] * kernel[1]
     for g in range(groups):
-        rows = unfolded[:, g * per_group:(g + 1) * per_group].transpose(1, 2).reshape(-1, per_group)
+        rows = unfolded[:, g * per_group : (g + 1) * per_group].transpose(1, 2).reshape(-1, per_group)
         np.testing.assert_array_equal(patches[g], rows.numpy())
 
 

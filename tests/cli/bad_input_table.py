@@ -29,25 +29,53 @@ BEGIN, END = "<!-- bad-inputs:begin -->", "<!-- bad-inputs:end -->"
 @dataclass(frozen=True)
 class BadInput:
     verb: str
-    what: str                 # the input, as docs/trust.md names it
-    args: tuple[str, ...]     # with {dir} (a scratch folder), {model}, {bundle} and {data} filled in
+    what: str  # the input, as docs/trust.md names it
+    args: tuple[str, ...]  # with {dir} (a scratch folder), {model}, {bundle} and {data} filled in
 
 
 def _cases() -> list[BadInput]:
     export = ("export", "{model}", "--arch", "digits_cnn", "-o", "{dir}/out")
     verify = ("verify", "{bundle}", "--data", "{data}", "--n", "8", "--no-sweep")
-    tune = ("tune", "{model}", "--arch", "digits_cnn", "--calib", "digits", "--data", "{data}", "--eps", "0.1",
-            "-o", "{dir}/tuned")
+    tune = (
+        "tune",
+        "{model}",
+        "--arch",
+        "digits_cnn",
+        "--calib",
+        "digits",
+        "--data",
+        "{data}",
+        "--eps",
+        "0.1",
+        "-o",
+        "{dir}/tuned",
+    )
     return [
         BadInput("export", "model file that does not exist", ("export", "{dir}/absent.pt", "-o", "{dir}/out")),
-        BadInput("export", "truncated checkpoint", ("export", "{dir}/truncated.pt", "--arch", "digits_cnn", "-o", "{dir}/out")),
+        BadInput(
+            "export",
+            "truncated checkpoint",
+            ("export", "{dir}/truncated.pt", "--arch", "digits_cnn", "-o", "{dir}/out"),
+        ),
         BadInput("export", "pickled code in a checkpoint", ("export", "{dir}/evil.pt", "-o", "{dir}/out")),
         BadInput("export", "`--seed -1`", (*export, "--seed", "-1")),
-        BadInput("export", "`--seed 2**70`", (*export, "--seed", str(2 ** 70))),
-        BadInput("export", "`--percentile 150`", (*export, "--precision", "int8", "--calib", "digits", "--percentile", "150")),
-        BadInput("export", "`--calib-cache` with an Inf range", (*export, "--precision", "int8", "--calib-cache", "{dir}/inf_cache.json")),
-        BadInput("export", "`-o` under a file", ("export", "{model}", "--arch", "digits_cnn", "-o", "{dir}/a_file/out")),
-        BadInput("export", "YAML plan with wrong types", (*export, "--precision", "mixed", "--plan", "{dir}/plan.yaml", "--calib", "digits")),
+        BadInput("export", "`--seed 2**70`", (*export, "--seed", str(2**70))),
+        BadInput(
+            "export", "`--percentile 150`", (*export, "--precision", "int8", "--calib", "digits", "--percentile", "150")
+        ),
+        BadInput(
+            "export",
+            "`--calib-cache` with an Inf range",
+            (*export, "--precision", "int8", "--calib-cache", "{dir}/inf_cache.json"),
+        ),
+        BadInput(
+            "export", "`-o` under a file", ("export", "{model}", "--arch", "digits_cnn", "-o", "{dir}/a_file/out")
+        ),
+        BadInput(
+            "export",
+            "YAML plan with wrong types",
+            (*export, "--precision", "mixed", "--plan", "{dir}/plan.yaml", "--calib", "digits"),
+        ),
         BadInput("info", "weights-only file recording code (`helper.py:factory`)", ("info", "{dir}/records_code.pt")),
         BadInput("info", "bundle whose model.onnx was swapped", ("info", "{dir}/swapped")),
         BadInput("info", "manifest declaring a batch of 10^9", ("info", "{dir}/huge_batch")),
@@ -56,22 +84,60 @@ def _cases() -> list[BadInput]:
         BadInput("eval", "`--min-accuracy 60`", ("eval", "{bundle}", "--data", "{data}", "--min-accuracy", "60")),
         BadInput("verify", "`--eps 8` (L-inf)", (*verify, "--eps", "8")),
         BadInput("verify", "`--eps nan`", (*verify, "--eps", "nan")),
-        BadInput("verify", "labels out of the model's range", ("verify", "{bundle}", "--data", "{dir}/labels.npz", "--eps", "0.1", "--n", "8", "--no-sweep")),
-        BadInput("verify", "bundle with a symlinked `eps_curve.png`", ("verify", "{dir}/linked", "--data", "{data}", "--eps", "0.1")),
+        BadInput(
+            "verify",
+            "labels out of the model's range",
+            ("verify", "{bundle}", "--data", "{dir}/labels.npz", "--eps", "0.1", "--n", "8", "--no-sweep"),
+        ),
+        BadInput(
+            "verify",
+            "bundle with a symlinked `eps_curve.png`",
+            ("verify", "{dir}/linked", "--data", "{data}", "--eps", "0.1"),
+        ),
         BadInput("bench", "`--duration 0`", ("bench", "{bundle}", "--duration", "0")),
         BadInput("bench", "`--warmup -5`", ("bench", "{bundle}", "--warmup", "-5")),
-        BadInput("gdws", "both `--beta` and `--budget`", ("gdws", "{model}", "--arch", "digits_cnn", "--beta", "1", "--budget", "0.5")),
-        BadInput("train", "unknown `--arch`", ("train", "--arch", "no_such_net", "--data", "digits", "-o", "{dir}/t.pt")),
-        BadInput("dq", "`--bits 9/9`", ("dq", "{model}", "--arch", "digits_cnn", "--bits", "9/9", "--data", "digits", "-o", "{dir}/d.pt")),
-        BadInput("ensemble", "member spec that does not parse", ("ensemble", "--member", "x", "--arch", "digits", "-o", "{dir}/e.pt")),
-        BadInput("tune", "a target that cannot run a precision (`--target tensorrt --space int4`)",
-                 (*tune, "--target", "tensorrt", "--space", "int4")),
+        BadInput(
+            "gdws",
+            "both `--beta` and `--budget`",
+            ("gdws", "{model}", "--arch", "digits_cnn", "--beta", "1", "--budget", "0.5"),
+        ),
+        BadInput(
+            "train", "unknown `--arch`", ("train", "--arch", "no_such_net", "--data", "digits", "-o", "{dir}/t.pt")
+        ),
+        BadInput(
+            "dq",
+            "`--bits 9/9`",
+            ("dq", "{model}", "--arch", "digits_cnn", "--bits", "9/9", "--data", "digits", "-o", "{dir}/d.pt"),
+        ),
+        BadInput(
+            "ensemble",
+            "member spec that does not parse",
+            ("ensemble", "--member", "x", "--arch", "digits", "-o", "{dir}/e.pt"),
+        ),
+        BadInput(
+            "tune",
+            "a target that cannot run a precision (`--target tensorrt --space int4`)",
+            (*tune, "--target", "tensorrt", "--space", "int4"),
+        ),
         BadInput("tune", "`--max-robust-drop 1.5`", (*tune, "--max-robust-drop", "1.5")),
         BadInput("tune", "`--pin` naming a layer the model does not have", (*tune, "--pin", "conv9=fp32")),
         BadInput("tune", "`--pin 0=int3`", (*tune, "--pin", "0=int3")),
         BadInput("tune", "`--time-budget 30x`", (*tune, "--time-budget", "30x")),
-        BadInput("demo", "`--model` that does not exist", ("demo", "--model", "{dir}/absent.pt", "--arch", "digits_cnn", "--data", "digits:test",
-                                                          "--out", "{dir}/demo")),
+        BadInput(
+            "demo",
+            "`--model` that does not exist",
+            (
+                "demo",
+                "--model",
+                "{dir}/absent.pt",
+                "--arch",
+                "digits_cnn",
+                "--data",
+                "digits:test",
+                "--out",
+                "{dir}/demo",
+            ),
+        ),
     ]
 
 
@@ -86,12 +152,23 @@ def write_inputs(folder: Path) -> dict[str, str]:
     bundle = export_bundle(load_model(model, "digits_cnn"), folder / "bundle")
     (folder / "truncated.pt").write_bytes(model.read_bytes()[:900])
     (folder / "evil.pt").write_bytes(b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
-    (folder / "inf_cache.json").write_text('{"schema": "deploy-robust/calibration", "float_graph_sha256": "x", '
-                                           '"tensors": {"a": {"low": 0, "high": Infinity}}}')
+    (folder / "inf_cache.json").write_text(
+        '{"schema": "deploy-robust/calibration", "float_graph_sha256": "x", '
+        '"tensors": {"a": {"low": 0, "high": Infinity}}}'
+    )
     (folder / "a_file").write_text("")
     (folder / "plan.yaml").write_text("default: int8\nlayers: [conv1, fp32]\n")
-    torch.save({"deploy_robust_model": {"arch": "helper.py:factory", "input": bundle.manifest.to_json()["input"],
-                                        "training": {}}, "state_dict": {}}, folder / "records_code.pt")
+    torch.save(
+        {
+            "deploy_robust_model": {
+                "arch": "helper.py:factory",
+                "input": bundle.manifest.to_json()["input"],
+                "training": {},
+            },
+            "state_dict": {},
+        },
+        folder / "records_code.pt",
+    )
     for name in ("swapped", "huge_batch", "linked"):
         shutil.copytree(bundle.path, folder / name)
     (folder / "swapped" / "model.onnx").write_bytes((folder / "swapped" / "model.onnx").read_bytes() + b"\0")

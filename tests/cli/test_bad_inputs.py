@@ -36,16 +36,19 @@ def _write(tmp_path, kind):
     return path
 
 
-@pytest.mark.parametrize("kind, extra, message", [
-    ("missing", [], "model file not found"),
-    ("random_bytes", [], "not a model file"),
-    ("truncated", [], "damaged or truncated|truncated or corrupt"),
-    ("code_running_pickle", [], "--trust-pickle"),
-    ("whole_module", [], "pickled Python object"),
-    ("state_dict", ["--arch", "resnet18"], "do not fit architecture 'resnet18'"),
-    ("state_dict", ["--arch", "no_such_net"], "unknown architecture 'no_such_net'"),
-    ("state_dict", ["--arch", "ARCH", "--input-shape", "1,16,16"], "does not accept inputs of shape"),
-])
+@pytest.mark.parametrize(
+    "kind, extra, message",
+    [
+        ("missing", [], "model file not found"),
+        ("random_bytes", [], "not a model file"),
+        ("truncated", [], "damaged or truncated|truncated or corrupt"),
+        ("code_running_pickle", [], "--trust-pickle"),
+        ("whole_module", [], "pickled Python object"),
+        ("state_dict", ["--arch", "resnet18"], "do not fit architecture 'resnet18'"),
+        ("state_dict", ["--arch", "no_such_net"], "unknown architecture 'no_such_net'"),
+        ("state_dict", ["--arch", "ARCH", "--input-shape", "1,16,16"], "does not accept inputs of shape"),
+    ],
+)
 def test_bad_model_inputs(cli, tmp_path, tiny_arch_file, kind, extra, message):
     import re
 
@@ -61,12 +64,15 @@ def test_bad_model_inputs(cli, tmp_path, tiny_arch_file, kind, extra, message):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 
 
-@pytest.mark.parametrize("arrays, message", [
-    (dict(x=np.full((4, 3, 16, 16), np.nan, np.float32), y=np.arange(4)), "contains NaN"),
-    (dict(x=np.zeros((0, 3, 16, 16), np.uint8), y=np.zeros(0, np.int64)), "empty"),
-    (dict(x=np.zeros((4, 1, 28, 28), np.uint8), y=np.arange(4)), "but the model takes 3x16x16"),
-    (dict(x=np.zeros((4, 3, 16, 16), np.uint8)), "no labels"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (dict(x=np.full((4, 3, 16, 16), np.nan, np.float32), y=np.arange(4)), "contains NaN"),
+        (dict(x=np.zeros((0, 3, 16, 16), np.uint8), y=np.zeros(0, np.int64)), "empty"),
+        (dict(x=np.zeros((4, 1, 28, 28), np.uint8), y=np.arange(4)), "but the model takes 3x16x16"),
+        (dict(x=np.zeros((4, 3, 16, 16), np.uint8)), "no labels"),
+    ],
+)
 def test_bad_datasets(cli, tmp_path, tiny_checkpoint, tiny_arch_file, arrays, message):
     data = tmp_path / "d.npz"
     np.savez(data, **arrays)
@@ -76,7 +82,11 @@ def test_bad_datasets(cli, tmp_path, tiny_checkpoint, tiny_arch_file, arrays, me
 
 def test_bad_flag_values_are_usage_errors(cli, tiny_checkpoint):
     code, _, err = cli("export", tiny_checkpoint, "--input-shape", "3,abc", "-o", "x")
-    assert code == 2 and err.strip() == "deploy-robust: error: export: argument --input-shape: shape must be C,H,W integers; got 3,abc"
+    assert (
+        code == 2
+        and err.strip()
+        == "deploy-robust: error: export: argument --input-shape: shape must be C,H,W integers; got 3,abc"
+    )
 
 
 def test_debug_shows_the_traceback(cli, tmp_path):
@@ -88,9 +98,15 @@ def test_console_script_exit_code(tmp_path):
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "deploy_robust", "export", str(tmp_path / "absent.pt"), "-o",
-                             str(tmp_path / "o")], capture_output=True, text=True)
-    assert result.returncode == 2 and result.stderr.strip() == f"deploy-robust: error: model file not found: {tmp_path / 'absent.pt'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy_robust", "export", str(tmp_path / "absent.pt"), "-o", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        result.returncode == 2
+        and result.stderr.strip() == f"deploy-robust: error: model file not found: {tmp_path / 'absent.pt'}"
+    )
 
 
 def test_a_json_run_that_fails_prints_the_error_envelope_on_stdout(cli, tmp_path):
@@ -98,4 +114,6 @@ def test_a_json_run_that_fails_prints_the_error_envelope_on_stdout(cli, tmp_path
 
     code, stdout, err = cli("export", tmp_path / "missing.pt", "-o", tmp_path / "o", "--json")
     doc = json.loads(stdout)
-    assert code == 2 and doc["error"]["exit_code"] == 2 and doc["command"] == "export" and doc["error"]["message"] in err
+    assert (
+        code == 2 and doc["error"]["exit_code"] == 2 and doc["command"] == "export" and doc["error"]["message"] in err
+    )

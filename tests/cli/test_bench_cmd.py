@@ -13,8 +13,11 @@ from tests.conftest import make_tiny
 
 @pytest.fixture
 def tiny_bundles(tmp_path):
-    loaded = LoadedModel(make_tiny(), InputSpec((3, 16, 16), 5), {"file": "t", "format": "test", "sha256": "",
-                                                                   "arch": None, "layer_dtypes": {}})
+    loaded = LoadedModel(
+        make_tiny(),
+        InputSpec((3, 16, 16), 5),
+        {"file": "t", "format": "test", "sha256": "", "arch": None, "layer_dtypes": {}},
+    )
     return [export_bundle(loaded, tmp_path / p, ExportOptions(p)) for p in ("fp32", "fp16")]
 
 
@@ -37,25 +40,41 @@ def test_bench_writes_a_schema_versioned_bench_json(cli, tiny_bundles):
 
 def test_compare_prints_ratios_to_the_first_bundle(cli, tiny_bundles, tmp_path):
     a, b = tiny_bundles
-    code, stdout, err = cli("bench", "--compare", a.path, b.path, "--batch", "2", "--duration", "0.3",
-                            "--frontier", tmp_path / "frontier.png", "--data", _npz(tmp_path))
+    code, stdout, err = cli(
+        "bench",
+        "--compare",
+        a.path,
+        b.path,
+        "--batch",
+        "2",
+        "--duration",
+        "0.3",
+        "--frontier",
+        tmp_path / "frontier.png",
+        "--data",
+        _npz(tmp_path),
+    )
     assert code == 0, err
     assert "1.00x" in stdout and "fp16" in stdout
     assert (tmp_path / "frontier.png").stat().st_size > 1000
 
 
 def test_torch_backend_runs_the_bundle_graph(cli, tiny_bundles):
-    code, stdout, err = cli("bench", tiny_bundles[0].path, "--backend", "torch", "--batch", "2", "--iters", "5",
-                            "--no-plot", "--json")
+    code, stdout, err = cli(
+        "bench", tiny_bundles[0].path, "--backend", "torch", "--batch", "2", "--iters", "5", "--no-plot", "--json"
+    )
     assert code == 0, err
     assert json.loads(stdout)["results"][0]["iterations"] == 5
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--backend", "tpu"], "unknown backend 'tpu'"),
-    (["--batch", "1,x"], "comma-separated integers"),
-    (["--batch", "0"], "positive batch sizes"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--backend", "tpu"], "unknown backend 'tpu'"),
+        (["--batch", "1,x"], "comma-separated integers"),
+        (["--batch", "0"], "positive batch sizes"),
+    ],
+)
 def test_bad_bench_arguments(cli, tiny_bundles, args, message):
     code, _, err = cli("bench", tiny_bundles[0].path, *args)
     assert code == 2 and message in err
@@ -64,6 +83,7 @@ def test_bad_bench_arguments(cli, tiny_bundles, args, message):
 def test_missing_backend_names_what_to_install(cli, tiny_bundles):
     try:
         import tensorrt  # noqa: F401
+
         pytest.skip("TensorRT is installed here")
     except ImportError:
         pass
@@ -83,8 +103,9 @@ def _npz(tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_torch_cuda_reports_transfer_and_compute_separately(cli, tiny_bundles):
-    code, stdout, err = cli("bench", tiny_bundles[0].path, "--backend", "torch-cuda", "--batch", "8",
-                            "--duration", "0.5", "--json")
+    code, stdout, err = cli(
+        "bench", tiny_bundles[0].path, "--backend", "torch-cuda", "--batch", "8", "--duration", "0.5", "--json"
+    )
     entry = json.loads(stdout)["results"][0]
     assert code == 0 and set(entry["phases_ms"]) == {"h2d", "compute", "d2h"} and entry["peak_device_mib"] > 0
 
@@ -107,18 +128,49 @@ def test_layers_and_the_executed_precision_of_each_runtime(cli, tiny_bundles):
     bundle = tiny_bundles[0]
     code, _, err = cli("bench", bundle.path, "--backend", "ort-cpu", "--precision-hint", "f32", "--batch", "2")
     assert code == 2 and "--precision-hint applies to openvino; not to backend ort-cpu" in err
-    code, stdout, err = cli("bench", bundle.path, "--backend", "ort-cpu,openvino", "--precision-hint", "f32",
-                            "--batch", "2", "--duration", "0.2", "--threads", "1", "--json")
+    code, stdout, err = cli(
+        "bench",
+        bundle.path,
+        "--backend",
+        "ort-cpu,openvino",
+        "--precision-hint",
+        "f32",
+        "--batch",
+        "2",
+        "--duration",
+        "0.2",
+        "--threads",
+        "1",
+        "--json",
+    )
     assert code == 0, err  # several backends: each takes what applies to it
     runtimes = {e["backend"]: e["runtime"] for e in json.loads(stdout)["results"]}
     assert runtimes["openvino"]["executed_precision"] == "f32" and "inference_precision_hint" not in runtimes["ort-cpu"]
-    code, stdout, err = cli("bench", bundle.path, "--backend", "openvino", "--precision-hint", "f32", "--batch", "2",
-                            "--duration", "0.2", "--layers", "--threads", "1", "--json")
+    code, stdout, err = cli(
+        "bench",
+        bundle.path,
+        "--backend",
+        "openvino",
+        "--precision-hint",
+        "f32",
+        "--batch",
+        "2",
+        "--duration",
+        "0.2",
+        "--layers",
+        "--threads",
+        "1",
+        "--json",
+    )
     assert code == 0, err
     doc = json.loads(stdout)
     assert doc["results"][0]["runtime"]["executed_precision"] == "f32"
     layers = doc["layers"][0]["layers"]
-    assert layers and abs(sum(r["share"] for r in layers) - 1) < 1e-6 and {"layer", "op", "kernel", "precision"} <= set(layers[0])
+    assert (
+        layers
+        and abs(sum(r["share"] for r in layers) - 1) < 1e-6
+        and {"layer", "op", "kernel", "precision"} <= set(layers[0])
+    )
     code, stdout, err = cli("bench", bundle.path, "--batch", "2", "--duration", "0.2", "--layers")
     assert code == 0 and "time per layer" in stdout and "Conv" in stdout
 
@@ -129,12 +181,23 @@ def test_the_frontier_checks_every_input_before_measuring(cli, tiny_bundles, tmp
     import numpy as np
 
     np.savez(wrong, x=np.zeros((4, 1, 8, 8), np.uint8), y=np.zeros(4, int))
-    code, _, err = cli("bench", "--compare", a.path, b.path, "--frontier", tmp_path / "f.png", "--data", wrong,
-                       "--duration", "5")
+    code, _, err = cli(
+        "bench", "--compare", a.path, b.path, "--frontier", tmp_path / "f.png", "--data", wrong, "--duration", "5"
+    )
     assert code == 2 and "--frontier --data for fp32" in err and not (a.path / "bench.json").exists()
     for bundle, eps in ((a, 0.1), (b, 0.2)):
-        (bundle.path / "verify.json").write_text(json.dumps({
-            "schema": "deploy-robust/verify", "threat_model": {"norm": "linf", "eps": eps, "description": f"L-inf eps={eps}"}, "data": {"n": 50, "name": "d"},
-            "suite": "quick", "clean_accuracy": 0.9, "robust_accuracy": 0.5, "robust_accuracy_ci95": [0.4, 0.6]}))
+        (bundle.path / "verify.json").write_text(
+            json.dumps(
+                {
+                    "schema": "deploy-robust/verify",
+                    "threat_model": {"norm": "linf", "eps": eps, "description": f"L-inf eps={eps}"},
+                    "data": {"n": 50, "name": "d"},
+                    "suite": "quick",
+                    "clean_accuracy": 0.9,
+                    "robust_accuracy": 0.5,
+                    "robust_accuracy_ci95": [0.4, 0.6],
+                }
+            )
+        )
     code, _, err = cli("bench", "--compare", a.path, b.path, "--frontier", tmp_path / "f.png", "--duration", "5")
     assert code == 2 and "verified under different settings" in err and not (a.path / "bench.json").exists()

@@ -7,8 +7,15 @@ def test_demo_trains_exports_and_evaluates(cli, tmp_path):
     doc = json.loads(stdout)
     assert code == 0 and doc["data"] == {"name": "digits:test", "n": 360} and doc["command"] == "demo"
     names = [r["name"] for r in doc["results"]]
-    assert names == ["reference", "fp32 bundle", "fp16 bundle", "int8 bundle", "int4 bundle", "gdws-fp32 bundle",
-                     "gdws-int8 bundle"]
+    assert names == [
+        "reference",
+        "fp32 bundle",
+        "fp16 bundle",
+        "int8 bundle",
+        "int4 bundle",
+        "gdws-fp32 bundle",
+        "gdws-int8 bundle",
+    ]
     reference, fp32, fp16, int8, int4, gdws32, gdws8 = doc["results"]
     assert reference["accuracy"] > 0.9  # a real model, trained in seconds
     assert fp32["accuracy"] == reference["accuracy"] and fp32["agreement"]["max_abs_logit_diff"] <= 1e-4
@@ -26,8 +33,20 @@ def test_demo_trains_exports_and_evaluates(cli, tmp_path):
 
 @pytest.mark.slow  # a second whole demo (~50 s); the embedded default runs in make test
 def test_demo_on_a_user_model(cli, tmp_path, tiny_checkpoint, tiny_arch_file, image_npz):
-    code, stdout, _ = cli("demo", "-o", tmp_path / "d", "--model", tiny_checkpoint, "--arch", tiny_arch_file,
-                          "--input-shape", "3,16,16", "--data", image_npz, "--json")
+    code, stdout, _ = cli(
+        "demo",
+        "-o",
+        tmp_path / "d",
+        "--model",
+        tiny_checkpoint,
+        "--arch",
+        tiny_arch_file,
+        "--input-shape",
+        "3,16,16",
+        "--data",
+        image_npz,
+        "--json",
+    )
     assert code == 0 and json.loads(stdout)["n"] == 40
 
 

@@ -11,8 +11,23 @@ def _bundle(cli, tmp_path, ckpt, arch):
 
 def test_reference_comparison_and_passing_gates(cli, tmp_path, tiny_checkpoint, tiny_arch_file, image_npz):
     out = _bundle(cli, tmp_path, tiny_checkpoint, tiny_arch_file)
-    code, stdout, _ = cli("eval", out, "--data", image_npz, "--reference", tiny_checkpoint, "--arch", tiny_arch_file,
-                          "--input-shape", "3,16,16", "--min-agreement", "1.0", "--min-accuracy", "0", "--json")
+    code, stdout, _ = cli(
+        "eval",
+        out,
+        "--data",
+        image_npz,
+        "--reference",
+        tiny_checkpoint,
+        "--arch",
+        tiny_arch_file,
+        "--input-shape",
+        "3,16,16",
+        "--min-agreement",
+        "1.0",
+        "--min-accuracy",
+        "0",
+        "--json",
+    )
     doc = json.loads(stdout)
     assert code == 0
     assert doc["reference"]["agreement"]["top1_agreement"] == 1.0
@@ -27,14 +42,25 @@ def test_failing_gate_exits_1(cli, tmp_path, tiny_checkpoint, tiny_arch_file, im
 
 
 def test_eval_model_file_in_torch(cli, tiny_checkpoint, tiny_arch_file, image_npz):
-    code, stdout, _ = cli("eval", tiny_checkpoint, "--arch", tiny_arch_file, "--input-shape", "3,16,16",
-                          "--data", image_npz)
+    code, stdout, _ = cli(
+        "eval", tiny_checkpoint, "--arch", tiny_arch_file, "--input-shape", "3,16,16", "--data", image_npz
+    )
     assert code == 0 and "accuracy" in stdout and "95% CI" in stdout
 
 
 def test_ort_backend_on_a_model_file_asks_for_export(cli, tiny_checkpoint, tiny_arch_file, image_npz):
-    code, _, err = cli("eval", tiny_checkpoint, "--arch", tiny_arch_file, "--input-shape", "3,16,16",
-                       "--data", image_npz, "--backend", "ort-cpu")
+    code, _, err = cli(
+        "eval",
+        tiny_checkpoint,
+        "--arch",
+        tiny_arch_file,
+        "--input-shape",
+        "3,16,16",
+        "--data",
+        image_npz,
+        "--backend",
+        "ort-cpu",
+    )
     assert code == 2 and "export the model first" in err
 
 
@@ -52,8 +78,10 @@ def test_eval_and_bench_on_the_torch_backend_run_every_precision(cli, tmp_path, 
     calib = ["--calib", "digits:train", "--calib-n", "64"] if precision != "fp32" else []
     code, _, err = cli("export", digits_checkpoint, "--arch", "digits_cnn", "--precision", precision, *calib, "-o", out)
     assert code == 0, err
-    script = ("import sys, json; from deploy_robust.cli import main; "
-              f"sys.exit(main(['eval', {str(out)!r}, '--data', 'digits:test', '--backend', 'torch', '--json']))")
+    script = (
+        "import sys, json; from deploy_robust.cli import main; "
+        f"sys.exit(main(['eval', {str(out)!r}, '--data', 'digits:test', '--backend', 'torch', '--json']))"
+    )
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     torch_accuracy = json.loads(done.stdout)["accuracy"]

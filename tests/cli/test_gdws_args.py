@@ -18,8 +18,18 @@ def test_no_gdws_option_means_no_rewrite():
 
 
 def test_the_options_become_a_request_with_the_data_left_to_the_rewrite():
-    ns = _parse(["--gdws-budget", "0.25", "--gdws-skip", "conv1, layer*", "--gdws-alpha-data", "digits:train",
-                 "--gdws-alpha-eps", "8/255"])
+    ns = _parse(
+        [
+            "--gdws-budget",
+            "0.25",
+            "--gdws-skip",
+            "conv1, layer*",
+            "--gdws-alpha-data",
+            "digits:train",
+            "--gdws-alpha-eps",
+            "8/255",
+        ]
+    )
     request = request_from_args(ns, prefix="gdws-")
     assert request.budget == 0.25 and request.skip == ("conv1", "layer*")
     assert request.alpha_data == "digits:train" and request.alpha_settings.eps == 8 / 255

@@ -22,8 +22,20 @@ def test_help_everywhere(cli, capsys):
 
 
 def test_a_quantized_bundle_says_its_weight_range_and_how_int4_runs_at_int8_speed(cli, tmp_path, digits_checkpoint):
-    code, _, err = cli("export", digits_checkpoint, "--arch", "digits_cnn", "--precision", "int4", "--calib",
-                       "digits:train", "--int8-weights", "reduced", "-o", tmp_path / "b")
+    code, _, err = cli(
+        "export",
+        digits_checkpoint,
+        "--arch",
+        "digits_cnn",
+        "--precision",
+        "int4",
+        "--calib",
+        "digits:train",
+        "--int8-weights",
+        "reduced",
+        "-o",
+        tmp_path / "b",
+    )
     assert code == 0, err
     code, stdout, _ = cli("info", tmp_path / "b")
     assert code == 0 and "8-bit weights" in stdout and "reduced range (63 levels)" in stdout
@@ -31,8 +43,18 @@ def test_a_quantized_bundle_says_its_weight_range_and_how_int4_runs_at_int8_spee
 
 
 def test_a_bundle_lists_every_layer_with_its_precision_rounding_and_reason(cli, tmp_path, digits_checkpoint):
-    code, _, err = cli("export", digits_checkpoint, "--arch", "digits_cnn", "--precision", "int8", "--calib",
-                       "digits:train", "-o", tmp_path / "b")
+    code, _, err = cli(
+        "export",
+        digits_checkpoint,
+        "--arch",
+        "digits_cnn",
+        "--precision",
+        "int8",
+        "--calib",
+        "digits:train",
+        "-o",
+        tmp_path / "b",
+    )
     assert code == 0, err
     code, stdout, _ = cli("info", tmp_path / "b")
     header = next(line for line in stdout.splitlines() if line.startswith("layer "))

@@ -12,7 +12,7 @@ def test_table_aligns_columns_under_a_rule():
 def test_numbers_print_as_people_read_them():
     assert pct(0.12345) == "12.35%" and pct(None) == "-" and pct(1, 0) == "100%"
     assert ci((0.1, 0.25)) == "[10.0, 25.0]"
-    assert size(512) == "512 B" and size(2048) == "2.0 KB" and size(5 * 2 ** 30) == "5.0 GB"
+    assert size(512) == "512 B" and size(2048) == "2.0 KB" and size(5 * 2**30) == "5.0 GB"
 
 
 def test_emit_json_is_sorted_and_parsable(capsys):
@@ -24,12 +24,22 @@ def test_emit_json_is_sorted_and_parsable(capsys):
 
 def test_every_verb_gets_one_envelope():
     keys = {"schema", "schema_version", "command", "bundle", "data", "flags", "gates", "error"}
-    eval_doc = envelope("eval", {"bundle": "out/b", "precision": "int8", "dataset": "test.npz", "n": 10, "accuracy": 0.9})
+    eval_doc = envelope(
+        "eval", {"bundle": "out/b", "precision": "int8", "dataset": "test.npz", "n": 10, "accuracy": 0.9}
+    )
     assert keys <= set(eval_doc) and eval_doc["schema"] == "deploy-robust/eval" and eval_doc["error"] is None
     assert eval_doc["bundle"] == {"path": "out/b", "precision": "int8", "target": None}
     assert eval_doc["data"] == {"name": "test.npz", "n": 10} and "dataset" not in eval_doc
-    verify_doc = envelope("verify", {"schema": "deploy-robust/verify", "schema_version": 1, "bundle": {"path": "b"},
-                                     "data": {"name": "d", "n": 5}, "flags": [{"flag": "x"}]})
+    verify_doc = envelope(
+        "verify",
+        {
+            "schema": "deploy-robust/verify",
+            "schema_version": 1,
+            "bundle": {"path": "b"},
+            "data": {"name": "d", "n": 5},
+            "flags": [{"flag": "x"}],
+        },
+    )
     assert verify_doc["schema"] == "deploy-robust/verify" and verify_doc["flags"] == [{"flag": "x"}]
     assert envelope("info", [1, 2])["results"] == [1, 2]
 

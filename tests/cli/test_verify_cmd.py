@@ -6,7 +6,19 @@ from deploy_robust.ingest import load_model
 
 def test_verify_prints_the_report_and_a_failed_gate_exits_1(cli, tmp_path, digits_checkpoint):
     bundle = export_bundle(load_model(digits_checkpoint, "digits_cnn"), tmp_path / "b")
-    base = ("verify", bundle.path, "--data", "digits:test", "--eps", "0.05", "--n", "32", "--suite", "quick", "--no-sweep")
+    base = (
+        "verify",
+        bundle.path,
+        "--data",
+        "digits:test",
+        "--eps",
+        "0.05",
+        "--n",
+        "32",
+        "--suite",
+        "quick",
+        "--no-sweep",
+    )
     code, stdout, _ = cli(*base)
     assert code == 0 and "robust accuracy" in stdout and "written" in stdout
     code, stdout, err = cli(*base, "--min-robust-acc", "1.0", "--json")

@@ -37,13 +37,16 @@ def test_labels_are_checked_against_the_model():
         data.check_labels(2, "m")
 
 
-@pytest.mark.parametrize("images, labels, message", [
-    (np.zeros((2, 1, 4, 4), np.float32), np.array([0.5, 1]), "integer class indices"),
-    (np.zeros((2, 1, 4, 4), np.float32), np.array([0, -1]), ">= 0"),
-    (np.full((2, 1, 4, 4), 200.0, np.float32), np.array([0, 1]), "look like 0..255"),
-    (np.full((2, 1, 4, 4), np.nan, np.float32), np.array([0, 1]), "image 0 contains NaN"),
-    (np.zeros((2, 1, 4, 4), np.float32), np.array([0, 1, 2]), "2 images but 3 labels"),
-])
+@pytest.mark.parametrize(
+    "images, labels, message",
+    [
+        (np.zeros((2, 1, 4, 4), np.float32), np.array([0.5, 1]), "integer class indices"),
+        (np.zeros((2, 1, 4, 4), np.float32), np.array([0, -1]), ">= 0"),
+        (np.full((2, 1, 4, 4), 200.0, np.float32), np.array([0, 1]), "look like 0..255"),
+        (np.full((2, 1, 4, 4), np.nan, np.float32), np.array([0, 1]), "image 0 contains NaN"),
+        (np.zeros((2, 1, 4, 4), np.float32), np.array([0, 1, 2]), "2 images but 3 labels"),
+    ],
+)
 def test_bad_datasets_are_one_clear_error(images, labels, message):
     with pytest.raises(UserError, match=message):
         Dataset(images, labels, "bad")

@@ -39,15 +39,18 @@ def test_float_images_in_unit_range_are_kept(tmp_path):
     np.testing.assert_array_equal(next(ds.batches(5))[0], x)
 
 
-@pytest.mark.parametrize("arrays, message", [
-    (dict(x=np.full((3, 1, 4, 4), np.nan, np.float32), y=np.arange(3)), "image 0 contains NaN"),
-    (dict(x=np.zeros((0, 1, 4, 4), np.uint8), y=np.zeros(0, np.int64)), "empty"),
-    (dict(x=np.zeros((3, 1, 4, 4), np.uint8)), "no labels"),
-    (dict(x=np.zeros((3, 1, 4, 4), np.uint8), y=np.arange(2)), "3 images but 2 labels"),
-    (dict(x=np.full((3, 1, 4, 4), 200.0, np.float32), y=np.arange(3)), "must lie in \\[0, 1\\].*divide by 255"),
-    (dict(x=np.zeros((3, 1, 4, 4), np.uint8), y=np.array([0, -1, 2])), "labels must be >= 0"),
-    (dict(y=np.arange(3)), "no 'x' array"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (dict(x=np.full((3, 1, 4, 4), np.nan, np.float32), y=np.arange(3)), "image 0 contains NaN"),
+        (dict(x=np.zeros((0, 1, 4, 4), np.uint8), y=np.zeros(0, np.int64)), "empty"),
+        (dict(x=np.zeros((3, 1, 4, 4), np.uint8)), "no labels"),
+        (dict(x=np.zeros((3, 1, 4, 4), np.uint8), y=np.arange(2)), "3 images but 2 labels"),
+        (dict(x=np.full((3, 1, 4, 4), 200.0, np.float32), y=np.arange(3)), "must lie in \\[0, 1\\].*divide by 255"),
+        (dict(x=np.zeros((3, 1, 4, 4), np.uint8), y=np.array([0, -1, 2])), "labels must be >= 0"),
+        (dict(y=np.arange(3)), "no 'x' array"),
+    ],
+)
 def test_bad_datasets_are_user_errors(tmp_path, arrays, message):
     with pytest.raises(UserError, match=message):
         load_dataset(_npz(tmp_path, **arrays))

@@ -59,8 +59,29 @@ def ensemble_file(tmp_path_factory):
     from deploy_robust.cli import main
 
     path = tmp_path_factory.mktemp("empir") / "ens.pt"
-    assert main(["ensemble", "--arch", "digits", "--member", "w2a4", "--member", "w2a4", "--member", "fp32",
-                 "--data", "digits:train", "--epochs", "12", "-o", str(path), "--json"]) == 0
+    assert (
+        main(
+            [
+                "ensemble",
+                "--arch",
+                "digits",
+                "--member",
+                "w2a4",
+                "--member",
+                "w2a4",
+                "--member",
+                "fp32",
+                "--data",
+                "digits:train",
+                "--epochs",
+                "12",
+                "-o",
+                str(path),
+                "--json",
+            ]
+        )
+        == 0
+    )
     return path
 
 
@@ -121,8 +142,20 @@ def test_int8_export_runs_members_on_integer_kernels_and_computes_the_same_ensem
 
 def test_verify_uses_the_consistent_loss_and_shows_the_vote_masks_gradients(cli, ensemble_file, tmp_path):
     assert cli("export", ensemble_file, "-o", tmp_path / "ens")[0] == 0
-    args = ("verify", tmp_path / "ens", "--data", "digits:test", "--eps", "0.1", "--n", "80", "--suite", "quick",
-            "--no-sweep", "--json")
+    args = (
+        "verify",
+        tmp_path / "ens",
+        "--data",
+        "digits:test",
+        "--eps",
+        "0.1",
+        "--n",
+        "80",
+        "--suite",
+        "quick",
+        "--no-sweep",
+        "--json",
+    )
     code, stdout, err = cli(*args)
     assert code == 0, err
     consistent = json.loads(stdout)
@@ -131,8 +164,7 @@ def test_verify_uses_the_consistent_loss_and_shows_the_vote_masks_gradients(cli,
     assert consistent["attacked_output"] == "ensemble_log_probs" and naive["attacked_output"] == "logits"
     assert "zero_gradients" in {f["flag"] for f in naive["flags"]}
     assert consistent["zero_gradient_points_on_S"] == 0
-    assert (consistent["robust_accuracy_gradient_attacks_only"]
-            < naive["robust_accuracy_gradient_attacks_only"] - 0.1)
+    assert consistent["robust_accuracy_gradient_attacks_only"] < naive["robust_accuracy_gradient_attacks_only"] - 0.1
     # every majority (any two of the three members) is attacked on its own; the naive run attacks only the vote
     by_name = {a["attack"]: a for a in consistent["attacks"]}
     pairs = [f"pgd-{loss} on members {pair}" for pair in ("0+1", "0+2", "1+2") for loss in ("ce", "margin")]

@@ -29,8 +29,8 @@ def test_sap_keeps_drawn_units_and_passes_zero_layers_through():
     sap = StochasticActivationPruning(fraction=0.25)
     h = torch.tensor([[0.0, 0.0, 5.0, 1.0, 0.0, 2.0, 0.0, 0.0]])
     out = sap(h)
-    assert torch.all((out == 0) | (out >= h))        # kept units are scaled up, the rest dropped
-    assert torch.all(out[h == 0] == 0)               # zero units are never drawn
+    assert torch.all((out == 0) | (out >= h))  # kept units are scaled up, the rest dropped
+    assert torch.all(out[h == 0] == 0)  # zero units are never drawn
     zeros = torch.zeros(2, 8)
     assert torch.equal(sap(zeros), zeros)
 
@@ -42,8 +42,9 @@ def test_seeded_mode_repeats_itself_and_draws_like_random_mode():
     assert torch.equal(seeded(h), seeded(h))
     random_mode = StochasticActivationPruning(fraction=0.5)
     kept_random = torch.stack([(random_mode(h) != 0).float() for _ in range(4000)]).mean(0)
-    kept_seeded = torch.stack([(StochasticActivationPruning(0.5, seed=s, units=32)(h) != 0).float()
-                               for s in range(400)]).mean(0)
+    kept_seeded = torch.stack(
+        [(StochasticActivationPruning(0.5, seed=s, units=32)(h) != 0).float() for s in range(400)]
+    ).mean(0)
     assert torch.allclose(kept_random, kept_seeded, atol=0.08)
     assert torch.allclose(kept_random, keep_probability(h / h.sum(1, keepdim=True), 16), atol=0.05)
 

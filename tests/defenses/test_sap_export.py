@@ -1,6 +1,5 @@
 """SAP exported into one ONNX graph: checker, ONNX Runtime, torch parity (seeded) and in distribution (random)."""
 
-
 import numpy as np
 import onnx
 import torch
@@ -55,8 +54,9 @@ def test_random_sap_draws_fresh_in_onnx_runtime_and_matches_torch_in_distributio
 def test_bad_sap_arguments_exit_2(cli, digits_checkpoint, tmp_path):
     code, _, err = cli("export", digits_checkpoint, "--arch", "digits_cnn", "-o", tmp_path / "x", "--sap", "nope")
     assert code == 2 and "no layer named nope" in err and not (tmp_path / "x").exists()
-    code, _, err = cli("export", digits_checkpoint, "--arch", "digits_cnn", "-o", tmp_path / "x", "--sap", "all",
-                       "--sap-fraction", "0")
+    code, _, err = cli(
+        "export", digits_checkpoint, "--arch", "digits_cnn", "-o", tmp_path / "x", "--sap", "all", "--sap-fraction", "0"
+    )
     assert code == 2 and "--sap-fraction" in err
 
 
@@ -65,8 +65,9 @@ def test_verify_attacks_sap_through_its_twin_with_eot(cli, digits_checkpoint, tm
     from deploy_robust.verify.options import VerifyOptions
 
     bundle, _ = _export(cli, digits_checkpoint, tmp_path / "verify", "--sap-fraction", "0.5")
-    doc = run_verify(bundle, load_dataset("digits:test"), ThreatModel("linf", 0.1),
-                     VerifyOptions(n=40, suite="quick", sweep=None))
+    doc = run_verify(
+        bundle, load_dataset("digits:test"), ThreatModel("linf", 0.1), VerifyOptions(n=40, suite="quick", sweep=None)
+    )
     assert doc["stochastic_engine"]["stochastic"] and doc["stochastic_engine"]["eot_draws"] == 4
     assert "randomness" in {f["flag"] for f in doc["flags"]}
     assert doc["zero_gradient_points_on_S"] == 0  # gradients flow through SAP's scaling in the twin

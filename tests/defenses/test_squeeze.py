@@ -29,7 +29,9 @@ def test_squeezers():
 
 
 def test_squeeze_mode_exports_and_masks_gradients_that_bpda_restores(cli, digits_checkpoint, tmp_path):
-    code, stdout, err = cli("export", digits_checkpoint, "--arch", "digits_cnn", "-o", tmp_path / "sq", "--squeeze", "bits:3")
+    code, stdout, err = cli(
+        "export", digits_checkpoint, "--arch", "digits_cnn", "-o", tmp_path / "sq", "--squeeze", "bits:3"
+    )
     assert code == 0, err
     assert "defense: feature squeezing (squeeze): BitDepth(bits=3)" in stdout
     bundle = open_bundle(tmp_path / "sq")
@@ -47,8 +49,22 @@ def test_squeeze_mode_exports_and_masks_gradients_that_bpda_restores(cli, digits
 
 
 def test_detect_mode_has_a_score_output_a_calibrated_threshold_and_is_verified(cli, digits_checkpoint, tmp_path):
-    code, stdout, err = cli("export", digits_checkpoint, "--arch", "digits_cnn", "-o", tmp_path / "det", "--squeeze",
-                            "bits:4", "--squeeze-mode", "detect", "--calib", "digits:train", "--squeeze-fpr", "0.1")
+    code, stdout, err = cli(
+        "export",
+        digits_checkpoint,
+        "--arch",
+        "digits_cnn",
+        "-o",
+        tmp_path / "det",
+        "--squeeze",
+        "bits:4",
+        "--squeeze-mode",
+        "detect",
+        "--calib",
+        "digits:train",
+        "--squeeze-fpr",
+        "0.1",
+    )
     assert code == 0, err
     bundle = open_bundle(tmp_path / "det")
     defense = bundle.manifest.defense.fields
@@ -58,8 +74,9 @@ def test_detect_mode_has_a_score_output_a_calibrated_threshold_and_is_verified(c
     x, _ = next(load_dataset("digits:train").batches(1000))
     _, score = create_runner("ort-cpu", bundle).infer_outputs(x)
     assert 0.05 <= (score > defense["threshold"]).mean() <= 0.1
-    doc = run_verify(bundle, load_dataset("digits:test"), ThreatModel("linf", 0.1),
-                     VerifyOptions(n=60, suite="quick", sweep=None))
+    doc = run_verify(
+        bundle, load_dataset("digits:test"), ThreatModel("linf", 0.1), VerifyOptions(n=60, suite="quick", sweep=None)
+    )
     detector = doc["detector"]
     assert 0 <= detector["false_positive_rate_on_test"] <= 0.3
     assert 0 <= detector["unaware_attack"]["detection_rate"] <= 1
@@ -70,6 +87,16 @@ def test_detect_mode_has_a_score_output_a_calibrated_threshold_and_is_verified(c
 
 
 def test_detect_mode_needs_calibration_data(cli, digits_checkpoint, tmp_path):
-    code, _, err = cli("export", digits_checkpoint, "--arch", "digits_cnn", "-o", tmp_path / "x", "--squeeze", "bits:4",
-                       "--squeeze-mode", "detect")
+    code, _, err = cli(
+        "export",
+        digits_checkpoint,
+        "--arch",
+        "digits_cnn",
+        "-o",
+        tmp_path / "x",
+        "--squeeze",
+        "bits:4",
+        "--squeeze-mode",
+        "detect",
+    )
     assert code == 2 and "needs --calib" in err and not (tmp_path / "x").exists()

@@ -9,10 +9,13 @@ from deploy_robust.quant.plan import LayerPlan
 def _graph(flip: float) -> "onnx.ModelProto":  # noqa: F821
     """logits = x @ W with class 1 pushed down by `flip` (what a badly quantized layer does)."""
     weight = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32) - np.array([[0, flip], [0, flip]], np.float32)
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
-                              [numpy_helper.from_array(weight, "w")])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
+        [numpy_helper.from_array(weight, "w")],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 

@@ -19,8 +19,9 @@ def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 
 def _reference(module, spec, x):
     with torch.no_grad():
-        return module((torch.from_numpy(x) - torch.tensor(spec.mean).view(1, -1, 1, 1))
-                      / torch.tensor(spec.std).view(1, -1, 1, 1)).numpy()
+        return module(
+            (torch.from_numpy(x) - torch.tensor(spec.mean).view(1, -1, 1, 1)) / torch.tensor(spec.std).view(1, -1, 1, 1)
+        ).numpy()
 
 
 def test_fp32_matches_torch_with_normalization_folded_in():
@@ -83,8 +84,14 @@ def test_an_ingested_onnx_graph_keeps_its_layer_names(tmp_path):
     from deploy_robust.ingest import load_model
 
     source = tmp_path / "user.onnx"
-    torch.onnx.export(make_tiny(), (torch.rand(2, *SPEC.shape),), str(source), dynamo=False, input_names=["x"],
-                      dynamic_axes={"x": {0: "n"}})
+    torch.onnx.export(
+        make_tiny(),
+        (torch.rand(2, *SPEC.shape),),
+        str(source),
+        dynamo=False,
+        input_names=["x"],
+        dynamic_axes={"x": {0: "n"}},
+    )
     names = [n.name for n in onnx.load(str(source)).graph.node if n.op_type in ("Conv", "Gemm")]
     assert names == ["/conv/Conv", "/conv2/Conv", "/fc/Gemm"]
     loaded = load_model(source)

@@ -7,8 +7,12 @@ from deploy_robust.exporters.preprocess import reduce_mean_to_global_pool
 
 def _model(axes, keepdims=1):
     node = helper.make_node("ReduceMean", ["x"], ["y"], axes=axes, keepdims=keepdims, name="mean")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 

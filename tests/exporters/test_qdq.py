@@ -64,7 +64,9 @@ def _quantized(module, precision, target, spec=SPEC):
         graph = export_float_onnx(module.eval(), spec, opset=21).model
         plan = _every_layer(make_plan(graph, precision, target))
     data = Dataset(RNG.integers(0, 256, (64, *spec.shape), dtype=np.uint8), RNG.integers(0, 4, 64), "d", 255.0)
-    ranges = calibrate(graph, tensors_to_calibrate(graph, plan, profile), data, "mse", signed=profile.signed_activations)
+    ranges = calibrate(
+        graph, tensors_to_calibrate(graph, plan, profile), data, "mse", signed=profile.signed_activations
+    )
     return quantize_model(graph, plan, ranges, profile).model
 
 
@@ -73,7 +75,9 @@ def _engine(model, x, optimize=True):
     options.log_severity_level = 3
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(
+        None, {"input": x}
+    )[0]
 
 
 def _fused_ops(model):
@@ -81,6 +85,7 @@ def _fused_ops(model):
     options.log_severity_level = 3
     import tempfile
     import os
+
     with tempfile.TemporaryDirectory() as tmp:
         options.optimized_model_filepath = os.path.join(tmp, "opt.onnx")
         ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -118,7 +123,9 @@ def test_engine_computes_what_the_twin_computes(target, precision):
     from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 
     # Signed-activation profiles run unfused on the CPU (see runtimes.onnxruntime_session.optimization_level).
-    engine = OnnxRuntimeRunner(model.SerializeToString(), optimization="all" if target == "ort-cpu" else "basic").infer(x)
+    engine = OnnxRuntimeRunner(model.SerializeToString(), optimization="all" if target == "ort-cpu" else "basic").infer(
+        x
+    )
     assert (engine.argmax(1) == twin.argmax(1)).all()
     assert np.abs(engine - twin).max() < 0.05 * np.abs(twin).max() + 1e-3
 
@@ -167,6 +174,7 @@ def test_mixed_fp16_layer_gets_casts():
     graph = export_float_onnx(make_tiny(), InputSpec((3, 16, 16), 5)).model
     import tempfile
     import os
+
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "plan.yaml")
         open(path, "w").write("default: int8\nlayers:\n  conv2: fp16\n")

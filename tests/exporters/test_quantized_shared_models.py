@@ -34,12 +34,15 @@ def bundles(tmp_path_factory):
         dataset = load_dataset(shared_path("datasets", test), loaded.spec.shape)
         root = tmp_path_factory.mktemp(checkpoint.split(".")[0])
         # both 8-bit weight ranges, named: `auto` would pick by the CPU, and every CPU must test both paths
-        made = {"int8": export_bundle(loaded, root / "int8", ExportOptions("int8", "ort-cpu", int8_weights="full"),
-                                      calib=calibration),
-                "int8-reduced": export_bundle(loaded, root / "int8r",
-                                              ExportOptions("int8", "ort-cpu", int8_weights="reduced"),
-                                              calib=calibration),
-                "int4": export_bundle(loaded, root / "int4", ExportOptions("int4", "ort-cpu"), calib=calibration)}
+        made = {
+            "int8": export_bundle(
+                loaded, root / "int8", ExportOptions("int8", "ort-cpu", int8_weights="full"), calib=calibration
+            ),
+            "int8-reduced": export_bundle(
+                loaded, root / "int8r", ExportOptions("int8", "ort-cpu", int8_weights="reduced"), calib=calibration
+            ),
+            "int4": export_bundle(loaded, root / "int4", ExportOptions("int4", "ort-cpu"), calib=calibration),
+        }
         out[checkpoint] = (loaded, dataset, made, eps)
     return out
 
@@ -52,7 +55,7 @@ def _pgd_on_twin(twin, x, y, eps, steps=10):
     for _ in range(steps):
         delta.requires_grad_(True)
         loss = torch.nn.functional.cross_entropy(twin((x + delta).clamp(0, 1)), y)
-        grad, = torch.autograd.grad(loss, delta)
+        (grad,) = torch.autograd.grad(loss, delta)
         assert grad.abs().sum() > 0  # gradients pass the quantizers
         delta = (delta.detach() + eps / 4 * grad.sign()).clamp(-eps, eps)
     return (x + delta).clamp(0, 1).numpy()
@@ -76,7 +79,7 @@ def test_int8_accuracy_is_within_half_a_point_of_fp32(bundles, checkpoint, weigh
     loaded, dataset, made, _ = bundles[checkpoint]
     reference = evaluate(create_runner("torch", module=loaded.reference()), dataset)
     engine = evaluate(create_runner("ort-cpu", made[weights]), dataset)
-    assert engine.accuracy >= reference.accuracy - 0.005      # at most half a point lost (gains happen: +0.4 pt)
+    assert engine.accuracy >= reference.accuracy - 0.005  # at most half a point lost (gains happen: +0.4 pt)
     floor = AGREEMENT_FLOOR.get(checkpoint, 0.99)
     floor = floor[weights] if isinstance(floor, dict) else floor
     assert compare_logits(engine.logits, reference.logits).top1_agreement >= floor
@@ -108,7 +111,9 @@ def test_twin_agrees_with_the_engine_on_clean_and_adversarial_images(bundles, ch
 def test_int4_bundle_is_small_and_records_its_layers(bundles):
     loaded, _, made, _ = bundles["resnet2b.pth"]
     layers = made["int4"].manifest.precision.layers
-    assert {layer["name"] for layer in layers} == {layer["name"] for layer in loaded.layers if layer["type"] in ("Conv2d", "Linear")}
+    assert {layer["name"] for layer in layers} == {
+        layer["name"] for layer in loaded.layers if layer["type"] in ("Conv2d", "Linear")
+    }
     assert made["int4"].model_path.stat().st_size < made["int8"].model_path.stat().st_size
 
 
@@ -117,16 +122,22 @@ def test_gptq_rounding_beats_round_to_nearest_on_resnet2b_int4(bundles, tmp_path
     """The default (error-compensating) rounding against rounding each weight on its own, same grid."""
     loaded, dataset, made, _ = bundles["resnet2b.pth"]
     calibration = load_dataset(shared_path("datasets", "cifar10_train_first1017_per_batch.npz"), loaded.spec.shape)
-    nearest = export_bundle(loaded, tmp_path / "nearest", ExportOptions("int4", "ort-cpu", weight_rounding="nearest"),
-                            calib=calibration)
+    nearest = export_bundle(
+        loaded, tmp_path / "nearest", ExportOptions("int4", "ort-cpu", weight_rounding="nearest"), calib=calibration
+    )
     assert made["int4"].manifest.precision.weight_rounding == "gptq"
-    convs = [layer for layer in made["int4"].manifest.precision.layers if layer["op"] == "Conv"
-             and layer["precision"] != "fp32"]  # the narrow image-input conv stays FP32 on ort-cpu
+    convs = [
+        layer
+        for layer in made["int4"].manifest.precision.layers
+        if layer["op"] == "Conv" and layer["precision"] != "fp32"
+    ]  # the narrow image-input conv stays FP32 on ort-cpu
     assert convs and all(layer["weight_rounding"] == "gptq" for layer in convs)
     assert nearest.manifest.precision.weight_rounding == "nearest"
     reference = evaluate(create_runner("torch", module=loaded.reference()), dataset)
-    agreement = {name: compare_logits(evaluate(create_runner("ort-cpu", b), dataset).logits, reference.logits).top1_agreement
-                 for name, b in (("gptq", made["int4"]), ("nearest", nearest))}
+    agreement = {
+        name: compare_logits(evaluate(create_runner("ort-cpu", b), dataset).logits, reference.logits).top1_agreement
+        for name, b in (("gptq", made["int4"]), ("nearest", nearest))
+    }
     # measured: 95.8% against 88.8%
     assert agreement["gptq"] >= agreement["nearest"] + 0.03
 
@@ -138,8 +149,9 @@ def test_min_agreement_brings_cifar_cnn_a_to_99_percent_on_the_test_set(bundles,
     training images, keeps its most sensitive layers in FP32 and the test set then agrees >= 99%."""
     loaded, dataset, _, _ = bundles["cifar_cnn_a_adv.model"]
     calibration = load_dataset(shared_path("datasets", "cifar10_train_first1017_per_batch.npz"), loaded.spec.shape)
-    bundle = export_bundle(loaded, tmp_path / "b", ExportOptions("int8", "ort-cpu", min_agreement=0.99),
-                           calib=calibration)
+    bundle = export_bundle(
+        loaded, tmp_path / "b", ExportOptions("int8", "ort-cpu", min_agreement=0.99), calib=calibration
+    )
     fallback = bundle.manifest.precision.fallback
     assert fallback["held_out"] and fallback["images"] == 1000 and fallback["agreement"] >= 0.99
     convs = [layer for layer in bundle.manifest.precision.layers if layer["op"] == "Conv"]

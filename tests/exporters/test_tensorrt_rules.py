@@ -7,10 +7,14 @@ from deploy_robust.exporters.tensorrt_rules import check_tensorrt_rules
 def _graph(zero_point_dtype=TensorProto.INT8, zero=0, consumer="Conv", opset=17):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
-             helper.make_tensor("z", zero_point_dtype, [], [zero])]
-    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="q"),
-             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"], name="dq")]
+    inits = [
+        numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+        helper.make_tensor("z", zero_point_dtype, [], [zero]),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="q"),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"], name="dq"),
+    ]
     if consumer == "Conv":
         inits.append(numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w"))
         nodes.append(helper.make_node("Conv", ["dq", "w"], ["y"], name="conv"))

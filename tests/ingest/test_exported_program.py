@@ -13,11 +13,14 @@ def test_a_plain_program_loads_and_runs(tmp_path):
     assert program.module()(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
 
 
-@pytest.mark.parametrize("write, part", [
-    (corpus._pt2_sample_inputs, "sample_inputs"),
-    (corpus._pt2_pickled_weight, "weights"),
-    (corpus._pt2_opaque_constant, "opaque_obj_0"),
-])
+@pytest.mark.parametrize(
+    "write, part",
+    [
+        (corpus._pt2_sample_inputs, "sample_inputs"),
+        (corpus._pt2_pickled_weight, "weights"),
+        (corpus._pt2_opaque_constant, "opaque_obj_0"),
+    ],
+)
 def test_each_pickled_part_is_refused_by_name_and_runs_nothing(tmp_path, write, part):
     path, marker = tmp_path / "evil.pt2", tmp_path / corpus.MARKER
     write(path, marker)

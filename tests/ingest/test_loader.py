@@ -76,8 +76,9 @@ def test_pickled_module_needs_trust(tmp_path, tiny_model):
 
 def test_onnx_model_runs_in_torch_and_infers_its_spec(tmp_path, tiny_model):
     path = tmp_path / "m.onnx"
-    torch.onnx.export(tiny_model, (torch.rand(2, *SHAPE),), str(path), dynamo=False, input_names=["x"],
-                      dynamic_axes={"x": {0: "n"}})
+    torch.onnx.export(
+        tiny_model, (torch.rand(2, *SHAPE),), str(path), dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}}
+    )
     loaded = load_model(path)
     assert loaded.spec.shape == SHAPE and loaded.spec.num_classes == 5 and loaded.fixed_batch is None
     assert "fc" in [layer["name"] for layer in loaded.layers]  # named from the graph's initializers
@@ -127,8 +128,11 @@ def test_arch_flag_is_refused_for_files_that_carry_a_graph(tmp_path, tiny_model)
 
 
 def test_normalization_overrides_are_applied(tiny_checkpoint, tiny_arch_file, tiny_model):
-    loaded = load_model(tiny_checkpoint, tiny_arch_file,
-                        overrides=SpecOverrides(shape=SHAPE, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)))
+    loaded = load_model(
+        tiny_checkpoint,
+        tiny_arch_file,
+        overrides=SpecOverrides(shape=SHAPE, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+    )
     x = torch.rand(2, *SHAPE)
     with torch.no_grad():
         np.testing.assert_allclose(loaded.reference()(x).numpy(), tiny_model((x - 0.5) / 0.25).numpy(), atol=1e-5)

@@ -31,10 +31,10 @@ def _rewrite_member(path, member_suffix, edit):
     path.write_bytes(out.getvalue())
 
 
-def _forge_memo_index(raw: bytes, index: int = 2 ** 28) -> bytes:
+def _forge_memo_index(raw: bytes, index: int = 2**28) -> bytes:
     """The first BINPUT of the stream rewritten as LONG_BINPUT `index`: still a well-formed pickle."""
     pos = next(pos for op, _, pos in pickletools.genops(raw) if op.name == "BINPUT")
-    return raw[:pos] + b"r" + struct.pack("<I", index) + raw[pos + 2:]
+    return raw[:pos] + b"r" + struct.pack("<I", index) + raw[pos + 2 :]
 
 
 def test_a_real_archive_passes_the_check_and_loads(tmp_path):

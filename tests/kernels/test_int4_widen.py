@@ -18,9 +18,12 @@ def test_widening_keeps_the_numbers_and_enables_the_integer_conv():
     x = np.random.default_rng(0).random((8, *SPEC.shape), dtype=np.float32)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+
     def run(m):
         return ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(
-            None, {"input": x})[0]
+            None, {"input": x}
+        )[0]
+
     np.testing.assert_array_equal(run(model), run(widened))
 
 
@@ -37,7 +40,10 @@ def test_small_weight_only_int4_heads_become_float_with_the_same_numbers():
     x = np.random.default_rng(1).random((8, *SPEC.shape), dtype=np.float32)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+
     def run(m):
         return ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(
-            None, {"input": x})[0]
+            None, {"input": x}
+        )[0]
+
     np.testing.assert_allclose(run(model), run(rewritten), rtol=0, atol=1e-5)

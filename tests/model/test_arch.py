@@ -6,8 +6,10 @@ from deploy_robust.model.arch import CodeTrust, is_code, resolve
 
 def _helper(folder):
     path = folder / "helper.py"
-    path.write_text("import torch\n(__import__('pathlib').Path(__file__).parent / 'RAN').write_text('x')\n"
-                    "def factory(num_classes=10):\n    return torch.nn.Linear(4, num_classes)\n")
+    path.write_text(
+        "import torch\n(__import__('pathlib').Path(__file__).parent / 'RAN').write_text('x')\n"
+        "def factory(num_classes=10):\n    return torch.nn.Linear(4, num_classes)\n"
+    )
     return path
 
 

@@ -38,13 +38,16 @@ def test_whole_module_pickle_names_the_class_and_the_opt_in(tmp_path):
     assert isinstance(read_checkpoint(path, trust_pickle=True), torch.nn.Module)
 
 
-@pytest.mark.parametrize("wrap", [
-    lambda sd: sd,
-    lambda sd: {"state_dict": sd, "epoch": 1},
-    lambda sd: {"model": sd},
-    lambda sd: {"state_dict": [sd], "acc": 0.5},
-    lambda sd: [sd],
-])
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda sd: sd,
+        lambda sd: {"state_dict": sd, "epoch": 1},
+        lambda sd: {"model": sd},
+        lambda sd: {"state_dict": [sd], "acc": 0.5},
+        lambda sd: [sd],
+    ],
+)
 def test_state_dict_found_in_the_usual_wrappings(wrap):
     sd = make_tiny().state_dict()
     found = extract_state_dict(wrap(sd))

@@ -34,5 +34,7 @@ def test_pick_output_selects_one_output():
 def test_describe_layers_names_each_weighted_layer_with_its_source_dtype():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Linear(2, 2))
     layers = describe_layers(model, {"0": "float16"})
-    assert layers == [{"name": "0", "type": "Conv2d", "source_dtype": "float16"},
-                      {"name": "2", "type": "Linear", "source_dtype": "float32"}]
+    assert layers == [
+        {"name": "0", "type": "Conv2d", "source_dtype": "float16"},
+        {"name": "2", "type": "Linear", "source_dtype": "float32"},
+    ]

@@ -26,9 +26,11 @@ def test_unsupported_op_is_named():
 
 def test_fp16_graph_runs_at_float32_by_default_or_as_written():
     w16 = W.astype(np.float16)
-    nodes = [helper.make_node("Cast", ["x"], ["h"], to=TensorProto.FLOAT16),
-             helper.make_node("Conv", ["h", "w"], ["c"]),
-             helper.make_node("Cast", ["c"], ["y"], to=TensorProto.FLOAT)]
+    nodes = [
+        helper.make_node("Cast", ["x"], ["h"], to=TensorProto.FLOAT16),
+        helper.make_node("Conv", ["h", "w"], ["c"]),
+        helper.make_node("Cast", ["c"], ["y"], to=TensorProto.FLOAT),
+    ]
     model = _graph(nodes, [1, 3, 5, 5], inits=[("w", w16)])
     x = _x(1, 3, 5, 5)
     full = OnnxGraphModule(model)

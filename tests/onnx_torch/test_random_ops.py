@@ -9,8 +9,10 @@ from tests.onnx_torch.test_ops import _graph
 
 
 def _noisy():
-    nodes = [helper.make_node("RandomNormalLike", ["x"], ["n"], mean=1.0, scale=0.5),
-             helper.make_node("Add", ["x", "n"], ["y"])]
+    nodes = [
+        helper.make_node("RandomNormalLike", ["x"], ["n"], mean=1.0, scale=0.5),
+        helper.make_node("Add", ["x", "n"], ["y"]),
+    ]
     return _graph(nodes, [64, 64])
 
 

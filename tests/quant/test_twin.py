@@ -39,16 +39,21 @@ def test_the_attack_graph_passes_rounding_straight_through_and_returns_every_out
 
     from deploy_robust.quant.twin import attack_graph, twin_module
 
-    graph = helper.make_graph([helper.make_node("Round", ["x"], ["r"]), helper.make_node("Neg", ["x"], ["n"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, 4]),
-                               helper.make_tensor_value_info("n", TensorProto.FLOAT, [1, 4])])
+    graph = helper.make_graph(
+        [helper.make_node("Round", ["x"], ["r"]), helper.make_node("Neg", ["x"], ["n"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [
+            helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, 4]),
+            helper.make_tensor_value_info("n", TensorProto.FLOAT, [1, 4]),
+        ],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     x = torch.tensor([[0.2, 1.7, -0.6, 2.5]], requires_grad=True)
     rounded, negated = attack_graph(model)(x)
     assert torch.equal(rounded, torch.round(x)) and torch.equal(negated, -x)
-    grad, = torch.autograd.grad(rounded.sum(), x)
-    assert torch.equal(grad, torch.ones_like(x))                       # straight through (BPDA)
-    plain = twin_module(model)(x)                                      # the logits only, rounding as autograd has it
-    grad, = torch.autograd.grad(plain.sum(), x)
+    (grad,) = torch.autograd.grad(rounded.sum(), x)
+    assert torch.equal(grad, torch.ones_like(x))  # straight through (BPDA)
+    plain = twin_module(model)(x)  # the logits only, rounding as autograd has it
+    (grad,) = torch.autograd.grad(plain.sum(), x)
     assert torch.equal(grad, torch.zeros_like(x))

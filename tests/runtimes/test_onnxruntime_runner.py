@@ -9,7 +9,6 @@ from deploy_robust.spec import InputSpec
 from tests.conftest import make_tiny
 
 
-
 @pytest.fixture
 def bundle(tmp_path):
     return export_bundle(LoadedModel(make_tiny(), InputSpec((3, 16, 16), 5), {"file": "t"}), tmp_path / "fp32")

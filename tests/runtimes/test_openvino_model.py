@@ -10,7 +10,11 @@ openvino = pytest.importorskip("openvino", reason="OpenVINO is not installed (pi
 def test_only_what_the_user_set_is_passed_to_openvino():
     assert compile_config(RuntimeOptions()) == {}
     assert compile_config(RuntimeOptions(threads=2, streams=1, precision_hint="f32"), profile=True) == {
-        "INFERENCE_NUM_THREADS": 2, "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32", "PERF_COUNT": True}
+        "INFERENCE_NUM_THREADS": 2,
+        "NUM_STREAMS": 1,
+        "INFERENCE_PRECISION_HINT": "f32",
+        "PERF_COUNT": True,
+    }
 
 
 def test_an_unknown_precision_hint_is_one_line():

@@ -28,8 +28,10 @@ BF16_CPU = bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
 def bundles(digits_checkpoint, tmp_path_factory):
     root = tmp_path_factory.mktemp("openvino")
     loaded = load_model(digits_checkpoint, "digits_cnn")
-    return {"fp32": export_bundle(loaded, root / "fp32"),
-            "int8": export_bundle(loaded, root / "int8", ExportOptions("int8"), calib=load_dataset("digits:train"))}
+    return {
+        "fp32": export_bundle(loaded, root / "fp32"),
+        "int8": export_bundle(loaded, root / "int8", ExportOptions("int8"), calib=load_dataset("digits:train")),
+    }
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,9 @@ SPEC = InputSpec((3, 16, 16), 5)
 
 @pytest.fixture
 def bundle(tmp_path):
-    loaded = LoadedModel(make_tiny(), SPEC, {"file": "t", "format": "test", "sha256": "", "arch": None, "layer_dtypes": {}})
+    loaded = LoadedModel(
+        make_tiny(), SPEC, {"file": "t", "format": "test", "sha256": "", "arch": None, "layer_dtypes": {}}
+    )
     return export_bundle(loaded, tmp_path / "b")
 
 
@@ -67,8 +69,9 @@ def test_the_torch_backend_returns_a_bundles_every_output_like_onnx_runtime(tmp_
             logits = self.net(x)
             return logits, logits.abs().sum(1)
 
-    loaded = LoadedModel(WithScore().eval(), SPEC, {"file": "t", "format": "test", "sha256": "", "arch": None,
-                                                     "layer_dtypes": {}})
+    loaded = LoadedModel(
+        WithScore().eval(), SPEC, {"file": "t", "format": "test", "sha256": "", "arch": None, "layer_dtypes": {}}
+    )
     bundle = export_bundle(loaded, tmp_path / "b")
     x = np.random.default_rng(0).random((5, 3, 16, 16), dtype=np.float32)
     engine, twin = create_runner("ort-cpu", bundle).infer_outputs(x), create_runner("torch", bundle).infer_outputs(x)

@@ -38,9 +38,9 @@ class Payload:
 @dataclass
 class Case:
     name: str
-    kind: str                   # model | dataset | plan
-    command: list[str]          # CLI arguments, with the case's own paths filled in
-    message: str                # regex the one-line error must match
+    kind: str  # model | dataset | plan
+    command: list[str]  # CLI arguments, with the case's own paths filled in
+    message: str  # regex the one-line error must match
 
 
 def _tiny() -> nn.Module:
@@ -99,8 +99,18 @@ def _pt2_opaque_constant(path: Path, marker: Path) -> None:
 
     def edit(name: str, data: bytes) -> bytes:
         if name.endswith("_constants_config.json"):
-            return json.dumps({"config": {"evil": {"path_name": "opaque_obj_0", "is_param": False,
-                                                   "use_pickle": True, "tensor_meta": None}}}).encode()
+            return json.dumps(
+                {
+                    "config": {
+                        "evil": {
+                            "path_name": "opaque_obj_0",
+                            "is_param": False,
+                            "use_pickle": True,
+                            "tensor_meta": None,
+                        }
+                    }
+                }
+            ).encode()
         return data
 
     _rewrite_zip(path, edit, {"data/constants/opaque_obj_0": pickle.dumps(Payload(marker))})
@@ -108,9 +118,11 @@ def _pt2_opaque_constant(path: Path, marker: Path) -> None:
 
 def _helper_file(folder: Path, marker: Path) -> Path:
     helper = folder / "helper.py"
-    helper.write_text(f"open({str(marker)!r}, 'w').write('code ran')\n"
-                      "import torch\n\ndef factory(num_classes=10):\n"
-                      "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, num_classes))\n")
+    helper.write_text(
+        f"open({str(marker)!r}, 'w').write('code ran')\n"
+        "import torch\n\ndef factory(num_classes=10):\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, num_classes))\n"
+    )
     return helper
 
 
@@ -150,12 +162,24 @@ def build(folder: str | Path) -> list[Case]:
             sub.mkdir(exist_ok=True)
             path = sub / "model.pt"
             _metadata_model(path, key, marker, relative)
-            cases.append(Case(f"model:{label}-metadata-{'relative' if relative else 'absolute'}-code", "model",
-                              ["info", str(path)], "runs that file.*--trust-code"))
+            cases.append(
+                Case(
+                    f"model:{label}-metadata-{'relative' if relative else 'absolute'}-code",
+                    "model",
+                    ["info", str(path)],
+                    "runs that file.*--trust-code",
+                )
+            )
 
     def dataset(name: str, path: Path, message: str) -> None:
-        cases.append(Case(f"dataset:{name}", "dataset",
-                          ["eval", str(folder / "plain.pt"), "--arch", "digits_cnn", "--data", str(path)], message))
+        cases.append(
+            Case(
+                f"dataset:{name}",
+                "dataset",
+                ["eval", str(folder / "plain.pt"), "--arch", "digits_cnn", "--data", str(path)],
+                message,
+            )
+        )
 
     from deploy_robust import zoo
 
@@ -176,9 +200,27 @@ def build(folder: str | Path) -> list[Case]:
 
     plan = folder / "plan.yaml"
     plan.write_text(f"default: !!python/object/apply:builtins.open [{str(marker)!r}, w]\n")
-    cases.append(Case("plan:yaml-python-tag", "plan",
-                      ["export", str(folder / "plain.pt"), "--arch", "digits_cnn", "--precision", "mixed",
-                       "--plan", str(plan), "--calib", "digits:train", "-o", out], "not valid YAML"))
+    cases.append(
+        Case(
+            "plan:yaml-python-tag",
+            "plan",
+            [
+                "export",
+                str(folder / "plain.pt"),
+                "--arch",
+                "digits_cnn",
+                "--precision",
+                "mixed",
+                "--plan",
+                str(plan),
+                "--calib",
+                "digits:train",
+                "-o",
+                out,
+            ],
+            "not valid YAML",
+        )
+    )
     return cases
 
 

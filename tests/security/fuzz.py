@@ -30,9 +30,23 @@ from deploy_robust.bench.measure import peak_rss_mib  # VmHWM: the child's own p
 from deploy_robust.errors import UserError
 
 # Per-format share of the examples: slow loaders (torch.export, TorchScript) get fewer.
-WEIGHTS = {"checkpoint": 1.0, "torchscript": 0.5, "exported_program": 0.25, "onnx": 1.0, "onnx_graph": 1.0,
-           "onnx_qdq_graph": 1.0, "npz": 1.0, "cifar": 1.0, "idx": 1.0, "image_folder": 0.5, "plan": 1.0,
-           "calib_cache": 1.0, "manifest": 1.0, "tune_cache": 1.0, "resume_batch": 1.0}
+WEIGHTS = {
+    "checkpoint": 1.0,
+    "torchscript": 0.5,
+    "exported_program": 0.25,
+    "onnx": 1.0,
+    "onnx_graph": 1.0,
+    "onnx_qdq_graph": 1.0,
+    "npz": 1.0,
+    "cifar": 1.0,
+    "idx": 1.0,
+    "image_folder": 0.5,
+    "plan": 1.0,
+    "calib_cache": 1.0,
+    "manifest": 1.0,
+    "tune_cache": 1.0,
+    "resume_batch": 1.0,
+}
 
 # Formats whose seed is mutated as a structure (the parsed ONNX graph), not as bytes.
 STRUCTURAL = {"onnx_graph", "onnx_qdq_graph"}
@@ -50,8 +64,9 @@ RESUME_RESULT = {"robust": np.array([True, False, True, True]), "margin": np.arr
 
 def _net() -> torch.nn.Module:
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
-                               torch.nn.Linear(2 * 8 * 8, 10)).eval()
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(2 * 8 * 8, 10)
+    ).eval()
 
 
 def write_seeds(folder: Path) -> dict[str, Path]:
@@ -84,8 +99,9 @@ def write_seeds(folder: Path) -> dict[str, Path]:
     seeds["cifar"] = folder / "cifar" / "test_batch"
     import pickle
 
-    seeds["cifar"].write_bytes(pickle.dumps({b"data": rng.integers(0, 255, (2, 3072), dtype=np.uint8),
-                                             b"labels": [0, 1]}, protocol=2))
+    seeds["cifar"].write_bytes(
+        pickle.dumps({b"data": rng.integers(0, 255, (2, 3072), dtype=np.uint8), b"labels": [0, 1]}, protocol=2)
+    )
     (folder / "mnist").mkdir()
     seeds["idx"] = folder / "mnist" / "t10k-images-idx3-ubyte"
     seeds["idx"].write_bytes(bytes([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0, 4]) + bytes(32))
@@ -98,14 +114,24 @@ def write_seeds(folder: Path) -> dict[str, Path]:
     seeds["plan"] = folder / "plan.yaml"
     seeds["plan"].write_text("default: int8\nlayers:\n  conv1: fp32\n")
     seeds["calib_cache"] = folder / "calibration.json"
-    seeds["calib_cache"].write_text(json.dumps({"schema": "deploy-robust/calibration", "float_graph_sha256": "0" * 64,
-                                                "tensors": {"t": {"low": 0.0, "high": 1.5}}}))
+    seeds["calib_cache"].write_text(
+        json.dumps(
+            {
+                "schema": "deploy-robust/calibration",
+                "float_graph_sha256": "0" * 64,
+                "tensors": {"t": {"low": 0.0, "high": 1.5}},
+            }
+        )
+    )
     seeds["onnx_graph"] = folder / "graph.onnx"
     seeds["onnx_graph"].write_bytes(bundle.model_path.read_bytes())
     calib = Dataset(rng.integers(0, 255, (16, 1, 8, 8), dtype=np.uint8), np.arange(16) % 10, "fuzz", 255.0)
-    int8 = export_bundle(load_model(seeds["checkpoint"]), folder / "bundle-int8",
-                         ExportOptions("int8", weight_rounding="nearest", calibration=CalibrationOptions(n=16)),
-                         calib=calib)
+    int8 = export_bundle(
+        load_model(seeds["checkpoint"]),
+        folder / "bundle-int8",
+        ExportOptions("int8", weight_rounding="nearest", calibration=CalibrationOptions(n=16)),
+        calib=calib,
+    )
     seeds["onnx_qdq_graph"] = folder / "graph-int8.onnx"
     seeds["onnx_qdq_graph"].write_bytes(int8.model_path.read_bytes())
     (folder / "tune-cache").mkdir(mode=0o700)
@@ -162,8 +188,9 @@ def _read_resume_batch(path: Path) -> None:
 
     bundle = path.parent.parent.parent
     result = BatchCheckpoint(bundle, RESUME_SETTINGS, enabled=True).load(0, RESUME_INPUTS)
-    if result is not None and (result.keys() != RESUME_RESULT.keys()
-                               or any(not np.array_equal(result[k], v) for k, v in RESUME_RESULT.items())):
+    if result is not None and (
+        result.keys() != RESUME_RESULT.keys() or any(not np.array_equal(result[k], v) for k, v in RESUME_RESULT.items())
+    ):
         raise ForgedEntryAccepted(f"an edited resume batch was reused: {result}")
 
 
@@ -175,20 +202,20 @@ def _edit(data: bytes, draw) -> bytes:
     if kind == "truncate":
         return data[:at]
     if kind == "flip":
-        return data[:at] + bytes([data[at] ^ (1 << draw(st.integers(0, 7)))]) + data[at + 1:]
+        return data[:at] + bytes([data[at] ^ (1 << draw(st.integers(0, 7)))]) + data[at + 1 :]
     if kind == "overwrite":
         run = draw(st.binary(min_size=1, max_size=16))
-        return data[:at] + run + data[at + len(run):]
+        return data[:at] + run + data[at + len(run) :]
     if kind == "insert":
         return data[:at] + draw(st.binary(min_size=1, max_size=16)) + data[at:]
     if kind == "zero_run":
         n = draw(st.integers(1, 64))
-        return data[:at] + bytes(n) + data[at + n:]
+        return data[:at] + bytes(n) + data[at + n :]
     # a plausible size field: a huge little/big-endian integer, or a huge decimal in text formats
-    value = draw(st.sampled_from([2 ** 31 - 1, 2 ** 32 - 1, 2 ** 40, 10 ** 9]))
+    value = draw(st.sampled_from([2**31 - 1, 2**32 - 1, 2**40, 10**9]))
     if data[:1] in (b"{", b"d") or data.isascii():
         return data[:at] + str(value).encode() + data[at:]
-    return data[:at] + value.to_bytes(8, draw(st.sampled_from(["little", "big"]))) + data[at + 8:]
+    return data[:at] + value.to_bytes(8, draw(st.sampled_from(["little", "big"]))) + data[at + 8 :]
 
 
 def _pickle_edit(data: bytes, draw) -> bytes:
@@ -198,20 +225,24 @@ def _pickle_edit(data: bytes, draw) -> bytes:
     import struct
 
     try:
-        ops = [(op.name, pos) for op, _, pos in pickletools.genops(data)
-               if op.name in ("BINPUT", "LONG_BINPUT", "BINGET", "LONG_BINGET", "BININT1", "BININT2", "BININT")]
+        ops = [
+            (op.name, pos)
+            for op, _, pos in pickletools.genops(data)
+            if op.name in ("BINPUT", "LONG_BINPUT", "BINGET", "LONG_BINGET", "BININT1", "BININT2", "BININT")
+        ]
     except Exception:
         ops = []
     if not ops:
         return _edit(data, draw)
     name, pos = draw(st.sampled_from(ops))
-    width = {"BINPUT": 1, "BINGET": 1, "BININT1": 1, "BININT2": 2,
-             "LONG_BINPUT": 4, "LONG_BINGET": 4, "BININT": 4}[name]
-    value = draw(st.sampled_from([2 ** 20, 2 ** 28, 2 ** 31 - 1, 2 ** 32 - 1]))
+    width = {"BINPUT": 1, "BINGET": 1, "BININT1": 1, "BININT2": 2, "LONG_BINPUT": 4, "LONG_BINGET": 4, "BININT": 4}[
+        name
+    ]
+    value = draw(st.sampled_from([2**20, 2**28, 2**31 - 1, 2**32 - 1]))
     if name.endswith(("PUT", "GET")):
-        code = b"r" if name.endswith("PUT") else b"j"   # LONG_BINPUT / LONG_BINGET
-        return data[:pos] + code + struct.pack("<I", value) + data[pos + 1 + width:]
-    return data[:pos] + b"J" + struct.pack("<i", min(value, 2 ** 31 - 1)) + data[pos + 1 + width:]
+        code = b"r" if name.endswith("PUT") else b"j"  # LONG_BINPUT / LONG_BINGET
+        return data[:pos] + code + struct.pack("<I", value) + data[pos + 1 + width :]
+    return data[:pos] + b"J" + struct.pack("<i", min(value, 2**31 - 1)) + data[pos + 1 + width :]
 
 
 def _edit_member(name: str, content: bytes, draw) -> bytes:
@@ -231,14 +262,17 @@ def _mutate(data: bytes, draw) -> bytes:
             entries = []
         if entries:
             pickled = [i for i, (info, _) in enumerate(entries) if info.filename.endswith((".pkl", ".debug_pkl"))]
-            index = draw(st.sampled_from(pickled)) if pickled and draw(st.booleans()) else \
-                draw(st.integers(0, len(entries) - 1))
+            index = (
+                draw(st.sampled_from(pickled))
+                if pickled and draw(st.booleans())
+                else draw(st.integers(0, len(entries) - 1))
+            )
             out = io.BytesIO()
             with zipfile.ZipFile(out, "w") as dst:
                 for i, (info, content) in enumerate(entries):
                     dst.writestr(info, _edit_member(info.filename, content, draw) if i == index else content)
             return out.getvalue()
-    if data[:1] == b"\x80" and draw(st.booleans()):   # a bare pickle stream (CIFAR batch)
+    if data[:1] == b"\x80" and draw(st.booleans()):  # a bare pickle stream (CIFAR batch)
         return _pickle_edit(data, draw)
     data = _edit(data, draw)
     for _ in range(draw(st.integers(0, 2))):
@@ -246,10 +280,29 @@ def _mutate(data: bytes, draw) -> bytes:
     return data
 
 
-_OPS = ["Conv", "Gemm", "MatMul", "Relu", "Add", "Mul", "Reshape", "Flatten", "MaxPool", "AveragePool",
-        "GlobalAveragePool", "QuantizeLinear", "DequantizeLinear", "Softmax", "Transpose", "Concat", "Identity",
-        "Loop", "If", "NoSuchOp"]
-_SIZES = [0, 1, 3, -1, 2 ** 31 - 1, 2 ** 40]
+_OPS = [
+    "Conv",
+    "Gemm",
+    "MatMul",
+    "Relu",
+    "Add",
+    "Mul",
+    "Reshape",
+    "Flatten",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "Softmax",
+    "Transpose",
+    "Concat",
+    "Identity",
+    "Loop",
+    "If",
+    "NoSuchOp",
+]
+_SIZES = [0, 1, 3, -1, 2**31 - 1, 2**40]
 
 
 def _mutate_graph(data: bytes, draw) -> bytes:
@@ -261,8 +314,24 @@ def _mutate_graph(data: bytes, draw) -> bytes:
     model = onnx.load_from_string(data)
     graph = model.graph
     for _ in range(draw(st.integers(1, 2))):
-        kind = draw(st.sampled_from(["op", "drop", "duplicate", "rewire", "dims", "dtype", "raw", "attribute",
-                                     "drop_attribute", "input_shape", "opset", "output"]))
+        kind = draw(
+            st.sampled_from(
+                [
+                    "op",
+                    "drop",
+                    "duplicate",
+                    "rewire",
+                    "dims",
+                    "dtype",
+                    "raw",
+                    "attribute",
+                    "drop_attribute",
+                    "input_shape",
+                    "opset",
+                    "output",
+                ]
+            )
+        )
         nodes, inits = graph.node, graph.initializer
         node = nodes[draw(st.integers(0, len(nodes) - 1))] if len(nodes) else None
         init = inits[draw(st.integers(0, len(inits) - 1))] if len(inits) else None
@@ -286,7 +355,7 @@ def _mutate_graph(data: bytes, draw) -> bytes:
             init.data_type = draw(st.integers(0, 25))
         elif kind == "raw" and init is not None:
             raw = init.raw_data
-            init.raw_data = raw[:draw(st.integers(0, len(raw)))] if raw else draw(st.binary(max_size=16))
+            init.raw_data = raw[: draw(st.integers(0, len(raw)))] if raw else draw(st.binary(max_size=16))
         elif kind == "attribute" and node is not None and len(node.attribute):
             attr = node.attribute[draw(st.integers(0, len(node.attribute) - 1))]
             if len(attr.ints):
@@ -301,7 +370,7 @@ def _mutate_graph(data: bytes, draw) -> bytes:
             if len(dims):
                 dim = dims[draw(st.integers(0, len(dims) - 1))]
                 if draw(st.booleans()):
-                    dim.dim_value = draw(st.sampled_from([0, 1, 2 ** 31 - 1, 2 ** 40]))
+                    dim.dim_value = draw(st.sampled_from([0, 1, 2**31 - 1, 2**40]))
                 else:
                     dim.dim_param = "N"
         elif kind == "opset" and len(model.opset_import):
@@ -325,7 +394,7 @@ def campaign(examples: int, seed: int, formats: list[str] | None = None) -> dict
 
             def check(data, path=path, original=original, reader=reader, done=done, fmt=fmt):
                 mutated = (_mutate_graph if fmt in STRUCTURAL else _mutate)(original, data.draw)
-                path.write_bytes(mutated[:1 << 20])  # every input under 1 MB
+                path.write_bytes(mutated[: 1 << 20])  # every input under 1 MB
                 done["cases"] += 1
                 try:
                     reader(path)
@@ -335,12 +404,19 @@ def campaign(examples: int, seed: int, formats: list[str] | None = None) -> dict
                 except Exception as e:  # anything but the project's error type escaped
                     done["failures"] += 1
                     if len(results["failures"]) < 20:
-                        results["failures"].append({"format": fmt, "error": f"{type(e).__name__}: {e}"[:300],
-                                                    "at": traceback.extract_tb(e.__traceback__)[-1].filename})
+                        results["failures"].append(
+                            {
+                                "format": fmt,
+                                "error": f"{type(e).__name__}: {e}"[:300],
+                                "at": traceback.extract_tb(e.__traceback__)[-1].filename,
+                            }
+                        )
 
-            one = hypothesis_seed(seed)(settings(max_examples=count, deadline=None, database=None,
-                                                  suppress_health_check=list(HealthCheck))(
-                given(st.data())(lambda data: check(data))))
+            one = hypothesis_seed(seed)(
+                settings(max_examples=count, deadline=None, database=None, suppress_health_check=list(HealthCheck))(
+                    given(st.data())(lambda data: check(data))
+                )
+            )
             one()
             path.write_bytes(original)
             done["peak_rss_mib_after"] = round(peak_rss_mib())

@@ -58,11 +58,32 @@ def test_workers_listen_on_loopback_only_and_refuse_other_addresses(tmp_path, di
     external = _external_addresses()
     if not external:
         pytest.skip("this machine has no non-loopback address to connect through")
-    command = [sys.executable, "-m", "deploy_robust", "verify", str(digits_bundle), "--data", "digits:test", "--eps",
-               "0.1", "--n", "360", "--batch-size", "8", "--suite", "standard", "--no-sweep", "--no-resume",
-               "--threads", "1", "--workers", "2"]
-    parent = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              env=dict(os.environ, CI="1"))
+    command = [
+        sys.executable,
+        "-m",
+        "deploy_robust",
+        "verify",
+        str(digits_bundle),
+        "--data",
+        "digits:test",
+        "--eps",
+        "0.1",
+        "--n",
+        "360",
+        "--batch-size",
+        "8",
+        "--suite",
+        "standard",
+        "--no-sweep",
+        "--no-resume",
+        "--threads",
+        "1",
+        "--workers",
+        "2",
+    ]
+    parent = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ, CI="1")
+    )
     seen: set[tuple[str, int]] = set()
     reached = []
     try:
@@ -76,7 +97,7 @@ def test_workers_listen_on_loopback_only_and_refuse_other_addresses(tmp_path, di
             for address, port in listening - seen:
                 reached += [(a, port) for a in external if not _refused(a, port)]
             seen |= listening
-            if len(seen) >= 2 and len(ranks) >= 2:   # both ranks' gloo listeners are up: the group is formed
+            if len(seen) >= 2 and len(ranks) >= 2:  # both ranks' gloo listeners are up: the group is formed
                 break
             time.sleep(0.05)
     finally:
@@ -91,7 +112,7 @@ def test_workers_listen_on_loopback_only_and_refuse_other_addresses(tmp_path, di
 
 
 def _foreign_rank(rank: int, world: int) -> None:
-    os.environ[SECRET_ENV] = ("aa" if rank == world - 1 else "bb") * 32   # the last rank lacks the run's secret
+    os.environ[SECRET_ENV] = ("aa" if rank == world - 1 else "bb") * 32  # the last rank lacks the run's secret
     from deploy_robust import process_group
 
     with pytest.raises(UserError, match=f"rank {world - 1 - rank} at exchange 0 failed its authentication check"):
@@ -100,5 +121,3 @@ def _foreign_rank(rank: int, world: int) -> None:
 
 def test_a_rank_without_the_runs_secret_is_refused_not_merged():
     spawn_group(_foreign_rank, 2)
-
-

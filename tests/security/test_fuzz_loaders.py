@@ -19,15 +19,22 @@ PEAK_RSS_LIMIT_MIB = 1024
 
 
 def _campaign(examples: int, seed: int) -> dict:
-    done = subprocess.run([sys.executable, "-m", "tests.security.fuzz", "--examples", str(examples), "--seed", str(seed)],
-                          cwd=REPO, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.security.fuzz", "--examples", str(examples), "--seed", str(seed)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _check(results: dict, minimum_cases: int) -> None:
-    print(f"fuzz: {results['cases']} cases, {results['failure_count']} failures, peak RSS "
-          f"{results['peak_rss_mib']:.0f} MiB, {results['seconds']} s")
+    print(
+        f"fuzz: {results['cases']} cases, {results['failure_count']} failures, peak RSS "
+        f"{results['peak_rss_mib']:.0f} MiB, {results['seconds']} s"
+    )
     assert results["cases"] >= minimum_cases
     assert results["failure_count"] == 0, results["failures"]
     assert results["peak_rss_mib"] < PEAK_RSS_LIMIT_MIB

@@ -65,8 +65,10 @@ def test_bundles_with_symlinks_are_refused_and_never_written_through(cli, digits
     (bundle / link).unlink(missing_ok=True)
     (bundle / link).symlink_to(target)
     before = target.read_bytes()
-    for command in (["bench", bundle, "--duration", "0.05", "--batch", "1"],
-                    ["verify", bundle, "--data", "digits", "--eps", "0.1", "--n", "8", "--no-sweep"]):
+    for command in (
+        ["bench", bundle, "--duration", "0.05", "--batch", "1"],
+        ["verify", bundle, "--data", "digits", "--eps", "0.1", "--n", "8", "--no-sweep"],
+    ):
         code, _, stderr = cli(*command)
         assert code == 2 and "symbolic link" in stderr and len(stderr.strip().splitlines()) == 1, stderr
     assert target.read_bytes() == before

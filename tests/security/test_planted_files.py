@@ -30,6 +30,7 @@ def home(tmp_path, monkeypatch):
 
 # --- 4. resume keys: only from a folder and a file of this user's that nobody else can write ---------------------
 
+
 def test_a_key_in_a_world_writable_folder_is_refused(home):
     home.mkdir()
     (home / KEY_NAME).write_bytes(b"k" * 32)
@@ -64,7 +65,7 @@ def test_a_symlinked_home_and_a_linked_key_are_refused(tmp_path, home):
 def test_a_key_others_can_write_is_refused_and_an_own_folder_is_made_private(home):
     home.mkdir(mode=0o755)
     os.chmod(home, 0o755)
-    key = user_key("x")                           # our own folder, readable by others: tightened, not refused
+    key = user_key("x")  # our own folder, readable by others: tightened, not refused
     assert oct(home.stat().st_mode & 0o777) == "0o700" and len(key) == 32
     assert oct((home / KEY_NAME).stat().st_mode & 0o777) == "0o600"
     os.chmod(home / KEY_NAME, 0o666)
@@ -82,6 +83,7 @@ def test_a_forged_batch_signed_with_a_planted_key_is_never_used(tmp_path, home):
 
 
 # --- 5. the progress folder is never a link ---------------------------------------------------------------------
+
 
 def test_a_symlinked_progress_folder_is_refused_and_nothing_is_written_there(tmp_path, home):
     bundle, target = tmp_path / "bundle", tmp_path / "outside"
@@ -104,6 +106,7 @@ def test_a_symlinked_progress_folder_is_refused_and_nothing_is_written_there(tmp
 
 # --- 3. OpenVINO: no copy on disk, and a blob can only serve the graph it was compiled from ----------------------
 
+
 def test_a_planted_blob_is_deleted_before_openvino_reads_it(tmp_path, home, digits_bundle):
     pytest.importorskip("openvino")
     from deploy_robust.export import export_bundle
@@ -116,8 +119,9 @@ def test_a_planted_blob_is_deleted_before_openvino_reads_it(tmp_path, home, digi
     import torch
 
     torch.manual_seed(1)
-    foreign = export_bundle(LoadedModel(get("digits_cnn").build(), InputSpec((1, 8, 8), 10), {"file": "r"}),
-                            tmp_path / "foreign")
+    foreign = export_bundle(
+        LoadedModel(get("digits_cnn").build(), InputSpec((1, 8, 8), 10), {"file": "r"}), tmp_path / "foreign"
+    )
     from deploy_robust.bundle import open_bundle
 
     ours_path = open_bundle(digits_bundle).model_path
@@ -155,11 +159,41 @@ def test_a_symlinked_openvino_cache_folder_receives_nothing(tmp_path, home, digi
 
 # --- 2. tune: a planted cache never ships, a linked cache folder receives nothing --------------------------------
 
+
 def _tune(model, out, *extra):
-    command = [sys.executable, "-m", "deploy_robust", "tune", str(model), "--arch", "digits_cnn", "--calib",
-               "digits:train", "--data", "digits:test", "--eps", "0.1", "--n", "40", "--final-n", "40",
-               "--bench-seconds", "0.1", "--threads", "1", "--space", "int8", "--max-robust-drop", "0.05",
-               "--max-clean-drop", "0.05", "-o", str(out), "--json", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "deploy_robust",
+        "tune",
+        str(model),
+        "--arch",
+        "digits_cnn",
+        "--calib",
+        "digits:train",
+        "--data",
+        "digits:test",
+        "--eps",
+        "0.1",
+        "--n",
+        "40",
+        "--final-n",
+        "40",
+        "--bench-seconds",
+        "0.1",
+        "--threads",
+        "1",
+        "--space",
+        "int8",
+        "--max-robust-drop",
+        "0.05",
+        "--max-clean-drop",
+        "0.05",
+        "-o",
+        str(out),
+        "--json",
+        *extra,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=900, env=dict(os.environ, CI="1"))
 
 
@@ -180,14 +214,31 @@ def test_a_planted_tune_cache_is_recomputed_and_never_shipped(tmp_path, digits_c
     torch.save(get("digits_cnn").build().state_dict(), foreign_file)
     cached = out / "cache" / "bundles" / "int8"
     shutil.rmtree(cached)
-    done = subprocess.run([sys.executable, "-m", "deploy_robust", "export", str(foreign_file), "--arch", "digits_cnn",
-                           "--precision", "int8", "--calib", "digits:train", "-o", str(cached)],
-                          capture_output=True, text=True, env=dict(os.environ, CI="1"))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deploy_robust",
+            "export",
+            str(foreign_file),
+            "--arch",
+            "digits_cnn",
+            "--precision",
+            "int8",
+            "--calib",
+            "digits:train",
+            "-o",
+            str(cached),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, CI="1"),
+    )
     assert done.returncode == 0, done.stderr
     measurements = out / "cache" / "measurements.json"
     forged = json.loads(measurements.read_text())
     foreign_sha = open_bundle(cached).manifest.model.sha256
-    forged["entries"]["bundle/int8"] = sha256_of(cached / "manifest.json")   # vouch for the foreign bundle
+    forged["entries"]["bundle/int8"] = sha256_of(cached / "manifest.json")  # vouch for the foreign bundle
     measurements.write_text(json.dumps(forged))
     again = _tune(digits_checkpoint, out)
     assert again.returncode == 0, again.stderr
@@ -195,7 +246,7 @@ def test_a_planted_tune_cache_is_recomputed_and_never_shipped(tmp_path, digits_c
     assert doc["cache"]["rejected_files"] == 1 and doc["cache"]["recomputed_bundles"] >= 1
     assert open_bundle(out / "cache" / "bundles" / "int8").manifest.model.sha256 != foreign_sha
     assert open_bundle(out / "best").manifest.model.sha256 != foreign_sha
-    assert open_bundle(out / "best").manifest.model.sha256 == honest_sha   # the same honest pick
+    assert open_bundle(out / "best").manifest.model.sha256 == honest_sha  # the same honest pick
 
 
 def test_a_symlinked_tune_cache_is_refused_and_receives_nothing(tmp_path, digits_checkpoint):

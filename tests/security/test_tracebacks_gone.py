@@ -8,11 +8,14 @@ import onnx
 import pytest
 
 
-@pytest.mark.parametrize("flag, value, said", [
-    ("--threads", "2147483648", "must be at most 4096"),
-    ("--streams", "99999", "must be at most 1024"),
-    ("--device", "", "must name a device"),
-])
+@pytest.mark.parametrize(
+    "flag, value, said",
+    [
+        ("--threads", "2147483648", "must be at most 4096"),
+        ("--streams", "99999", "must be at most 1024"),
+        ("--device", "", "must name a device"),
+    ],
+)
 def test_out_of_range_runtime_flags_are_one_line(cli, digits_bundle, flag, value, said):
     code, _, err = cli("eval", digits_bundle, "--data", "digits:test", "--n", "8", flag, value)
     assert code == 2 and said in err and len(err.strip().splitlines()) == 1
@@ -21,8 +24,9 @@ def test_out_of_range_runtime_flags_are_one_line(cli, digits_bundle, flag, value
 @pytest.mark.parametrize("device", ["AUTO", "HETERO:CPU"])
 def test_openvino_meta_devices_run(cli, digits_bundle, device):
     pytest.importorskip("openvino")
-    code, out, err = cli("eval", digits_bundle, "--data", "digits:test", "--n", "8", "--backend", "openvino",
-                         "--device", device)
+    code, out, err = cli(
+        "eval", digits_bundle, "--data", "digits:test", "--n", "8", "--backend", "openvino", "--device", device
+    )
     assert code == 0, err
     assert "accuracy" in out
 

@@ -25,7 +25,7 @@ def test_crop_and_flip_moves_pixels_without_inventing_them():
     assert out.shape == x.shape
     for image, source in zip(out, x):  # every output is a shifted (maybe flipped) window of the zero-padded source
         padded = F.pad(source, (2, 2, 2, 2))
-        windows = [padded[:, i:i + 8, j:j + 8] for i in range(5) for j in range(5)]
+        windows = [padded[:, i : i + 8, j : j + 8] for i in range(5) for j in range(5)]
         assert any(torch.equal(image, w) or torch.equal(image, w.flip(2)) for w in windows)
 
 

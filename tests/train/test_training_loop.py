@@ -56,7 +56,13 @@ def test_the_penalty_term_is_minimized_with_the_loss():
     for scale in (0.0, 10.0):
         torch.manual_seed(0)
         model = zoo.get("digits_cnn").build()
-        train_classifier(model, data, epochs=10, lr=1e-2, seed=0,
-                         penalty=lambda m, s=scale: s * sum(p.pow(2).sum() for p in m.parameters()))
+        train_classifier(
+            model,
+            data,
+            epochs=10,
+            lr=1e-2,
+            seed=0,
+            penalty=lambda m, s=scale: s * sum(p.pow(2).sum() for p in m.parameters()),
+        )
         weights.append(sum(float(p.detach().pow(2).sum()) for p in model.parameters()))
     assert weights[1] < 0.8 * weights[0]

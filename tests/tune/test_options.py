@@ -7,14 +7,17 @@ from deploy_robust.verify import ThreatModel
 THREAT = ThreatModel("linf", 0.1)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(objective="speed"), "--objective must be latency or throughput"),
-    (dict(max_robust_drop=1.5), r"did you mean 0.015\?"),
-    (dict(final_n=0), "--final-n must be positive"),
-    (dict(target="jetson"), "--target must be one of"),
-    (dict(target="tensorrt", space=("int4",)), "cannot run int4"),
-    (dict(space=("gdws",), gdws_budgets=(1.5,)), "fractions of MACs kept"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(objective="speed"), "--objective must be latency or throughput"),
+        (dict(max_robust_drop=1.5), r"did you mean 0.015\?"),
+        (dict(final_n=0), "--final-n must be positive"),
+        (dict(target="jetson"), "--target must be one of"),
+        (dict(target="tensorrt", space=("int4",)), "cannot run int4"),
+        (dict(space=("gdws",), gdws_budgets=(1.5,)), "fractions of MACs kept"),
+    ],
+)
 def test_settings_are_checked_once_when_the_options_are_made(bad, message):
     with pytest.raises(UserError, match=message):
         TuneOptions(THREAT, **bad)

@@ -16,16 +16,28 @@ SETTINGS = dict(n=60, final_n=60, sensitivity_n=32, bench_seconds=0.2, threads=1
 def tuned(digits_loaded, tmp_path_factory):
     out = tmp_path_factory.mktemp("tune") / "out"
     # the last layer pinned to FP32, and GDWS rewrites keeping half the rewritable MACs in the space
-    settings = TuneOptions(ThreatModel("linf", 0.1), max_robust_drop=0.05, max_clean_drop=0.05, pins=(("7", "fp32"),),
-                            space=("precision", "gdws"), gdws_budgets=(0.5,), **SETTINGS)
+    settings = TuneOptions(
+        ThreatModel("linf", 0.1),
+        max_robust_drop=0.05,
+        max_clean_drop=0.05,
+        pins=(("7", "fp32"),),
+        space=("precision", "gdws"),
+        gdws_budgets=(0.5,),
+        **SETTINGS,
+    )
     doc = run_tune(digits_loaded, out, load_dataset("digits:train"), load_dataset("digits:test"), settings)
     return out, settings, doc
 
 
 def test_a_tune_writes_a_verified_pick_its_frontier_and_report(tuned):
     out, settings, doc = tuned
-    assert doc["pick"] is not None and {p.name for p in out.iterdir()} >= {"best", "frontier.json", "frontier.png",
-                                                                          "report.md", "cache"}
+    assert doc["pick"] is not None and {p.name for p in out.iterdir()} >= {
+        "best",
+        "frontier.json",
+        "frontier.png",
+        "report.md",
+        "cache",
+    }
     best = open_bundle(out / "best")
     record = json.loads((best.path / "tune.json").read_text())
     assert record["pick"] == doc["pick"] and best.precision in ("fp32", "fp16", "int8", "int4", "mixed")
@@ -33,8 +45,11 @@ def test_a_tune_writes_a_verified_pick_its_frontier_and_report(tuned):
     assert picked["final"]["holds"] and picked["final"]["robust_drop"]["drop"] <= settings.max_robust_drop
     # at least as fast as every configuration that held its final check, measured in the same run: whatever held
     # the quick check and measured faster was verified in full and failed (noise can order them either way)
-    faster = [r for r in doc["measured"] if r["holds"] and r["latency_ms"] is not None
-              and r["latency_ms"] < picked["latency_ms"]]
+    faster = [
+        r
+        for r in doc["measured"]
+        if r["holds"] and r["latency_ms"] is not None and r["latency_ms"] < picked["latency_ms"]
+    ]
     assert all(r.get("final") and not r["final"]["holds"] for r in faster)
     assert "Pick:" in (out / "report.md").read_text() and (out / "frontier.png").stat().st_size > 1000
 
@@ -45,8 +60,10 @@ def test_the_search_pick_is_optimal_for_the_measured_costs_by_brute_force(tuned)
     pick = doc["search_pick"]
 
     def predict(plan):
-        return (costs["fp32_latency_ms"] + sum(costs["latency_ms"][i][p] for i, p in enumerate(plan)),
-                sum(costs["margin_loss"][i][p] for i, p in enumerate(plan)))
+        return (
+            costs["fp32_latency_ms"] + sum(costs["latency_ms"][i][p] for i, p in enumerate(plan)),
+            sum(costs["margin_loss"][i][p] for i, p in enumerate(plan)),
+        )
 
     plans = itertools.product(*[sorted(options) for options in costs["latency_ms"]])
     best = min(latency for latency, loss in map(predict, plans) if loss <= pick["predicted_margin_loss"] + 1e-12)
@@ -69,9 +86,34 @@ def test_a_killed_tune_continues_from_its_cache(digits_file, tmp_path):
     import time
 
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "deploy_robust", "tune", str(digits_file), "--calib", "digits:train",
-               "--data", "digits:test", "--eps", "0.1", "--n", "60", "--final-n", "60", "--bench-seconds", "0.2",
-               "--threads", "1", "--max-robust-drop", "0.05", "--max-clean-drop", "0.05", "-o", str(out), "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "deploy_robust",
+        "tune",
+        str(digits_file),
+        "--calib",
+        "digits:train",
+        "--data",
+        "digits:test",
+        "--eps",
+        "0.1",
+        "--n",
+        "60",
+        "--final-n",
+        "60",
+        "--bench-seconds",
+        "0.2",
+        "--threads",
+        "1",
+        "--max-robust-drop",
+        "0.05",
+        "--max-clean-drop",
+        "0.05",
+        "-o",
+        str(out),
+        "--json",
+    ]
     env = dict(os.environ, CI="1")
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     measurements = out / "cache" / "measurements.json"
@@ -88,7 +130,7 @@ def test_a_killed_tune_continues_from_its_cache(digits_file, tmp_path):
     resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     doc = json.loads(resumed.stdout)
-    assert doc["cache"]["hits"] >= kept and doc["pick"]           # what was measured before the kill was reused
+    assert doc["cache"]["hits"] >= kept and doc["pick"]  # what was measured before the kill was reused
     again = json.loads(subprocess.run(command, env=env, capture_output=True, text=True, timeout=600).stdout)
     assert again["cache"]["misses"] == 0
     assert {k: v for k, v in again.items() if k != "cache"} == {k: v for k, v in doc.items() if k != "cache"}
@@ -102,12 +144,13 @@ def _layer_precisions(bundle_path) -> dict[str, str]:
 def test_a_pinned_layer_keeps_its_pin_in_every_configuration_and_plan(tuned):
     out, _, doc = tuned
     assert doc["settings"]["pins"] == {"7": "fp32"}
-    assert all(len(options) == 1 for options in doc["cost_model"]["margin_loss"][-1:])   # one choice: its pin
+    assert all(len(options) == 1 for options in doc["cost_model"]["margin_loss"][-1:])  # one choice: its pin
     for row in doc["measured"]:
         precisions = _layer_precisions(out / "cache" / "bundles" / row["bundle"])
         assert precisions.get("7", "fp32") == "fp32", row["name"]
-    assert any(set(_layer_precisions(out / "cache" / "bundles" / r["bundle"]).values()) > {"fp32"}
-               for r in doc["measured"])    # and the other layers were lowered somewhere
+    assert any(
+        set(_layer_precisions(out / "cache" / "bundles" / r["bundle"]).values()) > {"fp32"} for r in doc["measured"]
+    )  # and the other layers were lowered somewhere
 
 
 def test_gdws_rewrites_join_the_uniform_configurations(tuned):
@@ -124,9 +167,14 @@ def test_a_spent_time_budget_stops_early_and_still_picks_a_verified_configuratio
     from dataclasses import replace
 
     out, settings, doc = tuned
-    shutil.copytree(out / "cache", tmp_path / "cache")      # every measurement of the full tune, reused
-    hurried = run_tune(digits_loaded, tmp_path, load_dataset("digits:train"), load_dataset("digits:test"),
-                       replace(settings, time_budget_s=1e-6))
+    shutil.copytree(out / "cache", tmp_path / "cache")  # every measurement of the full tune, reused
+    hurried = run_tune(
+        digits_loaded,
+        tmp_path,
+        load_dataset("digits:train"),
+        load_dataset("digits:test"),
+        replace(settings, time_budget_s=1e-6),
+    )
     assert hurried["time_budget"]["stopped_in"][:2] == ["sensitivities", "bisection"]
     # no layer was measured in time, so the search could only offer the pins; the uniform configurations were
     # still verified and the pick passed its final check

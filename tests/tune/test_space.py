@@ -34,7 +34,10 @@ def test_a_plan_names_every_layer_and_describes_itself(graph):
     plan = ("fp32",) + ("int8",) * (len(layers) - 1)
     doc = json.loads(plan_file(layers, plan))
     assert doc["default"] == "fp32" and list(doc["layers"].values()) == list(plan)
-    assert describe(layers, plan) == f"int8 but {layers[0].name} fp32" and describe(layers, ("int8",) * len(layers)) == "int8"
+    assert (
+        describe(layers, plan) == f"int8 but {layers[0].name} fp32"
+        and describe(layers, ("int8",) * len(layers)) == "int8"
+    )
     assert plan_key(plan) != plan_key(("int8",) * len(layers)) and len(plan_key(plan)) == 12
 
 

@@ -56,13 +56,17 @@ def digits_test():
 
 def _bundle(module, root, name):
     spec = zoo.get("digits_cnn").spec
-    loaded = LoadedModel(module, spec, {"file": name, "format": "test", "sha256": "", "arch": "digits_cnn",
-                                        "layer_dtypes": {}})
+    loaded = LoadedModel(
+        module, spec, {"file": name, "format": "test", "sha256": "", "arch": "digits_cnn", "layer_dtypes": {}}
+    )
     return export_bundle(loaded, root / name)
 
 
 @pytest.fixture(scope="session")
 def digits_bundles(tmp_path_factory, digits_model):
     root = tmp_path_factory.mktemp("verify")
-    return {"plain": _bundle(digits_model, root, "plain"), "masked": _bundle(RoundInput(digits_model), root, "masked"),
-            "noisy": _bundle(NoisyInput(digits_model), root, "noisy")}
+    return {
+        "plain": _bundle(digits_model, root, "plain"),
+        "masked": _bundle(RoundInput(digits_model), root, "masked"),
+        "noisy": _bundle(NoisyInput(digits_model), root, "noisy"),
+    }

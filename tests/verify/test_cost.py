@@ -22,12 +22,16 @@ def test_passes_count_images_by_how_each_model_was_called():
 
 
 def test_verify_reports_each_attacks_passes_from_its_steps(digits_bundles, digits_test):
-    doc = run_verify(digits_bundles["plain"], digits_test, ThreatModel("linf", 0.1),
-                     VerifyOptions(n=40, suite="quick", sweep=None, resume=False, layout="contiguous"))
+    doc = run_verify(
+        digits_bundles["plain"],
+        digits_test,
+        ThreatModel("linf", 0.1),
+        VerifyOptions(n=40, suite="quick", sweep=None, resume=False, layout="contiguous"),
+    )
     rows = {a["attack"]: a for a in doc["attacks"]}
     pgd, square = rows["pgd-ce"], rows["square"]
     # 20 PGD steps, each a forward and an input gradient of every attacked point (plus the start's)
     assert 20 * pgd["points_attacked"] <= pgd["passes"]["S_forward_backward"] <= 22 * pgd["points_attacked"]
     assert rows["fgsm"]["passes"]["S_forward_backward"] == rows["fgsm"]["points_attacked"]
     assert square["passes"]["S_forward_backward"] == 0
-    assert square["passes"]["E_images"] >= 40     # at least the scoring of the batch; queries on what it attacked
+    assert square["passes"]["E_images"] >= 40  # at least the scoring of the batch; queries on what it attacked

@@ -9,8 +9,13 @@ from deploy_robust.verify.threat import ThreatModel
 @pytest.fixture(scope="module")
 def detect_bundle(digits_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("detection") / "det"
-    request = ExportRequest(digits_checkpoint, out, calib="digits:train", squeeze=SqueezeOptions("bits:4", "detect", 0.1),
-                            model_options=ModelOptions("digits_cnn"))
+    request = ExportRequest(
+        digits_checkpoint,
+        out,
+        calib="digits:train",
+        squeeze=SqueezeOptions("bits:4", "detect", 0.1),
+        model_options=ModelOptions("digits_cnn"),
+    )
     return export(request).bundle
 
 

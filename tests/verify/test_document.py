@@ -20,12 +20,25 @@ PLAN = [Attack("pgd-ce", "S", "pgd", {"steps": 1}), Attack("square", "E", "squar
 
 def _doc(labels, e_pred, pgd_ok, square_ok, passes=1):
     data = Dataset(np.zeros((len(labels), 1, 2, 2), np.float32), np.array(labels), "toy")
-    merged = {"e_clean_pred": np.array(e_pred).reshape(passes, -1), "s_clean_pred": np.array(e_pred).reshape(passes, -1)[0],
-              "attack:pgd-ce": np.array(pgd_ok).reshape(passes, -1), "attack:square": np.array(square_ok).reshape(passes, -1),
-              "s_agree_on_adversarial": np.array([True, False])}
+    merged = {
+        "e_clean_pred": np.array(e_pred).reshape(passes, -1),
+        "s_clean_pred": np.array(e_pred).reshape(passes, -1)[0],
+        "attack:pgd-ce": np.array(pgd_ok).reshape(passes, -1),
+        "attack:square": np.array(square_ok).reshape(passes, -1),
+        "s_agree_on_adversarial": np.array([True, False]),
+    }
     randomness = Randomness(passes=passes)
-    return result_document(_Bundle, data, ThreatModel("linf", 0.1), options=VerifyOptions(suite="quick"), plan=PLAN,
-                           merged=merged, randomness=randomness, zero_grad=0, seconds=1.234)
+    return result_document(
+        _Bundle,
+        data,
+        ThreatModel("linf", 0.1),
+        options=VerifyOptions(suite="quick"),
+        plan=PLAN,
+        merged=merged,
+        randomness=randomness,
+        zero_grad=0,
+        seconds=1.234,
+    )
 
 
 def test_robust_accuracy_is_the_per_example_worst_case_over_every_attack():
@@ -54,9 +67,15 @@ def test_the_summary_reader_reads_what_verify_writes_and_refuses_anything_else(t
     from deploy_robust.errors import UserError
     from deploy_robust.verify.document import SCHEMA, VerifySummary
 
-    doc = {"schema": SCHEMA, "threat_model": {"norm": "linf", "eps": 0.1, "description": "L-inf, eps 0.1"},
-           "data": {"name": "digits:test", "n": 50}, "suite": "quick", "clean_accuracy": 0.98,
-           "robust_accuracy": 0.7, "robust_accuracy_ci95": [0.56, 0.81]}
+    doc = {
+        "schema": SCHEMA,
+        "threat_model": {"norm": "linf", "eps": 0.1, "description": "L-inf, eps 0.1"},
+        "data": {"name": "digits:test", "n": 50},
+        "suite": "quick",
+        "clean_accuracy": 0.98,
+        "robust_accuracy": 0.7,
+        "robust_accuracy_ci95": [0.56, 0.81],
+    }
     path = tmp_path / "verify.json"
     path.write_text(json.dumps(doc))
     summary = VerifySummary.read(path)

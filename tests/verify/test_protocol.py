@@ -10,15 +10,20 @@ from deploy_robust.verify.options import VerifyOptions
 
 @pytest.fixture(scope="module")
 def plain_doc(digits_bundles, digits_test):
-    return run_verify(digits_bundles["plain"], digits_test, ThreatModel("linf", 0.1),
-                      VerifyOptions(n=120, suite="quick", sweep=(0, 0.1, 0.5)))
+    return run_verify(
+        digits_bundles["plain"],
+        digits_test,
+        ThreatModel("linf", 0.1),
+        VerifyOptions(n=120, suite="quick", sweep=(0, 0.1, 0.5)),
+    )
 
 
 def test_robust_accuracy_is_the_per_example_worst_case(plain_doc):
     assert plain_doc["robust_accuracy"] == plain_doc["attacks"][-1]["robust_accuracy"]  # the cascade's last row
     after = [a["robust_accuracy"] for a in plain_doc["attacks"]]
     assert after == sorted(after, reverse=True) and sum(a["broke"] for a in plain_doc["attacks"]) == round(
-        120 * (plain_doc["clean_accuracy"] - plain_doc["robust_accuracy"]))
+        120 * (plain_doc["clean_accuracy"] - plain_doc["robust_accuracy"])
+    )
     assert plain_doc["robust_accuracy"] < plain_doc["clean_accuracy"]
     lo, hi = plain_doc["robust_accuracy_ci95"]
     assert lo <= plain_doc["robust_accuracy"] <= hi
@@ -37,8 +42,15 @@ def test_the_sweep_is_warm_started_from_the_suites_verdict(plain_doc, digits_bun
     from deploy_robust.verify.protocol import attack_twin, eps_curve
 
     bundle = digits_bundles["plain"]
-    cold = eps_curve(attack_twin(bundle), create_runner("ort-cpu", bundle), digits_test.take(120), ThreatModel("linf", 0.1),
-                     (0, 0.1, 0.5), 128, 0)
+    cold = eps_curve(
+        attack_twin(bundle),
+        create_runner("ort-cpu", bundle),
+        digits_test.take(120),
+        ThreatModel("linf", 0.1),
+        (0, 0.1, 0.5),
+        128,
+        0,
+    )
     assert cold[0]["accuracy"] == curve[0] and cold[1]["accuracy"] >= curve[1] and cold[2]["accuracy"] >= curve[2]
 
 
@@ -55,8 +67,9 @@ def test_report_files_are_written_into_the_bundle(plain_doc, digits_bundles):
 
 def test_gradient_masking_is_flagged_and_bpda_sees_through_it(digits_bundles, digits_test, plain_doc):
     threat = ThreatModel("linf", 0.1)
-    naive = run_verify(digits_bundles["masked"], digits_test, threat,
-                       VerifyOptions(n=120, suite="quick", sweep=None, bpda=False))
+    naive = run_verify(
+        digits_bundles["masked"], digits_test, threat, VerifyOptions(n=120, suite="quick", sweep=None, bpda=False)
+    )
     honest = run_verify(digits_bundles["masked"], digits_test, threat, VerifyOptions(n=120, suite="quick", sweep=None))
     by = {a["attack"]: a["robust_accuracy"] for a in naive["attacks"]}
     assert by["pgd-ce"] > plain_doc["robust_accuracy"] + 0.2  # plain gradients are masked
@@ -101,8 +114,9 @@ def test_stochastic_engine_is_scored_over_passes_with_eot(digits_bundles, digits
 
 
 def test_l2_threat_runs_square_l2_on_the_engine(plain_doc, digits_bundles, digits_test):
-    doc = run_verify(digits_bundles["plain"], digits_test, ThreatModel("l2", 1.0),
-                     VerifyOptions(n=60, suite="quick", sweep=None))
+    doc = run_verify(
+        digits_bundles["plain"], digits_test, ThreatModel("l2", 1.0), VerifyOptions(n=60, suite="quick", sweep=None)
+    )
     assert "square" in {a["attack"] for a in doc["attacks"]}
     assert doc["threat_model"]["description"].startswith("L2")
     assert doc["robust_accuracy"] < doc["clean_accuracy"]
@@ -131,8 +145,9 @@ def test_an_interrupted_run_resumes_from_its_finished_batches(digits_bundles, di
     kwargs = dict(n=60, suite="quick", sweep=None, batch_size=30, layout="contiguous")  # bit-identical runs
     fresh = run_verify(bundle, digits_test, threat, VerifyOptions(resume=False, **kwargs))
     real, calls = protocol._verify_batch, []
-    _interrupt_at_second_batch(monkeypatch, protocol, lambda: run_verify(bundle, digits_test, threat,
-                                                                         VerifyOptions(**kwargs)), calls)
+    _interrupt_at_second_batch(
+        monkeypatch, protocol, lambda: run_verify(bundle, digits_test, threat, VerifyOptions(**kwargs)), calls
+    )
     assert (bundle.path / ".verify-progress").is_dir()
     monkeypatch.setattr(protocol, "_verify_batch", lambda *args: calls.append(args[10]) or real(*args))
     resumed = run_verify(bundle, digits_test, threat, VerifyOptions(**kwargs))
@@ -156,8 +171,9 @@ def test_forged_resume_files_are_recomputed_not_trusted(digits_bundles, digits_t
     bundle, threat = digits_bundles["plain"], ThreatModel("linf", 0.1)
     kwargs = dict(n=60, suite="quick", sweep=None, batch_size=30, layout="contiguous")
     fresh = run_verify(bundle, digits_test, threat, VerifyOptions(resume=False, **kwargs))
-    _interrupt_at_second_batch(monkeypatch, protocol, lambda: run_verify(bundle, digits_test, threat,
-                                                                         VerifyOptions(**kwargs)), [])
+    _interrupt_at_second_batch(
+        monkeypatch, protocol, lambda: run_verify(bundle, digits_test, threat, VerifyOptions(**kwargs)), []
+    )
     saved = next((bundle.path / ".verify-progress").glob("*/batch-00000.npz"))
     raw = saved.read_bytes()
     with np.load(io.BytesIO(raw[32:]), allow_pickle=False) as f:

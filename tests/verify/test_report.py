@@ -10,8 +10,12 @@ from deploy_robust.verify.report import blocks, html, markdown, write
 
 @pytest.fixture(scope="module")
 def doc(digits_bundles, digits_test):
-    return run_verify(digits_bundles["plain"], digits_test, ThreatModel("linf", 0.1),
-                      VerifyOptions(n=32, suite="quick", sweep=(0, 0.1), resume=False))
+    return run_verify(
+        digits_bundles["plain"],
+        digits_test,
+        ThreatModel("linf", 0.1),
+        VerifyOptions(n=32, suite="quick", sweep=(0, 0.1), resume=False),
+    )
 
 
 def test_the_report_puts_flags_first_then_the_headline_and_every_attack(doc):

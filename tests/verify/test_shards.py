@@ -19,8 +19,8 @@ def test_alone_a_process_computes_every_batch_in_order():
 def _sharded(rank: int, world: int) -> None:
     computed = []
     merged = run_sharded(7, lambda i: computed.append(i) or _batch(i))
-    assert computed == [i for i in range(7) if i % world == rank]          # only its own batches
-    assert np.concatenate([m["points"] for m in merged]).tolist() == list(range(28))   # all, once, in order
+    assert computed == [i for i in range(7) if i % world == rank]  # only its own batches
+    assert np.concatenate([m["points"] for m in merged]).tolist() == list(range(28))  # all, once, in order
     assert [int(m["seed"]) for m in merged] == [1000 + i for i in range(7)]
 
 

@@ -17,10 +17,21 @@ def test_every_suite_attacks_the_twin_the_engine_and_the_reference():
 def test_the_autoattack_suites_run_what_autoattack_runs():
     def attacks(suite):
         return [(a.name, a.params.get("targets"), a.params.get("restarts", 1)) for a in SUITES[suite].attacks]
-    assert attacks("autoattack-standard") == [("apgd-ce", None, 1), ("apgd-t", 9, 1), ("fab-t", 9, 1),
-                                              ("square", None, 1)]
-    assert attacks("autoattack-plus") == [("apgd-ce", None, 5), ("apgd-dlr", None, 5), ("fab", None, 5),
-                                          ("square", None, 5), ("apgd-t", 9, 1), ("fab-t", 9, 1)]
+
+    assert attacks("autoattack-standard") == [
+        ("apgd-ce", None, 1),
+        ("apgd-t", 9, 1),
+        ("fab-t", 9, 1),
+        ("square", None, 1),
+    ]
+    assert attacks("autoattack-plus") == [
+        ("apgd-ce", None, 5),
+        ("apgd-dlr", None, 5),
+        ("fab", None, 5),
+        ("square", None, 5),
+        ("apgd-t", 9, 1),
+        ("fab-t", 9, 1),
+    ]
     assert [a.name for a in SUITES["autoattack-rand"].attacks] == ["apgd-ce", "apgd-dlr"]
     assert SUITES["autoattack-rand"].stochastic.eot == 20
     assert {s.name for s in AUTOATTACK} == {"autoattack-standard", "autoattack-plus", "autoattack-rand"}

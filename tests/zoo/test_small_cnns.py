@@ -6,9 +6,16 @@ from deploy_robust.zoo.small_cnns import cifar_cnn_a, cifar_conv_small, digits_c
 from tests.conftest import shared_path
 
 
-@pytest.mark.parametrize("factory, shape", [(cifar_cnn_a, (3, 32, 32)), (cifar_conv_small, (3, 32, 32)),
-                                            (mnist_cnn_a, (1, 28, 28)), (madry_cnn_tiny, (1, 28, 28)),
-                                            (digits_cnn, (1, 8, 8))])
+@pytest.mark.parametrize(
+    "factory, shape",
+    [
+        (cifar_cnn_a, (3, 32, 32)),
+        (cifar_conv_small, (3, 32, 32)),
+        (mnist_cnn_a, (1, 28, 28)),
+        (madry_cnn_tiny, (1, 28, 28)),
+        (digits_cnn, (1, 8, 8)),
+    ],
+)
 def test_each_small_cnn_maps_its_input_to_logits(factory, shape):
     assert factory(num_classes=4)(torch.rand(3, *shape)).shape == (3, 4)
 

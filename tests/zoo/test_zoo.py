@@ -6,10 +6,14 @@ from deploy_robust.errors import UserError
 from deploy_robust.model.checkpoint import extract_state_dict, read_checkpoint
 from tests.conftest import shared_path
 
-SHARED = {"cifar_cnn_a_adv": "cifar_cnn_a_adv.model", "cifar_conv_small_pgd": "cifar_conv_small_pgd.pth",
-          "resnet2b": "resnet2b.pth", "mnist_cnn_a_adv": "mnist_cnn_a_adv.model",
-          "madrycnn_no_maxpool_tiny": "MadryCNN_no_maxpool_tiny.pt",
-          "convex_adversarial_mnist": "convex_adversarial_mnist.pth"}
+SHARED = {
+    "cifar_cnn_a_adv": "cifar_cnn_a_adv.model",
+    "cifar_conv_small_pgd": "cifar_conv_small_pgd.pth",
+    "resnet2b": "resnet2b.pth",
+    "mnist_cnn_a_adv": "mnist_cnn_a_adv.model",
+    "madrycnn_no_maxpool_tiny": "MadryCNN_no_maxpool_tiny.pt",
+    "convex_adversarial_mnist": "convex_adversarial_mnist.pth",
+}
 
 
 @pytest.mark.parametrize("name", zoo.names())

@@ -5,5 +5,15 @@ from deploy_robust.transforms.dq.finetune import DQRequest, defensive_quantizati
 from deploy_robust.transforms.dq.model import DQConfig, deploy_form, is_dq_model, prepare_dq, prepare_structure
 from deploy_robust.transforms.dq.regularizer import lipschitz_penalty, orthogonality_penalty, spectral_norms
 
-__all__ = ["DQConfig", "DQRequest", "defensive_quantization", "deploy_form", "is_dq_model", "lipschitz_penalty",
-           "orthogonality_penalty", "prepare_dq", "prepare_structure", "spectral_norms"]
+__all__ = [
+    "DQConfig",
+    "DQRequest",
+    "defensive_quantization",
+    "deploy_form",
+    "is_dq_model",
+    "lipschitz_penalty",
+    "orthogonality_penalty",
+    "prepare_dq",
+    "prepare_structure",
+    "spectral_norms",
+]

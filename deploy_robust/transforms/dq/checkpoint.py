@@ -43,8 +43,10 @@ def describe_config(dq: dict, stochastic: bool = False) -> str:
     training = dq.get("training") or {}
     kind = training.get("kind", "Defensive Quantization")
     adv = f", adv {training['adv']} eps {training['eps']:g}" if training.get("adv") not in (None, "none") else ""
-    return (f"{kind}: w{dq['w_bits']}a{dq['a_bits']} (edge layers w{dq.get('edge_bits', 8)}, "
-            f"{'int8' if dq.get('input_signed') else 'uint8'} input), {training.get('epochs', '?')} epochs{adv}")
+    return (
+        f"{kind}: w{dq['w_bits']}a{dq['a_bits']} (edge layers w{dq.get('edge_bits', 8)}, "
+        f"{'int8' if dq.get('input_signed') else 'uint8'} input), {training.get('epochs', '?')} epochs{adv}"
+    )
 
 
 def trained_grid_form(module: nn.Module):
@@ -52,5 +54,12 @@ def trained_grid_form(module: nn.Module):
     return (deploy_form(module), trained_grid(module)) if is_dq_model(module) else None
 
 
-KIND = ModelKind("dq", MODEL_KEY, load_checkpoint, describe_config, trained_grid_form=trained_grid_form,
-                 float_export=False, title="Defensive Quantization")
+KIND = ModelKind(
+    "dq",
+    MODEL_KEY,
+    load_checkpoint,
+    describe_config,
+    trained_grid_form=trained_grid_form,
+    float_export=False,
+    title="Defensive Quantization",
+)

@@ -41,21 +41,37 @@ def defensive_quantization(loaded: LoadedModel, train: Dataset, request: DQReque
     """(DQ module, its config, a report with the loss curve and per-layer spectral norms before/after)."""
     seed_everything(request.seed)
     calibration = torch.from_numpy(train.take(request.calib_n).as_float())
-    module, config = prepare_dq(loaded.module, request.w_bits, request.a_bits, calibration,
-                                loaded.spec.mean, loaded.spec.std, request.input_signed)
+    module, config = prepare_dq(
+        loaded.module,
+        request.w_bits,
+        request.a_bits,
+        calibration,
+        loaded.spec.mean,
+        loaded.spec.std,
+        request.input_signed,
+    )
     before = spectral_norms(module)
     losses: list[float] = []
     if request.epochs > 0:
         penalty = (lambda m: lipschitz_penalty(m, request.beta)) if request.beta > 0 else None
         module.to(request.device)
-        losses = train_classifier(module, train, epochs=request.epochs, batch_size=request.batch_size, lr=request.lr,
-                                  seed=request.seed, input_transform=normalizer(loaded.spec), perturb=request.perturb,
-                                  penalty=penalty)
+        losses = train_classifier(
+            module,
+            train,
+            epochs=request.epochs,
+            batch_size=request.batch_size,
+            lr=request.lr,
+            seed=request.seed,
+            input_transform=normalizer(loaded.spec),
+            perturb=request.perturb,
+            penalty=penalty,
+        )
     module.cpu().eval()
     for p in module.parameters():
         p.requires_grad_(False)
     after = spectral_norms(module)
-    report = {"losses": [round(v, 5) for v in losses],
-              "spectral_norms": {name: {"before": round(before[name], 4), "after": round(after[name], 4)}
-                                 for name in before}}
+    report = {
+        "losses": [round(v, 5) for v in losses],
+        "spectral_norms": {name: {"before": round(before[name], 4), "after": round(after[name], 4)} for name in before},
+    }
     return module, config, report

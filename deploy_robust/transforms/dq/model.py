@@ -24,8 +24,13 @@ from deploy_robust.quant.scheme import TrainedGrid
 from deploy_robust.quant.scheme import ActivationParams
 
 from deploy_robust.errors import UserError
-from deploy_robust.transforms.dq.quantizers import (ActivationQuantizer, InputQuantizer, mse_bound, quantize_layer,
-                                                    weight_levels)
+from deploy_robust.transforms.dq.quantizers import (
+    ActivationQuantizer,
+    InputQuantizer,
+    mse_bound,
+    quantize_layer,
+    weight_levels,
+)
 from deploy_robust.transforms.dq.regularizer import weighted_layers
 from deploy_robust.model.surgery import batchnorm_after_conv, batchnorm_scale, set_module
 
@@ -36,18 +41,24 @@ _RELUS = (torch.relu, nn.functional.relu)
 class DQConfig:
     w_bits: int
     a_bits: int
-    input_range: tuple[float, float]   # normalized-input range of the 8-bit input quantizer
+    input_range: tuple[float, float]  # normalized-input range of the 8-bit input quantizer
     edge_bits: int = 8
     folded_bn: dict[str, str] = field(default_factory=dict)  # conv name -> folded BatchNorm name
-    input_signed: bool = False         # int8 symmetric input grid (every target) instead of uint8 (ort-cpu)
+    input_signed: bool = False  # int8 symmetric input grid (every target) instead of uint8 (ort-cpu)
 
     def to_json(self) -> dict:
         return asdict(self) | {"input_range": list(self.input_range)}
 
     @classmethod
     def from_json(cls, doc: dict) -> "DQConfig":
-        return cls(int(doc["w_bits"]), int(doc["a_bits"]), tuple(doc["input_range"]), int(doc.get("edge_bits", 8)),
-                   dict(doc.get("folded_bn", {})), bool(doc.get("input_signed", False)))
+        return cls(
+            int(doc["w_bits"]),
+            int(doc["a_bits"]),
+            tuple(doc["input_range"]),
+            int(doc.get("edge_bits", 8)),
+            dict(doc.get("folded_bn", {})),
+            bool(doc.get("input_signed", False)),
+        )
 
     @property
     def label(self) -> str:
@@ -95,16 +106,19 @@ def prepare_structure(model: nn.Module, config: DQConfig) -> nn.Module:
     try:
         traced = torch.fx.symbolic_trace(model)  # before the layers change class: torch.nn layers stay leaves
     except Exception as e:
-        raise UserError(f"Defensive Quantization traces the model with torch.fx, which failed: "
-                        f"{str(e).splitlines()[0]}") from None
+        raise UserError(
+            f"Defensive Quantization traces the model with torch.fx, which failed: {str(e).splitlines()[0]}"
+        ) from None
     for index, (_, layer) in enumerate(layers):  # the traced module shares these layer objects
         quantize_layer(layer, config.edge_bits if index in (0, len(layers) - 1) else config.w_bits)
     graph, modules = traced.graph, dict(traced.named_modules())
     count = 0
     for node in list(graph.nodes):
-        is_relu = (node.op == "call_module" and isinstance(modules.get(node.target), nn.ReLU)) or \
-                  (node.op == "call_function" and node.target in _RELUS) or \
-                  (node.op == "call_method" and node.target == "relu")
+        is_relu = (
+            (node.op == "call_module" and isinstance(modules.get(node.target), nn.ReLU))
+            or (node.op == "call_function" and node.target in _RELUS)
+            or (node.op == "call_method" and node.target == "relu")
+        )
         if not is_relu:
             continue
         name = f"dq_act{count}"
@@ -142,17 +156,26 @@ def _link_inputs(traced: torch.fx.GraphModule) -> None:
             continue
         source = node.args[0]
         while isinstance(source, torch.fx.Node) and (
-                (source.op == "call_module" and isinstance(modules.get(source.target), _GRID_PRESERVING_MODULES))
-                or (source.op == "call_function" and source.target in _GRID_PRESERVING_FUNCTIONS)
-                or (source.op == "call_method" and source.target in _GRID_PRESERVING_METHODS)):
+            (source.op == "call_module" and isinstance(modules.get(source.target), _GRID_PRESERVING_MODULES))
+            or (source.op == "call_function" and source.target in _GRID_PRESERVING_FUNCTIONS)
+            or (source.op == "call_method" and source.target in _GRID_PRESERVING_METHODS)
+        ):
             source = source.args[0]
-        quantizer = modules.get(source.target) if isinstance(source, torch.fx.Node) and source.op == "call_module" else None
+        quantizer = (
+            modules.get(source.target) if isinstance(source, torch.fx.Node) and source.op == "call_module" else None
+        )
         layer.link_input(quantizer if isinstance(quantizer, (ActivationQuantizer, InputQuantizer)) else None)
 
 
-def prepare_dq(model: nn.Module, w_bits: int, a_bits: int, calibration: torch.Tensor,
-               mean: tuple[float, ...] | None = None,
-               std: tuple[float, ...] | None = None, input_signed: bool = False) -> tuple[nn.Module, DQConfig]:
+def prepare_dq(
+    model: nn.Module,
+    w_bits: int,
+    a_bits: int,
+    calibration: torch.Tensor,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    input_signed: bool = False,
+) -> tuple[nn.Module, DQConfig]:
     """A DQ copy of a trained `model` (which takes normalized inputs): BN folded, quantizers inserted,
     activation bounds calibrated (MSE-optimal for `a_bits`) on `calibration` ([0, 1] images)."""
     model = copy.deepcopy(model).float().eval()
@@ -206,9 +229,15 @@ def is_dq_model(model: nn.Module) -> bool:
 def trained_grid(model: nn.Module) -> TrainedGrid:
     """What the exporter needs to write a DQ model's grids: weight levels, activation bounds, input scale."""
     layers = {name: m for name, m in model.named_modules() if hasattr(m, "quantized_weight")}
-    reads = {name: m.input_quantizer.bits for name, m in layers.items()
-             if isinstance(getattr(m, "input_quantizer", None), ActivationQuantizer)}
+    reads = {
+        name: m.input_quantizer.bits
+        for name, m in layers.items()
+        if isinstance(getattr(m, "input_quantizer", None), ActivationQuantizer)
+    }
     inputs = next(m for m in model.modules() if isinstance(m, InputQuantizer))
-    return TrainedGrid({name: m.bits for name, m in layers.items()},
-                       {name: weight_levels(m.bits) for name, m in layers.items()}, reads,
-                       ActivationParams(np.float32(inputs.scale), int(inputs.zero_point), inputs.signed))
+    return TrainedGrid(
+        {name: m.bits for name, m in layers.items()},
+        {name: weight_levels(m.bits) for name, m in layers.items()},
+        reads,
+        ActivationParams(np.float32(inputs.scale), int(inputs.zero_point), inputs.signed),
+    )

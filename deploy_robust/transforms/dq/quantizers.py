@@ -43,7 +43,7 @@ def weight_scale(rows: torch.Tensor, levels: int) -> torch.Tensor:
     absmax = rows.abs().amax(1).clamp_min(1e-12)
     if levels >= 63:
         return absmax / levels
-    scales = _CLIP_FRACTIONS.to(rows)[:, None] * absmax[None, :] / levels          # [F, rows]
+    scales = _CLIP_FRACTIONS.to(rows)[:, None] * absmax[None, :] / levels  # [F, rows]
     q = torch.clamp(torch.round(rows[None] / scales[..., None]), -levels, levels)  # [F, rows, n]
     errors = ((q * scales[..., None] - rows[None]) ** 2).sum(2)
     return scales.gather(0, errors.argmin(0)[None]).squeeze(0)
@@ -132,7 +132,7 @@ class ActivationQuantizer(nn.Module):
 
     @property
     def levels(self) -> int:
-        return 2 ** self.bits - 1
+        return 2**self.bits - 1
 
     def scale(self) -> torch.Tensor:
         return self.bound / self.levels
@@ -179,7 +179,7 @@ def mse_bound(samples: torch.Tensor, bits: int, candidates: int = 64) -> float:
     top = float(x.max())
     if top <= 0:
         return 1.0
-    levels = 2 ** bits - 1
+    levels = 2**bits - 1
     best, best_err = top, float("inf")
     for fraction in np.linspace(1.0 / candidates, 1.0, candidates):
         b = top * fraction

@@ -9,5 +9,15 @@ from deploy_robust.transforms.gdws.decompose import ChannelSVD, channel_svd, fac
 from deploy_robust.transforms.gdws.layer import GDWSConv2d
 from deploy_robust.transforms.gdws.network import GDWSPlan, apply_gdws, plan_gdws
 
-__all__ = ["ChannelSVD", "GDWSConv2d", "GDWSPlan", "apply_gdws", "channel_svd", "factorize", "lego", "mego",
-           "plan_gdws", "weighted_error"]
+__all__ = [
+    "ChannelSVD",
+    "GDWSConv2d",
+    "GDWSPlan",
+    "apply_gdws",
+    "channel_svd",
+    "factorize",
+    "lego",
+    "mego",
+    "plan_gdws",
+    "weighted_error",
+]

@@ -53,8 +53,9 @@ def weights_hash(convs: dict[str, nn.Conv2d]) -> str:
     return digest.hexdigest()
 
 
-def estimate_alphas(classifier: nn.Module, convs: dict[str, nn.Conv2d], data: Dataset,
-                    settings: AlphaSettings = AlphaSettings()) -> dict[str, np.ndarray]:
+def estimate_alphas(
+    classifier: nn.Module, convs: dict[str, nn.Conv2d], data: Dataset, settings: AlphaSettings = AlphaSettings()
+) -> dict[str, np.ndarray]:
     """alpha (C,) for each conv in `convs`; `classifier` takes [0, 1] images and contains the convs."""
     if len(data) < settings.n:
         raise UserError(f"GDWS alphas: {data.name} has {len(data)} images; {settings.n} asked (--alpha-n)")
@@ -71,8 +72,11 @@ def estimate_alphas(classifier: nn.Module, convs: dict[str, nn.Conv2d], data: Da
         adversarial = []
         for start, (x, y) in enumerate(data.batches(64)):
             x, y = torch.from_numpy(x), torch.from_numpy(y)
-            adversarial.append(pgd(classifier, x, y, threat, steps=settings.steps, seed=settings.seed + start)
-                               if settings.eps > 0 and settings.steps > 0 else x)
+            adversarial.append(
+                pgd(classifier, x, y, threat, steps=settings.steps, seed=settings.seed + start)
+                if settings.eps > 0 and settings.steps > 0
+                else x
+            )
         images = torch.cat(adversarial)
         for w in weights.values():
             w.requires_grad_(True)
@@ -96,10 +100,17 @@ def estimate_alphas(classifier: nn.Module, convs: dict[str, nn.Conv2d], data: Da
     return {name: (total / len(images)).numpy() for name, total in totals.items()}
 
 
-def save_alphas(path: str | Path, alphas: dict[str, np.ndarray], settings: AlphaSettings, weights_sha256: str,
-                data_name: str) -> None:
-    doc = {"format": CACHE_FORMAT, "version": 1, "weights_sha256": weights_sha256, "data": data_name,
-           "settings": asdict(settings), "alphas": {k: [float(v) for v in a] for k, a in sorted(alphas.items())}}
+def save_alphas(
+    path: str | Path, alphas: dict[str, np.ndarray], settings: AlphaSettings, weights_sha256: str, data_name: str
+) -> None:
+    doc = {
+        "format": CACHE_FORMAT,
+        "version": 1,
+        "weights_sha256": weights_sha256,
+        "data": data_name,
+        "settings": asdict(settings),
+        "alphas": {k: [float(v) for v in a] for k, a in sorted(alphas.items())},
+    }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_file_atomic(path, json.dumps(doc, indent=1))
@@ -115,11 +126,17 @@ def load_alphas(path: str | Path, weights_sha256: str) -> tuple[dict[str, np.nda
     if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT:
         raise UserError(f"{path}: not a GDWS alphas file (written by deploy-robust gdws --alphas)")
     if doc.get("weights_sha256") != weights_sha256:
-        raise UserError(f"{path}: these alphas were computed on other weights; delete the file or pass another --alphas")
+        raise UserError(
+            f"{path}: these alphas were computed on other weights; delete the file or pass another --alphas"
+        )
     alphas = {k: np.asarray(v, np.float64) for k, v in doc["alphas"].items()}
     return alphas, alpha_info(doc["settings"], doc["data"], path.name)
 
 
 def alpha_info(settings: dict[str, Any], data_name: str, cache: str | None = None) -> dict[str, Any]:
-    return {"method": "noise gain at PGD points (GDWS eq. 8)", "data": data_name, **settings,
-            **({"cache": cache} if cache else {})}
+    return {
+        "method": "noise gain at PGD points (GDWS eq. 8)",
+        "data": data_name,
+        **settings,
+        **({"cache": cache} if cache else {}),
+    }

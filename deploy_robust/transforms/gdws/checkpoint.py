@@ -25,23 +25,29 @@ from deploy_robust.transforms.gdws.network import GDWSPlan, restructure
 CHECKPOINT_KEY = "deploy_robust_gdws"
 
 
-def save_gdws_checkpoint(path: str | Path, module: nn.Module, arch: str | None, spec: InputSpec,
-                         plan: GDWSPlan) -> Path:
+def save_gdws_checkpoint(
+    path: str | Path, module: nn.Module, arch: str | None, spec: InputSpec, plan: GDWSPlan
+) -> Path:
     if arch is None:
-        raise UserError("gdws -o writes a weights-only checkpoint and needs the model's architecture: use a "
-                        "state_dict checkpoint with --arch (or a built-in model file); to export any other model, "
-                        "use deploy-robust export --gdws-beta/--gdws-budget")
+        raise UserError(
+            "gdws -o writes a weights-only checkpoint and needs the model's architecture: use a "
+            "state_dict checkpoint with --arch (or a built-in model file); to export any other model, "
+            "use deploy-robust export --gdws-beta/--gdws-budget"
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {CHECKPOINT_KEY: {"arch": arch, "input": spec.to_json(), "plan": plan.to_json()},
-           "state_dict": module.state_dict()}
+    doc = {
+        CHECKPOINT_KEY: {"arch": arch, "input": spec.to_json(), "plan": plan.to_json()},
+        "state_dict": module.state_dict(),
+    }
     buffer = io.BytesIO()
     torch.save(doc, buffer)
     return write_file_atomic(path, buffer.getvalue())
 
 
-def build_from_checkpoint(config: dict[str, Any], trust: arch_resolver.CodeTrust,
-                          source: str) -> tuple[nn.Module, InputSpec, str]:
+def build_from_checkpoint(
+    config: dict[str, Any], trust: arch_resolver.CodeTrust, source: str
+) -> tuple[nn.Module, InputSpec, str]:
     """(untrained module with the GDWS structure, input spec, arch name) from a checkpoint's config."""
     architecture = trust.resolve_recorded(config.get("arch"), source)
     spec = InputSpec.from_json(config["input"])
@@ -60,8 +66,10 @@ def load_checkpoint(obj: dict, name: str, trust: arch_resolver.CodeTrust) -> Kin
 def describe_plan(plan: dict, stochastic: bool = False) -> str:
     rewritten = [layer for layer in plan["layers"] if layer["replaced"]]
     how = f"budget {plan['budget']:g}" if plan.get("budget") is not None else f"beta {plan['beta']:.4g}"
-    return (f"GDWS ({how}): {len(rewritten)} of {len(plan['layers'])} convolutions rewritten, "
-            f"{plan['model_macs']['ratio']:.2f}x fewer MACs in the model")
+    return (
+        f"GDWS ({how}): {len(rewritten)} of {len(plan['layers'])} convolutions rewritten, "
+        f"{plan['model_macs']['ratio']:.2f}x fewer MACs in the model"
+    )
 
 
 KIND = ModelKind("gdws", CHECKPOINT_KEY, load_checkpoint, describe_plan)

@@ -48,7 +48,7 @@ class ChannelSVD:
         weights = np.ones(self.channels) if alpha is None else np.asarray(alpha, np.float64)
         if weights.shape != (self.channels,) or np.any(weights < 0) or not np.all(np.isfinite(weights)):
             raise ValueError(f"alpha must be {self.channels} finite non-negative numbers")
-        return weights[:, None] * self.s ** 2
+        return weights[:, None] * self.s**2
 
 
 def channel_svd(weight: torch.Tensor | np.ndarray) -> ChannelSVD:

@@ -16,13 +16,23 @@ from torch import nn
 
 
 class GDWSConv2d(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, allocation: list[int] | np.ndarray,
-                 kernel_size: tuple[int, int], stride=1, padding=0, dilation=1, bias: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        allocation: list[int] | np.ndarray,
+        kernel_size: tuple[int, int],
+        stride=1,
+        padding=0,
+        dilation=1,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         allocation = [int(g) for g in allocation]
         if len(allocation) != in_channels or min(allocation) < 0 or sum(allocation) < 1:
-            raise ValueError(f"allocation must give each of {in_channels} input channels g_c >= 0 filters, "
-                             "at least one in all")
+            raise ValueError(
+                f"allocation must give each of {in_channels} input channels g_c >= 0 filters, at least one in all"
+            )
         self.in_channels, self.out_channels, self.allocation = in_channels, out_channels, allocation
         width = sum(allocation)
         index = torch.repeat_interleave(torch.arange(in_channels), torch.tensor(allocation))
@@ -47,5 +57,13 @@ class GDWSConv2d(nn.Module):
     @classmethod
     def like(cls, conv: nn.Conv2d, allocation: list[int] | np.ndarray) -> "GDWSConv2d":
         """An (untrained) GDWS layer with `conv`'s geometry and the given allocation."""
-        return cls(conv.in_channels, conv.out_channels, allocation, conv.kernel_size, conv.stride, conv.padding,
-                   conv.dilation, bias=conv.bias is not None)
+        return cls(
+            conv.in_channels,
+            conv.out_channels,
+            allocation,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            bias=conv.bias is not None,
+        )

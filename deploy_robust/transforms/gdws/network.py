@@ -88,13 +88,26 @@ class LayerDecision:
         return {int(v): int(c) for v, c in zip(values, counts)}
 
     def to_json(self) -> dict[str, Any]:
-        doc = {"name": self.name, "in_channels": self.in_channels, "out_channels": self.out_channels,
-               "kernel": list(self.kernel), "stride": list(self.stride), "replaced": self.replaced,
-               "original_macs": self.original_macs, "macs": self.macs, "reason": self.reason}
+        doc = {
+            "name": self.name,
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel": list(self.kernel),
+            "stride": list(self.stride),
+            "replaced": self.replaced,
+            "original_macs": self.original_macs,
+            "macs": self.macs,
+            "reason": self.reason,
+        }
         if self.replaced:
-            doc |= {"G": self.width, "mac_ratio": self.original_macs / self.macs, "weighted_error": self.error,
-                    "g_histogram": {str(k): v for k, v in self.histogram().items()}, "allocation": self.allocation,
-                    "folded_bn": self.folded_bn}
+            doc |= {
+                "G": self.width,
+                "mac_ratio": self.original_macs / self.macs,
+                "weighted_error": self.error,
+                "g_histogram": {str(k): v for k, v in self.histogram().items()},
+                "allocation": self.allocation,
+                "folded_bn": self.folded_bn,
+            }
         return doc
 
 
@@ -104,9 +117,9 @@ class GDWSPlan:
     beta: float
     budget: float | None
     alphas: dict[str, Any] | None  # how the channel weights were estimated; None = plain Frobenius error
-    model_macs: int                 # MACs of every conv and linear layer of the original model
-    channel_multiple: int = 1       # G rounded to a multiple of this where cheap
-    allocation: str = "global"      # how a budget was shared: "per-layer" or "global" (one beta)
+    model_macs: int  # MACs of every conv and linear layer of the original model
+    channel_multiple: int = 1  # G rounded to a multiple of this where cheap
+    allocation: str = "global"  # how a budget was shared: "per-layer" or "global" (one beta)
 
     @property
     def replaced(self) -> list[LayerDecision]:
@@ -120,15 +133,24 @@ class GDWSPlan:
         eligible = [layer for layer in self.layers if layer.rewritable]
         before = sum(layer.original_macs for layer in eligible)
         after = sum(layer.macs for layer in eligible)
-        return {"beta": self.beta, "budget": self.budget, "allocation": self.allocation, "alphas": self.alphas,
-                "channel_multiple": self.channel_multiple,
-                "rewritable_macs": {"original": before, "gdws": after, "ratio": before / max(after, 1)},
-                "model_macs": {"original": self.model_macs, "gdws": self.macs(),
-                               "ratio": self.model_macs / max(self.macs(), 1)},
-                "layers": [layer.to_json() for layer in self.layers]}
+        return {
+            "beta": self.beta,
+            "budget": self.budget,
+            "allocation": self.allocation,
+            "alphas": self.alphas,
+            "channel_multiple": self.channel_multiple,
+            "rewritable_macs": {"original": before, "gdws": after, "ratio": before / max(after, 1)},
+            "model_macs": {
+                "original": self.model_macs,
+                "gdws": self.macs(),
+                "ratio": self.model_macs / max(self.macs(), 1),
+            },
+            "layers": [layer.to_json() for layer in self.layers],
+        }
 
 
 # ---- finding the layers ---------------------------------------------------------------------
+
 
 def conv_geometry(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple[str, nn.Conv2d, int]], int]:
     """([(name, conv, output pixels)] in execution order, whole-model conv+linear MACs) from one forward."""
@@ -141,8 +163,14 @@ def conv_geometry(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple[
             if type(module) is nn.Conv2d and all(n != names[id(module)] for n, _, _ in seen):
                 seen.append((names[id(module)], module, int(output.shape[-2] * output.shape[-1])))
             kh, kw = module.kernel_size
-            macs[0] += (module.out_channels * module.in_channels // module.groups * kh * kw
-                        * int(output.shape[-2] * output.shape[-1]))
+            macs[0] += (
+                module.out_channels
+                * module.in_channels
+                // module.groups
+                * kh
+                * kw
+                * int(output.shape[-2] * output.shape[-1])
+            )
         elif isinstance(module, nn.Linear):
             macs[0] += module.in_features * module.out_features * int(np.prod(output.shape[1:-1], dtype=np.int64))
 
@@ -156,8 +184,9 @@ def conv_geometry(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple[
     return seen, macs[0]
 
 
-def _skip_reason(name: str, conv: nn.Conv2d, first: bool, skip: list[str], include_first: bool,
-                 include_pointwise: bool) -> str:
+def _skip_reason(
+    name: str, conv: nn.Conv2d, first: bool, skip: list[str], include_first: bool, include_pointwise: bool
+) -> str:
     if any(fnmatch.fnmatchcase(name, pattern) for pattern in skip):
         return "skipped: named in the skip list"
     if first and not include_first:
@@ -173,9 +202,15 @@ def _skip_reason(name: str, conv: nn.Conv2d, first: bool, skip: list[str], inclu
 
 # ---- planning -------------------------------------------------------------------------------
 
-def find_layers(model: nn.Module, shape: tuple[int, ...], *, skip: list[str] | None = None,
-                include_first: bool = False, include_pointwise: bool = False
-                ) -> tuple[list[LayerDecision], dict[str, nn.Conv2d], int]:
+
+def find_layers(
+    model: nn.Module,
+    shape: tuple[int, ...],
+    *,
+    skip: list[str] | None = None,
+    include_first: bool = False,
+    include_pointwise: bool = False,
+) -> tuple[list[LayerDecision], dict[str, nn.Conv2d], int]:
     """(a decision per conv, skipped ones with their reason; {name: conv} of the rewritable ones;
     whole-model conv+linear MACs), from one forward pass and no decomposition."""
     convs, model_macs = conv_geometry(model, shape)
@@ -183,22 +218,34 @@ def find_layers(model: nn.Module, shape: tuple[int, ...], *, skip: list[str] | N
     for position, (name, conv, pixels) in enumerate(convs):
         kh, kw = conv.kernel_size
         original = conv.out_channels * conv.in_channels * kh * kw * pixels
-        decision = LayerDecision(name, conv.in_channels, conv.out_channels, (kh, kw), tuple(conv.stride), pixels, original)
+        decision = LayerDecision(
+            name, conv.in_channels, conv.out_channels, (kh, kw), tuple(conv.stride), pixels, original
+        )
         decision.reason = _skip_reason(name, conv, position == 0, skip or [], include_first, include_pointwise)
         if decision.rewritable:
             rewritable[name] = conv
         layers.append(decision)
     if not rewritable:
-        raise UserError("the model has no convolution GDWS can rewrite (plain nn.Conv2d, KxK with K > 1, groups=1, "
-                        "not the first)")
+        raise UserError(
+            "the model has no convolution GDWS can rewrite (plain nn.Conv2d, KxK with K > 1, groups=1, not the first)"
+        )
     return layers, rewritable, model_macs
 
 
-def plan_gdws(model: nn.Module, shape: tuple[int, ...], *, beta: float | None = None, budget: float | None = None,
-              alphas: dict[str, np.ndarray] | None = None, alpha_info: dict[str, Any] | None = None,
-              skip: list[str] | None = None, include_first: bool = False,
-              include_pointwise: bool = False, channel_multiple: int = CHANNEL_MULTIPLE,
-              allocation: str = "per-layer") -> GDWSPlan:
+def plan_gdws(
+    model: nn.Module,
+    shape: tuple[int, ...],
+    *,
+    beta: float | None = None,
+    budget: float | None = None,
+    alphas: dict[str, np.ndarray] | None = None,
+    alpha_info: dict[str, Any] | None = None,
+    skip: list[str] | None = None,
+    include_first: bool = False,
+    include_pointwise: bool = False,
+    channel_multiple: int = CHANNEL_MULTIPLE,
+    allocation: str = "per-layer",
+) -> GDWSPlan:
     """Decide every convolution's allocation for one `beta`, or for the MAC `budget` (a fraction in (0, 1]).
 
     With a budget, `allocation` says how it is shared: "per-layer" (every rewritable conv keeps
@@ -215,8 +262,9 @@ def plan_gdws(model: nn.Module, shape: tuple[int, ...], *, beta: float | None = 
         raise UserError(f"GDWS beta must be a number >= 0; got {beta}")
     if budget is not None and not 0 < budget <= 1:
         raise UserError(f"GDWS budget is the fraction of MACs to keep, in (0, 1]; got {budget}")
-    layers, rewritable, model_macs = find_layers(model, shape, skip=skip, include_first=include_first,
-                                                 include_pointwise=include_pointwise)
+    layers, rewritable, model_macs = find_layers(
+        model, shape, skip=skip, include_first=include_first, include_pointwise=include_pointwise
+    )
     scores = {}
     for name, conv in rewritable.items():
         alpha = None if alphas is None else alphas.get(name)
@@ -273,11 +321,9 @@ def _set_width(layer: LayerDecision, scores: np.ndarray, width: int) -> None:
     layer.reason = "rewritten"
 
 
-def _beta_for_budget(layers: list[LayerDecision], scores: dict[str, np.ndarray], budget: float,
-                     multiple: int) -> float:
+def _beta_for_budget(layers: list[LayerDecision], scores: dict[str, np.ndarray], budget: float, multiple: int) -> float:
     """The smallest beta at which the rewritable layers' MACs fit in `budget` x their original MACs."""
-    candidates = np.unique(np.concatenate(
-        [[0.0]] + [np.cumsum(np.sort(s.reshape(-1))) for s in scores.values()]))
+    candidates = np.unique(np.concatenate([[0.0]] + [np.cumsum(np.sort(s.reshape(-1))) for s in scores.values()]))
     by_name = {layer.name: layer for layer in layers}
     target = budget * sum(by_name[name].original_macs for name in scores)
 
@@ -291,8 +337,10 @@ def _beta_for_budget(layers: list[LayerDecision], scores: dict[str, np.ndarray],
 
     lo, hi = 0, len(candidates) - 1
     if macs(candidates[hi]) > target:
-        raise UserError(f"GDWS cannot reach a budget of {budget:g}: even one filter per layer costs "
-                        f"{macs(candidates[hi]) / (target / budget):.3f} of the original MACs")
+        raise UserError(
+            f"GDWS cannot reach a budget of {budget:g}: even one filter per layer costs "
+            f"{macs(candidates[hi]) / (target / budget):.3f} of the original MACs"
+        )
     while lo < hi:  # MACs never grow with beta
         mid = (lo + hi) // 2
         if macs(candidates[mid]) <= target:
@@ -303,6 +351,7 @@ def _beta_for_budget(layers: list[LayerDecision], scores: dict[str, np.ndarray],
 
 
 # ---- rewriting ------------------------------------------------------------------------------
+
 
 def apply_gdws(model: nn.Module, plan: GDWSPlan, *, fold_bn: bool = True) -> nn.Module:
     """Rewrite `model` in place following `plan`; returns it. Folds a directly following BatchNorm."""

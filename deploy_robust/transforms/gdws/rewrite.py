@@ -16,8 +16,14 @@ from deploy_robust.errors import UserError
 from deploy_robust.model import LoadedModel
 from deploy_robust.model.checkpoint import layer_dtypes
 from deploy_robust.model import describe_layers
-from deploy_robust.transforms.gdws.alphas import (AlphaSettings, alpha_info, estimate_alphas, load_alphas, save_alphas,
-                                                  weights_hash)
+from deploy_robust.transforms.gdws.alphas import (
+    AlphaSettings,
+    alpha_info,
+    estimate_alphas,
+    load_alphas,
+    save_alphas,
+    weights_hash,
+)
 from deploy_robust.transforms.gdws.network import CHANNEL_MULTIPLE, GDWSPlan, apply_gdws, find_layers, plan_gdws
 
 
@@ -25,31 +31,47 @@ from deploy_robust.transforms.gdws.network import CHANNEL_MULTIPLE, GDWSPlan, ap
 class GDWSRequest:
     beta: float | None = None
     budget: float | None = None
-    alphas: str | Path | None = None        # cache file: read when present, written after estimating
+    alphas: str | Path | None = None  # cache file: read when present, written after estimating
     alpha_data: Dataset | str | Path | None = None  # images to estimate alphas on (a path or spec is read at the
-                                                    # model's shape, training split); none: plain Frobenius error
+    # model's shape, training split); none: plain Frobenius error
     alpha_settings: AlphaSettings = AlphaSettings()
     skip: tuple[str, ...] = ()
     include_first: bool = False
     include_pointwise: bool = False
     channel_multiple: int = CHANNEL_MULTIPLE
-    allocation: str = "per-layer"           # how a budget is shared (see network.plan_gdws)
+    allocation: str = "per-layer"  # how a budget is shared (see network.plan_gdws)
 
 
 def rewrite_model(loaded: LoadedModel, request: GDWSRequest, log=lambda msg: None) -> tuple[LoadedModel, GDWSPlan]:
     """A new LoadedModel whose module has its convolutions rewritten; the input model is left untouched."""
     if (loaded.transforms or {}).get("gdws"):
-        raise UserError(f"{loaded.source.get('file', 'the model')} is already GDWS-rewritten; rewrite the original "
-                        "model with the new --beta/--budget instead")
+        raise UserError(
+            f"{loaded.source.get('file', 'the model')} is already GDWS-rewritten; rewrite the original "
+            "model with the new --beta/--budget instead"
+        )
     module = copy.deepcopy(loaded.module)
     shape = loaded.spec.shape
-    _, eligible, _ = find_layers(module, shape, skip=list(request.skip), include_first=request.include_first,
-                                 include_pointwise=request.include_pointwise)  # the layers alphas are needed for
+    _, eligible, _ = find_layers(
+        module,
+        shape,
+        skip=list(request.skip),
+        include_first=request.include_first,
+        include_pointwise=request.include_pointwise,
+    )  # the layers alphas are needed for
     alphas, info = _channel_weights(loaded, module, eligible, request, log)
-    plan = plan_gdws(module, shape, beta=request.beta, budget=request.budget, alphas=alphas, alpha_info=info,
-                     skip=list(request.skip), include_first=request.include_first,
-                     include_pointwise=request.include_pointwise, channel_multiple=request.channel_multiple,
-                     allocation=request.allocation)
+    plan = plan_gdws(
+        module,
+        shape,
+        beta=request.beta,
+        budget=request.budget,
+        alphas=alphas,
+        alpha_info=info,
+        skip=list(request.skip),
+        include_first=request.include_first,
+        include_pointwise=request.include_pointwise,
+        channel_multiple=request.channel_multiple,
+        allocation=request.allocation,
+    )
     apply_gdws(module, plan)
     module.eval()
     for p in module.parameters():
@@ -78,8 +100,10 @@ def _channel_weights(loaded: LoadedModel, module: nn.Module, convs: dict[str, nn
             data = load_dataset(data, loaded.spec.shape, split="train")
         except UserError as e:
             raise UserError(f"--alpha-data: {e}") from None
-    log(f"gdws: estimating channel weights on {settings.n} PGD points of {data.name} "
-        f"({settings.norm} eps {settings.eps:.4g}, {settings.steps} steps)")
+    log(
+        f"gdws: estimating channel weights on {settings.n} PGD points of {data.name} "
+        f"({settings.norm} eps {settings.eps:.4g}, {settings.steps} steps)"
+    )
     classifier = replace(loaded, module=module).reference()
     alphas = estimate_alphas(classifier, convs, data, settings)
     if cache is not None:

@@ -25,17 +25,41 @@ from deploy_robust.verify.attacks.pgd import fgsm, pgd
 from deploy_robust.verify.attacks.square import averaged_scores, square_l2, square_linf
 from deploy_robust.verify.threat import ThreatModel
 
-__all__ = ["BLACK_BOX", "LOSSES", "WHITE_BOX", "apgd", "apgd_targeted", "averaged_scores", "dlr_loss",
-           "dlr_targeted_loss", "fab", "fgsm", "gradient", "margin_loss", "pgd", "square_l2", "square_linf"]
+__all__ = [
+    "BLACK_BOX",
+    "LOSSES",
+    "WHITE_BOX",
+    "apgd",
+    "apgd_targeted",
+    "averaged_scores",
+    "dlr_loss",
+    "dlr_targeted_loss",
+    "fab",
+    "fgsm",
+    "gradient",
+    "margin_loss",
+    "pgd",
+    "square_l2",
+    "square_linf",
+]
 
 
-def _fgsm(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, eot: int = 1,
-          seed: int = 0) -> torch.Tensor:
+def _fgsm(
+    model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, eot: int = 1, seed: int = 0
+) -> torch.Tensor:
     return fgsm(model, x, y, threat, eot=eot)  # deterministic: no seed
 
 
-def _square(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, threat: ThreatModel, *,
-            seed: int = 0, restarts: int = 1, **params) -> np.ndarray:
+def _square(
+    scores: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    threat: ThreatModel,
+    *,
+    seed: int = 0,
+    restarts: int = 1,
+    **params,
+) -> np.ndarray:
     """Square for the threat's norm; each restart on the points the earlier ones left unbroken."""
     square = square_linf if threat.norm == "linf" else square_l2
     best, left = x.copy(), np.arange(len(x))
@@ -52,6 +76,11 @@ def _square(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.nda
 # method(model, x, y, threat, seed=, eot=, **params) on torch tensors; a black-box one as
 # method(scores, x, y, threat, seed=, **params) on numpy arrays. Adding an attack: write it in its family's file,
 # register it here, place it in a suite (verify/suites.py).
-WHITE_BOX: dict[str, Callable[..., torch.Tensor]] = {"fgsm": _fgsm, "pgd": pgd, "apgd": apgd, "apgd-t": apgd_targeted,
-                                                     "fab": fab}
+WHITE_BOX: dict[str, Callable[..., torch.Tensor]] = {
+    "fgsm": _fgsm,
+    "pgd": pgd,
+    "apgd": apgd,
+    "apgd-t": apgd_targeted,
+    "fab": fab,
+}
 BLACK_BOX: dict[str, Callable[..., np.ndarray]] = {"square": _square}

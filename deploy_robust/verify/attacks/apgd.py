@@ -20,9 +20,21 @@ def _apgd_checkpoints(steps: int) -> list[int]:
     return sorted({math.ceil(round(q * steps, 6)) for q in p if q <= 1})[1:]
 
 
-def apgd(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int = 100,
-         loss="ce", restarts: int = 1, eot: int = 1, seed: int = 0, rho: float = 0.75,
-         momentum: float = 0.75, best: "Best | None" = None) -> torch.Tensor:
+def apgd(
+    model: TorchModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: ThreatModel,
+    *,
+    steps: int = 100,
+    loss="ce",
+    restarts: int = 1,
+    eot: int = 1,
+    seed: int = 0,
+    rho: float = 0.75,
+    momentum: float = 0.75,
+    best: "Best | None" = None,
+) -> torch.Tensor:
     """Auto-PGD (Croce and Hein, ICML 2020): step size 2*eps halved at checkpoints when progress
     stalls (fewer than rho of the steps improved, or no change since the last checkpoint),
     restarting from the best point; momentum 0.75 after the first step. Each restart runs on the
@@ -39,8 +51,19 @@ def apgd(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatMode
     return best.x
 
 
-def _apgd_run(model, x, y, threat: ThreatModel, steps: int, loss, eot: int, generator: torch.Generator, rho: float,
-              momentum: float, best: Best) -> None:
+def _apgd_run(
+    model,
+    x,
+    y,
+    threat: ThreatModel,
+    steps: int,
+    loss,
+    eot: int,
+    generator: torch.Generator,
+    rho: float,
+    momentum: float,
+    best: Best,
+) -> None:
     checkpoints = _apgd_checkpoints(steps)
     n = len(x)
     shape = (-1, *[1] * (x.dim() - 1))
@@ -91,8 +114,18 @@ def _targeted(z: torch.Tensor, labels: torch.Tensor, target: torch.Tensor) -> to
     return dlr_targeted_loss(z, labels, target)
 
 
-def apgd_targeted(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int = 100,
-                  targets: int = 9, restarts: int = 1, eot: int = 1, seed: int = 0) -> torch.Tensor:
+def apgd_targeted(
+    model: TorchModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: ThreatModel,
+    *,
+    steps: int = 100,
+    targets: int = 9,
+    restarts: int = 1,
+    eot: int = 1,
+    seed: int = 0,
+) -> torch.Tensor:
     """APGD-T: APGD on the targeted DLR loss toward each of the `targets` classes the clean
     logits rank highest after the true one (AutoAttack's version uses 9), each on the points the
     earlier targets left unbroken."""

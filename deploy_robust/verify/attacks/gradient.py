@@ -20,7 +20,7 @@ def gradient(model: TorchModel, x: torch.Tensor, y: torch.Tensor, loss, eot: int
         logits = model(x_var)
         per_example = loss_fn(logits, y)
         if per_example.requires_grad:
-            grad, = torch.autograd.grad(per_example.sum(), x_var)
+            (grad,) = torch.autograd.grad(per_example.sum(), x_var)
         else:  # an output with no path back to the input (e.g. a vote): the gradient is zero
             grad = torch.zeros_like(x_var)
         grad_sum = grad if grad_sum is None else grad_sum + grad

@@ -14,9 +14,19 @@ def fgsm(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatMode
     return threat.project(x + threat.step(grad, threat.eps), x)
 
 
-def pgd(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int = 50,
-        step_size: float | None = None, restarts: int = 1, loss: str = "ce", eot: int = 1,
-        seed: int = 0) -> torch.Tensor:
+def pgd(
+    model: TorchModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: ThreatModel,
+    *,
+    steps: int = 50,
+    step_size: float | None = None,
+    restarts: int = 1,
+    loss: str = "ce",
+    eot: int = 1,
+    seed: int = 0,
+) -> torch.Tensor:
     """Madry et al. 2018: projected steepest ascent from a random start; best over restarts."""
     step_size = step_size if step_size is not None else 2.5 * threat.eps / steps
     generator = torch.Generator().manual_seed(seed)

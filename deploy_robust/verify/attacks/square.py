@@ -9,8 +9,14 @@ from typing import Callable
 import numpy as np
 
 
-def _random_search(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, x_init: np.ndarray,
-                   queries: int, propose: Callable[[int, np.ndarray, np.ndarray], np.ndarray]) -> tuple[np.ndarray, int]:
+def _random_search(
+    scores: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    x_init: np.ndarray,
+    queries: int,
+    propose: Callable[[int, np.ndarray, np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, int]:
     """Square's outer loop: per step, `propose(step, current, clean)` a candidate for every point
     not yet misclassified; keep it where the margin decreases. Returns the points and queries spent."""
     x_best = np.clip(x_init, 0, 1).astype(np.float32)
@@ -29,8 +35,16 @@ def _random_search(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y:
     return x_best, used
 
 
-def square_linf(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, eps: float, *,
-                queries: int = 1000, p_init: float = 0.8, seed: int = 0) -> tuple[np.ndarray, int]:
+def square_linf(
+    scores: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    eps: float,
+    *,
+    queries: int = 1000,
+    p_init: float = 0.8,
+    seed: int = 0,
+) -> tuple[np.ndarray, int]:
     """Square attack (Andriushchenko et al., ECCV 2020), L-inf, score-based: random square
     updates at the eps-ball's vertices, kept when the margin loss decreases (p_init 0.8 and
     the published halving schedule, as AutoAttack runs it). Only scores are
@@ -43,14 +57,22 @@ def square_linf(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np
         r, col = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
         candidate = current.copy()
         window = eps * rng.choice([-1.0, 1.0], size=(len(current), c, 1, 1))
-        candidate[:, :, r:r + side, col:col + side] = clean[:, :, r:r + side, col:col + side] + window
+        candidate[:, :, r : r + side, col : col + side] = clean[:, :, r : r + side, col : col + side] + window
         return candidate
 
     return _random_search(scores, x, y, x + eps * rng.choice([-1.0, 1.0], size=(n, c, 1, w)), queries, propose)
 
 
-def square_l2(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, eps: float, *,
-              queries: int = 1000, p_init: float = 0.3, seed: int = 0) -> tuple[np.ndarray, int]:
+def square_l2(
+    scores: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    eps: float,
+    *,
+    queries: int = 1000,
+    p_init: float = 0.3,
+    seed: int = 0,
+) -> tuple[np.ndarray, int]:
     """Square attack, L2 version (Andriushchenko et al., ECCV 2020): the perturbation is a grid of
     centred "pseudo-Gaussian" bumps of norm eps in total; each step picks two random windows,
     moves the L2 mass of both (plus any unused budget) into the first with a fresh two-lobed
@@ -62,8 +84,10 @@ def square_l2(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.n
     for r in range(0, h, tile):
         for col in range(0, w, tile):
             th, tw = min(tile, h - r), min(tile, w - col)
-            delta[:, :, r:r + th, col:col + tw] = _pseudo_gaussian(th, tw) * rng.choice([-1.0, 1.0], size=(n, c, 1, 1))
-    delta *= eps / np.sqrt((delta ** 2).sum(axis=(1, 2, 3), keepdims=True))
+            delta[:, :, r : r + th, col : col + tw] = _pseudo_gaussian(th, tw) * rng.choice(
+                [-1.0, 1.0], size=(n, c, 1, 1)
+            )
+    delta *= eps / np.sqrt((delta**2).sum(axis=(1, 2, 3), keepdims=True))
 
     def propose(i: int, current: np.ndarray, clean: np.ndarray) -> np.ndarray:
         side = max(3, min(h - 1, int(round(math.sqrt(_square_p(p_init, i, queries) * h * w)))))
@@ -75,11 +99,11 @@ def square_l2(scores: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.n
         union = np.zeros_like(d, dtype=bool)
         union[w1] = True
         union[w2] = True
-        mass = (np.where(union, d, 0) ** 2).sum(axis=(2, 3))                        # per image and channel
-        slack = np.maximum(eps ** 2 - (d ** 2).sum(axis=(1, 2, 3)), 0)[:, None] / c
+        mass = (np.where(union, d, 0) ** 2).sum(axis=(2, 3))  # per image and channel
+        slack = np.maximum(eps**2 - (d**2).sum(axis=(1, 2, 3)), 0)[:, None] / c
         budget = np.sqrt(mass + slack)[:, :, None, None]
         grown = d[w1] + _two_lobed(side, rng) * rng.choice([-1.0, 1.0], size=(len(d), c, 1, 1)) * budget
-        grown *= budget / np.maximum(np.sqrt((grown ** 2).sum(axis=(2, 3), keepdims=True)), 1e-12)
+        grown *= budget / np.maximum(np.sqrt((grown**2).sum(axis=(2, 3), keepdims=True)), 1e-12)
         d[w2] = 0
         d[w1] = grown
         return clean + d
@@ -92,8 +116,8 @@ def _pseudo_gaussian(h: int, w: int) -> np.ndarray:
     bump = np.zeros((h, w), dtype=np.float32)
     cy, cx = h // 2, w // 2
     for k in range(max(h, w)):
-        bump[max(cy - k, 0):min(cy + k + 1, h), max(cx - k, 0):min(cx + k + 1, w)] += 1.0 / (k + 1) ** 2
-    return bump / np.sqrt((bump ** 2).sum())
+        bump[max(cy - k, 0) : min(cy + k + 1, h), max(cx - k, 0) : min(cx + k + 1, w)] += 1.0 / (k + 1) ** 2
+    return bump / np.sqrt((bump**2).sum())
 
 
 def _two_lobed(side: int, rng: np.random.Generator) -> np.ndarray:
@@ -104,12 +128,13 @@ def _two_lobed(side: int, rng: np.random.Generator) -> np.ndarray:
     bump[half:] = -_pseudo_gaussian(side - half, side)
     if rng.random() < 0.5:
         bump = bump.T
-    return bump / np.sqrt((bump ** 2).sum())
+    return bump / np.sqrt((bump**2).sum())
 
 
 def averaged_scores(scores: Callable[[np.ndarray], np.ndarray], draws: int) -> Callable[[np.ndarray], np.ndarray]:
     """Scores of a stochastic model for score-based attacks: the log of the member-averaged
     probabilities over `draws` runs (EOT for black-box attacks)."""
+
     def averaged(x: np.ndarray) -> np.ndarray:
         total = 0.0
         for _ in range(draws):
@@ -117,14 +142,24 @@ def averaged_scores(scores: Callable[[np.ndarray], np.ndarray], draws: int) -> C
             z = np.exp(z - z.max(1, keepdims=True))
             total = total + z / z.sum(1, keepdims=True)
         return np.log(total / draws + 1e-12)
+
     return averaged
 
 
 def _square_p(p_init: float, i: int, total: int) -> float:
     """The published schedule: p halves at fixed fractions of a 10,000-query budget."""
     i = int(i / total * 10000)
-    for limit, factor in ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64),
-                          (6000, 128), (8000, 256)):
+    for limit, factor in (
+        (10, 1),
+        (50, 2),
+        (200, 4),
+        (500, 8),
+        (1000, 16),
+        (2000, 32),
+        (4000, 64),
+        (6000, 128),
+        (8000, 256),
+    ):
         if i <= limit:
             return p_init / factor
     return p_init / 512

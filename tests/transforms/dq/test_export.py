@@ -122,10 +122,13 @@ def test_dq_models_refuse_targets_their_grid_does_not_fit(digits_checkpoint, tmp
 @pytest.mark.parametrize("target", ["ort-cuda", "tensorrt"])
 def test_an_int8_input_dq_model_exports_its_grid_to_signed_targets(digits_checkpoint, tmp_path, target):
     loaded = load_model(digits_checkpoint, "digits_cnn")
-    module, config, _ = defensive_quantization(loaded, load_dataset("digits:train"),
-                                               DQRequest(4, 3, epochs=0, input_signed=True))
+    module, config, _ = defensive_quantization(
+        loaded, load_dataset("digits:train"), DQRequest(4, 3, epochs=0, input_signed=True)
+    )
     path = save_model_file(tmp_path / "dq.pt", module, "digits_cnn", loaded.spec, {}, dq=config.to_json())
-    bundle = export_bundle(load_model(path), tmp_path / target, ExportOptions("int8", target))  # tensorrt: the rule checker ran
+    bundle = export_bundle(
+        load_model(path), tmp_path / target, ExportOptions("int8", target)
+    )  # tensorrt: the rule checker ran
     graph = onnx.load(str(bundle.model_path))
     zero_points = [numpy_helper.to_array(i) for i in graph.graph.initializer if "zero_point" in i.name]
     assert all(z.dtype in (np.int8, np.int32) and not z.any() for z in zero_points)
@@ -151,5 +154,6 @@ def test_post_training_w4a4_on_the_shared_mnist_model_matches_its_twin(tmp_path)
         twin = twin_module(bundle.model_path)(torch.from_numpy(x)).numpy()
         trained = with_normalization(module, loaded.spec)(torch.from_numpy(x)).numpy()
     assert (engine.argmax(1) == twin.argmax(1)).mean() >= 0.995
-    _assert_engine_computes_the_trained_model(engine, trained,
-                                              _near_tie_images(module, loaded.spec, torch.from_numpy(x)))
+    _assert_engine_computes_the_trained_model(
+        engine, trained, _near_tie_images(module, loaded.spec, torch.from_numpy(x))
+    )

@@ -3,8 +3,15 @@ from torch import nn
 
 from deploy_robust import zoo
 from deploy_robust.quant.scheme import TrainedGrid
-from deploy_robust.transforms.dq.model import (DQConfig, deploy_form, fold_batchnorms, input_range, is_dq_model,
-                                               prepare_dq, trained_grid)
+from deploy_robust.transforms.dq.model import (
+    DQConfig,
+    deploy_form,
+    fold_batchnorms,
+    input_range,
+    is_dq_model,
+    prepare_dq,
+    trained_grid,
+)
 
 
 def test_folding_a_batchnorm_keeps_the_function_and_removes_it():

@@ -3,8 +3,13 @@ from torch import nn
 
 from deploy_robust import zoo
 from deploy_robust.transforms.dq.model import DQConfig, fold_batchnorms, prepare_structure
-from deploy_robust.transforms.dq.quantizers import (ActivationQuantizer, InputQuantizer, mse_bound, quantize_weight,
-                                                    weight_levels)
+from deploy_robust.transforms.dq.quantizers import (
+    ActivationQuantizer,
+    InputQuantizer,
+    mse_bound,
+    quantize_weight,
+    weight_levels,
+)
 
 
 def test_weights_land_on_a_symmetric_per_channel_grid_with_straight_through_gradients():

@@ -12,8 +12,14 @@ from deploy_robust.transforms.gdws.alphas import AlphaSettings, estimate_alphas,
 
 def _model(seed: int = 0) -> nn.Sequential:
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(),
-                          nn.Flatten(), nn.Linear(6 * 6 * 6, 5))
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(4, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(6 * 6 * 6, 5),
+    )
     return model.eval()
 
 

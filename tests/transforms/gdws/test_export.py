@@ -25,8 +25,21 @@ def digits_test():
 
 def test_gdws_checkpoint_reloads_to_the_same_model(cli, digits_checkpoint, tmp_path, digits_test):
     out = tmp_path / "digits_gdws.pt"
-    code, stdout, _ = cli("gdws", digits_checkpoint, "--arch", "digits_cnn", "--budget", "0.5", "--channel-multiple", "1",
-                          "--test", "digits:test", "-o", out, "--json")
+    code, stdout, _ = cli(
+        "gdws",
+        digits_checkpoint,
+        "--arch",
+        "digits_cnn",
+        "--budget",
+        "0.5",
+        "--channel-multiple",
+        "1",
+        "--test",
+        "digits:test",
+        "-o",
+        out,
+        "--json",
+    )
     assert code == 0
     report = json.loads(stdout)
     (layer,) = [entry for entry in report["plan"]["layers"] if entry["replaced"]]
@@ -77,7 +90,9 @@ def test_fp32_bundle_matches_the_gdws_model_and_int8_gathers_bytes(cli, digits_c
 def test_export_gdws_options_give_the_same_graph_as_gdws_then_export(cli, digits_checkpoint, tmp_path):
     assert cli("gdws", digits_checkpoint, "--arch", "digits_cnn", "--budget", "0.5", "-o", tmp_path / "g.pt")[0] == 0
     assert cli("export", tmp_path / "g.pt", "-o", tmp_path / "two_steps")[0] == 0
-    code, _, err = cli("export", digits_checkpoint, "--arch", "digits_cnn", "--gdws-budget", "0.5", "-o", tmp_path / "one")
+    code, _, err = cli(
+        "export", digits_checkpoint, "--arch", "digits_cnn", "--gdws-budget", "0.5", "-o", tmp_path / "one"
+    )
     assert code == 0 and "fewer MACs" in err
     two, one = open_bundle(tmp_path / "two_steps"), open_bundle(tmp_path / "one")
     assert two.manifest.model.sha256 == one.manifest.model.sha256
@@ -113,8 +128,17 @@ def test_bad_gdws_input_exits_2(cli, digits_checkpoint, tmp_path):
     assert not list(tmp_path.glob(".g.pt.*"))  # no temporary file left behind
 
 
-@pytest.mark.parametrize("precision,target", [("fp16", "ort-cpu"), ("int8", "ort-cpu"), ("int4", "ort-cpu"),
-                                              ("int8", "ort-cuda"), ("int8", "tensorrt"), ("int4", "tensorrt")])
+@pytest.mark.parametrize(
+    "precision,target",
+    [
+        ("fp16", "ort-cpu"),
+        ("int8", "ort-cpu"),
+        ("int4", "ort-cpu"),
+        ("int8", "ort-cuda"),
+        ("int8", "tensorrt"),
+        ("int4", "tensorrt"),
+    ],
+)
 def test_gdws_exports_to_every_precision_and_target(precision, target, tmp_path):
     from deploy_robust.data import Dataset
     from deploy_robust.export import ExportOptions, export_bundle
@@ -141,7 +165,9 @@ def test_gdws_exports_to_every_precision_and_target(precision, target, tmp_path)
         intermediate = nodes[nodes[pointwise.input[0]].input[0]].input[0]  # DQ <- Q <- tensor
         assert producers[intermediate] == "Conv"  # the depthwise conv's output
         assert intermediate in json.loads((bundle.path / "calibration.json").read_text())["activations"]
-        quantized_inputs = [n for n in graph.node if n.op_type == "Conv" and producers.get(n.input[0]) == "DequantizeLinear"]
+        quantized_inputs = [
+            n for n in graph.node if n.op_type == "Conv" and producers.get(n.input[0]) == "DequantizeLinear"
+        ]
         # stem, depthwise, pointwise (ort-cpu keeps the 3-channel stem in FP32: its narrow image-input rule)
         assert len(quantized_inputs) == (2 if target == "ort-cpu" else 3)
         if target == "tensorrt":
@@ -165,11 +191,24 @@ def test_allocation_choice_reaches_the_plan(cli, digits_checkpoint):
     assert per_layer["rewritable_macs"]["ratio"] >= 2 and common["rewritable_macs"]["ratio"] >= 2
 
 
-def test_user_architecture_checkpoint_loads_from_another_directory(cli, tiny_checkpoint, tiny_arch_file, tmp_path,
-                                                                    monkeypatch):
+def test_user_architecture_checkpoint_loads_from_another_directory(
+    cli, tiny_checkpoint, tiny_arch_file, tmp_path, monkeypatch
+):
     out = tmp_path / "tiny_gdws.pt"
-    code, _, err = cli("gdws", tiny_checkpoint, "--arch", tiny_arch_file, "--input-shape", "3,16,16",
-                       "--budget", "0.5", "--channel-multiple", "1", "-o", out)
+    code, _, err = cli(
+        "gdws",
+        tiny_checkpoint,
+        "--arch",
+        tiny_arch_file,
+        "--input-shape",
+        "3,16,16",
+        "--budget",
+        "0.5",
+        "--channel-multiple",
+        "1",
+        "-o",
+        out,
+    )
     assert code == 0, err
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

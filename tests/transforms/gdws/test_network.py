@@ -126,5 +126,7 @@ def test_plan_json_describes_every_layer(tiny_model):
     doc = plan.to_json()
     assert [layer["name"] for layer in doc["layers"]] == ["conv", "conv2"]
     rewritten = [layer for layer in doc["layers"] if layer["replaced"]]
-    assert rewritten and all(sum(int(g) * n for g, n in layer["g_histogram"].items()) == layer["G"] for layer in rewritten)
+    assert rewritten and all(
+        sum(int(g) * n for g, n in layer["g_histogram"].items()) == layer["G"] for layer in rewritten
+    )
     assert np.isclose(doc["rewritable_macs"]["ratio"], plan.layers[1].original_macs / plan.layers[1].macs)

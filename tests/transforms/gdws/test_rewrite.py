@@ -27,8 +27,9 @@ def test_the_rewrite_leaves_the_input_untouched_and_records_its_plan():
 
 def test_alphas_are_estimated_from_a_data_spec_at_the_models_shape_and_cached(tmp_path):
     cache = tmp_path / "alphas.json"
-    request = GDWSRequest(budget=0.5, alphas=cache, alpha_data="digits:train",
-                          alpha_settings=AlphaSettings(0.1, "linf", 2, 16, 0))
+    request = GDWSRequest(
+        budget=0.5, alphas=cache, alpha_data="digits:train", alpha_settings=AlphaSettings(0.1, "linf", 2, 16, 0)
+    )
     messages = []
     _, plan = rewrite_model(_loaded(), request, messages.append)
     assert cache.is_file() and plan.alphas and any("estimating" in m for m in messages)

@@ -19,8 +19,8 @@ def test_the_boundary_step_is_the_least_norm_point_on_the_hyperplane_within_the_
     # no smaller delta in the box reaches the hyperplane: random feasible points on it are never smaller
     size = _norms(delta, norm)
     for _ in range(200):
-        other = torch.rand(16, 20, generator=generator) - p                 # any point of the box ...
-        scale = c / (w * other).sum(1)                                       # ... scaled onto the hyperplane
+        other = torch.rand(16, 20, generator=generator) - p  # any point of the box ...
+        scale = c / (w * other).sum(1)  # ... scaled onto the hyperplane
         candidate = other * scale[:, None]
         feasible = reached & (scale > 0) & ((p + candidate) >= 0).all(1) & ((p + candidate) <= 1).all(1)
         assert (_norms(candidate, norm)[feasible] >= size[feasible] - 1e-4).all()

@@ -20,5 +20,5 @@ def test_the_best_candidate_keeps_the_first_misclassifying_point_else_the_highes
     y = torch.tensor([0, 0])
     best.update(torch.tensor([[1.0], [1.0]]), torch.tensor([0.5, 0.5]), torch.tensor([[0.0, 1.0], [1.0, 0.0]]), y)
     best.update(torch.tensor([[2.0], [2.0]]), torch.tensor([0.9, 0.9]), torch.tensor([[1.0, 0.0], [1.0, 0.0]]), y)
-    assert best.x.flatten().tolist() == [1.0, 2.0]     # point 0 fooled at step 1 (kept); point 1: higher loss
+    assert best.x.flatten().tolist() == [1.0, 2.0]  # point 0 fooled at step 1 (kept); point 1: higher loss
     assert best.fooled.tolist() == [True, False] and best.unbroken().tolist() == [1]

@@ -9,10 +9,13 @@ from deploy_robust.verify.threat import ThreatModel
 def test_candidates_stay_inside_the_threat_model(digits_model, digits_test, norm, eps):
     threat = ThreatModel(norm, eps)
     x, y = (torch.from_numpy(a) for a in next(digits_test.batches(64)))
-    for adv in (attacks.fgsm(digits_model, x, y, threat), attacks.pgd(digits_model, x, y, threat, steps=10),
-                attacks.apgd(digits_model, x, y, threat, steps=20, loss="dlr"),
-                attacks.fab(digits_model, x, y, threat, steps=10, targets=2),
-                attacks.fab(digits_model, x, y, threat, steps=5, restarts=2)):
+    for adv in (
+        attacks.fgsm(digits_model, x, y, threat),
+        attacks.pgd(digits_model, x, y, threat, steps=10),
+        attacks.apgd(digits_model, x, y, threat, steps=20, loss="dlr"),
+        attacks.fab(digits_model, x, y, threat, steps=10, targets=2),
+        attacks.fab(digits_model, x, y, threat, steps=5, restarts=2),
+    ):
         delta = (adv - x).flatten(1)
         size = delta.abs().max(1).values if norm == "linf" else delta.norm(dim=1)
         assert (size <= eps + 1e-5).all() and adv.min() >= 0 and adv.max() <= 1

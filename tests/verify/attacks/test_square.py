@@ -8,9 +8,11 @@ from deploy_robust.verify import attacks
 @pytest.fixture
 def scores(digits_model):
     """The model seen as a black box: numpy images in, numpy logits out."""
+
     def run(batch):
         with torch.no_grad():
             return digits_model(torch.from_numpy(batch)).numpy()
+
     return run
 
 
