@@ -15,20 +15,20 @@ from typing import Any
 
 import torch
 
-from deploy_robust import zoo
+from deploy_robust import pipeline, zoo
 from deploy_robust.bench import run_bench, write_bench_json
 from deploy_robust.bench.plots import frontier_plot
 from deploy_robust.bundle import open_bundle
 from deploy_robust.data import load_dataset
 from deploy_robust.errors import UserError
 from deploy_robust.evaluate import compare_logits, evaluate
-from deploy_robust.export import ExportOptions, export_bundle
+from deploy_robust.export import ExportOptions
 from deploy_robust.ingest import LoadedModel, SpecOverrides, load_model
 from deploy_robust.runtimes import create_runner
 from deploy_robust.seeding import seed_everything
 from deploy_robust.train import train_classifier
 from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
-from deploy_robust.verify import ThreatModel, run_verify
+from deploy_robust.verify import ThreatModel
 from deploy_robust.verify.options import VerifyOptions
 from deploy_robust.verify.report import write as write_verify
 
@@ -112,7 +112,7 @@ def _export_variant(name: str, source: LoadedModel, precision: str, out: Path, s
                     reference, timings: dict[str, float], log) -> dict[str, Any]:
     """Export one variant, score its engine against the reference; its row of the demo's table."""
     start = time.perf_counter()
-    bundle = export_bundle(source, out / name, ExportOptions(precision, seed=seed), calib=calibration)
+    bundle = pipeline.export_checked(source, out / name, ExportOptions(precision, seed=seed), calibration)
     timings[f"export_{name}"] = time.perf_counter() - start
     engine = evaluate(create_runner("ort-cpu", bundle), dataset)
     log(f"exported {bundle.path}/ ({name})")
@@ -125,7 +125,7 @@ def _verify_bundles(bundles, rows: list[dict], points: list[dict], dataset, thre
                     loaded: LoadedModel, seed: int) -> None:
     """The quick suite on each bundle (verify.json written), its robust accuracy added to its row and frontier point."""
     for bundle, row in zip(bundles, rows):
-        doc = run_verify(bundle, dataset, threat, VerifyOptions(n=n, suite="quick", sweep=None, seed=seed),
+        doc = pipeline.verify_engine(bundle, dataset, threat, VerifyOptions(n=n, suite="quick", sweep=None, seed=seed),
                          reference=loaded.reference())
         write_verify(bundle, doc)
         row["robust_accuracy"] = doc["robust_accuracy"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from deploy_robust.api import ExportRequest, SAPOptions, SqueezeOptions, export
+from deploy_robust.api import ExportRequest, SAPOptions, SqueezeOptions, Transforms, export
 from deploy_robust.calibrators.methods import METHODS
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.gdws_args import add_gdws_args, describe_plan, request_from_args
@@ -72,8 +72,9 @@ def run(args: argparse.Namespace) -> int:
     options = ExportOptions(args.precision, args.target, calibration, args.plan, opset=args.opset, seed=args.seed,
                             weight_rounding=args.weight_rounding, min_agreement=args.min_agreement,
                             int8_weights=args.int8_weights)
-    request = ExportRequest(args.model, args.out, options, args.calib, args.static_batch,
-                            request_from_args(args, prefix="gdws-"), sap, squeeze, cli_args.model_options(args))
+    transforms = Transforms(request_from_args(args, prefix="gdws-"), sap, squeeze)
+    request = ExportRequest(args.model, args.out, options, args.calib, args.static_batch, transforms,
+                            cli_args.model_options(args))
     log = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     result = export(request, log)
     if result.gdws_plan is not None and not args.json:

@@ -7,7 +7,7 @@ import argparse
 import torch
 
 from deploy_robust import process_group
-from deploy_robust.api import VerifyRequest, verify
+from deploy_robust.api import VerifyGates, VerifyRequest, verify
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json
 from deploy_robust.errors import GateFailed, UserError
@@ -97,8 +97,8 @@ def _verify_and_print(args: argparse.Namespace, show: bool) -> int:
                             runtime=cli_args.runtime_options(args))
     result = verify(VerifyRequest(
         args.bundle, args.data, args.eps, norm=args.norm, options=options, reference=args.reference,
-        model=cli_args.model_options(args), min_clean_acc=args.min_clean_acc, min_robust_acc=args.min_robust_acc,
-        max_robust_drop=args.max_robust_drop, min_agreement=args.min_agreement))
+        model=cli_args.model_options(args),
+        gates=VerifyGates(args.min_clean_acc, args.min_robust_acc, args.max_robust_drop, args.min_agreement)))
     if show and args.json:
         emit_json(result.document, "verify")
     elif show:

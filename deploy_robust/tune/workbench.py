@@ -13,19 +13,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+from deploy_robust import pipeline
 from deploy_robust.bundle import Bundle, open_bundle
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
 from deploy_robust.private_files import check_folders_below, read_private, sha256_of, write_private
-from deploy_robust.export import CalibrationOptions, ExportOptions, export_bundle
+from deploy_robust.export import CalibrationOptions, ExportOptions
 from deploy_robust.ingest import LoadedModel
-from deploy_robust.ingest.kinds import attack_plan_for
 from deploy_robust.targets import get_target
 from deploy_robust.tune import measure
 from deploy_robust.transforms.gdws.alphas import AlphaSettings
 from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
 from deploy_robust.tune.space import UNIFORM, Plan, pinned_plan_file, plan_file
-from deploy_robust.verify import run_verify
 from deploy_robust.verify.options import VerifyOptions
 from deploy_robust.tune.options import TuneOptions
 
@@ -129,7 +128,7 @@ class Workbench:
         plan_path = None
         if plan_text is not None:
             plan_path = write_private(self.plans / f"{name}.json", plan_text)
-        bundle = export_bundle(
+        bundle = pipeline.export_checked(
             loaded or self.loaded,
             path,
             ExportOptions(
@@ -139,7 +138,7 @@ class Workbench:
                 seed=self.s.seed,
                 calibration=CalibrationOptions(n=256),
             ),
-            calib=None if precision in ("fp32", "fp16") else self.calib,
+            None if precision in ("fp32", "fp16") else self.calib,
         )
         self.cache.put(record, sha256_of(path / "manifest.json"))
         return bundle
@@ -191,7 +190,7 @@ class Workbench:
 
         def compute():
             data = self.data.skip(skip) if skip else self.data
-            doc = run_verify(
+            doc = pipeline.verify_engine(  # with the plan the model kind needs, e.g. an ensemble's majorities
                 bundle,
                 data,
                 self.s.threat,
@@ -204,8 +203,7 @@ class Workbench:
                     resume=True,
                     layout="contiguous",
                 ),
-                defense_plan=attack_plan_for(bundle.manifest),
-            )  # e.g. an ensemble's majorities
+            )
             return {
                 k: doc[k]
                 for k in (

@@ -102,7 +102,9 @@ def _cases() -> list[BadInput]:
             ("gdws", "{model}", "--arch", "digits_cnn", "--beta", "1", "--budget", "0.5"),
         ),
         BadInput(
-            "train", "unknown `--arch`", ("train", "--arch", "no_such_net", "--data", "digits", "-o", "{dir}/t.pt")
+            "train",
+            "unknown `--arch`",
+            ("train", "--arch", "no_such_net", "--data", "digits", "--adv", "none", "-o", "{dir}/t.pt"),
         ),
         BadInput(
             "dq",

@@ -1,6 +1,6 @@
 import pytest
 
-from deploy_robust.api import ExportRequest, ModelOptions, SqueezeOptions, export
+from deploy_robust.api import ExportRequest, ModelOptions, SqueezeOptions, Transforms, export
 from deploy_robust.runtimes import create_runner
 from deploy_robust.verify.detection import detector_of, verify_detector
 from deploy_robust.verify.threat import ThreatModel
@@ -13,7 +13,7 @@ def detect_bundle(digits_checkpoint, tmp_path_factory):
         digits_checkpoint,
         out,
         calib="digits:train",
-        squeeze=SqueezeOptions("bits:4", "detect", 0.1),
+        transforms=Transforms(squeeze=SqueezeOptions("bits:4", "detect", 0.1)),
         model_options=ModelOptions("digits_cnn"),
     )
     return export(request).bundle

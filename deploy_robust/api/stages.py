@@ -1,90 +1,24 @@
-"""The library API, in the shape of the commands: a request object in, a result with its gates evaluated out.
-
-    from deploy_robust.api import ExportRequest, VerifyRequest, export, verify
-    from deploy_robust.export import ExportOptions
-    export(ExportRequest("model.pt", "out/int8", ExportOptions("int8"), calib="train.npz"))
-    result = verify(VerifyRequest("out/int8", data="test.npz", eps="8/255", min_robust_acc=0.45))
-    result.passed, result.document["robust_accuracy"], result.failure
-
-`deploy-robust export`, `eval` and `verify` only map their arguments onto these requests and print
-the result; a failing gate is `result.passed == False` here and exit code 1 there.
-"""
+"""export, eval, verify and tune: the stages of a bundle's life, as library calls."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from deploy_robust import gates, process_group
+from deploy_robust import gates, pipeline, process_group
 from deploy_robust.bundle import Bundle, is_bundle, open_bundle
 from deploy_robust.data import load_dataset
-from deploy_robust.defenses.sap import apply_sap
-from deploy_robust.defenses.squeeze import apply_squeezing
 from deploy_robust.errors import UserError
 from deploy_robust.evaluate import compare_logits, evaluate as evaluate_runner
-from deploy_robust.export import ExportOptions, export_bundle, onnx_summary
-from deploy_robust.ingest import SpecOverrides, load_model
-from deploy_robust.ingest.kinds import attack_plan_for
+from deploy_robust.export import ExportOptions, onnx_summary
+from deploy_robust.api.common import ModelOptions, Result
+from deploy_robust.pipeline import Transforms, VerifyGates
 from deploy_robust.runtimes import RuntimeOptions, create_runner
-from deploy_robust.transforms.gdws.network import GDWSPlan
-from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
 from deploy_robust.tune.options import TuneOptions
 from deploy_robust.tune.run import run_tune
-from deploy_robust.verify import ThreatModel, VerifyOptions, parse_eps, run_verify
-from deploy_robust.verify.protocol import reference_robust_accuracy
+from deploy_robust.verify import ThreatModel, VerifyOptions, parse_eps
 from deploy_robust.verify.report import write as write_report
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    """How to read a model file that is not a bundle (the reference, or eval's model)."""
-
-    arch: str | None = None
-    trust_pickle: bool = False
-    trust_code: bool = False
-    overrides: SpecOverrides | None = None
-
-    def load(self, path: str | Path):
-        return load_model(
-            path, self.arch, trust_pickle=self.trust_pickle, trust_code=self.trust_code, overrides=self.overrides
-        )
-
-
-@dataclass
-class Result:
-    """A run's JSON document (with its `gates`), the files it wrote (verify), the bundle it made (export)."""
-
-    document: dict[str, Any]
-    written: list[Path] = field(default_factory=list)
-    bundle: Bundle | None = None
-    gdws_plan: GDWSPlan | None = None
-
-    @property
-    def gates(self) -> list[dict[str, Any]]:
-        return self.document.get("gates", [])
-
-    @property
-    def passed(self) -> bool:
-        return all(g["passed"] for g in self.gates)
-
-    @property
-    def failure(self) -> str | None:
-        return gates.failure_message(self.gates)
-
-
-@dataclass(frozen=True)
-class SAPOptions:
-    layers: tuple[str, ...] | None = None  # module names to prune after; None: every activation module
-    fraction: float = 1.0  # draws per layer as a fraction of its units, in (0, 16]
-    seed: int | None = None  # seeded, repeatable masks (for tests; not a defense)
-
-
-@dataclass(frozen=True)
-class SqueezeOptions:
-    squeezers: str  # e.g. "bits:5,median:2"
-    mode: str = "squeeze"  # or "detect": a squeeze_score output with a threshold set on calib
-    fpr: float = 0.05  # detect mode: false-positive rate on the clean calibration images
 
 
 @dataclass(frozen=True)
@@ -94,39 +28,23 @@ class ExportRequest:
     options: ExportOptions = ExportOptions()  # precision, target, calibration, rounding, seed... (checked there)
     calib: str | Path | None = None  # calibration images (the training split where the source has one)
     static_batch: int | None = None
-    gdws: GDWSRequest | None = None
-    sap: SAPOptions | None = None
-    squeeze: SqueezeOptions | None = None
+    transforms: Transforms = Transforms()  # GDWS rewrite, then SAP or feature squeezing
     model_options: ModelOptions = ModelOptions()
 
 
 def export(request: ExportRequest, log: Callable[[str], None] = lambda message: None) -> Result:
     """A model file -> a bundle: GDWS rewrite, then a defense (SAP or squeezing), then the precision export."""
-    if request.sap is not None and request.squeeze is not None:
-        raise UserError("--squeeze and --sap together are not supported; export one defense at a time")
     loaded = request.model_options.load(request.model)
     if request.static_batch:
         loaded.fixed_batch = request.static_batch
-    plan = None
-    if request.gdws is not None:
-        loaded, plan = rewrite_model(loaded, request.gdws, log)
-    if request.sap is not None:
-        if not 0 < request.sap.fraction <= 16:
-            raise UserError(f"--sap-fraction must be in (0, 16]; got {request.sap.fraction:g}")
-        loaded = apply_sap(
-            loaded, list(request.sap.layers) if request.sap.layers else None, request.sap.fraction, request.sap.seed
-        )
     calib = None
     if request.calib is not None:
         try:  # a training split where the source has one
             calib = load_dataset(request.calib, loaded.spec.shape, split="train")
         except UserError as e:
             raise UserError(f"--calib: {e}") from None
-    if request.squeeze is not None:
-        if request.squeeze.mode == "detect" and request.options.precision != "fp32":
-            raise UserError("--squeeze-mode detect exports at --precision fp32 (its score output is float)")
-        loaded = apply_squeezing(loaded, request.squeeze.squeezers, request.squeeze.mode, calib, request.squeeze.fpr)
-    bundle = export_bundle(loaded, request.out, request.options, calib=calib)
+    loaded, plan = pipeline.prepare(loaded, request.transforms, request.options, calib, log)
+    bundle = pipeline.export_checked(loaded, request.out, request.options, calib)
     doc = {"bundle": str(bundle.path), "manifest": bundle.manifest.to_json(), "graph": onnx_summary(bundle.model_path)}
     return Result(doc, bundle=bundle, gdws_plan=plan)
 
@@ -193,10 +111,7 @@ class VerifyRequest:
     options: VerifyOptions = VerifyOptions()  # suite, n, engine backend and runtime, seed, ... (checked there)
     reference: str | Path | None = None  # the float model: transfer attacks and the paired delta
     model: ModelOptions = ModelOptions()
-    min_clean_acc: float | None = None
-    min_robust_acc: float | None = None
-    max_robust_drop: float | None = None
-    min_agreement: float | None = None
+    gates: VerifyGates = VerifyGates()  # --min-clean-acc, --min-robust-acc, --max-robust-drop, --min-agreement
     write: bool = True  # verify.json, report.md/html and the eps curve into the bundle
 
 
@@ -209,36 +124,11 @@ def verify(request: VerifyRequest) -> Result:
     with process_group.all_or_none("loading the bundle and data"):
         bundle: Bundle = open_bundle(request.bundle)
         threat = ThreatModel(request.norm, parse_eps(request.eps))
-        if (request.max_robust_drop is not None or request.min_agreement is not None) and request.reference is None:
+        if request.gates.need_reference and request.reference is None:
             raise UserError("--max-robust-drop and --min-agreement need --reference")
         dataset = load_dataset(request.data, bundle.spec.shape)
         reference = request.model.load(request.reference).reference() if request.reference is not None else None
-    options = request.options
-    doc = run_verify(
-        bundle, dataset, threat, options, reference=reference, defense_plan=attack_plan_for(bundle.manifest)
-    )
-    values = {"clean_accuracy": doc["clean_accuracy"], "robust_accuracy": doc["robust_accuracy"]}
-    if reference is not None:  # the paired delta: R under the same white-box attacks on the same points
-        value = reference_robust_accuracy(
-            reference,
-            dataset,
-            threat,
-            n=options.n,
-            suite=options.suite,
-            batch_size=options.batch_size,
-            seed=options.seed,
-        )
-        doc["reference_robust_accuracy"] = value
-        doc["robust_delta_vs_reference"] = doc["robust_accuracy"] - value
-        values["robust_drop_vs_reference"] = -doc["robust_delta_vs_reference"]
-        values["top1_agreement_with_reference"] = doc["models"]["R"]["top1_agreement_with_E"]
-    doc["gates"] = gates.evaluate_all(
-        gates.minimum("clean_accuracy", request.min_clean_acc, "--min-clean-acc")
-        + gates.minimum("robust_accuracy", request.min_robust_acc, "--min-robust-acc")
-        + gates.maximum("robust_drop_vs_reference", request.max_robust_drop, "--max-robust-drop")
-        + gates.minimum("top1_agreement_with_reference", request.min_agreement, "--min-agreement"),
-        values,
-    )
+    doc = pipeline.verify_gated(bundle, dataset, threat, request.options, reference, request.gates)
     written = write_report(bundle, doc) if request.write and process_group.rank() == 0 else []
     return Result(doc, written)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from deploy_robust.api import EvalRequest, ModelOptions, VerifyRequest, evaluate, verify
+from deploy_robust.api import EvalRequest, ModelOptions, VerifyGates, VerifyRequest, evaluate, verify
 from deploy_robust.verify import VerifyOptions
 from deploy_robust.errors import UserError
 from deploy_robust.export import export_bundle
@@ -41,11 +41,10 @@ def test_verify_evaluates_its_gates_and_writes_the_report(bundle):
             "digits:test",
             "0.1",
             options=VerifyOptions(n=32, suite="quick", sweep=None),
-            min_clean_acc=0.0,
-            min_robust_acc=1.0,
+            gates=VerifyGates(min_clean_acc=0.0, min_robust_acc=1.0),
         )
     )
     assert [g["passed"] for g in result.gates] == [True, False] and "robust_accuracy" in result.failure
     assert {p.name for p in result.written} >= {"verify.json", "report.md"}
     with pytest.raises(UserError, match="need --reference"):
-        verify(VerifyRequest(bundle.path, "digits:test", "0.1", max_robust_drop=0.01))
+        verify(VerifyRequest(bundle.path, "digits:test", "0.1", gates=VerifyGates(max_robust_drop=0.01)))
