@@ -15,8 +15,8 @@ import numpy as np
 import onnx
 import torch
 
-from deploy_robust.bundle import SCHEMA, SCHEMA_VERSION, Bundle, write_bundle
-from deploy_robust.bundle.manifest import dumps, tool_versions
+from deploy_robust.bundle import Bundle, write_bundle
+from deploy_robust.bundle.manifest import CalibrationSection, ModelSection, PrecisionSection, build_document, dumps
 from deploy_robust.calibrators.collect import calibrate, calibration_document, load_cache
 from deploy_robust.calibrators.layer_inputs import input_grams
 from deploy_robust.calibrators.methods import METHODS
@@ -283,40 +283,21 @@ def _finish(job: _Job, form: _Form) -> Bundle:
     _self_check(model, loaded, job.options.precision, job.options.seed, batch if isinstance(batch, int) else 4)
     data = model.SerializeToString()
     files = dict(form.files) | {"model.onnx": data}
-    precision = {"mode": job.options.precision, "layers": form.layers}
-    precision |= (
-        ({"weight_rounding": form.rounding} if form.rounding else {})
-        | ({"fallback": form.fallback} if form.fallback else {})
-        | ({"int8_weights": form.int8_weights} if form.int8_weights else {})
-    )
-    manifest = {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "model": {
-            "file": "model.onnx",
-            "sha256": sha256_bytes(data),
-            "opset": graph_opset(model),
-            "ir_version": model.ir_version,
-            "input_name": INPUT_NAME,
-            "output_name": OUTPUT_NAME,
-            "batch": batch,
-            "exporter": f"torch.onnx ({form.exporter})",
-            "stochastic": graph_is_stochastic(model),
-        },
-        "input": loaded.spec.to_json() | {"normalization_folded": loaded.spec.normalized},
-        "precision": precision,
-        "target": job.options.target,
-        "calibration": None
-        if form.calibration is None
-        else {
-            k: form.calibration[k] for k in ("method", "num_images", "dataset", "percentile") if k in form.calibration
-        },
-        "source": loaded.source,
-        "defense": loaded.defense,
-        "transforms": loaded.transforms,
-        "tools": tool_versions(),
-        "seed": job.options.seed,
-    }
+    c = form.calibration
+    manifest = build_document(
+        ModelSection(
+            "model.onnx", sha256_bytes(data), None if batch == "dynamic" else batch, graph_is_stochastic(model),
+            graph_opset(model), f"torch.onnx ({form.exporter})", model.ir_version, INPUT_NAME, OUTPUT_NAME,
+        ),
+        loaded.spec,
+        PrecisionSection(job.options.precision, tuple(form.layers), form.rounding, form.fallback, form.int8_weights),
+        job.options.target,
+        None if c is None else CalibrationSection(c["method"], c["num_images"], c["dataset"], c.get("percentile")),
+        loaded.source,
+        loaded.defense,
+        loaded.transforms,
+        job.options.seed,
+    )  # fmt: skip
     return write_bundle(job.out, files, manifest)
 
 

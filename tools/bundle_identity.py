@@ -3,8 +3,8 @@
 Builds the same export matrix (every precision and target, calibration method and weight
 rounding, GDWS, SAP, feature squeezing in both modes, a Defensive Quantization model, an EMPIR
 ensemble at float and INT8 kernels) from a seeded, briefly trained digits CNN, with this checkout and with a base commit (checked out in a temporary git
-worktree), then compares the sha256 of every model.onnx and the verify numbers of one
-quantized bundle. Exit 1 on any difference.
+worktree), then compares the sha256 of every model.onnx and manifest.json (less its tool versions and the
+source's path) and the verify numbers of one quantized bundle and an EMPIR ensemble. Exit 1 on any difference.
 
     python tools/bundle_identity.py --base 6ea9b8b      # the commit before the redesign
 """
@@ -86,6 +86,11 @@ for name, args in jobs:
     code = main(["export", *args, "-o", str(out / name), *quiet])
     graph = out / name / "model.onnx"
     result[name] = hashlib.sha256(graph.read_bytes()).hexdigest() if code == 0 and graph.exists() else f"exit {code}"
+    if code == 0:  # the manifest too, less what names this run's machine and folders
+        manifest = json.loads((out / name / "manifest.json").read_text())
+        manifest.pop("tools")
+        manifest["source"].pop("file", None)
+        result[name + ":manifest"] = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
 main(["verify", str(out / "int8-ort-cpu"), "--data", "digits:test", "--eps", "0.05", "--n", "64", "--suite", "quick",
       "--no-sweep", "--no-resume", "--json"])
 doc = json.loads((out / "int8-ort-cpu" / "verify.json").read_text())

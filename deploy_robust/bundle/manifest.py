@@ -130,6 +130,22 @@ class ModelSection:
     stochastic: bool
     opset: int | None
     exporter: str | None
+    ir_version: int | None = None
+    input_name: str | None = None
+    output_name: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "sha256": self.sha256,
+            "opset": self.opset,
+            "ir_version": self.ir_version,
+            "input_name": self.input_name,
+            "output_name": self.output_name,
+            "batch": "dynamic" if self.batch is None else self.batch,
+            "exporter": self.exporter,
+            "stochastic": self.stochastic,
+        }
 
 
 @dataclass(frozen=True)
@@ -144,6 +160,14 @@ class PrecisionSection:
     def int8_weight_levels(self) -> int | None:
         return int(self.int8_weights["levels"]) if self.int8_weights else None
 
+    def to_json(self) -> dict[str, Any]:
+        optional = {
+            "weight_rounding": self.weight_rounding,
+            "fallback": self.fallback,
+            "int8_weights": self.int8_weights,
+        }
+        return {"mode": self.mode, "layers": list(self.layers)} | {k: v for k, v in optional.items() if v}
+
 
 @dataclass(frozen=True)
 class CalibrationSection:
@@ -151,6 +175,10 @@ class CalibrationSection:
     num_images: int
     dataset: str | None
     percentile: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        doc = {"method": self.method, "num_images": self.num_images, "dataset": self.dataset}
+        return doc | ({"percentile": self.percentile} if self.percentile is not None else {})
 
 
 @dataclass(frozen=True)
@@ -220,6 +248,9 @@ class Manifest:
                 bool(model.get("stochastic", False)),
                 model.get("opset"),
                 model.get("exporter"),
+                model.get("ir_version"),
+                model.get("input_name"),
+                model.get("output_name"),
             ),
             input=InputSpec.from_json(doc["input"]),
             precision=PrecisionSection(
@@ -249,3 +280,32 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         return self.document
+
+
+def build_document(
+    model: ModelSection,
+    spec: InputSpec,
+    precision: PrecisionSection,
+    target: str,
+    calibration: CalibrationSection | None,
+    source: dict[str, Any],
+    defense: dict[str, Any] | None,
+    transforms: dict[str, Any] | None,
+    seed: int,
+) -> dict[str, Any]:
+    """The manifest export writes, from the sections `Manifest.from_json` reads it into (`write_bundle` adds
+    `files`). Model-kind sections (`source`, `defense`, `transforms`) are their kind's mappings."""
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "model": model.to_json(),
+        "input": spec.to_json() | {"normalization_folded": spec.normalized},
+        "precision": precision.to_json(),
+        "target": target,
+        "calibration": calibration.to_json() if calibration else None,
+        "source": source,
+        "defense": defense,
+        "transforms": transforms,
+        "tools": tool_versions(),
+        "seed": seed,
+    }
