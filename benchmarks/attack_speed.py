@@ -68,8 +68,8 @@ def measure(name: str, loaded, batch: int, steps: int, rounds: int) -> dict:
         y = as_loaded(x).argmax(1)
     threat = ThreatModel("linf", EPS)
     bundle = export_bundle(loaded, Path(tempfile.mkdtemp()) / "fp32")
-    ours_r, layout_r = prepare_for_attack(loaded.reference(), x)
-    ours_s, layout_s = prepare_for_attack(attack_twin(bundle), x)
+    ours_r, layout_r, _ = prepare_for_attack(loaded.reference(), x)
+    ours_s, layout_s, _ = prepare_for_attack(attack_twin(bundle), x)
     autoattack = APGDAttack(as_loaded, n_iter=steps, norm="Linf", eps=EPS, n_restarts=1, device="cpu", loss="ce")
     methods = {
         "reference_loop": lambda: reference_loop(as_loaded, x, y, steps),

@@ -1,10 +1,13 @@
-"""Strength and speed against the referee: our AutoAttack suites against pyautoattack on the same points.
+"""Strength and speed against the referee: our suites against pyautoattack's `standard` on the same points.
 
-Float bundles of the three real robust checkpoints (500 test points, the eps each was trained for) and of a
-CIFAR ResNet-18 with BatchNorm and trained weights (100 points, L-inf 1/255, as issue 18 names it; built by
-`benchmarks/train_resnet18_cifar.py`, skipped when its checkpoint is missing). Ours: `run_verify` with
-`--suite autoattack-standard` (APGD-CE, APGD-T, FAB-T on the twin S; Square on the engine E; per-example
-worst case on E). AutoAttack: pyautoattack's `standard` version (the same four attacks) on the torch model.
+Float bundles of the three real robust checkpoints (500 test points, the eps each was trained for), of the
+CIFAR-10 ResNet-18 pyautoattack ships trained weights for (`examples/model_test.pt`, loaded through
+`--arch benchmarks/arch/cifar_resnet18.py:build` as a user would; 100 points at L-inf 1/255, 50 at 2/255) and
+of our FGSM-trained ResNet-18 (built by `benchmarks/train_resnet18_cifar.py`, skipped when its checkpoint is
+missing). Ours: `run_verify` with `--suite` (default `standard`; `autoattack-standard` runs AutoAttack's four
+attacks under our protocol: gradient attacks on the twin S, Square on the engine E, per-example worst case on
+E). AutoAttack: pyautoattack's `standard` version on the torch model. Each row keeps our per-attack profile
+(points attacked and broken, gradient passes, engine images, seconds) and the twin's and engine's throughput.
 Both sides run in this one process, one after the other, on the same machine: the wall time of each
 whole call (ours includes the engine's scoring; the eps sweep is off, as AutoAttack has none). The issue's
 goal: within 0.5 pt of AutoAttack, and faster.
@@ -30,7 +33,7 @@ from machine import save_result
 from deploy_robust import zoo
 from deploy_robust.data import load_dataset
 from deploy_robust.export import ExportOptions, export_bundle
-from deploy_robust.ingest import LoadedModel
+from deploy_robust.ingest import LoadedModel, SpecOverrides, load_model
 from deploy_robust.verify import ThreatModel, run_verify
 from deploy_robust.verify.options import VerifyOptions
 
@@ -39,12 +42,29 @@ MODELS = [
     ("mnist_cnn_a_adv.model", "mnist_test.npz", 0.3, None),
     ("MadryCNN_no_maxpool_tiny.pt", "mnist_test.npz", 0.3, None),
     ("cifar_cnn_a_adv.model", CIFAR_TEST, 2 / 255, None),
+    ("pyautoattack-resnet18", CIFAR_TEST, 1 / 255, 100),
+    ("pyautoattack-resnet18", CIFAR_TEST, 2 / 255, 50),
     ("resnet18_cifar_fgsm.pt", CIFAR_TEST, 1 / 255, 100),
 ]
 RESNET18 = Path(__file__).resolve().parent / ".models" / "resnet18_cifar_fgsm.pt"
+ARCH = Path(__file__).resolve().parent / "arch" / "cifar_resnet18.py"
+
+
+def pyautoattack_resnet18() -> LoadedModel | None:
+    """pyautoattack's trained CIFAR-10 ResNet-18 state_dict, read as `--arch cifar_resnet18.py:build` reads it."""
+    try:
+        import pyautoattack
+    except ImportError:
+        return None
+    weights = Path(pyautoattack.__file__).parent / "examples" / "model_test.pt"
+    if not weights.exists():
+        return None
+    return load_model(weights, f"{ARCH}:build", overrides=SpecOverrides(shape=(3, 32, 32), num_classes=10))
 
 
 def _load(checkpoint: str) -> LoadedModel | None:
+    if checkpoint == "pyautoattack-resnet18":
+        return pyautoattack_resnet18()
     if checkpoint != RESNET18.name:
         return shared_model(checkpoint)
     if not RESNET18.exists():
@@ -66,8 +86,12 @@ def main() -> None:
         sys.exit("needs AutoAttack: pip install pyautoattack")
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=500, help="points for the three small models")
-    parser.add_argument("--suite", default="autoattack-standard")
+    parser.add_argument("--suite", default="standard")
     parser.add_argument("--only", help="run only this checkpoint")
+    parser.add_argument(
+        "--resnet-n", type=int, help="points for the ResNet-18 rows (default: 100 at 1/255, 50 at 2/255)"
+    )
+    parser.add_argument("--out", default="autoattack_referee", help="result name under benchmarks/results/")
     args = parser.parse_args()
     rows = []
     for checkpoint, test, eps, n in MODELS:
@@ -77,7 +101,7 @@ def main() -> None:
         if loaded is None:
             print(f"{checkpoint}: not found, skipped", flush=True)
             continue
-        n = n or args.n
+        n = (args.resnet_n or n) if n else args.n
         data = load_dataset(SHARED / "datasets" / test, loaded.spec.shape).take(n)
         with tempfile.TemporaryDirectory() as tmp:
             bundle = export_bundle(loaded, Path(tmp) / "fp32", ExportOptions("fp32"))
@@ -107,12 +131,19 @@ def main() -> None:
                 "difference_pt": 100 * (ours["robust_accuracy"] - aa_robust),
                 "ours_seconds": round(ours_seconds, 1),
                 "autoattack_seconds": round(aa_seconds, 1),
+                "speedup": round(aa_seconds / ours_seconds, 2),
                 "ours_flags": [f["flag"] for f in ours["flags"]],
+                "ours_gradient_precision": ours["gradient_precision"],
+                "ours_attack_layout": ours["attack_layout"],
+                "ours_throughput": ours["throughput"],
                 "ours_attacks": {
                     a["attack"]: {
                         "robust_after": a["robust_accuracy"],
                         "broke": a["broke"],
                         "points_attacked": a.get("points_attacked"),
+                        "gradient_passes": a.get("passes", {}).get("S_forward_backward"),
+                        "engine_images": a.get("passes", {}).get("E_images"),
+                        "seconds": a.get("seconds"),
                     }
                     for a in ours["attacks"]
                 },
@@ -120,10 +151,10 @@ def main() -> None:
         )
         print(
             f"{checkpoint} eps {eps:.4g} n {n}: ours {100 * ours['robust_accuracy']:.1f}% ({ours_seconds:.0f} s), "
-            f"AutoAttack {100 * aa_robust:.1f}% ({aa_seconds:.0f} s)",
+            f"AutoAttack {100 * aa_robust:.1f}% ({aa_seconds:.0f} s); {aa_seconds / ours_seconds:.2f}x",
             flush=True,
         )
-        save_result("autoattack_referee", rows)  # after every model: a long run keeps what it finished
+        save_result(args.out, rows)  # after every model: a long run keeps what it finished
 
 
 if __name__ == "__main__":

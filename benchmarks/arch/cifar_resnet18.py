@@ -38,7 +38,9 @@ class ResNet18(nn.Module):
         widths, inputs = (64, 128, 256, 512), 64
         for index, planes in enumerate(widths, start=1):
             stride = 1 if index == 1 else 2
-            setattr(self, f"layer{index}", nn.Sequential(BasicBlock(inputs, planes, stride), BasicBlock(planes, planes, 1)))
+            setattr(
+                self, f"layer{index}", nn.Sequential(BasicBlock(inputs, planes, stride), BasicBlock(planes, planes, 1))
+            )
             inputs = planes
         self.linear = nn.Linear(512, num_classes)
 

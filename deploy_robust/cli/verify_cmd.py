@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="verify in N processes of one torch.distributed group on this machine (as torchrun "
                              "--nproc-per-node N would; the CPU's threads are split among them): the same result "
                              "as one process")
+    parser.add_argument("--gradient-precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="the twin's gradients: auto (bf16 autocast on a float bundle where the CPU has native "
+                             "bf16: AVX512_BF16 or AMX), fp32, or bf16; candidates are always scored on the engine")
     parser.add_argument("--attack-layout", default="auto", choices=["auto", "contiguous", "channels_last"],
                         help="memory layout the attacks run in (auto: the faster, timed; fix it for runs that must "
                              "match bit for bit across machines)")
@@ -93,7 +96,8 @@ def _verify(args: argparse.Namespace, show: bool = True) -> int:
 def _verify_and_print(args: argparse.Namespace, show: bool) -> int:
     options = VerifyOptions(n=args.n, suite=args.suite, backend=args.backend, batch_size=args.batch_size, seed=args.seed,
                             sweep=None if args.no_sweep else "auto", bpda=not args.no_bpda, eot=args.eot,
-                            resume=not args.no_resume, layout=args.attack_layout, attack_output=args.attack_output,
+                            resume=not args.no_resume, layout=args.attack_layout, gradient_precision=args.gradient_precision,
+                            attack_output=args.attack_output,
                             runtime=cli_args.runtime_options(args))
     result = verify(VerifyRequest(
         args.bundle, args.data, args.eps, norm=args.norm, options=options, reference=args.reference,

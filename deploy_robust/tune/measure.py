@@ -102,7 +102,7 @@ def latency_model(layers, uniform: dict[str, tuple[Bundle, float]], fp32_ms: flo
 def twin_margin(bundle: Bundle, data: Dataset, threat: ThreatModel, metric: str, seed: int = 0) -> float:
     """Mean margin of S on the points (negative: misclassified), under PGD-10 for "robust", clean for "clean"."""
     x, y = (torch.from_numpy(a) for a in next(data.batches(len(data))))
-    model, _ = prepare_for_attack(attack_twin(bundle), x, "contiguous")
+    model, _, _ = prepare_for_attack(attack_twin(bundle), x, "contiguous")
     if metric == "robust" and threat.eps > 0:
         x = pgd(model, x, y, threat, steps=10, seed=seed)
     with torch.no_grad():

@@ -9,6 +9,7 @@ from deploy_robust.runtimes import RuntimeOptions
 from deploy_robust.verify.suites import SUITES
 
 LAYOUTS = ("auto", "contiguous", "channels_last")
+GRADIENT_PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,8 @@ class VerifyOptions:
     `eot` overrides the EOT draws for a stochastic engine (1 shows what naive attacks report).
     With `resume`, finished batches of an interrupted run with identical settings are reused.
     `layout` is the memory layout attacks run in ("auto": the faster one, timed; see verify.speed).
+    `gradient_precision`: the twin's gradients in "fp32", "bf16" (autocast) or "auto" (bf16 on a float graph where
+    this CPU runs it natively). Every candidate is still scored on the engine.
     `attack_output` overrides which graph output S's attacks use (see protocol.attack_twin).
     `runtime` configures the engine E, which is verified as configured."""
 
@@ -33,6 +36,7 @@ class VerifyOptions:
     eot: int | None = None
     resume: bool = True
     layout: str = "auto"
+    gradient_precision: str = "auto"
     attack_output: str | None = None
     runtime: RuntimeOptions = RuntimeOptions()
 
@@ -41,6 +45,10 @@ class VerifyOptions:
             raise UserError(f"--suite must be one of {', '.join(SUITES)}; got {self.suite}")
         if self.layout not in LAYOUTS:
             raise UserError(f"--layout must be one of {', '.join(LAYOUTS)}; got {self.layout}")
+        if self.gradient_precision not in GRADIENT_PRECISIONS:
+            raise UserError(
+                f"--gradient-precision must be one of {', '.join(GRADIENT_PRECISIONS)}; got {self.gradient_precision}"
+            )
         for name in ("n", "batch_size") + (("eot",) if self.eot is not None else ()):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -56,6 +64,7 @@ class VerifyOptions:
             "batch_size": self.batch_size,
             "bpda": self.bpda,
             "layout": self.layout,
+            "gradient_precision": self.gradient_precision,
             "attack_output": self.attack_output,
             "runtime": asdict(self.runtime),
         }

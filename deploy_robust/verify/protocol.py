@@ -69,17 +69,35 @@ def attack_twin(bundle: Bundle, bpda: bool = True, attack_output: str | None = N
     return PickOutput(twin, outputs.index(name))
 
 
-def _prepare(module: torch.nn.Module, example: torch.Tensor, layout: str = "auto"):
-    """`prepare_for_attack`, in the layout rank 0 timed fastest on every rank of a process group (the layouts'
-    float rounding differs, and the ranks' results must merge into what one process would find)."""
-    model, used = prepare_for_attack(module, example, layout)
-    chosen = process_group.rank_zero_value(used)
-    return (model, used) if chosen == used else prepare_for_attack(module, example, chosen)
+def _prepare(module: torch.nn.Module, example: torch.Tensor, layout: str = "auto", precision: str = "fp32"):
+    """`prepare_for_attack`, in the layout and precision rank 0 timed fastest on every rank of a process group
+    (their rounding differs, and the ranks' results must merge into what one process would find)."""
+    model, used, used_precision = prepare_for_attack(module, example, layout, precision)
+    chosen = process_group.rank_zero_value(f"{used},{used_precision}").split(",")
+    if chosen == [used, used_precision]:
+        return model, used, used_precision
+    return prepare_for_attack(module, example, *chosen)
+
+
+def gradient_precision_for(bundle: Bundle, asked: str) -> str:
+    """What `auto` may choose from: bf16 gradients only on a float graph, whose twin has no integer quantizers
+    (their rounding in bf16 would move the twin's levels away from the engine's)."""
+    if asked != "auto" or bundle.manifest.precision.mode in ("fp32", "fp16"):
+        return asked
+    return "fp32"
 
 
 def _run_white_box(attack: Attack, model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int,
-                   eot: int = 1) -> torch.Tensor:
-    return attacks.WHITE_BOX[attack.method](model, x, y, threat, seed=seed, eot=eot, **attack.params)
+                   eot: int = 1, confirm=None) -> torch.Tensor:
+    extra = {"confirm": confirm} if confirm is not None and attack.method in attacks.CONFIRMING else {}
+    return attacks.WHITE_BOX[attack.method](model, x, y, threat, seed=seed, eot=eot, **attack.params, **extra)
+
+
+def _engine_confirm(infer, x_np: np.ndarray, y_np: np.ndarray):
+    """An attack's early exit checked on E (a deterministic engine): rows of x_np -> E misclassifies the candidate."""
+    def confirm(rows: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(infer(candidates.numpy()).argmax(1) != y_np[rows.numpy()])
+    return confirm
 
 
 def _run_black_box(attack: Attack, scores, x: np.ndarray, y: np.ndarray, threat: ThreatModel, seed: int) -> np.ndarray:
@@ -108,11 +126,12 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, options: V
     started = time.perf_counter()
     example = torch.from_numpy(next(data.batches(batch_size))[0])
     twin = attack_twin(bundle, bpda, o.attack_output)
-    S, used_layout = _prepare(twin, example, o.layout)
+    S, used_layout, used_precision = _prepare(twin, example, o.layout, gradient_precision_for(bundle, o.gradient_precision))
     if reference is not None:
-        reference, _ = _prepare(reference, example, o.layout)
+        reference, _, _ = _prepare(reference, example, used_layout, used_precision)
+    throughput = _throughput(S, engine, example, used_precision)
     plan, extra_models = _attack_plan(bundle, SUITES[suite].attacks, reference is not None, o.attack_output,
-                                      defense_plan, twin, example, used_layout)
+                                      defense_plan, twin, example, used_layout, used_precision)
     randomness = SUITES[suite].stochastic if _is_stochastic(engine, data) else Randomness()
     if o.eot is not None:
         randomness = Randomness(eot=o.eot, square_draws=randomness.square_draws, passes=randomness.passes)
@@ -135,13 +154,30 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, options: V
     _add_curve_and_detector(doc, stages, bundle, data, threat, S, engine, twin, o.sweep, batch_size, seed, randomness)
     doc["stage_seconds"] = stages
     doc["seconds_total"] = round(time.perf_counter() - run_started, 2)
-    doc |= {"engine_execution": engine.execution(), "attack_layout": used_layout,
+    doc |= {"engine_execution": engine.execution(), "attack_layout": used_layout, "gradient_precision": used_precision,
+            "throughput": throughput,
             "attacked_output": twin.module.output_names[twin.index],
             "resume": {"reused_batches": int(resumed[0]), "rejected_batch_files": int(resumed[1])},
             "processes": process_group.world_size()}
     doc["flags"] = sanity_flags(doc)
     checkpoint.finish()
     return doc
+
+
+def _throughput(S, engine, example: torch.Tensor, precision: str) -> dict[str, Any]:
+    """The twin's and the engine's images per second on this machine, timed once on the first batch (best of 2):
+    what an attack's gradient passes and engine queries cost here."""
+    x_np = example.numpy()
+    s_time = e_time = float("inf")
+    for _ in range(2):
+        start = time.perf_counter()
+        attacks.gradient(S, example, torch.zeros(len(example), dtype=torch.long), "ce", 1)
+        s_time = min(s_time, time.perf_counter() - start)
+        start = time.perf_counter()
+        engine.infer(x_np)
+        e_time = min(e_time, time.perf_counter() - start)
+    return {"batch": len(example), "S_gradient_images_per_s": round(len(example) / s_time, 1),
+            "S_precision": precision, "E_images_per_s": round(len(example) / e_time, 1)}
 
 
 def _points(bundle: Bundle, dataset: Dataset, n: int) -> Dataset:
@@ -180,7 +216,7 @@ def _attack_all(batches: list, attacks: int, checkpoint: BatchCheckpoint, attack
 
 
 def _attack_plan(bundle: Bundle, suite_attacks, with_reference: bool, attack_output: str | None,
-                 defense_plan: Callable | None, twin, example: torch.Tensor, layout: str):
+                 defense_plan: Callable | None, twin, example: torch.Tensor, layout: str, precision: str):
     """The suite's attacks (transfer ones only with a reference), and before Square the attacks the bundle's defense
     needs (e.g. every majority of a voting ensemble), with the models they attack."""
     plan = [a for a in suite_attacks if with_reference or a.on != "R"]
@@ -191,7 +227,7 @@ def _attack_plan(bundle: Bundle, suite_attacks, with_reference: bool, attack_out
             raise UserError(f"bundle {bundle.path.name}: its {defense.kind} defense votes by majority; verify it with "
                             "its model kind's attack plan (deploy_robust.api.verify or the verify command does)")
         extra, extra_models = defense_plan(defense, twin, plan) if defense_plan else ([], {})
-        extra_models = {k: prepare_for_attack(m, example, layout)[0] for k, m in extra_models.items()}
+        extra_models = {k: prepare_for_attack(m, example, layout, precision)[0] for k, m in extra_models.items()}
         square = next((i for i, a in enumerate(plan) if a.on == "E"), len(plan))
         plan[square:square] = extra  # before Square, which only runs on the points left robust
     return plan, extra_models
@@ -245,8 +281,9 @@ def _verify_batch(plan, engine, S, reference, extra_models: dict, x_np, y_np, th
         todo = np.flatnonzero(robust.all(0) if attack.on == "E" else robust.any(0))
         if todo.size and attack.on != "E":
             model = {"S": S, "R": reference}.get(attack.on) or extra_models[attack.on]  # e.g. "S:members i+j"
+            confirm = _engine_confirm(infer, x_np[todo], y_np[todo]) if randomness.passes == 1 else None
             found = _run_white_box(attack, counted.model(model), x[todo], y[todo], threat, seed_here,
-                                   1 if attack.on == "R" else randomness.eot).numpy()
+                                   1 if attack.on == "R" else randomness.eot, confirm).numpy()
             if attack.on == "S" and s_agree is None:  # the first gradient attack: every point E gets right
                 with torch.no_grad():
                     s_agree = S(torch.from_numpy(found)).argmax(1).numpy() == engine.infer(found).argmax(1)
@@ -270,7 +307,7 @@ def reference_robust_accuracy(reference: torch.nn.Module, dataset: Dataset, thre
     """R's robust accuracy on the same points under the suite's white-box attacks (for the paired delta)."""
     data = dataset.take(n)
     batches = list(data.batches(batch_size))
-    reference, _ = _prepare(reference, torch.from_numpy(batches[0][0]))
+    reference, _, _ = _prepare(reference, torch.from_numpy(batches[0][0]))
 
     def robust_in(index: int) -> dict[str, np.ndarray]:
         x, y = (torch.from_numpy(a) for a in batches[index])

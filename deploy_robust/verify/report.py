@@ -90,6 +90,12 @@ def _models(doc: dict[str, Any]) -> list[Block]:
     return out
 
 
+# Where the time goes, per attack: gradient passes are images through S (or R) with an input gradient; E images
+# are the engine's queries and scoring.
+HEADERS = ["attack", "run on", "parameters", "E robust after it", "points attacked", "broke", "gradient passes",
+           "E images", "seconds"]  # fmt: skip
+
+
 def _attacks(doc: dict[str, Any]) -> list[Block]:
     out: list[Block] = []
     rows = []
@@ -97,7 +103,7 @@ def _attacks(doc: dict[str, Any]) -> list[Block]:
         params = ", ".join(f"{k}={v}" for k, v in a["params"].items()) or "-"
         expected = f"; expected {_pct(a['expected_robust_accuracy'])}" if "expected_robust_accuracy" in a else ""
         if a.get("points_attacked") == 0:
-            rows.append([a["attack"], a["on"], params, "not run: no survivors", "-", "-", "-"])
+            rows.append([a["attack"], a["on"], params, "not run: no survivors", "-", "-", "-", "-", "-"])
         else:
             rows.append(
                 [
@@ -107,6 +113,8 @@ def _attacks(doc: dict[str, Any]) -> list[Block]:
                     _pct(a["robust_accuracy"]) + expected,
                     str(a.get("points_attacked", "-")),
                     str(a.get("broke", "-")),
+                    str(a["passes"]["S_forward_backward"]) if "passes" in a else "-",
+                    str(a["passes"]["E_images"]) if "passes" in a else "-",
                     f"{a['seconds']:g}" if "seconds" in a else "-",
                 ]
             )
@@ -117,8 +125,17 @@ def _attacks(doc: dict[str, Any]) -> list[Block]:
             "A cascade, as AutoAttack runs: each attack runs on the points every earlier "
             "one left robust on E, so each row is what is left robust after it.",
         ),
-        ("table", ["attack", "run on", "parameters", "E robust after it", "points attacked", "broke", "seconds"], rows),
+        ("table", HEADERS, rows),
     ]
+    if doc.get("throughput"):
+        tp = doc["throughput"]
+        out.append(
+            (
+                "p",
+                f"Measured here at batch {tp['batch']}: the twin S {tp['S_gradient_images_per_s']:.0f} images/s "
+                f"with an input gradient ({tp['S_precision']}), the engine E {tp['E_images_per_s']:.0f} images/s.",
+            )
+        )
     return out
 
 

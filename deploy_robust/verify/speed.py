@@ -1,10 +1,12 @@
-"""Make a model fast to attack: no weight gradients, and the faster memory layout for this machine.
+"""Make a model fast to attack: no weight gradients, and the faster memory layout and precision for this machine.
 
 Attacks need gradients with respect to the input only. Freezing the weights lets autograd
 skip every weight-gradient kernel (the backward of a conv then computes one product, not
 two). Channels-last (NHWC) layout makes oneDNN's convolutions markedly faster for wide conv
 nets (ResNet-18: about 1.4x per PGD step on this AVX2 CPU) and slightly slower for tiny
-ones, so the layout is chosen by timing one gradient step of each on the real batch.
+ones, so the layout is chosen by timing one gradient step of each on the real batch. On CPUs with native
+bfloat16 (AVX512_BF16, AMX) gradients under bf16 autocast are faster again (ResNet-18 on an AMD EPYC with
+AVX512_BF16: see docs/verify.md); "auto" takes it where the CPU has it natively and the caller allows it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Callable
 
 import torch
 from torch import nn
+
+from deploy_robust.cpu import cpu_flags
 
 TorchModel = Callable[[torch.Tensor], torch.Tensor]
 _MIN_GAIN = 1.1  # switch layout only for a clear win: the probe itself is noisy
@@ -42,25 +46,59 @@ class ChannelsLast(nn.Module):
         return self.module(x.contiguous(memory_format=torch.channels_last))
 
 
-def prepare_for_attack(module: nn.Module, example: torch.Tensor, layout: str = "auto") -> tuple[TorchModel, str]:
-    """Freeze `module`'s weights (in place) and return (the callable to attack, the layout used).
+class BF16Autocast(nn.Module):
+    """Runs `module` under CPU bfloat16 autocast (convolutions and matmuls in bf16, float32 accumulation); the
+    logits come back float32. Only the attacks' gradients use it: every candidate is scored on the engine."""
 
-    `layout` is "auto" (timed), "contiguous" or "channels_last"; results agree up to float
-    rounding, so runs that must be bit-identical fix it."""
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.module(x)
+
+
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # without them bf16 is emulated on x86 (slower than fp32)
+
+
+def _wrapped(module: nn.Module, layout: str, precision: str) -> TorchModel:
+    inner = ChannelsLast(module.to(memory_format=torch.channels_last)) if layout == "channels_last" else module
+    if layout != "channels_last":
+        module.to(memory_format=torch.contiguous_format)
+    outer = BF16Autocast(inner) if precision == "bf16" else inner
+    return lambda x: outer(x).float()
+
+
+def prepare_for_attack(
+    module: nn.Module, example: torch.Tensor, layout: str = "auto", precision: str = "fp32"
+) -> tuple[TorchModel, str, str]:
+    """Freeze `module`'s weights (in place) and return (the callable to attack, the layout used, the gradient
+    precision used).
+
+    `layout` is "auto" (timed), "contiguous" or "channels_last"; `precision` is "fp32", "bf16" or "auto" (bf16
+    where this CPU runs it natively: AVX512_BF16 or AMX). Results agree up to rounding, so runs that must be
+    bit-identical fix the layout (precision "auto" is the same on the same machine)."""
     module.eval()
     for p in module.parameters():
         p.requires_grad_(False)
-    call = lambda x: module(x).float()  # noqa: E731
     has_conv = any(p.dim() == 4 for p in module.parameters())  # nn.Conv2d weights, or an ONNX twin's
-    if example.dim() != 4 or not has_conv or layout == "contiguous":
-        if has_conv:  # a module an earlier call left channels-last (another rank timed the other layout faster)
-            module.to(memory_format=torch.contiguous_format)
-        return call, "contiguous"
+    layouts = [layout] if layout != "auto" else ["contiguous", "channels_last"]
+    if example.dim() != 4 or not has_conv:
+        layouts = ["contiguous"]
+    if precision == "auto":  # by the CPU's flags, not a timing: the same machine makes the same choice
+        precision = "bf16" if native_bf16() else "fp32"
+    forms = [(lay, precision) for lay in layouts]
+    if len(forms) == 1:
+        return _wrapped(module, *forms[0]), *forms[0]
     probe = example[:32]
-    plain = _step_seconds(call, probe) if layout == "auto" else float("inf")
-    nhwc_module = ChannelsLast(module.to(memory_format=torch.channels_last))
-    nhwc = lambda x: nhwc_module(x).float()  # noqa: E731
-    if layout == "channels_last" or plain > _MIN_GAIN * _step_seconds(nhwc, probe):
-        return nhwc, "channels_last"
-    module.to(memory_format=torch.contiguous_format)
-    return call, "contiguous"
+    timed = {form: _step_seconds(_wrapped(module, *form), probe) for form in forms}
+    chosen = forms[0]  # the default (contiguous fp32) unless another form is clearly faster
+    fastest = min(timed, key=timed.get)
+    if timed[chosen] > _MIN_GAIN * timed[fastest]:
+        chosen = fastest
+    return _wrapped(module, *chosen), *chosen
+
+
+def native_bf16() -> bool:
+    return any(flag in cpu_flags() for flag in NATIVE_BF16_FLAGS)

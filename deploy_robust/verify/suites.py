@@ -57,17 +57,19 @@ SUITES: dict[str, Suite] = {
             ),
             Randomness(eot=4, square_draws=2, passes=20),
         ),
+        # The default, designed from where AutoAttack's time goes (docs/verify.md, benchmarks/malt_targets.py and
+        # benchmarks/autoattack_referee.py): APGD-CE breaks most points; targeted APGD toward the 3 classes MALT's
+        # Jacobian estimate puts nearest (not 9 by logit rank) breaks the rest; FAB-T, APGD-DLR and the PGD variants
+        # found nothing AutoAttack's four attacks did not on the referee models. FGSM and Square stay for what they
+        # detect (masked gradients: a one-step or score-based attack beating the iterative ones).
         Suite(
             "standard",
             (
                 Attack("apgd-ce", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "ce"}),
-                Attack("apgd-t", "S", "apgd-t", {"steps": 100, "targets": 9}),
-                Attack("apgd-dlr", "S", "apgd", {"steps": 100, "restarts": 1, "loss": "dlr"}),
-                Attack("pgd-ce", "S", "pgd", {"steps": 50, "restarts": 2, "loss": "ce"}),
-                Attack("pgd-margin", "S", "pgd", {"steps": 50, "restarts": 1, "loss": "margin"}),
+                Attack("apgd-t-malt", "S", "apgd-t", {"steps": 100, "targets": 3, "ranking": "malt"}),
                 Attack("fgsm", "S", "fgsm", {}),
                 Attack("transfer-apgd-ce", "R", "apgd", {"steps": 100, "restarts": 1, "loss": "ce"}),
-                Attack("square", "E", "square", {"queries": 5000}),
+                Attack("square", "E", "square", {"queries": 1000}),
             ),
             Randomness(eot=10, square_draws=4, passes=20),
         ),

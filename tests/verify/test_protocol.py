@@ -159,7 +159,7 @@ def test_an_interrupted_run_resumes_from_its_finished_batches(digits_bundles, di
 
 def _untimed(doc: dict) -> dict:
     """The document without wall times (and resume counts): what must be identical between runs."""
-    drop = ("seconds", "seconds_total", "stage_seconds", "resume")
+    drop = ("seconds", "seconds_total", "stage_seconds", "resume", "throughput")
     out = {k: v for k, v in doc.items() if k not in drop}
     out["attacks"] = [{k: v for k, v in a.items() if k != "seconds"} for a in doc["attacks"]]
     return out

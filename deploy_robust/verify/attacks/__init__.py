@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from deploy_robust.verify.attacks.apgd import apgd, apgd_targeted
+from deploy_robust.verify.attacks.apgd import apgd, apgd_targeted, malt_targets
 from deploy_robust.verify.attacks.fab import fab
 from deploy_robust.verify.attacks.gradient import TorchModel, gradient
 from deploy_robust.verify.attacks.losses import LOSSES, dlr_loss, dlr_targeted_loss, margin_loss
@@ -27,6 +27,7 @@ from deploy_robust.verify.threat import ThreatModel
 
 __all__ = [
     "BLACK_BOX",
+    "CONFIRMING",
     "LOSSES",
     "WHITE_BOX",
     "apgd",
@@ -37,6 +38,7 @@ __all__ = [
     "fab",
     "fgsm",
     "gradient",
+    "malt_targets",
     "margin_loss",
     "pgd",
     "square_l2",
@@ -84,3 +86,5 @@ WHITE_BOX: dict[str, Callable[..., torch.Tensor]] = {
     "fab": fab,
 }
 BLACK_BOX: dict[str, Callable[..., np.ndarray]] = {"square": _square}
+# The white-box methods that exit early per point and take `confirm` (the engine's check of a candidate).
+CONFIRMING = frozenset({"pgd", "apgd", "apgd-t"})

@@ -4,12 +4,10 @@ targeted version over the top-ranked classes."""
 from __future__ import annotations
 
 import math
-from functools import partial
-
 import torch
 
 from deploy_robust.verify.threat import ThreatModel
-from deploy_robust.verify.attacks.gradient import Best, TorchModel, gradient
+from deploy_robust.verify.attacks.gradient import Best, Confirm, Retirement, TorchModel, confirm_rows, gradient
 from deploy_robust.verify.attacks.losses import dlr_targeted_loss
 
 
@@ -34,11 +32,16 @@ def apgd(
     rho: float = 0.75,
     momentum: float = 0.75,
     best: "Best | None" = None,
+    target: torch.Tensor | None = None,
+    confirm: Confirm | None = None,
+    early_exit: bool = True,
 ) -> torch.Tensor:
     """Auto-PGD (Croce and Hein, ICML 2020): step size 2*eps halved at checkpoints when progress
     stalls (fewer than rho of the steps improved, or no change since the last checkpoint),
     restarting from the best point; momentum 0.75 after the first step. Each restart runs on the
-    points no earlier run (nor an earlier call sharing `best`) has broken."""
+    points no earlier run (nor an earlier call sharing `best`) has broken, and inside a run a point
+    stops costing steps once broken (`Retirement`; `confirm` checks it on the engine). `target`: per point,
+    the class of a targeted loss (`loss` is then called as loss(logits, y, target))."""
     generator = torch.Generator().manual_seed(seed)
     best = best or Best(x)
     for _ in range(restarts):
@@ -46,49 +49,50 @@ def apgd(
         if idx.numel() == 0:
             break
         run = Best(x[idx])
-        _apgd_run(model, x[idx], y[idx], threat, steps, loss, eot, generator, rho, momentum, run)
+        goal = None if target is None else target[idx]
+        settings = (steps, loss, eot, generator, rho, momentum, early_exit)
+        _apgd_run(model, x[idx], y[idx], threat, settings, run, goal, confirm_rows(confirm, idx))
         best.merge(idx, run)
     return best.x
 
 
-def _apgd_run(
-    model,
-    x,
-    y,
-    threat: ThreatModel,
-    steps: int,
-    loss,
-    eot: int,
-    generator: torch.Generator,
-    rho: float,
-    momentum: float,
-    best: Best,
-) -> None:
+def _loss_on(loss, target: torch.Tensor | None, rows: torch.Tensor):
+    if target is None:
+        return loss
+    return lambda z, labels: loss(z, labels, target[rows])
+
+
+def _apgd_run(model, x, y, threat: ThreatModel, settings, best: Best, target, confirm: Confirm | None) -> None:
+    steps, loss, eot, generator, rho, momentum, early_exit = settings
     checkpoints = _apgd_checkpoints(steps)
     n = len(x)
     shape = (-1, *[1] * (x.dim() - 1))
+    retired = Retirement(n, confirm, early_exit)
+    every = torch.arange(n)
     x_adv = threat.random_start(x, generator)
     eta = torch.full((n,), 2.0 * threat.eps)
-    grad, loss_now, logits = gradient(model, x_adv, y, loss, eot)
-    best.update(x_adv, loss_now, logits, y)
+    grad, loss_now, logits = gradient(model, x_adv, y, _loss_on(loss, target, every), eot)
+    retired.check(best, best.update_rows(every, x_adv, loss_now, logits, y))
     x_max, loss_max, grad_max = x_adv.clone(), loss_now.clone(), grad.clone()
     x_prev = x_adv.clone()
     increases = torch.zeros(n)
     last_check, eta_at_check, loss_max_at_check = 0, eta.clone(), loss_max.clone()
     for k in range(steps):
-        z = threat.project(x_adv + threat.step(grad, 1.0) * eta.view(shape), x)
-        if k == 0:
-            x_next = z
-        else:
-            x_next = threat.project(x_adv + momentum * (z - x_adv) + (1 - momentum) * (x_adv - x_prev), x)
-        x_prev, x_adv = x_adv, x_next
-        grad, loss_new, logits = gradient(model, x_adv, y, loss, eot)
-        best.update(x_adv, loss_new, logits, y)
-        increases += (loss_new > loss_now).float()
-        loss_now = loss_new
-        improved = loss_new > loss_max
-        x_max[improved], grad_max[improved] = x_adv[improved], grad[improved]
-        loss_max = torch.where(improved, loss_new, loss_max)
+        a = retired.rows()
+        if a.numel() == 0:
+            break
+        xa, xs = x_adv[a], x[a]
+        z = threat.project(xa + threat.step(grad[a], 1.0) * eta[a].view(shape), xs)
+        x_next = z if k == 0 else threat.project(xa + momentum * (z - xa) + (1 - momentum) * (xa - x_prev[a]), xs)
+        x_prev[a], x_adv[a] = xa, x_next
+        grad_a, loss_new, logits = gradient(model, x_next, y[a], _loss_on(loss, target, a), eot)
+        grad[a] = grad_a
+        retired.check(best, best.update_rows(a, x_next, loss_new, logits, y[a]))
+        increases[a] += (loss_new > loss_now[a]).float()
+        loss_now[a] = loss_new
+        improved = loss_new > loss_max[a]
+        rows = a[improved]
+        x_max[rows], grad_max[rows], loss_max[rows] = x_next[improved], grad_a[improved], loss_new[improved]
         if k + 1 in checkpoints:
             span = k + 1 - last_check
             stalled = (increases < rho * span) | ((eta == eta_at_check) & (loss_max == loss_max_at_check))
@@ -110,8 +114,22 @@ def ranked_targets(model: TorchModel, x: torch.Tensor, y: torch.Tensor, count: i
     return targets
 
 
-def _targeted(z: torch.Tensor, labels: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return dlr_targeted_loss(z, labels, target)
+def malt_targets(model: TorchModel, x: torch.Tensor, y: torch.Tensor, count: int, norm: str) -> list[torch.Tensor]:
+    """The `count` classes nearest to the decision boundary by a linear estimate from the model's Jacobian (MALT,
+    Melamed, Yehudai and Shamir, NeurIPS 2024): per class c, the margin z_y - z_c over the dual norm of its input
+    gradient (L1 for L-inf, L2 for L2), smallest first. One gradient pass per class."""
+    with torch.no_grad():
+        classes = model(x).shape[1]
+    scores = torch.full((len(x), classes), float("inf"))
+    for c in range(classes):
+        toward = torch.full_like(y, c)
+        grad, gap, _ = gradient(model, x, y, lambda z, labels, t=toward: z.gather(1, t[:, None]).squeeze(1)
+                                - z.gather(1, labels[:, None]).squeeze(1), 1)  # fmt: skip
+        dual = grad.flatten(1).abs().sum(1) if norm == "linf" else grad.flatten(1).norm(dim=1)
+        scores[:, c] = -gap / (dual + 1e-12)
+    scores[torch.arange(len(x)), y] = float("inf")  # the true class never is its own target
+    order = scores.argsort(1)
+    return [order[:, k].clone() for k in range(min(count, classes - 1))]
 
 
 def apgd_targeted(
@@ -125,17 +143,24 @@ def apgd_targeted(
     restarts: int = 1,
     eot: int = 1,
     seed: int = 0,
+    ranking: str = "logits",
+    confirm: Confirm | None = None,
+    early_exit: bool = True,
 ) -> torch.Tensor:
-    """APGD-T: APGD on the targeted DLR loss toward each of the `targets` classes the clean
-    logits rank highest after the true one (AutoAttack's version uses 9), each on the points the
-    earlier targets left unbroken."""
+    """APGD-T: APGD on the targeted DLR loss toward each of `targets` classes, each on the points the earlier
+    targets left unbroken. `ranking` "logits": the classes the clean logits rank highest after the true one
+    (AutoAttack's, with 9 targets); "malt": the classes MALT's Jacobian estimate puts nearest."""
+    if ranking == "malt":
+        goals = malt_targets(model, x, y, targets, threat.norm)
+    else:
+        goals = ranked_targets(model, x, y, targets)
     best = Best(x)
-    for k, target in enumerate(ranked_targets(model, x, y, targets), start=1):
+    for k, target in enumerate(goals, start=1):
         idx = best.unbroken()
         if idx.numel() == 0:
             break
         run = Best(x[idx])
-        loss = partial(_targeted, target=target[idx])
-        apgd(model, x[idx], y[idx], threat, steps=steps, loss=loss, restarts=restarts, eot=eot, seed=seed + k, best=run)
+        apgd(model, x[idx], y[idx], threat, steps=steps, loss=dlr_targeted_loss, restarts=restarts, eot=eot,
+             seed=seed + k, best=run, target=target[idx], confirm=confirm_rows(confirm, idx), early_exit=early_exit)  # fmt: skip
         best.merge(idx, run)
     return best.x

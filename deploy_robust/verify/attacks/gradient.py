@@ -39,11 +39,19 @@ class Best:
         self.fooled = torch.zeros(len(x), dtype=torch.bool)
 
     def update(self, x: torch.Tensor, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.update_rows(torch.arange(len(self.x)), x, loss, logits, y)
+
+    def update_rows(
+        self, rows: torch.Tensor, x: torch.Tensor, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        """`update` for the points `rows` only (x, loss, logits and y are theirs); returns the rows newly fooled."""
         wrong = logits.argmax(1) != y
-        take = (~self.fooled) & (wrong | (loss > self.loss))
-        self.x[take] = x[take].detach()
-        self.loss = torch.where(take, loss, self.loss)
-        self.fooled |= wrong
+        fooled = self.fooled[rows]
+        take = (~fooled) & (wrong | (loss > self.loss[rows]))
+        self.x[rows[take]] = x[take].detach()
+        self.loss[rows[take]] = loss[take]
+        self.fooled[rows] = fooled | wrong
+        return rows[wrong & ~fooled]
 
     def merge(self, idx: torch.Tensor, other: "Best") -> None:
         """Take `other`'s results (a run on the points `idx` only) where they beat ours."""
@@ -54,3 +62,40 @@ class Best:
 
     def unbroken(self) -> torch.Tensor:
         return torch.nonzero(~self.fooled).flatten()
+
+
+# Confirms candidates on the engine: (rows of the attacked batch, their candidates) -> True where the engine
+# misclassifies them. An attack stops spending steps on a row once its candidate is confirmed.
+Confirm = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Retirement:
+    """Early exit inside an attack: a point whose best candidate fools the attacked model stops costing steps.
+
+    Without `confirm` the point retires when the attacked model is fooled: its candidate is frozen from then on
+    (`Best` keeps the first fooling point), so further steps on it could not change the result. With `confirm`
+    (a deterministic engine), the candidate is checked on the engine at once: confirmed points retire; points the
+    engine still gets right are un-frozen and attacked on, which can only find more."""
+
+    def __init__(self, n: int, confirm: Confirm | None, early_exit: bool = True) -> None:
+        self.active = torch.ones(n, dtype=torch.bool)
+        self.confirm = confirm
+        self.early_exit = early_exit  # False: every point runs every step (the attack as published)
+
+    def rows(self) -> torch.Tensor:
+        return torch.nonzero(self.active).flatten()
+
+    def check(self, best: Best, newly_fooled: torch.Tensor) -> None:
+        if newly_fooled.numel() == 0 or not self.early_exit:
+            return
+        if self.confirm is None:
+            self.active[newly_fooled] = False
+            return
+        broken = self.confirm(newly_fooled, best.x[newly_fooled])
+        self.active[newly_fooled[broken]] = False
+        best.fooled[newly_fooled[~broken]] = False  # the engine disagrees with the model attacked: keep searching
+
+
+def confirm_rows(confirm: Confirm | None, idx: torch.Tensor) -> Confirm | None:
+    """`confirm` for a run on the points `idx` of the batch `confirm` was made for."""
+    return None if confirm is None else (lambda rows, x: confirm(idx[rows], x))

@@ -1,0 +1,40 @@
+"""A reduced-precision twin changes how candidates are found, never how they are judged: every verdict is E's."""
+
+from deploy_robust.verify import ThreatModel, run_verify
+from deploy_robust.verify.options import VerifyOptions
+
+
+def _verify(bundle, data, precision):
+    options = VerifyOptions(n=96, suite="quick", sweep=None, resume=False, gradient_precision=precision)
+    return run_verify(bundle, data, ThreatModel("linf", 0.1), options)
+
+
+def test_bf16_gradients_are_recorded_and_leave_the_engines_verdicts_its_own(digits_bundles, digits_test):
+    fp32 = _verify(digits_bundles["plain"], digits_test, "fp32")
+    bf16 = _verify(digits_bundles["plain"], digits_test, "bf16")
+    assert (fp32["gradient_precision"], bf16["gradient_precision"]) == ("fp32", "bf16")
+    assert bf16["clean_accuracy"] == fp32["clean_accuracy"]  # E alone decides, clean and attacked
+    assert abs(bf16["robust_accuracy"] - fp32["robust_accuracy"]) <= 0.05  # the attack's strength, nearly unchanged
+    assert bf16["flags"] == [] and sum(a["broke"] for a in bf16["attacks"]) == round(
+        96 * (bf16["clean_accuracy"] - bf16["robust_accuracy"])
+    )
+    for doc in (fp32, bf16):
+        tp = doc["throughput"]
+        assert (
+            tp["S_gradient_images_per_s"] > 0
+            and tp["E_images_per_s"] > 0
+            and tp["S_precision"] == doc["gradient_precision"]
+        )
+
+
+def test_auto_never_offers_bf16_to_a_quantized_twin(digits_bundles, digits_model, digits_test, tmp_path):
+    from deploy_robust.export import CalibrationOptions, ExportOptions, export_bundle
+    from deploy_robust.ingest import LoadedModel
+    from deploy_robust.verify.protocol import gradient_precision_for
+
+    plain = digits_bundles["plain"]
+    loaded = LoadedModel(digits_model, plain.spec, dict(plain.manifest.source))
+    int8 = export_bundle(loaded, tmp_path / "int8", ExportOptions("int8", calibration=CalibrationOptions(n=64)),
+                         calib=digits_test)  # fmt: skip
+    assert gradient_precision_for(int8, "auto") == "fp32" and gradient_precision_for(int8, "bf16") == "bf16"
+    assert gradient_precision_for(plain, "auto") == "auto"
