@@ -18,6 +18,7 @@ into the group by a process without the secret (or replayed from an earlier step
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import sys
 from contextlib import contextmanager
@@ -96,6 +97,29 @@ def rank() -> int:
 def local_world_size() -> int:
     """Processes of this group on this host (torchrun's LOCAL_WORLD_SIZE; the whole group when unset)."""
     return int(os.environ.get("LOCAL_WORLD_SIZE", world_size()))
+
+
+_QUEUES = itertools.count()  # every rank opens its queues in the same order, so the n-th has the same key
+
+
+def work_queue(count: int) -> Iterator[int]:
+    """The indices 0..count-1, each handed to exactly one rank, as the ranks ask for the next: a rank that
+    finishes a cheap item takes the next one at once, so the ranks finish together (alone: 0..count-1).
+    The group's store counts atomically; where there is none, rank r takes the indices i % world == r."""
+    key = f"deploy_robust/work/{next(_QUEUES)}"
+    store = _default_store() if active() else None
+    if store is None:
+        yield from (i for i in range(count) if i % world_size() == rank())
+        return
+    while (i := int(store.add(key, 1)) - 1) < count:
+        yield i
+
+
+def _default_store():
+    try:
+        return dist.distributed_c10d._get_default_store()
+    except (AttributeError, RuntimeError, ValueError):
+        return None
 
 
 def barrier() -> None:

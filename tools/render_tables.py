@@ -359,6 +359,24 @@ def autoattack_referee(doc: dict) -> str:
             f"{r['ours_seconds']:.0f} s / {r['autoattack_seconds']:.0f} s "
             f"({r['autoattack_seconds'] / r['ours_seconds']:.1f}x faster) |"
         )
+    profiled = [r for r in doc["results"] if any("gradient_passes" in a for a in r.get("ours_attacks", {}).values())]
+    if profiled:
+        lines += [
+            "",
+            "Where our time went (per attack: points attacked / broken, gradient passes, engine images, s):",
+            "",
+        ]
+    for r in profiled:
+        eps = f"{r['eps'] * 255:.0f}/255" if r["eps"] < 0.1 else f"{r['eps']:g}"
+        tp = r.get("ours_throughput") or {}
+        parts = [
+            f"{name} {a['points_attacked']}/{a['broke']}, {a['gradient_passes']}, {a['engine_images']}, {a['seconds']:g} s"
+            for name, a in r["ours_attacks"].items()
+            if a.get("points_attacked")
+        ]
+        where = f"S {tp.get('S_gradient_images_per_s', 0):.0f} img/s ({r.get('ours_gradient_precision')}, "
+        where += f"{r.get('ours_attack_layout')}), E {tp.get('E_images_per_s', 0):.0f} img/s"
+        lines.append(f"- {r['model']} at {eps}: " + "; ".join(parts) + f". {where}.")
     return "\n".join(lines)
 
 

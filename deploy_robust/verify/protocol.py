@@ -30,7 +30,7 @@ from deploy_robust.verify.detection import detector_of, verify_detector
 from deploy_robust.verify.document import per_example, result_document
 from deploy_robust.verify.flags import sanity_flags
 from deploy_robust.verify.resume import BatchCheckpoint
-from deploy_robust.verify.shards import owned, run_sharded
+from deploy_robust.verify.shards import run_sharded, share
 from deploy_robust.verify.speed import prepare_for_attack
 from deploy_robust.verify.options import VerifyOptions
 from deploy_robust.verify.suites import SUITES, Attack, Randomness
@@ -192,7 +192,7 @@ def _points(bundle: Bundle, dataset: Dataset, n: int) -> Dataset:
 def _attack_all(batches: list, attacks: int, checkpoint: BatchCheckpoint, attack_batch):
     """Every batch attacked (or reloaded from its checkpoint), this rank's share of them when in a process group;
     the per-point results merged in data order, the zero-gradient count, and [batches reused, files rejected]."""
-    shown = bar(len(owned(len(batches))) * attacks, desc="verify (attacks x batches)")
+    shown = bar(share(len(batches)) * attacks, desc="verify (attacks x batches)")
 
     def verify_batch(index: int) -> dict[str, np.ndarray]:
         x_np, y_np = batches[index]

@@ -2,9 +2,10 @@
 
 The unit of work is a batch of the global partition: batch i holds points i*B .. i*B+B-1 of the run, whatever
 the number of processes, and every random draw in it derives from the global seed and i (see
-`protocol._verify_batch`). Rank r computes the batches i with i % world == r (round robin: neighbouring
-batches cost about the same, so the ranks finish together) and every rank receives every batch's arrays,
-which it merges in index order. So the merged arrays, and every figure computed from them, are the same
+`protocol._verify_batch`). The ranks take the batches from one queue as they free up
+(`process_group.work_queue`): a batch whose points all broke early costs a fraction of one whose points
+survive every attack, so a fixed split left one rank waiting for the other. Every rank receives every
+batch's arrays, which it merges in index order. So the merged arrays, and every figure computed from them, are the same
 for 1, 2 or 64 processes and for any order in which the ranks finish. A batch that two ranks both claim,
 or that none returns, fails the run instead of being counted twice or not at all.
 """
@@ -20,15 +21,14 @@ from deploy_robust import process_group
 Arrays = dict[str, np.ndarray]
 
 
-def owned(count: int) -> list[int]:
-    """The batch indices this rank computes."""
-    world, me = process_group.world_size(), process_group.rank()
-    return [i for i in range(count) if i % world == me]
+def share(count: int) -> int:
+    """About how many of `count` batches this rank computes (for a progress bar)."""
+    return -(-count // process_group.world_size())
 
 
 def run_sharded(count: int, compute: Callable[[int], Arrays]) -> list[Arrays]:
     """`compute(i)` for this rank's batches; every rank gets all `count` results, in index order."""
-    local = {i: compute(i) for i in owned(count)}
+    local = {i: compute(i) for i in process_group.work_queue(count)}
     if not process_group.active():
         return [local[i] for i in range(count)]
     flat = {f"{i}/{key}": value for i, arrays in local.items() for key, value in arrays.items()}

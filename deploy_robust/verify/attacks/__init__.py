@@ -60,15 +60,23 @@ def _square(
     *,
     seed: int = 0,
     restarts: int = 1,
+    escalate: int | None = None,
     **params,
 ) -> np.ndarray:
-    """Square for the threat's norm; each restart on the points the earlier ones left unbroken."""
+    """Square for the threat's norm; each restart on the points the earlier ones left unbroken. With `escalate`:
+    when the first budget breaks any point (every gradient attack before it missed it, the symptom of masked
+    gradients), the survivors get a second run of `escalate` queries; where Square finds nothing, it stops."""
     square = square_linf if threat.norm == "linf" else square_l2
     best, left = x.copy(), np.arange(len(x))
-    for restart in range(restarts):
-        found = square(scores, x[left], y[left], threat.eps, seed=seed + restart, **params)[0]
+    runs = [(seed + restart, params) for restart in range(restarts)]
+    while runs:
+        run_seed, budget = runs.pop(0)
+        found = square(scores, x[left], y[left], threat.eps, seed=run_seed, **budget)[0]
         best[left] = found
-        left = left[scores(found).argmax(1) == y[left]]
+        still = left[scores(found).argmax(1) == y[left]]
+        if escalate is not None and not runs and budget is params and still.size < left.size:
+            runs.append((seed + restarts, params | {"queries": escalate}))  # it broke some: spend more on the rest
+        left = still
         if left.size == 0:
             break
     return best

@@ -37,3 +37,32 @@ def test_averaged_scores_average_probabilities_over_draws():
     got = attacks.averaged_scores(lambda x: next(calls), 2)(np.zeros((1, 1)))
     probs = [np.exp(d) / np.exp(d).sum() for d in draws]
     np.testing.assert_allclose(np.exp(got), (probs[0] + probs[1]) / 2, rtol=1e-9)
+
+
+def _counted(scores):
+    calls = []
+
+    def run(batch):
+        calls.append(len(batch))
+        return scores(batch)
+
+    return run, calls
+
+
+def test_square_escalates_only_where_its_first_budget_broke_something(scores, digits_test):
+    from deploy_robust.verify.threat import ThreatModel
+
+    x, y = next(digits_test.batches(40))
+    right = scores(x).argmax(1) == y  # Square runs on the points the engine gets right
+    x, y = x[right], y[right]
+    square = attacks.BLACK_BOX["square"]
+    # a radius where Square breaks points: the survivors get the second budget, so the run queries more
+    counted, calls = _counted(scores)
+    adv = square(counted, x, y, ThreatModel("linf", 0.2), queries=20, escalate=200)
+    plain, plain_calls = _counted(scores)
+    square(plain, x, y, ThreatModel("linf", 0.2), queries=20)
+    assert (scores(adv).argmax(1) != y).sum() > 0 and len(calls) > len(plain_calls) + 20
+    # a radius too small to break anything: no escalation, the same queries as without it
+    small, small_calls = _counted(scores)
+    square(small, x, y, ThreatModel("linf", 1e-4), queries=20, escalate=200)
+    assert len(small_calls) == 20 + 1  # 20 queries (one of them the start) and the check after them
