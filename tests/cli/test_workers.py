@@ -32,7 +32,7 @@ VERIFY = (
     "contiguous",
     "--json",
 )
-HOW_IT_RAN = ("seconds", "seconds_total", "stage_seconds", "resume", "processes")
+HOW_IT_RAN = ("seconds", "seconds_total", "stage_seconds", "resume", "processes", "throughput")
 
 
 def untimed(doc: dict) -> dict:
