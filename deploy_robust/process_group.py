@@ -106,7 +106,7 @@ def work_queue(count: int) -> Iterator[int]:
     """The indices 0..count-1, each handed to exactly one rank, as the ranks ask for the next: a rank that
     finishes a cheap item takes the next one at once, so the ranks finish together (alone: 0..count-1).
     The group's store counts atomically; where there is none, rank r takes the indices i % world == r."""
-    key = f"deploy_robust/work/{next(_QUEUES)}"
+    key = f"deploy-robust.work-queue.{next(_QUEUES)}"  # a key in the group's store, not a path
     store = _default_store() if active() else None
     if store is None:
         yield from (i for i in range(count) if i % world_size() == rank())
