@@ -20,6 +20,7 @@ from machine import save_result
 
 from deploy_robust.data import load_dataset
 from deploy_robust.verify import attacks
+from deploy_robust.verify.attacks.apgd import ranked_targets
 from deploy_robust.verify.threat import ThreatModel
 
 MODELS = [
@@ -30,10 +31,9 @@ MODELS = [
 
 
 def break_ranks(model, x, y, threat: ThreatModel, ranking: str) -> Counter:
-    goals = attacks.malt_targets(model, x, y, 9, threat.norm) if ranking == "malt" else None
-    if goals is None:
-        from deploy_robust.verify.attacks.apgd import ranked_targets
-
+    if ranking == "malt":
+        goals = attacks.malt_targets(model, x, y, 9, threat.norm)
+    else:
         goals = ranked_targets(model, x, y, 9)
     left = torch.ones(len(x), dtype=torch.bool)
     ranks: Counter = Counter()
