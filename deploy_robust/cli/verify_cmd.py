@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "as one process")
     parser.add_argument("--gradient-precision", default="auto", choices=["auto", "fp32", "bf16"],
                         help="the twin's gradients: auto (bf16 autocast on a float bundle where the CPU has native "
-                             "bf16: AVX512_BF16 or AMX), fp32, or bf16; candidates are always scored on the engine")
+                             "bf16: AVX512_BF16 or AMX, and a pixel's budget is at least 4/256), fp32, or bf16; candidates are always scored on the engine")
     parser.add_argument("--attack-layout", default="auto", choices=["auto", "contiguous", "channels_last"],
                         help="memory layout the attacks run in (auto: the faster, timed; fix it for runs that must "
                              "match bit for bit across machines)")

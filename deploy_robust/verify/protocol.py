@@ -79,12 +79,27 @@ def _prepare(module: torch.nn.Module, example: torch.Tensor, layout: str = "auto
     return prepare_for_attack(module, example, *chosen)
 
 
-def gradient_precision_for(bundle: Bundle, asked: str) -> str:
+# bf16 keeps 8 significant bits: a pixel near 1.0 moves in steps of 2**-8 (about 1/255) once autocast casts the
+# input. A perturbation only a few of those steps wide is blurred in the twin's loss, which APGD's step-size
+# control and best-point tracking read: on the CIFAR ResNet-18 at 1/255, bf16 gradients left robust a point that
+# fp32 broke (docs/verify.md). So `auto` takes bf16 only where a pixel's budget spans at least 4 such steps.
+BF16_MIN_PIXEL_EPS = 4 * 2**-8
+
+
+def gradient_precision_for(bundle: Bundle, asked: str, threat: ThreatModel | None = None) -> str:
     """What `auto` may choose from: bf16 gradients only on a float graph, whose twin has no integer quantizers
-    (their rounding in bf16 would move the twin's levels away from the engine's)."""
-    if asked != "auto" or bundle.manifest.precision.mode in ("fp32", "fp16"):
+    (their rounding in bf16 would move the twin's levels away from the engine's), and only where the threat's
+    per-pixel budget (L-inf eps; L2 eps over the square root of the pixel count) is at least BF16_MIN_PIXEL_EPS."""
+    if asked != "auto":
         return asked
-    return "fp32"
+    if bundle.manifest.precision.mode not in ("fp32", "fp16"):
+        return "fp32"
+    if threat is not None:
+        pixels = math.prod(bundle.spec.shape)
+        per_pixel = threat.eps if threat.norm == "linf" else threat.eps / math.sqrt(pixels)
+        if per_pixel < BF16_MIN_PIXEL_EPS:
+            return "fp32"
+    return asked
 
 
 def _run_white_box(attack: Attack, model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int,
@@ -126,7 +141,7 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, options: V
     started = time.perf_counter()
     example = torch.from_numpy(next(data.batches(batch_size))[0])
     twin = attack_twin(bundle, bpda, o.attack_output)
-    S, used_layout, used_precision = _prepare(twin, example, o.layout, gradient_precision_for(bundle, o.gradient_precision))
+    S, used_layout, used_precision = _prepare(twin, example, o.layout, gradient_precision_for(bundle, o.gradient_precision, threat))
     if reference is not None:
         reference, _, _ = _prepare(reference, example, used_layout, used_precision)
     throughput = _throughput(S, engine, example, used_precision)

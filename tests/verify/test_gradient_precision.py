@@ -1,5 +1,7 @@
 """A reduced-precision twin changes how candidates are found, never how they are judged: every verdict is E's."""
 
+import math
+
 from deploy_robust.verify import ThreatModel, run_verify
 from deploy_robust.verify.options import VerifyOptions
 
@@ -38,3 +40,17 @@ def test_auto_never_offers_bf16_to_a_quantized_twin(digits_bundles, digits_model
                          calib=digits_test)  # fmt: skip
     assert gradient_precision_for(int8, "auto") == "fp32" and gradient_precision_for(int8, "bf16") == "bf16"
     assert gradient_precision_for(plain, "auto") == "auto"
+
+
+def test_auto_keeps_fp32_where_the_budget_is_a_few_bf16_steps_of_a_pixel(digits_bundles):
+    from deploy_robust.verify.protocol import BF16_MIN_PIXEL_EPS, gradient_precision_for
+
+    plain = digits_bundles["plain"]
+    root = math.sqrt(math.prod(plain.spec.shape))
+    assert gradient_precision_for(plain, "auto", ThreatModel("linf", 1 / 255)) == "fp32"
+    assert gradient_precision_for(plain, "auto", ThreatModel("linf", 8 / 255)) == "auto"
+    assert gradient_precision_for(plain, "auto", ThreatModel("linf", BF16_MIN_PIXEL_EPS)) == "auto"
+    # L2: the budget spread over the pixels, eps / sqrt(pixels)
+    assert gradient_precision_for(plain, "auto", ThreatModel("l2", root * BF16_MIN_PIXEL_EPS * 0.9)) == "fp32"
+    assert gradient_precision_for(plain, "auto", ThreatModel("l2", root * BF16_MIN_PIXEL_EPS * 1.1)) == "auto"
+    assert gradient_precision_for(plain, "bf16", ThreatModel("linf", 1 / 255)) == "bf16"  # asked for: kept

@@ -20,14 +20,14 @@ def _random_search(
     """Square's outer loop: per step, `propose(step, current, clean)` a candidate for every point
     not yet misclassified; keep it where the margin decreases. Returns the points and queries spent."""
     x_best = np.clip(x_init, 0, 1).astype(np.float32)
-    margin = _margins(scores(x_best), y)
+    margin = margins(scores(x_best), y)
     used = 1
     for i in range(queries - 1):
         active = np.flatnonzero(margin > 0)
         if active.size == 0:
             break
         candidate = np.clip(propose(i, x_best[active], x[active]), 0, 1).astype(np.float32)
-        new_margin = _margins(scores(candidate), y[active])
+        new_margin = margins(scores(candidate), y[active])
         used += 1
         better = new_margin < margin[active]
         x_best[active[better]] = candidate[better]
@@ -165,7 +165,7 @@ def _square_p(p_init: float, i: int, total: int) -> float:
     return p_init / 512
 
 
-def _margins(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+def margins(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     """z_y - max_{j != y} z_j (negative once misclassified)."""
     true = logits[np.arange(len(y)), y]
     other = logits.copy()

@@ -49,20 +49,25 @@ def _counted(scores):
     return run, calls
 
 
-def test_square_escalates_only_where_its_first_budget_broke_something(scores, digits_test):
+def test_square_escalates_only_the_points_whose_margin_it_was_closing(scores, digits_test):
     from deploy_robust.verify.threat import ThreatModel
 
     x, y = next(digits_test.batches(40))
     right = scores(x).argmax(1) == y  # Square runs on the points the engine gets right
     x, y = x[right], y[right]
-    square = attacks.BLACK_BOX["square"]
-    # a radius where Square breaks points: the survivors get the second budget, so the run queries more
+    square, threat = attacks.BLACK_BOX["square"], ThreatModel("linf", 0.15)
+    # the first budget alone (same seed: the escalated run starts with exactly this)
+    first = square(scores, x, y, threat, queries=20)
+    margin, clean = attacks.margins(scores(first), y), attacks.margins(scores(x), y)
+    closing = (margin > 0) & (margin < attacks.ESCALATE_BELOW * clean)
+    assert 0 < closing.sum() < (margin > 0).sum()  # this radius has both kinds of survivor
     counted, calls = _counted(scores)
-    adv = square(counted, x, y, ThreatModel("linf", 0.2), queries=20, escalate=200)
-    plain, plain_calls = _counted(scores)
-    square(plain, x, y, ThreatModel("linf", 0.2), queries=20)
-    assert (scores(adv).argmax(1) != y).sum() > 0 and len(calls) > len(plain_calls) + 20
-    # a radius too small to break anything: no escalation, the same queries as without it
+    adv = square(counted, x, y, threat, queries=20, escalate=200)
+    # clean margins, 20 queries, the check after them; then only the closing points, for up to 200 queries
+    assert calls[0] == calls[1] == len(x) and calls[22] == closing.sum() and max(calls[22:]) == closing.sum()
+    assert 22 < len(calls) <= 22 + 200
+    assert (scores(adv).argmax(1) != y)[~closing].tolist() == (margin <= 0)[~closing].tolist()
+    # a radius too small to move any margin much: no second budget
     small, small_calls = _counted(scores)
     square(small, x, y, ThreatModel("linf", 1e-4), queries=20, escalate=200)
-    assert len(small_calls) == 20 + 1  # 20 queries (one of them the start) and the check after them
+    assert len(small_calls) == 1 + 20 + 1
