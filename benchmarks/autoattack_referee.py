@@ -76,7 +76,7 @@ def _load(checkpoint: str) -> LoadedModel | None:
     module.load_state_dict(torch.load(RESNET18, weights_only=True))
     return LoadedModel(
         module.eval(),
-        entry.spec,
+        entry.train_spec,
         {"file": RESNET18.name, "format": "state_dict", "sha256": "", "arch": "resnet18", "layer_dtypes": {}},
     )
 

@@ -24,7 +24,7 @@ def resnet18_random() -> LoadedModel:
     torch.manual_seed(0)
     return LoadedModel(
         entry.build().eval(),
-        entry.spec,
+        entry.train_spec,
         {"file": "resnet18-random-init", "format": "zoo", "sha256": "", "arch": "resnet18", "layer_dtypes": {}},
     )
 

@@ -37,10 +37,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     entry = zoo.get("resnet18")
-    train = load_dataset(CIFAR_CALIB, entry.spec.shape)
+    train = load_dataset(CIFAR_CALIB, entry.train_spec.shape)
     seed_everything(args.seed)
     model = entry.build()
-    normalized = with_normalization(torch.nn.Identity(), entry.spec)  # [0, 1] images -> model inputs
+    normalized = with_normalization(torch.nn.Identity(), entry.train_spec)  # [0, 1] images -> model inputs
     start = time.perf_counter()
     losses = train_classifier(
         model,

@@ -30,6 +30,7 @@ from deploy_robust.exporters.profiles import INT8_WEIGHT_RANGES, get_profile
 from deploy_robust.exporters.qdq import quantize_model, tensors_to_calibrate
 from deploy_robust.exporters.tensorrt_rules import check_tensorrt_rules
 from deploy_robust.exporters.trained_grid import quantize_on_trained_grid
+from deploy_robust.export_checks import check_agreement, check_normalization
 from deploy_robust.hashing import sha256_bytes
 from deploy_robust.ingest import LoadedModel
 from deploy_robust.ingest.kinds import trained_grid_kind
@@ -112,7 +113,8 @@ def export_bundle(
     """`loaded` exported as `options` say into the bundle folder `out` (written whole, atomically); `calib`: the
     calibration images of a calibrated export."""
     seed_everything(options.seed)
-    job = _Job(loaded, Path(out), options)
+    check_normalization(loaded, calib)
+    job = _Job(loaded, Path(out), options, calib)
     precision = options.precision
     own_grid = trained_grid_kind(loaded.module)  # DQ models, EMPIR ensembles with low-precision members
     trained = own_grid[1] if own_grid and precision in ("int8", "int4") else None  # int4 accepted: the grid decides
@@ -144,6 +146,7 @@ class _Job:
     loaded: LoadedModel
     out: Path
     options: ExportOptions
+    calib: Dataset | None = None  # the calibration images, also what the export's checks run on
 
     @property
     def batch(self) -> int | str:
@@ -282,6 +285,8 @@ def _finish(job: _Job, form: _Form) -> Bundle:
     loaded, model, batch = job.loaded, form.model, job.batch
     _self_check(model, loaded, job.options.precision, job.options.seed, batch if isinstance(batch, int) else 4)
     data = model.SerializeToString()
+    if not graph_is_stochastic(model):
+        check_agreement(data, loaded, job.calib, job.options.precision)
     files = dict(form.files) | {"model.onnx": data}
     c = form.calibration
     manifest = build_document(

@@ -84,7 +84,7 @@ def train(request: TrainRequest, log: Callable[[str], None] = lambda message: No
             f"--arch {request.arch}: a user architecture needs its input spec; train it with a built-in "
             "name or wrap it in a model file"
         )
-    spec, o = architecture.spec, request.options
+    spec, o = architecture.train_spec or architecture.spec, request.options
     perturb = o.perturb()
     data = load_dataset(request.data, spec.shape, split="train")
     seed_everything(o.seed)  # the initial weights come from the seed too

@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     bundle, summary = result.bundle, result.document["graph"]
     spec = bundle.spec
-    norm = "normalization folded in" if spec.normalized else "no normalization"
+    norm = (f"normalization folded in: mean {', '.join(f'{v:.4g}' for v in spec.mean)}, std {', '.join(f'{v:.4g}' for v in spec.std)}"
+            if spec.normalized else "no normalization: the model takes raw [0,1] images")
     print(f"wrote {bundle.path}/  {args.precision} for {args.target}: model.onnx {size(summary['bytes'])}, "
           f"{summary['nodes']} nodes, input {bundle.fixed_batch or 'N'}x{'x'.join(map(str, spec.shape))} in [0,1] ({norm}), "
           f"{spec.num_classes} classes")

@@ -126,7 +126,9 @@ def _describe_input(inp: dict) -> str:
     norm = inp["normalization"]
     text = f"{'x'.join(map(str, inp['shape']))} in [0,1], {inp['num_classes']} classes"
     if norm:
-        text += f", mean {tuple(round(v, 4) for v in norm['mean'])} std {tuple(round(v, 4) for v in norm['std'])}"
+        text += f", normalization folded in: mean {tuple(round(v, 4) for v in norm['mean'])} std {tuple(round(v, 4) for v in norm['std'])}"
+    else:
+        text += ", no normalization (the model takes raw [0,1] images)"
     return text
 
 
@@ -139,7 +141,7 @@ def _zoo(args: argparse.Namespace) -> int:
             table(
                 ["name", "input", "normalization", "description"],
                 [
-                    [e.name, "x".join(map(str, e.spec.shape)), "yes" if e.spec.normalized else "none", e.description]
+                    [e.name, "x".join(map(str, e.spec.shape)), "yes" if e.spec.normalized else ("none (train: CIFAR-10's)" if e.train_normalization else "none"), e.description]
                     for e in entries
                 ],
             )

@@ -28,6 +28,7 @@ class Architecture:
     name: str
     build: Callable[[int | None], nn.Module]
     spec: InputSpec | None  # None for user code: the shape comes from flags
+    train_spec: InputSpec | None = None  # what `train` normalizes with, where it differs from `spec`
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def resolve(arch: str) -> Architecture:
     if is_code(arch):
         return _from_file(arch)
     entry = zoo.get(arch)
-    return Architecture(entry.name, entry.build, entry.spec)
+    return Architecture(entry.name, entry.build, entry.spec, entry.train_spec)
 
 
 def _from_file(arch: str) -> Architecture:

@@ -1,4 +1,10 @@
-"""Built-in architectures, each with the input spec (shape, normalization, classes) it was trained with.
+"""Built-in architectures, each with its input spec (shape, normalization, classes).
+
+The entries named after a shared checkpoint carry the normalization that checkpoint was trained with. The
+generic ones (resnet18, preact_resnet18, vgg16_bn, wrn28_4) carry none: a state_dict brought for them is
+taken to expect raw [0, 1] images, as RobustBench's models do (the model owns its normalization), unless the
+user passes --mean/--std. `train` normalizes them with CIFAR-10's mean/std (`train_spec`) and records that in
+the model file it writes, so export reads it back from there.
 
 `get(name)` returns a `ZooEntry`; `entry.build()` the untrained module. The six models of
 ../shared/data/models are named after their checkpoint files, so
@@ -28,9 +34,17 @@ class ZooEntry:
     factory: Callable[..., nn.Module]
     spec: InputSpec
     description: str
+    train_normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (mean, std) `train` uses
 
     def build(self, num_classes: int | None = None) -> nn.Module:
         return self.factory(num_classes or self.spec.num_classes)
+
+    @property
+    def train_spec(self) -> InputSpec:
+        """The spec `train` trains (and records) with: the entry's own, or its training normalization."""
+        if self.train_normalization is None:
+            return self.spec
+        return self.spec.replace(mean=self.train_normalization[0], std=self.train_normalization[1])
 
 
 def _cifar(mean=CIFAR10_MEAN, std=CIFAR10_STD) -> InputSpec:
@@ -38,6 +52,8 @@ def _cifar(mean=CIFAR10_MEAN, std=CIFAR10_STD) -> InputSpec:
 
 
 _MNIST = InputSpec(shape=(1, 28, 28), num_classes=10)
+_RAW_CIFAR = InputSpec(shape=(3, 32, 32), num_classes=10)  # no normalization: the weights' owner decides
+_CIFAR_NORM = (CIFAR10_MEAN, CIFAR10_STD)
 
 ENTRIES: dict[str, ZooEntry] = {
     e.name: e
@@ -75,10 +91,10 @@ ENTRIES: dict[str, ZooEntry] = {
             _MNIST,
             "CNN-A shape, provably robust training MNIST eps 0.1 (Wong and Kolter 2018)",
         ),
-        ZooEntry("resnet18", resnet18, _cifar(), "CIFAR ResNet-18 (3x3 stem, BN), 11.2M params"),
-        ZooEntry("preact_resnet18", preact_resnet18, _cifar(), "CIFAR PreAct-ResNet-18, 11.2M params"),
-        ZooEntry("vgg16_bn", vgg16_bn, _cifar(), "CIFAR VGG-16 with batch norm, 14.7M params"),
-        ZooEntry("wrn28_4", wrn28_4, _cifar(), "CIFAR WideResNet-28-4, 5.8M params"),
+        ZooEntry("resnet18", resnet18, _RAW_CIFAR, "CIFAR ResNet-18 (3x3 stem, BN), 11.2M params", _CIFAR_NORM),
+        ZooEntry("preact_resnet18", preact_resnet18, _RAW_CIFAR, "CIFAR PreAct-ResNet-18, 11.2M params", _CIFAR_NORM),
+        ZooEntry("vgg16_bn", vgg16_bn, _RAW_CIFAR, "CIFAR VGG-16 with batch norm, 14.7M params", _CIFAR_NORM),
+        ZooEntry("wrn28_4", wrn28_4, _RAW_CIFAR, "CIFAR WideResNet-28-4, 5.8M params", _CIFAR_NORM),
         ZooEntry(
             "digits_cnn",
             digits_cnn,
