@@ -57,7 +57,9 @@ def test_weights_trained_behind_a_normalization_are_refused_with_both_choices(
     assert code == 0 and json.loads(stdout)["accuracy"] > 0.9
 
 
-def test_weights_trained_on_raw_inputs_raise_no_alarm(cli, digits_with_training_normalization, digits_checkpoint, tmp_path):
+def test_weights_trained_on_raw_inputs_raise_no_alarm(
+    cli, digits_with_training_normalization, digits_checkpoint, tmp_path
+):
     out = tmp_path / "b"
     code, stdout, _ = cli(
         "export", digits_checkpoint, "--arch", "digits_cnn", "--precision", "int8", "--calib", "digits:train", "-o", out

@@ -141,7 +141,14 @@ def _zoo(args: argparse.Namespace) -> int:
             table(
                 ["name", "input", "normalization", "description"],
                 [
-                    [e.name, "x".join(map(str, e.spec.shape)), "yes" if e.spec.normalized else ("none (train: CIFAR-10's)" if e.train_normalization else "none"), e.description]
+                    [
+                        e.name,
+                        "x".join(map(str, e.spec.shape)),
+                        "yes"
+                        if e.spec.normalized
+                        else ("none (train: CIFAR-10's)" if e.train_normalization else "none"),
+                        e.description,
+                    ]
                     for e in entries
                 ],
             )
