@@ -1,13 +1,21 @@
-"""Progress bars on a terminal; silence in --json mode, in CI and when output is piped."""
+"""Progress on stderr for every step that can take more than a few seconds: a bar on a terminal, plain lines
+with an ETA elsewhere (a pipe, a log file, CI), nothing with --quiet or --json.
+
+Plain lines come at a bounded rate: the first once the step has run FIRST_LINE_S, then at most one every
+EVERY_S, and a closing line if any was printed. A step that ends sooner prints nothing, so quick commands and
+their one-line errors stay as they are.
+"""
 
 from __future__ import annotations
 
-import os
 import sys
-from typing import Iterable, TypeVar
+import time
+from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 _quiet = False
+FIRST_LINE_S = 5.0
+EVERY_S = 15.0
 
 
 def set_quiet(quiet: bool) -> None:
@@ -16,15 +24,55 @@ def set_quiet(quiet: bool) -> None:
 
 
 def enabled() -> bool:
-    return not _quiet and sys.stderr.isatty() and not os.environ.get("CI")
+    """Whether progress is shown at all (bars or lines)."""
+    return not _quiet
 
 
-def progress(items: Iterable[T], total: int | None = None, desc: str = "") -> Iterable[T]:
-    if not enabled():
-        return items
-    from tqdm import tqdm
+def on_terminal() -> bool:
+    return sys.stderr.isatty()
 
-    return tqdm(items, total=total, desc=desc, leave=False, file=sys.stderr)
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class Lines:
+    """Plain progress lines for a step of `total` units (None: unknown), at a bounded rate; `clock` is injectable
+    for tests."""
+
+    def __init__(self, total: int | None, desc: str, clock: Callable[[], float] = time.monotonic,
+                 write: Callable[[str], None] | None = None) -> None:  # fmt: skip
+        self.total, self.desc, self.clock = total, desc or "working", clock
+        self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.started = self.clock()
+        self.done = 0
+        self.last_line: float | None = None
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = self.clock()
+        due = FIRST_LINE_S if self.last_line is None else EVERY_S
+        if now - (self.started if self.last_line is None else self.last_line) >= due:
+            self.last_line = now
+            self.write(self._line(now))
+
+    def _line(self, now: float) -> str:
+        elapsed = now - self.started
+        if not self.total:
+            return f"{self.desc}: {self.done} done, {_duration(elapsed)}"
+        line = f"{self.desc}: {self.done}/{self.total} ({100 * self.done / self.total:.0f}%), {_duration(elapsed)}"
+        if 0 < self.done < self.total:
+            line += f", about {_duration(elapsed / self.done * (self.total - self.done))} left"
+        return line
+
+    def close(self) -> None:
+        if self.last_line is not None:
+            self.write(f"{self.desc}: done in {_duration(self.clock() - self.started)}")
 
 
 class _NoBar:
@@ -35,11 +83,39 @@ class _NoBar:
         pass
 
 
-def bar(total: int, desc: str = ""):
-    """A bar advanced by hand (`update()`; `close()` at the end), for work counted finer than a loop's items
-    (verify: every attack on every batch); a no-op where bars are off."""
+def bar(total: int | None, desc: str = ""):
+    """Progress advanced by hand (`update()`; `close()` at the end), for work counted finer than a loop's items
+    (verify: every attack on every batch); a no-op with --quiet."""
     if not enabled():
         return _NoBar()
+    if not on_terminal():
+        return Lines(total, desc)
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
+
+
+def progress(items: Iterable[T], total: int | None = None, desc: str = "") -> Iterable[T]:
+    """`items`, with progress shown as they are consumed."""
+    if not enabled():
+        return items
+    if on_terminal():
+        from tqdm import tqdm
+
+        return tqdm(items, total=total, desc=desc, leave=False, file=sys.stderr)
+    return _counted(items, Lines(total, desc))
+
+
+def _counted(items: Iterable[T], lines: Lines) -> Iterator[T]:
+    try:
+        for item in items:
+            yield item
+            lines.update()
+    finally:
+        lines.close()
+
+
+def phase(message: str) -> None:
+    """A one-line note of a step starting (tune's phases, a long export), on stderr unless --quiet."""
+    if enabled():
+        print(message, file=sys.stderr, flush=True)

@@ -16,6 +16,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from deploy_robust.exporters.graph_edit import GraphEditor, int4_tensor
+from deploy_robust.progress import bar
 from deploy_robust.exporters.profiles import TargetProfile
 from deploy_robust.quant.gptq import gptq_round
 from deploy_robust.quant.plan import INT4_BLOCK, LayerPlan
@@ -73,10 +74,14 @@ def quantize_model(model: onnx.ModelProto, plan: list[LayerPlan], ranges: Ranges
         result.activations[tensor] = {"scale": float(p.scale), "zero_point": p.zero_point,
                                       "dtype": "int8" if p.signed else "uint8", "range": list(map(float, low_high))}
     by_node = {p.node: p for p in plan}
+    # GPTQ's rounding takes seconds per layer of a real-size model (minutes in all): shown per layer
+    shown = bar(sum(1 for p in plan if p.node in input_grams), desc="weight rounding (gptq, per layer)") if input_grams else None
     for node in list(model.graph.node):
         layer = by_node.get(node.name)
         if layer is None:
             continue
+        if shown is not None and node.name in input_grams:
+            shown.update()
         if layer.precision == "fp16":
             _to_fp16(editor, node)
         elif layer.precision in ("int8", "int4"):
@@ -94,6 +99,8 @@ def quantize_model(model: onnx.ModelProto, plan: list[LayerPlan], ranges: Ranges
                 result.stores_int4 |= stored_int4
     for tensor in sorted(tensors):
         _insert_qdq(editor, tensor, params[tensor], profile.dequantized_consumers)
+    if shown is not None:
+        shown.close()
     editor.remove_unused_initializers()
     editor.topological_sort()
     return result

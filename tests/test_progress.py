@@ -1,22 +1,59 @@
+import subprocess
+import sys
+
 from deploy_robust import progress
 
 
-def test_quiet_mode_returns_the_items_untouched(monkeypatch):
+def test_quiet_mode_returns_the_items_untouched():
     items = [1, 2, 3]
     progress.set_quiet(True)
     try:
         assert not progress.enabled() and progress.progress(items, total=3) is items
+        shown = progress.bar(10, "x")
+        shown.update(3)
+        shown.close()  # nothing printed, nothing raised
     finally:
         progress.set_quiet(False)
 
 
-def test_ci_and_pipes_get_no_bar(monkeypatch):
-    monkeypatch.setenv("CI", "1")
-    assert not progress.enabled()
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
 
 
-def test_a_hand_advanced_bar_is_a_no_op_where_bars_are_off(monkeypatch):
-    monkeypatch.setenv("CI", "1")
-    shown = progress.bar(10, "x")
-    shown.update(3)
-    shown.close()  # nothing printed, nothing raised
+def test_plain_lines_come_at_a_bounded_rate_with_an_eta():
+    clock, lines = _Clock(), []
+    shown = progress.Lines(100, "verify", clock=clock, write=lines.append)
+    for step in range(100):
+        clock.now = step * 1.0  # one unit a second: 100 s in all
+        shown.update()
+    shown.close()
+    # the first line after 5 s, then one every 15 s, then the closing one
+    assert len(lines) == 8  # at 5 s, then 20, 35, 50, 65, 80 and 95 s, and the closing line
+    assert lines[0] == "verify: 6/100 (6%), 5 s, about 1 min 18 s left"
+    assert lines[-1] == "verify: done in 1 min 39 s"
+    assert all("left" in line for line in lines[:-1])
+
+
+def test_a_step_shorter_than_the_first_line_prints_nothing():
+    clock, lines = _Clock(), []
+    shown = progress.Lines(10, "bench", clock=clock, write=lines.append)
+    for step in range(10):
+        clock.now = step * 0.4
+        shown.update()
+    shown.close()
+    assert lines == []
+
+
+def test_progress_reaches_a_pipe_as_plain_lines(tmp_path):
+    code = (
+        "import time; from deploy_robust import progress\n"
+        "progress.FIRST_LINE_S = 0.0\n"
+        "for _ in progress.progress(range(3), total=3, desc='calibration'): time.sleep(0.01)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stderr.splitlines()[0].startswith("calibration: 1/3 (33%)")
+    assert run.stderr.splitlines()[-1].startswith("calibration: done in")

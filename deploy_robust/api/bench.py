@@ -63,17 +63,22 @@ def bench(request: BenchRequest, log: Callable[[str], None] = lambda message: No
     )
     written = []
     for bundle, document in zip(bundles, documents):
-        write_bench_json(bundle, document)
-        written.append(bundle.path / "bench.json")
-        if request.plot:
-            latency_plot([document], bundle.path / "latency.png")
-            written.append(bundle.path / "latency.png")
+        figures = {"latency.png": _latency_png(document)} if request.plot else {}
+        run = write_bench_json(bundle, document, figures)
+        written += [run / "bench.json", *(run / name for name in figures)]
     if request.frontier:
         batch, backend = max(request.batches), request.backends[0]
         points = _frontier_points(bundles, documents, accuracies, batch, backend)
         frontier_plot(points, Path(request.frontier), batch, robust_label=accuracies["label"])
         written.append(Path(request.frontier))
     return Result({"results": documents, "ratios": ratios(documents)}, written)
+
+
+def _latency_png(document: dict) -> bytes:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return latency_plot([document], Path(tmp) / "latency.png").read_bytes()
 
 
 def ratios(documents: list[dict]) -> list[dict]:

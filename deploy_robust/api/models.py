@@ -132,8 +132,11 @@ def info(request: InfoRequest) -> Result:
     path = Path(request.target)
     if is_bundle(path):
         bundle = open_bundle(path)
-        doc = {"bundle": str(path), "manifest": bundle.manifest.to_json(), "graph": onnx_summary(bundle.model_path)}
+        doc = {"bundle": str(path), "manifest": bundle.manifest.to_json(), "graph": onnx_summary(bundle.model_path),
+               "runs": [p.name for p in bundle.runs()]}  # fmt: skip
         return Result(doc, bundle=bundle)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder but not a bundle: it has no manifest.json (export writes one)")
     loaded = request.model_options.load(path)
     doc = {
         "model": str(path),

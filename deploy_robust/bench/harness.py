@@ -101,8 +101,15 @@ def _document(bundle: Bundle, settings: dict[str, Any], machine: dict[str, Any],
     }
 
 
-def write_bench_json(bundle: Bundle, document: dict[str, Any]) -> None:
-    bundle.write_file("bench.json", dumps(document))
+def write_bench_json(bundle: Bundle, document: dict[str, Any], figures: dict[str, bytes] | None = None) -> Path:
+    """bench.json (and `figures`, e.g. latency.png) kept in this run's own folder, `runs/<time>-bench-<backends>/`,
+    and copied to the bundle's top level as the latest run's. Returns the run folder."""
+    files = {"bench.json": dumps(document), **(figures or {})}
+    backends = "-".join(sorted({e["backend"] for e in document["results"]}))
+    run = bundle.write_run(f"bench-{backends}", files)
+    for name, data in files.items():
+        bundle.write_file(name, data)
+    return run
 
 
 def _merge(results: list[BatchResult]) -> BatchResult:

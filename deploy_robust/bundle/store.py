@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from deploy_robust.private_files import write_private
 from deploy_robust.spec import InputSpec
 
 MANIFEST = "manifest.json"
+RUNS = "runs"  # one folder per verify or bench run (Bundle.write_run)
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -72,6 +74,46 @@ class Bundle:
             raise UserError(f"{name!r} is not a plain file name inside the bundle")
         remove_stale_temporaries(self.path / name)
         return write_file_atomic(self.path / name, data)
+
+    def write_run(self, label: str, files: dict[str, bytes | str], when: float | None = None) -> Path:
+        """Keep one verify or bench run whole in its own folder, `runs/<UTC time>-<label>/` (never replaced:
+        a second run in the same second gets `-2`), written under a temporary name and renamed in at once;
+        the top-level copies are the latest run's. Returns the folder."""
+        runs = self.path / RUNS
+        if runs.is_symlink() or (runs.exists() and not runs.is_dir()):
+            raise UserError(f"{runs} is not a folder; refusing to write runs through it")
+        runs.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(when))
+        base = f"{stamp}-{_run_label(label)}"
+        partial = Path(tempfile.mkdtemp(prefix=f".{base}.tmp-{os.getpid()}-", dir=runs))
+        for name, data in files.items():
+            if not _is_plain_name(name):
+                raise UserError(f"{name!r} is not a plain file name inside the run folder")
+            _write_new(partial / name, data.encode() if isinstance(data, str) else data)
+        for attempt in range(1, 1000):
+            target = runs / (base if attempt == 1 else f"{base}-{attempt}")
+            if target.exists():
+                continue
+            try:
+                os.rename(partial, target)
+            except OSError:
+                continue
+            _fsync_dir(runs)
+            return target
+        raise UserError(f"{runs}: could not name a new run folder for {base}")
+
+    def runs(self) -> list[Path]:
+        """The kept runs, oldest first: by the UTC second their names start with, then by when they were made."""
+        folder = self.path / RUNS
+        if not folder.is_dir() or folder.is_symlink():
+            return []
+        runs = [p for p in folder.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")]
+        return sorted(runs, key=lambda p: (p.name[:15], p.stat().st_mtime_ns, p.name))
+
+
+def _run_label(label: str) -> str:
+    """A run label safe as part of a folder name: letters, digits, '.', '_' and '-'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-.") or "run"
 
 
 def is_bundle(path: Path) -> bool:

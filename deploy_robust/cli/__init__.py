@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
-    set_quiet(args.json)
+    set_quiet(args.json or args.quiet)
     try:
         return int(args.run(args) or 0)
     except (UserError, GateFailed) as e:

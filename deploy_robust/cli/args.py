@@ -134,7 +134,13 @@ def device_name(text: str) -> str:
 
 def add_common(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output and run control")
-    group.add_argument("--json", action="store_true", help="print one JSON document instead of text; no progress bars")
+    group.add_argument("--json", action="store_true", help="print one JSON document instead of text; no progress")
+    group.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress on stderr (by default: a bar on a terminal, else a plain line with an ETA every 15 s "
+        "for steps that run longer than 5 s)",
+    )
     group.add_argument("--seed", type=seed, default=0, help=f"seed for every random choice, 0..{MAX_SEED} (default 0)")
     group.add_argument("--debug", action="store_true", help="show tracebacks for errors")
 

@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
         emit_json(result.document, "info")
     elif result.bundle is not None:
         _print_bundle(result.bundle, result.document["graph"])
+        _print_runs(result.bundle)
     else:
         _print_model(path, result.document)
     return 0
@@ -70,6 +71,14 @@ def _print_bundle(bundle, g: dict) -> None:
     if m.precision.layers:
         print()
         print(layer_table(m.precision.layers))
+
+
+def _print_runs(bundle) -> None:
+    """The verify and bench runs the bundle keeps, newest last; the top-level copies are the newest of each kind."""
+    runs = bundle.runs()
+    if runs:
+        print()
+        print(f"runs kept in {bundle.path}/runs/ ({len(runs)}, oldest first): " + ", ".join(p.name for p in runs))
 
 
 def _print_model(path: Path, doc: dict) -> None:

@@ -107,7 +107,10 @@ def _verify_and_print(args: argparse.Namespace, show: bool) -> int:
         emit_json(result.document, "verify")
     elif show:
         print(markdown(result.document))
-        print("written " + ", ".join(str(p) for p in result.written))
+        if result.written:
+            run = result.written[0].parent
+            print(f"written {run}/ ({', '.join(p.name for p in result.written)}); the copies in "
+                  f"{run.parent.parent}/ are the latest run's")
     if not result.passed:
         raise GateFailed(result.failure)
     return 0

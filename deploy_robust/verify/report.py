@@ -248,18 +248,29 @@ def html(doc: dict[str, Any], figures: dict[str, bytes] | None = None) -> str:
 
 
 def write(bundle: Bundle, doc: dict[str, Any]) -> list[Path]:
-    """verify.json, report.md, report.html and, when the eps sweep ran, eps_curve.png, into the bundle."""
-    bundle.write_file("verify.json", dumps(doc))
-    bundle.write_file("report.md", markdown(doc))
+    """verify.json, report.md, report.html and, when the eps sweep ran, eps_curve.png: kept in this run's own
+    folder (`runs/<time>-<suite>-<norm>-<eps>/`, never overwritten) and copied to the bundle's top level, where
+    they are the latest run's. Returns the run folder's files."""
+    files: dict[str, bytes | str] = {"verify.json": dumps(doc), "report.md": markdown(doc)}
     figures = {}
     if doc.get("eps_curve"):
-        from deploy_robust.bench.plots import eps_curve_plot
+        figures["eps_curve.png"] = _eps_curve_png(bundle, doc)
+    files |= figures | {"report.html": html(doc, figures)}
+    threat = doc["threat_model"]
+    run = bundle.write_run(f"{doc['suite']}-{threat['norm']}-{threat['eps']:.4g}", files)
+    for name, data in files.items():
+        bundle.write_file(name, data)
+    return [run / name for name in files]
 
-        eps_curve_plot(
-            doc["eps_curve"],
-            bundle.path / "eps_curve.png",
-            f"{bundle.path.name}: PGD-CE on S, scored on E ({doc['threat_model']['norm']})",
-        )
-        figures["eps_curve.png"] = (bundle.path / "eps_curve.png").read_bytes()
-    bundle.write_file("report.html", html(doc, figures))
-    return [bundle.path / name for name in ("verify.json", "report.md", "report.html", *figures)]
+
+def _eps_curve_png(bundle: Bundle, doc: dict[str, Any]) -> bytes:
+    import tempfile
+
+    from deploy_robust.bench.plots import eps_curve_plot
+
+    threat = doc["threat_model"]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "eps_curve.png"
+        title = f"{bundle.path.name}: PGD-CE on S, scored on E ({threat['norm']}), n = {doc['data']['n']}"
+        eps_curve_plot(doc["eps_curve"], out, title, verified=(threat["eps"], doc["robust_accuracy"]))
+        return out.read_bytes()

@@ -79,3 +79,16 @@ def test_add_file_is_atomic(tmp_path):
     bundle.write_file("bench.json", '{"a": 1}')
     assert json.loads((bundle.path / "bench.json").read_text()) == {"a": 1}
     assert not [p for p in bundle.path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_run_folder_is_new_every_time_and_named_safely(tmp_path, digits_bundle):
+    from deploy_robust.bundle import open_bundle
+
+    bundle = open_bundle(digits_bundle)
+    when = 1_800_000_000.0  # the same second twice: the second run gets -2, nothing is replaced
+    a = bundle.write_run("bench-ort cpu/../x", {"bench.json": "{}"}, when=when)
+    b = bundle.write_run("bench-ort cpu/../x", {"bench.json": '{"b": 1}'}, when=when)
+    assert a.parent == b.parent == bundle.path / "runs" and b.name == a.name + "-2"
+    assert a.name == "20270115-080000-bench-ort-cpu-..-x" and a.parent.parent == bundle.path  # one path component
+    assert (a / "bench.json").read_text() == "{}" and bundle.runs() == [a, b]
+    assert not [p for p in (bundle.path / "runs").iterdir() if p.name.startswith(".")]  # no temporaries left

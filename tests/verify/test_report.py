@@ -41,6 +41,22 @@ def test_write_puts_json_reports_and_the_curve_into_the_bundle(tmp_path, digits_
     open_bundle(copy.path)  # still a valid bundle: every file it wrote is recorded
 
 
+def test_two_verifies_leave_two_run_folders_and_the_top_level_is_the_latest(tmp_path, digits_bundles, doc):
+    import shutil
+
+    copy = open_bundle(shutil.copytree(digits_bundles["plain"].path, tmp_path / "b"))
+    first = write(copy, doc)[0].parent
+    other = doc | {"suite": "autoattack-standard", "robust_accuracy": 0.125}
+    second = write(copy, other)[0].parent
+    assert [p.name for p in copy.runs()] == [first.name, second.name] and first != second
+    assert first.name.endswith("-quick-linf-0.1") and second.name.endswith("-autoattack-standard-linf-0.1")
+    # the earlier run is kept whole; the top-level copies are the latest run's
+    assert json.loads((first / "verify.json").read_text())["robust_accuracy"] == doc["robust_accuracy"]
+    assert (copy.path / "verify.json").read_bytes() == (second / "verify.json").read_bytes()
+    assert (first / "eps_curve.png").is_file() and (first / "report.html").is_file()
+    open_bundle(copy.path)
+
+
 def test_the_report_says_what_did_not_run_and_times_every_stage(doc):
     assert set(doc["stage_seconds"]) == {"attacks", "eps_sweep"}
     assert doc["seconds_total"] >= sum(doc["stage_seconds"].values()) - 0.02  # each rounded to 0.01 s
