@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,19 @@ class ModelOptions:
         return load_model(
             path, self.arch, trust_pickle=self.trust_pickle, trust_code=self.trust_code, overrides=self.overrides
         )
+
+    def load_reference(self, path: str | Path, bundle: Bundle) -> LoadedModel:
+        """The float model a bundle is compared with: its input shape, classes and normalization are the
+        bundle's, except where the user said otherwise (nothing asked twice)."""
+        said = self.overrides or SpecOverrides()
+        spec = bundle.spec
+        overrides = SpecOverrides(
+            shape=said.shape or spec.shape,
+            mean=said.mean if said.mean is not None else spec.mean,
+            std=said.std if said.std is not None else spec.std,
+            num_classes=said.num_classes or spec.num_classes,
+        )
+        return replace(self, overrides=overrides).load(path)
 
 
 @dataclass

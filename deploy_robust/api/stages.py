@@ -68,6 +68,7 @@ def evaluate(request: EvalRequest) -> Result:
     """Clean accuracy of a bundle (on a runtime) or a model file (in torch), optionally against a reference."""
     if request.min_agreement is not None and request.reference is None:
         raise UserError("--min-agreement needs --reference")
+    bundle = None
     if is_bundle(Path(request.target)):
         bundle = open_bundle(request.target)
         spec, backend = bundle.spec, request.backend or "ort-cpu"
@@ -89,7 +90,10 @@ def evaluate(request: EvalRequest) -> Result:
     doc = subject | {"backend": backend, "dataset": dataset.name} | result.to_json()
     values = {"accuracy": result.accuracy}
     if request.reference is not None:
-        reference = request.model.load(request.reference)
+        if bundle is not None:
+            reference = request.model.load_reference(request.reference, bundle)
+        else:
+            reference = request.model.load(request.reference)
         ref_result = evaluate_runner(create_runner("torch", module=reference.reference()), dataset, request.batch_size)
         agreement = compare_logits(result.logits, ref_result.logits).to_json()
         doc["reference"] = {"model": reference.source["file"], "accuracy": ref_result.accuracy, "agreement": agreement}
@@ -127,7 +131,9 @@ def verify(request: VerifyRequest) -> Result:
         if request.gates.need_reference and request.reference is None:
             raise UserError("--max-robust-drop and --min-agreement need --reference")
         dataset = load_dataset(request.data, bundle.spec.shape)
-        reference = request.model.load(request.reference).reference() if request.reference is not None else None
+        reference = None
+        if request.reference is not None:
+            reference = request.model.load_reference(request.reference, bundle).reference()
     doc = pipeline.verify_gated(bundle, dataset, threat, request.options, reference, request.gates)
     written = write_report(bundle, doc) if request.write and process_group.rank() == 0 else []
     return Result(doc, written)

@@ -14,8 +14,13 @@ NORMS = ("linf", "l2")
 
 
 def parse_eps(text: str | float) -> float:
+    """An eps on the [0, 1] scale: a number, or a fraction whose parts are numbers (8/255, 1.0/255, 0.5/255)."""
     try:
-        value = float(Fraction(str(text))) if "/" in str(text) else float(text)
+        if "/" in str(text):
+            top, bottom = str(text).split("/")
+            value = float(Fraction(top.strip()) / Fraction(bottom.strip()))
+        else:
+            value = float(text)
     except (ValueError, ZeroDivisionError, OverflowError):
         raise UserError(f"--eps must be a number or a fraction like 8/255; got {text}") from None
     if not math.isfinite(value) or value < 0:

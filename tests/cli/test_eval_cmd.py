@@ -35,6 +35,20 @@ def test_reference_comparison_and_passing_gates(cli, tmp_path, tiny_checkpoint, 
     assert [g["passed"] for g in doc["gates"]] == [True, True]
 
 
+def test_the_reference_takes_shape_classes_and_normalization_from_the_bundle(
+    cli, tmp_path, tiny_checkpoint, tiny_arch_file, image_npz
+):
+    out = tmp_path / "b"
+    shape = ("--input-shape", "3,16,16", "--mean", "0.5,0.4,0.3", "--std", "0.2,0.25,0.3")
+    assert cli("export", tiny_checkpoint, "--arch", tiny_arch_file, *shape, "-o", out)[0] == 0
+    # no --input-shape, --mean or --std the second time: the bundle records them
+    code, stdout, err = cli("eval", out, "--data", image_npz, "--reference", tiny_checkpoint, "--arch", tiny_arch_file,
+                            "--json")  # fmt: skip
+    assert code == 0, err
+    agreement = json.loads(stdout)["reference"]["agreement"]
+    assert agreement["top1_agreement"] == 1.0 and agreement["max_abs_logit_diff"] <= 1e-4
+
+
 def test_failing_gate_exits_1(cli, tmp_path, tiny_checkpoint, tiny_arch_file, image_npz):
     out = _bundle(cli, tmp_path, tiny_checkpoint, tiny_arch_file)
     code, _, err = cli("eval", out, "--data", image_npz, "--min-accuracy", "1.0")  # an untrained tiny net

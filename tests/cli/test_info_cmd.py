@@ -60,3 +60,9 @@ def test_a_bundle_lists_every_layer_with_its_precision_rounding_and_reason(cli, 
     header = next(line for line in stdout.splitlines() if line.startswith("layer "))
     assert header.split() == ["layer", "op", "precision", "source", "dtype", "rounding", "reason"]
     assert "fp32 (asked int8)" in stdout and "narrow image-input conv" in stdout and "gptq" in stdout
+
+
+def test_a_folder_without_a_manifest_is_named_as_such(cli, tmp_path):
+    (tmp_path / "not-a-bundle").mkdir()
+    code, _, err = cli("info", tmp_path / "not-a-bundle")
+    assert code == 2 and "is a folder but not a bundle: it has no manifest.json" in err.strip().splitlines()[-1]

@@ -7,7 +7,8 @@ from deploy_robust.verify.threat import ThreatModel, parse_eps
 
 def test_eps_parses_fractions_and_numbers():
     assert parse_eps("8/255") == 8 / 255 and parse_eps("0.3") == 0.3 and parse_eps(0.5) == 0.5
-    for bad in ("x", "1/0", "-1", "nan"):
+    assert parse_eps("1.0/255") == 1 / 255 and parse_eps("0.5/255") == 0.5 / 255
+    for bad in ("x", "1/0", "-1", "nan", "1/2/3", "nan/2"):
         with pytest.raises(UserError):
             parse_eps(bad)
 
