@@ -21,6 +21,7 @@ from deploy_robust.calibrators.methods import METHODS, make
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
 from deploy_robust.progress import progress
+from deploy_robust.progress import check_deadline
 
 SCHEMA = "deploy-robust/calibration"
 SCHEMA_VERSION = 1
@@ -42,8 +43,10 @@ def calibrate(
     if not tensors:
         return {}
     calibrators = {name: make(method, percentile=percentile, signed=signed) for name in tensors}
+    check_deadline()
     for values in stream_tensors(model, tensors, dataset, batch_size, f"calibrate ({method})"):
         for name, value in values.items():
+            check_deadline()  # an MSE search over a large tensor takes a while: a tune's budget stops it here
             calibrators[name].update(value)
     return {name: tuple(float(v) for v in c.range()) for name, c in calibrators.items()}
 

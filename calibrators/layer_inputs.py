@@ -15,6 +15,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from deploy_robust.calibrators.collect import stream_tensors
 from deploy_robust.data import Dataset
+from deploy_robust.progress import check_deadline
 
 
 def supports(node: onnx.NodeProto) -> bool:
@@ -40,6 +41,7 @@ def input_grams(
     tensors = sorted({n.input[0] for n in nodes})
     for values in stream_tensors(model, tensors, dataset, batch_size, "weight rounding (input statistics)"):
         for node in nodes:
+            check_deadline()  # a tune's budget stops the statistics between layers
             rows = _rows(node, values[node.input[0]], inits[node.input[1]])
             gram = np.matmul(rows.transpose(0, 2, 1), rows).astype(np.float64)
             grams[node.name] = grams[node.name] + gram if node.name in grams else gram

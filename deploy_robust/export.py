@@ -40,6 +40,7 @@ from deploy_robust.quant.fake_quant import freeze
 from deploy_robust.onnx_torch import graph_is_stochastic
 from deploy_robust.quant.plan import MODES, make_plan
 from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
+from deploy_robust.progress import check_deadline
 from deploy_robust.seeding import seed_everything
 from deploy_robust.targets import get_target
 
@@ -216,7 +217,9 @@ def _calibrated_export(job: _Job, calib: Dataset | None) -> _Form:
     c, plan_file, min_agreement = job.options.calibration, job.options.plan_file, job.options.min_agreement
     weights = _int8_weight_range(job)
     loaded, profile = job.loaded, get_profile(job.options.target, weights["range"] if weights else "reduced")
+    check_deadline()
     result = job.float_onnx(loaded.module)
+    check_deadline()
     plan = make_plan(result.model, job.options.precision, job.options.target, plan_file)
     if _stores_int4(plan, profile) and job.options.opset < INT4_OPSET:
         # INT4 tensors need opset 21: export the float graph there, so ops keep their semantics
@@ -283,6 +286,7 @@ def _int8_weight_range(job: _Job) -> dict | None:
 def _finish(job: _Job, form: _Form) -> Bundle:
     """Every form ends the same way: run the graph once in ONNX Runtime, record it, write the bundle."""
     loaded, model, batch = job.loaded, form.model, job.batch
+    check_deadline()  # under a tune's time budget: the checks below are seconds on a real-size model
     _self_check(model, loaded, job.options.precision, job.options.seed, batch if isinstance(batch, int) else 4)
     data = model.SerializeToString()
     if not graph_is_stochastic(model):

@@ -4,10 +4,15 @@ with an ETA elsewhere (a pipe, a log file, CI), nothing with --quiet or --json.
 Plain lines come at a bounded rate: the first once the step has run FIRST_LINE_S, then at most one every
 EVERY_S, and a closing line if any was printed. A step that ends sooner prints nothing, so quick commands and
 their one-line errors stay as they are.
+
+The same progress points are where a deadline stops work (`deadline`, used by tune's --time-budget): past it,
+the next point raises OutOfTime, shown or not. Inner loops too fine to show (an attack's steps) call
+`check_deadline` alone. Without a deadline the check is one comparison.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -16,6 +21,29 @@ T = TypeVar("T")
 _quiet = False
 FIRST_LINE_S = 5.0
 EVERY_S = 15.0
+
+
+_deadline: float | None = None  # time.monotonic() past which work stops at its next progress point
+
+
+class OutOfTime(Exception):
+    """Work passed the deadline set with `deadline`; raised at its next progress point."""
+
+
+@contextlib.contextmanager
+def deadline(at: float | None):
+    """Within the block, progress points past `at` (a time.monotonic() value; None: no deadline) raise OutOfTime."""
+    global _deadline
+    before, _deadline = _deadline, at
+    try:
+        yield
+    finally:
+        _deadline = before
+
+
+def check_deadline() -> None:
+    if _deadline is not None and time.monotonic() > _deadline:
+        raise OutOfTime()
 
 
 def set_quiet(quiet: bool) -> None:
@@ -54,6 +82,7 @@ class Lines:
         self.last_line: float | None = None
 
     def update(self, n: int = 1) -> None:
+        check_deadline()
         self.done += n
         now = self.clock()
         due = FIRST_LINE_S if self.last_line is None else EVERY_S
@@ -77,7 +106,7 @@ class Lines:
 
 class _NoBar:
     def update(self, n: int = 1) -> None:
-        pass
+        check_deadline()
 
     def close(self) -> None:
         pass
@@ -90,29 +119,40 @@ def bar(total: int | None, desc: str = ""):
         return _NoBar()
     if not on_terminal():
         return Lines(total, desc)
-    from tqdm import tqdm
+    return _Bar(total, desc)
 
-    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
+
+class _Bar:
+    """A tqdm bar whose updates are also deadline points."""
+
+    def __init__(self, total: int | None, desc: str) -> None:
+        from tqdm import tqdm
+
+        self.shown = tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
+
+    def update(self, n: int = 1) -> None:
+        check_deadline()
+        self.shown.update(n)
+
+    def close(self) -> None:
+        self.shown.close()
 
 
 def progress(items: Iterable[T], total: int | None = None, desc: str = "") -> Iterable[T]:
-    """`items`, with progress shown as they are consumed."""
+    """`items`, with progress shown as they are consumed (each item a deadline point)."""
     if not enabled():
-        return items
-    if on_terminal():
-        from tqdm import tqdm
-
-        return tqdm(items, total=total, desc=desc, leave=False, file=sys.stderr)
-    return _counted(items, Lines(total, desc))
+        return items if _deadline is None else _counted(items, _NoBar())
+    return _counted(items, bar(total, desc))
 
 
-def _counted(items: Iterable[T], lines: Lines) -> Iterator[T]:
+def _counted(items: Iterable[T], shown) -> Iterator[T]:
     try:
         for item in items:
+            check_deadline()
             yield item
-            lines.update()
+            shown.update()
     finally:
-        lines.close()
+        shown.close()
 
 
 def phase(message: str) -> None:

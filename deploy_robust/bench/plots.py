@@ -121,22 +121,31 @@ def eps_curve_plot(
 
 def tune_frontier_plot(rows: list[dict[str, Any]], out: Path, settings: dict[str, Any]) -> Path:
     """`tune`'s measured configurations: latency against verified robust accuracy (95% CI bars), and against
-    clean accuracy in a second panel; uniform configurations as squares, searched plans as dots."""
+    clean accuracy in a second panel; uniform configurations as squares, searched plans as dots. The band is the
+    95% interval of the most robust configuration: points whose own interval reaches into it are
+    indistinguishable from it at this n, and drawn hollow."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     timed = [r for r in rows if r.get("latency_ms") is not None]
+    top = max(timed, key=lambda r: r["robust_accuracy"], default=None)
     for ax, key, label in (
         (axes[0], "robust_accuracy", "robust accuracy (verify quick, on the engine)"),
         (axes[1], "clean_accuracy", "clean accuracy"),
     ):
+        if key == "robust_accuracy" and top is not None:
+            ax.axhspan(100 * top["robust_ci95"][0], 100 * top["robust_ci95"][1], color="grey", alpha=0.15,
+                       label=f"95% CI of {top['name'].replace('uniform ', '')}")  # fmt: skip
         for uniform, marker in ((True, "s"), (False, "o")):
             pts = [r for r in timed if r["uniform"] == uniform]
             if not pts:
                 continue
+            hollow = [key == "robust_accuracy" and r is not top and _within(r, top) for r in pts]
             ax.scatter(
                 [r["latency_ms"] for r in pts],
                 [100 * r[key] for r in pts],
                 marker=marker,
+                facecolors=["none" if h else f"C{0 if uniform else 1}" for h in hollow],
+                edgecolors=f"C{0 if uniform else 1}",
                 label="uniform" if uniform else "tuned plans",
             )
             if key == "robust_accuracy":
@@ -145,19 +154,13 @@ def tune_frontier_plot(rows: list[dict[str, Any]], out: Path, settings: dict[str
                     [100 * r[key] for r in pts],
                     fmt="none",
                     capsize=3,
+                    ecolor=f"C{0 if uniform else 1}",
                     yerr=[
                         [100 * (r[key] - r["robust_ci95"][0]) for r in pts],
                         [100 * (r["robust_ci95"][1] - r[key]) for r in pts],
                     ],
                 )
-            for r in pts:
-                ax.annotate(
-                    r["name"].replace("uniform ", ""),
-                    (r["latency_ms"], 100 * r[key]),
-                    fontsize=6,
-                    xytext=(3, 3),
-                    textcoords="offset points",
-                )
+        _labels(ax, [(r["latency_ms"], 100 * r[key], r["name"].replace("uniform ", "")) for r in timed])
         ax.set_xlabel(
             f"{'latency per batch' if settings['objective'] == 'latency' else 'time per image'} (ms), "
             f"batch {settings['batch']}"
@@ -165,9 +168,35 @@ def tune_frontier_plot(rows: list[dict[str, Any]], out: Path, settings: dict[str
         ax.set_ylabel(f"{label} (%)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"tune on {settings['target']}: lower-left is faster, up is more accurate")
+    fig.suptitle(
+        f"tune on {settings['target']}: left is faster, up is more accurate; n = {settings['n']} points per "
+        "candidate (hollow: within the most robust one's 95% CI)",
+        fontsize=9,
+    )
     fig.tight_layout()
     image = io.BytesIO()
     fig.savefig(image, dpi=120, format="png")
     plt.close(fig)
     return write_file_atomic(Path(out), image.getvalue())
+
+
+def _within(row: dict[str, Any], top: dict[str, Any]) -> bool:
+    """Whether two configurations' robust 95% intervals overlap (indistinguishable at this n)."""
+    return row["robust_ci95"][1] >= top["robust_ci95"][0]
+
+
+def _labels(ax, points: list[tuple[float, float, str]], size: float = 6) -> None:
+    """Each point's name beside it, moved up in steps until it clears every label placed before (in pixels),
+    so names of nearby points do not print over each other."""
+    ax.autoscale_view()
+    px_per_pt = ax.figure.dpi / 72
+    line, char = 1.5 * size * px_per_pt, 0.65 * size * px_per_pt  # a label's height and a character's width
+    placed: list[tuple[float, float, float]] = []  # left, bottom, right of each label, in pixels
+    for x, y, text in sorted(points, key=lambda p: (p[0], p[1])):
+        px, py = ax.transData.transform((x, y))
+        left, right, dy = px + 3 * px_per_pt, px + 3 * px_per_pt + char * len(text), 3.0
+        while any(left < r and lo < right and abs(py + dy * px_per_pt - b) < line for lo, b, r in placed):
+            dy += 1.5 * size
+        placed.append((left, py + dy * px_per_pt, right))
+        ax.annotate(text, (x, y), fontsize=size, xytext=(3, dy), textcoords="offset points",
+                    arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "grey"} if dy > 3 else None)  # fmt: skip

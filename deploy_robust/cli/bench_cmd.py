@@ -95,13 +95,32 @@ def _print(documents: list[dict]) -> None:
             lat = e["latency_ms"]
             ratio = e["throughput"] / first[(e["backend"], e["batch"])] if (e["backend"], e["batch"]) in first else None
             rows.append([
-                name, doc["bundle"]["precision"], e["backend"], e["batch"], f"{e['throughput']:.1f}",
+                name, ran_as(doc["bundle"]["precision"], e.get("runtime", {})), e["backend"], e["batch"], f"{e['throughput']:.1f}",
                 f"{lat['p50']:.2f}", f"{lat['p90']:.2f}", f"{lat['p99']:.2f}", e["iterations"],
                 f"{ratio:.2f}x" if len(documents) > 1 else "-", f"{e.get('peak_rss_mib', 0):.0f}",
             ])  # fmt: skip
     print(table(HEADERS, rows))
+    if len(documents) > 1:
+        base = documents[0]
+        labels = sorted({ran_as(base["bundle"]["precision"], e.get("runtime", {})) for e in base["results"]})
+        print(
+            f"vs first: throughput against {Path(base['bundle']['path']).name} ({', '.join(labels)}), same backend "
+            "and batch, measured interleaved in this one run"
+        )
     _print_layers(documents)
     _print_machine(documents)
+
+
+_SAME = {"fp32": "f32", "fp16": "f16", "int8": "int8", "int4": "int4"}
+
+
+def ran_as(precision: str, runtime: dict) -> str:
+    """The bundle's precision, and what the runtime really computed in where that differs (OpenVINO runs an
+    "fp32" bundle in bf16 on CPUs with native bf16 unless --precision-hint f32)."""
+    executed = runtime.get("executed_precision")
+    if not executed or " " in executed or executed == _SAME.get(precision, precision):
+        return precision
+    return f"{precision} (ran {executed})"
 
 
 def _print_layers(documents: list[dict]) -> None:

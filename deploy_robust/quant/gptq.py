@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from deploy_robust.progress import check_deadline
+
 DAMPING = 0.01  # fraction of the mean diagonal added to H: keeps it invertible and the updates tame
 _BLOCK = 128
 
@@ -42,6 +44,7 @@ def gptq_round(
     q = np.empty_like(w)
     k = w.shape[1]
     for start in range(0, k, _BLOCK):
+        check_deadline()  # a tune's --time-budget stops a large layer's rounding here
         stop = min(start + _BLOCK, k)
         errors = np.empty((w.shape[0], stop - start))
         for i in range(start, stop):

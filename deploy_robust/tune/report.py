@@ -32,6 +32,9 @@ def frontier_document(
             "uniform": name.startswith("uniform"),
             "flags": v["flags"],
         }
+        row["graph_sha256"] = c["bundle"].manifest.model.sha256
+        if not c["holds"]:
+            row["why_not"] = _why_not(c, settings)
         if plan is not None:
             row["plan"] = dict(zip([layer.name for layer in layers], plan))
         if "final" in c:
@@ -43,6 +46,7 @@ def frontier_document(
 
     rows = [entry(config.name, c, None) for config, c in uniform_checks.items()]
     rows += [entry(describe(layers, plan), c, plan) for plan, c in checked.items()]
+    rows = _one_row_per_graph(rows)
     return {
         "schema": SCHEMA,
         "schema_version": 1,
@@ -58,14 +62,20 @@ def frontier_document(
             {"plan": describe(layers, p.plan), "latency_ms": p.latency, "margin_loss": p.loss} for p in points
         ],
         "measured": rows,
-        "final_reference": {
+        "final_reference": None
+        if final_reference is None
+        else {
             "robust_accuracy": final_reference["robust_accuracy"],
             "clean_accuracy": final_reference["clean_accuracy"],
             "n": settings.final_n,
         },
         "acceptance": f"paired drop against the FP32 bundle on the same {settings.final_n} points, standard suite: "
         f"point estimate within the budget (its 95% interval reported)",
-        "pick": None if pick is None else pick[0],
+        "pick": None
+        if pick is None
+        else next(  # the row its graph is listed under
+            (r["name"] for r in rows if pick[0] in (r["name"], *r.get("same_graph_as", ()))), pick[0]
+        ),
         "cache": {
             "hits": tune.cache.hits,
             "misses": tune.cache.misses,
@@ -73,6 +83,34 @@ def frontier_document(
             "recomputed_bundles": tune.recomputed_bundles,
         },
     }
+
+
+def _why_not(c: dict, settings) -> str:
+    """Which budget a candidate broke, with its figure."""
+    reasons = []
+    clean, robust = c["clean_drop"]["drop"], c["robust_drop"]["drop"]
+    if clean > settings.max_clean_drop + 1e-12:
+        reasons.append(f"clean drop {100 * clean:+.1f} pt > {100 * settings.max_clean_drop:g} pt")
+    if settings.metric == "robust" and robust > settings.max_robust_drop + 1e-12:
+        reasons.append(f"robust drop {100 * robust:+.1f} pt > {100 * settings.max_robust_drop:g} pt")
+    return "; ".join(reasons) or "outside the budget"
+
+
+def _one_row_per_graph(rows: list[dict]) -> list[dict]:
+    """Configurations that exported to the same graph (uniform INT8 already keeps layer 0 in float, say) are one
+    row: the first name, with the others under `same_graph_as`."""
+    kept: dict[str, dict] = {}
+    for row in rows:
+        first = kept.get(row["graph_sha256"])
+        if first is None:
+            kept[row["graph_sha256"]] = row
+        else:
+            first.setdefault("same_graph_as", []).append(row["name"])
+            if first.get("latency_ms") is None:
+                first["latency_ms"] = row.get("latency_ms")
+            if "final" in row and "final" not in first:
+                first["final"] = row["final"]
+    return list(kept.values())
 
 
 def write_outputs(out: Path, document: dict, pick) -> None:
@@ -118,6 +156,7 @@ def report(document: dict) -> str:
         ),
         f"**Pick: {document['pick'] or 'none: no plan met the budget'}**",
         "",
+        *([f"Why: {document['pick_reason']}.", ""] if document.get("pick_reason") else []),
         "| configuration | latency (ms) | robust (quick) | 95% CI | clean | robust drop | holds | final (standard) |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -133,10 +172,12 @@ def report(document: dict) -> str:
             )
         )
         latency = "-" if r["latency_ms"] is None else f"{r['latency_ms']:.3f}"
+        name = r["name"] + (f" (same graph: {', '.join(r['same_graph_as'])})" if r.get("same_graph_as") else "")
+        holds = "yes" if r["holds"] else f"no: {r.get('why_not', 'outside the budget')}"
         lines.append(
-            f"| {r['name']} | {latency} | {100 * r['robust_accuracy']:.1f}% | "
+            f"| {name} | {latency} | {100 * r['robust_accuracy']:.1f}% | "
             f"{100 * r['robust_ci95'][0]:.1f}-{100 * r['robust_ci95'][1]:.1f} | {100 * r['clean_accuracy']:.1f}% | "
-            f"{100 * r['robust_drop']['drop']:+.1f} pt | {'yes' if r['holds'] else 'no'} | {shown} |"
+            f"{100 * r['robust_drop']['drop']:+.1f} pt | {holds} | {shown} |"
         )
     lines += ["", document["acceptance"] + ".", "", "![frontier](frontier.png)", ""]
     return "\n".join(lines)

@@ -23,6 +23,7 @@ first; the document says where it stopped. A rerun with a larger budget continue
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -33,7 +34,8 @@ from deploy_robust.bundle import Bundle
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
 from deploy_robust.ingest import LoadedModel
-from deploy_robust.progress import bar
+from deploy_robust import progress
+from deploy_robust.progress import OutOfTime, deadline
 from deploy_robust.tune import measure
 from deploy_robust.tune.search import CostModel, frontier
 from deploy_robust.tune.space import Plan, describe, plan_key, search_layers
@@ -46,62 +48,150 @@ MAX_FINAL_CHECKS = 4   # standard-suite verifications of the fastest holding can
 
 def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset, settings: TuneOptions,
              log: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
-    """Tune `loaded` for `settings.target`; writes OUT/best/, frontier.json, frontier.png and report.md."""
+    """Tune `loaded` for `settings.target`; writes OUT/best/, frontier.json, frontier.png and report.md (the last
+    three also after each stage that measured candidates, so a run stopped early leaves its partial frontier)."""
     _check_inputs(loaded, calib, data, settings)
-    out = Path(out)
-    tune = Workbench(loaded, out, calib, data, settings, log)
-    fp32 = tune.bundle("fp32", "fp32")
-    layers = search_layers(onnx.load(str(fp32.model_path)), settings.target, settings.precision_space(), settings.pins)
-    shown = bar(6, desc="tune")
+    tune = Workbench(loaded, Path(out), calib, data, settings, log)
+    run = _Run(tune)
+    run.phase("exporting the FP32 reference")
+    fp32 = tune.bundle("fp32", "fp32")  # the reference and the last resort: exported whatever the budget
+    run.layers = search_layers(onnx.load(str(fp32.model_path)), settings.target, settings.precision_space(),
+                               settings.pins)
+    with deadline(tune.deadline):  # from here on, work past the budget stops at its next progress point
+        _search(run, fp32, calib)
+        _pick(run, fp32, data)
+    if run.pick is None and tune.stopped:
+        run.fall_back_to_fp32()
+    document = run.document()
+    write_outputs(tune.out, document, run.pick)
+    return document
 
-    # 1. uniform configurations and the per-layer measurements
-    configs = {c: tune.config_bundle(c) for c in tune.configs()}
+
+class _Run:
+    """A tune's state as it goes: what each stage measured, so far; the document is written from it at any point."""
+
+    def __init__(self, tune: Workbench) -> None:
+        self.tune, self.started = tune, time.monotonic()
+        self.layers: list = []
+        self.configs: dict = {}
+        self.loss: list = []
+        self.model: CostModel | None = None
+        self.points: list = []
+        self.checked: dict = {}
+        self.searched = None
+        self.uniform_checks: dict = {}
+        self.contenders: list = []
+        self.pick = None
+        self.final_reference: dict[str, Any] | None = None
+        self.skip = 0
+        self.pick_reason: str | None = None  # why the pick is what it is, where that is not the final check
+
+    def fall_back_to_fp32(self) -> None:
+        """The budget ran out before any candidate passed its final check: best/ is the FP32 reference (the model
+        itself, so it holds by definition) where its quick check ran and no pin lowers a layer."""
+        fp32 = next((c for config, c in self.uniform_checks.items() if config.name == "uniform fp32"), None)
+        if fp32 is not None and all(p == "fp32" for _, p in self.tune.s.pins):
+            self.pick = ("uniform fp32", fp32)
+            self.pick_reason = ("the time budget ran out before a faster candidate passed its final check; best/ is "
+                                "the FP32 reference (a rerun with more time continues from the cache)")
+
+    def phase(self, what: str) -> None:
+        spent = time.monotonic() - self.started
+        budget = self.tune.s.time_budget_s
+        left = "" if budget is None else f", {max(budget - spent, 0):.0f} s of the {budget:g} s budget left"
+        progress.phase(f"tune: {what} ({spent:.0f} s in{left})")
+
+    def stage(self, name: str, work: Callable[[], Any], default: Any = None) -> Any:
+        """`work()`, or `default` where the time budget stops it (recorded as where the run stopped)."""
+        try:
+            return work()
+        except OutOfTime:
+            if name not in self.tune.stopped:
+                self.tune.stopped.append(name)
+            return default
+
+    def document(self) -> dict[str, Any]:
+        t, s = self.tune, self.tune.s
+        document = frontier_document(s, self.layers, self.points, self.checked, self.uniform_checks,
+                                     self.contenders, self.pick, self.final_reference, t)
+        document["final_points"] = _final_points(s, self.skip)
+        document["pick_reason"] = self.pick_reason
+        if self.searched is not None:
+            document["search_pick"] = {"plan": list(self.searched.plan), "predicted_latency_ms": self.searched.latency,
+                                       "predicted_margin_loss": self.searched.loss}
+        if self.model is not None:
+            document["cost_model"] = {"fp32_latency_ms": self.model.fp32_latency, "latency_ms": list(self.model.latency),
+                                      "margin_loss": list(self.model.loss)}
+        document["time_budget"] = {"seconds": s.time_budget_s, "stopped_in": t.stopped}
+        return document
+
+    def write_partial(self) -> None:
+        """frontier.json and report.md as they stand (best/ is written once, at the end)."""
+        write_outputs(self.tune.out, self.document(), None)
+
+
+def _search(run: _Run, fp32: Bundle, calib: Dataset) -> None:
+    """Steps 1-3: the uniform configurations, the per-layer measurements, the frontier and its bisection."""
+    tune, settings = run.tune, run.tune.s
+    configs = tune.configs()
+    for i, config in enumerate(configs, start=1):
+        run.phase(f"exporting {config.name} ({i}/{len(configs)})")
+        bundle = run.stage("uniform exports", lambda: tune.config_bundle(config))
+        if bundle is None:
+            break
+        run.configs[config] = bundle
     # the latency model's bundles: FP32 itself and the uniform precisions (under pins, all but the pinned layers)
-    plain = {"fp32": fp32} | {c.precision: b for c, b in configs.items() if c.gdws is None and c.precision != "fp32"}
-    plain_ms = dict(zip(plain, tune.latencies(list(plain.values()), "uniform")))
-    shown.update()
-    loss = _sensitivities(tune, fp32, layers, calib.take(settings.sensitivity_n))
-    latency = measure.latency_model(layers, {p: (b, plain_ms[p]) for p, b in plain.items() if p != "fp32"},
-                                    plain_ms["fp32"])
-    shown.update()
+    plain = {"fp32": fp32} | {c.precision: b for c, b in run.configs.items() if c.gdws is None and c.precision != "fp32"}
+    run.phase(f"benchmarking {len(plain)} uniform bundles")
+    plain_ms = run.stage("uniform latencies", lambda: dict(zip(plain, tune.latencies(list(plain.values()), "uniform"))))
+    run.phase(f"per-layer sensitivities of {len(run.layers)} layers")
+    run.loss = _sensitivities(run, fp32, calib.take(settings.sensitivity_n))
+    if plain_ms is not None:
+        latency = measure.latency_model(run.layers, {p: (b, plain_ms[p]) for p, b in plain.items() if p != "fp32"},
+                                        plain_ms["fp32"])
+        run.model = CostModel(plain_ms["fp32"], latency, tuple(run.loss))
+        run.points = frontier(run.model)
+    run.phase("quick verification of the FP32 reference")
+    reference = run.stage("reference verification", lambda: tune.verified(fp32, "quick", settings.n))
+    if reference is None:
+        return
+    if run.points:
+        run.phase(f"bisection along {len(run.points)} frontier points")
+        run.searched = _bisect(run, reference)
+    for i, (config, bundle) in enumerate(run.configs.items(), start=1):
+        run.phase(f"quick verification of {config.name} ({i}/{len(run.configs)})")
+        figures = run.stage("uniform verification", lambda: tune.verified(bundle, "quick", settings.n))
+        if figures is None:
+            break
+        run.uniform_checks[config] = {"bundle": bundle} | tune.assess(reference, figures)
+        run.write_partial()
 
-    # 2. the frontier under the additive model
-    model = CostModel(plain_ms["fp32"], latency, tuple(loss))
-    points = frontier(model)
-    shown.update()
 
-    # 3. bisection along the frontier (fastest first) for the fastest plan whose engine holds
-    reference = tune.verified(fp32, "quick", settings.n)
-    checked, searched = _bisect(tune, points, layers, reference)
-    uniform_checks = {c: {"bundle": bundle} | tune.assess(reference, tune.verified(bundle, "quick", settings.n))
-                      for c, bundle in configs.items()}
-    shown.update()
-
-    # 4. the holding candidates and the uniform configurations, measured in one run; the fastest wins
-    holding = [(describe(layers, plan), c) for plan, c in checked.items() if c["holds"]]
-    contenders = [*[(c.name, u) for c, u in uniform_checks.items()], *holding]
-    measured = tune.latencies([c["bundle"] for _, c in contenders], "final")
-    for (_, c), ms in zip(contenders, measured):
+def _pick(run: _Run, fp32: Bundle, data: Dataset) -> None:
+    """Step 4: the holding candidates and the uniform configurations measured in one run; the fastest that holds
+    its final check wins."""
+    tune, settings = run.tune, run.tune.s
+    holding = [(describe(run.layers, plan), c) for plan, c in run.checked.items() if c["holds"]]
+    run.contenders = [*[(c.name, u) for c, u in run.uniform_checks.items()], *holding]
+    if not run.contenders:
+        return
+    run.phase(f"benchmarking {len(run.contenders)} contenders in one run")
+    measured = run.stage("final latencies", lambda: tune.latencies([c["bundle"] for _, c in run.contenders], "final"))
+    if measured is None:
+        return
+    for (_, c), ms in zip(run.contenders, measured):
         c["latency_ms"] = ms
-    shown.update()
-    order = sorted((c for c in contenders if c[1]["holds"]), key=lambda c: c[1]["latency_ms"])
+    run.write_partial()
+    order = sorted((c for c in run.contenders if c[1]["holds"]), key=lambda c: c[1]["latency_ms"])
     if settings.latency_budget_ms is not None:
         order = [c for c in order if c[1]["latency_ms"] <= settings.latency_budget_ms]
     # the final check on points the candidates were not chosen on, where the test set has enough of them
-    skip = settings.n if len(data) >= settings.n + settings.final_n else 0
-    final_reference = tune.verified(fp32, "standard", settings.final_n, skip)
-    pick = _final_pick(tune, order, final_reference, skip)
-    shown.update()
-    shown.close()
-    document = frontier_document(settings, layers, points, checked, uniform_checks, contenders, pick, final_reference, tune)
-    document["final_points"] = _final_points(settings, skip)
-    document["search_pick"] = {"plan": list(searched.plan), "predicted_latency_ms": searched.latency,
-                               "predicted_margin_loss": searched.loss}
-    document["cost_model"] = {"fp32_latency_ms": model.fp32_latency, "latency_ms": list(model.latency),
-                              "margin_loss": list(model.loss)}
-    document["time_budget"] = {"seconds": settings.time_budget_s, "stopped_in": tune.stopped}
-    write_outputs(out, document, pick)
-    return document
+    run.skip = settings.n if len(data) >= settings.n + settings.final_n else 0
+    run.phase(f"standard-suite verification of the FP32 reference on {settings.final_n} points")
+    run.final_reference = run.stage("final reference",
+                                    lambda: tune.verified(fp32, "standard", settings.final_n, run.skip))
+    if run.final_reference is not None:
+        run.pick = _final_pick(run, order)
 
 
 def _check_inputs(loaded: LoadedModel, calib: Dataset, data: Dataset, settings: TuneOptions) -> None:
@@ -117,63 +207,84 @@ def _final_points(settings: TuneOptions, skip: int) -> str:
             f"candidates' {settings.n})")
 
 
-def _sensitivities(tune: Workbench, fp32: Bundle, layers: list, sample: Dataset) -> list[dict[str, float]]:
+def _sensitivities(run: _Run, fp32: Bundle, sample: Dataset) -> list[dict[str, float]]:
     """Per layer and precision, the drop of the mean margin on `sample` with only that layer lowered; a layer the
-    time budget leaves unmeasured stays FP32 (`layers` is updated in place)."""
-    base_margin = tune.margin(fp32, sample)
+    time budget leaves unmeasured stays FP32 (`run.layers` is updated in place)."""
+    tune, layers = run.tune, run.layers
+    base_margin = run.stage("sensitivities", lambda: tune.margin(fp32, sample))
     loss = []
     for i, layer in enumerate(layers):
-        if "fp32" in layer.allowed and tune.out_of_time("sensitivities"):
+        if "fp32" in layer.allowed and (base_margin is None or tune.out_of_time("sensitivities")):
             layers[i] = layer = replace(layer, allowed=("fp32",))  # not measured in time: it stays FP32
+
+        def measured(p: str) -> float:
+            plan = tuple(p if j == i else "fp32" for j in range(len(layers)))
+            lowered = tune.margin(tune.bundle(plan_key(plan), p, plan, layers), sample)
+            return max(base_margin - lowered, 0.0)
+
         options = {}
         for p in layer.allowed:
-            plan = tuple(p if j == i else "fp32" for j in range(len(layers)))
-            options[p] = 0.0 if p == "fp32" else max(base_margin - tune.margin(
-                tune.bundle(plan_key(plan), p, plan, layers), sample), 0.0)
+            options[p] = 0.0 if p == "fp32" else run.stage("sensitivities", lambda: measured(p))
+        if any(v is None for v in options.values()):  # stopped inside this layer: it stays FP32
+            layers[i], options = replace(layer, allowed=("fp32",)), {"fp32": 0.0}
         loss.append(options)
     return loss
 
 
-def _bisect(tune: Workbench, points: list, layers: list, reference: dict[str, Any]):
+def _bisect(run: _Run, reference: dict[str, Any]):
     """Bisection along the frontier (fastest first) for the fastest plan whose engine holds on the quick suite;
-    every plan checked, with its verdict, and the point the search ended on."""
-    checked: dict[Plan, dict[str, Any]] = {}
+    every plan checked goes into `run.checked` with its verdict. Returns the point the search ended on."""
+    tune, points, layers = run.tune, run.points, run.layers
 
-    def check(plan: Plan) -> bool:
-        if plan not in checked:
-            bundle = tune.bundle(plan_key(plan), "mixed", plan, layers)
-            checked[plan] = {"bundle": bundle} | tune.assess(reference, tune.verified(bundle, "quick", tune.s.n))
-        return checked[plan]["holds"]
+    def check(plan: Plan) -> bool | None:
+        if plan not in run.checked:
+            def assessed() -> dict[str, Any]:
+                bundle = tune.bundle(plan_key(plan), "mixed", plan, layers)
+                return {"bundle": bundle} | tune.assess(reference, tune.verified(bundle, "quick", tune.s.n))
+
+            result = run.stage("bisection", assessed)
+            if result is None:
+                return None
+            run.checked[plan] = result
+            run.write_partial()
+        return run.checked[plan]["holds"]
 
     lo, hi = 0, len(points) - 1          # the slowest point keeps every unpinned layer FP32
     while lo < hi and not tune.out_of_time("bisection"):
         mid = (lo + hi) // 2
-        if check(points[mid].plan):
+        holds = check(points[mid].plan)
+        if holds is None:
+            break
+        if holds:
             hi = mid
         else:
             lo = mid + 1
     if not tune.out_of_time("bisection"):
         check(points[lo].plan)
-    return checked, points[lo]
+    return points[lo]
 
 
-def _final_pick(tune: Workbench, order: list, final_reference: dict[str, Any], skip: int):
+def _final_pick(run: _Run, order: list):
     """The fastest candidate (of those within the latency budget) that holds on the standard suite. FP32 is the
     reference itself (it holds by definition, unless a pin lowers a layer), so reaching it, or running out of final
     checks or time, makes it the answer, when the latency budget allows it."""
+    tune, final_reference = run.tune, run.final_reference
     fp32_is_reference = all(p == "fp32" for _, p in tune.s.pins)
-    pick, checks = None, 0
+    checks = 0
     for name, c in order:
         reference_reached = fp32_is_reference and name == "uniform fp32"
         if reference_reached or checks == MAX_FINAL_CHECKS or (checks and tune.out_of_time("final checks")):
-            fp32_entry = next((e for e in order if e[0] == "uniform fp32"), None) if fp32_is_reference else None
-            if fp32_entry is not None:
-                fp32_entry[1]["final"] = tune.assess(final_reference, final_reference)
-                pick = fp32_entry
             break
-        c["final"] = tune.assess(final_reference, tune.verified(c["bundle"], "standard", tune.s.final_n, skip))
+        run.phase(f"standard-suite verification of {name} (final check {checks + 1})")
+        figures = run.stage("final checks", lambda: tune.verified(c["bundle"], "standard", tune.s.final_n, run.skip))
+        if figures is None:
+            break
+        c["final"] = tune.assess(final_reference, figures)
         checks += 1
+        run.write_partial()
         if c["final"]["holds"]:
-            pick = (name, c)
-            break
-    return pick
+            return name, c
+    fp32_entry = next((e for e in order if e[0] == "uniform fp32"), None) if fp32_is_reference else None
+    if fp32_entry is not None:
+        fp32_entry[1]["final"] = tune.assess(final_reference, final_reference)
+    return fp32_entry

@@ -17,6 +17,7 @@ from deploy_robust import pipeline
 from deploy_robust.bundle import Bundle, open_bundle
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
+from deploy_robust.progress import OutOfTime, check_deadline
 from deploy_robust.private_files import check_folders_below, read_private, sha256_of, write_private
 from deploy_robust.export import CalibrationOptions, ExportOptions
 from deploy_robust.ingest import LoadedModel
@@ -59,6 +60,7 @@ class Workbench:
         self.precisions, self.export_target, self.backend = target.precisions, target.profile, target.backend
         self.deadline = None if settings.time_budget_s is None else time.monotonic() + settings.time_budget_s
         self.stopped: list[str] = []  # where the time budget cut the run short
+        self.float_export_s = 0.0  # how long the FP32 export took here (set by the first one)
         self._gdws_models: dict[float, LoadedModel] = {}
         # every cache folder a real folder of this user's, never a link (a planted one is refused in one line)
         check_folders_below(out, "cache/bundles")
@@ -109,25 +111,21 @@ class Workbench:
         loaded: LoadedModel | None = None,
     ) -> Bundle:
         """The cached bundle `name`, exported on first use (a plan as a tuple over `layers`, or as `--plan` text)."""
-        path = self.out / "cache" / "bundles" / name
-        record = f"bundle/{name}"
-        if os.path.lexists(path):
-            # reused only when its manifest is the one this user's tune exported here (signed in the cache), so a
-            # bundle swapped in with a manifest of its own is exported again, never measured or shipped
-            if self.cache.values.get(record) == sha256_of(path / "manifest.json") and not path.is_symlink():
-                self.cache.hits += 1
-                return open_bundle(path)
-            self.recomputed_bundles += 1
-            self.log(f"tune: cached bundle {name} is not the one this tune exported; exporting it again")
-            if path.is_symlink() or not path.is_dir():
-                path.unlink()
-            else:
-                shutil.rmtree(path)
+        reused = self._reuse(name)
+        if reused is not None:
+            return reused
+        path, record = self.out / "cache" / "bundles" / name, f"bundle/{name}"
         if plan is not None:
             plan_text = plan_file(layers, plan)
         plan_path = None
         if plan_text is not None:
             plan_path = write_private(self.plans / f"{name}.json", plan_text)
+        # past the time budget no new export starts (a cached bundle above is still reused), nor one whose first
+        # part, the float graph's export from torch (which cannot stop midway), would not fit in what is left
+        check_deadline()
+        if self.deadline is not None and time.monotonic() + self.float_export_s > self.deadline:
+            raise OutOfTime()
+        started = time.monotonic()
         bundle = pipeline.export_checked(
             loaded or self.loaded,
             path,
@@ -141,7 +139,27 @@ class Workbench:
             None if precision in ("fp32", "fp16") else self.calib,
         )
         self.cache.put(record, sha256_of(path / "manifest.json"))
+        if precision == "fp32" and plan_text is None and loaded is None:
+            self.float_export_s = time.monotonic() - started  # the float export: what every export starts with
         return bundle
+
+    def _reuse(self, name: str) -> Bundle | None:
+        """The cached bundle `name` where its manifest is the one this user's tune exported here (signed in the
+        cache); a bundle swapped in with a manifest of its own is removed, to be exported again, never measured
+        or shipped."""
+        path = self.out / "cache" / "bundles" / name
+        if not os.path.lexists(path):
+            return None
+        if self.cache.values.get(f"bundle/{name}") == sha256_of(path / "manifest.json") and not path.is_symlink():
+            self.cache.hits += 1
+            return open_bundle(path)
+        self.recomputed_bundles += 1
+        self.log(f"tune: cached bundle {name} is not the one this tune exported; exporting it again")
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+        else:
+            shutil.rmtree(path)
+        return None
 
     def configs(self) -> list[Config]:
         """The uniform configurations of this tune (under pins: every layer but the pinned ones)."""
@@ -163,6 +181,9 @@ class Workbench:
         name = config.precision if config.gdws is None else f"gdws{config.gdws:g}-{config.precision}"
         if planned:
             name += "-pins-" + hashlib.sha256(json.dumps(pins).encode()).hexdigest()[:8]
+        reused = self._reuse(name)
+        if reused is not None:  # the GDWS rewrite a config needs is only made to export it
+            return reused
         loaded = None if config.gdws is None else self.gdws_model(config.gdws)
         return self.bundle(
             name,
@@ -215,7 +236,7 @@ class Workbench:
                 )
             } | {"flags": [f["flag"] for f in doc["flags"]]}
 
-        return self.cache.get(
+        return self._cached(
             f"verify/{bundle.manifest.model.sha256}/{suite}/{skip}+{n}/{self.s.threat.norm}/"
             f"{self.s.threat.eps}/{self.s.seed}/{self.backend}",
             compute,
@@ -223,7 +244,7 @@ class Workbench:
 
     def latencies(self, bundles: list[Bundle], tag: str) -> list[float]:
         key = f"latency/{tag}/" + ",".join(b.manifest.model.sha256[:12] for b in bundles)
-        return self.cache.get(
+        return self._cached(
             f"{key}/{self.backend}/{self.s.batch}/{self.s.objective}",
             lambda: measure.latencies(
                 bundles,
@@ -235,8 +256,17 @@ class Workbench:
             ),
         )
 
+    def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        """The cache's value for `key`, or `compute()`'s, which past the time budget does not start."""
+
+        def within_budget() -> Any:
+            check_deadline()
+            return compute()
+
+        return self.cache.get(key, within_budget)
+
     def margin(self, bundle: Bundle, sample: Dataset) -> float:
-        return self.cache.get(
+        return self._cached(
             f"margin/{bundle.manifest.model.sha256}/{self.s.metric}/{self.key}",
             lambda: measure.twin_margin(bundle, sample, self.s.threat, self.s.metric, self.s.seed),
         )

@@ -66,8 +66,17 @@ def _headline(doc: dict[str, Any]) -> list[Block]:
             f"one run of E is right on {_pct(doc['expected_robust_accuracy'])} of the attacked points on "
             f"average (expected robust accuracy); EOT over {randomness['eot_draws']} draws per gradient"
         )
-    out += [("h2", "Headline (engine E)"), ("ul", headline)]
+    out += [("h2", "Headline (engine E)"), ("ul", headline), ("p", TERMS)]
     return out
+
+
+# What the report's letters mean, in every report (a reader should not need the docs to read one).
+TERMS = (
+    "Terms: **E** is the engine that ships (the bundle on its runtime, as configured); every figure is scored on E. "
+    "**S** is E's differentiable twin in torch (quantizers as straight-through estimators), which the gradient "
+    "attacks run on. **R** is the float reference model (with --reference), for transfer attacks and the paired "
+    "drop. Each attack runs only on the points every earlier one left robust on E."
+)
 
 
 def _models(doc: dict[str, Any]) -> list[Block]:

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from deploy_robust.bundle import open_bundle
 from deploy_robust.export import ExportOptions, export_bundle
 from deploy_robust.ingest import LoadedModel
 from deploy_robust.spec import InputSpec
@@ -201,3 +202,32 @@ def test_the_frontier_checks_every_input_before_measuring(cli, tiny_bundles, tmp
         )
     code, _, err = cli("bench", "--compare", a.path, b.path, "--frontier", tmp_path / "f.png", "--duration", "5")
     assert code == 2 and "verified under different settings" in err and not (a.path / "bench.json").exists()
+
+
+def test_the_label_says_what_the_runtime_really_computed_in():
+    from deploy_robust.cli.bench_cmd import ran_as
+
+    assert ran_as("fp32", {"executed_precision": "bf16"}) == "fp32 (ran bf16)"
+    assert ran_as("fp32", {"executed_precision": "f32"}) == "fp32"
+    assert ran_as("int8", {"executed_precision": "int8"}) == "int8"
+    assert ran_as("int8", {"executed_precision": "int8+bf16"}) == "int8 (ran int8+bf16)"
+    assert ran_as("fp32", {"executed_precision": "as the graph states"}) == "fp32"  # ONNX Runtime: no second word
+
+
+def test_compare_on_openvino_labels_each_row_with_its_executed_precision(cli, tiny_bundles):
+    pytest.importorskip("openvino")
+    paths = [b.path for b in tiny_bundles]
+    code, stdout, err = cli("bench", "--compare", *paths, "--backend", "openvino", "--duration", "0.2", "--no-plot")
+    assert code == 0, err
+    executed = json.loads((tiny_bundles[0].path / "bench.json").read_text())["results"][0]["runtime"]
+    label = "fp32" if executed["executed_precision"] == "f32" else f"fp32 (ran {executed['executed_precision']})"
+    assert f"vs first: throughput against fp32 ({label})" in stdout
+
+
+def test_two_benches_keep_two_run_folders(cli, tiny_bundles):
+    bundle = tiny_bundles[0]
+    for _ in range(2):
+        assert cli("bench", bundle.path, "--duration", "0.1", "--no-plot")[0] == 0
+    runs = open_bundle(bundle.path).runs()
+    assert len(runs) == 2 and all("-bench-ort-cpu" in p.name for p in runs)
+    assert len(runs) == 2 and all((p / "bench.json").is_file() for p in runs)

@@ -43,3 +43,48 @@ def test_the_report_names_the_pick_and_lists_every_configuration_fastest_first()
     rows = [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| uniform")]
     assert rows == ["| uniform int8", "| uniform fp32", "| uniform int4"]  # by latency, the unmeasured last
     assert "accepted" in text.split("| uniform int8")[1].splitlines()[0]
+
+
+def test_one_row_per_graph_and_every_no_says_why():
+    from types import SimpleNamespace
+
+    from deploy_robust.tune.report import _one_row_per_graph, _why_not
+
+    rows = [
+        _row("uniform int8", 0.4, True) | {"graph_sha256": "a"},
+        _row("int8 but 0 fp32", None, True) | {"graph_sha256": "a"},
+        _row("uniform int4", 0.3, False) | {"graph_sha256": "b", "why_not": "robust drop +3.0 pt > 1 pt"},
+    ]
+    merged = _one_row_per_graph(rows)
+    assert [r["name"] for r in merged] == ["uniform int8", "uniform int4"]
+    assert merged[0]["same_graph_as"] == ["int8 but 0 fp32"]
+    settings = SimpleNamespace(max_clean_drop=0.01, max_robust_drop=0.01, metric="robust")
+    failing = {"clean_drop": {"drop": 0.0}, "robust_drop": {"drop": 0.03}}
+    assert _why_not(failing, settings) == "robust drop +3.0 pt > 1 pt"
+    document = {
+        "settings": {"target": "ort-cpu", "batch": 1, "objective": "latency", "metric": "robust",
+                     "max_robust_drop": 0.01, "max_clean_drop": 0.01, "threat": {"norm": "linf", "eps": 0.1}},
+        "pick": "uniform int8", "acceptance": "a", "measured": merged,
+    }  # fmt: skip
+    text = report(document)
+    assert "uniform int8 (same graph: int8 but 0 fp32)" in text and "no: robust drop +3.0 pt > 1 pt" in text
+
+
+def test_frontier_labels_of_nearby_points_do_not_overlap(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from deploy_robust.bench.plots import _labels
+
+    fig, ax = plt.subplots()
+    ax.scatter([1.0, 1.001, 1.002, 3.0], [50.0, 50.05, 49.95, 80.0])
+    _labels(ax, [(1.0, 50.0, "fp16"), (1.001, 50.05, "fp32"), (1.002, 49.95, "int8"), (3.0, 80.0, "int4")])
+    fig.canvas.draw()
+    from matplotlib.text import Text
+
+    boxes = [Text.get_window_extent(t) for t in ax.texts]  # the names themselves, without their leader lines
+    assert len(boxes) == 4
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    plt.close(fig)

@@ -24,6 +24,7 @@ def test_the_report_puts_flags_first_then_the_headline_and_every_attack(doc):
     text = markdown(doc)
     assert f"**{100 * doc['robust_accuracy']:.2f}%**" in text
     assert all(a["attack"] in text for a in doc["attacks"]) and "| eps | accuracy |" in text
+    assert "**E** is the engine that ships" in text and "**S** is" in text and "**R** is" in text  # letters defined
 
 
 def test_html_is_self_contained_and_escapes_what_it_shows(doc):

@@ -9,6 +9,7 @@ import torch
 from deploy_robust.verify.threat import ThreatModel
 from deploy_robust.verify.attacks.gradient import Best, Confirm, Retirement, TorchModel, confirm_rows, gradient
 from deploy_robust.verify.attacks.losses import dlr_targeted_loss
+from deploy_robust.progress import check_deadline
 
 
 def _apgd_checkpoints(steps: int) -> list[int]:
@@ -78,6 +79,7 @@ def _apgd_run(model, x, y, threat: ThreatModel, settings, best: Best, target, co
     increases = torch.zeros(n)
     last_check, eta_at_check, loss_max_at_check = 0, eta.clone(), loss_max.clone()
     for k in range(steps):
+        check_deadline()  # a tune's --time-budget stops an attack here
         a = retired.rows()
         if a.numel() == 0:
             break

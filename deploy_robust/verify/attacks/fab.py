@@ -8,6 +8,7 @@ import torch
 from deploy_robust.verify.threat import ThreatModel
 from deploy_robust.verify.attacks.apgd import ranked_targets
 from deploy_robust.verify.attacks.gradient import TorchModel
+from deploy_robust.progress import check_deadline
 
 
 def _boundary_step(p: torch.Tensor, w: torch.Tensor, c: torch.Tensor, norm: str) -> torch.Tensor:
@@ -101,6 +102,7 @@ def fab(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel
                 current = (origin + start).clamp(0, 1)
             found, found_norm = best[idx].flatten(1).clone(), best_norm[idx].clone()
             for _ in range(steps):
+                check_deadline()  # a tune's --time-budget stops an attack here
                 f, w, _ = _boundary_linearization(model, current.view(-1, *shape[1:]), ys, goal, threat.norm, eot)
                 to_here = _boundary_step(current, w, -f, threat.norm)
                 to_origin = _boundary_step(origin, w, -f - (w * (origin - current)).sum(1), threat.norm)

@@ -7,6 +7,7 @@ import torch
 from deploy_robust.verify.threat import ThreatModel
 from deploy_robust.verify.attacks.gradient import Best, Confirm, Retirement, TorchModel, confirm_rows, gradient
 from deploy_robust.verify.attacks.losses import LOSSES
+from deploy_robust.progress import check_deadline
 
 
 def fgsm(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, eot: int = 1) -> torch.Tensor:
@@ -42,6 +43,7 @@ def pgd(
         retired = Retirement(len(idx), confirm_rows(confirm, idx), early_exit)
         x_adv = threat.random_start(xs, generator)
         for _ in range(steps):
+            check_deadline()  # a tune's --time-budget stops an attack here
             a = retired.rows()
             if a.numel() == 0:
                 break

@@ -8,6 +8,8 @@ from typing import Callable
 
 import numpy as np
 
+from deploy_robust.progress import check_deadline
+
 
 def _random_search(
     scores: Callable[[np.ndarray], np.ndarray],
@@ -23,6 +25,7 @@ def _random_search(
     margin = margins(scores(x_best), y)
     used = 1
     for i in range(queries - 1):
+        check_deadline()  # a tune's --time-budget stops an attack here
         active = np.flatnonzero(margin > 0)
         if active.size == 0:
             break
