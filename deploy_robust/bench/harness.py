@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from deploy_robust.bench.machine import machine_info
-from deploy_robust.bench.measure import BatchResult, latency_stats, measure
+from deploy_robust.bench.measure import BatchResult, latency_stats, measure, stability_of
 from deploy_robust.bundle import Bundle
 from deploy_robust.bundle.manifest import dumps
 from deploy_robust.errors import UserError
@@ -118,11 +118,14 @@ def _merge(results: list[BatchResult]) -> BatchResult:
         return results[0]
     samples = [s for r in results for s in r.latencies_ms]
     first = results[0]
+    stopped = sorted({r.stability["stopped_by"] for r in results if r.stability})
+    stability, warnings = stability_of(samples, "+".join(stopped) or "iterations", [r.throughput for r in results])
     merged = BatchResult(first.backend, first.batch, len(samples), sum(r.seconds for r in results),
                          first.batch * len(samples) / (sum(samples) / 1e3), latency_stats(samples),
                          peak_rss_mib=max((r.peak_rss_mib or 0) for r in results) or None,
                          peak_device_mib=max((r.peak_device_mib or 0) for r in results) or None,
-                         phases_ms=first.phases_ms, power=first.power, latencies_ms=samples)
+                         phases_ms=first.phases_ms, power=first.power, stability=stability, warnings=warnings,
+                         latencies_ms=samples)  # fmt: skip
     return merged
 
 

@@ -29,12 +29,50 @@ class BatchResult:
     peak_device_mib: float | None = None
     phases_ms: dict[str, float] | None = None  # h2d / compute / d2h medians, where the runner can split them
     power: dict[str, float] | None = None      # Jetson: average watts and images per joule
+    stability: dict[str, Any] | None = None    # what the stop rule saw, and the spread between rounds
+    warnings: list[str] = field(default_factory=list)  # what says the figure should not be trusted as it is
     latencies_ms: list[float] = field(default_factory=list, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
         doc.pop("latencies_ms")
         return {k: v for k, v in doc.items() if v is not None}
+
+
+# The stop rule, as benchmark tools use one: past --duration and the minimum iterations, keep timing while the
+# mean latency's relative standard error is above SETTLED (1%), up to CAP_FACTOR x --duration.
+SETTLED = 0.01
+CAP_FACTOR = 3.0
+NOISY_TAIL = 2.0     # p99 above this multiple of p50: a noisy machine (or a runtime with bimodal latency)
+NOISY_ROUNDS = 0.10  # rounds' throughputs further apart than this fraction of their median
+
+
+def _relative_sem(samples: list[float]) -> float:
+    a = np.asarray(samples, dtype=np.float64)
+    return float(a.std(ddof=1) / np.sqrt(len(a)) / a.mean()) if len(a) > 1 and a.mean() > 0 else 0.0
+
+
+def stability_of(samples: list[float], stopped_by: str, round_throughputs: list[float] | None = None):
+    """The stop rule's figures and the warnings they call for."""
+    stats = latency_stats(samples)
+    sem = _relative_sem(samples)
+    stability: dict[str, Any] = {"stopped_by": stopped_by, "relative_sem_pct": round(100 * sem, 2),
+                                 "p99_over_p50": round(stats["p99"] / stats["p50"], 2) if stats["p50"] else None}  # fmt: skip
+    warnings = []
+    if stability["p99_over_p50"] and stability["p99_over_p50"] > NOISY_TAIL:
+        warnings.append(f"p99 is {stability['p99_over_p50']:.1f}x p50: the machine was noisy (another process, "
+                        "frequency scaling) or the runtime stalls at times; rerun, or raise --duration")  # fmt: skip
+    if sem > SETTLED:
+        warnings.append(f"the mean latency did not settle within 1% (standard error {100 * sem:.1f}%) in "
+                        f"{len(samples)} iterations; raise --duration")  # fmt: skip
+    if round_throughputs and len(round_throughputs) > 1:
+        median = float(np.median(round_throughputs))
+        spread = (max(round_throughputs) - min(round_throughputs)) / median if median else 0.0
+        stability["round_spread_pct"] = round(100 * spread, 1)
+        if spread > NOISY_ROUNDS:
+            warnings.append(f"its {len(round_throughputs)} rounds differ by {100 * spread:.0f}% in throughput: the "
+                            "machine's speed changed during the run; compare ratios from one run only")  # fmt: skip
+    return stability, warnings
 
 
 def latency_stats(samples_ms: list[float]) -> dict[str, float]:
@@ -52,8 +90,8 @@ def make_inputs(shape: tuple[int, ...], batch: int, buffers: int = 4, seed: int 
 def measure(runner: Runner, shape: tuple[int, ...], batch: int, *, warmup: int = 10, iters: int | None = None,
             duration: float = 3.0, min_iters: int = 20, buffers: int = 4, seed: int = 0,
             power_sampler=None) -> BatchResult:
-    """Run `warmup` untimed iterations, then time until `iters` (if given) or `duration` seconds
-    (and at least `min_iters` iterations)."""
+    """Run `warmup` untimed iterations, then time `iters` iterations (if given), or at least `duration` seconds
+    and `min_iters` iterations and then until the mean settles (SETTLED), at most CAP_FACTOR x `duration`."""
     inputs = make_inputs(shape, batch, buffers, seed)
     runner.activate()
     for i in range(warmup):
@@ -74,14 +112,23 @@ def measure(runner: Runner, shape: tuple[int, ...], batch: int, *, warmup: int =
         done = len(samples)
         if iters is not None:
             if done >= iters:
+                stopped_by = "iterations"
                 break
-        elif time.perf_counter() - start >= duration and done >= min_iters:
-            break
+            continue
+        elapsed = time.perf_counter() - start
+        if elapsed >= duration and done >= min_iters:
+            if done % 10 == 0 and _relative_sem(samples) <= SETTLED:
+                stopped_by = "settled"
+                break
+            if elapsed >= CAP_FACTOR * duration:
+                stopped_by = "time cap"
+                break
     seconds = time.perf_counter() - start
     power = power_sampler.stop() if power_sampler else None
     throughput = batch * len(samples) / (sum(samples) / 1e3)
+    stability, warnings = stability_of(samples, stopped_by)
     result = BatchResult(runner.name, batch, len(samples), seconds, throughput, latency_stats(samples),
-                         peak_rss_mib=peak_rss_mib(), latencies_ms=samples)
+                         peak_rss_mib=peak_rss_mib(), stability=stability, warnings=warnings, latencies_ms=samples)
     if getattr(runner, "device_peak_mib", None):
         result.peak_device_mib = runner.device_peak_mib()
     phases = getattr(runner, "phases", None)

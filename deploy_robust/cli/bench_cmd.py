@@ -107,6 +107,10 @@ def _print(documents: list[dict]) -> None:
             f"vs first: throughput against {Path(base['bundle']['path']).name} ({', '.join(labels)}), same backend "
             "and batch, measured interleaved in this one run"
         )
+    for doc in documents:
+        for e in doc["results"]:
+            for warning in e.get("warnings", []):
+                print(f"warning: {Path(doc['bundle']['path']).name} on {e['backend']}, batch {e['batch']}: {warning}")
     _print_layers(documents)
     _print_machine(documents)
 
@@ -138,13 +142,17 @@ def _print_layers(documents: list[dict]) -> None:
 
 def _print_machine(documents: list[dict]) -> None:
     executed = {
-        (Path(d["bundle"]["path"]).name, e["backend"]): e["runtime"].get("executed_precision")
+        (Path(d["bundle"]["path"]).name, e["backend"]): e["runtime"]
         for d in documents
         for e in d["results"]
         if e["backend"] == "openvino"
     }
-    for (name, backend), precision in executed.items():
-        print(f"{name} on {backend}: weighted layers executed in {precision}")
+    for (name, backend), runtime in executed.items():
+        print(
+            f"{name} on {backend}: weighted layers executed in {runtime.get('executed_precision')} (inference "
+            f"precision hint {runtime.get('inference_precision_hint', 'unknown')}; --precision-hint f32 keeps "
+            "float layers in f32)"
+        )
     cpu = documents[0]["machine"]["cpu"]
     gpu = documents[0]["machine"].get("gpu")
     where = f"{cpu.get('model', '?')} ({cpu.get('usable_cores')} cores; {', '.join(cpu.get('flags', []))})"

@@ -49,3 +49,34 @@ def test_duration_budget_with_a_minimum_of_iterations():
 
 def test_peak_rss_is_reported():
     assert peak_rss_mib() > 10
+
+
+class _Stalling(_Recording):
+    """1 ms per call, and a 12 ms stall every 10th call: a tail a noisy machine gives."""
+
+    def _infer_all(self, x):
+        out = super()._infer_all(x)
+        if len(self.seen) % 10 == 0:
+            time.sleep(0.012)
+        return out
+
+
+def test_a_steady_runner_stops_once_its_mean_settles():
+    result = measure(_Recording(), (1, 2, 2), batch=1, warmup=2, duration=0.05, min_iters=20)
+    assert result.stability["stopped_by"] == "settled" and result.stability["relative_sem_pct"] <= 1.0
+    assert result.iterations >= 20 and result.seconds < 3 * 0.05 + 0.05
+
+
+def test_a_long_tail_is_named_a_warning_and_timing_goes_on_to_the_cap():
+    result = measure(_Stalling(), (1, 2, 2), batch=1, warmup=0, duration=0.1, min_iters=20)
+    assert result.stability["p99_over_p50"] > 2
+    assert any("p99 is" in w and "noisy" in w for w in result.warnings)
+    assert result.stability["stopped_by"] in ("settled", "time cap") and result.seconds >= 0.1
+
+
+def test_rounds_that_disagree_are_named():
+    from deploy_robust.bench.measure import stability_of
+
+    stability, warnings = stability_of([1.0] * 30, "settled", [100.0, 100.0, 80.0])
+    assert stability["round_spread_pct"] == 20.0 and any("rounds differ by 20%" in w for w in warnings)
+    assert stability_of([1.0] * 30, "settled", [100.0, 101.0, 99.0])[1] == []
