@@ -56,10 +56,17 @@ def latency_plot(documents: list[dict[str, Any]], out: Path) -> Path:
                 capsize=3,
                 label=f"{name} ({backend})",
             )
+            for e in entries:  # each point's figures, readable without the JSON
+                rate = f", {e['throughput']:.0f} img/s" if "throughput" in e else ""
+                ax.annotate(f"{e['latency_ms']['p50']:.2f} ms{rate}", (e["batch"],
+                            e["latency_ms"]["p50"]), fontsize=6, xytext=(4, -8), textcoords="offset points")  # fmt: skip
+    batches = sorted({e["batch"] for doc in documents for e in doc["results"]})
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("batch size")
     ax.set_ylabel("latency per batch (ms): p50, bars min..p99")
+    if len(batches) == 1:
+        ax.set_title(f"one batch size measured ({batches[0]}); `bench --batch 1,8,32` draws the curve", fontsize=8)
     ax.legend(fontsize=7)
     return _save(plt, fig, ax, out)
 
