@@ -107,17 +107,17 @@ def frontier_plot(points: list[dict[str, Any]], out: Path, batch: int, robust_la
 
 
 def eps_curve_plot(
-    curve: list[dict[str, float]], out: Path, title: str, verified: tuple[float, float] | None = None
+    curve: list[dict[str, float]], out: Path, title: str, verified: tuple[float, float, int] | None = None
 ) -> Path:
-    """Engine accuracy against eps (from verify's sweep): should fall, and reach about 0. `verified`: the eps and
-    robust accuracy of the full suite, marked on the curve."""
+    """Engine accuracy against eps (from verify's sweep): should fall, and reach about 0. `verified`: the eps,
+    robust accuracy and point count of the full suite, marked on the curve."""
     plt, fig, ax = _axes()
     ax.plot([255 * p["eps"] for p in curve], [100 * p["accuracy"] for p in curve], marker="o", label="PGD-CE sweep")
     if verified is not None:
-        eps, robust = verified
+        eps, robust, n = verified
         ax.axvline(255 * eps, color="grey", linestyle=":", linewidth=1)
         ax.plot([255 * eps], [100 * robust], marker="*", markersize=12, color="C3", linestyle="none",
-                label=f"verified: {100 * robust:.1f}% at {255 * eps:.3g}/255 (full suite)")  # fmt: skip
+                label=f"verified: {100 * robust:.1f}% at {255 * eps:.3g}/255 (full suite, n = {n})")  # fmt: skip
         ax.legend(fontsize=8)
     ax.set_xlabel("eps (x/255)")
     ax.set_ylabel("accuracy of E (%)")

@@ -26,7 +26,7 @@ class VerifyOptions:
     `attack_output` overrides which graph output S's attacks use (see protocol.attack_twin).
     `runtime` configures the engine E, which is verified as configured."""
 
-    n: int = 1000
+    n: int = 500
     suite: str = "standard"
     backend: str = "ort-cpu"
     batch_size: int = 128

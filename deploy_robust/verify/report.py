@@ -177,7 +177,11 @@ def _curve_gates_and_time(doc: dict[str, Any]) -> list[Block]:
     out: list[Block] = []
     if doc.get("eps_curve"):
         out += [
-            ("h2", "Accuracy against eps (PGD-CE, 20 steps on S, scored on E)"),
+            (
+                "h2",
+                "Accuracy against eps (PGD-CE, 20 steps on S, scored on E"
+                + (f"; the first {doc['eps_curve_points']} points)" if "eps_curve_points" in doc else ")"),
+            ),
             (
                 "table",
                 ["eps", "accuracy"],
@@ -280,6 +284,7 @@ def _eps_curve_png(bundle: Bundle, doc: dict[str, Any]) -> bytes:
     threat = doc["threat_model"]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "eps_curve.png"
-        title = f"{bundle.path.name}: PGD-CE on S, scored on E ({threat['norm']}), n = {doc['data']['n']}"
-        eps_curve_plot(doc["eps_curve"], out, title, verified=(threat["eps"], doc["robust_accuracy"]))
+        n = doc.get("eps_curve_points", doc["data"]["n"])
+        title = f"{bundle.path.name}: PGD-CE on S, scored on E ({threat['norm']}), curve on {n} points"
+        eps_curve_plot(doc["eps_curve"], out, title, verified=(threat["eps"], doc["robust_accuracy"], doc["data"]["n"]))
         return out.read_bytes()

@@ -34,8 +34,12 @@ def test_robust_accuracy_is_the_per_example_worst_case(plain_doc):
 
 
 def test_the_sweep_is_warm_started_from_the_suites_verdict(plain_doc, digits_bundles, digits_test):
+    from deploy_robust.verify.document import per_example
+
     curve = [p["accuracy"] for p in plain_doc["eps_curve"]]
-    assert curve[0] == plain_doc["clean_accuracy"] and curve[1] == plain_doc["robust_accuracy"]
+    points = plain_doc["eps_curve_points"]  # the sweep runs on the first 100 of the 120 points
+    assert points == 100 and curve[0] == per_example(plain_doc, "clean")[:points].mean()
+    assert curve[1] == per_example(plain_doc, "robust")[:points].mean()
     assert curve == sorted(curve, reverse=True)
     # the same sweep from scratch (no verdict to start from) finds no less robustness at the larger eps
     from deploy_robust.runtimes import create_runner
@@ -45,7 +49,7 @@ def test_the_sweep_is_warm_started_from_the_suites_verdict(plain_doc, digits_bun
     cold = eps_curve(
         attack_twin(bundle),
         create_runner("ort-cpu", bundle),
-        digits_test.take(120),
+        digits_test.take(points),
         ThreatModel("linf", 0.1),
         (0, 0.1, 0.5),
         128,
