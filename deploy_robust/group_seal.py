@@ -15,6 +15,7 @@ from deploy_robust.errors import UserError
 
 STORE_ENV = "DEPLOY_ROBUST_GROUP_STORE"  # a FileStore path: the ranks of `--workers` meet there, not on a socket
 SECRET_ENV = "DEPLOY_ROBUST_GROUP_SECRET"  # hex; every payload between ranks is sealed under it
+LAUNCHED_AT_ENV = "DEPLOY_ROBUST_LAUNCHED_AT"  # wall-clock time `--workers` started the ranks (time.time())
 _TAG = 32
 
 

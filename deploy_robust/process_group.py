@@ -21,6 +21,7 @@ import io
 import itertools
 import os
 import sys
+import time
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Iterator
@@ -30,7 +31,7 @@ import torch
 import torch.distributed as dist
 
 from deploy_robust.errors import UserError, first_line
-from deploy_robust.group_seal import SECRET_ENV, STORE_ENV, group_secret, seal, unseal
+from deploy_robust.group_seal import LAUNCHED_AT_ENV, SECRET_ENV, STORE_ENV, group_secret, seal, unseal
 
 # How long a rank waits for the others at a collective: a verify shard can take long on a slow host.
 TIMEOUT = timedelta(hours=6)
@@ -84,6 +85,15 @@ def pin_local_gpu() -> None:
 
 def active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def seconds_since_launch() -> float | None:
+    """Seconds since `--workers` started this group's processes (their start-up included); None when this process
+    was not started that way."""
+    try:
+        return time.time() - float(os.environ[LAUNCHED_AT_ENV])
+    except (KeyError, ValueError):
+        return None
 
 
 def world_size() -> int:

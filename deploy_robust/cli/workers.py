@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from deploy_robust.errors import EXIT_BAD_INPUT, EXIT_WORKER_FAILED
-from deploy_robust.group_seal import SECRET_ENV, STORE_ENV
+from deploy_robust.group_seal import LAUNCHED_AT_ENV, SECRET_ENV, STORE_ENV
 
 GRACE_SECONDS = 10   # after one rank fails, how long rank 0 may take to end (and say why) by itself
 
@@ -60,6 +60,7 @@ def run_workers(argv: list[str], workers: int) -> int:
     EXIT_WORKER_FAILED when another rank failed first."""
     env = dict(os.environ, WORLD_SIZE=str(workers), LOCAL_WORLD_SIZE=str(workers), GROUP_RANK="0", NODE_RANK="0")
     env[SECRET_ENV] = secrets.token_hex(32)
+    env[LAUNCHED_AT_ENV] = repr(time.time())  # so the report's time includes the ranks' start-up
     loopback = _loopback_interface()
     if loopback:
         env["GLOO_SOCKET_IFNAME"] = loopback

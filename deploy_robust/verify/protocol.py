@@ -175,6 +175,8 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, options: V
     _add_curve_and_detector(doc, stages, bundle, data, threat, S, engine, twin, o.sweep, batch_size, seed, randomness)
     doc["stage_seconds"] = stages
     doc["seconds_total"] = round(time.perf_counter() - run_started, 2)
+    if (launched := process_group.seconds_since_launch()) is not None:  # under --workers: start-up included
+        doc["seconds_since_launch"] = round(launched, 2)
     doc |= {"engine_execution": engine.execution(), "attack_layout": used_layout, "gradient_precision": used_precision,
             "throughput": throughput,
             "attacked_output": twin.module.output_names[twin.index],

@@ -203,7 +203,10 @@ def _curve_gates_and_time(doc: dict[str, Any]) -> list[Block]:
     stages = doc.get("stage_seconds") or {}
     parts = ", ".join(f"{name.replace('_', ' ')} {value:g} s" for name, value in stages.items())
     total = doc.get("seconds_total", doc["seconds"])
-    out.append(("p", f"Took {total:g} s in all" + (f" ({parts}, the rest loading and setup)." if parts else ".")))
+    took = f"Took {total:g} s in all" + (f" ({parts}, the rest loading and setup)" if parts else "")
+    if "seconds_since_launch" in doc:
+        took += f"; {doc['seconds_since_launch']:g} s since --workers started the processes (their start-up included)"
+    out.append(("p", took + "."))
     return out
 
 

@@ -32,7 +32,7 @@ VERIFY = (
     "contiguous",
     "--json",
 )
-HOW_IT_RAN = ("seconds", "seconds_total", "stage_seconds", "resume", "processes", "throughput")
+HOW_IT_RAN = ("seconds", "seconds_total", "seconds_since_launch", "stage_seconds", "resume", "processes", "throughput")
 
 
 def untimed(doc: dict) -> dict:
@@ -82,6 +82,9 @@ def test_any_number_of_processes_gives_the_same_verify_document(bundle, alone, w
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["processes"] == workers and alone["processes"] == 1
+    # the time since the ranks were started, their start-up included, beside the time inside verify
+    assert doc["seconds_since_launch"] > doc["seconds_total"] and "seconds_since_launch" not in alone
+    assert "since --workers started the processes" in (bundle / "report.md").read_text()
     # every per-attack and worst-case figure, the per-example outcomes and the eps curve
     assert untimed(doc) == untimed(alone)
     assert (bundle / "verify.json").is_file() and not (bundle / ".verify-progress").exists()
