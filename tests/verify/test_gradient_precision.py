@@ -2,6 +2,8 @@
 
 import math
 
+import pytest
+
 from deploy_robust.verify import ThreatModel, run_verify
 from deploy_robust.verify.options import VerifyOptions
 
@@ -54,3 +56,38 @@ def test_auto_keeps_fp32_where_the_budget_is_a_few_bf16_steps_of_a_pixel(digits_
     assert gradient_precision_for(plain, "auto", ThreatModel("l2", root * BF16_MIN_PIXEL_EPS * 0.9)) == "fp32"
     assert gradient_precision_for(plain, "auto", ThreatModel("l2", root * BF16_MIN_PIXEL_EPS * 1.1)) == "auto"
     assert gradient_precision_for(plain, "bf16", ThreatModel("linf", 1 / 255)) == "bf16"  # asked for: kept
+
+
+# The CPU kinds CI has run on, by the flags that decide the twin's precision (the rest of each flag set is what
+# the machines reported that matters here): an AVX2-only EPYC, an AVX-512 EPYC with native bf16, an AMX Xeon.
+CPU_KINDS = {
+    "avx2-only": frozenset({"avx2", "fma", "f16c"}),
+    "avx512-bf16": frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}),
+    "amx": frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"}),
+}
+
+
+def _standard(bundle, data, precision):
+    options = VerifyOptions(n=64, suite="standard", sweep=None, resume=False, gradient_precision=precision)
+    return run_verify(bundle, data, ThreatModel("linf", 0.1), options)
+
+
+@pytest.fixture(scope="module")
+def fp32_standard(digits_bundles, digits_test):
+    return _standard(digits_bundles["plain"], digits_test, "fp32")
+
+
+@pytest.mark.parametrize("kind", sorted(CPU_KINDS))
+def test_the_standard_suite_passes_on_every_cpu_kind(kind, monkeypatch, digits_bundles, digits_test, fp32_standard):
+    """What `auto` picks on each kind, and the standard suite run as it would there: the same clean verdict (E's),
+    no flag on a plain model, every counted break a point E got wrong, robust accuracy within a few points of
+    fp32's. bf16 runs emulated where the CPU lacks it (slower, the same arithmetic)."""
+    from deploy_robust.verify import speed
+
+    monkeypatch.setattr(speed, "cpu_flags", lambda: CPU_KINDS[kind])
+    picked = "fp32" if kind == "avx2-only" else "bf16"
+    doc, reference = _standard(digits_bundles["plain"], digits_test, "auto"), fp32_standard
+    assert doc["gradient_precision"] == picked and doc["flags"] == []
+    assert doc["clean_accuracy"] == reference["clean_accuracy"]
+    assert sum(a["broke"] for a in doc["attacks"]) == round(64 * (doc["clean_accuracy"] - doc["robust_accuracy"]))
+    assert abs(doc["robust_accuracy"] - reference["robust_accuracy"]) <= 0.05
