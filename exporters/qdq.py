@@ -61,18 +61,7 @@ def quantize_model(model: onnx.ModelProto, plan: list[LayerPlan], ranges: Ranges
     if missing:
         raise ValueError(f"no calibrated range for {', '.join(missing[:5])}")
     result = QuantizeResult(model)
-    params: dict[str, ActivationParams] = {}
-    for tensor in sorted(tensors):
-        if tensor in fixed:
-            p = fixed[tensor]
-            low_high = ((0 - p.zero_point) * float(p.scale), ((127 if p.signed else 255) - p.zero_point) * float(p.scale))
-        else:
-            # a data-movement op's output takes the scale of the tensor it moves, so Q/DQ cancels around the op
-            low_high = ranges[_moved_source(editor, tensor, tensors, profile)]
-            p = activation_params(*low_high, signed=profile.signed_activations)
-        params[tensor] = p
-        result.activations[tensor] = {"scale": float(p.scale), "zero_point": p.zero_point,
-                                      "dtype": "int8" if p.signed else "uint8", "range": list(map(float, low_high))}
+    params = _activation_params(editor, tensors, ranges, fixed, profile, result)
     by_node = {p.node: p for p in plan}
     # GPTQ's rounding takes seconds per layer of a real-size model (minutes in all): shown per layer
     shown = bar(sum(1 for p in plan if p.node in input_grams), desc="weight rounding (gptq, per layer)") if input_grams else None
@@ -104,6 +93,25 @@ def quantize_model(model: onnx.ModelProto, plan: list[LayerPlan], ranges: Ranges
     editor.remove_unused_initializers()
     editor.topological_sort()
     return result
+
+
+def _activation_params(editor: GraphEditor, tensors: set[str], ranges: Ranges, fixed: dict[str, ActivationParams],
+                       profile: TargetProfile, result: QuantizeResult) -> dict[str, ActivationParams]:
+    """Each activation tensor's scale and zero point: given (`fixed`, a trained grid) or from its calibrated
+    range; each is recorded in `result.activations`."""
+    params: dict[str, ActivationParams] = {}
+    for tensor in sorted(tensors):
+        if tensor in fixed:
+            p = fixed[tensor]
+            low_high = ((0 - p.zero_point) * float(p.scale), ((127 if p.signed else 255) - p.zero_point) * float(p.scale))
+        else:
+            # a data-movement op's output takes the scale of the tensor it moves, so Q/DQ cancels around the op
+            low_high = ranges[_moved_source(editor, tensor, tensors, profile)]
+            p = activation_params(*low_high, signed=profile.signed_activations)
+        params[tensor] = p
+        result.activations[tensor] = {"scale": float(p.scale), "zero_point": p.zero_point,
+                                      "dtype": "int8" if p.signed else "uint8", "range": list(map(float, low_high))}
+    return params
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -14,38 +14,40 @@ from deploy_robust.tune.space import Plan, describe
 SCHEMA = "deploy-robust/tune"
 
 
+def _entry(name: str, c: dict, plan: Plan | None, layers, settings) -> dict:
+    """One measured configuration's row of frontier.json."""
+    v = c["verify"]
+    row = {
+        "name": name,
+        "bundle": c["bundle"].path.name,
+        "latency_ms": c.get("latency_ms"),
+        "robust_accuracy": v["robust_accuracy"],
+        "robust_ci95": v["robust_accuracy_ci95"],
+        "clean_accuracy": v["clean_accuracy"],
+        "robust_drop": c["robust_drop"],
+        "clean_drop": c["clean_drop"],
+        "holds": c["holds"],
+        "uniform": name.startswith("uniform"),
+        "flags": v["flags"],
+    }
+    row["graph_sha256"] = c["bundle"].manifest.model.sha256
+    if not c["holds"]:
+        row["why_not"] = _why_not(c, settings)
+    if plan is not None:
+        row["plan"] = dict(zip([layer.name for layer in layers], plan))
+    if "final" in c:
+        row["final"] = {k: c["final"][k] for k in ("holds", "robust_drop", "clean_drop")} | {
+            "robust_accuracy": c["final"]["verify"]["robust_accuracy"],
+            "clean_accuracy": c["final"]["verify"]["clean_accuracy"],
+        }
+    return row
+
+
 def frontier_document(
     settings, layers, points, checked, uniform_checks, contenders, pick, final_reference, tune
 ) -> dict:
-    def entry(name: str, c: dict, plan: Plan | None) -> dict:
-        v = c["verify"]
-        row = {
-            "name": name,
-            "bundle": c["bundle"].path.name,
-            "latency_ms": c.get("latency_ms"),
-            "robust_accuracy": v["robust_accuracy"],
-            "robust_ci95": v["robust_accuracy_ci95"],
-            "clean_accuracy": v["clean_accuracy"],
-            "robust_drop": c["robust_drop"],
-            "clean_drop": c["clean_drop"],
-            "holds": c["holds"],
-            "uniform": name.startswith("uniform"),
-            "flags": v["flags"],
-        }
-        row["graph_sha256"] = c["bundle"].manifest.model.sha256
-        if not c["holds"]:
-            row["why_not"] = _why_not(c, settings)
-        if plan is not None:
-            row["plan"] = dict(zip([layer.name for layer in layers], plan))
-        if "final" in c:
-            row["final"] = {k: c["final"][k] for k in ("holds", "robust_drop", "clean_drop")} | {
-                "robust_accuracy": c["final"]["verify"]["robust_accuracy"],
-                "clean_accuracy": c["final"]["verify"]["clean_accuracy"],
-            }
-        return row
-
-    rows = [entry(config.name, c, None) for config, c in uniform_checks.items()]
-    rows += [entry(describe(layers, plan), c, plan) for plan, c in checked.items()]
+    rows = [_entry(config.name, c, None, layers, settings) for config, c in uniform_checks.items()]
+    rows += [_entry(describe(layers, plan), c, plan, layers, settings) for plan, c in checked.items()]
     rows = _one_row_per_graph(rows)
     return {
         "schema": SCHEMA,
