@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+import weakref
 from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -41,7 +42,22 @@ def deadline(at: float | None):
         _deadline = before
 
 
+# the plain-line steps under way, innermost last (for heartbeats); weak, so a step an exception abandoned
+# unclosed goes away with its frame
+_open_lines: list[weakref.ref] = []
+
+
 def check_deadline() -> None:
+    """A point inside a step (an attack's iteration, a GPTQ block): past the deadline it raises OutOfTime; on a
+    long step shown as plain lines it also says, at the same bounded rate, that the step is still going."""
+    _raise_if_past()
+    while _open_lines and _open_lines[-1]() is None:
+        _open_lines.pop()
+    if _open_lines:
+        _open_lines[-1]().heartbeat()
+
+
+def _raise_if_past() -> None:
     if _deadline is not None and time.monotonic() > _deadline:
         raise OutOfTime()
 
@@ -80,9 +96,19 @@ class Lines:
         self.started = self.clock()
         self.done = 0
         self.last_line: float | None = None
+        _open_lines.append(weakref.ref(self))
+
+    def heartbeat(self) -> None:
+        """Between updates: the same line, if one is due (a unit of work can take minutes on a real model)."""
+        now = self.clock()
+        if now - (self.started if self.last_line is None else self.last_line) >= (
+            FIRST_LINE_S if self.last_line is None else EVERY_S
+        ):
+            self.last_line = now
+            self.write(self._line(now) + " (working on the next)")
 
     def update(self, n: int = 1) -> None:
-        check_deadline()
+        _raise_if_past()
         self.done += n
         now = self.clock()
         due = FIRST_LINE_S if self.last_line is None else EVERY_S
@@ -100,6 +126,7 @@ class Lines:
         return line
 
     def close(self) -> None:
+        _open_lines[:] = [r for r in _open_lines if r() is not None and r() is not self]
         if self.last_line is not None:
             self.write(f"{self.desc}: done in {_duration(self.clock() - self.started)}")
 
@@ -148,7 +175,7 @@ def progress(items: Iterable[T], total: int | None = None, desc: str = "") -> It
 def _counted(items: Iterable[T], shown) -> Iterator[T]:
     try:
         for item in items:
-            check_deadline()
+            _raise_if_past()
             yield item
             shown.update()
     finally:

@@ -57,3 +57,17 @@ def test_progress_reaches_a_pipe_as_plain_lines(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stderr.splitlines()[0].startswith("calibration: 1/3 (33%)")
     assert run.stderr.splitlines()[-1].startswith("calibration: done in")
+
+
+def test_a_long_unit_of_work_still_says_it_is_going():
+    clock, lines = _Clock(), []
+    shown = progress.Lines(4, "verify", clock=clock, write=lines.append)
+    for second in range(0, 40):  # one unit that takes 40 s, its inner loop calling check_deadline
+        clock.now = float(second)
+        progress.check_deadline()
+    shown.update()
+    shown.close()
+    assert lines[0].startswith("verify: 0/4 (0%), 5 s") and lines[0].endswith("(working on the next)")
+    assert len([line for line in lines if "working on the next" in line]) == 3  # at 5, 20 and 35 s
+    progress.check_deadline()  # closed: no more lines
+    assert lines[-1] == "verify: done in 39 s"

@@ -230,8 +230,10 @@ def _attack_all(batches: list, attacks: int, checkpoint: BatchCheckpoint, attack
         return done | {_RESUMED: np.array([int(reused), checkpoint.rejected - rejected])}
 
     # this rank's batches (all of them when alone); every rank gets every batch back, in order
-    results = run_sharded(len(batches), verify_batch)
-    shown.close()
+    try:
+        results = run_sharded(len(batches), verify_batch)
+    finally:
+        shown.close()
     resumed = np.sum([r.pop(_RESUMED) for r in results], axis=0)
     common = set.intersection(*(set(r) for r in results)) - {"zero_grad"}  # resume files of older versions lack some
     merged = {k: np.concatenate([np.atleast_1d(r[k]) for r in results], axis=-1) for k in results[0] if k in common}
