@@ -51,6 +51,8 @@ def check_deadline() -> None:
     """A point inside a step (an attack's iteration, a GPTQ block): past the deadline it raises OutOfTime; on a
     long step shown as plain lines it also says, at the same bounded rate, that the step is still going."""
     _raise_if_past()
+    if _phase is not None:
+        _phase.heartbeat()
     while _open_lines and _open_lines[-1]() is None:
         _open_lines.pop()
     if _open_lines:
@@ -109,6 +111,8 @@ class Lines:
 
     def update(self, n: int = 1) -> None:
         _raise_if_past()
+        if _phase is not None:
+            _phase.heartbeat()
         self.done += n
         now = self.clock()
         due = FIRST_LINE_S if self.last_line is None else EVERY_S
@@ -182,7 +186,23 @@ def _counted(items: Iterable[T], shown) -> Iterator[T]:
         shown.close()
 
 
-def phase(message: str) -> None:
-    """A one-line note of a step starting (tune's phases, a long export), on stderr unless --quiet."""
-    if enabled():
-        print(message, file=sys.stderr, flush=True)
+class _Phase:
+    """A named step of a longer run (tune's phases): its line is printed once the step has lasted FIRST_LINE_S,
+    from the next progress point, so quick steps (and a one-line error right after them) print nothing."""
+
+    def __init__(self, message: str) -> None:
+        self.message, self.started, self.printed = message, time.monotonic(), False
+
+    def heartbeat(self) -> None:
+        if not self.printed and time.monotonic() - self.started >= FIRST_LINE_S:
+            self.printed = True
+            print(self.message, file=sys.stderr, flush=True)
+
+
+_phase: _Phase | None = None
+
+
+def phase(message: str | None) -> None:
+    """The step a run is now in (None: none); shown on stderr unless --quiet, once it has lasted a few seconds."""
+    global _phase
+    _phase = _Phase(message) if message is not None and enabled() else None

@@ -103,12 +103,14 @@ def measure(runner: Runner, shape: tuple[int, ...], batch: int, *, warmup: int =
     if power_sampler:
         power_sampler.start()
     samples: list[float] = []
+    total = total_sq = 0.0  # running sums: the stop rule's standard error in O(1) per iteration
     start = time.perf_counter()
     while True:
         x = inputs[len(samples) % buffers]
         t0 = time.perf_counter_ns()
         runner.infer(x)
         samples.append((time.perf_counter_ns() - t0) / 1e6)
+        total, total_sq = total + samples[-1], total_sq + samples[-1] ** 2
         done = len(samples)
         if iters is not None:
             if done >= iters:
@@ -117,7 +119,9 @@ def measure(runner: Runner, shape: tuple[int, ...], batch: int, *, warmup: int =
             continue
         elapsed = time.perf_counter() - start
         if elapsed >= duration and done >= min_iters:
-            if done % 10 == 0 and _relative_sem(samples) <= SETTLED:
+            mean = total / done
+            variance = max(total_sq - done * mean**2, 0.0) / (done - 1)
+            if mean > 0 and (variance / done) ** 0.5 / mean <= SETTLED:
                 stopped_by = "settled"
                 break
             if elapsed >= CAP_FACTOR * duration:

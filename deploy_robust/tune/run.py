@@ -53,13 +53,16 @@ def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset
     _check_inputs(loaded, calib, data, settings)
     tune = Workbench(loaded, Path(out), calib, data, settings, log)
     run = _Run(tune)
-    run.phase("exporting the FP32 reference")
-    fp32 = tune.bundle("fp32", "fp32")  # the reference and the last resort: exported whatever the budget
-    run.layers = search_layers(onnx.load(str(fp32.model_path)), settings.target, settings.precision_space(),
-                               settings.pins)
-    with deadline(tune.deadline):  # from here on, work past the budget stops at its next progress point
-        _search(run, fp32, calib)
-        _pick(run, fp32, data)
+    try:
+        run.phase("exporting the FP32 reference")
+        fp32 = tune.bundle("fp32", "fp32")  # the reference and the last resort: exported whatever the budget
+        run.layers = search_layers(onnx.load(str(fp32.model_path)), settings.target, settings.precision_space(),
+                                   settings.pins)
+        with deadline(tune.deadline):  # from here on, work past the budget stops at its next progress point
+            _search(run, fp32, calib)
+            _pick(run, fp32, data)
+    finally:
+        progress.phase(None)
     if run.pick is None and tune.stopped:
         run.fall_back_to_fp32()
     document = run.document()

@@ -21,7 +21,9 @@ def test_bench_measures_every_bundle_and_writes_into_each(tmp_path):
     assert [d["bundle"]["precision"] for d in documents] == ["fp32", "fp16"]
     for bundle, document in zip(bundles, documents):
         assert json.loads((bundle.path / "bench.json").read_text()) == document
-        assert {bundle.path / "bench.json", bundle.path / "latency.png"} <= set(result.written)
+        run = next(p.parent for p in result.written if p.parent.parent == bundle.path / "runs")  # its own run folder
+        assert {run / "bench.json", run / "latency.png"} <= set(result.written)
+        assert (run / "bench.json").read_bytes() == (bundle.path / "bench.json").read_bytes()  # the latest copy
         assert [e["iterations"] for e in document["results"]] == [3, 3]  # iters in all, shared by the 3 rounds
     ratios = result.document["ratios"]
     assert [r["throughput_vs_first"] for r in ratios[:2]] == [1.0, 1.0] and len(ratios) == 4

@@ -61,10 +61,14 @@ class _Stalling(_Recording):
         return out
 
 
-def test_a_steady_runner_stops_once_its_mean_settles():
+def test_timing_stops_when_the_mean_settles_or_at_the_cap_with_a_warning():
     result = measure(_Recording(), (1, 2, 2), batch=1, warmup=2, duration=0.05, min_iters=20)
-    assert result.stability["stopped_by"] == "settled" and result.stability["relative_sem_pct"] <= 1.0
-    assert result.iterations >= 20 and result.seconds < 3 * 0.05 + 0.05
+    assert result.iterations >= 20 and result.seconds >= 0.05
+    if result.stability["stopped_by"] == "settled":  # the usual case on a quiet machine
+        assert result.stability["relative_sem_pct"] <= 1.0 and result.seconds < 3 * 0.05 + 0.05
+    else:  # a loaded machine: timed to the cap, and the figure comes with its warning
+        assert result.stability["stopped_by"] == "time cap" and result.seconds >= 3 * 0.05
+        assert any("did not settle" in w or "p99 is" in w for w in result.warnings)
 
 
 def test_a_long_tail_is_named_a_warning_and_timing_goes_on_to_the_cap():

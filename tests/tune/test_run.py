@@ -201,7 +201,7 @@ def test_the_time_budget_holds_on_a_model_whose_exports_alone_exceed_it(tmp_path
     entry = zoo.get("resnet18")
     loaded = LoadedModel(entry.build().eval(), entry.spec, {"file": "resnet18-random", "format": "zoo", "sha256": "",
                          "arch": "resnet18", "layer_dtypes": {}})  # fmt: skip
-    budget = 25.0
+    budget = 40.0
     settings = TuneOptions(ThreatModel("linf", 1 / 255), n=50, final_n=50, bench_seconds=0.5, threads=1,
                            time_budget_s=budget)  # fmt: skip
     data = load_dataset(images)

@@ -46,10 +46,11 @@ def test_two_verifies_leave_two_run_folders_and_the_top_level_is_the_latest(tmp_
     import shutil
 
     copy = open_bundle(shutil.copytree(digits_bundles["plain"].path, tmp_path / "b"))
+    before = copy.runs()  # the shared bundle may hold runs other tests wrote
     first = write(copy, doc)[0].parent
     other = doc | {"suite": "autoattack-standard", "robust_accuracy": 0.125}
     second = write(copy, other)[0].parent
-    assert [p.name for p in copy.runs()] == [first.name, second.name] and first != second
+    assert copy.runs() == [*before, first, second] and first != second
     assert first.name.endswith("-quick-linf-0.1") and second.name.endswith("-autoattack-standard-linf-0.1")
     # the earlier run is kept whole; the top-level copies are the latest run's
     assert json.loads((first / "verify.json").read_text())["robust_accuracy"] == doc["robust_accuracy"]
