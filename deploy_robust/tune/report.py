@@ -115,9 +115,11 @@ def _one_row_per_graph(rows: list[dict]) -> list[dict]:
     return list(kept.values())
 
 
-def write_outputs(out: Path, document: dict, pick) -> None:
+def write_outputs(out: Path, document: dict, pick, plot: bool = True) -> None:
+    """frontier.json, report.md, frontier.png (`plot`) and best/ (`pick`)."""
     write_file_atomic(out / "frontier.json", json.dumps(document, indent=1, sort_keys=True))
-    tune_frontier_plot(document["measured"], out / "frontier.png", document["settings"])
+    if plot:
+        tune_frontier_plot(document["measured"], out / "frontier.png", document["settings"])
     write_file_atomic(out / "report.md", report(document))
     if pick is not None:  # best/ swapped in whole by the bundle store: the old or the new pick, never half
         source = pick[1]["bundle"]

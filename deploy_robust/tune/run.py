@@ -129,8 +129,8 @@ class _Run:
         return document
 
     def write_partial(self) -> None:
-        """frontier.json and report.md as they stand (best/ is written once, at the end)."""
-        write_outputs(self.tune.out, self.document(), None)
+        """frontier.json and report.md as they stand (the plot and best/ are written once, at the end)."""
+        write_outputs(self.tune.out, self.document(), None, plot=False)
 
 
 def _search(run: _Run, fp32: Bundle, calib: Dataset) -> None:

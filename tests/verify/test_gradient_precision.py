@@ -68,7 +68,7 @@ CPU_KINDS = {
 
 
 def _standard(bundle, data, precision):
-    options = VerifyOptions(n=64, suite="standard", sweep=None, resume=False, gradient_precision=precision)
+    options = VerifyOptions(n=48, suite="standard", sweep=None, resume=False, gradient_precision=precision)
     return run_verify(bundle, data, ThreatModel("linf", 0.1), options)
 
 
@@ -77,7 +77,10 @@ def fp32_standard(digits_bundles, digits_test):
     return _standard(digits_bundles["plain"], digits_test, "fp32")
 
 
-@pytest.mark.parametrize("kind", sorted(CPU_KINDS))
+@pytest.mark.parametrize(
+    "kind",
+    ["avx2-only", "avx512-bf16", pytest.param("amx", marks=pytest.mark.slow)],  # amx picks as avx512-bf16
+)
 def test_the_standard_suite_passes_on_every_cpu_kind(kind, monkeypatch, digits_bundles, digits_test, fp32_standard):
     """What `auto` picks on each kind, and the standard suite run as it would there: the same clean verdict (E's),
     no flag on a plain model, every counted break a point E got wrong, robust accuracy within a few points of
@@ -89,5 +92,5 @@ def test_the_standard_suite_passes_on_every_cpu_kind(kind, monkeypatch, digits_b
     doc, reference = _standard(digits_bundles["plain"], digits_test, "auto"), fp32_standard
     assert doc["gradient_precision"] == picked and doc["flags"] == []
     assert doc["clean_accuracy"] == reference["clean_accuracy"]
-    assert sum(a["broke"] for a in doc["attacks"]) == round(64 * (doc["clean_accuracy"] - doc["robust_accuracy"]))
+    assert sum(a["broke"] for a in doc["attacks"]) == round(48 * (doc["clean_accuracy"] - doc["robust_accuracy"]))
     assert abs(doc["robust_accuracy"] - reference["robust_accuracy"]) <= 0.05
