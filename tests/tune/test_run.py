@@ -185,6 +185,7 @@ def test_a_spent_time_budget_stops_early_and_keeps_the_fp32_reference(tuned, dig
     assert "Time budget" in report and "Why: the time budget ran out" in report
 
 
+@pytest.mark.slow  # 45 s on one worker: `make test-all` runs it
 def test_the_time_budget_holds_on_a_model_whose_exports_alone_exceed_it(tmp_path):
     """A CIFAR ResNet-18 (random weights: time, not accuracy, is under test): its INT8 export alone (calibration
     and GPTQ rounding) takes longer than the budget, which must hold within 10% with every step counted."""
