@@ -100,25 +100,24 @@ class Lines:
         self.last_line: float | None = None
         _open_lines.append(weakref.ref(self))
 
+    def _write_if_due(self, suffix: str = "") -> None:
+        """A line, if the first is due (FIRST_LINE_S after the start) or the next (EVERY_S after the last)."""
+        now = self.clock()
+        since, due = (self.started, FIRST_LINE_S) if self.last_line is None else (self.last_line, EVERY_S)
+        if now - since >= due:
+            self.last_line = now
+            self.write(self._line(now) + suffix)
+
     def heartbeat(self) -> None:
         """Between updates: the same line, if one is due (a unit of work can take minutes on a real model)."""
-        now = self.clock()
-        if now - (self.started if self.last_line is None else self.last_line) >= (
-            FIRST_LINE_S if self.last_line is None else EVERY_S
-        ):
-            self.last_line = now
-            self.write(self._line(now) + " (working on the next)")
+        self._write_if_due(" (working on the next)")
 
     def update(self, n: int = 1) -> None:
         _raise_if_past()
         if _phase is not None:
             _phase.heartbeat()
         self.done += n
-        now = self.clock()
-        due = FIRST_LINE_S if self.last_line is None else EVERY_S
-        if now - (self.started if self.last_line is None else self.last_line) >= due:
-            self.last_line = now
-            self.write(self._line(now))
+        self._write_if_due()
 
     def _line(self, now: float) -> str:
         elapsed = now - self.started

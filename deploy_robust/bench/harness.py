@@ -107,10 +107,7 @@ def write_bench_json(bundle: Bundle, document: dict[str, Any], figures: dict[str
     and copied to the bundle's top level as the latest run's. Returns the run folder."""
     files = {"bench.json": dumps(document), **(figures or {})}
     backends = "-".join(sorted({e["backend"] for e in document["results"]}))
-    run = bundle.write_run(f"bench-{backends}", files)
-    for name, data in files.items():
-        bundle.write_file(name, data)
-    return run
+    return bundle.write_run(f"bench-{backends}", files)
 
 
 def _merge(results: list[BatchResult]) -> BatchResult:

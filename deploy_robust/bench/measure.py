@@ -47,9 +47,17 @@ NOISY_TAIL = 2.0     # p99 above this multiple of p50: a noisy machine (or a run
 NOISY_ROUNDS = 0.10  # rounds' throughputs further apart than this fraction of their median
 
 
+def _relative_sem_of_sums(total: float, total_sq: float, n: int) -> float:
+    """The mean's standard error over the mean, from the running sums of the samples and of their squares."""
+    if n < 2 or total <= 0:
+        return 0.0
+    mean = total / n
+    return (max(total_sq - n * mean**2, 0.0) / (n - 1) / n) ** 0.5 / mean
+
+
 def _relative_sem(samples: list[float]) -> float:
     a = np.asarray(samples, dtype=np.float64)
-    return float(a.std(ddof=1) / np.sqrt(len(a)) / a.mean()) if len(a) > 1 and a.mean() > 0 else 0.0
+    return _relative_sem_of_sums(float(a.sum()), float((a**2).sum()), len(a))
 
 
 def stability_of(samples: list[float], stopped_by: str, round_throughputs: list[float] | None = None):
@@ -119,9 +127,7 @@ def measure(runner: Runner, shape: tuple[int, ...], batch: int, *, warmup: int =
             continue
         elapsed = time.perf_counter() - start
         if elapsed >= duration and done >= min_iters:
-            mean = total / done
-            variance = max(total_sq - done * mean**2, 0.0) / (done - 1)
-            if mean > 0 and (variance / done) ** 0.5 / mean <= SETTLED:
+            if _relative_sem_of_sums(total, total_sq, done) <= SETTLED:
                 stopped_by = "settled"
                 break
             if elapsed >= CAP_FACTOR * duration:

@@ -77,8 +77,8 @@ class Bundle:
 
     def write_run(self, label: str, files: dict[str, bytes | str], when: float | None = None) -> Path:
         """Keep one verify or bench run whole in its own folder, `runs/<UTC time>-<label>/` (never replaced:
-        a second run in the same second gets `-2`), written under a temporary name and renamed in at once;
-        the top-level copies are the latest run's. Returns the folder."""
+        a second run in the same second gets `-2`), written under a temporary name and renamed in at once, then
+        copied to the bundle's top level, where the files are the latest run's. Returns the folder."""
         runs = self.path / RUNS
         if runs.is_symlink() or (runs.exists() and not runs.is_dir()):
             raise UserError(f"{runs} is not a folder; refusing to write runs through it")
@@ -99,6 +99,8 @@ class Bundle:
             except OSError:
                 continue
             _fsync_dir(runs)
+            for name, data in files.items():  # the latest run's copies at the top level
+                self.write_file(name, data)
             return target
         raise UserError(f"{runs}: could not name a new run folder for {base}")
 

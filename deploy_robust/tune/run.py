@@ -109,8 +109,7 @@ class _Run:
         try:
             return work()
         except OutOfTime:
-            if name not in self.tune.stopped:
-                self.tune.stopped.append(name)
+            self.tune.stopped_in(name)
             return default
 
     def document(self) -> dict[str, Any]:

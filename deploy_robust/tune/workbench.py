@@ -96,9 +96,13 @@ class Workbench:
         """Whether the time budget is spent; the first time a stage finds it so, that is recorded."""
         if self.deadline is None or time.monotonic() < self.deadline:
             return False
+        self.stopped_in(stage)
+        return True
+
+    def stopped_in(self, stage: str) -> None:
+        """Record that the time budget cut `stage` short (once per stage, in order)."""
         if stage not in self.stopped:
             self.stopped.append(stage)
-        return True
 
     def bundle(
         self,

@@ -87,8 +87,8 @@ def _prepare(module: torch.nn.Module, example: torch.Tensor, layout: str = "auto
 
 # bf16 keeps 8 significant bits: a pixel near 1.0 moves in steps of 2**-8 (about 1/255) once autocast casts the
 # input. A perturbation only a few of those steps wide is blurred in the twin's loss, which APGD's step-size
-# control and best-point tracking read: on the CIFAR ResNet-18 at 1/255, bf16 gradients left robust a point that
-# fp32 broke (docs/verify.md). So `auto` takes bf16 only where a pixel's budget spans at least 4 such steps.
+# control and best-point tracking read. So `auto` takes bf16 only where a pixel's budget spans at least 4 such
+# steps. (On the CIFAR ResNet-18 at 1/255, fp32 and bf16 gave the same robust accuracy: docs/verify.md.)
 BF16_MIN_PIXEL_EPS = 4 * 2**-8
 
 

@@ -274,8 +274,6 @@ def write(bundle: Bundle, doc: dict[str, Any]) -> list[Path]:
     files |= figures | {"report.html": html(doc, figures)}
     threat = doc["threat_model"]
     run = bundle.write_run(f"{doc['suite']}-{threat['norm']}-{threat['eps']:.4g}", files)
-    for name, data in files.items():
-        bundle.write_file(name, data)
     return [run / name for name in files]
 
 
