@@ -89,16 +89,21 @@ def _duration(seconds: float) -> str:
 
 class Lines:
     """Plain progress lines for a step of `total` units (None: unknown), at a bounded rate; `clock` is injectable
-    for tests."""
+    for tests. `weighted`: the units are a cost estimate, not countable items (verify weighs each attack by its
+    passes per point), so lines show the percentage alone; `doing` names what runs now."""
 
     def __init__(self, total: int | None, desc: str, clock: Callable[[], float] = time.monotonic,
-                 write: Callable[[str], None] | None = None) -> None:  # fmt: skip
-        self.total, self.desc, self.clock = total, desc or "working", clock
+                 write: Callable[[str], None] | None = None, weighted: bool = False) -> None:  # fmt: skip
+        self.total, self.desc, self.clock, self.weighted = total, desc or "working", clock, weighted
         self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
         self.started = self.clock()
         self.done = 0
+        self.now = ""
         self.last_line: float | None = None
         _open_lines.append(weakref.ref(self))
+
+    def doing(self, what: str) -> None:
+        self.now = what
 
     def _write_if_due(self, suffix: str = "") -> None:
         """A line, if the first is due (FIRST_LINE_S after the start) or the next (EVERY_S after the last)."""
@@ -110,20 +115,21 @@ class Lines:
 
     def heartbeat(self) -> None:
         """Between updates: the same line, if one is due (a unit of work can take minutes on a real model)."""
-        self._write_if_due(" (working on the next)")
+        self._write_if_due(f" ({self.now})" if self.now else " (working on the next)")
 
     def update(self, n: int = 1) -> None:
         _raise_if_past()
         if _phase is not None:
             _phase.heartbeat()
         self.done += n
-        self._write_if_due()
+        self._write_if_due(f" ({self.now})" if self.now else "")
 
     def _line(self, now: float) -> str:
         elapsed = now - self.started
         if not self.total:
             return f"{self.desc}: {self.done} done, {_duration(elapsed)}"
-        line = f"{self.desc}: {self.done}/{self.total} ({100 * self.done / self.total:.0f}%), {_duration(elapsed)}"
+        share = f"{100 * self.done / self.total:.0f}%"
+        line = f"{self.desc}: {share if self.weighted else f'{self.done}/{self.total} ({share})'}, {_duration(elapsed)}"
         if 0 < self.done < self.total:
             line += f", about {_duration(elapsed / self.done * (self.total - self.done))} left"
         return line
@@ -138,31 +144,38 @@ class _NoBar:
     def update(self, n: int = 1) -> None:
         check_deadline()
 
+    def doing(self, what: str) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
 
-def bar(total: int | None, desc: str = ""):
-    """Progress advanced by hand (`update()`; `close()` at the end), for work counted finer than a loop's items
-    (verify: every attack on every batch); a no-op with --quiet."""
+def bar(total: int | None, desc: str = "", weighted: bool = False):
+    """Progress advanced by hand (`update(n)`, `doing(what)`; `close()` at the end), for work counted finer than a
+    loop's items (verify: every attack on every batch, weighted by its cost); a no-op with --quiet."""
     if not enabled():
         return _NoBar()
     if not on_terminal():
-        return Lines(total, desc)
-    return _Bar(total, desc)
+        return Lines(total, desc, weighted=weighted)
+    return _Bar(total, desc, weighted)
 
 
 class _Bar:
     """A tqdm bar whose updates are also deadline points."""
 
-    def __init__(self, total: int | None, desc: str) -> None:
+    def __init__(self, total: int | None, desc: str, weighted: bool = False) -> None:
         from tqdm import tqdm
 
-        self.shown = tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
+        form = "{l_bar}{bar}| {elapsed}<{remaining}{postfix}" if weighted else None  # no unit counts
+        self.shown = tqdm(total=total, desc=desc, leave=False, file=sys.stderr, bar_format=form)
 
     def update(self, n: int = 1) -> None:
         check_deadline()
         self.shown.update(n)
+
+    def doing(self, what: str) -> None:
+        self.shown.set_postfix_str(what)
 
     def close(self) -> None:
         self.shown.close()

@@ -71,3 +71,12 @@ def test_a_long_unit_of_work_still_says_it_is_going():
     assert len([line for line in lines if "working on the next" in line]) == 3  # at 5, 20 and 35 s
     progress.check_deadline()  # closed: no more lines
     assert lines[-1] == "verify: done in 39 s"
+
+
+def test_weighted_lines_show_a_share_and_what_runs_now():
+    clock, lines = _Clock(), []
+    shown = progress.Lines(400, "verify", clock=clock, write=lines.append, weighted=True)
+    shown.doing("apgd-ce, batch 1/2")
+    clock.now = 10.0
+    shown.update(100)  # a quarter of the cost in 10 s: 30 s left
+    assert lines == ["verify: 25%, 10 s, about 30 s left (apgd-ce, batch 1/2)"]

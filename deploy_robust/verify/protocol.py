@@ -25,7 +25,7 @@ from deploy_robust.progress import bar, progress
 from deploy_robust.quant.twin import attack_graph
 from deploy_robust.runtimes import create_runner
 from deploy_robust.verify import attacks
-from deploy_robust.verify.cost import Passes
+from deploy_robust.verify.cost import Passes, expected_steps
 from deploy_robust.verify.detection import detector_of, verify_detector
 from deploy_robust.verify.document import per_example, result_document
 from deploy_robust.verify.flags import sanity_flags
@@ -161,11 +161,11 @@ def run_verify(bundle: Bundle, dataset: Dataset, threat: ThreatModel, options: V
                 **o.resume_fields()}
     checkpoint = BatchCheckpoint(bundle.path, settings, o.resume)
 
-    def attack_batch(x_np: np.ndarray, y_np: np.ndarray, index: int, advance) -> dict[str, np.ndarray]:
+    def attack_batch(x_np: np.ndarray, y_np: np.ndarray, index: int, shown) -> dict[str, np.ndarray]:
         return _verify_batch(plan, engine, S, reference, extra_models, x_np, y_np, threat, randomness, seed, index,
-                             advance)
+                             shown)
 
-    merged, zero_grad, resumed = _attack_all(list(data.batches(batch_size)), len(plan), checkpoint, attack_batch)
+    merged, zero_grad, resumed = _attack_all(list(data.batches(batch_size)), plan, checkpoint, attack_batch)
     seconds = time.perf_counter() - started
     doc = result_document(bundle, data, threat, options=o, plan=plan, merged=merged, randomness=randomness,
                           zero_grad=zero_grad, seconds=seconds)
@@ -212,10 +212,35 @@ def _points(bundle: Bundle, dataset: Dataset, n: int) -> Dataset:
     return data
 
 
-def _attack_all(batches: list, attacks: int, checkpoint: BatchCheckpoint, attack_batch):
+class _AttackProgress:
+    """verify's progress: each attack's share of a batch weighs its expected steps per point (`expected_steps`), and
+    the points the cascade spares it (broken by an earlier attack) count as done when it starts, so the ETA follows
+    the work that is really left. The line names the attack and batch under way."""
+
+    def __init__(self, plan: list, batches: list) -> None:
+        self.weights = {a.name: expected_steps(a) for a in plan}
+        self.batches = len(batches)
+        points = sum(len(y) for _, y in batches) * share(len(batches)) / max(1, len(batches))  # this rank's share
+        self.shown = bar(round(points * sum(self.weights.values())), desc="verify", weighted=True)
+
+    def start(self, attack, index: int, points: int, attacked: int) -> None:
+        self.shown.doing(f"{attack.name}, batch {index + 1}/{self.batches}")
+        self.shown.update(round(self.weights.get(attack.name, 1.0) * (points - attacked)))
+
+    def finish(self, attack, attacked: int) -> None:
+        self.shown.update(round(self.weights.get(attack.name, 1.0) * attacked))
+
+    def skip_batch(self, points: int) -> None:  # reloaded from its checkpoint
+        self.shown.update(round(points * sum(self.weights.values())))
+
+    def close(self) -> None:
+        self.shown.close()
+
+
+def _attack_all(batches: list, plan: list, checkpoint: BatchCheckpoint, attack_batch):
     """Every batch attacked (or reloaded from its checkpoint), this rank's share of them when in a process group;
     the per-point results merged in data order, the zero-gradient count, and [batches reused, files rejected]."""
-    shown = bar(share(len(batches)) * attacks, desc="verify (attacks x batches)")
+    shown = _AttackProgress(plan, batches)
 
     def verify_batch(index: int) -> dict[str, np.ndarray]:
         x_np, y_np = batches[index]
@@ -223,10 +248,10 @@ def _attack_all(batches: list, attacks: int, checkpoint: BatchCheckpoint, attack
         done = checkpoint.load(index, (x_np, y_np))
         reused = done is not None
         if done is None:
-            done = attack_batch(x_np, y_np, index, shown.update)
+            done = attack_batch(x_np, y_np, index, shown)
             checkpoint.save(index, (x_np, y_np), done)
         else:
-            shown.update(attacks)
+            shown.skip_batch(len(y_np))
         return done | {_RESUMED: np.array([int(reused), checkpoint.rejected - rejected])}
 
     # this rank's batches (all of them when alone); every rank gets every batch back, in order
@@ -280,7 +305,7 @@ def _add_curve_and_detector(doc: dict[str, Any], stages: dict[str, float], bundl
 
 
 def _verify_batch(plan, engine, S, reference, extra_models: dict, x_np, y_np, threat, randomness: Randomness, seed: int,
-                  index: int, advance=lambda: None) -> dict[str, np.ndarray]:
+                  index: int, shown: _AttackProgress | None = None) -> dict[str, np.ndarray]:
     """Every attack of the plan on one batch; returns what E got right, per pass and attack."""
     torch.manual_seed(seed + index)  # S's own random draws (stochastic twins), reproducibly per batch
     x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
@@ -306,6 +331,8 @@ def _verify_batch(plan, engine, S, reference, extra_models: dict, x_np, y_np, th
         counted = Passes()           # what this attack costs, in images through each model
         infer = counted.engine(engine.infer)
         todo = np.flatnonzero(robust.all(0) if attack.on == "E" else robust.any(0))
+        if shown is not None:
+            shown.start(attack, index, len(y_np), todo.size)
         if todo.size and attack.on != "E":
             model = {"S": S, "R": reference}.get(attack.on) or extra_models[attack.on]  # e.g. "S:members i+j"
             confirm = _engine_confirm(infer, x_np[todo], y_np[todo]) if randomness.passes == 1 else None
@@ -323,7 +350,8 @@ def _verify_batch(plan, engine, S, reference, extra_models: dict, x_np, y_np, th
         out[f"attacked:{attack.name}"] = np.array([todo.size])
         out[f"seconds:{attack.name}"] = np.array([time.perf_counter() - started])
         out[f"passes:{attack.name}"] = counted.counts
-        advance()
+        if shown is not None:
+            shown.finish(attack, todo.size)
         robust &= ok
     out["s_agree_on_adversarial"] = s_agree if s_agree is not None else np.zeros(0, dtype=bool)
     return out

@@ -198,3 +198,31 @@ def test_html_report_is_self_contained(plain_doc, digits_bundles):
     assert any(p.name == "report.html" for p in written)
     assert page.startswith("<!doctype html>") and "<table>" in page and "data:image/png;base64," in page
     assert "per-example worst case" in page
+
+
+def test_verify_progress_weighs_each_attack_and_credits_the_points_the_cascade_spares(monkeypatch):
+    from deploy_robust.verify import protocol
+    from deploy_robust.verify.suites import SUITES
+
+    plan = list(SUITES["standard"].attacks)
+    recorded = []
+
+    class Recording:
+        def update(self, n=1):
+            recorded.append(n)
+
+        def doing(self, what):
+            recorded.append(what)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(protocol, "bar", lambda total, desc, weighted: recorded.append(total) or Recording())
+    batches = [(None, np.zeros(10)), (None, np.zeros(10))]
+    shown = protocol._AttackProgress(plan, batches)
+    total = recorded.pop(0)
+    apgd_t = next(a for a in plan if a.name == "apgd-t-malt")
+    shown.start(apgd_t, 1, points=10, attacked=4)  # 6 of 10 points already broken: their share is done
+    shown.finish(apgd_t, attacked=4)
+    assert recorded == ["apgd-t-malt, batch 2/2", 6 * 300, 4 * 300]  # 3 targets x 100 steps a point
+    assert total == 20 * sum(protocol.expected_steps(a) for a in plan)
