@@ -47,10 +47,23 @@ def deadline(at: float | None):
 _open_lines: list[weakref.ref] = []
 
 
-def check_deadline() -> None:
+_step_sink: Callable[[int], None] | None = None  # who counts the steps inside the step under way (verify's attacks)
+
+
+def count_steps(sink: Callable[[int], None] | None) -> None:
+    """From now on `check_deadline(points)` hands `points` to `sink` (None: to nobody), so an attack's iterations
+    move the progress of the step that runs it, not only its end."""
+    global _step_sink
+    _step_sink = sink
+
+
+def check_deadline(points: int = 0) -> None:
     """A point inside a step (an attack's iteration, a GPTQ block): past the deadline it raises OutOfTime; on a
-    long step shown as plain lines it also says, at the same bounded rate, that the step is still going."""
+    long step shown as plain lines it also says, at the same bounded rate, that the step is still going.
+    `points`: how many points this iteration moves one step (counted where `counting_steps` is in force)."""
     _raise_if_past()
+    if points and _step_sink is not None:
+        _step_sink(points)
     if _phase is not None:
         _phase.heartbeat()
     while _open_lines and _open_lines[-1]() is None:

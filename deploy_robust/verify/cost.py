@@ -45,12 +45,16 @@ def describe(counts: np.ndarray) -> dict[str, int]:
 ENGINE_QUERY_VS_GRADIENT_STEP = 0.4
 
 
+def step_weight(attack) -> float:
+    """One iteration of the attack on one point, in twin gradient steps: FAB takes two gradients a step, a Square
+    query is one engine pass."""
+    return {"square": ENGINE_QUERY_VS_GRADIENT_STEP, "fab": 2.0}.get(attack.method, 1.0)
+
+
 def expected_steps(attack) -> float:
     """An attack's expected cost per point, in twin gradient steps (the weight of its share of verify's progress):
-    steps x restarts x targets (FAB: two gradients a step), Square's queries at ENGINE_QUERY_VS_GRADIENT_STEP.
-    An estimate for an ETA, not a count: early exits make real attacks cheaper."""
+    steps (Square: queries) x restarts x targets x `step_weight`. An estimate for an ETA, not a count: early
+    exits make real attacks cheaper, and APGD-T's rescue restarts (a few points) are left out."""
     p = attack.params
-    if attack.method == "square":
-        return p.get("queries", 1000) * p.get("restarts", 1) * ENGINE_QUERY_VS_GRADIENT_STEP
-    per_step = 2.0 if attack.method == "fab" else 1.0
-    return float(p.get("steps", 1) * p.get("restarts", 1) * p.get("targets", 1) * per_step)
+    iterations = p.get("queries", 1000) if attack.method == "square" else p.get("steps", 1)
+    return float(iterations * p.get("restarts", 1) * p.get("targets", 1) * step_weight(attack))

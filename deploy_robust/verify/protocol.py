@@ -21,11 +21,11 @@ from deploy_robust.bundle import Bundle
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
 from deploy_robust.model import PickOutput
-from deploy_robust.progress import bar, progress
+from deploy_robust.progress import bar, count_steps, progress
 from deploy_robust.quant.twin import attack_graph
 from deploy_robust.runtimes import create_runner
 from deploy_robust.verify import attacks
-from deploy_robust.verify.cost import Passes, expected_steps
+from deploy_robust.verify.cost import Passes, expected_steps, step_weight
 from deploy_robust.verify.detection import detector_of, verify_detector
 from deploy_robust.verify.document import per_example, result_document
 from deploy_robust.verify.flags import sanity_flags
@@ -224,16 +224,29 @@ class _AttackProgress:
         self.shown = bar(round(points * sum(self.weights.values())), desc="verify", weighted=True)
 
     def start(self, attack, index: int, points: int, attacked: int) -> None:
+        """The attack starts on `attacked` of the batch's `points`; its iterations move the line as they run
+        (`counting_steps`), up to its expected share."""
+        weight = self.weights.get(attack.name, 1.0)
         self.shown.doing(f"{attack.name}, batch {index + 1}/{self.batches}")
-        self.shown.update(round(self.weights.get(attack.name, 1.0) * (points - attacked)))
+        self.shown.update(round(weight * (points - attacked)))
+        self.share, self.per_step, self.credited = round(weight * attacked), step_weight(attack), 0.0
+        count_steps(self._steps)
 
-    def finish(self, attack, attacked: int) -> None:
-        self.shown.update(round(self.weights.get(attack.name, 1.0) * attacked))
+    def _steps(self, points: int) -> None:
+        before = int(self.credited)
+        self.credited = min(float(self.share), self.credited + points * self.per_step)
+        if int(self.credited) > before:
+            self.shown.update(int(self.credited) - before)
+
+    def finish(self) -> None:
+        count_steps(None)
+        self.shown.update(self.share - int(self.credited))
 
     def skip_batch(self, points: int) -> None:  # reloaded from its checkpoint
         self.shown.update(round(points * sum(self.weights.values())))
 
     def close(self) -> None:
+        count_steps(None)  # an attack cut short (a time budget, an error) counts no more
         self.shown.close()
 
 
@@ -351,7 +364,7 @@ def _verify_batch(plan, engine, S, reference, extra_models: dict, x_np, y_np, th
         out[f"seconds:{attack.name}"] = np.array([time.perf_counter() - started])
         out[f"passes:{attack.name}"] = counted.counts
         if shown is not None:
-            shown.finish(attack, todo.size)
+            shown.finish()
         robust &= ok
     out["s_agree_on_adversarial"] = s_agree if s_agree is not None else np.zeros(0, dtype=bool)
     return out

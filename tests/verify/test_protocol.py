@@ -201,6 +201,7 @@ def test_html_report_is_self_contained(plain_doc, digits_bundles):
 
 
 def test_verify_progress_weighs_each_attack_and_credits_the_points_the_cascade_spares(monkeypatch):
+    from deploy_robust.progress import check_deadline
     from deploy_robust.verify import protocol
     from deploy_robust.verify.suites import SUITES
 
@@ -223,6 +224,17 @@ def test_verify_progress_weighs_each_attack_and_credits_the_points_the_cascade_s
     total = recorded.pop(0)
     apgd_t = next(a for a in plan if a.name == "apgd-t-malt")
     shown.start(apgd_t, 1, points=10, attacked=4)  # 6 of 10 points already broken: their share is done
-    shown.finish(apgd_t, attacked=4)
-    assert recorded == ["apgd-t-malt, batch 2/2", 6 * 300, 4 * 300]  # 3 targets x 100 steps a point
+    for _ in range(50):  # the attack's iterations move the line as they run: 50 steps on 4 points
+        check_deadline(4)
+    shown.finish()
+    assert recorded == ["apgd-t-malt, batch 2/2", 6 * 300, *[4] * 50, 4 * 300 - 200]  # 3 targets x 100 steps
     assert total == 20 * sum(protocol.expected_steps(a) for a in plan)
+    # an attack that runs past its estimate (rescue restarts) never moves the line past its share
+    recorded.clear()
+    shown.start(apgd_t, 0, points=10, attacked=2)
+    for _ in range(400):
+        check_deadline(2)
+    shown.finish()
+    assert sum(recorded[1:]) == 10 * 300
+    check_deadline(5)  # after the attack nothing counts
+    assert sum(recorded[1:]) == 10 * 300

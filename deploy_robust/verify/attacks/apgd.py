@@ -8,7 +8,7 @@ import torch
 
 from deploy_robust.verify.threat import ThreatModel
 from deploy_robust.verify.attacks.gradient import Best, Confirm, Retirement, TorchModel, confirm_rows, gradient
-from deploy_robust.verify.attacks.losses import dlr_targeted_loss
+from deploy_robust.verify.attacks.losses import dlr_targeted_loss, margin_loss
 from deploy_robust.progress import check_deadline
 
 
@@ -79,8 +79,8 @@ def _apgd_run(model, x, y, threat: ThreatModel, settings, best: Best, target, co
     increases = torch.zeros(n)
     last_check, eta_at_check, loss_max_at_check = 0, eta.clone(), loss_max.clone()
     for k in range(steps):
-        check_deadline()  # a tune's --time-budget stops an attack here
         a = retired.rows()
+        check_deadline(a.numel())  # a tune's --time-budget stops an attack here; verify's progress counts the step
         if a.numel() == 0:
             break
         xa, xs = x_adv[a], x[a]
@@ -148,10 +148,16 @@ def apgd_targeted(
     ranking: str = "logits",
     confirm: Confirm | None = None,
     early_exit: bool = True,
+    rescue_restarts: int = 0,
+    rescue_below: float = 0.1,
 ) -> torch.Tensor:
     """APGD-T: APGD on the targeted DLR loss toward each of `targets` classes, each on the points the earlier
     targets left unbroken. `ranking` "logits": the classes the clean logits rank highest after the true one
-    (AutoAttack's, with 9 targets); "malt": the classes MALT's Jacobian estimate puts nearest."""
+    (AutoAttack's, with 9 targets); "malt": the classes MALT's Jacobian estimate puts nearest.
+
+    `rescue_restarts`: restarts only where the loss says they can still help. A point the targets left unbroken
+    whose best margin fell below `rescue_below` of its clean margin (it nearly crossed) gets that many more
+    random starts toward the class nearest at its best point; the rest, far from any boundary, get none."""
     if ranking == "malt":
         goals = malt_targets(model, x, y, targets, threat.norm)
     else:
@@ -165,4 +171,27 @@ def apgd_targeted(
         apgd(model, x[idx], y[idx], threat, steps=steps, loss=dlr_targeted_loss, restarts=restarts, eot=eot,
              seed=seed + k, best=run, target=target[idx], confirm=confirm_rows(confirm, idx), early_exit=early_exit)  # fmt: skip
         best.merge(idx, run)
+    if rescue_restarts:
+        idx, nearest = _nearly_crossed(model, x, y, best, rescue_below)
+        if idx.numel():
+            run = Best(x[idx])
+            apgd(model, x[idx], y[idx], threat, steps=steps, loss=dlr_targeted_loss, restarts=rescue_restarts,
+                 eot=eot, seed=seed + 100, best=run, target=nearest, confirm=confirm_rows(confirm, idx),
+                 early_exit=early_exit)  # fmt: skip
+            best.merge(idx, run)
     return best.x
+
+
+def _nearly_crossed(model: TorchModel, x: torch.Tensor, y: torch.Tensor, best: Best, below: float):
+    """The unbroken points whose best candidate's margin is under `below` of their clean margin, and for each the
+    class nearest at that candidate (the target of a rescue restart)."""
+    idx = best.unbroken()
+    if idx.numel() == 0:
+        return idx, idx
+    with torch.no_grad():
+        clean, found = model(x[idx]), model(best.x[idx])
+    ratio = margin_loss(found, y[idx]) / margin_loss(clean, y[idx]).clamp_max(-1e-12)  # both negative: still right
+    near = ratio < below
+    others = found.clone()
+    others[torch.arange(len(idx)), y[idx]] = -float("inf")
+    return idx[near], others.argmax(1)[near]

@@ -102,7 +102,7 @@ def fab(model: TorchModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel
                 current = (origin + start).clamp(0, 1)
             found, found_norm = best[idx].flatten(1).clone(), best_norm[idx].clone()
             for _ in range(steps):
-                check_deadline()  # a tune's --time-budget stops an attack here
+                check_deadline(len(current))  # a tune's --time-budget stops an attack here; progress counts it
                 f, w, _ = _boundary_linearization(model, current.view(-1, *shape[1:]), ys, goal, threat.norm, eot)
                 to_here = _boundary_step(current, w, -f, threat.norm)
                 to_origin = _boundary_step(origin, w, -f - (w * (origin - current)).sum(1), threat.norm)

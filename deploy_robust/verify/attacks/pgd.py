@@ -43,8 +43,8 @@ def pgd(
         retired = Retirement(len(idx), confirm_rows(confirm, idx), early_exit)
         x_adv = threat.random_start(xs, generator)
         for _ in range(steps):
-            check_deadline()  # a tune's --time-budget stops an attack here
             a = retired.rows()
+            check_deadline(a.numel())  # a tune's --time-budget stops an attack here; verify's progress counts it
             if a.numel() == 0:
                 break
             grad, values, logits = gradient(model, x_adv[a], ys[a], loss, eot)

@@ -25,8 +25,8 @@ def _random_search(
     margin = margins(scores(x_best), y)
     used = 1
     for i in range(queries - 1):
-        check_deadline()  # a tune's --time-budget stops an attack here
         active = np.flatnonzero(margin > 0)
+        check_deadline(active.size)  # a tune's --time-budget stops an attack here; verify's progress counts it
         if active.size == 0:
             break
         candidate = np.clip(propose(i, x_best[active], x[active]), 0, 1).astype(np.float32)
