@@ -13,7 +13,7 @@ whole call (ours includes the engine's scoring; the eps sweep is off, as AutoAtt
 goal: within 0.5 pt of AutoAttack, and faster.
 
     pip install pyautoattack
-    python benchmarks/autoattack_referee.py [--n 500] [--suite autoattack-standard] [--only NAME]
+    python benchmarks/autoattack_referee.py [--n 500] [--suite autoattack-standard] [--only NAME] [--eps 2/255]
         [--autoattack-from results/autoattack_referee.json]
 """
 
@@ -37,6 +37,7 @@ from deploy_robust.data import load_dataset
 from deploy_robust.export import ExportOptions, export_bundle
 from deploy_robust.ingest import LoadedModel, SpecOverrides, load_model
 from deploy_robust.verify import ThreatModel, run_verify
+from deploy_robust.verify.threat import parse_eps
 from deploy_robust.verify.options import VerifyOptions
 
 CIFAR_TEST = "cifar10_test_first1017.npz"
@@ -112,6 +113,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=500, help="points for the three small models")
     parser.add_argument("--suite", default="standard")
     parser.add_argument("--only", help="run only this checkpoint")
+    parser.add_argument("--eps", help="run only the rows at this radius (e.g. 2/255)")
     parser.add_argument(
         "--resnet-n", type=int, help="points for the ResNet-18 rows (default: 100 at 1/255, 50 at 2/255)"
     )
@@ -124,7 +126,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for checkpoint, test, eps, n in MODELS:
-        if args.only and checkpoint != args.only:
+        if (args.only and checkpoint != args.only) or (args.eps and abs(parse_eps(args.eps) - eps) > 1e-9):
             continue
         loaded = _load(checkpoint)
         if loaded is None:
