@@ -409,6 +409,32 @@ def verify_time(doc: dict) -> str:
     )
 
 
+def real_size_walkthrough(doc: dict) -> str:
+    rows = ["| step | command | time here |", "|---|---|---|"]
+    for step in doc["results"]:
+        command = step["command"].replace("../shared/data/datasets/", "")
+        rows.append(f"| {step['step']} | `{command}` | {_step_time(step)} |")
+    return "\n".join(rows) + f"\n\n{_walkthrough_total(doc)}"
+
+
+def readme_walkthrough(doc: dict) -> str:
+    rows = ["| example | time here |", "|---|---|"]
+    rows += [f"| {step['step']} | {_step_time(step)} |" for step in doc["results"]]
+    return "\n".join(rows) + f"\n\n{_walkthrough_total(doc)}"
+
+
+def _step_time(step: dict) -> str:
+    return _duration(step["seconds"]) + (f" (exit {step['returncode']})" if step["returncode"] else "")
+
+
+def _walkthrough_total(doc: dict) -> str:
+    return f"All blocks: {_duration(sum(step['seconds'] for step in doc['results']))} (`{doc['command']}`)."
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
 def defense_sap(doc: dict) -> str:
     lines = [
         f"`{doc['command']}` (L-inf, first N CIFAR-10 test points; robust = per-example worst case on the engine):",
@@ -704,6 +730,8 @@ RENDERERS = {
     "verify_distributed": verify_distributed,
     "verify_distributed_b32": verify_distributed,
     "cluster_plan": cluster_plan,
+    "real_size_walkthrough": real_size_walkthrough,
+    "readme_walkthrough": readme_walkthrough,
 }
 
 

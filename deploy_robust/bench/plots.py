@@ -174,7 +174,8 @@ def tune_frontier_plot(rows: list[dict[str, Any]], out: Path, settings: dict[str
         )
         ax.set_ylabel(f"{label} (%)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        if timed:  # a run stopped before any measurement has nothing to label
+            ax.legend(fontsize=7)
     fig.suptitle(
         f"tune on {settings['target']}: left is faster, up is more accurate; n = {settings['n']} points per "
         "candidate (hollow: within the most robust one's 95% CI)",

@@ -55,7 +55,7 @@ def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset
     run = _Run(tune)
     try:
         run.phase("exporting the FP32 reference")
-        fp32 = tune.bundle("fp32", "fp32")  # the reference and the last resort: exported whatever the budget
+        fp32 = tune.bundle("fp32", "fp32", budgeted=False)  # the reference and the last resort, whatever the budget
         run.layers = search_layers(onnx.load(str(fp32.model_path)), settings.target, settings.precision_space(),
                                    settings.pins)
         with deadline(tune.deadline):  # from here on, work past the budget stops at its next progress point
@@ -64,7 +64,7 @@ def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset
     finally:
         progress.phase(None)
     if run.pick is None and tune.stopped:
-        run.fall_back_to_fp32()
+        run.fall_back_to_fp32(fp32)
     document = run.document()
     write_outputs(tune.out, document, run.pick)
     return document
@@ -89,14 +89,17 @@ class _Run:
         self.skip = 0
         self.pick_reason: str | None = None  # why the pick is what it is, where that is not the final check
 
-    def fall_back_to_fp32(self) -> None:
-        """The budget ran out before any candidate passed its final check: best/ is the FP32 reference (the model
-        itself, so it holds by definition) where its quick check ran and no pin lowers a layer."""
-        fp32 = next((c for config, c in self.uniform_checks.items() if config.name == "uniform fp32"), None)
-        if fp32 is not None and all(p == "fp32" for _, p in self.tune.s.pins):
-            self.pick = ("uniform fp32", fp32)
-            self.pick_reason = ("the time budget ran out before a faster candidate passed its final check; best/ is "
-                                "the FP32 reference (a rerun with more time continues from the cache)")
+    def fall_back_to_fp32(self, bundle) -> None:
+        """The budget ran out before any candidate passed its final check: best/ is the FP32 reference `bundle`
+        (the model itself, so its drop is zero by definition) where no pin lowers a layer, verified or not."""
+        if not all(p == "fp32" for _, p in self.tune.s.pins):
+            return
+        checked = next((c for config, c in self.uniform_checks.items() if config.name == "uniform fp32"), None)
+        self.pick = ("uniform fp32", checked or {"bundle": bundle})
+        self.pick_reason = (f"the time budget ran out (in {', '.join(self.tune.stopped)}) before a faster candidate "
+                            "passed its final check; best/ is the FP32 reference"
+                            + ("" if checked else ", not verified in this run")
+                            + " (a rerun with more time continues from the cache)")
 
     def phase(self, what: str) -> None:
         spent = time.monotonic() - self.started

@@ -113,8 +113,10 @@ class Workbench:
         *,
         plan_text: str | None = None,
         loaded: LoadedModel | None = None,
+        budgeted: bool = True,
     ) -> Bundle:
-        """The cached bundle `name`, exported on first use (a plan as a tuple over `layers`, or as `--plan` text)."""
+        """The cached bundle `name`, exported on first use (a plan as a tuple over `layers`, or as `--plan` text);
+        `budgeted=False` exports it even past the time budget (the FP32 reference, the last resort)."""
         reused = self._reuse(name)
         if reused is not None:
             return reused
@@ -127,7 +129,7 @@ class Workbench:
         # past the time budget no new export starts (a cached bundle above is still reused), nor one whose first
         # part, the float graph's export from torch (which cannot stop midway), would not fit in what is left
         check_deadline()
-        if self.deadline is not None and time.monotonic() + self.float_export_s > self.deadline:
+        if budgeted and self.deadline is not None and time.monotonic() + self.float_export_s > self.deadline:
             raise OutOfTime()
         started = time.monotonic()
         bundle = pipeline.export_checked(

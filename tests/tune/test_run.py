@@ -185,6 +185,19 @@ def test_a_spent_time_budget_stops_early_and_keeps_the_fp32_reference(tuned, dig
     assert "Time budget" in report and "Why: the time budget ran out" in report
 
 
+def test_a_budget_spent_before_any_check_still_ships_the_fp32_reference_and_says_it_was_not_verified(
+    tuned, digits_loaded, tmp_path
+):
+    from dataclasses import replace
+
+    _, settings, _ = tuned
+    hurried = run_tune(digits_loaded, tmp_path, load_dataset("digits:train"), load_dataset("digits:test"),
+                       replace(settings, time_budget_s=1e-6))  # fmt: skip
+    assert not hurried["measured"] and hurried["pick"] == "uniform fp32"
+    assert "not verified in this run" in hurried["pick_reason"] and "uniform exports" in hurried["pick_reason"]
+    assert open_bundle(tmp_path / "best").precision == "fp32"
+
+
 @pytest.mark.slow  # 45 s on one worker: `make test-all` runs it
 def test_the_time_budget_holds_on_a_model_whose_exports_alone_exceed_it(tmp_path):
     """A CIFAR ResNet-18 (random weights: time, not accuracy, is under test): its INT8 export alone (calibration
@@ -214,3 +227,4 @@ def test_the_time_budget_holds_on_a_model_whose_exports_alone_exceed_it(tmp_path
     # what it measured before the budget ran out is written down, with where it stopped
     assert json.loads((tmp_path / "out" / "frontier.json").read_text())["time_budget"]["stopped_in"]
     assert "Time budget" in (tmp_path / "out" / "report.md").read_text()
+    assert doc["pick"] == "uniform fp32" and open_bundle(tmp_path / "out" / "best").precision == "fp32"
