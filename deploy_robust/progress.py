@@ -60,7 +60,7 @@ def count_steps(sink: Callable[[int], None] | None) -> None:
 def check_deadline(points: int = 0) -> None:
     """A point inside a step (an attack's iteration, a GPTQ block): past the deadline it raises OutOfTime; on a
     long step shown as plain lines it also says, at the same bounded rate, that the step is still going.
-    `points`: how many points this iteration moves one step (counted where `counting_steps` is in force)."""
+    `points`: how many points this iteration moves one step (handed to the `count_steps` sink, if one is set)."""
     _raise_if_past()
     if points and _step_sink is not None:
         _step_sink(points)

@@ -225,7 +225,7 @@ class _AttackProgress:
 
     def start(self, attack, index: int, points: int, attacked: int) -> None:
         """The attack starts on `attacked` of the batch's `points`; its iterations move the line as they run
-        (`counting_steps`), up to its expected share."""
+        (`progress.count_steps`), up to its expected share."""
         weight = self.weights.get(attack.name, 1.0)
         self.shown.doing(f"{attack.name}, batch {index + 1}/{self.batches}")
         self.shown.update(round(weight * (points - attacked)))
