@@ -3,7 +3,7 @@ with an ETA elsewhere (a pipe, a log file, CI), nothing with --quiet or --json.
 
 Plain lines come at a bounded rate: the first once the step has run FIRST_LINE_S, then at most one every
 EVERY_S, and a closing line if any was printed. A step that ends sooner prints nothing, so quick commands and
-their one-line errors stay as they are.
+their one-line errors stay as they are. A line gives an ETA once ETA_FROM of its step is done.
 
 The same progress points are where a deadline stops work (`deadline`, used by tune's --time-budget): past it,
 the next point raises OutOfTime, shown or not. Inner loops too fine to show (an attack's steps) call
@@ -22,6 +22,7 @@ T = TypeVar("T")
 _quiet = False
 FIRST_LINE_S = 5.0
 EVERY_S = 15.0
+ETA_FROM = 0.02  # the share of a step done before its lines give an ETA
 
 
 _deadline: float | None = None  # time.monotonic() past which work stops at its next progress point
@@ -143,7 +144,7 @@ class Lines:
             return f"{self.desc}: {self.done} done, {_duration(elapsed)}"
         share = f"{100 * self.done / self.total:.0f}%"
         line = f"{self.desc}: {share if self.weighted else f'{self.done}/{self.total} ({share})'}, {_duration(elapsed)}"
-        if 0 < self.done < self.total:
+        if ETA_FROM * self.total <= self.done < self.total:  # before that, an extrapolation is mostly noise
             line += f", about {_duration(elapsed / self.done * (self.total - self.done))} left"
         return line
 

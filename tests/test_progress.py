@@ -80,3 +80,13 @@ def test_weighted_lines_show_a_share_and_what_runs_now():
     clock.now = 10.0
     shown.update(100)  # a quarter of the cost in 10 s: 30 s left
     assert lines == ["verify: 25%, 10 s, about 30 s left (apgd-ce, batch 1/2)"]
+
+
+def test_no_eta_before_a_fiftieth_of_the_step_is_done():
+    clock, lines = _Clock(), []
+    shown = progress.Lines(1000, "verify", clock=clock, write=lines.append, weighted=True)
+    clock.now = 5.0
+    shown.update(5)  # half a percent in 5 s would say "about 16 min 35 s left"
+    clock.now = 20.0
+    shown.update(25)  # 3% in 20 s: an estimate worth printing
+    assert lines == ["verify: 0%, 5 s", "verify: 3%, 20 s, about 10 min 47 s left"]
