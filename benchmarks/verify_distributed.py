@@ -28,7 +28,8 @@ from machine import save_result
 
 MODEL = SHARED / "models" / "mnist_cnn_a_adv.model"
 DATA = SHARED / "datasets" / "mnist_test.npz"
-HOW_IT_RAN = ("seconds", "seconds_total", "stage_seconds", "resume", "processes", "command", "throughput")
+HOW_IT_RAN = ("seconds", "seconds_total", "stage_seconds", "resume", "processes", "command", "throughput",
+              "seconds_since_launch")  # fmt: skip
 
 
 def verify(bundle: Path, n: int, suite: str, workers: int, batch: int = 128) -> tuple[float, dict]:
