@@ -222,6 +222,7 @@ class _AttackProgress:
         self.batches = len(batches)
         points = sum(len(y) for _, y in batches) * share(len(batches)) / max(1, len(batches))  # this rank's share
         self.shown = bar(round(points * sum(self.weights.values())), desc="verify", weighted=True)
+        self.share, self.per_step, self.credited = 0, 1.0, 0.0  # the attack under way: its share, credited so far
 
     def start(self, attack, index: int, points: int, attacked: int) -> None:
         """The attack starts on `attacked` of the batch's `points`; its iterations move the line as they run

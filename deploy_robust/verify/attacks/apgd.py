@@ -192,6 +192,5 @@ def _nearly_crossed(model: TorchModel, x: torch.Tensor, y: torch.Tensor, best: B
         clean, found = model(x[idx]), model(best.x[idx])
     ratio = margin_loss(found, y[idx]) / margin_loss(clean, y[idx]).clamp_max(-1e-12)  # both negative: still right
     near = ratio < below
-    others = found.clone()
-    others[torch.arange(len(idx)), y[idx]] = -float("inf")
-    return idx[near], others.argmax(1)[near]
+    nearest = found.scatter(1, y[idx, None], float("-inf")).argmax(1)  # the highest class but the true one
+    return idx[near], nearest[near]
