@@ -8,7 +8,7 @@ from deploy_robust.api import TuneRequest, tune
 from deploy_robust.cli import args as cli_args
 from deploy_robust.cli.output import emit_json
 from deploy_robust.errors import GateFailed, UserError
-from deploy_robust.tune.options import TuneOptions
+from deploy_robust.tune.options import SENSITIVITIES, TuneOptions
 from deploy_robust.tune.report import report
 from deploy_robust.targets import TARGETS
 from deploy_robust.tune.space import GDWS_BUDGETS, parse_pins
@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also require the pick to take at most this (in the objective's unit)")
     parser.add_argument("--objective-metric", default="robust", choices=["robust", "clean"],
                         help="what sensitivities and the budget check (clean: the clean-driven baseline)")
+    parser.add_argument("--sensitivities", default="in-memory", choices=list(SENSITIVITIES),
+                        help="how each layer's sensitivity is measured: lowered inside the torch model (in-memory, "
+                             "default) or from an exported single-layer bundle (exported: GPTQ weights, slower)")
     parser.add_argument("--space", metavar="P,P", help="per-layer precisions to search (default: all the target runs; "
                         "`precision` means all of them), plus `gdws` for GDWS rewrites at --gdws-budgets, "
                         "e.g. precision,gdws or int8,gdws")
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                           final_n=args.final_n, seed=args.seed, threads=args.threads,
                           latency_budget_ms=args.latency_budget_ms, bench_seconds=args.bench_seconds,
                           pins=parse_pins(args.pin, args.target), time_budget_s=args.time_budget,
-                          gdws_budgets=tuple(args.gdws_budgets))
+                          gdws_budgets=tuple(args.gdws_budgets), sensitivities=args.sensitivities)
     result = tune(TuneRequest(args.model, args.out, args.calib, args.data, options, cli_args.model_options(args)))
     doc = result.document
     if args.json:

@@ -100,13 +100,19 @@ def latency_model(layers, uniform: dict[str, tuple[Bundle, float]], fp32_ms: flo
 
 
 def twin_margin(bundle: Bundle, data: Dataset, threat: ThreatModel, metric: str, seed: int = 0) -> float:
-    """Mean margin of S on the points (negative: misclassified), under PGD-10 for "robust", clean for "clean"."""
+    """`attacked_margin` of the bundle's twin S."""
+    return attacked_margin(attack_twin(bundle), data, threat, metric, seed)
+
+
+def attacked_margin(model: torch.nn.Module, data: Dataset, threat: ThreatModel, metric: str, seed: int = 0) -> float:
+    """Mean margin of `model` on the points (negative: misclassified), under PGD-10 for "robust", clean for
+    "clean"."""
     x, y = (torch.from_numpy(a) for a in next(data.batches(len(data))))
-    model, _, _ = prepare_for_attack(attack_twin(bundle), x, "contiguous")
+    attacked, _, _ = prepare_for_attack(model, x, "contiguous")
     if metric == "robust" and threat.eps > 0:
-        x = pgd(model, x, y, threat, steps=10, seed=seed)
+        x = pgd(attacked, x, y, threat, steps=10, seed=seed)
     with torch.no_grad():
-        return float(-margin_loss(model(x), y).mean())
+        return float(-margin_loss(attacked(x), y).mean())
 
 
 def paired_drop(reference: dict[str, Any], candidate: dict[str, Any], field: str = "robust") -> dict[str, float]:

@@ -11,6 +11,9 @@ from deploy_robust.tune.space import GDWS, GDWS_BUDGETS, Pins, check_space
 from deploy_robust.verify import ThreatModel
 
 
+SENSITIVITIES = ("in-memory", "exported")  # how a layer's sensitivity is measured (tune.sensitivity)
+
+
 @dataclass(frozen=True)
 class TuneOptions:
     threat: ThreatModel
@@ -24,6 +27,7 @@ class TuneOptions:
     n: int = 200  # test points for the candidates' quick verification
     final_n: int = 500  # test points for the pick's standard verification
     sensitivity_n: int = 64  # calibration images for the per-layer sensitivities
+    sensitivities: str = "in-memory"  # "in-memory" (the layer lowered in the torch model) or "exported" bundles
     seed: int = 0
     threads: int | None = None
     bench_seconds: float = 2.0  # per bundle and batch in each interleaved benchmark (3 rounds)
@@ -59,6 +63,8 @@ class TuneOptions:
             raise UserError(f"--time-budget must be positive; got {self.time_budget_s:g} s")
         if self.with_gdws and not all(0 < b < 1 for b in self.gdws_budgets):
             raise UserError(f"--gdws-budgets are fractions of MACs kept, in (0, 1); got {list(self.gdws_budgets)}")
+        if self.sensitivities not in SENSITIVITIES:
+            raise UserError(f"--sensitivities must be one of {', '.join(SENSITIVITIES)}; got {self.sensitivities}")
         get_target(self.target)
         if self.space is not None:
             check_space(self.target, tuple(p for p in self.space if p != "precision"))

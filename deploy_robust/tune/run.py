@@ -88,6 +88,8 @@ class _Run:
         self.final_reference: dict[str, Any] | None = None
         self.skip = 0
         self.pick_reason: str | None = None  # why the pick is what it is, where that is not the final check
+        self.sensitivity_methods: dict[str, int] = {}  # how many layers were measured in memory, how many exported
+        self.timings: dict[str, float] = {}  # how long steps took in this run (not results: a rerun reads the cache)
 
     def fall_back_to_fp32(self, bundle) -> None:
         """The budget ran out before any candidate passed its final check: best/ is the FP32 reference `bundle`
@@ -128,6 +130,8 @@ class _Run:
             document["cost_model"] = {"fp32_latency_ms": self.model.fp32_latency, "latency_ms": list(self.model.latency),
                                       "margin_loss": list(self.model.loss)}
         document["time_budget"] = {"seconds": s.time_budget_s, "stopped_in": t.stopped}
+        document["sensitivities"] = self.sensitivity_methods
+        document["timings"] = self.timings
         return document
 
     def write_partial(self) -> None:
@@ -150,7 +154,10 @@ def _search(run: _Run, fp32: Bundle, calib: Dataset) -> None:
     run.phase(f"benchmarking {len(plain)} uniform bundles")
     plain_ms = run.stage("uniform latencies", lambda: dict(zip(plain, tune.latencies(list(plain.values()), "uniform"))))
     run.phase(f"per-layer sensitivities of {len(run.layers)} layers")
+    started, misses = time.monotonic(), tune.cache.misses
     run.loss = _sensitivities(run, fp32, calib.take(settings.sensitivity_n))
+    run.timings["sensitivities_s"] = time.monotonic() - started
+    run.timings["sensitivities_measured"] = tune.cache.misses - misses  # the rest came from the cache
     if plain_ms is not None:
         latency = measure.latency_model(run.layers, {p: (b, plain_ms[p]) for p, b in plain.items() if p != "fp32"},
                                         plain_ms["fp32"])
@@ -213,18 +220,29 @@ def _final_points(settings: TuneOptions, skip: int) -> str:
 
 
 def _sensitivities(run: _Run, fp32: Bundle, sample: Dataset) -> list[dict[str, float]]:
-    """Per layer and precision, the drop of the mean margin on `sample` with only that layer lowered; a layer the
-    time budget leaves unmeasured stays FP32 (`run.layers` is updated in place)."""
+    """Per layer and precision, the drop of the mean margin on `sample` with only that layer lowered (in memory
+    where the torch model holds the layer, else from an exported single-layer bundle); a layer the time budget
+    leaves unmeasured stays FP32 (`run.layers` is updated in place)."""
     tune, layers = run.tune, run.layers
-    base_margin = run.stage("sensitivities", lambda: tune.margin(fp32, sample))
+    in_memory = [tune.lowerable(fp32, layer.name) for layer in layers]
+    run.sensitivity_methods = {"in-memory": sum(in_memory), "exported": len(layers) - sum(in_memory)}
+    base = {}  # the FP32 margin each way of measuring compares with (the same model: equal up to rounding)
+    if any(in_memory):
+        base[True] = run.stage("sensitivities", lambda: tune.lowered_margin(fp32, None, "fp32", sample))
+    if not all(in_memory):
+        base[False] = run.stage("sensitivities", lambda: tune.margin(fp32, sample))
     loss = []
     for i, layer in enumerate(layers):
+        base_margin = base[in_memory[i]]
         if "fp32" in layer.allowed and (base_margin is None or tune.out_of_time("sensitivities")):
             layers[i] = layer = replace(layer, allowed=("fp32",))  # not measured in time: it stays FP32
 
         def measured(p: str) -> float:
-            plan = tuple(p if j == i else "fp32" for j in range(len(layers)))
-            lowered = tune.margin(tune.bundle(plan_key(plan), p, plan, layers), sample)
+            if in_memory[i]:
+                lowered = tune.lowered_margin(fp32, layer.name, p, sample)
+            else:
+                plan = tuple(p if j == i else "fp32" for j in range(len(layers)))
+                lowered = tune.margin(tune.bundle(plan_key(plan), p, plan, layers), sample)
             return max(base_margin - lowered, 0.0)
 
         options = {}

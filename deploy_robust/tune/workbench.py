@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import onnx
 
 from deploy_robust import pipeline
 from deploy_robust.bundle import Bundle, open_bundle
@@ -23,6 +24,7 @@ from deploy_robust.export import CalibrationOptions, ExportOptions
 from deploy_robust.ingest import LoadedModel
 from deploy_robust.targets import get_target
 from deploy_robust.tune import measure
+from deploy_robust.tune.sensitivity import LOWERING_VERSION, InMemoryLowering
 from deploy_robust.transforms.gdws.alphas import AlphaSettings
 from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
 from deploy_robust.tune.space import UNIFORM, Plan, pinned_plan_file, plan_file
@@ -62,6 +64,7 @@ class Workbench:
         self.stopped: list[str] = []  # where the time budget cut the run short
         self.float_export_s = 0.0  # how long the FP32 export took here (set by the first one)
         self._gdws_models: dict[float, LoadedModel] = {}
+        self._lowering: InMemoryLowering | None = None  # made on first use
         # every cache folder a real folder of this user's, never a link (a planted one is refused in one line)
         check_folders_below(out, "cache/bundles")
         self.plans = check_folders_below(out, "cache/plans")
@@ -272,10 +275,32 @@ class Workbench:
         return self.cache.get(key, within_budget)
 
     def margin(self, bundle: Bundle, sample: Dataset) -> float:
+        """The mean attacked margin of an exported bundle's twin on `sample`."""
         return self._cached(
             f"margin/{bundle.manifest.model.sha256}/{self.s.metric}/{self.key}",
             lambda: measure.twin_margin(bundle, sample, self.s.threat, self.s.metric, self.s.seed),
         )
+
+    def lowerable(self, fp32: Bundle, layer: str) -> bool:
+        """Whether `layer`'s sensitivity is measured in memory (a Conv2d or Linear of the torch model)."""
+        return self.s.sensitivities == "in-memory" and self.lowering(fp32).lowerable(layer)
+
+    def lowered_margin(self, fp32: Bundle, layer: str | None, precision: str, sample: Dataset) -> float:
+        """The mean attacked margin of the torch model with only `layer` at `precision` (None: the model itself),
+        lowered in memory; keyed by the FP32 graph's hash, the layer, and the lowering's grid."""
+        profile = self.lowering(fp32).profile
+        grid = f"{profile.name}/{profile.int8_weight_levels}/{LOWERING_VERSION}"
+        return self._cached(
+            f"lowered-margin/{fp32.manifest.model.sha256}/{layer}/{precision}/{grid}/{self.s.metric}/{self.key}",
+            lambda: self.lowering(fp32).margin(layer, precision, sample, self.s.threat, self.s.metric, self.s.seed),
+        )
+
+    def lowering(self, fp32: Bundle) -> InMemoryLowering:
+        """The model's in-memory lowering (made on first use, from the FP32 reference bundle's graph)."""
+        if self._lowering is None:
+            graph = onnx.load(str(fp32.model_path))
+            self._lowering = InMemoryLowering(self.loaded, graph, self.export_target, self.calib)
+        return self._lowering
 
     def assess(self, reference: dict, candidate: dict) -> dict[str, Any]:
         """The candidate's verify figures and paired drops against the reference, and whether it holds the budget."""

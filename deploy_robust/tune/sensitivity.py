@@ -1,0 +1,82 @@
+"""Per-layer robustness sensitivities measured in memory: the torch model with one layer lowered, no export.
+
+With only layer i lowered to precision p (`quant.lowered.LoweredLayer`: the export's weight grid, rounded to
+nearest, and its input fake-quantized at the export calibrator's range on the same calibration images), the drop
+of the mean margin z_y - max_{j != y} z_j under PGD (straight-through through the rounding) on a fixed sample of
+calibration images, against the FP32 model's on the same sample. A layer costs one PGD run on the sample, about
+what an exported single-layer bundle costs after its export and GPTQ, which this skips: on the CIFAR ResNet-18
+that export was most of the sensitivities' time (`benchmarks/tune_sensitivity.py` has both, and the ranking of
+the two on the same layers).
+
+Layers the torch model does not hold by name as a Conv2d or Linear (a GDWS rewrite, an ONNX or exported-program
+model whose layers are graph nodes) are not lowerable here; tune measures those from exported bundles.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import onnx
+import torch
+
+from deploy_robust.cpu import u8s8_saturates
+from deploy_robust.data import Dataset
+from deploy_robust.exporters.profiles import get_profile
+from deploy_robust.ingest import LoadedModel
+from deploy_robust.quant.lowered import LOWERABLE, LoweredLayer, input_ranges, reads_moved_data, swapped
+from deploy_robust.tune.measure import attacked_margin
+from deploy_robust.verify import ThreatModel
+
+CALIBRATION_IMAGES = 256  # as many as tune's exports calibrate on (CalibrationOptions(n=256))
+CALIBRATION_METHOD = "mse"  # the export's default calibrator
+LOWERING_VERSION = 1  # in cache keys: a change to how a layer is lowered measures every layer again
+
+
+class InMemoryLowering:
+    """A private copy of the model whose layers are lowered one at a time; calibrated once, on first use."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        fp32_graph: onnx.ModelProto,
+        profile_name: str,
+        calib: Dataset,
+        int8_weights: str = "auto",
+    ) -> None:
+        if int8_weights == "auto":
+            int8_weights = "reduced" if u8s8_saturates() else "full"
+        self.profile = get_profile(profile_name, int8_weights if profile_name == "ort-cpu" else "full")
+        self.reads_moved_data = reads_moved_data(fp32_graph, self.profile)
+        self.module = copy.deepcopy(loaded.module).eval()
+        self.model = LoadedModel(self.module, loaded.spec, loaded.source).reference().eval()
+        self.calib = calib.take(CALIBRATION_IMAGES)
+        self._ranges: dict[str, tuple[float, float]] | None = None
+
+    def lowerable(self, name: str) -> bool:
+        """Whether layer `name` (as the plan names it) is a Conv2d or Linear of the torch model."""
+        if name not in self.reads_moved_data:
+            return False
+        try:
+            return isinstance(self.module.get_submodule(name), LOWERABLE)
+        except AttributeError:
+            return False
+
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        if self._ranges is None:
+            layers = {n: m for n, m in self.module.named_modules() if isinstance(m, LOWERABLE)}
+            images = torch.from_numpy(next(self.calib.batches(len(self.calib)))[0])
+            self._ranges = input_ranges(self.model, layers, images, CALIBRATION_METHOD, self.profile.signed_activations)
+        return self._ranges
+
+    def margin(
+        self, name: str | None, precision: str, sample: Dataset, threat: ThreatModel, metric: str, seed: int = 0
+    ) -> float:
+        """`attacked_margin` of the model with layer `name` at `precision` (None: the FP32 model itself)."""
+        if name is None or precision == "fp32":
+            return attacked_margin(self.model, sample, threat, metric, seed)
+        layer = self.module.get_submodule(name)
+        lowered = LoweredLayer(
+            layer, precision, self.profile, self.ranges().get(name), reads_moved_data=self.reads_moved_data[name]
+        )
+        with swapped(self.module, name, lowered):
+            return attacked_margin(self.model, sample, threat, metric, seed)

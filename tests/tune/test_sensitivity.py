@@ -1,0 +1,43 @@
+import onnx
+import pytest
+
+from deploy_robust.data import load_dataset
+from deploy_robust.export import ExportOptions, export_bundle
+from deploy_robust.tune.measure import twin_margin
+from deploy_robust.tune.sensitivity import InMemoryLowering
+from deploy_robust.verify import ThreatModel
+
+THREAT = ThreatModel("linf", 0.1)
+
+
+@pytest.fixture(scope="module")
+def lowering(digits_loaded, tmp_path_factory):
+    fp32 = export_bundle(digits_loaded, tmp_path_factory.mktemp("sens") / "fp32", ExportOptions("fp32"))
+    calib = load_dataset("digits:train")
+    return fp32, InMemoryLowering(digits_loaded, onnx.load(str(fp32.model_path)), "ort-cpu", calib), calib.take(48)
+
+
+def test_the_fp32_margin_in_memory_is_the_fp32_bundles_twin_margin(lowering):
+    fp32, lowered, sample = lowering
+    in_memory = lowered.margin(None, "fp32", sample, THREAT, "robust")
+    assert in_memory == pytest.approx(twin_margin(fp32, sample, THREAT, "robust"), abs=1e-4)
+    assert lowered.margin("5", "fp32", sample, THREAT, "robust") == in_memory  # fp32 lowers nothing
+
+
+def test_four_bit_layers_cost_more_margin_than_eight_bit_ones_and_the_model_is_left_as_it_was(lowering):
+    _, lowered, sample = lowering
+    base = lowered.margin(None, "fp32", sample, THREAT, "robust")
+    drops = {
+        (name, p): base - lowered.margin(name, p, sample, THREAT, "robust")
+        for name in ("0", "2", "5", "7")
+        for p in ("int8", "int4")
+    }
+    assert sum(v for (_, p), v in drops.items() if p == "int4") > sum(v for (_, p), v in drops.items() if p == "int8")
+    assert max(drops.values()) > 0.01  # lowering a layer does move the margin
+    assert lowered.margin(None, "fp32", sample, THREAT, "robust") == base  # every layer was put back
+
+
+def test_only_the_torch_models_own_conv_and_linear_layers_are_lowerable(lowering):
+    _, lowered, _ = lowering
+    assert [lowered.lowerable(name) for name in ("0", "2", "5", "7")] == [True] * 4
+    assert not lowered.lowerable("1") and not lowered.lowerable("layer9.conv")  # a ReLU; a name it does not have
