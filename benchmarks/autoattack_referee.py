@@ -48,6 +48,7 @@ MODELS = [
     ("pyautoattack-resnet18", CIFAR_TEST, 1 / 255, 100),
     ("pyautoattack-resnet18", CIFAR_TEST, 2 / 255, 50),
     ("resnet18_cifar_fgsm.pt", CIFAR_TEST, 1 / 255, 100),
+    ("resnet18_cifar_fgsm.pt", CIFAR_TEST, 2 / 255, 50),
 ]
 RESNET18 = Path(__file__).resolve().parent / ".models" / "resnet18_cifar_fgsm.pt"
 ARCH = Path(__file__).resolve().parent / "arch" / "cifar_resnet18.py"

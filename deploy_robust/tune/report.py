@@ -29,6 +29,7 @@ def _entry(name: str, c: dict, plan: Plan | None, layers, settings) -> dict:
         "holds": c["holds"],
         "uniform": name.startswith("uniform"),
         "flags": v["flags"],
+        "points_checked": c.get("points_checked"),  # a quick check stops once its drops are clearly in or out
     }
     row["graph_sha256"] = c["bundle"].manifest.model.sha256
     if not c["holds"]:

@@ -164,18 +164,17 @@ def _search(run: _Run, fp32: Bundle, calib: Dataset) -> None:
         run.model = CostModel(plain_ms["fp32"], latency, tuple(run.loss))
         run.points = frontier(run.model)
     run.phase("quick verification of the FP32 reference")
-    reference = run.stage("reference verification", lambda: tune.verified(fp32, "quick", settings.n))
-    if reference is None:
+    if run.stage("reference verification", lambda: tune.quick_verified(fp32)) is None:
         return
     if run.points:
         run.phase(f"bisection along {len(run.points)} frontier points")
-        run.searched = _bisect(run, reference)
+        run.searched = _bisect(run, fp32)
     for i, (config, bundle) in enumerate(run.configs.items(), start=1):
         run.phase(f"quick verification of {config.name} ({i}/{len(run.configs)})")
-        figures = run.stage("uniform verification", lambda: tune.verified(bundle, "quick", settings.n))
-        if figures is None:
+        checked = run.stage("uniform verification", lambda: tune.quick_check(bundle, fp32))
+        if checked is None:
             break
-        run.uniform_checks[config] = {"bundle": bundle} | tune.assess(reference, figures)
+        run.uniform_checks[config] = {"bundle": bundle} | checked
         run.write_partial()
 
 
@@ -254,7 +253,7 @@ def _sensitivities(run: _Run, fp32: Bundle, sample: Dataset) -> list[dict[str, f
     return loss
 
 
-def _bisect(run: _Run, reference: dict[str, Any]):
+def _bisect(run: _Run, fp32: Bundle):
     """Bisection along the frontier (fastest first) for the fastest plan whose engine holds on the quick suite;
     every plan checked goes into `run.checked` with its verdict. Returns the point the search ended on."""
     tune, points, layers = run.tune, run.points, run.layers
@@ -263,7 +262,7 @@ def _bisect(run: _Run, reference: dict[str, Any]):
         if plan not in run.checked:
             def assessed() -> dict[str, Any]:
                 bundle = tune.bundle(plan_key(plan), "mixed", plan, layers)
-                return {"bundle": bundle} | tune.assess(reference, tune.verified(bundle, "quick", tune.s.n))
+                return {"bundle": bundle} | tune.quick_check(bundle, fp32)
 
             result = run.stage("bisection", assessed)
             if result is None:

@@ -251,6 +251,33 @@ class Workbench:
             compute,
         )
 
+    def quick_parts(self) -> list[tuple[int, int]]:
+        """(first point, points) of each part of the candidates' n test points a quick check looks after."""
+        size = -(-self.s.n // measure.QUICK_LOOKS)
+        return [(skip, min(size, self.s.n - skip)) for skip in range(0, self.s.n, size)]
+
+    def quick_verified(self, bundle: Bundle, looks: int = measure.QUICK_LOOKS) -> dict[str, Any]:
+        """The quick suite's figures on the first `looks` parts of the candidates' n points."""
+        parts = self.quick_parts()[:looks]
+        return measure.merged_figures([self.verified(bundle, "quick", n, skip) for skip, n in parts])
+
+    def quick_check(self, bundle: Bundle, fp32: Bundle) -> dict[str, Any]:
+        """`assess` of the candidate against FP32 on the quick suite, paired, looking after each part of the points
+        and stopping once the drops are clearly inside or outside the budget (`measure.early_verdict`)."""
+        budgets = {"clean": self.s.max_clean_drop} | (
+            {"robust": self.s.max_robust_drop} if self.s.metric == "robust" else {}
+        )
+        parts = len(self.quick_parts())
+        for looks in range(1, parts + 1):
+            reference, candidate = self.quick_verified(fp32, looks), self.quick_verified(bundle, looks)
+            result = self.assess(reference, candidate)
+            verdict = measure.early_verdict(reference, candidate, budgets) if looks < parts else None
+            if verdict is not None:
+                result["holds"] = verdict
+                break
+        result["points_checked"] = len(candidate["per_example"]["robust"])
+        return result
+
     def latencies(self, bundles: list[Bundle], tag: str) -> list[float]:
         key = f"latency/{tag}/" + ",".join(b.manifest.model.sha256[:12] for b in bundles)
         return self._cached(

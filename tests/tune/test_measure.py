@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from deploy_robust.tune.measure import Cache, paired_drop
+from deploy_robust.tune.measure import Cache, early_verdict, merged_figures, paired_drop
 
 
 def test_the_cache_computes_once_and_survives_a_new_process(tmp_path):
@@ -36,3 +36,33 @@ def test_the_paired_drop_counts_discordant_points_on_the_same_points():
     assert worse["drop"] == pytest.approx(0.5) and worse["ci95"][0] > 0
     with pytest.raises(ValueError):
         paired_drop(reference, {"per_example": {"robust": "1"}})
+
+
+def _outcomes(robust: str, clean: str | None = None) -> dict:
+    return {"per_example": {"robust": robust, "clean": clean or robust}}
+
+
+def test_an_interim_look_decides_only_when_the_drop_is_clearly_inside_or_outside_the_budget():
+    reference = _outcomes("1" * 50)
+    assert early_verdict(reference, _outcomes("0" * 10 + "1" * 40), {"robust": 0.01}) is False  # 20 pt lost
+    assert early_verdict(reference, reference, {"robust": 0.01}) is None  # 0 of 50 discordant: 1 pt is not excluded
+    wide = _outcomes("1" * 200)
+    assert early_verdict(wide, wide, {"robust": 0.02, "clean": 0.02}) is True  # at 200 points 2 pt is
+    assert early_verdict(wide, _outcomes("0" + "1" * 199), {"robust": 0.02}) is True  # 1 lost: still clear
+    assert early_verdict(wide, _outcomes("000" + "1" * 197), {"robust": 0.02}) is None  # inside, not clearly
+    # every budgeted field counts: robust clearly fine, clean clearly lost
+    mixed = {"per_example": {"robust": "1" * 200, "clean": "0" * 40 + "1" * 160}}
+    assert early_verdict(wide, mixed, {"robust": 0.02, "clean": 0.02}) is False
+    assert early_verdict(wide, mixed, {"robust": 0.02}) is True
+
+
+def test_merged_figures_are_the_figures_of_the_points_together():
+    parts = [
+        {"per_example": {"robust": "1100", "clean": "1110"}, "flags": ["b"]},
+        {"per_example": {"robust": "10", "clean": "11"}, "flags": ["a", "b"]},
+    ]
+    merged = merged_figures(parts)
+    assert merged["per_example"] == {"robust": "110010", "clean": "111011"} and merged["flags"] == ["a", "b"]
+    assert merged["robust_accuracy"] == pytest.approx(0.5) and merged["clean_accuracy"] == pytest.approx(5 / 6)
+    low, high = merged["robust_accuracy_ci95"]
+    assert low < 0.5 < high

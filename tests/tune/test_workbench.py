@@ -1,7 +1,11 @@
+import copy
+
 import pytest
+import torch
 
 from deploy_robust.data import load_dataset
 from deploy_robust.errors import UserError
+from deploy_robust.ingest import LoadedModel
 from deploy_robust.tune.options import TuneOptions
 from deploy_robust.tune.workbench import Workbench
 from deploy_robust.verify import ThreatModel
@@ -18,3 +22,21 @@ def test_a_workbench_refuses_an_output_folder_that_holds_another_tune(digits_loa
     other = TuneOptions(ThreatModel("linf", 0.1), n=20, final_n=20, seed=1)
     with pytest.raises(UserError, match="holds a tune of another model, target, data or seed"):
         Workbench(digits_loaded, tmp_path, calib, data, other, log=lambda message: None)
+
+
+def test_a_quick_check_stops_after_its_first_part_when_the_candidate_is_clearly_out_of_budget(digits_loaded, tmp_path):
+    calib, data = load_dataset("digits:train"), load_dataset("digits:test")
+    options = TuneOptions(ThreatModel("linf", 0.1), n=80, final_n=20)
+    bench = Workbench(digits_loaded, tmp_path, calib, data, options, log=lambda message: None)
+    fp32 = bench.bundle("fp32", "fp32")
+    torch.manual_seed(0)
+    untrained = copy.deepcopy(digits_loaded.module)
+    for layer in untrained.modules():
+        if hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()  # the same architecture with fresh weights: about chance accuracy
+    broken = bench.bundle("broken", "fp32", loaded=LoadedModel(untrained.eval(), digits_loaded.spec, {"file": "x"}))
+    bad = bench.quick_check(broken, fp32)
+    assert not bad["holds"] and bad["points_checked"] == 20  # a quarter of the points told
+    same = bench.quick_check(fp32, fp32)
+    assert same["holds"] and same["points_checked"] == 80  # no discordant point: only all 80 can show it holds
+    assert same["verify"]["per_example"]["robust"] == bench.quick_verified(fp32)["per_example"]["robust"]
