@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
+import onnx
 import torch
 
 from deploy_robust.bench.harness import run_bench
@@ -78,9 +79,15 @@ def latencies(
     return out
 
 
-def latency_model(layers, uniform: dict[str, tuple[Bundle, float]], fp32_ms: float) -> tuple[dict[str, float], ...]:
-    """Per layer: precision -> predicted latency change against FP32, from the uniform bundles' measured
-    changes shared out by the MACs of the layers each bundle really runs at that precision."""
+def latency_model(
+    layers,
+    uniform: dict[str, tuple[Bundle, float]],
+    fp32_ms: float,
+    profiled: dict[str, dict[str, float]] | None = None,
+) -> tuple[dict[str, float], ...]:
+    """Per layer: precision -> predicted latency change against FP32, from the uniform bundles' measured changes
+    shared out among the layers each bundle really runs at that precision: by their MACs, or where `profiled`
+    has the precision (layer name -> its change in the runtime's own per-layer profile), by those changes."""
     model = []
     realized = {
         p: {layer["name"]: layer["precision"] for layer in bundle.manifest.precision.layers}
@@ -93,11 +100,41 @@ def latency_model(layers, uniform: dict[str, tuple[Bundle, float]], fp32_ms: flo
                 options[p] = 0.0  # FP32, or a precision no uniform bundle measured: no change predicted
                 continue
             at_p = [other for other in layers if realized[p].get(other.name) == p]
-            macs = sum(other.macs for other in at_p)
-            share = layer.macs / macs if macs and realized[p].get(layer.name) == p else 0.0
+            if realized[p].get(layer.name) != p:
+                share = 0.0
+            elif profiled and p in profiled and sum(profiled[p][other.name] for other in at_p):
+                share = profiled[p][layer.name] / sum(profiled[p][other.name] for other in at_p)
+            else:
+                macs = sum(other.macs for other in at_p)
+                share = layer.macs / macs if macs else 0.0
             options[p] = share * (uniform[p][1] - fp32_ms)
         model.append(options)
     return tuple(model)
+
+
+def layer_times(rows: list[dict[str, Any]], names: dict[str, tuple[str, ...]]) -> dict[str, float] | None:
+    """Per ONNX node, the ms of the runtime-graph layers OpenVINO made of it. Its profile names each after the
+    node or its output tensor (`node_conv2d_1/WithoutBiases`, `logits` for the graph's output), and a reorder of
+    its output after it (`node_conv2d_1/WithoutBiases_..._node_...`); `names`: node -> (node, *outputs). None
+    where a node has no row (other runtimes rename fused nodes; their latency model stays by MACs)."""
+    times = {}
+    for node, aliases in names.items():
+        matched = [r["ms"] for r in rows if any(r["layer"] == a or r["layer"].startswith(a + "/") for a in aliases)]
+        if not matched:
+            return None
+        times[node] = sum(matched)
+    return times
+
+
+def node_names(graph: onnx.ModelProto, nodes: list[str]) -> dict[str, tuple[str, ...]]:
+    """node -> (node, *its outputs), the names a runtime's profile may give the layers made of it."""
+    found = {node.name: (node.name, *node.output) for node in graph.graph.node if node.name in nodes}
+    return {node: found.get(node, (node,)) for node in nodes}
+
+
+def profile_changes(fp32: dict[str, float], lowered: dict[str, float], layers) -> dict[str, float]:
+    """Per layer name, its change in the runtime's per-layer profile from the FP32 bundle to a uniform one."""
+    return {layer.name: lowered[layer.node] - fp32[layer.node] for layer in layers}
 
 
 def twin_margin(bundle: Bundle, data: Dataset, threat: ThreatModel, metric: str, seed: int = 0) -> float:

@@ -89,6 +89,7 @@ class _Run:
         self.skip = 0
         self.pick_reason: str | None = None  # why the pick is what it is, where that is not the final check
         self.sensitivity_methods: dict[str, int] = {}  # how many layers were measured in memory, how many exported
+        self.latency_check: dict[str, Any] = {}  # the latency model shared by profiles against by MACs
         self.timings: dict[str, float] = {}  # how long steps took in this run (not results: a rerun reads the cache)
 
     def fall_back_to_fp32(self, bundle) -> None:
@@ -128,7 +129,7 @@ class _Run:
                                        "predicted_margin_loss": self.searched.loss}
         if self.model is not None:
             document["cost_model"] = {"fp32_latency_ms": self.model.fp32_latency, "latency_ms": list(self.model.latency),
-                                      "margin_loss": list(self.model.loss)}
+                                      "margin_loss": list(self.model.loss), "latency_check": self.latency_check}
         document["time_budget"] = {"seconds": s.time_budget_s, "stopped_in": t.stopped}
         document["sensitivities"] = self.sensitivity_methods
         document["timings"] = self.timings
@@ -159,9 +160,14 @@ def _search(run: _Run, fp32: Bundle, calib: Dataset) -> None:
     run.timings["sensitivities_s"] = time.monotonic() - started
     run.timings["sensitivities_measured"] = tune.cache.misses - misses  # the rest came from the cache
     if plain_ms is not None:
-        latency = measure.latency_model(run.layers, {p: (b, plain_ms[p]) for p, b in plain.items() if p != "fp32"},
-                                        plain_ms["fp32"])
+        run.phase("per-layer profiles of the uniform bundles")
+        profiled = run.stage("layer profiles", lambda: _profiled_changes(run, plain)) or {}
+        measured = {p: (b, plain_ms[p]) for p, b in plain.items() if p != "fp32"}
+        latency = measure.latency_model(run.layers, measured, plain_ms["fp32"], profiled)
+        by_macs = measure.latency_model(run.layers, measured, plain_ms["fp32"])
         run.model = CostModel(plain_ms["fp32"], latency, tuple(run.loss))
+        run.latency_check = {"shared_by": {p: "runtime profile" if p in profiled else "MACs" for p in measured},
+                             "by_profile": list(latency), "by_macs": list(by_macs)}
         run.points = frontier(run.model)
     run.phase("quick verification of the FP32 reference")
     if run.stage("reference verification", lambda: tune.quick_verified(fp32)) is None:
@@ -216,6 +222,17 @@ def _final_points(settings: TuneOptions, skip: int) -> str:
         return f"test points {skip}..{skip + settings.final_n - 1}, disjoint from the candidates' 0..{settings.n - 1}"
     return (f"the first {settings.final_n} test points (the set has too few to keep them disjoint from the "
             f"candidates' {settings.n})")
+
+
+def _profiled_changes(run: _Run, plain: dict[str, Bundle]) -> dict[str, dict[str, float]]:
+    """Per uniform precision, each layer's change in the runtime's own per-layer profile against FP32 (empty
+    where the runtime's layer names do not lead back to the graph's nodes: ONNX Runtime renames fused ones)."""
+    names = measure.node_names(onnx.load(str(plain["fp32"].model_path)), [layer.node for layer in run.layers])
+    times = {p: run.tune.layer_times(bundle, names) for p, bundle in plain.items()}
+    if times["fp32"] is None:
+        return {}
+    return {p: measure.profile_changes(times["fp32"], t, run.layers) for p, t in times.items()
+            if p != "fp32" and t is not None}
 
 
 def _sensitivities(run: _Run, fp32: Bundle, sample: Dataset) -> list[dict[str, float]]:

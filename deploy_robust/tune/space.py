@@ -33,6 +33,7 @@ class Layer:
     op: str
     macs: int  # multiply-accumulates per image
     allowed: tuple[str, ...]
+    node: str = ""  # its node in the FP32 graph (runtimes' per-layer profiles name their layers after it)
 
 
 def check_space(target: str, space: tuple[str, ...]) -> None:
@@ -87,7 +88,8 @@ def search_layers(
         )
     pinned = dict(pins)
     return [
-        Layer(p.name, p.op, macs.get(p.node, 0), (pinned[p.name],) if p.name in pinned else precisions) for p in plans
+        Layer(p.name, p.op, macs.get(p.node, 0), (pinned[p.name],) if p.name in pinned else precisions, p.node)
+        for p in plans
     ]
 
 

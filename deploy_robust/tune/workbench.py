@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import onnx
 
 from deploy_robust import pipeline
@@ -19,6 +20,7 @@ from deploy_robust.bundle import Bundle, open_bundle
 from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
 from deploy_robust.progress import OutOfTime, check_deadline
+from deploy_robust.runtimes import create_runner
 from deploy_robust.private_files import check_folders_below, read_private, sha256_of, write_private
 from deploy_robust.export import CalibrationOptions, ExportOptions
 from deploy_robust.ingest import LoadedModel
@@ -291,6 +293,18 @@ class Workbench:
                 threads=self.s.threads,
             ),
         )
+
+    def layer_times(self, bundle: Bundle, names: dict[str, tuple[str, ...]]) -> dict[str, float] | None:
+        """Per FP32-graph node (`names`: node -> the names a profile may give it, `measure.node_names`), its ms in
+        the target runtime's own per-layer profile at the tune's batch (None where the runtime's layer names do
+        not lead back to the nodes: `measure.layer_times`)."""
+
+        def compute():
+            runner = create_runner(self.backend, bundle, threads=self.s.threads)
+            rows = runner.layer_profile(np.zeros((self.s.batch, *bundle.spec.shape), np.float32))
+            return measure.layer_times(rows, names)
+
+        return self._cached(f"layer-times/{bundle.manifest.model.sha256}/{self.backend}/{self.s.batch}", compute)
 
     def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
         """The cache's value for `key`, or `compute()`'s, which past the time budget does not start."""

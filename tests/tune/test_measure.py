@@ -1,8 +1,18 @@
 import json
+from types import SimpleNamespace
 
 import pytest
 
-from deploy_robust.tune.measure import Cache, early_verdict, merged_figures, paired_drop
+from deploy_robust.tune.measure import (
+    Cache,
+    early_verdict,
+    latency_model,
+    layer_times,
+    merged_figures,
+    paired_drop,
+    profile_changes,
+)
+from deploy_robust.tune.space import Layer
 
 
 def test_the_cache_computes_once_and_survives_a_new_process(tmp_path):
@@ -66,3 +76,46 @@ def test_merged_figures_are_the_figures_of_the_points_together():
     assert merged["robust_accuracy"] == pytest.approx(0.5) and merged["clean_accuracy"] == pytest.approx(5 / 6)
     low, high = merged["robust_accuracy_ci95"]
     assert low < 0.5 < high
+
+
+def _uniform(precisions: dict[str, str]):
+    """What latency_model reads of a uniform bundle: the precision each layer was exported at."""
+    layers = [{"name": name, "precision": p} for name, p in precisions.items()]
+    return SimpleNamespace(manifest=SimpleNamespace(precision=SimpleNamespace(layers=layers)))
+
+
+def test_the_latency_model_shares_a_uniform_change_by_macs_or_by_the_runtimes_own_profile():
+    layers = [Layer("a", "Conv", 300, ("fp32", "int8"), "node_a"), Layer("b", "Conv", 100, ("fp32", "int8"), "node_b")]
+    uniform = {"int8": (_uniform({"a": "int8", "b": "int8"}), 6.0)}  # 10 ms in FP32, 6 ms in INT8: 4 ms saved
+    by_macs = latency_model(layers, uniform, 10.0)
+    assert [m["int8"] for m in by_macs] == pytest.approx([-3.0, -1.0]) and by_macs[0]["fp32"] == 0
+    # the profile says b got slower in INT8 (a small layer: its quantize and reorders cost more than it saves)
+    changes = profile_changes({"node_a": 5.0, "node_b": 1.0}, {"node_a": 2.0, "node_b": 1.5}, layers)
+    assert changes == {"a": -3.0, "b": 0.5}
+    by_profile = latency_model(layers, uniform, 10.0, {"int8": changes})
+    assert [m["int8"] for m in by_profile] == pytest.approx([-4.8, 0.8])  # shares -3/-2.5 and 0.5/-2.5 of -4 ms
+    assert sum(m["int8"] for m in by_profile) == pytest.approx(-4.0)  # the measured change, shared differently
+    # a layer the uniform bundle kept in float (the narrow first conv) is predicted no change either way
+    kept = {"int8": (_uniform({"a": "int8", "b": "fp32"}), 6.0)}
+    assert [m["int8"] for m in latency_model(layers, kept, 10.0, {"int8": changes})] == pytest.approx([-4.0, 0.0])
+
+
+def test_openvino_profile_rows_lead_back_to_the_graphs_nodes():
+    rows = [
+        {"layer": "node_conv2d/WithoutBiases", "ms": 1.0},
+        {"layer": "node_conv2d/WithoutBiases_bf16_u8_node_conv2d_1/WithoutBiases", "ms": 0.25},  # its output reorder
+        {"layer": "node_conv2d_1/WithoutBiases", "ms": 2.0},
+        {"layer": "node_linear", "ms": 0.5},
+    ]
+    rows.append({"layer": "logits", "ms": 0.125})  # the last layer, named after the graph's output
+    names = {n: (n,) for n in ("node_conv2d", "node_conv2d_1", "node_linear")} | {
+        "node_linear_1": ("node_linear_1", "logits")
+    }
+    assert layer_times(rows, names) == {
+        "node_conv2d": 1.25,
+        "node_conv2d_1": 2.0,
+        "node_linear": 0.5,
+        "node_linear_1": 0.125,
+    }
+    fused = [{"layer": "relu_nchwc", "ms": 1.0}]  # ONNX Runtime names fused kernels after tensors
+    assert layer_times(fused, {"node_conv2d": ("node_conv2d", "conv2d")}) is None

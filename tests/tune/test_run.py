@@ -241,3 +241,20 @@ def test_every_layer_of_a_torch_model_is_measured_in_memory_without_single_layer
     lowered = [k for k in keys if k.startswith("lowered-margin/")]
     # the FP32 model, and layers 0, 2 and 5 at int8 and int4 (7 is pinned to FP32); no bundle's margin at all
     assert len(lowered) == 1 + 3 * 2 and not [k for k in keys if k.startswith("margin/")]
+
+
+def test_an_openvino_tune_shares_its_latency_model_by_the_runtimes_own_per_layer_profile(digits_loaded, tmp_path):
+    pytest.importorskip("openvino")
+    settings = TuneOptions(ThreatModel("linf", 0.1), target="openvino", space=("int8",), max_robust_drop=0.05,
+                           max_clean_drop=0.05, **(SETTINGS | {"n": 40, "final_n": 40}))  # fmt: skip
+    doc = run_tune(digits_loaded, tmp_path / "ov", load_dataset("digits:train"), load_dataset("digits:test"), settings)
+    check = doc["cost_model"]["latency_check"]
+    assert check["shared_by"]["int8"] == "runtime profile" and doc["pick"] is not None
+    # both models share out the same measured change of uniform INT8; only how it is shared differs
+    total = [sum(layer["int8"] for layer in check[way] if "int8" in layer) for way in ("by_profile", "by_macs")]
+    assert total[0] == pytest.approx(total[1])
+
+
+def test_an_ort_tune_keeps_its_latency_model_by_macs(tuned):
+    _, _, doc = tuned
+    assert set(doc["cost_model"]["latency_check"]["shared_by"].values()) == {"MACs"}

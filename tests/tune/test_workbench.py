@@ -40,3 +40,25 @@ def test_a_quick_check_stops_after_its_first_part_when_the_candidate_is_clearly_
     same = bench.quick_check(fp32, fp32)
     assert same["holds"] and same["points_checked"] == 80  # no discordant point: only all 80 can show it holds
     assert same["verify"]["per_example"]["robust"] == bench.quick_verified(fp32)["per_example"]["robust"]
+
+
+def test_openvinos_per_layer_profile_times_every_layer_and_onnx_runtimes_falls_back_to_macs(digits_loaded, tmp_path):
+    pytest.importorskip("openvino")
+    import onnx
+
+    from deploy_robust.tune.measure import node_names
+    from deploy_robust.tune.space import search_layers
+
+    calib, data = load_dataset("digits:train"), load_dataset("digits:test")
+    for target in ("openvino", "ort-cpu"):
+        options = TuneOptions(ThreatModel("linf", 0.1), target=target, n=20, final_n=20, batch=4, threads=1)
+        bench = Workbench(digits_loaded, tmp_path / target, calib, data, options, log=lambda message: None)
+        fp32, int8 = bench.bundle("fp32", "fp32"), bench.bundle("int8", "int8")
+        layers = search_layers(onnx.load(str(fp32.model_path)), target)
+        nodes = [layer.node for layer in layers]
+        names = node_names(onnx.load(str(fp32.model_path)), nodes)
+        times = [bench.layer_times(bundle, names) for bundle in (fp32, int8)]
+        if target == "openvino":
+            assert all(set(t) == set(nodes) and all(ms > 0 for ms in t.values()) for t in times)
+        else:
+            assert times[0] is None  # ONNX Runtime names its fused float kernels after tensors, not nodes
