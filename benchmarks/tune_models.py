@@ -7,7 +7,7 @@ batch 1, latency objective, budgets 1 pt robust and 1 pt clean (paired against F
 200 test points for candidates and the standard suite on 500 for the picks.
 
     python benchmarks/tune_models.py [--only resnet2b.pth] [--out benchmarks/.tune] [--batch 32 --objective throughput]
-                                     [--space precision,gdws]
+                                     [--space precision,gdws] [--models resnet18 --target openvino --time-budget 2700]
 
 A second configuration in the same --out reuses every bundle, sensitivity and verification: only the
 latencies are measured again.
@@ -16,12 +16,12 @@ latencies are measured again.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 
-from common import CIFAR_CALIB, SHARED, shared_model
+from autoattack_referee import _load
+from common import CIFAR_CALIB, SHARED
 from machine import save_result
 
 from deploy_robust.data import load_dataset
@@ -30,6 +30,8 @@ from deploy_robust.tune.run import run_tune
 from deploy_robust.verify import ThreatModel
 
 MODELS = [("resnet2b.pth", 2 / 255), ("cifar_cnn_a_adv.model", 2 / 255)]
+# the real-size models (`--models resnet18`): pyautoattack's trained ResNet-18 through `--arch`, and ours
+RESNET18 = [("pyautoattack-resnet18", 1 / 255), ("resnet18_cifar_fgsm.pt", 1 / 255)]
 
 
 def _summary(doc: dict, seconds: float) -> dict:
@@ -64,23 +66,30 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--objective", default="latency", choices=["latency", "throughput"])
     parser.add_argument("--space", help="as tune's --space, e.g. precision,gdws (default: every precision)")
+    parser.add_argument("--models", default="small", choices=["small", "resnet18"])
+    parser.add_argument("--target", default="ort-cpu", choices=["ort-cpu", "openvino"])
+    parser.add_argument("--time-budget", type=float, help="seconds for each tune (tune's --time-budget)")
+    parser.add_argument("--final-n", type=int, default=500)
     args = parser.parse_args()
     space = tuple(args.space.split(",")) if args.space else None
     calib = load_dataset(CIFAR_CALIB, (3, 32, 32), split="train")
     data = load_dataset(SHARED / "datasets" / "cifar10_test_first1017.npz", (3, 32, 32))
     rows = []
-    for checkpoint, eps in MODELS:
+    for checkpoint, eps in MODELS if args.models == "small" else RESNET18:
         if args.only and checkpoint != args.only:
             continue
-        loaded = shared_model(checkpoint)
+        loaded = _load(checkpoint)
         if loaded is None:
-            sys.exit("needs ../shared/data")
+            print(f"{checkpoint}: not found, skipped", flush=True)
+            continue
         row = {
             "model": checkpoint,
             "eps": eps,
             "batch": args.batch,
             "objective": args.objective,
             "space": args.space or "precision",
+            "target": args.target,
+            "time_budget_s": args.time_budget,
         }
         for metric in ("robust", "clean"):
             settings = TuneOptions(
@@ -91,8 +100,11 @@ def main() -> None:
                 batch=args.batch,
                 objective=args.objective,
                 space=space,
+                target=args.target,
+                time_budget_s=args.time_budget,
+                final_n=args.final_n,
             )
-            out = Path(args.out) / checkpoint / metric
+            out = Path(args.out) / args.target / checkpoint / metric
             start = time.perf_counter()
             doc = run_tune(loaded, out, calib, data, settings)
             row[metric] = _summary(doc, time.perf_counter() - start)
@@ -108,6 +120,7 @@ def main() -> None:
             if (args.batch, args.objective) == (1, "latency")
             else f"tune_models_b{args.batch}_{args.objective}"
         ) + ("_" + args.space.replace(",", "_") if args.space else "")
+        name += "" if (args.models, args.target) == ("small", "ort-cpu") else f"_{args.models}_{args.target}"
         save_result(name, rows, script="tune_models")
 
 
