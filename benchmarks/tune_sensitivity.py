@@ -2,8 +2,8 @@
 
 For each model, every weighted layer at INT8 and INT4 (target ort-cpu): the drop of the mean margin under PGD-10
 on 64 calibration images at the model's eps, measured (a) in memory (`tune.sensitivity`: the layer lowered inside
-the torch model, round-to-nearest weights) and (b) on the twin of an exported single-layer bundle (GPTQ weights,
-what tune measured before), the second on `--exported K` layers spread over the depth (all of them with
+the torch model with the uniform bundle's weights and input scale, or rounded to nearest where the uniform bundle
+keeps it float) and (b) on the twin of an exported single-layer bundle (GPTQ weights, what tune measured before), the second on `--exported K` layers spread over the depth (all of them with
 `--exported 0`). Reports seconds per layer of each, and the Spearman rank correlation of the two on the layers
 measured both ways.
 
@@ -60,7 +60,11 @@ def measure_model(name: str, exported_layers: int, out: Path) -> dict | None:
     bench = Workbench(loaded, out / name, calib, calib, settings, print)  # test data unused here
     fp32 = bench.bundle("fp32", "fp32", budgeted=False)
     layers = search_layers(onnx.load(str(fp32.model_path)), "ort-cpu")
-    lowering = InMemoryLowering(loaded, onnx.load(str(fp32.model_path)), "ort-cpu", calib)
+    started = time.perf_counter()
+    uniform = {p: bench.bundle(p, p) for p in ("int8", "int4")}  # tune exports these anyway
+    uniform_s = time.perf_counter() - started
+    grids = {p: (b.manifest.model.sha256[:12], onnx.load(str(b.model_path))) for p, b in uniform.items()}
+    lowering = InMemoryLowering(loaded, onnx.load(str(fp32.model_path)), "ort-cpu", calib, uniform=grids)
     rows = []
     start = time.perf_counter()
     base = lowering.margin(None, "fp32", sample, threat, "robust")
@@ -84,6 +88,7 @@ def measure_model(name: str, exported_layers: int, out: Path) -> dict | None:
                 "precision": p,
                 "in_memory_drop": in_memory,
                 "in_memory_s": t1 - t0,
+                "grid": lowering.grid(layer.name, p),
             }
             if i in pick:
                 plan = tuple(p if j == i else "fp32" for j in range(len(layers)))
@@ -111,6 +116,7 @@ def measure_model(name: str, exported_layers: int, out: Path) -> dict | None:
         "fp32_margin_twin": twin_base,
         "fp32_pgd_s": base_s,
         "calibration_s": ranges_s,
+        "uniform_exports_s": uniform_s,
         "in_memory_s_per_candidate": float(np.mean([r["in_memory_s"] for r in rows])),
         "exported_s_per_candidate": float(np.mean([r["exported_s"] for r in both])) if both else None,
         "spearman": {

@@ -155,6 +155,7 @@ def _search(run: _Run, fp32: Bundle, calib: Dataset) -> None:
     run.phase(f"benchmarking {len(plain)} uniform bundles")
     plain_ms = run.stage("uniform latencies", lambda: dict(zip(plain, tune.latencies(list(plain.values()), "uniform"))))
     run.phase(f"per-layer sensitivities of {len(run.layers)} layers")
+    tune.use_uniform_grids(plain)  # their GPTQ-rounded weights and input scales, read back, for each layer
     started, misses = time.monotonic(), tune.cache.misses
     run.loss = _sensitivities(run, fp32, calib.take(settings.sensitivity_n))
     run.timings["sensitivities_s"] = time.monotonic() - started

@@ -23,13 +23,20 @@ from deploy_robust.cpu import u8s8_saturates
 from deploy_robust.data import Dataset
 from deploy_robust.exporters.profiles import get_profile
 from deploy_robust.ingest import LoadedModel
-from deploy_robust.quant.lowered import LOWERABLE, LoweredLayer, input_ranges, reads_moved_data, swapped
+from deploy_robust.quant.lowered import (
+    LOWERABLE,
+    input_ranges,
+    reads_moved_data,
+    rounded_layer,
+    shipped_layers,
+    swapped,
+)
 from deploy_robust.tune.measure import attacked_margin
 from deploy_robust.verify import ThreatModel
 
 CALIBRATION_IMAGES = 256  # as many as tune's exports calibrate on (CalibrationOptions(n=256))
 CALIBRATION_METHOD = "mse"  # the export's default calibrator
-LOWERING_VERSION = 1  # in cache keys: a change to how a layer is lowered measures every layer again
+LOWERING_VERSION = 2  # in cache keys: a change to how a layer is lowered measures every layer again
 
 
 class InMemoryLowering:
@@ -42,7 +49,11 @@ class InMemoryLowering:
         profile_name: str,
         calib: Dataset,
         int8_weights: str = "auto",
+        uniform: dict[str, tuple[str, onnx.ModelProto]] | None = None,
     ) -> None:
+        """`uniform`: precision -> (a content key, the graph) of the uniform bundles already exported; a layer
+        they lower is lowered here with their weights and input quantizer (GPTQ's rounding included), the others
+        are rounded to nearest on the export's grid."""
         if int8_weights == "auto":
             int8_weights = "reduced" if u8s8_saturates() else "full"
         self.profile = get_profile(profile_name, int8_weights if profile_name == "ort-cpu" else "full")
@@ -51,6 +62,7 @@ class InMemoryLowering:
         self.model = LoadedModel(self.module, loaded.spec, loaded.source).reference().eval()
         self.calib = calib.take(CALIBRATION_IMAGES)
         self._ranges: dict[str, tuple[float, float]] | None = None
+        self.shipped = {p: (key, shipped_layers(graph, fp32_graph)) for p, (key, graph) in (uniform or {}).items()}
 
     def lowerable(self, name: str) -> bool:
         """Whether layer `name` (as the plan names it) is a Conv2d or Linear of the torch model."""
@@ -60,6 +72,11 @@ class InMemoryLowering:
             return isinstance(self.module.get_submodule(name), LOWERABLE)
         except AttributeError:
             return False
+
+    def grid(self, name: str, precision: str) -> str:
+        """Which weights layer `name` gets at `precision`: a uniform bundle's (by its key), or rounded here."""
+        key, layers = self.shipped.get(precision, ("", {}))
+        return f"shipped-{key}" if name in layers else "nearest"
 
     def ranges(self) -> dict[str, tuple[float, float]]:
         if self._ranges is None:
@@ -75,8 +92,11 @@ class InMemoryLowering:
         if name is None or precision == "fp32":
             return attacked_margin(self.model, sample, threat, metric, seed)
         layer = self.module.get_submodule(name)
-        lowered = LoweredLayer(
-            layer, precision, self.profile, self.ranges().get(name), reads_moved_data=self.reads_moved_data[name]
-        )
+        shipped = self.shipped.get(precision, ("", {}))[1].get(name)
+        if shipped is not None:
+            lowered = shipped.lowered(layer)
+        else:
+            moved = self.reads_moved_data[name]
+            lowered = rounded_layer(layer, precision, self.profile, self.ranges().get(name), reads_moved_data=moved)
         with swapped(self.module, name, lowered):
             return attacked_margin(self.model, sample, threat, metric, seed)

@@ -67,6 +67,7 @@ class Workbench:
         self.float_export_s = 0.0  # how long the FP32 export took here (set by the first one)
         self._gdws_models: dict[float, LoadedModel] = {}
         self._lowering: InMemoryLowering | None = None  # made on first use
+        self.grids: dict[str, Bundle] = {}  # uniform bundles whose weights the in-memory lowering reuses
         # every cache folder a real folder of this user's, never a link (a planted one is refused in one line)
         check_folders_below(out, "cache/bundles")
         self.plans = check_folders_below(out, "cache/plans")
@@ -329,19 +330,27 @@ class Workbench:
     def lowered_margin(self, fp32: Bundle, layer: str | None, precision: str, sample: Dataset) -> float:
         """The mean attacked margin of the torch model with only `layer` at `precision` (None: the model itself),
         lowered in memory; keyed by the FP32 graph's hash, the layer, and the lowering's grid."""
-        profile = self.lowering(fp32).profile
-        grid = f"{profile.name}/{profile.int8_weight_levels}/{LOWERING_VERSION}"
+        lowering = self.lowering(fp32)
+        weights = "fp32" if layer is None else lowering.grid(layer, precision)
+        grid = f"{lowering.profile.name}/{lowering.profile.int8_weight_levels}/{weights}/{LOWERING_VERSION}"
         return self._cached(
             f"lowered-margin/{fp32.manifest.model.sha256}/{layer}/{precision}/{grid}/{self.s.metric}/{self.key}",
             lambda: self.lowering(fp32).margin(layer, precision, sample, self.s.threat, self.s.metric, self.s.seed),
         )
 
     def lowering(self, fp32: Bundle) -> InMemoryLowering:
-        """The model's in-memory lowering (made on first use, from the FP32 reference bundle's graph)."""
+        """The model's in-memory lowering (made on first use, from the FP32 reference bundle's graph and the
+        uniform bundles given to `use_uniform_grids`)."""
         if self._lowering is None:
             graph = onnx.load(str(fp32.model_path))
-            self._lowering = InMemoryLowering(self.loaded, graph, self.export_target, self.calib)
+            uniform = {p: (b.manifest.model.sha256[:12], onnx.load(str(b.model_path))) for p, b in self.grids.items()}
+            self._lowering = InMemoryLowering(self.loaded, graph, self.export_target, self.calib, uniform=uniform)
         return self._lowering
+
+    def use_uniform_grids(self, bundles: dict[str, Bundle]) -> None:
+        """Lower layers in memory with these uniform bundles' weights and input quantizers (precision -> bundle)."""
+        self.grids = {p: b for p, b in bundles.items() if p in ("int8", "int4")}
+        self._lowering = None
 
     def assess(self, reference: dict, candidate: dict) -> dict[str, Any]:
         """The candidate's verify figures and paired drops against the reference, and whether it holds the budget."""

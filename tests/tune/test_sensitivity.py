@@ -41,3 +41,17 @@ def test_only_the_torch_models_own_conv_and_linear_layers_are_lowerable(lowering
     _, lowered, _ = lowering
     assert [lowered.lowerable(name) for name in ("0", "2", "5", "7")] == [True] * 4
     assert not lowered.lowerable("1") and not lowered.lowerable("layer9.conv")  # a ReLU; a name it does not have
+
+
+def test_layers_a_uniform_bundle_lowers_take_its_weights_the_rest_are_rounded_here(digits_loaded, lowering, tmp_path):
+    fp32, _, sample = lowering
+    calib = load_dataset("digits:train")
+    int8 = export_bundle(digits_loaded, tmp_path / "int8", ExportOptions("int8"), calib=calib)
+    graph = onnx.load(str(fp32.model_path))
+    with_grids = InMemoryLowering(
+        digits_loaded, graph, "ort-cpu", calib, uniform={"int8": ("k", onnx.load(str(int8.model_path)))}
+    )
+    assert [with_grids.grid(name, "int8") for name in ("0", "2", "5", "7")] == ["nearest"] + ["shipped-k"] * 3
+    assert with_grids.grid("2", "int4") == "nearest"  # no uniform INT4 bundle given
+    base = with_grids.margin(None, "fp32", sample, THREAT, "robust")
+    assert with_grids.margin("5", "int8", sample, THREAT, "robust") != base
