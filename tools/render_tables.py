@@ -202,10 +202,32 @@ def verify_sweep(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def tune_sensitivity(doc: dict) -> str:
+    lines = [
+        f"`{doc['command']}` (per layer at INT8 and INT4, target ort-cpu: the drop of the mean margin under PGD-10 on "
+        "64 calibration images, in memory and from an exported single-layer bundle):",
+        "",
+        "| model | eps | layers | s per candidate, in memory | s per candidate, exported | rank correlation INT8 / INT4 / all | "
+        "uniform INT8 + INT4 exports (once) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in doc["results"]:
+        eps = f"{r['eps'] * 255:.0f}/255"
+        exported = r["exported_s_per_candidate"]
+        both = sum("exported_drop" in row for row in r["rows"])
+        lines.append(
+            f"| {r['model']} | {eps} | {r['layers']} | {r['in_memory_s_per_candidate']:.2f} | "
+            + (f"{exported:.2f} ({exported / r['in_memory_s_per_candidate']:.1f}x) | " if exported else "- | ")
+            + f"{r['spearman']['int8']:.2f} / {r['spearman']['int4']:.2f} / {r['spearman_all']:.2f} (on {both}) | "
+            f"{r['uniform_exports_s']:.0f} s |"
+        )
+    return "\n".join(lines)
+
+
 def tune_models(doc: dict) -> str:
     first = doc["results"][0]
     lines = [
-        f"`{doc['command']}` (target ort-cpu, batch {first.get('batch', 1)}, {first.get('objective', 'latency')}; budgets 1 pt robust and 1 pt clean, paired against "
+        f"`{doc['command']}` (target {first.get('target', 'ort-cpu')}, batch {first.get('batch', 1)}, {first.get('objective', 'latency')}; budgets 1 pt robust and 1 pt clean, paired against "
         "FP32; quick suite on 200 points for candidates, standard on 500 for the pick):",
         "",
         "| model | tune | pick | ms (per batch, or per image for throughput) | fastest uniform that holds (ms) | robust / clean (standard, 500) | "
@@ -730,6 +752,8 @@ RENDERERS = {
     "runtime_matrix": runtime_matrix,
     "verify_sweep": verify_sweep,
     "tune_models": tune_models,
+    "tune_sensitivity_small": tune_sensitivity,
+    "tune_sensitivity": tune_sensitivity,
     "tune_models_b32_throughput": tune_models,
     "tune_models_precision_gdws": tune_models,
     "robust_calibration": robust_calibration,
