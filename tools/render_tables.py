@@ -377,7 +377,7 @@ def autoattack_referee(doc: dict) -> str:
         ours = r.get("ours", r.get("ours_standard"))
         lines.append(
             f"| {r['model']} | {eps} | {r['n']} | {100 * ours:.1f}% (`{r.get('suite', 'standard')}`) | "
-            f"{100 * r['autoattack_standard']:.1f}% | {r['difference_pt']:+.1f} pt | "
+            f"{100 * r['autoattack_standard']:.1f}% | {round(r['difference_pt'], 1) + 0.0:+.1f} pt | "
             + (
                 f"{r['ours_seconds']:.0f} s / {r['autoattack_seconds']:.0f} s "
                 f"({r['autoattack_seconds'] / r['ours_seconds']:.1f}x faster) |"
