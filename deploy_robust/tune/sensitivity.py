@@ -23,7 +23,7 @@ from deploy_robust.cpu import u8s8_saturates
 from deploy_robust.data import Dataset
 from deploy_robust.exporters.profiles import get_profile
 from deploy_robust.ingest import LoadedModel
-from deploy_robust.quant.lowered import (
+from deploy_robust.tune.lowered import (
     LOWERABLE,
     input_ranges,
     reads_moved_data,

@@ -243,6 +243,7 @@ def test_every_layer_of_a_torch_model_is_measured_in_memory_without_single_layer
     assert len(lowered) == 1 + 3 * 2 and not [k for k in keys if k.startswith("margin/")]
 
 
+@pytest.mark.slow  # a whole tune on OpenVINO (~40 s); the profile mapping itself is tested in test_workbench
 def test_an_openvino_tune_shares_its_latency_model_by_the_runtimes_own_per_layer_profile(digits_loaded, tmp_path):
     pytest.importorskip("openvino")
     settings = TuneOptions(ThreatModel("linf", 0.1), target="openvino", space=("int8",), max_robust_drop=0.05,

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 
 from deploy_robust.calibrators.methods import make as make_calibrator
 from deploy_robust.exporters.profiles import DATA_MOVEMENT, TargetProfile
+from deploy_robust.onnx_ops import QUANTIZABLE_OPS
 from deploy_robust.quant.plan import INT4_BLOCK, make_plan, weighted_nodes
 from deploy_robust.quant.scheme import (
     ActivationParams,
@@ -147,7 +148,7 @@ def shipped_layers(lowered_graph: onnx.ModelProto, fp32_graph: onnx.ModelProto) 
         by_weight[weight.name] = (plan.name, _torch_layout(node, float_weight))
     found = {}
     for node in lowered_graph.graph.node:
-        dq = producer.get(node.input[1]) if node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) > 1 else None
+        dq = producer.get(node.input[1]) if node.op_type in QUANTIZABLE_OPS and len(node.input) > 1 else None
         if dq is None or dq.op_type != "DequantizeLinear":
             continue
         source = next((w for w in by_weight if dq.input[0].startswith(w + "_")), None)

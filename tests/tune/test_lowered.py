@@ -11,7 +11,7 @@ from deploy_robust.data import load_dataset
 from deploy_robust.export import CalibrationOptions, ExportOptions, export_bundle
 from deploy_robust.exporters.profiles import get_profile
 from deploy_robust.ingest import LoadedModel
-from deploy_robust.quant.lowered import (
+from deploy_robust.tune.lowered import (
     LoweredLayer,
     input_ranges,
     reads_moved_data,
@@ -100,6 +100,7 @@ def test_only_convolutions_and_linear_layers_are_lowered():
         rounded_layer(nn.Linear(4, 2), "int8", get_profile("ort-cpu"), None)
 
 
+@pytest.mark.slow  # 8 GPTQ exports (~45 s): `make test-all` runs it
 @pytest.mark.parametrize("precision", ["int8", "int4"])
 def test_a_layer_lowered_with_the_uniform_bundles_weights_computes_what_its_gptq_single_layer_bundle_does(
     tmp_path, precision
