@@ -1,8 +1,9 @@
 """One layer of a torch model run at a lower precision, in memory: what an exported single-layer plan computes,
 without exporting it (tune's per-layer sensitivities on real-size models).
 
-`LoweredLayer` wraps a Conv2d or Linear. Its weights go on the grid the exporter writes for that precision and
-target profile (per output channel, symmetric, the profile's 8-bit levels; 4-bit convolutions on 7 levels;
+`LoweredLayer` wraps a Conv2d or Linear. Where a uniform bundle lowers the layer, `shipped_layers` reads its weights
+and input quantizer back from that bundle (GPTQ rounding included). Elsewhere `rounded_layer` puts its weights on
+the grid the exporter writes for that precision and target profile (per output channel, symmetric, the profile's 8-bit levels; 4-bit convolutions on 7 levels;
 ort-cpu Gemm weights per tensor; INT4 Gemm weights weight-only in blocks of 32 along K), rounded to nearest: the
 export refines them with GPTQ, so a lowered layer here errs a little more than the shipped one, which is what a
 ranking of layers needs (`benchmarks/tune_sensitivity.py` checks the ranking against exported bundles). Its input
@@ -85,9 +86,7 @@ def rounded_layer(
     export's grid; `input_range`: the calibrated (low, high) of its input (unused for fp16); `reads_moved_data`:
     it reads its input through a data-movement op the profile carries Q/DQ across, which decides whether a
     weight-only INT4 Linear's input is quantized."""
-    if not isinstance(layer, LOWERABLE):
-        raise TypeError(f"only Conv2d and Linear layers are lowered in memory; got {type(layer).__name__}")
-    weight = layer.weight.detach()
+    weight = layer.weight.detach()  # a layer that is not a Conv2d or Linear is refused by LoweredLayer
     quantize_input = True
     if precision == "fp16":
         return LoweredLayer(layer, weight.half().float(), None, fp16=True)

@@ -102,8 +102,8 @@ def latency_model(
             at_p = [other for other in layers if realized[p].get(other.name) == p]
             if realized[p].get(layer.name) != p:
                 share = 0.0
-            elif profiled and p in profiled and sum(profiled[p][other.name] for other in at_p):
-                share = profiled[p][layer.name] / sum(profiled[p][other.name] for other in at_p)
+            elif profiled and p in profiled and (total := sum(profiled[p][other.name] for other in at_p)):
+                share = profiled[p][layer.name] / total
             else:
                 macs = sum(other.macs for other in at_p)
                 share = layer.macs / macs if macs else 0.0
@@ -167,8 +167,7 @@ def early_verdict(reference: dict[str, Any], candidate: dict[str, Any], budgets:
     inside = True
     for field, budget in budgets.items():
         d = paired_drop(reference, candidate, field)
-        n, discordant = d["n"], d["lost"] + d["gained"]
-        half = INTERIM_Z * math.sqrt(max(discordant - (d["lost"] - d["gained"]) ** 2 / n, 1.0)) / n
+        half = _paired_half_width(d["lost"], d["gained"], d["n"], INTERIM_Z, floor=1.0)
         if d["drop"] - half > budget + 1e-12:
             return False
         inside = inside and d["drop"] + half <= budget + 1e-12
@@ -198,5 +197,11 @@ def paired_drop(reference: dict[str, Any], candidate: dict[str, Any], field: str
     n = len(a)
     lost, gained = int((a & ~b).sum()), int((~a & b).sum())
     drop = (lost - gained) / n
-    half = 1.959964 * math.sqrt(max(lost + gained - (lost - gained) ** 2 / n, 0.0)) / n
+    half = _paired_half_width(lost, gained, n, 1.959964)
     return {"drop": drop, "ci95": [drop - half, drop + half], "lost": lost, "gained": gained, "n": n}
+
+
+def _paired_half_width(lost: int, gained: int, n: int, z: float, floor: float = 0.0) -> float:
+    """Half width of the normal interval for a paired drop: z * sqrt(b + c - (b - c)^2 / n) / n, the variance
+    term never under `floor`."""
+    return z * math.sqrt(max(lost + gained - (lost - gained) ** 2 / n, floor)) / n
