@@ -24,6 +24,7 @@ from deploy_robust.bundle import Bundle
 from deploy_robust.data import Dataset
 from deploy_robust.private_files import SignedJSON
 from deploy_robust.stats import wilson_interval
+from deploy_robust.tune.space import parse_option
 from deploy_robust.verify import ThreatModel
 from deploy_robust.verify.attacks import margin_loss, pgd
 from deploy_robust.verify.document import per_example
@@ -96,6 +97,8 @@ def latency_model(
     for layer in layers:
         options = {}
         for p in layer.allowed:
+            if parse_option(p)[0] is not None:
+                continue  # a GDWS option: `with_gdws_latencies`
             if p == "fp32" or p not in uniform:
                 options[p] = 0.0  # FP32, or a precision no uniform bundle measured: no change predicted
                 continue
@@ -110,6 +113,32 @@ def latency_model(
             options[p] = share * (uniform[p][1] - fp32_ms)
         model.append(options)
     return tuple(model)
+
+
+def with_gdws_latencies(
+    layers,
+    model: tuple[dict[str, float], ...],
+    rewrites: dict[str, tuple[float, dict[str, int]]],
+    plain_ms: dict[str, float],
+) -> tuple[dict[str, float], ...]:
+    """`model` (per layer: option -> predicted change against FP32) with each layer's GDWS options added. A layer
+    rewritten at budget b and precision p changes by its change at p, plus its share of what the uniform rewrite
+    at (b, p) measured against uniform p, shared among the layers that rewrite rewrites by the MACs each saves
+    (`rewrites`: option -> (that rewrite's measured ms, layer -> MACs saved); `plain_ms`: precision -> ms)."""
+    out = []
+    for layer, options in zip(layers, model):
+        options = dict(options)
+        for option in layer.allowed:
+            if option not in rewrites:
+                continue
+            precision = parse_option(option)[1]
+            ms, saved = rewrites[option]
+            if precision not in options or precision not in plain_ms or layer.name not in saved:
+                continue
+            share = saved[layer.name] / max(sum(saved.values()), 1)
+            options[option] = options[precision] + share * (ms - plain_ms[precision])
+        out.append(options)
+    return tuple(out)
 
 
 def layer_times(rows: list[dict[str, Any]], names: dict[str, tuple[str, ...]]) -> dict[str, float] | None:

@@ -38,7 +38,7 @@ from deploy_robust import progress
 from deploy_robust.progress import OutOfTime, deadline
 from deploy_robust.tune import measure
 from deploy_robust.tune.search import CostModel, frontier
-from deploy_robust.tune.space import Plan, describe, plan_key, search_layers
+from deploy_robust.tune.space import Plan, describe, gdws_option, parse_option, plan_key, search_layers, with_gdws_options
 from deploy_robust.tune.options import TuneOptions
 from deploy_robust.tune.report import frontier_document, write_outputs
 from deploy_robust.tune.workbench import Workbench
@@ -150,10 +150,19 @@ def _search(run: _Run, fp32: Bundle, calib: Dataset) -> None:
         if bundle is None:
             break
         run.configs[config] = bundle
-    # the latency model's bundles: FP32 itself and the uniform precisions (under pins, all but the pinned layers)
+    # the latency model's bundles: FP32 itself, the uniform precisions (under pins, all but the pinned layers), and
+    # the uniform GDWS rewrites, whose layers become per-layer options once they are measured
     plain = {"fp32": fp32} | {c.precision: b for c, b in run.configs.items() if c.gdws is None and c.precision != "fp32"}
-    run.phase(f"benchmarking {len(plain)} uniform bundles")
-    plain_ms = run.stage("uniform latencies", lambda: dict(zip(plain, tune.latencies(list(plain.values()), "uniform"))))
+    rewrites = {gdws_option(c.gdws, c.precision): b for c, b in run.configs.items() if c.gdws is not None}
+    benchmarked = plain | rewrites
+    run.phase(f"benchmarking {len(benchmarked)} uniform bundles")
+    uniform_ms = run.stage(
+        "uniform latencies", lambda: dict(zip(benchmarked, tune.latencies(list(benchmarked.values()), "uniform")))
+    )
+    plain_ms = None if uniform_ms is None else {p: uniform_ms[p] for p in plain}
+    rewritten = {option: tune.gdws_layers(parse_option(option)[0]) for option in rewrites}
+    if uniform_ms is not None:
+        run.layers = with_gdws_options(run.layers, {option: set(layers) for option, layers in rewritten.items()})
     run.phase(f"per-layer sensitivities of {len(run.layers)} layers")
     tune.use_uniform_grids(plain)  # their GPTQ-rounded weights and input scales, read back, for each layer
     started, misses = time.monotonic(), tune.cache.misses
@@ -164,8 +173,12 @@ def _search(run: _Run, fp32: Bundle, calib: Dataset) -> None:
         run.phase("per-layer profiles of the uniform bundles")
         profiled = run.stage("layer profiles", lambda: _profiled_changes(run, plain)) or {}
         measured = {p: (b, plain_ms[p]) for p, b in plain.items() if p != "fp32"}
+        saved = {option: (uniform_ms[option], {name: d["original_macs"] - d["macs"] for name, d in layers.items()})
+                 for option, layers in rewritten.items()}
         latency = measure.latency_model(run.layers, measured, plain_ms["fp32"], profiled)
+        latency = measure.with_gdws_latencies(run.layers, latency, saved, plain_ms)
         by_macs = measure.latency_model(run.layers, measured, plain_ms["fp32"])
+        by_macs = measure.with_gdws_latencies(run.layers, by_macs, saved, plain_ms)
         run.model = CostModel(plain_ms["fp32"], latency, tuple(run.loss))
         run.latency_check = {"shared_by": {p: "runtime profile" if p in profiled else "MACs" for p in measured},
                              "by_profile": list(latency), "by_macs": list(by_macs)}
@@ -259,7 +272,8 @@ def _sensitivities(run: _Run, fp32: Bundle, sample: Dataset) -> list[dict[str, f
                 lowered = tune.lowered_margin(fp32, layer.name, p, sample)
             else:
                 plan = tuple(p if j == i else "fp32" for j in range(len(layers)))
-                lowered = tune.margin(tune.bundle(plan_key(plan), p, plan, layers), sample)
+                bundle = tune.bundle(plan_key(plan), p, plan, layers, loaded=tune.plan_model(layers, plan))
+                lowered = tune.margin(bundle, sample)
             return max(base_margin - lowered, 0.0)
 
         options = {}
@@ -279,7 +293,7 @@ def _bisect(run: _Run, fp32: Bundle):
     def check(plan: Plan) -> bool | None:
         if plan not in run.checked:
             def assessed() -> dict[str, Any]:
-                bundle = tune.bundle(plan_key(plan), "mixed", plan, layers)
+                bundle = tune.bundle(plan_key(plan), "mixed", plan, layers, loaded=tune.plan_model(layers, plan))
                 return {"bundle": bundle} | tune.quick_check(bundle, fp32)
 
             result = run.stage("bisection", assessed)

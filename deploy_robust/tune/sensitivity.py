@@ -8,8 +8,12 @@ what an exported single-layer bundle costs after its export and GPTQ, which this
 that export was most of the sensitivities' time (`benchmarks/tune_sensitivity.py` has both, and the ranking of
 the two on the same layers).
 
-Layers the torch model does not hold by name as a Conv2d or Linear (a GDWS rewrite, an ONNX or exported-program
-model whose layers are graph nodes) are not lowerable here; tune measures those from exported bundles.
+A per-layer GDWS option is measured the same way: the convolution replaced by its GDWS rewrite (and, at INT8, its
+two convolutions rounded and their inputs fake-quantized), inside the same private copy.
+
+Layers the torch model does not hold by name as a Conv2d or Linear (a model already GDWS-rewritten, an ONNX or
+exported-program model whose layers are graph nodes) are not lowerable here; tune measures those from exported
+bundles (and offers them no per-layer GDWS).
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ from deploy_robust.tune.lowered import (
     shipped_layers,
     swapped,
 )
+from deploy_robust.transforms.gdws.layer import GDWSConv2d
+from deploy_robust.transforms.gdws.network import gdws_conv
 from deploy_robust.tune.measure import attacked_margin
+from deploy_robust.tune.space import GDWS_PARTS
 from deploy_robust.verify import ThreatModel
 
 CALIBRATION_IMAGES = 256  # as many as tune's exports calibrate on (CalibrationOptions(n=256))
@@ -86,9 +93,21 @@ class InMemoryLowering:
         return self._ranges
 
     def margin(
-        self, name: str | None, precision: str, sample: Dataset, threat: ThreatModel, metric: str, seed: int = 0
+        self,
+        name: str | None,
+        precision: str,
+        sample: Dataset,
+        threat: ThreatModel,
+        metric: str,
+        seed: int = 0,
+        *,
+        gdws_allocation: list[int] | None = None,
     ) -> float:
-        """`attacked_margin` of the model with layer `name` at `precision` (None: the FP32 model itself)."""
+        """`attacked_margin` of the model with layer `name` at `precision` (None: the FP32 model itself); with
+        `gdws_allocation`, the layer rewritten by GDWS with that allocation first (`gdws_layer`)."""
+        if gdws_allocation is not None:
+            with swapped(self.module, name, self.gdws_layer(name, gdws_allocation, precision)):
+                return attacked_margin(self.model, sample, threat, metric, seed)
         if name is None or precision == "fp32":
             return attacked_margin(self.model, sample, threat, metric, seed)
         layer = self.module.get_submodule(name)
@@ -100,3 +119,19 @@ class InMemoryLowering:
             lowered = rounded_layer(layer, precision, self.profile, self.ranges().get(name), reads_moved_data=moved)
         with swapped(self.module, name, lowered):
             return attacked_margin(self.model, sample, threat, metric, seed)
+
+    def gdws_layer(self, name: str, allocation: list[int], precision: str) -> GDWSConv2d:
+        """Convolution `name` rewritten by GDWS with `allocation` (the BatchNorm after it stays, unfolded: per
+        output channel that rounds as the folded graph does), its depthwise and pointwise convolutions at
+        `precision`: rounded to nearest on the export's grid, each input quantized at the range the export's
+        calibrator picks with the rewritten layer in place."""
+        rewritten = gdws_conv(self.module.get_submodule(name), allocation)
+        if precision == "fp32":
+            return rewritten
+        parts = {part: getattr(rewritten, part) for part in GDWS_PARTS}
+        with swapped(self.module, name, rewritten):
+            images = torch.from_numpy(next(self.calib.batches(len(self.calib)))[0])
+            ranges = input_ranges(self.model, parts, images, CALIBRATION_METHOD, self.profile.signed_activations)
+        for part, conv in parts.items():
+            setattr(rewritten, part, rounded_layer(conv, precision, self.profile, ranges[part]))
+        return rewritten

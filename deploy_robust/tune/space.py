@@ -3,7 +3,9 @@
 A plan is a tuple of precisions, one per layer in graph order; `plan_file` writes it as the `--plan`
 YAML/JSON that `export --precision mixed` reads, so every candidate is an ordinary bundle. `--pin
 LAYER=P` fixes a layer's precision in every plan (e.g. the first and last layers in FP32). With `gdws` in
-`--space`, GDWS rewrites of the whole model at a few MAC budgets join the uniform configurations.
+`--space`, GDWS rewrites of the whole model at a few MAC budgets join the uniform configurations, and each
+rewritable convolution gains per-layer options `gdws{budget}-{precision}` (the layer rewritten as the uniform
+rewrite at that budget rewrites it, its two convolutions `NAME.depthwise` and `NAME.pointwise` at that precision).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import onnx
 from onnx import shape_inference
@@ -23,6 +25,8 @@ from deploy_robust.targets import get_target
 UNIFORM = ("fp32", "fp16", "int8", "int4")  # the uniform configurations a tune is compared with
 GDWS = "gdws"  # the --space word that adds GDWS rewrites
 GDWS_BUDGETS = (0.5, 0.25)  # default fractions of the rewritable convolutions' MACs kept
+GDWS_PRECISIONS = ("fp32", "int8")  # the precisions a rewritten layer (and a uniform rewrite) is tried at
+GDWS_PARTS = ("depthwise", "pointwise")  # the convolutions a rewritten layer NAME becomes: NAME.depthwise, ...
 Plan = tuple[str, ...]
 Pins = tuple[tuple[str, str], ...]  # (layer name, precision), in the order given
 
@@ -93,11 +97,50 @@ def search_layers(
     ]
 
 
+def gdws_option(budget: float, precision: str) -> str:
+    """A plan entry rewriting the layer with GDWS at `budget` and running both its convolutions at `precision`."""
+    return f"{GDWS}{budget:g}-{precision}"
+
+
+def parse_option(option: str) -> tuple[float | None, str]:
+    """(GDWS budget, or None where the layer is not rewritten; precision) of a plan entry."""
+    if not option.startswith(GDWS):
+        return None, option
+    budget, _, precision = option[len(GDWS) :].partition("-")
+    return float(budget), precision
+
+
+def gdws_choices(layers: list[Layer], plan: Plan) -> dict[str, float]:
+    """Layer name -> GDWS budget, for the layers a plan rewrites."""
+    chosen = {layer.name: parse_option(option)[0] for layer, option in zip(layers, plan)}
+    return {name: budget for name, budget in chosen.items() if budget is not None}
+
+
+def with_gdws_options(layers: list[Layer], rewritten: dict[str, set[str]]) -> list[Layer]:
+    """`layers` with GDWS options added (`rewritten`: option `gdws{b}-{p}` -> the layers the uniform rewrite at
+    budget b rewrites), each to the layers that rewrite rewrites and that may take precision p."""
+    out = []
+    for layer in layers:
+        extra = tuple(
+            option
+            for option, names in rewritten.items()
+            if layer.name in names and parse_option(option)[1] in layer.allowed and option not in layer.allowed
+        )
+        out.append(replace(layer, allowed=layer.allowed + extra))
+    return out
+
+
 def plan_file(layers: list[Layer], plan: Plan) -> str:
-    """The plan as `--plan` JSON: every layer named, so a layer's precision never comes from a default."""
+    """The plan as `--plan` JSON: every layer named, so a layer's precision never comes from a default (a rewritten
+    layer by its two convolutions' names)."""
     if len(plan) != len(layers):
         raise ValueError(f"a plan for {len(layers)} layers has {len(plan)} entries")
-    return json.dumps({"default": "fp32", "layers": {layer.name: p for layer, p in zip(layers, plan)}}, indent=1)
+    entries = {}
+    for layer, option in zip(layers, plan):
+        budget, precision = parse_option(option)
+        names = [layer.name] if budget is None else [f"{layer.name}.{part}" for part in GDWS_PARTS]
+        entries |= {name: precision for name in names}
+    return json.dumps({"default": "fp32", "layers": entries}, indent=1)
 
 
 def pinned_plan_file(default: str, pins: Pins) -> str:

@@ -28,8 +28,18 @@ from deploy_robust.targets import get_target
 from deploy_robust.tune import measure
 from deploy_robust.tune.sensitivity import LOWERING_VERSION, InMemoryLowering
 from deploy_robust.transforms.gdws.alphas import AlphaSettings
-from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
-from deploy_robust.tune.space import UNIFORM, Plan, pinned_plan_file, plan_file
+from deploy_robust.transforms.gdws.network import chosen_layers
+from deploy_robust.transforms.gdws.rewrite import GDWSRequest, apply_plan, rewrite_model
+from deploy_robust.tune.space import (
+    GDWS_PRECISIONS,
+    UNIFORM,
+    Layer,
+    Plan,
+    gdws_choices,
+    parse_option,
+    pinned_plan_file,
+    plan_file,
+)
 from deploy_robust.verify.options import VerifyOptions
 from deploy_robust.tune.options import TuneOptions
 
@@ -65,7 +75,8 @@ class Workbench:
         self.deadline = None if settings.time_budget_s is None else time.monotonic() + settings.time_budget_s
         self.stopped: list[str] = []  # where the time budget cut the run short
         self.float_export_s = 0.0  # how long the FP32 export took here (set by the first one)
-        self._gdws_models: dict[float, LoadedModel] = {}
+        self._gdws: dict[float, LoadedModel] = {}  # budget -> the uniform rewrite
+        self._plan_models: dict[str, LoadedModel] = {}  # per-layer GDWS choices -> the model rewritten so
         self._lowering: InMemoryLowering | None = None  # made on first use
         self.grids: dict[str, Bundle] = {}  # uniform bundles whose weights the in-memory lowering reuses
         # every cache folder a real folder of this user's, never a link (a planted one is refused in one line)
@@ -181,7 +192,7 @@ class Workbench:
             chosen += [
                 Config(p, b)
                 for b in self.s.gdws_budgets
-                for p in ("fp32", "int8")
+                for p in GDWS_PRECISIONS
                 if p == "fp32" or (p in self.precisions and (space is None or p in space))
             ]
         # under pins, a configuration is exported as a plan, so its precision must be one the target runs per layer
@@ -207,7 +218,7 @@ class Workbench:
     def gdws_model(self, budget: float) -> LoadedModel:
         """The model with its convolutions GDWS-rewritten to keep `budget` of their MACs (robustness-aware
         channel weights from PGD points of the calibration images; pinned layers are left as they are)."""
-        if budget not in self._gdws_models:
+        if budget not in self._gdws:
             settings = AlphaSettings(self.s.threat.eps, self.s.threat.norm, 10, 128, self.s.seed)
             request = GDWSRequest(
                 budget=budget,
@@ -215,8 +226,27 @@ class Workbench:
                 alpha_settings=settings,
                 skip=tuple(name for name, _ in self.s.pins),
             )
-            self._gdws_models[budget] = rewrite_model(self.loaded, request, self.log)[0]
-        return self._gdws_models[budget]
+            self._gdws[budget] = rewrite_model(self.loaded, request, self.log)[0]
+        return self._gdws[budget]
+
+    def gdws_layers(self, budget: float) -> dict[str, dict[str, Any]]:
+        """Layer -> its GDWS decision (allocation, MACs before and after), for each layer the uniform rewrite at
+        `budget` rewrites: read back from its FP32 bundle's manifest, so a rerun from the cache estimates nothing."""
+        doc = self.config_bundle(Config("fp32", budget)).manifest.transforms["gdws"]
+        return {layer["name"]: layer for layer in doc["layers"] if layer["replaced"]}
+
+    def plan_model(self, layers: list[Layer], plan: Plan) -> LoadedModel | None:
+        """The model a plan exports from: with its per-layer GDWS choices rewritten (each layer as the uniform
+        rewrite at its budget rewrites it), or None where it makes none (the model itself)."""
+        chosen = gdws_choices(layers, plan)
+        if not chosen:
+            return None
+        key = json.dumps(sorted(chosen.items()))
+        if key not in self._plan_models:
+            allocations = {name: self.gdws_layers(budget)[name]["allocation"] for name, budget in chosen.items()}
+            rewrite = chosen_layers(self.loaded.module, self.loaded.spec.shape, allocations)
+            self._plan_models[key] = apply_plan(self.loaded, rewrite)
+        return self._plan_models[key]
 
     def verified(self, bundle: Bundle, suite: str, n: int, skip: int = 0) -> dict[str, Any]:
         """verify's figures on test points skip..skip+n (cached by the bundle's content and the settings)."""
@@ -327,15 +357,23 @@ class Workbench:
         """Whether `layer`'s sensitivity is measured in memory (a Conv2d or Linear of the torch model)."""
         return self.s.sensitivities == "in-memory" and self.lowering(fp32).lowerable(layer)
 
-    def lowered_margin(self, fp32: Bundle, layer: str | None, precision: str, sample: Dataset) -> float:
-        """The mean attacked margin of the torch model with only `layer` at `precision` (None: the model itself),
-        lowered in memory; keyed by the FP32 graph's hash, the layer, and the lowering's grid."""
+    def lowered_margin(self, fp32: Bundle, layer: str | None, option: str, sample: Dataset) -> float:
+        """The mean attacked margin of the torch model with only `layer` at plan entry `option` (a precision, or a
+        GDWS rewrite at a precision; layer None: the model itself), lowered in memory; keyed by the FP32 graph's
+        hash, the layer, and the lowering's grid (for a rewrite, its allocation)."""
         lowering = self.lowering(fp32)
-        weights = "fp32" if layer is None else lowering.grid(layer, precision)
+        budget, precision = parse_option(option)
+        allocation = None if budget is None else self.gdws_layers(budget)[layer]["allocation"]
+        if allocation is not None:
+            weights = "gdws-" + hashlib.sha256(json.dumps(allocation).encode()).hexdigest()[:12]
+        else:
+            weights = "fp32" if layer is None else lowering.grid(layer, precision)
         grid = f"{lowering.profile.name}/{lowering.profile.int8_weight_levels}/{weights}/{LOWERING_VERSION}"
         return self._cached(
-            f"lowered-margin/{fp32.manifest.model.sha256}/{layer}/{precision}/{grid}/{self.s.metric}/{self.key}",
-            lambda: self.lowering(fp32).margin(layer, precision, sample, self.s.threat, self.s.metric, self.s.seed),
+            f"lowered-margin/{fp32.manifest.model.sha256}/{layer}/{option}/{grid}/{self.s.metric}/{self.key}",
+            lambda: lowering.margin(
+                layer, precision, sample, self.s.threat, self.s.metric, self.s.seed, gdws_allocation=allocation
+            ),
         )
 
     def lowering(self, fp32: Bundle) -> InMemoryLowering:

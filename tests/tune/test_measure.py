@@ -119,3 +119,24 @@ def test_openvino_profile_rows_lead_back_to_the_graphs_nodes():
     }
     fused = [{"layer": "relu_nchwc", "ms": 1.0}]  # ONNX Runtime names fused kernels after tensors
     assert layer_times(fused, {"node_conv2d": ("node_conv2d", "conv2d")}) is None
+
+
+def test_a_gdws_option_adds_its_share_of_the_rewrites_measured_change_to_its_precisions():
+    from deploy_robust.tune.measure import with_gdws_latencies
+
+    allowed = ("fp32", "int8", "gdws0.5-fp32", "gdws0.5-int8")
+    layers = [
+        Layer("a", "Conv", 300, allowed),
+        Layer("b", "Conv", 100, allowed),
+        Layer("c", "Gemm", 10, ("fp32", "int8")),
+    ]
+    uniform = {"int8": (_uniform({"a": "int8", "b": "int8", "c": "int8"}), 6.0)}
+    plain = latency_model(layers, uniform, 10.0)
+    assert all(not any(o.startswith("gdws") for o in options) for options in plain)  # measured apart
+    # the rewrites measured 8 ms (FP32) and 5 ms (INT8): 2 and 1 ms saved, a saving 3 MACs to b's 1
+    rewrites = {"gdws0.5-fp32": (8.0, {"a": 30, "b": 10}), "gdws0.5-int8": (5.0, {"a": 30, "b": 10})}
+    model = with_gdws_latencies(layers, plain, rewrites, {"fp32": 10.0, "int8": 6.0})
+    assert model[0]["gdws0.5-fp32"] == pytest.approx(-1.5) and model[1]["gdws0.5-fp32"] == pytest.approx(-0.5)
+    assert model[0]["gdws0.5-int8"] == pytest.approx(plain[0]["int8"] - 0.75)
+    assert model[1]["gdws0.5-int8"] == pytest.approx(plain[1]["int8"] - 0.25)
+    assert model[2] == plain[2] and "gdws0.5-int8" not in model[2]

@@ -239,8 +239,46 @@ def test_every_layer_of_a_torch_model_is_measured_in_memory_without_single_layer
     assert doc["sensitivities"] == {"in-memory": 4, "exported": 0}
     keys = json.loads((out / "cache" / "measurements.json").read_text())["entries"]
     lowered = [k for k in keys if k.startswith("lowered-margin/")]
-    # the FP32 model, and layers 0, 2 and 5 at int8 and int4 (7 is pinned to FP32); no bundle's margin at all
-    assert len(lowered) == 1 + 3 * 2 and not [k for k in keys if k.startswith("margin/")]
+    # the FP32 model, layers 0, 2 and 5 at int8 and int4 (7 is pinned to FP32), and layer 2 rewritten by GDWS at
+    # fp32 and int8; no bundle's margin at all
+    assert len(lowered) == 1 + 3 * 2 + 2 and not [k for k in keys if k.startswith("margin/")]
+    assert sum("/2/gdws0.5-" in k for k in lowered) == 2
+
+
+def test_gdws_is_a_per_layer_option_and_a_plan_choosing_it_ships_that_layer_rewritten(tuned, digits_loaded, tmp_path):
+    import shutil
+
+    import onnx
+
+    from deploy_robust.tune.space import plan_key, search_layers, with_gdws_options
+    from deploy_robust.tune.workbench import Workbench
+
+    out, settings, doc = tuned
+    costs = doc["cost_model"]
+    # layer 2, the one convolution the uniform rewrite rewrites, gains both GDWS options, each with a measured
+    # sensitivity and a predicted latency; the others (the first conv, the Linears, the pinned 7) none
+    options = [set(layer) for layer in costs["latency_ms"]]
+    assert options[1] == {"fp32", "int8", "int4", "gdws0.5-fp32", "gdws0.5-int8"}
+    assert not any(o.startswith("gdws") for i in (0, 2, 3) for o in options[i])
+    assert set(costs["margin_loss"][1]) == options[1] and costs["margin_loss"][1]["gdws0.5-fp32"] > 0
+    # a plan choosing it exports a bundle with only that layer rewritten, as the uniform rewrite rewrites it, both
+    # of its convolutions at the plan's precision (from a copy of the tune's cache: its bundles are reused)
+    shutil.copytree(out / "cache", tmp_path / "cache")
+    bench = Workbench(
+        digits_loaded, tmp_path, load_dataset("digits:train"), load_dataset("digits:test"), settings, print
+    )
+    fp32 = bench.bundle("fp32", "fp32")
+    rewritten = {"gdws0.5-int8": set(bench.gdws_layers(0.5))}
+    layers = with_gdws_options(
+        search_layers(onnx.load(str(fp32.model_path)), "ort-cpu", None, settings.pins), rewritten
+    )
+    plan = ("int8", "gdws0.5-int8", "int8", "fp32")
+    bundle = bench.bundle(plan_key(plan), "mixed", plan, layers, loaded=bench.plan_model(layers, plan))
+    assert _layer_precisions(bundle.path) == {"0": "int8", "2.depthwise": "int8", "2.pointwise": "int8", "5": "int8",
+                                              "7": "fp32"}  # fmt: skip
+    replaced = [layer for layer in bundle.manifest.transforms["gdws"]["layers"] if layer["replaced"]]
+    assert [layer["name"] for layer in replaced] == ["2"]
+    assert replaced[0]["allocation"] == bench.gdws_layers(0.5)["2"]["allocation"]
 
 
 @pytest.mark.slow  # a whole tune on OpenVINO (~40 s); the profile mapping itself is tested in test_workbench

@@ -55,3 +55,37 @@ def test_layers_a_uniform_bundle_lowers_take_its_weights_the_rest_are_rounded_he
     assert with_grids.grid("2", "int4") == "nearest"  # no uniform INT4 bundle given
     base = with_grids.margin(None, "fp32", sample, THREAT, "robust")
     assert with_grids.margin("5", "int8", sample, THREAT, "robust") != base
+
+
+def test_a_gdws_option_in_memory_computes_what_the_bundle_with_that_layer_rewritten_computes(
+    digits_loaded, lowering, tmp_path
+):
+    import json
+
+    from deploy_robust.transforms.gdws.network import chosen_layers, plan_gdws
+    from deploy_robust.transforms.gdws.rewrite import apply_plan
+
+    fp32, lowered, sample = lowering
+    shape = digits_loaded.spec.shape
+    whole = plan_gdws(digits_loaded.module, shape, budget=0.5)
+    assert [layer.name for layer in whole.replaced] == ["2"]  # the first conv is skipped, 5 and 7 are Linear
+    allocation = whole.replaced[0].allocation
+    rewritten = apply_plan(digits_loaded, chosen_layers(digits_loaded.module, shape, {"2": allocation}))
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"default": "fp32", "layers": {"2.depthwise": "int8", "2.pointwise": "int8"}}))
+    exported = {
+        "fp32": export_bundle(rewritten, tmp_path / "fp32", ExportOptions("fp32")),
+        "int8": export_bundle(
+            rewritten, tmp_path / "int8", ExportOptions("mixed", plan_file=plan), calib=load_dataset("digits:train")
+        ),  # fmt: skip
+    }
+    assert {layer["name"]: layer["precision"] for layer in exported["int8"].manifest.document["precision"]["layers"]}[
+        "2.pointwise"
+    ] == "int8"
+    base = lowered.margin(None, "fp32", sample, THREAT, "robust")
+    margins = {p: lowered.margin("2", p, sample, THREAT, "robust", gdws_allocation=allocation) for p in exported}
+    shipped = {p: twin_margin(bundle, sample, THREAT, "robust") for p, bundle in exported.items()}
+    assert margins["fp32"] == pytest.approx(shipped["fp32"], abs=1e-4) and base - margins["fp32"] > 0.1
+    # at INT8 the export rounds with GPTQ where this rounds to nearest: within a tenth of the option's whole effect
+    assert abs(margins["int8"] - shipped["int8"]) <= 0.1 * (base - shipped["int8"])
+    assert lowered.margin(None, "fp32", sample, THREAT, "robust") == base  # the layer was put back

@@ -54,3 +54,24 @@ def test_pins_fix_a_layers_precision_and_unknown_names_are_one_clear_error(graph
         parse_pins(["0=fp32", "0=int8"], "ort-cpu")
     with pytest.raises(UserError, match="LAYER=PRECISION"):
         parse_pins(["fp32"], "ort-cpu")
+
+
+def test_a_gdws_option_names_the_rewritten_layers_two_convolutions_in_the_plan(graph):
+    from deploy_robust.tune.space import gdws_choices, gdws_option, parse_option, with_gdws_options
+
+    option = gdws_option(0.5, "int8")
+    assert option == "gdws0.5-int8" and parse_option(option) == (0.5, "int8") and parse_option("int4") == (None, "int4")
+    pins = (("7", "fp32"),)
+    rewritten = {option: {"2", "7"}, gdws_option(0.25, "fp32"): {"2"}, gdws_option(0.5, "int4"): {"2"}}
+    layers = with_gdws_options(search_layers(graph, "ort-cpu", ("int8",), pins=pins), rewritten)
+    # only the layers the rewrite rewrites, at precisions they may take: a pinned layer keeps its pin alone
+    assert [layer.allowed for layer in layers] == [
+        ("fp32", "int8"),
+        ("fp32", "int8", "gdws0.5-int8", "gdws0.25-fp32"),
+        ("fp32", "int8"),
+        ("fp32",),
+    ]
+    plan = ("int8", "gdws0.5-int8", "fp32", "fp32")
+    doc = json.loads(plan_file(layers, plan))
+    assert doc["layers"] == {"0": "int8", "2.depthwise": "int8", "2.pointwise": "int8", "5": "fp32", "7": "fp32"}
+    assert gdws_choices(layers, plan) == {"2": 0.5} and describe(layers, plan) == "fp32 but 0 int8, 2 gdws0.5-int8"

@@ -359,31 +359,60 @@ def apply_gdws(model: nn.Module, plan: GDWSPlan, *, fold_bn: bool = True) -> nn.
     followers = batchnorm_after_conv(model) if fold_bn else {}
     for layer in plan.replaced:
         conv = modules[layer.name]
-        svd = channel_svd(conv.weight)
-        depthwise, pointwise, _ = factorize(svd, np.asarray(layer.allocation))
-        gdws = GDWSConv2d.like(conv, layer.allocation)
-        bias = conv.bias.detach().double() if conv.bias is not None else None
-        pointwise = torch.from_numpy(pointwise)
         bn_name = followers.get(layer.name)
-        if bn_name is not None:
-            bn = modules[bn_name]
-            scale = batchnorm_scale(bn)
-            shift = bn.bias.detach().double() - bn.running_mean.double() * scale
-            pointwise = pointwise * scale[:, None]
-            bias = shift + (bias * scale if bias is not None else 0)
-            gdws.pointwise = nn.Conv2d(gdws.width, layer.out_channels, 1, bias=True)
-            set_module(model, bn_name, nn.Identity())
-            layer.folded_bn = bn_name
-        with torch.no_grad():
-            gdws.depthwise.weight.copy_(torch.from_numpy(depthwise))
-            gdws.pointwise.weight.copy_(pointwise.reshape(layer.out_channels, -1, 1, 1))
-            if bias is not None:
-                gdws.pointwise.bias.copy_(bias)
-        gdws.to(conv.weight.dtype).train(conv.training)
-        for p in gdws.parameters():
-            p.requires_grad_(conv.weight.requires_grad)
+        if bn_name is None:
+            set_module(model, layer.name, gdws_conv(conv, layer.allocation))
+            continue
+        depthwise, pointwise = factorize(channel_svd(conv.weight), np.asarray(layer.allocation))[:2]
+        bn = modules[bn_name]
+        scale = batchnorm_scale(bn)  # folded in double precision, as the factors are computed
+        shift = bn.bias.detach().double() - bn.running_mean.double() * scale
+        bias = shift + (conv.bias.detach().double() * scale if conv.bias is not None else 0)
+        gdws = GDWSConv2d.like(conv, layer.allocation)
+        gdws.pointwise = nn.Conv2d(gdws.width, layer.out_channels, 1, bias=True)
+        _load_factors(gdws, conv, depthwise, torch.from_numpy(pointwise) * scale[:, None], bias)
+        set_module(model, bn_name, nn.Identity())
+        layer.folded_bn = bn_name
         set_module(model, layer.name, gdws)
     return model
+
+
+def gdws_conv(conv: nn.Conv2d, allocation: list[int] | np.ndarray) -> GDWSConv2d:
+    """`conv` rewritten with the given allocation (the truncated SVD of each input channel's filters): a drop-in
+    for it, computing what it computes up to the approximation (a BatchNorm after it is left as it is)."""
+    depthwise, pointwise = factorize(channel_svd(conv.weight), np.asarray(allocation))[:2]
+    bias = conv.bias.detach().double() if conv.bias is not None else None
+    gdws = GDWSConv2d.like(conv, allocation)
+    _load_factors(gdws, conv, depthwise, torch.from_numpy(pointwise), bias)
+    return gdws
+
+
+def _load_factors(gdws: GDWSConv2d, conv: nn.Conv2d, depthwise: np.ndarray, pointwise: torch.Tensor, bias) -> None:
+    """Put the factors into `gdws`, in `conv`'s dtype, training mode and requires_grad."""
+    with torch.no_grad():
+        gdws.depthwise.weight.copy_(torch.from_numpy(depthwise))
+        gdws.pointwise.weight.copy_(pointwise.reshape(conv.out_channels, -1, 1, 1))
+        if bias is not None:
+            gdws.pointwise.bias.copy_(bias)
+    gdws.to(conv.weight.dtype).train(conv.training)
+    for p in gdws.parameters():
+        p.requires_grad_(conv.weight.requires_grad)
+
+
+def chosen_layers(model: nn.Module, shape: tuple[int, ...], allocations: dict[str, list[int]]) -> GDWSPlan:
+    """A plan rewriting exactly the layers of `allocations` (layer -> g_c per input channel, e.g. each taken from a
+    whole-model plan at its own budget: per-layer allocation makes every layer's decision its own), the others
+    kept; for `apply_gdws`."""
+    layers, _, model_macs = find_layers(model, shape)
+    unknown = set(allocations) - {layer.name for layer in layers}
+    if unknown:
+        raise UserError(f"GDWS allocations name layers that are not convolutions of the model: {sorted(unknown)}")
+    for layer in layers:
+        if layer.name in allocations:
+            layer.allocation, layer.reason = [int(g) for g in allocations[layer.name]], "rewritten"
+        elif layer.rewritable:
+            layer.reason = "kept: not chosen"
+    return GDWSPlan(layers, 0.0, None, None, model_macs, 1, "per-layer")
 
 
 def restructure(model: nn.Module, plan_doc: dict[str, Any]) -> nn.Module:

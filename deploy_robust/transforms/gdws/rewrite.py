@@ -72,14 +72,23 @@ def rewrite_model(loaded: LoadedModel, request: GDWSRequest, log=lambda msg: Non
         channel_multiple=request.channel_multiple,
         allocation=request.allocation,
     )
+    return _rewritten(loaded, module, plan), plan
+
+
+def apply_plan(loaded: LoadedModel, plan: GDWSPlan) -> LoadedModel:
+    """A new LoadedModel rewritten as `plan` decides (e.g. `network.select_layers`'s per-layer choices); the input
+    model is left untouched."""
+    return _rewritten(loaded, copy.deepcopy(loaded.module), copy.deepcopy(plan))
+
+
+def _rewritten(loaded: LoadedModel, module: nn.Module, plan: GDWSPlan) -> LoadedModel:
     apply_gdws(module, plan)
     module.eval()
     for p in module.parameters():
         p.requires_grad_(False)
     dtypes = layer_dtypes(dict(module.state_dict()))
     transforms = dict(loaded.transforms or {}) | {"gdws": plan.to_json()}
-    rewritten = replace(loaded, module=module, layers=describe_layers(module, dtypes), transforms=transforms)
-    return rewritten, plan
+    return replace(loaded, module=module, layers=describe_layers(module, dtypes), transforms=transforms)
 
 
 def _channel_weights(loaded: LoadedModel, module: nn.Module, convs: dict[str, nn.Conv2d], request: GDWSRequest, log):

@@ -130,3 +130,45 @@ def test_plan_json_describes_every_layer(tiny_model):
         sum(int(g) * n for g, n in layer["g_histogram"].items()) == layer["G"] for layer in rewritten
     )
     assert np.isclose(doc["rewritable_macs"]["ratio"], plan.layers[1].original_macs / plan.layers[1].macs)
+
+
+def test_chosen_layers_rewrite_exactly_those_layers_as_the_whole_model_plan_does():
+    from deploy_robust.transforms.gdws.network import chosen_layers, gdws_conv
+
+    class Two(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 16, 3, padding=1)
+            self.a = nn.Conv2d(16, 32, 3, padding=1)
+            self.bn = nn.BatchNorm2d(32)
+            self.b = nn.Conv2d(32, 32, 3, padding=1)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.bn(self.a(torch.relu(self.stem(x))))))
+
+    torch.manual_seed(0)
+    model = Two().eval()
+    with torch.no_grad():
+        model.bn.running_var.uniform_(0.5, 2.0)
+    whole = plan_gdws(model, (3, 8, 8), budget=0.5, channel_multiple=1)
+    assert {layer.name for layer in whole.replaced} == {"a", "b"}
+    allocations = {layer.name: layer.allocation for layer in whole.replaced}
+    x = torch.rand(2, 3, 8, 8)
+    # both chosen: what the whole-model plan computes (its BatchNorm folded alike)
+    everything = apply_gdws(copy.deepcopy(model), whole)
+    chosen = apply_gdws(copy.deepcopy(model), chosen_layers(model, (3, 8, 8), allocations))
+    torch.testing.assert_close(chosen(x), everything(x), rtol=0, atol=1e-6)
+    # one chosen: only it is rewritten, the other layer and its BatchNorm are the model's own
+    only_b = chosen_layers(model, (3, 8, 8), {"b": allocations["b"]})
+    assert [layer.name for layer in only_b.replaced] == ["b"]
+    rewritten = apply_gdws(copy.deepcopy(model), only_b)
+    assert (
+        isinstance(rewritten.b, GDWSConv2d)
+        and type(rewritten.a) is nn.Conv2d
+        and isinstance(rewritten.bn, nn.BatchNorm2d)
+    )
+    h = torch.relu(model.bn(model.a(torch.relu(model.stem(x)))))
+    torch.testing.assert_close(rewritten(x), gdws_conv(model.b, allocations["b"])(h), rtol=0, atol=1e-6)
+    assert not torch.allclose(rewritten(x), model(x), atol=1e-3)  # half the MACs: an approximation
+    with pytest.raises(UserError, match="not convolutions"):
+        chosen_layers(model, (3, 8, 8), {"head": [1] * 16})
