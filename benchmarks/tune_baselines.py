@@ -1,0 +1,153 @@
+"""The tune's picks against what a user would pick instead, on the runtime that ships each and on the same points:
+NNCF's INT8 and NNCF's accuracy control on OpenVINO, ONNX Runtime's best hand-tuned INT8 on ONNX Runtime, and
+our own uniform INT8 on each (`vendor_int8.py` makes the vendors' graphs into bundles).
+
+Per runtime, every bundle is benchmarked interleaved in one run (batch 32 throughput, batch 1 latency), then
+verified with the standard suite on the tune's final points (test points 200..200+N-1, disjoint from the 200 its
+candidates and NNCF's accuracy control were checked on), paired against the FP32 bundle on the same runtime and
+points. The picks of `benchmarks/tune_models.py` join where its output folder has them (robust- and clean-driven,
+per target).
+
+    python benchmarks/tune_baselines.py [--models small|resnet18] [--only MODEL] [--tunes benchmarks/.tune]
+                                        [--final-n 500] [--rounds 3] [--seconds 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from autoattack_referee import _load
+from common import SHARED, calibration_for
+from machine import save_result
+from tune_models import MODELS, RESNET18
+from vendor_int8 import nncf_accuracy_control, nncf_int8, ort_int8
+
+from deploy_robust import pipeline
+from deploy_robust.bundle import Bundle, is_bundle, open_bundle
+from deploy_robust.data import load_dataset
+from deploy_robust.export import CalibrationOptions, ExportOptions, export_bundle
+from deploy_robust.targets import get_target
+from deploy_robust.tune import measure
+from deploy_robust.verify import ThreatModel
+from deploy_robust.verify.options import VerifyOptions
+
+HERE = Path(__file__).resolve().parent
+CANDIDATE_POINTS = 200  # tune's --n: the points its candidates (and here NNCF's accuracy control) are checked on
+CLEAN_BUDGET = 0.01  # tune_models.py's budgets: 1 pt clean, 1 pt robust
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="small", choices=["small", "resnet18"])
+    parser.add_argument("--only")
+    parser.add_argument("--tunes", default=str(HERE / ".tune"), help="tune_models.py's --out")
+    parser.add_argument("--final-n", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=1.0)
+    args = parser.parse_args()
+    data = load_dataset(SHARED / "datasets" / "cifar10_test_first1017.npz", (3, 32, 32))
+    rows = []
+    for checkpoint, eps in MODELS if args.models == "small" else RESNET18:
+        if args.only and checkpoint != args.only:
+            continue
+        loaded = _load(checkpoint)
+        if loaded is None:
+            print(f"{checkpoint}: not found, skipped", flush=True)
+            continue
+        calib = calibration_for(loaded)
+        with tempfile.TemporaryDirectory() as tmp:
+            groups = _bundles(loaded, checkpoint, calib, data, Path(tmp), Path(args.tunes))
+            for target, bundles in groups.items():
+                row = {"model": checkpoint, "eps": eps, "target": target, "final_n": args.final_n}
+                row |= _measured(bundles, target, data, ThreatModel("linf", eps), args)
+                rows.append(row)
+                print(_line(row), flush=True)
+        save_result(f"tune_baselines_{args.models}", rows, script="tune_baselines")
+
+
+def _bundles(loaded, checkpoint: str, calib, data, root: Path, tunes: Path) -> dict[str, dict[str, Bundle]]:
+    """Per target: name -> bundle (FP32 first: the reference every drop is paired against)."""
+    fp32 = export_bundle(loaded, root / "fp32", ExportOptions("fp32"))
+    ours = {
+        target: export_bundle(
+            loaded,
+            root / f"int8-{target}",
+            ExportOptions("int8", get_target(target).profile, calibration=CalibrationOptions(n=256)),
+            calib=calib,
+        )
+        for target in ("openvino", "ort-cpu")
+    }
+    started = time.perf_counter()
+    control = nncf_accuracy_control(fp32, calib, data.take(CANDIDATE_POINTS), CLEAN_BUDGET, root / "nncf-ac")
+    print(f"{checkpoint}: NNCF accuracy control took {time.perf_counter() - started:.0f} s", flush=True)
+    groups = {
+        "openvino": {
+            "fp32": fp32,
+            "ours uniform int8": ours["openvino"],
+            "NNCF int8": nncf_int8(fp32, calib, root / "nncf"),
+            "NNCF accuracy control (clean, 1 pt)": control,
+        },
+        "ort-cpu": {
+            "fp32": fp32,
+            "ours uniform int8": ours["ort-cpu"],
+            "ORT int8, hand-tuned": ort_int8(fp32, calib, root / "ort"),
+        },
+    }
+    for target, bundles in groups.items():
+        for metric in ("robust", "clean"):
+            best = tunes / target / checkpoint / metric / "best"
+            if is_bundle(best):
+                bundles[f"tune pick ({metric}-driven)"] = open_bundle(best)
+    return groups
+
+
+def _measured(bundles: dict[str, Bundle], target: str, data, threat: ThreatModel, args) -> dict:
+    backend = get_target(target).backend
+    listed = list(bundles.values())
+    speed = {
+        "throughput_b32_ms_per_image": measure.latencies(listed, backend, 32, "throughput", duration=args.seconds,
+                                                         rounds=args.rounds),
+        "latency_b1_ms": measure.latencies(listed, backend, 1, "latency", duration=args.seconds, rounds=args.rounds),
+    }  # fmt: skip
+    points = data.skip(CANDIDATE_POINTS)
+    options = VerifyOptions(n=args.final_n, suite="standard", backend=backend, sweep=None, seed=0, resume=False,
+                            layout="contiguous")  # fmt: skip
+    variants, reference = {}, None
+    for i, (name, bundle) in enumerate(bundles.items()):
+        started = time.perf_counter()
+        doc = pipeline.verify_engine(bundle, points, threat, options)
+        figures = {k: doc[k] for k in ("robust_accuracy", "robust_accuracy_ci95", "clean_accuracy", "per_example")}
+        reference = reference or figures
+        variants[name] = {
+            "exporter": bundle.manifest.document["model"].get("exporter"),
+            "precision": bundle.manifest.precision.mode,
+            **{key: ms[i] for key, ms in speed.items()},
+            "robust_accuracy": doc["robust_accuracy"],
+            "robust_accuracy_ci95": doc["robust_accuracy_ci95"],
+            "clean_accuracy": doc["clean_accuracy"],
+            "robust_drop": measure.paired_drop(reference, figures, "robust"),
+            "clean_drop": measure.paired_drop(reference, figures, "clean"),
+            "flags": [f["flag"] for f in doc["flags"]],
+            "verify_seconds": round(time.perf_counter() - started, 1),
+        }
+    vendor = "NNCF int8" if target == "openvino" else "ORT int8, hand-tuned"
+    for v in variants.values():
+        v["throughput_vs_vendor"] = variants[vendor]["throughput_b32_ms_per_image"] / v["throughput_b32_ms_per_image"]
+        v["latency_vs_vendor"] = variants[vendor]["latency_b1_ms"] / v["latency_b1_ms"]
+    return {"vendor": vendor, "variants": variants}
+
+
+def _line(row: dict) -> str:
+    parts = [
+        f"{name}: {v['throughput_vs_vendor']:.2f}x b32, robust {100 * v['robust_accuracy']:.1f}% "
+        f"(drop {100 * v['robust_drop']['drop']:+.1f} pt)"
+        for name, v in row["variants"].items()
+    ]
+    return f"{row['model']} {row['target']}: " + "; ".join(parts)
+
+
+if __name__ == "__main__":
+    main()
