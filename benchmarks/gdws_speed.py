@@ -1,4 +1,5 @@
-"""GDWS speed: ResNet-18 (CIFAR) with 4x fewer MACs against the original, FP32 and INT8, on ONNX Runtime CPU.
+"""GDWS speed: ResNet-18 (CIFAR) with 4x fewer MACs against the original, FP32 and INT8, on ONNX Runtime CPU
+(or OpenVINO, `--runtime openvino`, with where the time goes by OpenVINO's own per-layer profile).
 
 Every variant runs interleaved in one process, round by round (this machine is shared and
 noisy); figures are medians over rounds. Variants:
@@ -16,6 +17,7 @@ With --torch-device cuda it also times the torch modules themselves on the GPU (
 GDWS, FP32 and FP16 autocast).
 
     python benchmarks/gdws_speed.py [--rounds 5] [--seconds 2] [--threads 2] [--torch-device cuda]
+                                    [--runtime openvino] [--model pyautoattack-resnet18]
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from train_resnet18_cifar import CHECKPOINT
 
 from deploy_robust.export import ExportOptions, export_bundle
 from deploy_robust.ingest import LoadedModel, load_model
+from deploy_robust.runtimes import RuntimeOptions
 from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
+from deploy_robust.runtimes.openvino_runner import OpenVINORunner
 from deploy_robust.transforms.gdws import GDWSConv2d, GDWSPlan, apply_gdws
 from deploy_robust.transforms.gdws.network import find_layers
 from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
@@ -44,7 +48,11 @@ from deploy_robust.transforms.gdws.rewrite import GDWSRequest, rewrite_model
 HERE = Path(__file__).resolve().parent
 
 
-def resnet18() -> tuple[LoadedModel, str]:
+def resnet18(model: str = "fgsm") -> tuple[LoadedModel, str]:
+    if model == "pyautoattack-resnet18":
+        from autoattack_referee import _load
+
+        return _load(model), "pyautoattack's trained CIFAR ResNet-18 (93.8% clean), through --arch"
     if CHECKPOINT.exists():
         return load_model(CHECKPOINT, "resnet18"), f"resnet18 (CIFAR), FGSM-trained ({CHECKPOINT.name})"
     return resnet18_random(), "resnet18 (CIFAR), random init (run train_resnet18_cifar.py for trained weights)"
@@ -123,8 +131,10 @@ def main() -> None:
     parser.add_argument("--batches", default="1,32")
     parser.add_argument("--mac-reduction", type=float, default=4.0, help="whole-model MAC reduction (default 4)")
     parser.add_argument("--torch-device", help="also time the torch modules on this device (e.g. cuda)")
+    parser.add_argument("--runtime", default="ort-cpu", choices=["ort-cpu", "openvino"])
+    parser.add_argument("--model", default="fgsm", choices=["fgsm", "pyautoattack-resnet18"])
     args = parser.parse_args()
-    original, model_name = resnet18()
+    original, model_name = resnet18(args.model)
     budget = budget_for_model_ratio(original, args.mac_reduction)
     gdws, plan = rewrite_model(original, GDWSRequest(budget=budget))
     gdws_exact, plan_exact = rewrite_model(original, GDWSRequest(budget=budget, channel_multiple=1))
@@ -147,10 +157,26 @@ def main() -> None:
                 loaded, Path(tmp) / str(i), ExportOptions(precision), calib=calib if precision == "int8" else None
             )
             paths[f"{name} {precision}"] = bundle.model_path
-        runners = {name: OnnxRuntimeRunner(path, threads=args.threads) for name, path in paths.items()}
+        if args.runtime == "openvino":
+            options = RuntimeOptions(threads=args.threads, cache=False)
+            runners = {name: OpenVINORunner(path, options) for name, path in paths.items()}
+        else:
+            runners = {name: OnnxRuntimeRunner(path, threads=args.threads) for name, path in paths.items()}
         for runner in runners.values():
             runner.activate()
         results = interleaved_throughput(runners, [int(b) for b in args.batches.split(",")], args.rounds, args.seconds)
+        profiles = {}
+        if args.runtime == "openvino":  # where the INT8 time goes, by op type, at batch 32
+            x = np.zeros((32, *original.spec.shape), np.float32)
+            for name in ("original int8", "gdws int8", "uniform g=2 gather int8"):
+                by_op: dict[str, float] = {}
+                for row in runners[name].layer_profile(x, repeats=5):
+                    by_op[row["op"]] = by_op.get(row["op"], 0.0) + row["ms"]
+                profiles[name] = {"ms_per_batch32": sum(by_op.values())} | {
+                    op: ms
+                    for op, ms in sorted(by_op.items(), key=lambda kv: -kv[1])
+                    if ms >= 0.005 * sum(by_op.values())
+                }
     by = {(r["variant"], r["batch"]): r for r in results}
     for r in results:
         precision = r["variant"].rsplit(" ", 1)[1]
@@ -161,9 +187,13 @@ def main() -> None:
         results += torch_gpu_rows({"original": original, "gdws": gdws}, args.torch_device, args.rounds, args.seconds)
     doc = plan.to_json()
     out = save_result(
-        "gdws_speed",
+        "gdws_speed"
+        if (args.runtime, args.model) == ("ort-cpu", "fgsm")
+        else f"gdws_speed_{args.runtime}_{args.model.replace('-', '_')}",
         results,
         model=model_name,
+        runtime=args.runtime,
+        profiles_ms_by_op=profiles,
         threads=args.threads,
         rounds=args.rounds,
         seconds_per_round=args.seconds,

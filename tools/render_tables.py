@@ -593,6 +593,21 @@ def gdws_speed(doc: dict) -> str:
                 else (f"**{ratio:.2f}x**" if variant in ("gdws fp32", "gdws int8") else f"{ratio:.2f}x"),
             ]
         lines.append(f"| {variant} | " + " | ".join(values) + " |")
+    profiles = doc.get("profiles_ms_by_op") or {}
+    if profiles:
+        ops = sorted({op for p in profiles.values() for op in p if op != "ms_per_batch32"},
+                     key=lambda op: -max(p.get(op, 0.0) for p in profiles.values()))  # fmt: skip
+        lines += [
+            "",
+            f"Where the INT8 time goes at batch 32 ({doc.get('runtime', 'the runtime')}'s own per-layer profile, ms per "
+            "batch of 32, summed by op type):",
+            "",
+            "| variant | total | " + " | ".join(ops) + " |",
+            "|---|---|" + "---|" * len(ops),
+        ]
+        for name, p in profiles.items():
+            cells = [f"{p[op]:.1f}" if op in p else "-" for op in ops]
+            lines.append(f"| {name} | {p['ms_per_batch32']:.1f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -738,6 +753,7 @@ RENDERERS = {
     "autoattack_referee": autoattack_referee,
     "autoattack_referee_fgsm_resnet18": autoattack_referee,
     "autoattack_referee_aa_suite_resnet18_1of255": autoattack_referee,
+    "autoattack_referee_aa_suite_fgsm_resnet18": autoattack_referee,
     "attack_speed": attack_speed,
     "verify_time": verify_time,
     "defense_sap": defense_sap,
@@ -746,6 +762,7 @@ RENDERERS = {
     "defense_empir_cifar": defense_empir,
     "defense_empir_mnist": defense_empir,
     "gdws_speed": gdws_speed,
+    "gdws_speed_openvino_pyautoattack_resnet18": gdws_speed,
     "gdws_sweep": gdws_sweep,
     "dq_baselines": dq_baselines,
     "adversarial_training": adversarial_training,

@@ -23,6 +23,7 @@ from deploy_robust.bench.harness import run_bench
 from deploy_robust.bundle import Bundle
 from deploy_robust.data import Dataset
 from deploy_robust.private_files import SignedJSON
+from deploy_robust.quant.plan import make_plan
 from deploy_robust.stats import wilson_interval
 from deploy_robust.tune.space import parse_option
 from deploy_robust.verify import ThreatModel
@@ -120,11 +121,14 @@ def with_gdws_latencies(
     model: tuple[dict[str, float], ...],
     rewrites: dict[str, tuple[float, dict[str, int]]],
     plain_ms: dict[str, float],
+    profiled: dict[str, dict[str, float]] | None = None,
 ) -> tuple[dict[str, float], ...]:
-    """`model` (per layer: option -> predicted change against FP32) with each layer's GDWS options added. A layer
-    rewritten at budget b and precision p changes by its change at p, plus its share of what the uniform rewrite
-    at (b, p) measured against uniform p, shared among the layers that rewrite rewrites by the MACs each saves
-    (`rewrites`: option -> (that rewrite's measured ms, layer -> MACs saved); `plain_ms`: precision -> ms)."""
+    """`model` (per layer: option -> predicted change against FP32) with each layer's GDWS options added
+    (`rewrites`: option -> (the uniform rewrite's measured ms, layer -> MACs it saves); `plain_ms`: precision -> ms).
+    Where `profiled` has the option (layer -> its change from the FP32 bundle to that rewrite in the runtime's own
+    per-layer profile), a rewritten layer takes its profiled share of the rewrite's measured change against FP32.
+    Otherwise: its change at the option's precision, plus its share, by the MACs it saves, of what the rewrite
+    measured against the uniform bundle of that precision."""
     out = []
     for layer, options in zip(layers, model):
         options = dict(options)
@@ -135,6 +139,10 @@ def with_gdws_latencies(
             ms, saved = rewrites[option]
             if precision not in options or precision not in plain_ms or layer.name not in saved:
                 continue
+            changes = (profiled or {}).get(option)
+            if changes and (total := sum(changes.values())):
+                options[option] = changes[layer.name] / total * (ms - plain_ms["fp32"])
+                continue
             share = saved[layer.name] / max(sum(saved.values()), 1)
             options[option] = options[precision] + share * (ms - plain_ms[precision])
         out.append(options)
@@ -142,17 +150,52 @@ def with_gdws_latencies(
 
 
 def layer_times(rows: list[dict[str, Any]], names: dict[str, tuple[str, ...]]) -> dict[str, float] | None:
-    """Per ONNX node, the ms of the runtime-graph layers OpenVINO made of it. Its profile names each after the
-    node or its output tensor (`node_conv2d_1/WithoutBiases`, `logits` for the graph's output), and a reorder of
-    its output after it (`node_conv2d_1/WithoutBiases_..._node_...`); `names`: node -> (node, *outputs). None
-    where a node has no row (other runtimes rename fused nodes; their latency model stays by MACs)."""
+    """Per key of `names` (an ONNX node, or a layer made of several), the ms of the runtime-graph layers OpenVINO
+    made of it. Its profile names each after the node or its output tensor (`node_conv2d_1/WithoutBiases`, `logits`
+    for the graph's output), a reorder of its output after it (`node_conv2d_1/WithoutBiases_..._node_...`), and a
+    reorder between two of the key's own nodes after the first (`node_index_select_abcd_acdb_node_Conv_18`: a GDWS
+    layer's gather into its depthwise convolution); `names`: key -> (node, *outputs, ...). None where a key has no
+    row (other runtimes rename fused nodes; their latency model stays by MACs)."""
     times = {}
-    for node, aliases in names.items():
-        matched = [r["ms"] for r in rows if any(r["layer"] == a or r["layer"].startswith(a + "/") for a in aliases)]
+    for key, aliases in names.items():
+        matched = [r["ms"] for r in rows if any(_names_it(r["layer"], a, aliases) for a in aliases)]
         if not matched:
             return None
-        times[node] = sum(matched)
+        times[key] = sum(matched)
     return times
+
+
+def _names_it(layer: str, alias: str, aliases: tuple[str, ...]) -> bool:
+    if layer == alias or layer.startswith(alias + "/"):
+        return True
+    return layer.startswith(alias + "_") and any(layer.endswith("_" + other) for other in aliases if other != alias)
+
+
+def rewritten_layer_names(graph: onnx.ModelProto, layers: list[dict[str, Any]]) -> dict[str, tuple[str, ...]]:
+    """Per layer as plans name it, the names a profile may give what computes it in `graph` (a bundle's, `layers` its
+    manifest's precision entries; a float bundle's name no nodes, so its graph's plan is read instead): its node and
+    outputs, or for a GDWS-rewritten layer (`NAME.depthwise`, `NAME.pointwise`) both convolutions' and those of the
+    Gather before them (Q/DQ between them passed over)."""
+    if not all("node" in entry for entry in layers):
+        layers = [p.to_json() for p in make_plan(graph, "fp32", "ort-cpu")]
+    nodes = {node.name: node for node in graph.graph.node}
+    producer = {out: node for node in graph.graph.node for out in node.output}
+    out: dict[str, tuple[str, ...]] = {}
+    for entry in layers:
+        node = nodes.get(entry["node"])
+        if node is None:
+            continue
+        name, _, part = entry["name"].rpartition(".")
+        found = [node]
+        if part == "depthwise":
+            source = producer.get(node.input[0])
+            while source is not None and source.op_type in ("DequantizeLinear", "QuantizeLinear"):
+                source = producer.get(source.input[0])
+            found += [source] if source is not None and source.op_type == "Gather" else []
+        elif part != "pointwise":
+            name = entry["name"]
+        out[name] = out.get(name, ()) + tuple(n for f in found for n in (f.name, *f.output))
+    return out
 
 
 def node_names(graph: onnx.ModelProto, nodes: list[str]) -> dict[str, tuple[str, ...]]:

@@ -176,11 +176,14 @@ def _search(run: _Run, fp32: Bundle, calib: Dataset) -> None:
         saved = {option: (uniform_ms[option], {name: d["original_macs"] - d["macs"] for name, d in layers.items()})
                  for option, layers in rewritten.items()}
         latency = measure.latency_model(run.layers, measured, plain_ms["fp32"], profiled)
-        latency = measure.with_gdws_latencies(run.layers, latency, saved, plain_ms)
+        rewrite_profiles = run.stage("layer profiles", lambda: _profiled_rewrites(run, fp32, rewrites)) or {}
+        latency = measure.with_gdws_latencies(run.layers, latency, saved, plain_ms, rewrite_profiles)
         by_macs = measure.latency_model(run.layers, measured, plain_ms["fp32"])
         by_macs = measure.with_gdws_latencies(run.layers, by_macs, saved, plain_ms)
         run.model = CostModel(plain_ms["fp32"], latency, tuple(run.loss))
-        run.latency_check = {"shared_by": {p: "runtime profile" if p in profiled else "MACs" for p in measured},
+        shared = {p: "runtime profile" if p in profiled else "MACs" for p in measured}
+        shared |= {o: "runtime profile" if o in rewrite_profiles else "MACs saved" for o in rewrites}
+        run.latency_check = {"shared_by": shared,
                              "by_profile": list(latency), "by_macs": list(by_macs)}
         run.points = frontier(run.model)
     run.phase("quick verification of the FP32 reference")
@@ -247,6 +250,21 @@ def _profiled_changes(run: _Run, plain: dict[str, Bundle]) -> dict[str, dict[str
         return {}
     return {p: measure.profile_changes(times["fp32"], t, run.layers) for p, t in times.items()
             if p != "fp32" and t is not None}
+
+
+def _profiled_rewrites(run: _Run, fp32: Bundle, rewrites: dict[str, Bundle]) -> dict[str, dict[str, float]]:
+    """Per uniform GDWS rewrite (option -> bundle), each layer's change in the runtime's own per-layer profile from
+    the FP32 bundle to the rewrite (a rewritten layer: its gather, depthwise and pointwise convolutions and the
+    reorders between them); empty where the runtime's layer names do not lead back to the graphs' nodes."""
+    names = measure.node_names(onnx.load(str(fp32.model_path)), [layer.node for layer in run.layers])
+    base = run.tune.layer_times(fp32, names)
+    out: dict[str, dict[str, float]] = {}
+    for option, bundle in rewrites.items() if base is not None else ():
+        graph = onnx.load(str(bundle.model_path))
+        times = run.tune.layer_times(bundle, measure.rewritten_layer_names(graph, bundle.manifest.precision.layers))
+        if times is not None and all(layer.name in times for layer in run.layers):
+            out[option] = {layer.name: times[layer.name] - base[layer.node] for layer in run.layers}
+    return out
 
 
 def _sensitivities(run: _Run, fp32: Bundle, sample: Dataset) -> list[dict[str, float]]:

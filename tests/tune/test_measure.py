@@ -140,3 +140,30 @@ def test_a_gdws_option_adds_its_share_of_the_rewrites_measured_change_to_its_pre
     assert model[0]["gdws0.5-int8"] == pytest.approx(plain[0]["int8"] - 0.75)
     assert model[1]["gdws0.5-int8"] == pytest.approx(plain[1]["int8"] - 0.25)
     assert model[2] == plain[2] and "gdws0.5-int8" not in model[2]
+    # with the runtime's own profile of the FP32 bundle and of each rewrite: a's rewrite got slower (its gather and
+    # reorders cost more than its smaller convolutions save), b's faster: each takes its share of the measured -2 ms
+    profiled = {"gdws0.5-fp32": {"a": 1.0, "b": -3.0, "c": 0.0}}
+    model = with_gdws_latencies(layers, plain, rewrites, {"fp32": 10.0, "int8": 6.0}, profiled)
+    assert model[0]["gdws0.5-fp32"] == pytest.approx(1.0) and model[1]["gdws0.5-fp32"] == pytest.approx(-3.0)
+    assert model[0]["gdws0.5-int8"] == pytest.approx(plain[0]["int8"] - 0.75)  # not profiled: by MACs saved
+
+
+def test_a_reorder_between_two_nodes_of_one_layer_is_that_layers():
+    rows = [
+        {"layer": "node_conv2d_2/WithoutBiases_acdb_abcd_node_index_select_1", "ms": 0.5},  # into the gather: 2's
+        {"layer": "node_index_select_1", "ms": 1.0},
+        {"layer": "node_index_select_1_abcd_acdb_node_Conv_19", "ms": 2.0},  # gather -> depthwise: the layer's
+        {"layer": "node_Conv_19", "ms": 4.0},
+        {"layer": "node_conv2d_4/WithoutBiases", "ms": 8.0},
+        {"layer": "node_conv2d_2/WithoutBiases", "ms": 16.0},
+    ]
+    names = {
+        "layer1.0.conv2": ("node_index_select_1", "index_select_1", "node_Conv_19", "node_conv2d_4"),
+        "layer1.0.conv1": ("node_conv2d_2",),
+        "other": ("node_index_select_10",),  # a prefix of no row of the others
+    }
+    assert layer_times(rows, {k: v for k, v in names.items() if k != "other"}) == {
+        "layer1.0.conv2": 15.0,
+        "layer1.0.conv1": 16.5,
+    }
+    assert layer_times(rows, names) is None

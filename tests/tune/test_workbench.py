@@ -62,3 +62,35 @@ def test_openvinos_per_layer_profile_times_every_layer_and_onnx_runtimes_falls_b
             assert all(set(t) == set(nodes) and all(ms > 0 for ms in t.values()) for t in times)
         else:
             assert times[0] is None  # ONNX Runtime names its fused float kernels after tensors, not nodes
+
+
+def test_a_gdws_rewrites_openvino_profile_leads_back_to_every_layer_its_gather_and_reorders_included(
+    digits_loaded, tmp_path
+):
+    pytest.importorskip("openvino")
+    import numpy as np
+    import onnx
+
+    from deploy_robust.runtimes import create_runner
+    from deploy_robust.tune.measure import layer_times, rewritten_layer_names
+    from deploy_robust.tune.space import search_layers
+    from deploy_robust.tune.workbench import Config
+
+    calib, data = load_dataset("digits:train"), load_dataset("digits:test")
+    options = TuneOptions(ThreatModel("linf", 0.1), target="openvino", n=20, final_n=20, batch=4, threads=1,
+                          space=("int8", "gdws"), gdws_budgets=(0.5,))  # fmt: skip
+    bench = Workbench(digits_loaded, tmp_path, calib, data, options, log=lambda message: None)
+    fp32 = bench.bundle("fp32", "fp32")
+    layers = [layer.name for layer in search_layers(onnx.load(str(fp32.model_path)), "openvino")]
+    for precision in ("fp32", "int8"):
+        rewrite = bench.config_bundle(Config(precision, 0.5))
+        names = rewritten_layer_names(onnx.load(str(rewrite.model_path)), rewrite.manifest.precision.layers)
+        assert list(names) == layers  # the rewritten layer 2 by its own name, as plans name it
+        assert any(a.startswith("node_index_select") for a in names["2"])  # its gather, through the Q/DQ at INT8
+        rows = create_runner("openvino", rewrite, threads=1).layer_profile(np.zeros((4, 1, 8, 8), np.float32))
+        times = layer_times(rows, names)
+        assert times is not None and all(ms > 0 for ms in times.values())
+        # the gather's reorder into the depthwise convolution is the rewritten layer's, counted once
+        between = [r for r in rows if r["layer"].startswith("node_index_select") and "_node_" in r["layer"]]
+        assert all(sum(r["layer"] == row["layer"] for r in rows) == 1 for row in between)
+        assert times["2"] >= sum(r["ms"] for r in between)
