@@ -19,10 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from autoattack_referee import _load
 from common import SHARED, calibration_for
 from machine import save_result
-from tune_models import MODELS, RESNET18
+from tune_models import models
 from vendor_int8 import nncf_accuracy_control, nncf_int8, ort_int8
 
 from deploy_robust import pipeline
@@ -50,13 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     data = load_dataset(SHARED / "datasets" / "cifar10_test_first1017.npz", (3, 32, 32))
     rows = []
-    for checkpoint, eps in MODELS if args.models == "small" else RESNET18:
-        if args.only and checkpoint != args.only:
-            continue
-        loaded = _load(checkpoint)
-        if loaded is None:
-            print(f"{checkpoint}: not found, skipped", flush=True)
-            continue
+    for checkpoint, eps, loaded in models(args.models, args.only):
         calib = calibration_for(loaded)
         with tempfile.TemporaryDirectory() as tmp:
             groups = _bundles(loaded, checkpoint, calib, data, Path(tmp), Path(args.tunes))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Iterator
 
 
 from autoattack_referee import _load
@@ -25,6 +26,7 @@ from common import CIFAR_CALIB, SHARED
 from machine import save_result
 
 from deploy_robust.data import load_dataset
+from deploy_robust.ingest import LoadedModel
 from deploy_robust.tune.options import TuneOptions
 from deploy_robust.tune.run import run_tune
 from deploy_robust.verify import ThreatModel
@@ -32,6 +34,19 @@ from deploy_robust.verify import ThreatModel
 MODELS = [("resnet2b.pth", 2 / 255), ("cifar_cnn_a_adv.model", 2 / 255)]
 # the real-size models (`--models resnet18`): pyautoattack's trained ResNet-18 through `--arch`, and ours
 RESNET18 = [("pyautoattack-resnet18", 1 / 255), ("resnet18_cifar_fgsm.pt", 1 / 255)]
+
+
+def models(which: str, only: str | None = None) -> Iterator[tuple[str, float, LoadedModel]]:
+    """(checkpoint, eps, model) of `which` ("small" or "resnet18"), or of `only` among them; a model not found
+    here is skipped with a line saying so."""
+    for checkpoint, eps in MODELS if which == "small" else RESNET18:
+        if only and checkpoint != only:
+            continue
+        loaded = _load(checkpoint)
+        if loaded is None:
+            print(f"{checkpoint}: not found, skipped", flush=True)
+            continue
+        yield checkpoint, eps, loaded
 
 
 def _summary(doc: dict, seconds: float) -> dict:
@@ -75,13 +90,7 @@ def main() -> None:
     calib = load_dataset(CIFAR_CALIB, (3, 32, 32), split="train")
     data = load_dataset(SHARED / "datasets" / "cifar10_test_first1017.npz", (3, 32, 32))
     rows = []
-    for checkpoint, eps in MODELS if args.models == "small" else RESNET18:
-        if args.only and checkpoint != args.only:
-            continue
-        loaded = _load(checkpoint)
-        if loaded is None:
-            print(f"{checkpoint}: not found, skipped", flush=True)
-            continue
+    for checkpoint, eps, loaded in models(args.models, args.only):
         row = {
             "model": checkpoint,
             "eps": eps,
