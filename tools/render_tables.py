@@ -367,7 +367,13 @@ def cluster_plan(doc: dict) -> str:
 
 def autoattack_referee(doc: dict) -> str:
     lines = [
-        f"`{doc['command']}` (FP32 bundles; both sides in the same run; {machine_line(doc)}):",
+        f"`{doc['command']}` (FP32 bundles; "
+        + (
+            "both sides in the same run"
+            if all(r.get("autoattack_seconds") for r in doc["results"])
+            else "AutoAttack's figures from the earlier run named, same model, points and seed"
+        )
+        + f"; {machine_line(doc)}):",
         "",
         "| model | eps | n | ours (on E) | AutoAttack standard | ours - AutoAttack | time ours / AutoAttack |",
         "|---|---|---|---|---|---|---|",
@@ -611,6 +617,22 @@ def gdws_speed(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def autoattack_seed_spread(doc: dict) -> str:
+    sides = sorted({r["side"] for r in doc["results"]})
+    seeds = sorted({r["seed"] for r in doc["results"]})
+    cell = {(r["side"], r["seed"]): r for r in doc["results"]}
+    lines = [
+        f"`{doc['command']}` (test point {doc['point']}, eps {doc['eps'] * 255:.0f}/255; broken: yes/no per seed):",
+        "",
+        "| attack | " + " | ".join(f"seed {s}" for s in seeds) + " | broken |",
+        "|---|" + "---|" * (len(seeds) + 1),
+    ]
+    for side in sides:
+        marks = ["yes" if cell[(side, s)]["broken"] else "no" for s in seeds]
+        lines.append(f"| {side} | " + " | ".join(marks) + f" | {doc['broken_of_seeds'][side]} |")
+    return "\n".join(lines)
+
+
 def gdws_sweep(doc: dict) -> str:
     lines = [
         f"`python benchmarks/gdws_sweep.py` (both models; FP32 bundles; verify `{doc['results'][0]['suite']}` suite, L-inf, "
@@ -762,6 +784,7 @@ RENDERERS = {
     "defense_empir_cifar": defense_empir,
     "defense_empir_mnist": defense_empir,
     "gdws_speed": gdws_speed,
+    "autoattack_seed_spread_pyautoattack_resnet18": autoattack_seed_spread,
     "gdws_speed_openvino_pyautoattack_resnet18": gdws_speed,
     "gdws_sweep": gdws_sweep,
     "dq_baselines": dq_baselines,
