@@ -58,7 +58,8 @@ def main() -> None:
                 row |= _measured(bundles, target, data, ThreatModel("linf", eps), args)
                 rows.append(row)
                 print(_line(row), flush=True)
-        save_result(f"tune_baselines_{args.models}", rows, script="tune_baselines")
+        out = save_result(f"tune_baselines_{args.models}", rows, script="tune_baselines")
+        _plot(rows, out.with_suffix(".png"))
 
 
 def _bundles(loaded, checkpoint: str, calib, data, root: Path, tunes: Path) -> dict[str, dict[str, Bundle]]:
@@ -131,6 +132,33 @@ def _measured(bundles: dict[str, Bundle], target: str, data, threat: ThreatModel
         v["throughput_vs_vendor"] = variants[vendor]["throughput_b32_ms_per_image"] / v["throughput_b32_ms_per_image"]
         v["latency_vs_vendor"] = variants[vendor]["latency_b1_ms"] / v["latency_b1_ms"]
     return {"vendor": vendor, "variants": variants}
+
+
+def _plot(rows: list[dict], out: Path) -> None:
+    """Per model and runtime, one panel: time per image at batch 32 against robust accuracy verified on the same
+    final points (95% interval), for FP32, our uniform INT8, the vendors' INT8 and the tune picks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(rows), figsize=(5 * len(rows), 4), squeeze=False)
+    for ax, row in zip(axes[0], rows):
+        for i, (name, v) in enumerate(row["variants"].items()):
+            kind = "tune" if name.startswith("tune") else "ours" if name.startswith(("ours", "fp32")) else "vendor"
+            marker, color = {"tune": ("*", "C3"), "ours": ("s", "C0"), "vendor": ("^", "C2")}[kind]
+            x, y = v["throughput_b32_ms_per_image"], 100 * v["robust_accuracy"]
+            lo, hi = (100 * b for b in v["robust_accuracy_ci95"])
+            ax.errorbar([x], [y], yerr=[[y - lo], [hi - y]], fmt=marker, color=color, capsize=3, markersize=8)
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4 + 9 * i), fontsize=6)  # staggered
+        ax.set_title(f"{row['model']} on {row['target']} (eps {row['eps'] * 255:.0f}/255)", fontsize=8)
+        ax.set_xlabel("ms per image, batch 32 (left is faster)")
+        ax.set_ylabel(f"robust accuracy, standard suite, {row['final_n']} points (%)")
+        ax.grid(True, alpha=0.3)
+    fig.suptitle("tune picks (stars), our uniform bundles (squares), the vendors' INT8 (triangles)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
 
 
 def _line(row: dict) -> str:
