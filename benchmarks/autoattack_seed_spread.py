@@ -53,6 +53,7 @@ def main() -> None:
     save_result(
         f"autoattack_seed_spread_{args.model.replace('-', '_')}",
         rows,
+        script="autoattack_seed_spread",
         point=args.point,
         eps=eps,
         broken_of_seeds={side: f"{k} of {args.seeds}" for side, k in sorted(summary.items())},
