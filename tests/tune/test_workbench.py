@@ -64,6 +64,7 @@ def test_openvinos_per_layer_profile_times_every_layer_and_onnx_runtimes_falls_b
             assert times[0] is None  # ONNX Runtime names its fused float kernels after tensors, not nodes
 
 
+@pytest.mark.slow  # three exports and two OpenVINO profiles (~25 s); the mapping's rules: test_measure.py
 def test_a_gdws_rewrites_openvino_profile_leads_back_to_every_layer_its_gather_and_reorders_included(
     digits_loaded, tmp_path
 ):
