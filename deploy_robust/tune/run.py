@@ -160,9 +160,8 @@ def _search(run: _Run, fp32: Bundle, calib: Dataset) -> None:
         "uniform latencies", lambda: dict(zip(benchmarked, tune.latencies(list(benchmarked.values()), "uniform")))
     )
     plain_ms = None if uniform_ms is None else {p: uniform_ms[p] for p in plain}
-    rewritten = {option: tune.gdws_layers(parse_option(option)[0]) for option in rewrites}
-    if uniform_ms is not None:
-        run.layers = with_gdws_options(run.layers, {option: set(layers) for option, layers in rewritten.items()})
+    rewritten = {} if uniform_ms is None else {option: tune.gdws_layers(parse_option(option)[0]) for option in rewrites}
+    run.layers = with_gdws_options(run.layers, {option: set(layers) for option, layers in rewritten.items()})
     run.phase(f"per-layer sensitivities of {len(run.layers)} layers")
     tune.use_uniform_grids(plain)  # their GPTQ-rounded weights and input scales, read back, for each layer
     started, misses = time.monotonic(), tune.cache.misses
@@ -171,12 +170,11 @@ def _search(run: _Run, fp32: Bundle, calib: Dataset) -> None:
     run.timings["sensitivities_measured"] = tune.cache.misses - misses  # the rest came from the cache
     if plain_ms is not None:
         run.phase("per-layer profiles of the uniform bundles")
-        profiled = run.stage("layer profiles", lambda: _profiled_changes(run, plain)) or {}
+        profiled, rewrite_profiles = run.stage("layer profiles", lambda: _profiled_changes(run, plain, rewrites)) or ({}, {})
         measured = {p: (b, plain_ms[p]) for p, b in plain.items() if p != "fp32"}
         saved = {option: (uniform_ms[option], {name: d["original_macs"] - d["macs"] for name, d in layers.items()})
                  for option, layers in rewritten.items()}
         latency = measure.latency_model(run.layers, measured, plain_ms["fp32"], profiled)
-        rewrite_profiles = run.stage("layer profiles", lambda: _profiled_rewrites(run, fp32, rewrites)) or {}
         latency = measure.with_gdws_latencies(run.layers, latency, saved, plain_ms, rewrite_profiles)
         by_macs = measure.latency_model(run.layers, measured, plain_ms["fp32"])
         by_macs = measure.with_gdws_latencies(run.layers, by_macs, saved, plain_ms)
@@ -241,30 +239,29 @@ def _final_points(settings: TuneOptions, skip: int) -> str:
             f"candidates' {settings.n})")
 
 
-def _profiled_changes(run: _Run, plain: dict[str, Bundle]) -> dict[str, dict[str, float]]:
-    """Per uniform precision, each layer's change in the runtime's own per-layer profile against FP32 (empty
-    where the runtime's layer names do not lead back to the graph's nodes: ONNX Runtime renames fused ones)."""
+def _profiled_changes(
+    run: _Run, plain: dict[str, Bundle], rewrites: dict[str, Bundle]
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """Each layer's change against FP32 in the runtime's own per-layer profile: per uniform precision (`plain`), and
+    per uniform GDWS rewrite (`rewrites`, option -> bundle; a rewritten layer: its gather, both convolutions and the
+    reorder between them). Both empty where the FP32 profile's layer names do not lead back to the graph's nodes
+    (ONNX Runtime renames fused ones); then no other bundle is profiled."""
     names = measure.node_names(onnx.load(str(plain["fp32"].model_path)), [layer.node for layer in run.layers])
-    times = {p: run.tune.layer_times(bundle, names) for p, bundle in plain.items()}
-    if times["fp32"] is None:
-        return {}
-    return {p: measure.profile_changes(times["fp32"], t, run.layers) for p, t in times.items()
-            if p != "fp32" and t is not None}
-
-
-def _profiled_rewrites(run: _Run, fp32: Bundle, rewrites: dict[str, Bundle]) -> dict[str, dict[str, float]]:
-    """Per uniform GDWS rewrite (option -> bundle), each layer's change in the runtime's own per-layer profile from
-    the FP32 bundle to the rewrite (a rewritten layer: its gather, depthwise and pointwise convolutions and the
-    reorders between them); empty where the runtime's layer names do not lead back to the graphs' nodes."""
-    names = measure.node_names(onnx.load(str(fp32.model_path)), [layer.node for layer in run.layers])
-    base = run.tune.layer_times(fp32, names)
-    out: dict[str, dict[str, float]] = {}
-    for option, bundle in rewrites.items() if base is not None else ():
+    base = run.tune.layer_times(plain["fp32"], names)
+    if base is None:
+        return {}, {}
+    precisions = {}
+    for p, bundle in plain.items():
+        times = run.tune.layer_times(bundle, names) if p != "fp32" else None
+        if times is not None:
+            precisions[p] = measure.profile_changes(base, times, run.layers)
+    rewritten = {}
+    for option, bundle in rewrites.items():
         graph = onnx.load(str(bundle.model_path))
         times = run.tune.layer_times(bundle, measure.rewritten_layer_names(graph, bundle.manifest.precision.layers))
         if times is not None and all(layer.name in times for layer in run.layers):
-            out[option] = {layer.name: times[layer.name] - base[layer.node] for layer in run.layers}
-    return out
+            rewritten[option] = {layer.name: times[layer.name] - base[layer.node] for layer in run.layers}
+    return precisions, rewritten
 
 
 def _sensitivities(run: _Run, fp32: Bundle, sample: Dataset) -> list[dict[str, float]]:

@@ -88,9 +88,13 @@ class InMemoryLowering:
     def ranges(self) -> dict[str, tuple[float, float]]:
         if self._ranges is None:
             layers = {n: m for n, m in self.module.named_modules() if isinstance(m, LOWERABLE)}
-            images = torch.from_numpy(next(self.calib.batches(len(self.calib)))[0])
-            self._ranges = input_ranges(self.model, layers, images, CALIBRATION_METHOD, self.profile.signed_activations)
+            self._ranges = self._input_ranges(layers)
         return self._ranges
+
+    def _input_ranges(self, layers: dict[str, torch.nn.Module]) -> dict[str, tuple[float, float]]:
+        """The range the export's calibrator picks for each of `layers`' inputs, the model as it stands now."""
+        images = torch.from_numpy(next(self.calib.batches(len(self.calib)))[0])
+        return input_ranges(self.model, layers, images, CALIBRATION_METHOD, self.profile.signed_activations)
 
     def margin(
         self,
@@ -130,8 +134,7 @@ class InMemoryLowering:
             return rewritten
         parts = {part: getattr(rewritten, part) for part in GDWS_PARTS}
         with swapped(self.module, name, rewritten):
-            images = torch.from_numpy(next(self.calib.batches(len(self.calib)))[0])
-            ranges = input_ranges(self.model, parts, images, CALIBRATION_METHOD, self.profile.signed_activations)
+            ranges = self._input_ranges(parts)
         for part, conv in parts.items():
             setattr(rewritten, part, rounded_layer(conv, precision, self.profile, ranges[part]))
         return rewritten

@@ -76,6 +76,7 @@ class Workbench:
         self.stopped: list[str] = []  # where the time budget cut the run short
         self.float_export_s = 0.0  # how long the FP32 export took here (set by the first one)
         self._gdws: dict[float, LoadedModel] = {}  # budget -> the uniform rewrite
+        self._gdws_layers: dict[float, dict[str, dict[str, Any]]] = {}  # budget -> its rewritten layers' decisions
         self._plan_models: dict[str, LoadedModel] = {}  # per-layer GDWS choices -> the model rewritten so
         self._lowering: InMemoryLowering | None = None  # made on first use
         self.grids: dict[str, Bundle] = {}  # uniform bundles whose weights the in-memory lowering reuses
@@ -232,8 +233,10 @@ class Workbench:
     def gdws_layers(self, budget: float) -> dict[str, dict[str, Any]]:
         """Layer -> its GDWS decision (allocation, MACs before and after), for each layer the uniform rewrite at
         `budget` rewrites: read back from its FP32 bundle's manifest, so a rerun from the cache estimates nothing."""
-        doc = self.config_bundle(Config("fp32", budget)).manifest.transforms["gdws"]
-        return {layer["name"]: layer for layer in doc["layers"] if layer["replaced"]}
+        if budget not in self._gdws_layers:  # asked once per measured layer: the bundle is opened once
+            doc = self.config_bundle(Config("fp32", budget)).manifest.transforms["gdws"]
+            self._gdws_layers[budget] = {layer["name"]: layer for layer in doc["layers"] if layer["replaced"]}
+        return self._gdws_layers[budget]
 
     def plan_model(self, layers: list[Layer], plan: Plan) -> LoadedModel | None:
         """The model a plan exports from: with its per-layer GDWS choices rewritten (each layer as the uniform

@@ -76,7 +76,7 @@ def rewrite_model(loaded: LoadedModel, request: GDWSRequest, log=lambda msg: Non
 
 
 def apply_plan(loaded: LoadedModel, plan: GDWSPlan) -> LoadedModel:
-    """A new LoadedModel rewritten as `plan` decides (e.g. `network.select_layers`'s per-layer choices); the input
+    """A new LoadedModel rewritten as `plan` decides (e.g. `network.chosen_layers`'s per-layer choices); the input
     model is left untouched."""
     return _rewritten(loaded, copy.deepcopy(loaded.module), copy.deepcopy(plan))
 
