@@ -37,6 +37,8 @@ def test_the_autoattack_suites_run_what_autoattack_runs():
     assert {s.name for s in AUTOATTACK} == {"autoattack-standard", "autoattack-plus", "autoattack-rand"}
     assert all(a.params.get("steps", 100) == 100 for s in AUTOATTACK for a in s.attacks)
     assert SUITES["autoattack-standard"].attacks[-1].params["queries"] == 5000
+    # the one addition to AutoAttack's recipe: restarts only on points that nearly crossed (never weaker)
+    assert SUITES["autoattack-standard"].attacks[1].params["rescue_restarts"] == 4
     assert all(s.stochastic.passes > 1 and s.stochastic.eot > 1 for s in SUITES.values())
 
 
