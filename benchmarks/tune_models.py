@@ -2,7 +2,8 @@
 against clean-driven tuning on the same budget, and what a rerun costs.
 
 For each model: a robust-driven tune (`--objective-metric robust`), the same tune again (every measurement
-from the cache), and a clean-driven tune with the same budget in a folder of its own. Target ort-cpu,
+from the cache), and a clean-driven tune with the same budget in a folder of its own, sharing the first's
+cache (`tune --cache`): it measures only its clean margins and its own candidates. Target ort-cpu,
 batch 1, latency objective, budgets 1 pt robust and 1 pt clean (paired against FP32), the quick suite on
 200 test points for candidates and the standard suite on 500 for the picks.
 
@@ -114,12 +115,13 @@ def main() -> None:
                 final_n=args.final_n,
             )
             out = Path(args.out) / args.target / checkpoint / metric
+            cache = out.parent / "cache"  # the clean-driven tune reuses the robust one's bundles and measurements
             start = time.perf_counter()
-            doc = run_tune(loaded, out, calib, data, settings)
+            doc = run_tune(loaded, out, calib, data, settings, cache=cache)
             row[metric] = _summary(doc, time.perf_counter() - start)
             if metric == "robust":
                 start = time.perf_counter()
-                again = run_tune(loaded, out, calib, data, settings)
+                again = run_tune(loaded, out, calib, data, settings, cache=cache)
                 row["rerun_seconds"] = round(time.perf_counter() - start, 1)
                 row["rerun_cache"] = again["cache"]
             print(f"{checkpoint} {metric}: pick {doc['pick']} ({row[metric]['seconds']:.0f} s)", flush=True)

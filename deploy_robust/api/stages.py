@@ -149,6 +149,7 @@ class TuneRequest:
     data: str | Path
     options: TuneOptions  # the threat, target, budgets, space, sample sizes, ... (checked there)
     model_options: ModelOptions = ModelOptions()
+    cache: str | Path | None = None  # shared by tunes of the same model, target, data and seed (default OUT/cache)
 
 
 def tune(request: TuneRequest, log: Callable[[str], None] = lambda message: None) -> Result:
@@ -156,7 +157,7 @@ def tune(request: TuneRequest, log: Callable[[str], None] = lambda message: None
     loaded = request.model_options.load(request.model)
     calib = load_dataset(request.calib, loaded.spec.shape, split="train")
     data = load_dataset(request.data, loaded.spec.shape)
-    doc = run_tune(loaded, request.out, calib, data, request.options, log)
+    doc = run_tune(loaded, request.out, calib, data, request.options, log, request.cache)
     doc["gates"] = [
         {
             "name": "plan_within_budget",

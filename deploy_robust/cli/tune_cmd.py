@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="the trained model (any supported format)")
     parser.add_argument("-o", "--out", required=True, help="folder for best/, frontier.json, frontier.png, report.md "
                                                             "and the cache a rerun reuses")
+    parser.add_argument("--cache", metavar="DIR", help="the cache folder (default OUT/cache); tunes of the same model, "
+                        "target, data and seed may share one, e.g. a robust- and a clean-driven tune, one at a time")
     parser.add_argument("--target", default="ort-cpu", choices=list(TARGETS), help="the runtime that ships (default ort-cpu)")
     parser.add_argument("--calib", required=True, help="calibration images (also the per-layer sensitivity sample)")
     parser.add_argument("--data", required=True, help="test images the candidates are verified on")
@@ -70,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
                           latency_budget_ms=args.latency_budget_ms, bench_seconds=args.bench_seconds,
                           pins=parse_pins(args.pin, args.target), time_budget_s=args.time_budget,
                           gdws_budgets=tuple(args.gdws_budgets), sensitivities=args.sensitivities)
-    result = tune(TuneRequest(args.model, args.out, args.calib, args.data, options, cli_args.model_options(args)))
+    result = tune(TuneRequest(args.model, args.out, args.calib, args.data, options, cli_args.model_options(args),
+                              args.cache))
     doc = result.document
     if args.json:
         emit_json(doc, "tune")

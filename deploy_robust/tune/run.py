@@ -47,11 +47,18 @@ MAX_FINAL_CHECKS = 4   # standard-suite verifications of the fastest holding can
 
 
 def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset, settings: TuneOptions,
-             log: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+             log: Callable[[str], None] = lambda message: None, cache: str | Path | None = None) -> dict[str, Any]:
     """Tune `loaded` for `settings.target`; writes OUT/best/, frontier.json, frontier.png and report.md (the last
-    three also after each stage that measured candidates, so a run stopped early leaves its partial frontier)."""
+    three also after each stage that measured candidates, so a run stopped early leaves its partial frontier).
+    Bundles and measurements live in `cache` (default OUT/cache), which later tunes of the same model, target,
+    data and seed may share: another objective, metric, budget or batch measures only what it adds."""
     _check_inputs(loaded, calib, data, settings)
-    tune = Workbench(loaded, Path(out), calib, data, settings, log)
+    tune = Workbench(loaded, Path(out), calib, data, settings, log, None if cache is None else Path(cache))
+    with tune.held():
+        return _run(tune, calib, data, settings)
+
+
+def _run(tune: Workbench, calib: Dataset, data: Dataset, settings: TuneOptions) -> dict[str, Any]:
     run = _Run(tune)
     try:
         run.phase("exporting the FP32 reference")

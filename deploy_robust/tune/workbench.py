@@ -3,6 +3,8 @@ each exported or measured once and kept in the run's signed cache (OUT/cache) by
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -10,7 +12,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import onnx
@@ -21,7 +23,7 @@ from deploy_robust.data import Dataset
 from deploy_robust.errors import UserError
 from deploy_robust.progress import OutOfTime, check_deadline
 from deploy_robust.runtimes import create_runner
-from deploy_robust.private_files import check_folders_below, read_private, sha256_of, write_private
+from deploy_robust.private_files import check_folder, check_folders_below, read_private, sha256_of, write_private
 from deploy_robust.export import CalibrationOptions, ExportOptions
 from deploy_robust.ingest import LoadedModel
 from deploy_robust.targets import get_target
@@ -68,6 +70,7 @@ class Workbench:
         data: Dataset,
         settings: TuneOptions,
         log: Callable[[str], None],
+        cache: Path | None = None,
     ) -> None:
         self.loaded, self.out, self.calib, self.data, self.s, self.log = loaded, out, calib, data, settings, log
         target = get_target(settings.target)
@@ -81,8 +84,12 @@ class Workbench:
         self._lowering: InMemoryLowering | None = None  # made on first use
         self.grids: dict[str, Bundle] = {}  # uniform bundles whose weights the in-memory lowering reuses
         # every cache folder a real folder of this user's, never a link (a planted one is refused in one line)
-        check_folders_below(out, "cache/bundles")
-        self.plans = check_folders_below(out, "cache/plans")
+        # (a shared `cache` serves every tune of the same model, target, data and seed: another objective, budget
+        # or batch reuses each bundle and measurement; one tune at a time holds it, see `hold`)
+        check_folder(out)
+        self.cache_dir = check_folders_below(out, "cache") if cache is None else check_folder(cache)
+        check_folders_below(self.cache_dir, "bundles")
+        self.plans = check_folders_below(self.cache_dir, "plans")
         identity = json.dumps(
             {
                 "model": loaded.source.get("sha256") or loaded.source.get("file"),
@@ -93,13 +100,14 @@ class Workbench:
             },
             sort_keys=True,
         )
-        recorded = out / "cache" / "identity.json"
+        recorded = self.cache_dir / "identity.json"
         if os.path.lexists(recorded) and read_private(recorded) != identity.encode():
             raise UserError(
-                f"{out} holds a tune of another model, target, data or seed; give a new -o"
+                f"{self.cache_dir} holds a tune of another model, target, data or seed; give a new "
+                + ("-o" if cache is None else "--cache")
             )  # never reuse it
         write_private(recorded, identity)
-        self.cache = measure.Cache(out / "cache" / "measurements.json")
+        self.cache = measure.Cache(self.cache_dir / "measurements.json")
         self.recomputed_bundles = 0
         # what a sensitivity depends on besides the bundle itself (a new budget or batch reuses them all)
         key = {
@@ -109,6 +117,21 @@ class Workbench:
             "threat": [settings.threat.norm, settings.threat.eps],
         }
         self.key = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """The cache for this tune alone while it runs: a second tune on the same cache is refused in one line,
+        since two writers of measurements.json would each lose the other's entries."""
+        fd = os.open(self.cache_dir / "lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(f"{self.cache_dir} is in use by another tune; wait for it to end or give another "
+                                "--cache") from None
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def out_of_time(self, stage: str) -> bool:
         """Whether the time budget is spent; the first time a stage finds it so, that is recorded."""
@@ -138,7 +161,7 @@ class Workbench:
         reused = self._reuse(name)
         if reused is not None:
             return reused
-        path, record = self.out / "cache" / "bundles" / name, f"bundle/{name}"
+        path, record = self.cache_dir / "bundles" / name, f"bundle/{name}"
         if plan is not None:
             plan_text = plan_file(layers, plan)
         plan_path = None
@@ -171,7 +194,7 @@ class Workbench:
         """The cached bundle `name` where its manifest is the one this user's tune exported here (signed in the
         cache); a bundle swapped in with a manifest of its own is removed, to be exported again, never measured
         or shipped."""
-        path = self.out / "cache" / "bundles" / name
+        path = self.cache_dir / "bundles" / name
         if not os.path.lexists(path):
             return None
         if self.cache.values.get(f"bundle/{name}") == sha256_of(path / "manifest.json") and not path.is_symlink():

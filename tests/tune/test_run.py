@@ -189,6 +189,31 @@ def test_a_spent_time_budget_stops_early_and_keeps_the_fp32_reference(tuned, dig
     assert "Time budget" in report and "Why: the time budget ran out" in report
 
 
+def test_tunes_sharing_a_cache_measure_only_what_they_add_one_at_a_time(tuned, digits_loaded, tmp_path):
+    import fcntl
+    import shutil
+    from dataclasses import replace
+
+    from deploy_robust.errors import UserError
+
+    out, settings, doc = tuned
+    shared = tmp_path / "shared"
+    shutil.copytree(out / "cache", shared)
+    train, test = load_dataset("digits:train"), load_dataset("digits:test")
+    clean = run_tune(digits_loaded, tmp_path / "clean", train, test, replace(settings, metric="clean"), cache=shared)
+    # the robust-driven tune's bundles, uniform checks and FP32 final check serve the clean one, which measures
+    # what it adds (clean margins as its sensitivities, its own candidates)
+    assert clean["cache"]["hits"] > 10 and clean["cache"]["misses"] < doc["cache"]["misses"]
+    assert clean["final_reference"] == doc["final_reference"] and clean["settings"]["metric"] == "clean"
+    assert not (tmp_path / "clean" / "cache").exists() and (tmp_path / "clean" / "best" / "manifest.json").is_file()
+    # while another tune holds the cache, a second is refused in one line and writes nothing
+    with open(shared / "lock") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(UserError, match="in use by another tune"):
+            run_tune(digits_loaded, tmp_path / "second", train, test, settings, cache=shared)
+    assert not (tmp_path / "second" / "frontier.json").exists()
+
+
 def test_a_budget_spent_before_any_check_still_ships_the_fp32_reference_and_says_it_was_not_verified(
     tuned, digits_loaded, tmp_path
 ):
