@@ -46,6 +46,12 @@ def main() -> None:
     parser.add_argument("--final-n", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument(
+        "--speed-only",
+        action="store_true",
+        help="benchmark only (no verification, no plot): the "
+        "speed ratios in minutes, where the 500-point checks of a ResNet-18 take hours",
+    )
     args = parser.parse_args()
     data = load_dataset(SHARED / "datasets" / "cifar10_test_first1017.npz", (3, 32, 32))
     rows = []
@@ -58,8 +64,10 @@ def main() -> None:
                 row |= _measured(bundles, target, data, ThreatModel("linf", eps), args)
                 rows.append(row)
                 print(_line(row), flush=True)
-        out = save_result(f"tune_baselines_{args.models}", rows, script="tune_baselines")
-        _plot(rows, out.with_suffix(".png"))
+        name = f"tune_baselines_{args.models}" + ("_speed" if args.speed_only else "")
+        out = save_result(name, rows, script="tune_baselines")
+        if not args.speed_only:
+            _plot(rows, out.with_suffix(".png"))
 
 
 def _bundles(loaded, checkpoint: str, calib, data, root: Path, tunes: Path) -> dict[str, dict[str, Bundle]]:
@@ -106,19 +114,30 @@ def _measured(bundles: dict[str, Bundle], target: str, data, threat: ThreatModel
                                                          rounds=args.rounds),
         "latency_b1_ms": measure.latencies(listed, backend, 1, "latency", duration=args.seconds, rounds=args.rounds),
     }  # fmt: skip
+    vendor = "NNCF int8" if target == "openvino" else "ORT int8, hand-tuned"
+    variants = {
+        name: {
+            "exporter": bundle.manifest.document["model"].get("exporter"),
+            "precision": bundle.manifest.precision.mode,
+            **{key: ms[i] for key, ms in speed.items()},
+        }
+        for i, (name, bundle) in enumerate(bundles.items())
+    }
+    for v in variants.values():
+        v["throughput_vs_vendor"] = variants[vendor]["throughput_b32_ms_per_image"] / v["throughput_b32_ms_per_image"]
+        v["latency_vs_vendor"] = variants[vendor]["latency_b1_ms"] / v["latency_b1_ms"]
+    if args.speed_only:
+        return {"vendor": vendor, "variants": variants}
     points = data.skip(CANDIDATE_POINTS)
     options = VerifyOptions(n=args.final_n, suite="standard", backend=backend, sweep=None, seed=0, resume=False,
                             layout="contiguous")  # fmt: skip
-    variants, reference = {}, None
-    for i, (name, bundle) in enumerate(bundles.items()):
+    reference = None
+    for name, bundle in bundles.items():
         started = time.perf_counter()
         doc = pipeline.verify_engine(bundle, points, threat, options)
         figures = {k: doc[k] for k in ("robust_accuracy", "robust_accuracy_ci95", "clean_accuracy", "per_example")}
         reference = reference or figures
-        variants[name] = {
-            "exporter": bundle.manifest.document["model"].get("exporter"),
-            "precision": bundle.manifest.precision.mode,
-            **{key: ms[i] for key, ms in speed.items()},
+        variants[name] |= {
             "robust_accuracy": doc["robust_accuracy"],
             "robust_accuracy_ci95": doc["robust_accuracy_ci95"],
             "clean_accuracy": doc["clean_accuracy"],
@@ -127,10 +146,6 @@ def _measured(bundles: dict[str, Bundle], target: str, data, threat: ThreatModel
             "flags": [f["flag"] for f in doc["flags"]],
             "verify_seconds": round(time.perf_counter() - started, 1),
         }
-    vendor = "NNCF int8" if target == "openvino" else "ORT int8, hand-tuned"
-    for v in variants.values():
-        v["throughput_vs_vendor"] = variants[vendor]["throughput_b32_ms_per_image"] / v["throughput_b32_ms_per_image"]
-        v["latency_vs_vendor"] = variants[vendor]["latency_b1_ms"] / v["latency_b1_ms"]
     return {"vendor": vendor, "variants": variants}
 
 
@@ -163,8 +178,12 @@ def _plot(rows: list[dict], out: Path) -> None:
 
 def _line(row: dict) -> str:
     parts = [
-        f"{name}: {v['throughput_vs_vendor']:.2f}x b32, robust {100 * v['robust_accuracy']:.1f}% "
-        f"(drop {100 * v['robust_drop']['drop']:+.1f} pt)"
+        f"{name}: {v['throughput_vs_vendor']:.2f}x b32, {v['latency_vs_vendor']:.2f}x b1"
+        + (
+            f", robust {100 * v['robust_accuracy']:.1f}% (drop {100 * v['robust_drop']['drop']:+.1f} pt)"
+            if "robust_accuracy" in v
+            else ""
+        )
         for name, v in row["variants"].items()
     ]
     return f"{row['model']} {row['target']}: " + "; ".join(parts)

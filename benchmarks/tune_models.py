@@ -90,6 +90,12 @@ def main() -> None:
     space = tuple(args.space.split(",")) if args.space else None
     calib = load_dataset(CIFAR_CALIB, (3, 32, 32), split="train")
     data = load_dataset(SHARED / "datasets" / "cifar10_test_first1017.npz", (3, 32, 32))
+    name = (
+        "tune_models"
+        if (args.batch, args.objective) == (1, "latency")
+        else f"tune_models_b{args.batch}_{args.objective}"
+    ) + ("_" + args.space.replace(",", "_") if args.space else "")
+    name += "" if (args.models, args.target) == ("small", "ort-cpu") else f"_{args.models}_{args.target}"
     rows = []
     for checkpoint, eps, loaded in models(args.models, args.only):
         row = {
@@ -101,6 +107,7 @@ def main() -> None:
             "target": args.target,
             "time_budget_s": args.time_budget,
         }
+        rows.append(row)
         for metric in ("robust", "clean"):
             settings = TuneOptions(
                 ThreatModel("linf", eps),
@@ -125,14 +132,7 @@ def main() -> None:
                 row["rerun_seconds"] = round(time.perf_counter() - start, 1)
                 row["rerun_cache"] = again["cache"]
             print(f"{checkpoint} {metric}: pick {doc['pick']} ({row[metric]['seconds']:.0f} s)", flush=True)
-        rows.append(row)
-        name = (
-            "tune_models"
-            if (args.batch, args.objective) == (1, "latency")
-            else f"tune_models_b{args.batch}_{args.objective}"
-        ) + ("_" + args.space.replace(",", "_") if args.space else "")
-        name += "" if (args.models, args.target) == ("small", "ort-cpu") else f"_{args.models}_{args.target}"
-        save_result(name, rows, script="tune_models")
+            save_result(name, rows, script="tune_models")  # after each tune: a run stopped later keeps this one
 
 
 if __name__ == "__main__":

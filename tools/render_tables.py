@@ -224,6 +224,35 @@ def tune_sensitivity(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def tune_baselines(doc: dict) -> str:
+    """Per model and runtime: each bundle's speed against the vendor's INT8 of the same interleaved run, and where
+    verified, its robust accuracy and paired drop against FP32 on the same points."""
+    verified = any("robust_accuracy" in v for r in doc["results"] for v in r["variants"].values())
+    lines = [
+        f"`{doc['command']}` (ms per image at batch 32 and ms at batch 1, each bundle on the runtime that ships it; "
+        "x vendor = the vendor's INT8 time over this one's, from one interleaved run"
+        + (f"; standard suite on {doc['results'][0]['final_n']} points, paired against FP32):" if verified else "):"),
+        "",
+        "| model | runtime | bundle | b32 ms/image | x vendor | b1 ms | x vendor |"
+        + (" robust | drop vs FP32 (95% CI) | clean |" if verified else ""),
+        "|---|---|---|---|---|---|---|" + ("---|---|---|" if verified else ""),
+    ]
+    for r in doc["results"]:
+        for name, v in r["variants"].items():
+            line = (
+                f"| {r['model']} | {r['target']} | {name} | {v['throughput_b32_ms_per_image']:.2f} | "
+                f"{v['throughput_vs_vendor']:.2f}x | {v['latency_b1_ms']:.2f} | {v['latency_vs_vendor']:.2f}x |"
+            )
+            if verified:
+                drop = v["robust_drop"]
+                line += (
+                    f" {100 * v['robust_accuracy']:.1f}% | {100 * drop['drop']:+.1f} pt "
+                    f"({100 * drop['ci95'][0]:+.1f}..{100 * drop['ci95'][1]:+.1f}) | {100 * v['clean_accuracy']:.1f}% |"
+                )
+            lines.append(line)
+    return "\n".join(lines)
+
+
 def tune_models(doc: dict) -> str:
     first = doc["results"][0]
     lines = [
@@ -796,6 +825,10 @@ RENDERERS = {
     "tune_sensitivity": tune_sensitivity,
     "tune_models_b32_throughput": tune_models,
     "tune_models_precision_gdws": tune_models,
+    "tune_models_b32_throughput_int8_gdws_resnet18_openvino": tune_models,
+    "tune_baselines_small": tune_baselines,
+    "tune_baselines_resnet18": tune_baselines,
+    "tune_baselines_resnet18_speed": tune_baselines,
     "robust_calibration": robust_calibration,
     "verify_distributed": verify_distributed,
     "verify_distributed_b32": verify_distributed,
