@@ -95,3 +95,30 @@ def test_a_gdws_rewrites_openvino_profile_leads_back_to_every_layer_its_gather_a
         between = [r for r in rows if r["layer"].startswith("node_index_select") and "_node_" in r["layer"]]
         assert all(sum(r["layer"] == row["layer"] for r in rows) == 1 for row in between)
         assert times["2"] >= sum(r["ms"] for r in between)
+
+
+def test_every_gdws_budget_reads_one_estimate_of_the_channel_weights_and_a_swapped_file_is_estimated_again(
+    digits_loaded, tmp_path, monkeypatch
+):
+    import json
+
+    from deploy_robust.transforms.gdws import rewrite
+
+    estimates = []
+    real = rewrite.estimate_alphas
+    monkeypatch.setattr(rewrite, "estimate_alphas", lambda *a, **k: estimates.append(1) or real(*a, **k))
+    calib, data = load_dataset("digits:train"), load_dataset("digits:test")
+    options = TuneOptions(ThreatModel("linf", 0.1), n=20, final_n=20, space=("precision", "gdws"))
+
+    def rewritten(budget):
+        bench = Workbench(digits_loaded, tmp_path, calib, data, options, log=lambda message: None)
+        return bench.gdws_model(budget).transforms["gdws"]
+
+    half, quarter = rewritten(0.5), rewritten(0.25)
+    assert len(estimates) == 1 and half["alphas"] == quarter["alphas"]  # one estimate serves both budgets
+    assert half["budget"] == 0.5 and quarter["budget"] == 0.25
+    (file,) = (tmp_path / "cache").glob("gdws-alphas-*.json")
+    doc = json.loads(file.read_text())
+    doc["alphas"] = {name: [1.0] * len(values) for name, values in doc["alphas"].items()}  # weights of another's
+    file.write_text(json.dumps(doc))
+    assert rewritten(0.5)["layers"] == half["layers"] and len(estimates) == 2  # not read: estimated again
