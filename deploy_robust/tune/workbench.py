@@ -42,6 +42,7 @@ from deploy_robust.tune.space import (
     pinned_plan_file,
     plan_file,
 )
+from deploy_robust.verify.document import bits, per_example
 from deploy_robust.verify.options import VerifyOptions
 from deploy_robust.tune.options import TuneOptions
 
@@ -289,9 +290,39 @@ class Workbench:
 
     def verified(self, bundle: Bundle, suite: str, n: int, skip: int = 0) -> dict[str, Any]:
         """verify's figures on test points skip..skip+n (cached by the bundle's content and the settings)."""
+        return self._verified(bundle, suite, self.data.skip(skip) if skip else self.data.take(n), n, f"{skip}+{n}")
 
+    def verified_at(self, bundle: Bundle, suite: str, indices: np.ndarray) -> dict[str, Any]:
+        """verify's figures on the test points at `indices`, in that order (cached as `verified`, by the points)."""
+        points = hashlib.sha256(np.asarray(indices, np.int64).tobytes()).hexdigest()[:16]
+        return self._verified(bundle, suite, self.data.subset(indices), len(indices), f"at-{points}")
+
+    def final_reference(self, fp32: Bundle, candidate: dict[str, Any], skip: int, everywhere: bool) -> dict[str, Any]:
+        """FP32's standard-suite outcomes on the candidate's final points, attacked where the paired drop needs them.
+
+        A point the candidate holds adds to the drop only where FP32 is lost there, which can only lower the drop;
+        so at first FP32 is attacked only where the candidate lost (mostly points both lose in a few steps) and
+        taken as holding elsewhere: the drop so measured is an upper bound of the drop against FP32 attacked
+        everywhere. Only when that bound breaks a budget (`everywhere`) is FP32 attacked at the rest as well, and the
+        drop is the exact paired one. Outcomes come from verify on those points, cached by them."""
+        lost = ~per_example(candidate, "robust")
+        clean, robust = np.ones(len(lost), bool), np.ones(len(lost), bool)
+        flags: set[str] = set()
+        for points in (np.flatnonzero(lost), np.flatnonzero(~lost) if everywhere else ()):
+            if len(points):
+                doc = self.verified_at(fp32, "standard", points + skip)
+                clean[points], robust[points] = per_example(doc, "clean"), per_example(doc, "robust")
+                flags.update(doc["flags"])
+        return {
+            "robust_accuracy": float(robust.mean()),
+            "clean_accuracy": float(clean.mean()),
+            "per_example": {"clean": bits(clean), "robust": bits(robust)},
+            "flags": sorted(flags),
+            "attacked": "every point" if everywhere else f"the {int(lost.sum())} points the candidate lost",
+        }
+
+    def _verified(self, bundle: Bundle, suite: str, data: Dataset, n: int, points: str) -> dict[str, Any]:
         def compute():
-            data = self.data.skip(skip) if skip else self.data
             doc = pipeline.verify_engine(  # with the plan the model kind needs, e.g. an ensemble's majorities
                 bundle,
                 data,
@@ -318,7 +349,7 @@ class Workbench:
             } | {"flags": [f["flag"] for f in doc["flags"]]}
 
         return self._cached(
-            f"verify/{bundle.manifest.model.sha256}/{suite}/{skip}+{n}/{self.s.threat.norm}/"
+            f"verify/{bundle.manifest.model.sha256}/{suite}/{points}/{self.s.threat.norm}/"
             f"{self.s.threat.eps}/{self.s.seed}/{self.backend}",
             compute,
         )

@@ -95,7 +95,7 @@ def result_document(bundle, data, threat, *, options: VerifyOptions, plan, merge
                               "stable_prediction_fraction": float(np.all(e_pred == e_pred[0], axis=0).mean())},
         "seconds": round(seconds, 2),
         # per point, in data order: E right clean (first pass) and robust (the worst case), as "0"/"1" strings
-        "per_example": {"clean": _bits(clean_ok[0]), "robust": _bits(robust)},
+        "per_example": {"clean": bits(clean_ok[0]), "robust": bits(robust)},
     }
     if randomness.passes > 1:
         # Headline: worst case over the scoring passes; beside it what one run of E gets on average.
@@ -138,7 +138,8 @@ def _cascade(plan, merged: dict[str, np.ndarray], clean_ok: np.ndarray, randomne
     return per_attack, robust_pass, white_box_pass
 
 
-def _bits(values: np.ndarray) -> str:
+def bits(values: np.ndarray) -> str:
+    """Per-point outcomes as verify.json stores them: "1" where True, "0" where False, in data order."""
     return "".join("1" if v else "0" for v in values)
 
 

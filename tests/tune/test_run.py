@@ -43,6 +43,7 @@ def test_a_tune_writes_a_verified_pick_its_frontier_and_report(tuned):
     assert record["pick"] == doc["pick"] and best.precision in ("fp32", "fp16", "int8", "int4", "mixed")
     picked = next(r for r in doc["measured"] if r["name"] == doc["pick"])
     assert picked["final"]["holds"] and picked["final"]["robust_drop"]["drop"] <= settings.max_robust_drop
+    assert doc["final_reference"]["attacked"] == picked["final"]["reference_attacked"]  # how FP32 was attacked, said
     # at least as fast as every configuration that held its final check, measured in the same run: whatever held
     # the quick check and measured faster was verified in full and failed (noise can order them either way)
     faster = [

@@ -122,3 +122,32 @@ def test_every_gdws_budget_reads_one_estimate_of_the_channel_weights_and_a_swapp
     doc["alphas"] = {name: [1.0] * len(values) for name, values in doc["alphas"].items()}  # weights of another's
     file.write_text(json.dumps(doc))
     assert rewritten(0.5)["layers"] == half["layers"] and len(estimates) == 2  # not read: estimated again
+
+
+def test_the_final_reference_attacks_fp32_where_the_candidate_lost_and_everywhere_only_when_asked(
+    digits_loaded, tmp_path
+):
+    import numpy as np
+
+    from deploy_robust.tune.measure import paired_drop
+    from deploy_robust.verify.document import per_example
+
+    calib, data = load_dataset("digits:train"), load_dataset("digits:test")
+    bench = Workbench(digits_loaded, tmp_path, calib, data, TuneOptions(ThreatModel("linf", 0.1), n=20, final_n=40),
+                      log=lambda message: None)  # fmt: skip
+    fp32, int4 = bench.bundle("fp32", "fp32"), bench.bundle("int4", "int4")
+    candidate = bench.verified(int4, "standard", 40, skip=20)
+    lost = ~per_example(candidate, "robust")
+    assert 0 < lost.sum() < 40
+    bound = bench.final_reference(fp32, candidate, 20, everywhere=False)
+    exact = bench.final_reference(fp32, candidate, 20, everywhere=True)
+    upper, attacked = per_example(bound, "robust"), per_example(exact, "robust")
+    # FP32 attacked (standard suite, on the engine) at exactly the points the candidate lost; held elsewhere
+    misses = bench.cache.misses
+    where_lost = bench.verified_at(fp32, "standard", np.flatnonzero(lost) + 20)
+    assert bench.cache.misses == misses and len(where_lost["per_example"]["robust"]) == lost.sum()
+    assert (upper[lost] == per_example(where_lost, "robust")).all() and upper[~lost].all()
+    assert bound["attacked"] == f"the {lost.sum()} points the candidate lost" and exact["attacked"] == "every point"
+    # so the drop it gives bounds the drop against FP32 attacked everywhere from above, point by point
+    assert (upper >= attacked).all() and (upper[lost] == attacked[lost]).all()
+    assert paired_drop(bound, candidate)["drop"] >= paired_drop(exact, candidate)["drop"]
