@@ -280,27 +280,37 @@ def _sensitivities(run: _Run, fp32: Bundle, sample: Dataset) -> list[dict[str, f
     if not all(in_memory):
         base[False] = run.stage("sensitivities", lambda: tune.margin(fp32, sample))
     loss = []
-    for i, layer in enumerate(layers):
-        base_margin = base[in_memory[i]]
-        if "fp32" in layer.allowed and (base_margin is None or tune.out_of_time("sensitivities")):
-            layers[i] = layer = replace(layer, allowed=("fp32",))  # not measured in time: it stays FP32
-
-        def measured(p: str) -> float:
-            if in_memory[i]:
-                lowered = tune.lowered_margin(fp32, layer.name, p, sample)
-            else:
-                plan = tuple(p if j == i else "fp32" for j in range(len(layers)))
-                bundle = tune.bundle(plan_key(plan), p, plan, layers, loaded=tune.plan_model(layers, plan))
-                lowered = tune.margin(bundle, sample)
-            return max(base_margin - lowered, 0.0)
-
-        options = {}
-        for p in layer.allowed:
-            options[p] = 0.0 if p == "fp32" else run.stage("sensitivities", lambda: measured(p))
-        if any(v is None for v in options.values()):  # stopped inside this layer: it stays FP32
-            layers[i], options = replace(layer, allowed=("fp32",)), {"fp32": 0.0}
-        loss.append(options)
+    shown = progress.bar(sum(len(layer.allowed) - ("fp32" in layer.allowed) for layer in layers), "sensitivities")
+    try:
+        for i in range(len(layers)):
+            loss.append(_layer_sensitivity(run, fp32, sample, i, in_memory[i], base[in_memory[i]], shown))
+    finally:
+        shown.close()
     return loss
+
+
+def _layer_sensitivity(run: _Run, fp32: Bundle, sample: Dataset, i: int, in_memory: bool, base_margin, shown):
+    """Layer i's margin drop per option (0 for fp32); where the time budget stops it, the layer stays FP32."""
+    tune, layers = run.tune, run.layers
+    layer = layers[i]
+    if "fp32" in layer.allowed and (base_margin is None or tune.out_of_time("sensitivities")):
+        layers[i] = layer = replace(layer, allowed=("fp32",))  # not measured in time: it stays FP32
+
+    def measured(p: str) -> float:
+        shown.update()  # counts the option as it starts: a deadline point, inside the stage, before any work
+        shown.doing(f"{layer.name} {p}")
+        if in_memory:
+            lowered = tune.lowered_margin(fp32, layer.name, p, sample)
+        else:
+            plan = tuple(p if j == i else "fp32" for j in range(len(layers)))
+            bundle = tune.bundle(plan_key(plan), p, plan, layers, loaded=tune.plan_model(layers, plan))
+            lowered = tune.margin(bundle, sample)
+        return max(base_margin - lowered, 0.0)
+
+    options = {p: 0.0 if p == "fp32" else run.stage("sensitivities", lambda: measured(p)) for p in layer.allowed}
+    if any(v is None for v in options.values()):  # stopped inside this layer: it stays FP32
+        layers[i], options = replace(layer, allowed=("fp32",)), {"fp32": 0.0}
+    return options
 
 
 def _bisect(run: _Run, fp32: Bundle):
