@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from deploy_robust.bundle.store import write_file_atomic
 from deploy_robust.data import Dataset
@@ -61,14 +63,12 @@ def estimate_alphas(
         raise UserError(f"GDWS alphas: {data.name} has {len(data)} images; {settings.n} asked (--alpha-n)")
     data = data.take(settings.n)
     threat = ThreatModel(settings.norm, settings.eps)
-    weights = {name: conv.weight for name, conv in convs.items()}
-    flags = {name: w.requires_grad for name, w in weights.items()}
     was_training = classifier.training
     classifier.eval()
-    totals = {name: torch.zeros(conv.in_channels, dtype=torch.float64) for name, conv in convs.items()}
+    flags = {name: conv.weight.requires_grad for name, conv in convs.items()}
     try:
-        for w in weights.values():
-            w.requires_grad_(False)
+        for conv in convs.values():
+            conv.weight.requires_grad_(False)  # gradients flow through the activations only
         adversarial = []
         for start, (x, y) in enumerate(data.batches(64)):
             x, y = torch.from_numpy(x), torch.from_numpy(y)
@@ -78,26 +78,81 @@ def estimate_alphas(
                 else x
             )
         images = torch.cat(adversarial)
-        for w in weights.values():
-            w.requires_grad_(True)
-        names = list(weights)
-        for image in progress(images, total=len(images), desc="gdws alphas"):
-            logits = classifier(image[None])[0]
-            top = int(logits.argmax())
-            others = [j for j in range(len(logits)) if j != top]
-            margins = logits[top] - logits[others]
-            rows = torch.eye(len(others), dtype=margins.dtype)
-            grads = torch.autograd.grad(margins, [weights[n] for n in names], grad_outputs=rows, is_grads_batched=True)
-            denominator = 2 * margins.detach().double().pow(2).clamp_min(1e-12)
-            for name, grad in zip(names, grads):  # grad: (classes - 1, M, C, Kh, Kw)
-                m, _, kh, kw = weights[name].shape
-                per_channel = grad.double().pow(2).sum(dim=(1, 3, 4))  # (classes - 1, C)
-                totals[name] += (per_channel / (denominator[:, None] * m * kh * kw)).sum(0)
+        gains = _noise_gains(classifier, convs, images)
     finally:
-        for name, w in weights.items():
-            w.requires_grad_(flags[name])
+        for name, conv in convs.items():
+            conv.weight.requires_grad_(flags[name])
         classifier.train(was_training)
-    return {name: (total / len(images)).numpy() for name, total in totals.items()}
+    alphas = {}
+    for name, conv in convs.items():
+        m, _, kh, kw = conv.weight.shape
+        alphas[name] = (gains[name] / (m * kh * kw * len(images))).numpy()
+    return alphas
+
+
+def _noise_gains(
+    classifier: nn.Module, convs: dict[str, nn.Conv2d], images: torch.Tensor, batch: int = 16
+) -> dict[str, torch.Tensor]:
+    """Per conv and input channel c: the sum over images and classes j other than the top class t of
+    ||d(z_t - z_j) / dW_c||_F^2 / (2 (z_t - z_j)^2).
+
+    A conv's weight gradient for one image is the correlation of its input patches with its output gradient, so
+    per-image weight gradients come from one batched backward per class (each image's output gradient scaled by
+    1 / (sqrt(2) |z_t - z_j|), which squares into the denominator), not from a backward per image and class:
+    128 images of a CIFAR ResNet-18 in seconds instead of minutes."""
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def keep(name: str):
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            seen[name] = (args[0].detach(), output)
+
+        return hook
+
+    handles = [conv.register_forward_hook(keep(name)) for name, conv in convs.items()]
+    gains = {name: torch.zeros(conv.in_channels, dtype=torch.float64) for name, conv in convs.items()}
+    try:
+        for start in progress(range(0, len(images), batch), desc="gdws alphas"):
+            x = images[start : start + batch].clone().requires_grad_(True)  # so every activation is in the graph
+            logits = classifier(x)
+            patches = {name: _patches(conv, seen[name][0]) for name, conv in convs.items()}  # once for every class
+            top = logits.argmax(1)
+            rows = torch.arange(len(x))
+            for j in range(logits.shape[1]):
+                margin = (logits[rows, top] - logits[:, j]).detach()
+                scale = torch.where(top != j, 1 / (math.sqrt(2) * margin.abs().clamp_min(1e-6)), 0.0)
+                upstream = torch.zeros_like(logits)
+                upstream[rows, top] = scale
+                upstream[:, j] -= scale
+                outputs = [seen[name][1] for name in convs]
+                grads = torch.autograd.grad(logits, outputs, grad_outputs=upstream, retain_graph=True)
+                for (name, conv), grad in zip(convs.items(), grads):
+                    gains[name] += _gradient_energy(patches[name], grad.flatten(2)).double()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return gains
+
+
+def _patches(conv: nn.Conv2d, inputs: torch.Tensor) -> torch.Tensor:
+    """The conv's input patches (B, C, Kh Kw, P), as it pads them ("same" included; groups = 1 and zero padding,
+    as GDWS requires): one image's weight gradient is its output gradient (M, P) times its patches."""
+    padded = F.pad(inputs, conv._reversed_padding_repeated_twice)
+    unfolded = F.unfold(padded, conv.kernel_size, dilation=conv.dilation, stride=conv.stride)  # (B, C Kh Kw, P)
+    return unfolded.view(len(inputs), conv.in_channels, -1, unfolded.shape[-1])
+
+
+def _gradient_energy(patches: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+    """sum over the images of ||dW_c||_F^2 per input channel c, with dW = g X^T one image's weight gradient
+    (g: its output gradient (M, P), X: its patches (C Kh Kw, P)). Where the output has few positions P (the deep
+    layers) the same sum comes cheaper through the P x P Gram matrix of g, without forming any dW:
+    ||g X_c^T||^2 = sum_pq (g^T g)_pq (X_c^T X_c)_pq."""
+    b, c, k, p = patches.shape
+    m = grad_output.shape[1]
+    if p * p * (m + c * k) < m * c * k * p:
+        gram = torch.einsum("bmp,bmq->bpq", grad_output, grad_output)
+        return (patches * torch.einsum("bpq,bckq->bckp", gram, patches)).sum(dim=(0, 2, 3))
+    per_image = torch.bmm(grad_output, patches.view(b, c * k, p).transpose(1, 2))  # (B, M, C Kh Kw)
+    return per_image.pow(2).view(b, m, c, k).sum(dim=(0, 1, 3))
 
 
 def save_alphas(

@@ -49,6 +49,37 @@ def test_alpha_matches_a_direct_per_class_computation():
     assert not conv.weight.requires_grad  # the model's flags are restored
 
 
+def test_batched_gains_match_the_direct_computation_on_strided_padded_and_same_padded_convs():
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(4, 6, 3, stride=2, padding=1),  # 6x6 -> 3x3
+        nn.ReLU(),
+        nn.Conv2d(6, 5, (3, 2), padding="same", dilation=(1, 2)),  # asymmetric padding
+        nn.ReLU(),
+        nn.Conv2d(5, 8, 2),  # 3x3 -> 2x2: few output positions, summed through their Gram matrix
+        nn.Flatten(),
+        nn.Linear(8 * 2 * 2, 5),
+    ).eval()
+    convs = {"2": model[2], "4": model[4], "6": model[6]}
+    data = _data(20)  # more than one batch of 16
+    alphas = estimate_alphas(model, convs, data, AlphaSettings(eps=0.0, steps=0, n=20))
+    for name, conv in convs.items():
+        expected = np.zeros(conv.in_channels)
+        m, _, kh, kw = conv.weight.shape
+        conv.weight.requires_grad_(True)
+        for image in torch.from_numpy(data.as_float()):
+            logits = model(image[None])[0]
+            top = int(logits.argmax())
+            for j in (j for j in range(5) if j != top):
+                margin = logits[top] - logits[j]
+                (grad,) = torch.autograd.grad(margin, conv.weight, retain_graph=True)
+                expected += (grad.double() ** 2).sum(dim=(0, 2, 3)).numpy() / (2 * margin.item() ** 2 * m * kh * kw)
+        conv.weight.requires_grad_(False)
+        assert np.allclose(alphas[name], expected / 20, rtol=1e-5), name
+
+
 def test_a_dead_input_channel_gets_zero_weight_and_pgd_points_are_used():
     model = _model(1)
     with torch.no_grad():  # channel 2 of the first conv never fires: conv 2 cannot be sensitive to it
