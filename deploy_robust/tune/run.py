@@ -9,8 +9,9 @@
    The uniform configurations are verified the same way.
 4. The candidates that hold and the uniform configurations, benchmarked again in one interleaved run;
    the fastest wins. It is verified with the standard suite on `final_n` points, paired with FP32 on the
-   same points, and accepted only when the paired drop (point estimate; its 95% interval is reported)
-   is within the budget; otherwise the next fastest is tried. FP32 (the reference: it holds by definition)
+   same points (FP32 attacked where the candidate lost, an upper bound of the drop, and everywhere only
+   when that bound breaks the budget), and accepted only when the paired drop (point estimate; its 95%
+   interval is reported) is within the budget; otherwise the next fastest is tried. FP32 (the reference: it holds by definition)
    is the answer once it is the next fastest, or after MAX_FINAL_CHECKS failed checks.
 
 Every bundle and measurement lives under OUT/cache/ by content key, so a killed tune continues where it
