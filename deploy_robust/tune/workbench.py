@@ -86,7 +86,7 @@ class Workbench:
         self.grids: dict[str, Bundle] = {}  # uniform bundles whose weights the in-memory lowering reuses
         # every cache folder a real folder of this user's, never a link (a planted one is refused in one line)
         # (a shared `cache` serves every tune of the same model, target, data and seed: another objective, budget
-        # or batch reuses each bundle and measurement; one tune at a time holds it, see `hold`)
+        # or batch reuses each bundle and measurement; one tune at a time holds it, see `held`)
         check_folder(out)
         self.cache_dir = check_folders_below(out, "cache") if cache is None else check_folder(cache)
         check_folders_below(self.cache_dir, "bundles")
@@ -252,8 +252,9 @@ class Workbench:
                 budget=budget, alphas=alphas, alpha_data=self.calib, alpha_settings=settings, skip=skip
             )
             self._gdws[budget] = rewrite_model(self.loaded, request, self.log)[0]
-            if record not in self.cache.values:
-                self.cache.put(record, sha256_of(alphas))
+            digest = sha256_of(alphas)
+            if self.cache.values.get(record) != digest:  # a fresh estimate (also one replacing a removed file)
+                self.cache.put(record, digest)
         return self._gdws[budget]
 
     def _alpha_file(self, settings: AlphaSettings, skip: tuple[str, ...]) -> tuple[Path, str]:
