@@ -1,11 +1,12 @@
 """tune's per-layer sensitivities in memory against the exported single-layer bundles they replace: cost and ranking.
 
-For each model, every weighted layer at INT8 and INT4 (target ort-cpu): the drop of the mean margin under PGD-10
-on 64 calibration images at the model's eps, measured (a) in memory (`tune.sensitivity`: the layer lowered inside
+For each model, every weighted layer at INT8 and INT4 (target ort-cpu): the points' mean margin loss under PGD-10
+(`measure.margin_drop`, what tune ranks layers by) on 64 calibration images at the model's eps, measured (a) in memory (`tune.sensitivity`: the layer lowered inside
 the torch model with the uniform bundle's weights and input scale, or rounded to nearest where the uniform bundle
 keeps it float) and (b) on the twin of an exported single-layer bundle (GPTQ weights, what tune measured before), the second on `--exported K` layers spread over the depth (all of them with
 `--exported 0`). Reports seconds per layer of each, and the Spearman rank correlation of the two on the layers
-measured both ways.
+measured both ways. Beside them, per layer in memory: the drop of the mean margin (what tune ranked by before: a
+loss on some points hidden by gains on others) and the points' mean clean-margin loss.
 
     python benchmarks/tune_sensitivity.py [--models resnet2b,pyautoattack-resnet18] [--exported 6]
 """
@@ -67,26 +68,31 @@ def measure_model(name: str, exported_layers: int, out: Path) -> dict | None:
     lowering = InMemoryLowering(loaded, onnx.load(str(fp32.model_path)), "ort-cpu", calib, uniform=grids)
     rows = []
     start = time.perf_counter()
-    base = lowering.margin(None, "fp32", sample, threat, "robust")
+    base = lowering.margins(None, "fp32", sample, threat, "robust")
+    clean_base = lowering.margins(None, "fp32", sample, threat, "clean")
     base_s = time.perf_counter() - start
     lowering.ranges()
     ranges_s = time.perf_counter() - start - base_s
     pick = set(range(len(layers)))
     if exported_layers and exported_layers < len(layers):
         pick = set(np.linspace(0, len(layers) - 1, exported_layers).round().astype(int).tolist())
-    twin_base = measure.twin_margin(fp32, sample, threat, "robust")
+    twin_base = measure.twin_margins(fp32, sample, threat, "robust")
     for i, layer in enumerate(layers):
         for p in ("int8", "int4"):
             if not lowering.lowerable(layer.name):
                 continue
             t0 = time.perf_counter()
-            in_memory = base - lowering.margin(layer.name, p, sample, threat, "robust")
+            margins = lowering.margins(layer.name, p, sample, threat, "robust")
+            in_memory = measure.margin_drop(base, margins)
             t1 = time.perf_counter()
+            clean = lowering.margins(layer.name, p, sample, threat, "clean")
             row = {
                 "layer": layer.name,
                 "macs": layer.macs,
                 "precision": p,
                 "in_memory_drop": in_memory,
+                "in_memory_mean_drop": float(np.mean(base) - np.mean(margins)),
+                "in_memory_clean_drop": measure.margin_drop(clean_base, clean),
                 "in_memory_s": t1 - t0,
                 "grid": lowering.grid(layer.name, p),
             }
@@ -94,7 +100,9 @@ def measure_model(name: str, exported_layers: int, out: Path) -> dict | None:
                 plan = tuple(p if j == i else "fp32" for j in range(len(layers)))
                 bundle = bench.bundle(plan_key(plan), p, plan, layers)
                 t2 = time.perf_counter()
-                row["exported_drop"] = twin_base - measure.twin_margin(bundle, sample, threat, "robust")
+                row["exported_drop"] = measure.margin_drop(
+                    twin_base, measure.twin_margins(bundle, sample, threat, "robust")
+                )
                 row["exported_s"] = time.perf_counter() - t1
                 row["exported_margin_only_s"] = time.perf_counter() - t2
             rows.append(row)
@@ -112,8 +120,8 @@ def measure_model(name: str, exported_layers: int, out: Path) -> dict | None:
         "model": name,
         "eps": eps,
         "layers": len(layers),
-        "fp32_margin_in_memory": base,
-        "fp32_margin_twin": twin_base,
+        "fp32_margin_in_memory": float(np.mean(base)),
+        "fp32_margin_twin": float(np.mean(twin_base)),
         "fp32_pgd_s": base_s,
         "calibration_s": ranges_s,
         "uniform_exports_s": uniform_s,

@@ -269,17 +269,22 @@ def _profiled_changes(
 
 
 def _sensitivities(run: _Run, fp32: Bundle, sample: Dataset) -> list[dict[str, float]]:
-    """Per layer and precision, the drop of the mean margin on `sample` with only that layer lowered (in memory
-    where the torch model holds the layer, else from an exported single-layer bundle); a layer the time budget
-    leaves unmeasured stays FP32 (`run.layers` is updated in place)."""
+    """Per layer and option, the points' mean margin loss on `sample` (`measure.margin_drop`, the larger over
+    `measure.sensitivity_metrics`) with only that layer lowered (in memory where the torch model holds the layer,
+    else from an exported single-layer bundle); a layer the time budget leaves unmeasured stays FP32 (`run.layers`
+    is updated in place)."""
     tune, layers = run.tune, run.layers
     in_memory = [tune.lowerable(fp32, layer.name) for layer in layers]
     run.sensitivity_methods = {"in-memory": sum(in_memory), "exported": len(layers) - sum(in_memory)}
-    base = {}  # the FP32 margin each way of measuring compares with (the same model: equal up to rounding)
-    if any(in_memory):
-        base[True] = run.stage("sensitivities", lambda: tune.lowered_margin(fp32, None, "fp32", sample))
-    if not all(in_memory):
-        base[False] = run.stage("sensitivities", lambda: tune.margin(fp32, sample))
+    metrics = measure.sensitivity_metrics(tune.s.metric, tune.s.max_clean_drop)
+
+    def fp32_margins(lowered: bool) -> dict[str, list[float]]:
+        if lowered:
+            return {m: tune.lowered_margins(fp32, None, "fp32", sample, m) for m in metrics}
+        return {m: tune.margins(fp32, sample, m) for m in metrics}
+
+    # the FP32 margins each way of measuring compares with (the same model: equal up to rounding)
+    base = {way: run.stage("sensitivities", lambda: fp32_margins(way)) for way in set(in_memory)}
     loss = []
     shown = progress.bar(sum(len(layer.allowed) - ("fp32" in layer.allowed) for layer in layers), "sensitivities")
     try:
@@ -290,23 +295,24 @@ def _sensitivities(run: _Run, fp32: Bundle, sample: Dataset) -> list[dict[str, f
     return loss
 
 
-def _layer_sensitivity(run: _Run, fp32: Bundle, sample: Dataset, i: int, in_memory: bool, base_margin, shown):
-    """Layer i's margin drop per option (0 for fp32); where the time budget stops it, the layer stays FP32."""
+def _layer_sensitivity(run: _Run, fp32: Bundle, sample: Dataset, i: int, in_memory: bool, base, shown):
+    """Layer i's margin loss per option (0 for fp32) against the FP32 margins `base` (metric -> per point);
+    where the time budget stops it, the layer stays FP32."""
     tune, layers = run.tune, run.layers
     layer = layers[i]
-    if "fp32" in layer.allowed and (base_margin is None or tune.out_of_time("sensitivities")):
+    if "fp32" in layer.allowed and (base is None or tune.out_of_time("sensitivities")):
         layers[i] = layer = replace(layer, allowed=("fp32",))  # not measured in time: it stays FP32
 
     def measured(p: str) -> float:
         shown.update()  # counts the option as it starts: a deadline point, inside the stage, before any work
         shown.doing(f"{layer.name} {p}")
         if in_memory:
-            lowered = tune.lowered_margin(fp32, layer.name, p, sample)
+            lowered = {m: tune.lowered_margins(fp32, layer.name, p, sample, m) for m in base}
         else:
             plan = tuple(p if j == i else "fp32" for j in range(len(layers)))
             bundle = tune.bundle(plan_key(plan), p, plan, layers, loaded=tune.plan_model(layers, plan))
-            lowered = tune.margin(bundle, sample)
-        return max(base_margin - lowered, 0.0)
+            lowered = {m: tune.margins(bundle, sample, m) for m in base}
+        return max(measure.margin_drop(base[m], lowered[m]) for m in base)
 
     options = {p: 0.0 if p == "fp32" else run.stage("sensitivities", lambda: measured(p)) for p in layer.allowed}
     if any(v is None for v in options.values()):  # stopped inside this layer: it stays FP32

@@ -1,9 +1,9 @@
 """Per-layer robustness sensitivities measured in memory: the torch model with one layer lowered, no export.
 
 With only layer i lowered to precision p (`quant.lowered.LoweredLayer`: the export's weight grid, rounded to
-nearest, and its input fake-quantized at the export calibrator's range on the same calibration images), the drop
-of the mean margin z_y - max_{j != y} z_j under PGD (straight-through through the rounding) on a fixed sample of
-calibration images, against the FP32 model's on the same sample. A layer costs one PGD run on the sample, about
+nearest, and its input fake-quantized at the export calibrator's range on the same calibration images), each
+point's margin z_y - max_{j != y} z_j under PGD (straight-through through the rounding) on a fixed sample of
+calibration images, against the FP32 model's on the same sample (`measure.margin_drop` makes the drop of them). A layer costs one PGD run on the sample, about
 what an exported single-layer bundle costs after its export and GPTQ, which this skips: on the CIFAR ResNet-18
 that export was most of the sensitivities' time (`benchmarks/tune_sensitivity.py` has both, and the ranking of
 the two on the same layers).
@@ -37,7 +37,7 @@ from deploy_robust.tune.lowered import (
 )
 from deploy_robust.transforms.gdws.layer import GDWSConv2d
 from deploy_robust.transforms.gdws.network import gdws_conv
-from deploy_robust.tune.measure import attacked_margin
+from deploy_robust.tune.measure import attacked_margins
 from deploy_robust.tune.space import GDWS_PARTS
 from deploy_robust.verify import ThreatModel
 
@@ -96,7 +96,7 @@ class InMemoryLowering:
         images = torch.from_numpy(next(self.calib.batches(len(self.calib)))[0])
         return input_ranges(self.model, layers, images, CALIBRATION_METHOD, self.profile.signed_activations)
 
-    def margin(
+    def margins(
         self,
         name: str | None,
         precision: str,
@@ -106,14 +106,14 @@ class InMemoryLowering:
         seed: int = 0,
         *,
         gdws_allocation: list[int] | None = None,
-    ) -> float:
-        """`attacked_margin` of the model with layer `name` at `precision` (None: the FP32 model itself); with
+    ) -> list[float]:
+        """`attacked_margins` of the model with layer `name` at `precision` (None: the FP32 model itself); with
         `gdws_allocation`, the layer rewritten by GDWS with that allocation first (`gdws_layer`)."""
         if gdws_allocation is not None:
             with swapped(self.module, name, self.gdws_layer(name, gdws_allocation, precision)):
-                return attacked_margin(self.model, sample, threat, metric, seed)
+                return attacked_margins(self.model, sample, threat, metric, seed)
         if name is None or precision == "fp32":
-            return attacked_margin(self.model, sample, threat, metric, seed)
+            return attacked_margins(self.model, sample, threat, metric, seed)
         layer = self.module.get_submodule(name)
         shipped = self.shipped.get(precision, ("", {}))[1].get(name)
         if shipped is not None:
@@ -122,7 +122,7 @@ class InMemoryLowering:
             moved = self.reads_moved_data[name]
             lowered = rounded_layer(layer, precision, self.profile, self.ranges().get(name), reads_moved_data=moved)
         with swapped(self.module, name, lowered):
-            return attacked_margin(self.model, sample, threat, metric, seed)
+            return attacked_margins(self.model, sample, threat, metric, seed)
 
     def gdws_layer(self, name: str, allocation: list[int], precision: str) -> GDWSConv2d:
         """Convolution `name` rewritten by GDWS with `allocation` (the BatchNorm after it stays, unfolded: per

@@ -417,21 +417,24 @@ class Workbench:
 
         return self.cache.get(key, within_budget)
 
-    def margin(self, bundle: Bundle, sample: Dataset) -> float:
-        """The mean attacked margin of an exported bundle's twin on `sample`."""
+    def margins(self, bundle: Bundle, sample: Dataset, metric: str) -> list[float]:
+        """Per point of `sample`, the attacked (`metric` "robust") or clean margin of an exported bundle's twin."""
         return self._cached(
-            f"margin/{bundle.manifest.model.sha256}/{self.s.metric}/{self.key}",
-            lambda: measure.twin_margin(bundle, sample, self.s.threat, self.s.metric, self.s.seed),
+            f"margins/{bundle.manifest.model.sha256}/{metric}/{self.key}",
+            lambda: measure.twin_margins(bundle, sample, self.s.threat, metric, self.s.seed),
         )
 
     def lowerable(self, fp32: Bundle, layer: str) -> bool:
         """Whether `layer`'s sensitivity is measured in memory (a Conv2d or Linear of the torch model)."""
         return self.s.sensitivities == "in-memory" and self.lowering(fp32).lowerable(layer)
 
-    def lowered_margin(self, fp32: Bundle, layer: str | None, option: str, sample: Dataset) -> float:
-        """The mean attacked margin of the torch model with only `layer` at plan entry `option` (a precision, or a
-        GDWS rewrite at a precision; layer None: the model itself), lowered in memory; keyed by the FP32 graph's
-        hash, the layer, and the lowering's grid (for a rewrite, its allocation)."""
+    def lowered_margins(
+        self, fp32: Bundle, layer: str | None, option: str, sample: Dataset, metric: str
+    ) -> list[float]:
+        """Per point of `sample`, the attacked (`metric` "robust") or clean margin of the torch model with only
+        `layer` at plan entry `option` (a precision, or a GDWS rewrite at a precision; layer None: the model
+        itself), lowered in memory; keyed by the FP32 graph's hash, the layer, and the lowering's grid (for a
+        rewrite, its allocation)."""
         lowering = self.lowering(fp32)
         budget, precision = parse_option(option)
         allocation = None if budget is None else self.gdws_layers(budget)[layer]["allocation"]
@@ -441,9 +444,9 @@ class Workbench:
             weights = "fp32" if layer is None else lowering.grid(layer, precision)
         grid = f"{lowering.profile.name}/{lowering.profile.int8_weight_levels}/{weights}/{LOWERING_VERSION}"
         return self._cached(
-            f"lowered-margin/{fp32.manifest.model.sha256}/{layer}/{option}/{grid}/{self.s.metric}/{self.key}",
-            lambda: lowering.margin(
-                layer, precision, sample, self.s.threat, self.s.metric, self.s.seed, gdws_allocation=allocation
+            f"lowered-margins/{fp32.manifest.model.sha256}/{layer}/{option}/{grid}/{metric}/{self.key}",
+            lambda: lowering.margins(
+                layer, precision, sample, self.s.threat, metric, self.s.seed, gdws_allocation=allocation
             ),
         )
 

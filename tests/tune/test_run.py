@@ -264,11 +264,12 @@ def test_every_layer_of_a_torch_model_is_measured_in_memory_without_single_layer
     out, _, doc = tuned
     assert doc["sensitivities"] == {"in-memory": 4, "exported": 0}
     keys = json.loads((out / "cache" / "measurements.json").read_text())["entries"]
-    lowered = [k for k in keys if k.startswith("lowered-margin/")]
+    lowered = [k for k in keys if k.startswith("lowered-margins/")]
     # the FP32 model, layers 0, 2 and 5 at int8 and int4 (7 is pinned to FP32), and layer 2 rewritten by GDWS at
-    # fp32 and int8; no bundle's margin at all
-    assert len(lowered) == 1 + 3 * 2 + 2 and not [k for k in keys if k.startswith("margin/")]
-    assert sum("/2/gdws0.5-" in k for k in lowered) == 2
+    # fp32 and int8, each under PGD and clean (a clean budget binds too); no bundle's margins at all
+    assert len(lowered) == 2 * (1 + 3 * 2 + 2) and not [k for k in keys if k.startswith("margins/")]
+    assert sum("/robust/" in k for k in lowered) == sum("/clean/" in k for k in lowered) == 1 + 3 * 2 + 2
+    assert sum("/2/gdws0.5-" in k for k in lowered) == 2 * 2
 
 
 def test_gdws_is_a_per_layer_option_and_a_plan_choosing_it_ships_that_layer_rewritten(tuned, digits_loaded, tmp_path):

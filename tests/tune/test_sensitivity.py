@@ -3,7 +3,7 @@ import pytest
 
 from deploy_robust.data import load_dataset
 from deploy_robust.export import ExportOptions, export_bundle
-from deploy_robust.tune.measure import twin_margin
+from deploy_robust.tune.measure import margin_drop, sensitivity_metrics, twin_margins
 from deploy_robust.tune.sensitivity import InMemoryLowering
 from deploy_robust.verify import ThreatModel
 
@@ -19,22 +19,26 @@ def lowering(digits_loaded, tmp_path_factory):
 
 def test_the_fp32_margin_in_memory_is_the_fp32_bundles_twin_margin(lowering):
     fp32, lowered, sample = lowering
-    in_memory = lowered.margin(None, "fp32", sample, THREAT, "robust")
-    assert in_memory == pytest.approx(twin_margin(fp32, sample, THREAT, "robust"), abs=1e-4)
-    assert lowered.margin("5", "fp32", sample, THREAT, "robust") == in_memory  # fp32 lowers nothing
+    in_memory = lowered.margins(None, "fp32", sample, THREAT, "robust")
+    assert len(in_memory) == len(sample)
+    assert in_memory == pytest.approx(twin_margins(fp32, sample, THREAT, "robust"), abs=1e-4)
+    assert lowered.margins("5", "fp32", sample, THREAT, "robust") == in_memory  # fp32 lowers nothing
+    clean = lowered.margins(None, "fp32", sample, THREAT, "clean")
+    assert clean == pytest.approx(twin_margins(fp32, sample, THREAT, "clean"), abs=1e-4)
+    assert sum(clean) > sum(in_memory)  # the attack lowers the margins
 
 
 def test_four_bit_layers_cost_more_margin_than_eight_bit_ones_and_the_model_is_left_as_it_was(lowering):
     _, lowered, sample = lowering
-    base = lowered.margin(None, "fp32", sample, THREAT, "robust")
+    base = lowered.margins(None, "fp32", sample, THREAT, "robust")
     drops = {
-        (name, p): base - lowered.margin(name, p, sample, THREAT, "robust")
+        (name, p): margin_drop(base, lowered.margins(name, p, sample, THREAT, "robust"))
         for name in ("0", "2", "5", "7")
         for p in ("int8", "int4")
     }
     assert sum(v for (_, p), v in drops.items() if p == "int4") > sum(v for (_, p), v in drops.items() if p == "int8")
     assert max(drops.values()) > 0.01  # lowering a layer does move the margin
-    assert lowered.margin(None, "fp32", sample, THREAT, "robust") == base  # every layer was put back
+    assert lowered.margins(None, "fp32", sample, THREAT, "robust") == base  # every layer was put back
 
 
 def test_only_the_torch_models_own_conv_and_linear_layers_are_lowerable(lowering):
@@ -53,8 +57,8 @@ def test_layers_a_uniform_bundle_lowers_take_its_weights_the_rest_are_rounded_he
     )
     assert [with_grids.grid(name, "int8") for name in ("0", "2", "5", "7")] == ["nearest"] + ["shipped-k"] * 3
     assert with_grids.grid("2", "int4") == "nearest"  # no uniform INT4 bundle given
-    base = with_grids.margin(None, "fp32", sample, THREAT, "robust")
-    assert with_grids.margin("5", "int8", sample, THREAT, "robust") != base
+    base = with_grids.margins(None, "fp32", sample, THREAT, "robust")
+    assert with_grids.margins("5", "int8", sample, THREAT, "robust") != base
 
 
 def test_a_gdws_option_in_memory_computes_what_the_bundle_with_that_layer_rewritten_computes(
@@ -82,10 +86,27 @@ def test_a_gdws_option_in_memory_computes_what_the_bundle_with_that_layer_rewrit
     assert {layer["name"]: layer["precision"] for layer in exported["int8"].manifest.document["precision"]["layers"]}[
         "2.pointwise"
     ] == "int8"
-    base = lowered.margin(None, "fp32", sample, THREAT, "robust")
-    margins = {p: lowered.margin("2", p, sample, THREAT, "robust", gdws_allocation=allocation) for p in exported}
-    shipped = {p: twin_margin(bundle, sample, THREAT, "robust") for p, bundle in exported.items()}
-    assert margins["fp32"] == pytest.approx(shipped["fp32"], abs=1e-4) and base - margins["fp32"] > 0.1
+    base = lowered.margins(None, "fp32", sample, THREAT, "robust")
+    margins = {p: lowered.margins("2", p, sample, THREAT, "robust", gdws_allocation=allocation) for p in exported}
+    shipped = {p: twin_margins(bundle, sample, THREAT, "robust") for p, bundle in exported.items()}
+    assert margins["fp32"] == pytest.approx(shipped["fp32"], abs=1e-4) and margin_drop(base, margins["fp32"]) > 0.1
     # at INT8 the export rounds with GPTQ where this rounds to nearest: within a tenth of the option's whole effect
-    assert abs(margins["int8"] - shipped["int8"]) <= 0.1 * (base - shipped["int8"])
-    assert lowered.margin(None, "fp32", sample, THREAT, "robust") == base  # the layer was put back
+    assert abs(margin_drop(base, margins["int8"]) - margin_drop(base, shipped["int8"])) <= 0.1 * margin_drop(
+        base, shipped["int8"]
+    )
+    assert lowered.margins(None, "fp32", sample, THREAT, "robust") == base  # the layer was put back
+
+
+def test_the_margin_drop_is_per_point_so_gains_elsewhere_do_not_hide_a_loss():
+    base, lowered = [0.2, 3.0, -0.5], [-0.1, 3.3, -0.5]  # the borderline point crosses; the mean stays put
+    assert sum(base) == pytest.approx(sum(lowered))
+    assert margin_drop(base, lowered) == pytest.approx(0.1)  # its 0.3, over three points
+    assert margin_drop(base, base) == 0
+    with pytest.raises(ValueError):
+        margin_drop(base, lowered[:2])  # the same points or nothing
+
+
+def test_a_robust_driven_tune_with_a_clean_budget_measures_both_margins():
+    assert sensitivity_metrics("robust", 0.01) == ("robust", "clean")
+    assert sensitivity_metrics("robust", 1.0) == ("robust",)  # a clean budget of 100 pt binds nothing
+    assert sensitivity_metrics("clean", 0.01) == ("clean",)
