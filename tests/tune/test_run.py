@@ -182,7 +182,7 @@ def test_a_spent_time_budget_stops_early_and_keeps_the_fp32_reference(tuned, dig
     )
     # cached measurements cost nothing and are still read; anything new (here: the contenders' final benchmark)
     # does not start past the budget
-    assert hurried["time_budget"]["stopped_in"] == ["sensitivities", "bisection", "final latencies"]
+    assert hurried["time_budget"]["stopped_in"] == ["final latencies", "sensitivities", "bisection"]
     assert all(set(options) == {"fp32"} for options in hurried["cost_model"]["margin_loss"])
     assert hurried["pick"] == "uniform fp32" and "time budget ran out" in hurried["pick_reason"]
     assert open_bundle(tmp_path / "best").precision == "fp32"
@@ -213,6 +213,58 @@ def test_tunes_sharing_a_cache_measure_only_what_they_add_one_at_a_time(tuned, d
         with pytest.raises(UserError, match="in use by another tune"):
             run_tune(digits_loaded, tmp_path / "second", train, test, settings, cache=shared)
     assert not (tmp_path / "second" / "frontier.json").exists()
+
+
+class _Clock:
+    """time.monotonic, moved on by `offset` seconds: the budget spent at an exact point of the run."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.time, self.offset = time, 0.0
+
+    def monotonic(self) -> float:
+        return self.time.monotonic() + self.offset
+
+    def __getattr__(self, name):
+        return getattr(self.time, name)
+
+
+def test_under_a_time_budget_a_verified_uniform_pick_comes_before_the_per_layer_search(
+    tuned, digits_loaded, tmp_path, monkeypatch
+):
+    import shutil
+    from dataclasses import replace
+
+    from deploy_robust import progress
+    from deploy_robust.tune import run as tune_run
+    from deploy_robust.tune import workbench
+
+    out, settings, _ = tuned
+    shutil.copytree(out / "cache", tmp_path / "cache")
+    clock, sensitivities = _Clock(), tune_run._sensitivities
+
+    def budget_spent_here(*args):
+        clock.offset = 1e6  # the whole budget gone the moment the per-layer search starts
+        return sensitivities(*args)
+
+    for module in (progress, tune_run, workbench):
+        monkeypatch.setattr(module, "time", clock)
+    monkeypatch.setattr(tune_run, "_sensitivities", budget_spent_here)
+    timed = run_tune(digits_loaded, tmp_path, load_dataset("digits:train"), load_dataset("digits:test"),
+                     replace(settings, time_budget_s=3600))  # fmt: skip
+    assert clock.offset == 1e6 and timed["time_budget"]["stopped_in"] == ["sensitivities", "bisection"]
+    picked = next(r for r in timed["measured"] if r["name"] == timed["pick"])
+    # the pick was made and verified before the budget ran out: a uniform configuration that held its 60-point
+    # standard-suite check, the fastest that did, not the unverified FP32 fall-back
+    assert picked["uniform"] and picked["final"]["holds"] and timed["pick_reason"] is None
+    faster = [r for r in timed["measured"] if r["holds"] and r["latency_ms"] < picked["latency_ms"]]
+    assert all(r.get("final") and not r["final"]["holds"] for r in faster)
+    assert not [r for r in timed["measured"] if not r["uniform"]]  # no per-layer plan was reached
+    assert (
+        open_bundle(tmp_path / "best").manifest.model.sha256
+        == open_bundle(tmp_path / "cache" / "bundles" / picked["bundle"]).manifest.model.sha256
+    )
 
 
 def test_a_budget_spent_before_any_check_still_ships_the_fp32_reference_and_says_it_was_not_verified(
