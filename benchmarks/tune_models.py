@@ -96,6 +96,7 @@ def main() -> None:
         else f"tune_models_b{args.batch}_{args.objective}"
     ) + ("_" + args.space.replace(",", "_") if args.space else "")
     name += "" if (args.models, args.target) == ("small", "ort-cpu") else f"_{args.models}_{args.target}"
+    name += "" if args.time_budget is None else f"_budget{args.time_budget:g}s"
     rows = []
     for checkpoint, eps, loaded in models(args.models, args.only):
         row = {
@@ -126,6 +127,7 @@ def main() -> None:
             start = time.perf_counter()
             doc = run_tune(loaded, out, calib, data, settings, cache=cache)
             row[metric] = _summary(doc, time.perf_counter() - start)
+            save_result(name, rows, script="tune_models")  # the tune itself, before its rerun
             if metric == "robust":
                 start = time.perf_counter()
                 again = run_tune(loaded, out, calib, data, settings, cache=cache)

@@ -188,5 +188,8 @@ def report(document: dict) -> str:
             f"{100 * r['robust_ci95'][0]:.1f}-{100 * r['robust_ci95'][1]:.1f} | {100 * r['clean_accuracy']:.1f}% | "
             f"{100 * r['robust_drop']['drop']:+.1f} pt | {holds} | {shown} |"
         )
+    if document.get("uniform_not_checked"):
+        lines += ["", "Not checked, being slower than a uniform configuration that held (a time budget's first pick): "
+                  + ", ".join(document["uniform_not_checked"]) + "."]  # fmt: skip
     lines += ["", document["acceptance"] + ".", "", "![frontier](frontier.png)", ""]
     return "\n".join(lines)

@@ -112,6 +112,7 @@ class _Run:
         self.plain: dict[str, Bundle] = {}  # the uniform bundles by precision, FP32 first (the latency model's)
         self.rewrites: dict[str, Bundle] = {}  # the uniform GDWS rewrites by per-layer option
         self.uniform_ms: dict[str, float] | None = None  # their measured latencies
+        self.unchecked: list[str] = []  # under a budget, the uniform configurations slower than one that held
 
     def fall_back_to_fp32(self, bundle) -> None:
         """The budget ran out before any candidate passed its final check: best/ is the FP32 reference `bundle`
@@ -153,6 +154,7 @@ class _Run:
                                       "margin_loss": list(self.model.loss), "latency_check": self.latency_check}
         document["time_budget"] = {"seconds": s.time_budget_s, "stopped_in": t.stopped}
         document["sensitivities"] = self.sensitivity_methods
+        document["uniform_not_checked"] = self.unchecked
         document["timings"] = self.timings
         return document
 
@@ -184,13 +186,25 @@ def _uniform(run: _Run, fp32: Bundle) -> None:
     run.phase("quick verification of the FP32 reference")
     if run.stage("reference verification", lambda: tune.quick_verified(fp32)) is None:
         return
-    for i, (config, bundle) in enumerate(run.configs.items(), start=1):
-        run.phase(f"quick verification of {config.name} ({i}/{len(run.configs)})")
+    configs = list(run.configs.items())
+    budgeted = tune.s.time_budget_s is not None and run.uniform_ms is not None
+    if budgeted:  # fastest first, and none slower than one that holds: only the fastest holding one is picked now
+        configs.sort(key=lambda item: run.uniform_ms[_uniform_option(item[0])])
+    for i, (config, bundle) in enumerate(configs, start=1):
+        run.phase(f"quick verification of {config.name} ({i}/{len(configs)})")
         checked = run.stage("uniform verification", lambda: tune.quick_check(bundle, fp32))
         if checked is None:
             break
         run.uniform_checks[config] = {"bundle": bundle} | checked
         run.write_partial()
+        if budgeted and checked["holds"]:
+            run.unchecked = [c.name for c, _ in configs[i:]]
+            break
+
+
+def _uniform_option(config) -> str:
+    """The latency model's name of a uniform configuration: its precision, or its GDWS option."""
+    return config.precision if config.gdws is None else gdws_option(config.gdws, config.precision)
 
 
 def _search(run: _Run, fp32: Bundle, calib: Dataset) -> None:

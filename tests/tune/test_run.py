@@ -261,6 +261,10 @@ def test_under_a_time_budget_a_verified_uniform_pick_comes_before_the_per_layer_
     faster = [r for r in timed["measured"] if r["holds"] and r["latency_ms"] < picked["latency_ms"]]
     assert all(r.get("final") and not r["final"]["holds"] for r in faster)
     assert not [r for r in timed["measured"] if not r["uniform"]]  # no per-layer plan was reached
+    # the uniform configurations were quick-checked fastest first, none after the first that held
+    checked = {r["name"] for r in timed["measured"]}
+    assert not checked & set(timed["uniform_not_checked"]) and len(checked) + len(timed["uniform_not_checked"]) == 5
+    assert all(not r["holds"] for r in timed["measured"] if r["name"] != timed["pick"] and r["uniform"])
     assert (
         open_bundle(tmp_path / "best").manifest.model.sha256
         == open_bundle(tmp_path / "cache" / "bundles" / picked["bundle"]).manifest.model.sha256
