@@ -72,6 +72,9 @@ def _summary(doc: dict, seconds: float) -> dict:
         "candidates_verified": sum(not r["uniform"] for r in doc["measured"]),
         "frontier_points": len(doc["predicted_frontier"]),
         "final_reference": doc["final_reference"],
+        "stopped_in": doc["time_budget"]["stopped_in"],
+        "uniform_not_checked": doc.get("uniform_not_checked", []),
+        "timings": doc["timings"],
     }
 
 

@@ -298,6 +298,14 @@ def tune_models(doc: dict) -> str:
                 f"| {r['model']} | {metric}-driven | {t['pick']} | {pick_ms} | {uniform_ms} | {shown} | {ci} | "
                 f"{t['seconds']:.0f} s | {rerun} |"
             )
+    for r in doc["results"]:
+        for metric in ("robust", "clean"):
+            t = r.get(metric) or {}
+            if r.get("time_budget_s") and t:
+                cut = ", ".join(t.get("stopped_in", [])) or "nothing"
+                skipped = ", ".join(t.get("uniform_not_checked", [])) or "none"
+                lines += ["", f"{r['model']}, {metric}-driven, time budget {r['time_budget_s']:g} s: the budget cut "
+                          f"{cut}; uniform configurations not checked (slower than one that held): {skipped}."]  # fmt: skip
     if any(r.get("space", "precision") != "precision" for r in doc["results"]):
         lines += [
             "",
