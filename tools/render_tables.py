@@ -326,6 +326,45 @@ def tune_models(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def tune_layers(doc: dict) -> str:
+    """Per layer of a tune's cost model: what INT8 and the fastest GDWS option save, and what each costs in margin."""
+    lines = []
+    for r in doc["results"]:
+        s, u = r["settings"], r["uniform_ms"]
+        int8 = u.get("uniform int8")
+        lines += [
+            f"`{doc['command']}` (target {s['target']}, batch {s['batch']} {s['objective']}; the tune's cost model: ms "
+            f"per {'image' if s['objective'] == 'throughput' else 'batch'} saved against FP32's "
+            f"{r['fp32_ms']:.3f}, sensitivity = the points' mean margin loss on {s['sensitivity_n']} calibration images; "
+            "sorted by what the fastest GDWS option saves beyond INT8):",
+            "",
+            "| layer | MMACs | INT8 saves (ms) | INT8 sensitivity | fastest GDWS option | saves beyond INT8 (ms) | its sensitivity |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in r["layers"]:
+            gdws = row["gdws_option"]
+            lines.append(
+                f"| {row['layer']} | {row['macs'] / 1e6:.1f} | {-row['int8_ms']:.3f} | {row['int8_sensitivity']:.3f} | "
+                + (
+                    f"{gdws} | {-row['gdws_beyond_int8_ms']:.3f} | {row['gdws_sensitivity']:.3f} |"
+                    if gdws
+                    else "- | - | - |"
+                )
+            )
+        lines += [
+            "",
+            f"Predicted: every layer INT8 {r['predicted_all_int8_ms']:.3f} ms, every layer at its fastest option "
+            f"{r['predicted_fastest_ms']:.3f} ms ({r['predicted_all_int8_ms'] / r['predicted_fastest_ms']:.2f}x INT8)"
+            + (
+                f"; measured in the tune's final run: uniform INT8 {int8:.3f}, uniform FP32 {u['uniform fp32']:.3f}"
+                if int8 and "uniform fp32" in u
+                else ""
+            )
+            + ".",
+        ]
+    return "\n".join(lines)
+
+
 def robust_calibration(doc: dict) -> str:
     first = doc["results"][0]
     lines = [
@@ -844,6 +883,7 @@ RENDERERS = {
     "runtime_matrix": runtime_matrix,
     "verify_sweep": verify_sweep,
     "tune_models": tune_models,
+    "tune_layers_pyautoattack-resnet18": tune_layers,
     "tune_sensitivity_small": tune_sensitivity,
     "tune_sensitivity": tune_sensitivity,
     "tune_models_b32_throughput": tune_models,
