@@ -64,7 +64,11 @@ def main() -> None:
         "shared_by": cost["latency_check"].get("shared_by", {}),
         "layers": layer_rows(frontier),
     }
-    save_result(args.out or f"tune_layers_{folder.parent.name}", [summary], script="tune_layers")
+    save_result(
+        args.out or "tune_layers_" + folder.parent.name.replace("-", "_").replace(".", "_"),
+        [summary],
+        script="tune_layers",
+    )
 
 
 if __name__ == "__main__":

@@ -883,7 +883,7 @@ RENDERERS = {
     "runtime_matrix": runtime_matrix,
     "verify_sweep": verify_sweep,
     "tune_models": tune_models,
-    "tune_layers_pyautoattack-resnet18": tune_layers,
+    "tune_layers_pyautoattack_resnet18": tune_layers,
     "tune_sensitivity_small": tune_sensitivity,
     "tune_sensitivity": tune_sensitivity,
     "tune_models_b32_throughput": tune_models,
