@@ -177,7 +177,7 @@ def _uniform(run: _Run, fp32: Bundle) -> None:
     # the uniform GDWS rewrites, whose layers become per-layer options once they are measured
     run.plain = {"fp32": fp32} | {c.precision: b for c, b in run.configs.items()
                                   if c.gdws is None and c.precision != "fp32"}  # fmt: skip
-    run.rewrites = {gdws_option(c.gdws, c.precision): b for c, b in run.configs.items() if c.gdws is not None}
+    run.rewrites = {_uniform_option(c): b for c, b in run.configs.items() if c.gdws is not None}
     benchmarked = run.plain | run.rewrites
     run.phase(f"benchmarking {len(benchmarked)} uniform bundles")
     run.uniform_ms = run.stage(
