@@ -161,7 +161,16 @@ def report(document: dict) -> str:
             if document.get("time_budget", {}).get("stopped_in")
             else []
         ),
-        f"**Pick: {document['pick'] or 'none: no plan met the budget'}**",
+        f"**Pick: {document['pick'] or ('not made yet' if document.get('in_progress') else 'none: no plan met the budget')}**",
+        *(
+            [
+                "",
+                "This tune is still running or was stopped; this page is rewritten as it goes, and a rerun continues "
+                "from the cache.",
+            ]
+            if document.get("in_progress")
+            else []
+        ),
         "",
         *([f"Why: {document['pick_reason']}.", ""] if document.get("pick_reason") else []),
         "| configuration | latency (ms) | robust (quick) | 95% CI | clean | robust drop | holds | final (standard) |",

@@ -160,7 +160,7 @@ class _Run:
 
     def write_partial(self) -> None:
         """frontier.json and report.md as they stand (the plot and best/ are written once, at the end)."""
-        write_outputs(self.tune.out, self.document(), None, plot=False)
+        write_outputs(self.tune.out, self.document() | {"in_progress": True}, None, plot=False)
 
 
 def _uniform(run: _Run, fp32: Bundle) -> None:

@@ -43,6 +43,10 @@ def test_the_report_names_the_pick_and_lists_every_configuration_fastest_first()
     rows = [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| uniform")]
     assert rows == ["| uniform int8", "| uniform fp32", "| uniform int4"]  # by latency, the unmeasured last
     assert "accepted" in text.split("| uniform int8")[1].splitlines()[0]
+    # written while the tune goes: a pick not made yet is not "no plan met the budget"
+    partial = report(document | {"pick": None, "in_progress": True})
+    assert "**Pick: not made yet**" in partial and "still running or was stopped" in partial
+    assert "no plan met the budget" in report(document | {"pick": None}) and "still running" not in text
 
 
 def test_one_row_per_graph_and_every_no_says_why():
