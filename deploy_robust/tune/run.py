@@ -75,8 +75,11 @@ def _run(tune: Workbench, calib: Dataset, data: Dataset, settings: TuneOptions) 
                                    settings.pins)
         with deadline(tune.deadline):  # from here on, work past the budget stops at its next progress point
             _uniform(run, fp32)
-            if settings.time_budget_s is not None:
-                _pick(run, fp32, data)  # under a budget, a verified pick first; the search may only improve on it
+            if settings.time_budget_s is None:
+                _check_uniform(run, fp32)
+            else:  # a verified pick first, the uniform configurations fastest first; the search may only improve on it
+                while run.pick is None and not _final_checks_stopped(run) and _check_uniform(run, fp32, until_one_holds=True):
+                    _pick(run, fp32, data)
             _search(run, fp32, calib)
             _pick(run, fp32, data)
     finally:
@@ -112,7 +115,8 @@ class _Run:
         self.plain: dict[str, Bundle] = {}  # the uniform bundles by precision, FP32 first (the latency model's)
         self.rewrites: dict[str, Bundle] = {}  # the uniform GDWS rewrites by per-layer option
         self.uniform_ms: dict[str, float] | None = None  # their measured latencies
-        self.unchecked: list[str] = []  # under a budget, the uniform configurations slower than one that held
+        self.unchecked: list = []  # (config, bundle) of the uniform configurations not quick-checked yet, in order
+        self.final_checks = 0  # standard-suite checks started in this run
 
     def fall_back_to_fp32(self, bundle) -> None:
         """The budget ran out before any candidate passed its final check: best/ is the FP32 reference `bundle`
@@ -154,7 +158,7 @@ class _Run:
                                       "margin_loss": list(self.model.loss), "latency_check": self.latency_check}
         document["time_budget"] = {"seconds": s.time_budget_s, "stopped_in": t.stopped}
         document["sensitivities"] = self.sensitivity_methods
-        document["uniform_not_checked"] = self.unchecked
+        document["uniform_not_checked"] = [config.name for config, _ in self.unchecked]
         document["timings"] = self.timings
         return document
 
@@ -186,20 +190,33 @@ def _uniform(run: _Run, fp32: Bundle) -> None:
     run.phase("quick verification of the FP32 reference")
     if run.stage("reference verification", lambda: tune.quick_verified(fp32)) is None:
         return
-    configs = list(run.configs.items())
-    budgeted = tune.s.time_budget_s is not None and run.uniform_ms is not None
-    if budgeted:  # fastest first, and none slower than one that holds: only the fastest holding one is picked now
-        configs.sort(key=lambda item: run.uniform_ms[_uniform_option(item[0])])
-    for i, (config, bundle) in enumerate(configs, start=1):
-        run.phase(f"quick verification of {config.name} ({i}/{len(configs)})")
+    run.unchecked = list(run.configs.items())
+    if tune.s.time_budget_s is not None and run.uniform_ms is not None:  # under a budget, fastest first
+        run.unchecked.sort(key=lambda item: run.uniform_ms[_uniform_option(item[0])])
+
+
+def _check_uniform(run: _Run, fp32: Bundle, until_one_holds: bool = False) -> bool:
+    """Quick-checks the uniform configurations not checked yet, in order: all of them, or (under a time budget) up
+    to the next that holds, so that none slower than a pick is checked. Returns whether one was checked."""
+    tune, done = run.tune, 0
+    while run.unchecked:
+        config, bundle = run.unchecked[0]
+        run.phase(f"quick verification of {config.name} ({len(run.uniform_checks) + 1}/{len(run.configs)})")
         checked = run.stage("uniform verification", lambda: tune.quick_check(bundle, fp32))
         if checked is None:
             break
+        run.unchecked.pop(0)
         run.uniform_checks[config] = {"bundle": bundle} | checked
+        done += 1
         run.write_partial()
-        if budgeted and checked["holds"]:
-            run.unchecked = [c.name for c, _ in configs[i:]]
+        if until_one_holds and checked["holds"]:
             break
+    return done > 0
+
+
+def _final_checks_stopped(run: _Run) -> bool:
+    """Whether no further final check may start: one ran and the time budget is spent."""
+    return run.final_checks > 0 and run.tune.out_of_time("final checks")
 
 
 def _uniform_option(config) -> str:
@@ -408,14 +425,17 @@ def _final_pick(run: _Run, order: list, fp32: Bundle, secured: tuple | None = No
     for name, c in order:
         if secured is not None and c is secured[0][1]:
             return standing()  # nothing faster held: the verified pick stands
+        if "final" in c and not c["final"]["holds"]:
+            continue  # failed its final check earlier in this run (a time budget's first pick)
         reference_reached = fp32_is_reference and name == "uniform fp32"
-        if reference_reached or checks == MAX_FINAL_CHECKS or (checks and tune.out_of_time("final checks")):
+        if reference_reached or checks == MAX_FINAL_CHECKS or _final_checks_stopped(run):
             break
         run.phase(f"standard-suite verification of {name} on {n} points (final check {checks + 1})")
         figures = run.stage("final checks", lambda: tune.verified(c["bundle"], "standard", n, run.skip))
         if figures is None:
             break
         checks += 1
+        run.final_checks += 1
         final = None
         for everywhere in (False, True):
             run.phase(f"the FP32 reference on the same points, {'everywhere' if everywhere else 'where it lost'}")
@@ -437,7 +457,7 @@ def _final_pick(run: _Run, order: list, fp32: Bundle, secured: tuple | None = No
     if fp32_entry is None:
         return None
     figures = None
-    if not (checks and tune.out_of_time("final checks")):
+    if not _final_checks_stopped(run):
         run.phase(f"standard-suite verification of the FP32 reference on {n} points")
         figures = run.stage("final reference", lambda: tune.verified(fp32, "standard", n, run.skip))
     if figures is None:

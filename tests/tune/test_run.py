@@ -271,6 +271,51 @@ def test_under_a_time_budget_a_verified_uniform_pick_comes_before_the_per_layer_
     )
 
 
+def test_under_a_time_budget_a_first_pick_failing_its_final_check_leads_to_the_next_uniform_configuration(
+    tuned, digits_loaded, tmp_path, monkeypatch
+):
+    import shutil
+    from dataclasses import replace
+
+    from deploy_robust.tune.workbench import Workbench
+
+    out, settings, _ = tuned
+    shutil.copytree(out / "cache", tmp_path / "cache")
+    latencies, verified, failed = Workbench.latencies, Workbench.verified, []
+    fp32_sha = next(r for r in _by_name(tuned[2]).values() if r["name"] == "uniform fp32")["bundle"]
+
+    def fp32_slowest(self, bundles, tag):
+        """The measured latencies, FP32's made the slowest (on the digits CNN it is the fastest, and the walk
+        would end at the reference at once)."""
+        return [ms * (1000 if b.path.name == fp32_sha else 1) for b, ms in zip(bundles, latencies(self, bundles, tag))]
+
+    def first_candidate_loses_everything(self, bundle, suite, n, skip=0):
+        """The standard suite's figures, except that the first candidate checked is made to lose every point: a
+        configuration that held its quick check and fails its final one."""
+        figures = verified(self, bundle, suite, n, skip)
+        if suite == "standard" and bundle.path.name != fp32_sha and not failed:
+            failed.append((bundle.path.name, bundle.manifest.model.sha256))
+        if failed and bundle.manifest.model.sha256 == failed[0][1]:  # every time, and in a plan of the same model
+            figures = figures | {"per_example": figures["per_example"] | {"clean": "0" * n, "robust": "0" * n}}
+        return figures
+
+    monkeypatch.setattr(Workbench, "latencies", fp32_slowest)
+    monkeypatch.setattr(Workbench, "verified", first_candidate_loses_everything)
+    timed = run_tune(digits_loaded, tmp_path, load_dataset("digits:train"), load_dataset("digits:test"),
+                     replace(settings, time_budget_s=3600))  # fmt: skip
+    rows = _by_name(timed)
+    first, picked = next(r for r in rows.values() if r["bundle"] == failed[0][0]), rows[timed["pick"]]
+    assert first["uniform"] and first["holds"] and not first["final"]["holds"]
+    # the walk went on: the uniform configurations after it were quick-checked up to the next that held, which was
+    # verified in full before the per-layer search (which may then only beat it), and a verified pick was shipped
+    assert [r for r in rows.values() if r["uniform"] and r is not first and r.get("final", {}).get("holds")]
+    assert picked is not first and picked["final"]["holds"] and timed["pick_reason"] is None
+
+
+def _by_name(doc: dict) -> dict:
+    return {r["name"]: r for r in doc["measured"]}
+
+
 def test_a_budget_spent_before_any_check_still_ships_the_fp32_reference_and_says_it_was_not_verified(
     tuned, digits_loaded, tmp_path
 ):
