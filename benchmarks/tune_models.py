@@ -9,6 +9,7 @@ batch 1, latency objective, budgets 1 pt robust and 1 pt clean (paired against F
 
     python benchmarks/tune_models.py [--only resnet2b.pth] [--out benchmarks/.tune] [--batch 32 --objective throughput]
                                      [--space precision,gdws] [--models resnet18 --target openvino --time-budget 2700]
+                                     [--metrics robust]
 
 A second configuration in the same --out reuses every bundle, sensitivity and verification: only the
 latencies are measured again.
@@ -89,6 +90,7 @@ def main() -> None:
     parser.add_argument("--target", default="ort-cpu", choices=["ort-cpu", "openvino"])
     parser.add_argument("--time-budget", type=float, help="seconds for each tune (tune's --time-budget)")
     parser.add_argument("--final-n", type=int, default=500)
+    parser.add_argument("--metrics", default="robust,clean", help="the tunes to run per model, in order")
     args = parser.parse_args()
     space = tuple(args.space.split(",")) if args.space else None
     calib = load_dataset(CIFAR_CALIB, (3, 32, 32), split="train")
@@ -112,7 +114,7 @@ def main() -> None:
             "time_budget_s": args.time_budget,
         }
         rows.append(row)
-        for metric in ("robust", "clean"):
+        for metric in args.metrics.split(","):
             settings = TuneOptions(
                 ThreatModel("linf", eps),
                 metric=metric,
