@@ -57,6 +57,13 @@ class Cache:
         self.put(key, value)
         return value
 
+    def get_each(self, keys: dict[str, str], compute: Callable[[list[str]], dict[str, Any]]) -> dict[str, Any]:
+        """`get` for each of `keys` (name -> key), the missing ones computed together: `compute(names)` returns
+        their values by name (hits and misses counted per key, as `get` counts them)."""
+        missing = [name for name, key in keys.items() if key not in self.values]
+        computed = compute(missing) if missing else {}
+        return {name: self.get(key, lambda: computed[name]) for name, key in keys.items()}
+
     def put(self, key: str, value: Any) -> None:
         self.values[key] = value
         self.file.save(self.values)
@@ -148,6 +155,14 @@ def with_gdws_latencies(
             options[option] = options[precision] + share * (ms - plain_ms[precision])
         out.append(options)
     return tuple(out)
+
+
+def with_probe_penalties(
+    model: tuple[dict[str, float], ...], penalties: dict[str, float]
+) -> tuple[dict[str, float], ...]:
+    """`model` with `penalties[option]` (ms, measured by a probe plan: what a rewritten layer costs beyond what the
+    model expected, negative where it cost less) added to that option's change on every layer that has it."""
+    return tuple({o: change + penalties.get(o, 0.0) for o, change in options.items()} for options in model)
 
 
 def layer_times(rows: list[dict[str, Any]], names: dict[str, tuple[str, ...]]) -> dict[str, float] | None:

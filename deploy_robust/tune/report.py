@@ -200,5 +200,12 @@ def report(document: dict) -> str:
     if document.get("uniform_not_checked"):
         lines += ["", "Not checked, being slower than a uniform configuration that held (a time budget's first pick): "
                   + ", ".join(document["uniform_not_checked"]) + "."]  # fmt: skip
+    probes = document.get("cost_model", {}).get("latency_check", {}).get("gdws_probes")
+    if probes:
+        lines += ["", "Latency probes (a few layers rewritten among unrewritten neighbours, against the same plan "
+                  "without the rewrites; the difference per rewritten layer corrects the option's latency terms):"]  # fmt: skip
+        lines += [f"- {option} on {', '.join(p['layers'])}: predicted {p['predicted_change_ms']:+.4f} ms, measured "
+                  f"{p['measured_change_ms']:+.4f} ms, so {p['penalty_ms']:+.4f} ms per rewritten layer"
+                  for option, p in probes.items()]  # fmt: skip
     lines += ["", document["acceptance"] + ".", "", "![frontier](frontier.png)", ""]
     return "\n".join(lines)

@@ -18,7 +18,9 @@ bundles (and offers them no per-layer GDWS).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from typing import Iterator
 
 import onnx
 import torch
@@ -109,20 +111,47 @@ class InMemoryLowering:
     ) -> list[float]:
         """`attacked_margins` of the model with layer `name` at `precision` (None: the FP32 model itself); with
         `gdws_allocation`, the layer rewritten by GDWS with that allocation first (`gdws_layer`)."""
+        return self.margins_each(name, precision, sample, threat, (metric,), seed, gdws_allocation=gdws_allocation)[
+            metric
+        ]
+
+    def margins_each(
+        self,
+        name: str | None,
+        precision: str,
+        sample: Dataset,
+        threat: ThreatModel,
+        metrics: tuple[str, ...],
+        seed: int = 0,
+        *,
+        gdws_allocation: list[int] | None = None,
+    ) -> dict[str, list[float]]:
+        """`margins` for each of `metrics`, the layer lowered once for all of them (a GDWS-INT8 rewrite calibrates
+        its inputs' ranges on the calibration images each time it is made)."""
+        with self.lowered(name, precision, gdws_allocation):
+            return {metric: attacked_margins(self.model, sample, threat, metric, seed) for metric in metrics}
+
+    @contextlib.contextmanager
+    def lowered(self, name: str | None, precision: str, gdws_allocation: list[int] | None = None) -> Iterator[None]:
+        """Within the block, layer `name` is at `precision` (rewritten by GDWS first, with `gdws_allocation`);
+        nothing is lowered for name None or fp32 without a rewrite."""
         if gdws_allocation is not None:
-            with swapped(self.module, name, self.gdws_layer(name, gdws_allocation, precision)):
-                return attacked_margins(self.model, sample, threat, metric, seed)
-        if name is None or precision == "fp32":
-            return attacked_margins(self.model, sample, threat, metric, seed)
-        layer = self.module.get_submodule(name)
-        shipped = self.shipped.get(precision, ("", {}))[1].get(name)
-        if shipped is not None:
-            lowered = shipped.lowered(layer)
+            replacement = self.gdws_layer(name, gdws_allocation, precision)
+        elif name is None or precision == "fp32":
+            yield
+            return
         else:
-            moved = self.reads_moved_data[name]
-            lowered = rounded_layer(layer, precision, self.profile, self.ranges().get(name), reads_moved_data=moved)
-        with swapped(self.module, name, lowered):
-            return attacked_margins(self.model, sample, threat, metric, seed)
+            layer = self.module.get_submodule(name)
+            shipped = self.shipped.get(precision, ("", {}))[1].get(name)
+            if shipped is not None:
+                replacement = shipped.lowered(layer)
+            else:
+                moved = self.reads_moved_data[name]
+                replacement = rounded_layer(
+                    layer, precision, self.profile, self.ranges().get(name), reads_moved_data=moved
+                )
+        with swapped(self.module, name, replacement):
+            yield
 
     def gdws_layer(self, name: str, allocation: list[int], precision: str) -> GDWSConv2d:
         """Convolution `name` rewritten by GDWS with `allocation` (the BatchNorm after it stays, unfolded: per

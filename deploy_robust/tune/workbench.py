@@ -429,12 +429,12 @@ class Workbench:
         return self.s.sensitivities == "in-memory" and self.lowering(fp32).lowerable(layer)
 
     def lowered_margins(
-        self, fp32: Bundle, layer: str | None, option: str, sample: Dataset, metric: str
-    ) -> list[float]:
-        """Per point of `sample`, the attacked (`metric` "robust") or clean margin of the torch model with only
-        `layer` at plan entry `option` (a precision, or a GDWS rewrite at a precision; layer None: the model
-        itself), lowered in memory; keyed by the FP32 graph's hash, the layer, and the lowering's grid (for a
-        rewrite, its allocation)."""
+        self, fp32: Bundle, layer: str | None, option: str, sample: Dataset, metrics: tuple[str, ...]
+    ) -> dict[str, list[float]]:
+        """Per metric of `metrics` and per point of `sample`, the attacked ("robust") or clean margin of the torch
+        model with only `layer` at plan entry `option` (a precision, or a GDWS rewrite at a precision; layer None:
+        the model itself), lowered in memory once for the metrics not cached yet; keyed by the FP32 graph's hash,
+        the layer, the lowering's grid (for a rewrite, its allocation) and the metric."""
         lowering = self.lowering(fp32)
         budget, precision = parse_option(option)
         allocation = None if budget is None else self.gdws_layers(budget)[layer]["allocation"]
@@ -443,12 +443,15 @@ class Workbench:
         else:
             weights = "fp32" if layer is None else lowering.grid(layer, precision)
         grid = f"{lowering.profile.name}/{lowering.profile.int8_weight_levels}/{weights}/{LOWERING_VERSION}"
-        return self._cached(
-            f"lowered-margins/{fp32.manifest.model.sha256}/{layer}/{option}/{grid}/{metric}/{self.key}",
-            lambda: lowering.margins(
-                layer, precision, sample, self.s.threat, metric, self.s.seed, gdws_allocation=allocation
-            ),
-        )
+        prefix = f"lowered-margins/{fp32.manifest.model.sha256}/{layer}/{option}/{grid}"
+
+        def measured(missing: list[str]) -> dict[str, list[float]]:
+            check_deadline()  # nothing new starts past the time budget
+            return lowering.margins_each(
+                layer, precision, sample, self.s.threat, tuple(missing), self.s.seed, gdws_allocation=allocation
+            )
+
+        return self.cache.get_each({m: f"{prefix}/{m}/{self.key}" for m in metrics}, measured)
 
     def lowering(self, fp32: Bundle) -> InMemoryLowering:
         """The model's in-memory lowering (made on first use, from the FP32 reference bundle's graph and the

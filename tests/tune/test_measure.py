@@ -167,3 +167,12 @@ def test_a_reorder_between_two_nodes_of_one_layer_is_that_layers():
         "layer1.0.conv1": 16.5,
     }
     assert layer_times(rows, names) is None
+
+
+def test_a_probes_penalty_moves_its_option_on_every_layer_and_nothing_else():
+    from deploy_robust.tune.measure import with_probe_penalties
+
+    model = ({"fp32": 0.0, "int8": -0.5}, {"fp32": 0.0, "int8": -0.2, "gdws0.5-int8": -0.6})
+    corrected = with_probe_penalties(model, {"gdws0.5-int8": 0.3, "gdws0.25-int8": 9.0})
+    assert corrected == ({"fp32": 0.0, "int8": -0.5}, {"fp32": 0.0, "int8": -0.2, "gdws0.5-int8": pytest.approx(-0.3)})
+    assert with_probe_penalties(model, {}) == model

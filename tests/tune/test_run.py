@@ -167,6 +167,58 @@ def test_gdws_rewrites_join_the_uniform_configurations(tuned):
         assert row["uniform"] and row["latency_ms"] > 0 and bundle.manifest.transforms["gdws"]["budget"] == 0.5
 
 
+def test_each_gdws_option_is_probed_among_unrewritten_neighbours_and_its_latency_terms_corrected(tuned):
+    out, _, doc = tuned
+    check, after = doc["cost_model"]["latency_check"], doc["cost_model"]["latency_ms"]
+    probes, before = check["gdws_probes"], check["by_profile"]  # by_profile: the model before the probes
+    for option in ("gdws0.5-fp32", "gdws0.5-int8"):  # probed where the model expects a rewrite to save time
+        precision = option.split("-")[1]
+        expected = [terms[option] - terms[precision] for terms in before if option in terms]
+        assert expected and (option in probes) == any(gain < 0 for gain in expected)
+    for terms_before, terms_after in zip(before, after):
+        for option, change in terms_before.items():
+            penalty = probes[option]["penalty_ms"] if option in probes else 0.0
+            assert terms_after[option] == pytest.approx(change + penalty)
+    # every plan measured is shown beside what the corrected model expected of it
+    assert all(r["predicted_latency_ms"] > 0 for r in doc["measured"] if "plan" in r)
+
+
+def test_a_gdws_probe_is_the_option_on_its_most_promising_layers_against_the_same_plan_without_it(
+    tuned, digits_loaded, tmp_path
+):
+    import shutil
+
+    import onnx
+
+    from deploy_robust.tune import run as tune_run
+    from deploy_robust.tune.space import search_layers, with_gdws_options
+    from deploy_robust.tune.workbench import Workbench
+
+    out, settings, _ = tuned
+    shutil.copytree(out / "cache", tmp_path / "cache")
+    bench = Workbench(
+        digits_loaded, tmp_path, load_dataset("digits:train"), load_dataset("digits:test"), settings, print
+    )
+    fp32 = bench.bundle("fp32", "fp32")
+    layers = with_gdws_options(search_layers(onnx.load(str(fp32.model_path)), "ort-cpu", None, settings.pins),
+                               {"gdws0.5-int8": set(bench.gdws_layers(0.5))})  # fmt: skip
+    run = tune_run._Run(bench)
+    run.layers = layers
+    # a model expecting layer 2 rewritten at INT8 to save 1 ms over INT8 there, and nothing else to change
+    latency = tuple({o: -1.0 if o == "gdws0.5-int8" else 0.0 for o in layer.allowed} for layer in layers)
+    probe = tune_run._gdws_probes(run, latency)["gdws0.5-int8"]
+    assert probe["layers"] == ["2"] and probe["predicted_change_ms"] == -1.0
+    assert probe["penalty_ms"] == pytest.approx(probe["measured_change_ms"] + 1.0)
+    assert probe["measured_change_ms"] == pytest.approx(probe["probe_ms"] - probe["base_ms"])
+    # both plans exported as a user's `export --precision mixed` would: every layer INT8 (7 pinned to FP32), and
+    # the same with layer 2 rewritten; measured in one run (cached under the probe's tag)
+    exported = [_layer_precisions(bundle) for bundle in (tmp_path / "cache" / "bundles").iterdir()]
+    assert {"0": "int8", "2": "int8", "5": "int8", "7": "fp32"} in exported
+    assert {"0": "int8", "2.depthwise": "int8", "2.pointwise": "int8", "5": "int8", "7": "fp32"} in exported
+    keys = json.loads((tmp_path / "cache" / "measurements.json").read_text())["entries"]
+    assert [k for k in keys if k.startswith("latency/probe/")]
+
+
 def test_a_spent_time_budget_stops_early_and_keeps_the_fp32_reference(tuned, digits_loaded, tmp_path):
     import shutil
     from dataclasses import replace

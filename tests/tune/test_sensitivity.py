@@ -110,3 +110,24 @@ def test_a_robust_driven_tune_with_a_clean_budget_measures_both_margins():
     assert sensitivity_metrics("robust", 0.01) == ("robust", "clean")
     assert sensitivity_metrics("robust", 1.0) == ("robust",)  # a clean budget of 100 pt binds nothing
     assert sensitivity_metrics("clean", 0.01) == ("clean",)
+
+
+def test_an_options_margins_under_each_metric_come_from_one_lowering(digits_loaded, lowering, monkeypatch):
+    from deploy_robust.transforms.gdws.network import plan_gdws
+
+    fp32, lowered, sample = lowering
+    allocation = plan_gdws(digits_loaded.module, digits_loaded.spec.shape, budget=0.5).replaced[0].allocation
+    one_by_one = {
+        m: lowered.margins("2", "int8", sample, THREAT, m, gdws_allocation=allocation) for m in ("robust", "clean")
+    }
+    made, gdws_layer = [], InMemoryLowering.gdws_layer
+
+    def counted(self, *args):
+        made.append(args)
+        return gdws_layer(self, *args)
+
+    monkeypatch.setattr(InMemoryLowering, "gdws_layer", counted)
+    each = lowered.margins_each("2", "int8", sample, THREAT, ("robust", "clean"), gdws_allocation=allocation)
+    # the rewrite (and the calibration of its inputs' ranges) made once for both, with the same margins
+    assert len(made) == 1 and each == one_by_one and each["robust"] != each["clean"]
+    assert lowered.margins(None, "fp32", sample, THREAT, "clean") != each["clean"]  # the layer was put back
