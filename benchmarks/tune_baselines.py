@@ -10,11 +10,17 @@ per target).
 
     python benchmarks/tune_baselines.py [--models small|resnet18] [--only MODEL] [--tunes benchmarks/.tune]
                                         [--final-n 500] [--rounds 3] [--seconds 1.0]
+
+`--frontier TARGET` draws the baselines into the tune's own frontier instead (frontier.json of its robust-driven
+tune on TARGET): every configuration and plan the tune measured and the baselines benchmarked again in one
+interleaved run (batch 32), the baselines verified as the tune verified its candidates (quick suite, its 200
+candidate points, paired against FP32), all on one plot: benchmarks/results/tune_frontier_MODEL_TARGET.png.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -52,8 +58,13 @@ def main() -> None:
         help="benchmark only (no verification, no plot): the "
         "speed ratios in minutes, where the 500-point checks of a ResNet-18 take hours",
     )
+    parser.add_argument("--frontier", choices=["openvino", "ort-cpu"], help="the baselines in the tune's frontier")
     args = parser.parse_args()
     data = load_dataset(SHARED / "datasets" / "cifar10_test_first1017.npz", (3, 32, 32))
+    if args.frontier:
+        for checkpoint, eps, loaded in models(args.models, args.only):
+            _frontier(loaded, checkpoint, eps, data, args)
+        return
     rows = []
     for checkpoint, eps, loaded in models(args.models, args.only):
         calib = calibration_for(loaded)
@@ -171,6 +182,93 @@ def _plot(rows: list[dict], out: Path) -> None:
         ax.set_ylabel(f"robust accuracy, standard suite, {row['final_n']} points (%)")
         ax.grid(True, alpha=0.3)
     fig.suptitle("tune picks (stars), our uniform bundles (squares), the vendors' INT8 (triangles)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def _frontier(loaded, checkpoint: str, eps: float, data, args) -> None:
+    """The tune's measured configurations and the baselines on the tune's own axes (see the module's doc)."""
+    tune = Path(args.tunes) / args.frontier / checkpoint / "robust"
+    document = json.loads((tune / "frontier.json").read_text())
+    rows = [r for r in document["measured"] if r["latency_ms"] is not None]
+    backend = get_target(args.frontier).backend
+    calib = calibration_for(loaded)
+    threat = ThreatModel("linf", eps)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        fp32 = export_bundle(loaded, root / "fp32", ExportOptions("fp32"))
+        if args.frontier == "openvino":
+            control = nncf_accuracy_control(fp32, calib, data.take(CANDIDATE_POINTS), CLEAN_BUDGET, root / "nncf-ac")
+            baselines = {"NNCF int8": nncf_int8(fp32, calib, root / "nncf"),
+                         "NNCF accuracy control (clean, 1 pt)": control}  # fmt: skip
+        else:
+            baselines = {"ORT int8, hand-tuned": ort_int8(fp32, calib, root / "ort")}
+        tuned = [open_bundle(tune.parent / "cache" / "bundles" / r["bundle"]) for r in rows]
+        listed = tuned + list(baselines.values())
+        ms = measure.latencies(listed, backend, 32, "throughput", duration=args.seconds, rounds=args.rounds)
+        for r, latency in zip(rows, ms):
+            r["latency_ms_this_run"] = latency
+        options = VerifyOptions(n=CANDIDATE_POINTS, suite="quick", backend=backend, sweep=None, seed=0, resume=False,
+                                layout="contiguous")  # fmt: skip
+        figures = {
+            name: pipeline.verify_engine(b, data, threat, options) for name, b in {"fp32": fp32, **baselines}.items()
+        }
+    points = {}
+    for (name, doc), latency in zip(figures.items(), [None, *ms[len(rows) :]]):
+        if name == "fp32":
+            continue
+        points[name] = {k: doc[k] for k in ("robust_accuracy", "robust_accuracy_ci95", "clean_accuracy")} | {
+            "latency_ms_this_run": latency,
+            "robust_drop": measure.paired_drop(figures["fp32"], doc, "robust"),
+            "clean_drop": measure.paired_drop(figures["fp32"], doc, "clean"),
+            "flags": [f["flag"] for f in doc["flags"]],
+        }
+    result = {"model": checkpoint, "eps": eps, "target": args.frontier, "pick": document["pick"],
+              "measured": rows, "baselines": points}  # fmt: skip
+    out = save_result(f"tune_frontier_{checkpoint.split('.')[0].replace('-', '_')}_{args.frontier}".replace("-", "_"),
+                      [result], script="tune_baselines")  # fmt: skip
+    _frontier_plot(result, out.with_suffix(".png"))
+    for name, v in points.items():
+        print(
+            f"{name}: {v['latency_ms_this_run']:.3f} ms/img, robust {100 * v['robust_accuracy']:.1f}% "
+            f"(drop {100 * v['robust_drop']['drop']:+.1f} pt), clean {100 * v['clean_accuracy']:.1f}%",
+            flush=True,
+        )
+
+
+def _frontier_plot(result: dict, out: Path) -> None:
+    """Time per image at batch 32 (one interleaved run) against robust accuracy on the quick suite (95% interval):
+    the tune's uniform configurations (squares) and searched plans (dots), its pick (star), the baselines
+    (triangles)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    entries = [(r["name"], r, "pick" if r["name"] == result["pick"] else "uniform" if r["uniform"] else "plan")
+               for r in result["measured"]]  # fmt: skip
+    entries += [(name, v, "baseline") for name, v in result["baselines"].items()]
+    styles = {"uniform": ("s", "C0", "uniform"), "plan": ("o", "C1", "searched plans"), "pick": ("*", "C3", "pick"),
+              "baseline": ("^", "C2", "vendor baselines")}  # fmt: skip
+    shown = set()
+    for i, (name, v, kind) in enumerate(entries):
+        marker, color, label = styles[kind]
+        x, y = v["latency_ms_this_run"], 100 * v["robust_accuracy"]
+        lo, hi = (100 * b for b in (v.get("robust_ci95") or v["robust_accuracy_ci95"]))
+        ax.errorbar([x], [y], yerr=[[y - lo], [hi - y]], fmt=marker, color=color, capsize=2,
+                    markersize=11 if kind == "pick" else 6, label=None if kind in shown else label)  # fmt: skip
+        shown.add(kind)
+        if kind != "plan":
+            ax.annotate(name.replace("uniform ", ""), (x, y), textcoords="offset points", xytext=(4, 3 + 7 * (i % 3)),
+                        fontsize=6)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("ms per image, batch 32, one interleaved run (left is faster)")
+    ax.set_ylabel("robust accuracy, quick suite, 200 candidate points (%)")
+    ax.set_title(f"tune on {result['target']}: {result['model']} (eps {result['eps'] * 255:.0f}/255)", fontsize=9)
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
