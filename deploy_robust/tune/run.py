@@ -3,7 +3,8 @@
 1. Bundles of the uniform configurations (fp32, fp16, int8, int4; with `gdws` in the space, GDWS rewrites
    at a few MAC budgets in fp32 and int8), benchmarked interleaved on the target runtime; each layer's
    latency change and robustness sensitivity (tune.measure). Pinned layers keep their pin everywhere.
-2. The frontier of plans under the additive model (tune.search).
+2. The frontier of plans under the additive model (tune.search), each GDWS option's terms first corrected by
+   a probe: a few layers rewritten among unrewritten neighbours, measured (`_gdws_probes`).
 3. Along the frontier, a bisection for the fastest plan whose engine still holds: quick suite on `n`
    test points, paired with the FP32 bundle on the same points, robust and clean drops within budget.
    The uniform configurations are verified the same way.
