@@ -80,7 +80,7 @@ def _run(tune: Workbench, calib: Dataset, data: Dataset, settings: TuneOptions) 
             if settings.time_budget_s is None:
                 _check_uniform(run, fp32)
             else:  # a verified pick first, the uniform configurations fastest first; the search may only improve on it
-                while run.pick is None and not _final_checks_stopped(run) and _check_uniform(run, fp32, until_one_holds=True):
+                while run.pick is None and not tune.stopped and _check_uniform(run, fp32, until_one_holds=True):
                     _pick(run, fp32, data)
             _search(run, fp32, calib)
             _pick(run, fp32, data)
@@ -391,8 +391,9 @@ def _gdws_probes(run: _Run, latency: tuple[dict[str, float], ...]) -> dict[str, 
     additive model predicted a plan with 5 layers rewritten 1.21x faster than uniform INT8 and it measured 0.92x.
     So a probe plan (every layer at the option's precision where it may be, else as pinned or FP32; the
     PROBE_LAYERS layers the model expects the most from rewritten) is exported and benchmarked against the same
-    plan without the rewrites, in one interleaved run; the difference between the measured and the predicted
-    change, per rewritten layer, is added to the option's term on every layer (`measure.with_probe_penalties`)."""
+    plan without the rewrites, in one interleaved run; the difference between the measured change (in the model's
+    ms: scaled by the base plan's predicted over its measured latency) and the predicted one, per rewritten layer,
+    is added to the option's term on every layer (`measure.with_probe_penalties`)."""
     tune, layers = run.tune, run.layers
     options = sorted({o for layer in layers for o in layer.allowed if parse_option(o)[0] is not None})
     probes = {}
@@ -410,10 +411,13 @@ def _gdws_probes(run: _Run, latency: tuple[dict[str, float], ...]) -> dict[str, 
                    for plan in (base, probe)]  # fmt: skip
         base_ms, probe_ms = tune.latencies(bundles, "probe")
         predicted = sum(latency[i][option] - latency[i][base[i]] for i in rewritten)
+        # in the model's ms: the probe's run may find the machine faster or slower than the uniform bundles' run
+        scale = (run.uniform_ms["fp32"] + sum(latency[i][p] for i, p in enumerate(base))) / base_ms
+        measured = (probe_ms - base_ms) * scale
         probes[option] = {
             "layers": [layers[i].name for i in rewritten], "base_ms": base_ms, "probe_ms": probe_ms,
-            "predicted_change_ms": predicted, "measured_change_ms": probe_ms - base_ms,
-            "penalty_ms": (probe_ms - base_ms - predicted) / len(rewritten),
+            "scale_to_model": scale, "predicted_change_ms": predicted, "measured_change_ms": measured,
+            "penalty_ms": (measured - predicted) / len(rewritten),
         }  # fmt: skip
     return probes
 

@@ -203,13 +203,17 @@ def test_a_gdws_probe_is_the_option_on_its_most_promising_layers_against_the_sam
     layers = with_gdws_options(search_layers(onnx.load(str(fp32.model_path)), "ort-cpu", None, settings.pins),
                                {"gdws0.5-int8": set(bench.gdws_layers(0.5))})  # fmt: skip
     run = tune_run._Run(bench)
-    run.layers = layers
+    run.layers, run.uniform_ms = layers, {"fp32": 0.5}
     # a model expecting layer 2 rewritten at INT8 to save 1 ms over INT8 there, and nothing else to change
     latency = tuple({o: -1.0 if o == "gdws0.5-int8" else 0.0 for o in layer.allowed} for layer in layers)
     probe = tune_run._gdws_probes(run, latency)["gdws0.5-int8"]
     assert probe["layers"] == ["2"] and probe["predicted_change_ms"] == -1.0
     assert probe["penalty_ms"] == pytest.approx(probe["measured_change_ms"] + 1.0)
-    assert probe["measured_change_ms"] == pytest.approx(probe["probe_ms"] - probe["base_ms"])
+    # the measured change in the model's ms: the base plan predicted at FP32's latency (nothing changes in this model)
+    assert probe["scale_to_model"] == pytest.approx(run.uniform_ms["fp32"] / probe["base_ms"])
+    assert probe["measured_change_ms"] == pytest.approx(
+        (probe["probe_ms"] - probe["base_ms"]) * probe["scale_to_model"]
+    )
     # both plans exported as a user's `export --precision mixed` would: every layer INT8 (7 pinned to FP32), and
     # the same with layer 2 rewritten; measured in one run (cached under the probe's tag)
     exported = [_layer_precisions(bundle) for bundle in (tmp_path / "cache" / "bundles").iterdir()]
