@@ -100,7 +100,9 @@ def main() -> None:
         if (args.batch, args.objective) == (1, "latency")
         else f"tune_models_b{args.batch}_{args.objective}"
     ) + ("_" + args.space.replace(",", "_") if args.space else "")
-    name += "" if (args.models, args.target) == ("small", "ort-cpu") else f"_{args.models}_{args.target}"
+    name += (
+        "" if (args.models, args.target) == ("small", "ort-cpu") else f"_{args.models}_{args.target.replace('-', '_')}"
+    )
     name += "" if args.time_budget is None else f"_budget{args.time_budget:g}s"
     rows = []
     for checkpoint, eps, loaded in models(args.models, args.only):

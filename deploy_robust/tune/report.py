@@ -200,12 +200,18 @@ def report(document: dict) -> str:
     if document.get("uniform_not_checked"):
         lines += ["", "Not checked, being slower than a uniform configuration that held (a time budget's first pick): "
                   + ", ".join(document["uniform_not_checked"]) + "."]  # fmt: skip
-    probes = document.get("cost_model", {}).get("latency_check", {}).get("gdws_probes")
-    if probes:
-        lines += ["", "Latency probes (a few layers rewritten among unrewritten neighbours, against the same plan "
-                  "without the rewrites; the difference per rewritten layer corrects the option's latency terms):"]  # fmt: skip
-        lines += [f"- {option} on {', '.join(p['layers'])}: predicted {p['predicted_change_ms']:+.4f} ms, measured "
-                  f"{p['measured_change_ms']:+.4f} ms, so {p['penalty_ms']:+.4f} ms per rewritten layer"
-                  for option, p in probes.items()]  # fmt: skip
+    lines += _probe_lines(document.get("cost_model", {}).get("latency_check", {}).get("gdws_probes"))
     lines += ["", document["acceptance"] + ".", "", "![frontier](frontier.png)", ""]
     return "\n".join(lines)
+
+
+def _probe_lines(probes: dict | None) -> list[str]:
+    """The GDWS latency probes, one line each (in the cost model's ms)."""
+    if not probes:
+        return []
+    lines = ["", "Latency probes (a few layers rewritten among unrewritten neighbours, against the same plan without "
+             "the rewrites; the difference per rewritten layer corrects the option's latency terms; in the cost "
+             "model's ms):"]  # fmt: skip
+    return lines + [f"- {option} on {', '.join(p['layers'])}: predicted {p['predicted_change_ms']:+.4f} ms, measured "
+                    f"{p['measured_change_ms']:+.4f} ms, so {p['penalty_ms']:+.4f} ms per rewritten layer"
+                    for option, p in probes.items()]  # fmt: skip
