@@ -71,8 +71,9 @@ def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset
 def _run(tune: Workbench, calib: Dataset, data: Dataset, settings: TuneOptions) -> dict[str, Any]:
     run = _Run(tune)
     try:
-        run.phase("exporting the FP32 reference")
-        fp32 = tune.bundle("fp32", "fp32", budgeted=False)  # the reference and the last resort, whatever the budget
+        # the reference and the last resort, whatever the budget; no phase line before the pins are checked
+        # against its layers, so that a bad --pin is refused in one line however long the export takes
+        fp32 = tune.bundle("fp32", "fp32", budgeted=False)
         run.layers = search_layers(onnx.load(str(fp32.model_path)), settings.target, settings.precision_space(),
                                    settings.pins)
         with deadline(tune.deadline):  # from here on, work past the budget stops at its next progress point
