@@ -93,21 +93,9 @@ def _bundles(loaded, checkpoint: str, calib, data, root: Path, tunes: Path) -> d
         )
         for target in ("openvino", "ort-cpu")
     }
-    started = time.perf_counter()
-    control = nncf_accuracy_control(fp32, calib, data.take(CANDIDATE_POINTS), CLEAN_BUDGET, root / "nncf-ac")
-    print(f"{checkpoint}: NNCF accuracy control took {time.perf_counter() - started:.0f} s", flush=True)
     groups = {
-        "openvino": {
-            "fp32": fp32,
-            "ours uniform int8": ours["openvino"],
-            "NNCF int8": nncf_int8(fp32, calib, root / "nncf"),
-            "NNCF accuracy control (clean, 1 pt)": control,
-        },
-        "ort-cpu": {
-            "fp32": fp32,
-            "ours uniform int8": ours["ort-cpu"],
-            "ORT int8, hand-tuned": ort_int8(fp32, calib, root / "ort"),
-        },
+        target: {"fp32": fp32, "ours uniform int8": ours[target]} | _vendor_int8(target, fp32, calib, data, root)
+        for target in ("openvino", "ort-cpu")
     }
     for target, bundles in groups.items():
         for metric in ("robust", "clean"):
@@ -115,6 +103,37 @@ def _bundles(loaded, checkpoint: str, calib, data, root: Path, tunes: Path) -> d
             if is_bundle(best):
                 bundles[f"tune pick ({metric}-driven)"] = open_bundle(best)
     return groups
+
+
+def _vendor_int8(target: str, fp32: Bundle, calib, data, root: Path) -> dict[str, Bundle]:
+    """What a user of `target` would pick instead, by name: NNCF's INT8 and its accuracy control (clean top-1 on the
+    candidate points, the tune's clean budget) on OpenVINO; ONNX Runtime's best hand-tuned INT8 on ort-cpu."""
+    if target != "openvino":
+        return {"ORT int8, hand-tuned": ort_int8(fp32, calib, root / "ort")}
+    started = time.perf_counter()
+    control = nncf_accuracy_control(fp32, calib, data.take(CANDIDATE_POINTS), CLEAN_BUDGET, root / "nncf-ac")
+    print(f"NNCF accuracy control took {time.perf_counter() - started:.0f} s", flush=True)
+    return {"NNCF int8": nncf_int8(fp32, calib, root / "nncf"), "NNCF accuracy control (clean, 1 pt)": control}
+
+
+def _verified(bundles: dict[str, Bundle], points, threat: ThreatModel, options: VerifyOptions) -> dict[str, dict]:
+    """Per bundle, verify's figures on `points` and its paired drops against the first bundle (the FP32
+    reference) on the same points."""
+    out, reference = {}, None
+    for name, bundle in bundles.items():
+        started = time.perf_counter()
+        doc = pipeline.verify_engine(bundle, points, threat, options)
+        reference = reference or doc
+        out[name] = {
+            "robust_accuracy": doc["robust_accuracy"],
+            "robust_accuracy_ci95": doc["robust_accuracy_ci95"],
+            "clean_accuracy": doc["clean_accuracy"],
+            "robust_drop": measure.paired_drop(reference, doc, "robust"),
+            "clean_drop": measure.paired_drop(reference, doc, "clean"),
+            "flags": [f["flag"] for f in doc["flags"]],
+            "verify_seconds": round(time.perf_counter() - started, 1),
+        }
+    return out
 
 
 def _measured(bundles: dict[str, Bundle], target: str, data, threat: ThreatModel, args) -> dict:
@@ -142,21 +161,8 @@ def _measured(bundles: dict[str, Bundle], target: str, data, threat: ThreatModel
     points = data.skip(CANDIDATE_POINTS)
     options = VerifyOptions(n=args.final_n, suite="standard", backend=backend, sweep=None, seed=0, resume=False,
                             layout="contiguous")  # fmt: skip
-    reference = None
-    for name, bundle in bundles.items():
-        started = time.perf_counter()
-        doc = pipeline.verify_engine(bundle, points, threat, options)
-        figures = {k: doc[k] for k in ("robust_accuracy", "robust_accuracy_ci95", "clean_accuracy", "per_example")}
-        reference = reference or figures
-        variants[name] |= {
-            "robust_accuracy": doc["robust_accuracy"],
-            "robust_accuracy_ci95": doc["robust_accuracy_ci95"],
-            "clean_accuracy": doc["clean_accuracy"],
-            "robust_drop": measure.paired_drop(reference, figures, "robust"),
-            "clean_drop": measure.paired_drop(reference, figures, "clean"),
-            "flags": [f["flag"] for f in doc["flags"]],
-            "verify_seconds": round(time.perf_counter() - started, 1),
-        }
+    for name, figures in _verified(bundles, points, threat, options).items():
+        variants[name] |= figures
     return {"vendor": vendor, "variants": variants}
 
 
@@ -198,36 +204,21 @@ def _frontier(loaded, checkpoint: str, eps: float, data, args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         fp32 = export_bundle(loaded, root / "fp32", ExportOptions("fp32"))
-        if args.frontier == "openvino":
-            control = nncf_accuracy_control(fp32, calib, data.take(CANDIDATE_POINTS), CLEAN_BUDGET, root / "nncf-ac")
-            baselines = {"NNCF int8": nncf_int8(fp32, calib, root / "nncf"),
-                         "NNCF accuracy control (clean, 1 pt)": control}  # fmt: skip
-        else:
-            baselines = {"ORT int8, hand-tuned": ort_int8(fp32, calib, root / "ort")}
+        baselines = _vendor_int8(args.frontier, fp32, calib, data, root)
         tuned = [open_bundle(tune.parent / "cache" / "bundles" / r["bundle"]) for r in rows]
-        listed = tuned + list(baselines.values())
-        ms = measure.latencies(listed, backend, 32, "throughput", duration=args.seconds, rounds=args.rounds)
+        ms = measure.latencies(tuned + list(baselines.values()), backend, 32, "throughput", duration=args.seconds,
+                               rounds=args.rounds)  # fmt: skip
         for r, latency in zip(rows, ms):
             r["latency_ms_this_run"] = latency
         options = VerifyOptions(n=CANDIDATE_POINTS, suite="quick", backend=backend, sweep=None, seed=0, resume=False,
                                 layout="contiguous")  # fmt: skip
-        figures = {
-            name: pipeline.verify_engine(b, data, threat, options) for name, b in {"fp32": fp32, **baselines}.items()
-        }
-    points = {}
-    for (name, doc), latency in zip(figures.items(), [None, *ms[len(rows) :]]):
-        if name == "fp32":
-            continue
-        points[name] = {k: doc[k] for k in ("robust_accuracy", "robust_accuracy_ci95", "clean_accuracy")} | {
-            "latency_ms_this_run": latency,
-            "robust_drop": measure.paired_drop(figures["fp32"], doc, "robust"),
-            "clean_drop": measure.paired_drop(figures["fp32"], doc, "clean"),
-            "flags": [f["flag"] for f in doc["flags"]],
-        }
+        figures = _verified({"fp32": fp32, **baselines}, data, threat, options)
+    points = {name: figures[name] | {"latency_ms_this_run": latency}
+              for name, latency in zip(baselines, ms[len(rows):])}  # fmt: skip
     result = {"model": checkpoint, "eps": eps, "target": args.frontier, "pick": document["pick"],
               "measured": rows, "baselines": points}  # fmt: skip
-    out = save_result(f"tune_frontier_{checkpoint.split('.')[0].replace('-', '_')}_{args.frontier}".replace("-", "_"),
-                      [result], script="tune_baselines")  # fmt: skip
+    name = f"tune_frontier_{checkpoint.split('.')[0]}_{args.frontier}".replace("-", "_")
+    out = save_result(name, [result], script="tune_baselines")
     _frontier_plot(result, out.with_suffix(".png"))
     for name, v in points.items():
         print(

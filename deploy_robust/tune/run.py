@@ -404,14 +404,14 @@ def _gdws_probes(run: _Run, latency: tuple[dict[str, float], ...]) -> dict[str, 
                      else layer.allowed[0] for layer in layers)  # fmt: skip
         gains = sorted((latency[i][option] - latency[i][base[i]], i) for i, layer in enumerate(layers)
                        if option in layer.allowed)  # fmt: skip
-        rewritten = [i for gain, i in gains[:PROBE_LAYERS] if gain < 0]
-        if not rewritten:
+        chosen = [(gain, i) for gain, i in gains[:PROBE_LAYERS] if gain < 0]
+        if not chosen:
             continue
+        rewritten, predicted = [i for _, i in chosen], sum(gain for gain, _ in chosen)
         probe = tuple(option if i in rewritten else p for i, p in enumerate(base))
         bundles = [tune.bundle(plan_key(plan), "mixed", plan, layers, loaded=tune.plan_model(layers, plan))
                    for plan in (base, probe)]  # fmt: skip
         base_ms, probe_ms = tune.latencies(bundles, "probe")
-        predicted = sum(latency[i][option] - latency[i][base[i]] for i in rewritten)
         # in the model's ms: the probe's run may find the machine faster or slower than the uniform bundles' run
         scale = (run.uniform_ms["fp32"] + sum(latency[i][p] for i, p in enumerate(base))) / base_ms
         measured = (probe_ms - base_ms) * scale

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Iterator
 
 import onnx
 import torch
@@ -128,30 +127,25 @@ class InMemoryLowering:
     ) -> dict[str, list[float]]:
         """`margins` for each of `metrics`, the layer lowered once for all of them (a GDWS-INT8 rewrite calibrates
         its inputs' ranges on the calibration images each time it is made)."""
-        with self.lowered(name, precision, gdws_allocation):
+        replacement = self._lowered_layer(name, precision, gdws_allocation)
+        with contextlib.nullcontext() if replacement is None else swapped(self.module, name, replacement):
             return {metric: attacked_margins(self.model, sample, threat, metric, seed) for metric in metrics}
 
-    @contextlib.contextmanager
-    def lowered(self, name: str | None, precision: str, gdws_allocation: list[int] | None = None) -> Iterator[None]:
-        """Within the block, layer `name` is at `precision` (rewritten by GDWS first, with `gdws_allocation`);
-        nothing is lowered for name None or fp32 without a rewrite."""
+    def _lowered_layer(
+        self, name: str | None, precision: str, gdws_allocation: list[int] | None
+    ) -> torch.nn.Module | None:
+        """What layer `name` becomes at `precision` (rewritten by GDWS first, with `gdws_allocation`); None where
+        nothing is lowered (name None, or fp32 without a rewrite)."""
         if gdws_allocation is not None:
-            replacement = self.gdws_layer(name, gdws_allocation, precision)
-        elif name is None or precision == "fp32":
-            yield
-            return
-        else:
-            layer = self.module.get_submodule(name)
-            shipped = self.shipped.get(precision, ("", {}))[1].get(name)
-            if shipped is not None:
-                replacement = shipped.lowered(layer)
-            else:
-                moved = self.reads_moved_data[name]
-                replacement = rounded_layer(
-                    layer, precision, self.profile, self.ranges().get(name), reads_moved_data=moved
-                )
-        with swapped(self.module, name, replacement):
-            yield
+            return self.gdws_layer(name, gdws_allocation, precision)
+        if name is None or precision == "fp32":
+            return None
+        layer = self.module.get_submodule(name)
+        shipped = self.shipped.get(precision, ("", {}))[1].get(name)
+        if shipped is not None:
+            return shipped.lowered(layer)
+        moved = self.reads_moved_data[name]
+        return rounded_layer(layer, precision, self.profile, self.ranges().get(name), reads_moved_data=moved)
 
     def gdws_layer(self, name: str, allocation: list[int], precision: str) -> GDWSConv2d:
         """Convolution `name` rewritten by GDWS with `allocation` (the BatchNorm after it stays, unfolded: per
