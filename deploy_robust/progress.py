@@ -112,6 +112,7 @@ class Lines:
         self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
         self.started = self.clock()
         self.done = 0
+        self.free = 0  # units credited without work being done now (resumed from a checkpoint, spared): not in the rate
         self.now = ""
         self.last_line: float | None = None
         _open_lines.append(weakref.ref(self))
@@ -131,11 +132,14 @@ class Lines:
         """Between updates: the same line, if one is due (a unit of work can take minutes on a real model)."""
         self._write_if_due(f" ({self.now})" if self.now else " (working on the next)")
 
-    def update(self, n: int = 1) -> None:
+    def update(self, n: int = 1, free: bool = False) -> None:
+        """`n` units done; `free`: credited without being worked now (a resumed checkpoint, work found unneeded), so
+        they move the share but not the rate the ETA extrapolates."""
         _raise_if_past()
         if _phase is not None:
             _phase.heartbeat()
         self.done += n
+        self.free += n if free else 0
         self._write_if_due(f" ({self.now})" if self.now else "")
 
     def _line(self, now: float) -> str:
@@ -144,8 +148,9 @@ class Lines:
             return f"{self.desc}: {self.done} done, {_duration(elapsed)}"
         share = f"{100 * self.done / self.total:.0f}%"
         line = f"{self.desc}: {share if self.weighted else f'{self.done}/{self.total} ({share})'}, {_duration(elapsed)}"
-        if ETA_FROM * self.total <= self.done < self.total:  # before that, an extrapolation is mostly noise
-            line += f", about {_duration(elapsed / self.done * (self.total - self.done))} left"
+        worked = self.done - self.free
+        if ETA_FROM * self.total <= worked and self.done < self.total:  # before, an extrapolation is mostly noise
+            line += f", about {_duration(elapsed / worked * (self.total - self.done))} left"
         return line
 
     def close(self) -> None:
@@ -155,7 +160,7 @@ class Lines:
 
 
 class _NoBar:
-    def update(self, n: int = 1) -> None:
+    def update(self, n: int = 1, free: bool = False) -> None:
         check_deadline()
 
     def doing(self, what: str) -> None:
@@ -184,7 +189,7 @@ class _Bar:
         form = "{l_bar}{bar}| {elapsed}<{remaining}{postfix}" if weighted else None  # no unit counts
         self.shown = tqdm(total=total, desc=desc, leave=False, file=sys.stderr, bar_format=form)
 
-    def update(self, n: int = 1) -> None:
+    def update(self, n: int = 1, free: bool = False) -> None:  # tqdm's smoothed rate soon forgets a free jump
         check_deadline()
         self.shown.update(n)
 

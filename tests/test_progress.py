@@ -90,3 +90,14 @@ def test_no_eta_before_a_fiftieth_of_the_step_is_done():
     clock.now = 20.0
     shown.update(25)  # 3% in 20 s: an estimate worth printing
     assert lines == ["verify: 0%, 5 s", "verify: 3%, 20 s, about 10 min 47 s left"]
+
+
+def test_work_credited_without_being_done_moves_the_share_but_not_the_eta():
+    """A verification resumed at 77% from its checkpoint (and points an earlier attack already broke) are credited
+    at once; the ETA extrapolates only the work done since."""
+    clock, lines = _Clock(), []
+    shown = progress.Lines(1000, "verify", clock=clock, write=lines.append, weighted=True)
+    shown.update(770, free=True)
+    clock.now = 10.0
+    shown.update(20)  # 2% of the step worked in 10 s, 21% left: 105 s, where 790 units in 10 s would say 3 s
+    assert lines == ["verify: 79%, 10 s, about 1 min 45 s left"]

@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-budget", type=cli_args.duration, metavar="T",
                         help="stop measuring and searching after T (90s, 30m, 1.5h) and pick from what was verified; "
                              "a rerun with more time continues from the cache")
+    parser.add_argument("--min-gain", type=float, default=0.05, metavar="F",
+                        help="a contender replaces a verified pick only if, timed again beside it, it is at least "
+                             "this fraction faster (0.05); below that its final check is not worth its time")
     parser.add_argument("--n", type=cli_args.positive_int, default=200, help="test points for candidates (quick suite)")
     parser.add_argument("--final-n", type=cli_args.positive_int, default=500,
                         help="test points for the pick's standard-suite verification (500)")
@@ -71,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
                           final_n=args.final_n, seed=args.seed, threads=args.threads,
                           latency_budget_ms=args.latency_budget_ms, bench_seconds=args.bench_seconds,
                           pins=parse_pins(args.pin, args.target), time_budget_s=args.time_budget,
-                          gdws_budgets=tuple(args.gdws_budgets), sensitivities=args.sensitivities)
+                          gdws_budgets=tuple(args.gdws_budgets), sensitivities=args.sensitivities,
+                          min_gain=args.min_gain)
     result = tune(TuneRequest(args.model, args.out, args.calib, args.data, options, cli_args.model_options(args),
                               args.cache))
     doc = result.document

@@ -35,6 +35,10 @@ class TuneOptions:
     pins: Pins = ()  # (layer, precision): fixed in every plan and configuration
     time_budget_s: float | None = None
     gdws_budgets: tuple[float, ...] = GDWS_BUDGETS  # with `gdws` in the space
+    # how much faster than a verified pick a contender must measure, timed again beside it alone, for its own
+    # final check to start: one plan's ratio to uniform INT8 ranged 0.99-1.03x over runs on a quiet 2-core machine
+    # (docs/tune.md), and a ResNet-18's final check costs half an hour there
+    min_gain: float = 0.05
 
     def precision_space(self) -> tuple[str, ...] | None:
         """The per-layer precisions asked for (None: every one the target runs)."""
@@ -63,6 +67,8 @@ class TuneOptions:
             raise UserError(f"--time-budget must be positive; got {self.time_budget_s:g} s")
         if self.with_gdws and not all(0 < b < 1 for b in self.gdws_budgets):
             raise UserError(f"--gdws-budgets are fractions of MACs kept, in (0, 1); got {list(self.gdws_budgets)}")
+        if not 0 <= self.min_gain < 1:
+            raise UserError(f"--min-gain is a fraction of the verified pick's time, in [0, 1); got {self.min_gain:g}")
         if self.sensitivities not in SENSITIVITIES:
             raise UserError(f"--sensitivities must be one of {', '.join(SENSITIVITIES)}; got {self.sensitivities}")
         get_target(self.target)

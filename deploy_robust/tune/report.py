@@ -36,6 +36,8 @@ def _entry(name: str, c: dict, plan: Plan | None, layers, settings) -> dict:
         row["why_not"] = _why_not(c, settings)
     if plan is not None:
         row["plan"] = dict(zip([layer.name for layer in layers], plan))
+    if "timed_against_pick" in c:
+        row["timed_against_pick"] = c["timed_against_pick"]
     if "final" in c:
         row["final"] = {k: c["final"].get(k) for k in ("holds", "robust_drop", "clean_drop", "reference_attacked")} | {
             "robust_accuracy": c["final"]["verify"]["robust_accuracy"],
@@ -179,7 +181,7 @@ def report(document: dict) -> str:
     for r in sorted(document["measured"], key=lambda r: (r["latency_ms"] is None, r["latency_ms"] or 0)):
         final = r.get("final")
         shown = (
-            "-"
+            _not_worth_a_check(r)
             if not final
             else (
                 f"{100 * final['robust_accuracy']:.1f}% (drop "
@@ -203,6 +205,17 @@ def report(document: dict) -> str:
     lines += _probe_lines(document.get("cost_model", {}).get("latency_check", {}).get("gdws_probes"))
     lines += ["", document["acceptance"] + ".", "", "![frontier](frontier.png)", ""]
     return "\n".join(lines)
+
+
+def _not_worth_a_check(row: dict) -> str:
+    """The final column of a contender timed again beside the verified pick and found too little faster."""
+    timed = row.get("timed_against_pick")
+    if not timed or timed["final_check"]:
+        return "-"
+    return (
+        f"not run: {1 + timed['gain']:.3f}x {timed['pick']} timed beside it, under the "
+        f"{1 + timed['min_gain']:.2f}x a final check needs"
+    )
 
 
 def _probe_lines(probes: dict | None) -> list[str]:

@@ -229,7 +229,7 @@ class _AttackProgress:
         (`progress.count_steps`), up to its expected share."""
         weight = self.weights.get(attack.name, 1.0)
         self.shown.doing(f"{attack.name}, batch {index + 1}/{self.batches}")
-        self.shown.update(round(weight * (points - attacked)))
+        self.shown.update(round(weight * (points - attacked)), free=True)
         self.share, self.per_step, self.credited = round(weight * attacked), step_weight(attack), 0.0
         count_steps(self._steps)
 
@@ -244,7 +244,7 @@ class _AttackProgress:
         self.shown.update(self.share - int(self.credited))
 
     def skip_batch(self, points: int) -> None:  # reloaded from its checkpoint
-        self.shown.update(round(points * sum(self.weights.values())))
+        self.shown.update(round(points * sum(self.weights.values())), free=True)
 
     def close(self) -> None:
         count_steps(None)  # an attack cut short (a time budget, an error) counts no more

@@ -368,6 +368,60 @@ def test_under_a_time_budget_a_first_pick_failing_its_final_check_leads_to_the_n
     assert picked is not first and picked["final"]["holds"] and timed["pick_reason"] is None
 
 
+@pytest.mark.parametrize("gain", [0.02, 0.5])
+def test_under_a_time_budget_a_contender_gets_a_final_check_only_if_clearly_faster_than_the_verified_pick(
+    tuned, digits_loaded, tmp_path, monkeypatch, gain
+):
+    import shutil
+    from dataclasses import replace
+
+    from deploy_robust.tune import run as tune_run
+    from deploy_robust.tune.space import plan_key
+    from deploy_robust.tune.workbench import Workbench
+
+    out, settings, doc = tuned
+    shutil.copytree(out / "cache", tmp_path / "cache")
+    latencies, searched = Workbench.latencies, []
+
+    def one_searched_plan(run, fp32, calib):
+        """The per-layer search cut to one real plan, exported and quick-checked as the bisection does (what the
+        search itself finds on the digits CNN depends on its timings): INT8 on the largest layer, the rest FP32."""
+        largest = max((layer for layer in run.layers if "int8" in layer.allowed), key=lambda layer: layer.macs)
+        plan = tuple("int8" if layer is largest else "fp32" for layer in run.layers)
+        bundle = run.tune.bundle(
+            plan_key(plan), "mixed", plan, run.layers, loaded=run.tune.plan_model(run.layers, plan)
+        )
+        run.checked[plan] = {"bundle": bundle} | run.tune.quick_check(bundle, fp32)
+        searched.append(bundle.path.name)
+
+    def the_plan_looks_fastest(self, bundles, tag):
+        """The contenders' run makes the searched plan look 10x faster than it is; timed again beside the verified
+        pick, it is `gain` faster than the pick."""
+        measured = latencies(self, bundles, tag)
+        if tag == "against-pick":  # [contender, pick]
+            return [measured[1] / (1 + gain), measured[1]]
+        return [ms * (0.1 if b.path.name in searched else 1) for b, ms in zip(bundles, measured)]
+
+    monkeypatch.setattr(tune_run, "_search", one_searched_plan)
+    monkeypatch.setattr(Workbench, "latencies", the_plan_looks_fastest)
+    timed = run_tune(digits_loaded, tmp_path, load_dataset("digits:train"), load_dataset("digits:test"),
+                     replace(settings, time_budget_s=3600))  # fmt: skip
+    plan = next(r for r in timed["measured"] if r["bundle"] in searched)
+    assert plan["holds"] and plan["timed_against_pick"]["gain"] == pytest.approx(gain)
+    assert plan["timed_against_pick"]["pick"] in uniform_names(timed)  # the uniform pick verified first
+    if gain < settings.min_gain:  # not worth a final check: the pick verified first stands
+        assert not plan["timed_against_pick"]["final_check"] and "final" not in plan
+        assert timed["pick"] == plan["timed_against_pick"]["pick"]
+        assert f"not run: {1 + gain:.3f}x" in (tmp_path / "report.md").read_text()
+    else:  # checked on the standard suite, and the pick where it held
+        assert plan["timed_against_pick"]["final_check"] and "final" in plan
+        assert (timed["pick"] == plan["name"]) == plan["final"]["holds"]
+
+
+def uniform_names(doc: dict) -> set[str]:
+    return {name for r in doc["measured"] if r["uniform"] for name in (r["name"], *r.get("same_graph_as", ()))}
+
+
 def _by_name(doc: dict) -> dict:
     return {r["name"]: r for r in doc["measured"]}
 
