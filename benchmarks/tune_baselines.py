@@ -15,6 +15,8 @@ per target).
 tune on TARGET): every configuration and plan the tune measured and the baselines benchmarked again in one
 interleaved run (batch 32), the baselines verified as the tune verified its candidates (quick suite, its 200
 candidate points, paired against FP32), all on one plot: benchmarks/results/tune_frontier_MODEL_TARGET.png.
+With `--final`, each baseline also gets the tune's final check (standard suite, the final points, paired against
+FP32 attacked where it lost).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from common import SHARED, calibration_for
@@ -59,6 +62,12 @@ def main() -> None:
         "speed ratios in minutes, where the 500-point checks of a ResNet-18 take hours",
     )
     parser.add_argument("--frontier", choices=["openvino", "ort-cpu"], help="the baselines in the tune's frontier")
+    parser.add_argument(
+        "--final",
+        action="store_true",
+        help="with --frontier: also the baselines' check as the tune checks its pick (standard suite on the "
+        "--final-n final points, paired against FP32 attacked where the baseline lost: an upper bound of the drop)",
+    )
     args = parser.parse_args()
     data = load_dataset(SHARED / "datasets" / "cifar10_test_first1017.npz", (3, 32, 32))
     if args.frontier:
@@ -213,6 +222,9 @@ def _frontier(loaded, checkpoint: str, eps: float, data, args) -> None:
         options = VerifyOptions(n=CANDIDATE_POINTS, suite="quick", backend=backend, sweep=None, seed=0, resume=False,
                                 layout="contiguous")  # fmt: skip
         figures = _verified({"fp32": fp32, **baselines}, data, threat, options)
+        if args.final:
+            for name, final in _final_checks(baselines, fp32, data, threat, replace(options, n=args.final_n)).items():
+                figures[name]["final"] = final
     points = {name: figures[name] | {"latency_ms_this_run": latency}
               for name, latency in zip(baselines, ms[len(rows):])}  # fmt: skip
     result = {"model": checkpoint, "eps": eps, "target": args.frontier, "pick": document["pick"],
@@ -226,6 +238,34 @@ def _frontier(loaded, checkpoint: str, eps: float, data, args) -> None:
             f"(drop {100 * v['robust_drop']['drop']:+.1f} pt), clean {100 * v['clean_accuracy']:.1f}%",
             flush=True,
         )
+
+
+def _final_checks(baselines: dict[str, Bundle], fp32: Bundle, data, threat: ThreatModel, options: VerifyOptions):
+    """Per baseline, the tune's final check: the standard suite on the points after the candidate points, paired
+    against FP32 attacked where the baseline lost (`measure.reference_outcomes`: an upper bound of the drop)."""
+    points, standard = data.skip(CANDIDATE_POINTS), replace(options, suite="standard", resume=True)
+    out = {}
+    for name, bundle in baselines.items():
+        started = time.perf_counter()
+        doc = pipeline.verify_engine(bundle, points, threat, standard)
+        reference = measure.reference_outcomes(
+            doc,
+            lambda at: pipeline.verify_engine(fp32, points.subset(at), threat, replace(standard, n=len(at))),
+            everywhere=False,
+        )
+        out[name] = {
+            "n": standard.n,
+            "robust_accuracy": doc["robust_accuracy"],
+            "robust_accuracy_ci95": doc["robust_accuracy_ci95"],
+            "clean_accuracy": doc["clean_accuracy"],
+            "robust_drop_at_most": measure.paired_drop(reference, doc, "robust"),
+            "clean_drop_at_most": measure.paired_drop(reference, doc, "clean"),
+            "reference_attacked": reference["attacked"],
+            "flags": [f["flag"] for f in doc["flags"]],
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        print(f"{name}: final check {out[name]}", flush=True)
+    return out
 
 
 def _frontier_plot(result: dict, out: Path) -> None:

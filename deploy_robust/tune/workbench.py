@@ -42,7 +42,6 @@ from deploy_robust.tune.space import (
     pinned_plan_file,
     plan_file,
 )
-from deploy_robust.verify.document import bits, per_example
 from deploy_robust.verify.options import VerifyOptions
 from deploy_robust.tune.options import TuneOptions
 
@@ -299,28 +298,11 @@ class Workbench:
         return self._verified(bundle, suite, self.data.subset(indices), len(indices), f"at-{points}")
 
     def final_reference(self, fp32: Bundle, candidate: dict[str, Any], skip: int, everywhere: bool) -> dict[str, Any]:
-        """FP32's standard-suite outcomes on the candidate's final points, attacked where the paired drop needs them.
-
-        A point the candidate holds adds to the drop only where FP32 is lost there, which can only lower the drop;
-        so at first FP32 is attacked only where the candidate lost (mostly points both lose in a few steps) and
-        taken as holding elsewhere: the drop so measured is an upper bound of the drop against FP32 attacked
-        everywhere. Only when that bound breaks a budget (`everywhere`) is FP32 attacked at the rest as well, and the
-        drop is the exact paired one. Outcomes come from verify on those points, cached by them."""
-        lost = ~per_example(candidate, "robust")
-        clean, robust = np.ones(len(lost), bool), np.ones(len(lost), bool)
-        flags: set[str] = set()
-        for points in (np.flatnonzero(lost), np.flatnonzero(~lost) if everywhere else ()):
-            if len(points):
-                doc = self.verified_at(fp32, "standard", points + skip)
-                clean[points], robust[points] = per_example(doc, "clean"), per_example(doc, "robust")
-                flags.update(doc["flags"])
-        return {
-            "robust_accuracy": float(robust.mean()),
-            "clean_accuracy": float(clean.mean()),
-            "per_example": {"clean": bits(clean), "robust": bits(robust)},
-            "flags": sorted(flags),
-            "attacked": "every point" if everywhere else f"the {int(lost.sum())} points the candidate lost",
-        }
+        """FP32's standard-suite outcomes on the candidate's final points (test points from `skip`), attacked where
+        the paired drop needs them (`measure.reference_outcomes`); verify's runs cached by their points."""
+        return measure.reference_outcomes(
+            candidate, lambda points: self.verified_at(fp32, "standard", points + skip), everywhere
+        )
 
     def _verified(self, bundle: Bundle, suite: str, data: Dataset, n: int, points: str) -> dict[str, Any]:
         def compute():
