@@ -244,8 +244,14 @@ def _final_checks(baselines: dict[str, Bundle], fp32: Bundle, data, threat: Thre
     """Per baseline, the tune's final check: the standard suite on the points after the candidate points, paired
     against FP32 attacked where the baseline lost (`measure.reference_outcomes`: an upper bound of the drop)."""
     points, standard = data.skip(CANDIDATE_POINTS), replace(options, suite="standard", resume=True)
-    out = {}
+    out, by_graph = {}, {}
     for name, bundle in baselines.items():
+        if bundle.manifest.model.sha256 in by_graph:  # NNCF's accuracy control reverting nothing: NNCF's INT8 itself
+            out[name] = out[by_graph[bundle.manifest.model.sha256]] | {
+                "same_graph_as": by_graph[bundle.manifest.model.sha256]
+            }
+            continue
+        by_graph[bundle.manifest.model.sha256] = name
         started = time.perf_counter()
         doc = pipeline.verify_engine(bundle, points, threat, standard)
         reference = measure.reference_outcomes(

@@ -166,6 +166,15 @@ def with_probe_penalties(
     return tuple({o: change + penalties.get(o, 0.0) for o, change in options.items()} for options in model)
 
 
+def with_island_penalty(model: tuple[dict[str, float], ...], penalty: float) -> tuple[dict[str, float], ...]:
+    """`model` with `penalty` (ms, measured by a probe: what a layer kept FP32 among lower-precision neighbours costs
+    beyond the saving it gives up) added to the FP32 term of every layer that has another option. A plan with
+    many FP32 layers is then predicted slower than it is (its islands merge), which matters little: the frontier's
+    fast end, where the search looks first, keeps a few layers in float."""
+    return tuple({o: change + (penalty if o == "fp32" and len(options) > 1 else 0.0) for o, change in options.items()}
+                 for options in model)  # fmt: skip
+
+
 def layer_times(rows: list[dict[str, Any]], names: dict[str, tuple[str, ...]]) -> dict[str, float] | None:
     """Per key of `names` (an ONNX node, or a layer made of several), the ms of the runtime-graph layers OpenVINO
     made of it. Its profile names each after the node or its output tensor (`node_conv2d_1/WithoutBiases`, `logits`

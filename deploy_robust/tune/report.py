@@ -202,7 +202,7 @@ def report(document: dict) -> str:
     if document.get("uniform_not_checked"):
         lines += ["", "Not checked, being slower than a uniform configuration that held (a time budget's first pick): "
                   + ", ".join(document["uniform_not_checked"]) + "."]  # fmt: skip
-    lines += _probe_lines(document.get("cost_model", {}).get("latency_check", {}).get("gdws_probes"))
+    lines += _probe_lines(document.get("cost_model", {}).get("latency_check", {}))
     lines += ["", document["acceptance"] + ".", "", "![frontier](frontier.png)", ""]
     return "\n".join(lines)
 
@@ -218,13 +218,18 @@ def _not_worth_a_check(row: dict) -> str:
     )
 
 
-def _probe_lines(probes: dict | None) -> list[str]:
-    """The GDWS latency probes, one line each (in the cost model's ms)."""
-    if not probes:
+def _probe_lines(check: dict) -> list[str]:
+    """The latency probes, one line each (in the cost model's ms)."""
+    probes, island = check.get("gdws_probes"), check.get("island_probe")
+    if not probes and not island:
         return []
-    lines = ["", "Latency probes (a few layers rewritten among unrewritten neighbours, against the same plan without "
-             "the rewrites; the difference per rewritten layer corrects the option's latency terms; in the cost "
-             "model's ms):"]  # fmt: skip
-    return lines + [f"- {option} on {', '.join(p['layers'])}: predicted {p['predicted_change_ms']:+.4f} ms, measured "
-                    f"{p['measured_change_ms']:+.4f} ms, so {p['penalty_ms']:+.4f} ms per rewritten layer"
-                    for option, p in probes.items()]  # fmt: skip
+    lines = ["", "Latency probes (a few layers changed among unchanged neighbours, against the same plan without the "
+             "change; the difference per changed layer corrects the option's latency terms; in the cost model's ms):"]  # fmt: skip
+    lines += [f"- {option} on {', '.join(p['layers'])}: predicted {p['predicted_change_ms']:+.4f} ms, measured "
+              f"{p['measured_change_ms']:+.4f} ms, so {p['penalty_ms']:+.4f} ms per rewritten layer"
+              for option, p in (probes or {}).items()]  # fmt: skip
+    if island:
+        lines.append(f"- fp32 islands among {island['precision']} layers ({', '.join(island['layers'])}): predicted "
+                     f"{island['predicted_change_ms']:+.4f} ms, measured {island['measured_change_ms']:+.4f} ms, so "
+                     f"{island['penalty_ms']:+.4f} ms per layer kept in float")  # fmt: skip
+    return lines

@@ -54,7 +54,7 @@ from deploy_robust.tune.report import frontier_document, write_outputs
 from deploy_robust.tune.workbench import Workbench
 
 MAX_FINAL_CHECKS = 4   # standard-suite verifications of the fastest holding candidates before FP32 is the answer
-PROBE_LAYERS = 4  # layers rewritten in each GDWS option's latency probe (the ResNet-18's plans rewrote 3 to 6)
+PROBE_LAYERS = 4  # layers changed in a latency probe (the ResNet-18's plans rewrote 3 to 6, kept 2 to 7 in float)
 
 
 def run_tune(loaded: LoadedModel, out: str | Path, calib: Dataset, data: Dataset, settings: TuneOptions,
@@ -258,10 +258,7 @@ def _search(run: _Run, fp32: Bundle, calib: Dataset) -> None:
         shared |= {o: "runtime profile" if o in rewrite_profiles else "MACs saved" for o in rewrites}
         run.latency_check = {"shared_by": shared,
                              "by_profile": list(latency), "by_macs": list(by_macs)}
-        run.phase("latency probes of the GDWS options in mixed plans")
-        probes = run.stage("latency probes", lambda: _gdws_probes(run, latency)) or {}
-        latency = measure.with_probe_penalties(latency, {o: probe["penalty_ms"] for o, probe in probes.items()})
-        run.latency_check["gdws_probes"] = probes
+        latency = _probed(run, latency)
         run.model = CostModel(plain_ms["fp32"], latency, tuple(run.loss))
         run.points = frontier(run.model)
     if run.points and "reference verification" not in tune.stopped:
@@ -385,6 +382,64 @@ def _layer_sensitivity(run: _Run, fp32: Bundle, sample: Dataset, i: int, in_memo
     return options
 
 
+def _probed(run: _Run, latency: tuple[dict[str, float], ...]) -> tuple[dict[str, float], ...]:
+    """The latency model corrected by what mixed plans measure: each GDWS option's probe, then the float islands'
+    probe (on the model the GDWS probes corrected); both recorded in `run.latency_check`."""
+    run.phase("latency probes of the GDWS options in mixed plans")
+    probes = run.stage("latency probes", lambda: _gdws_probes(run, latency)) or {}
+    latency = measure.with_probe_penalties(latency, {o: probe["penalty_ms"] for o, probe in probes.items()})
+    run.latency_check["gdws_probes"] = probes
+    run.phase("latency probe of FP32 layers among lower-precision neighbours")
+    island = run.stage("latency probes", lambda: _island_probe(run, latency))
+    if island is not None:
+        latency = measure.with_island_penalty(latency, island["penalty_ms"])
+        run.latency_check["island_probe"] = island
+    return latency
+
+
+def _island_probe(run: _Run, latency: tuple[dict[str, float], ...]) -> dict[str, Any] | None:
+    """What a few layers kept FP32 among lower-precision neighbours cost beyond the saving they give up, measured.
+
+    The model takes a layer's FP32 term as no change from the FP32 bundle, so a plan with a layer kept in float
+    among INT8 ones is predicted at INT8's time less that layer's INT8 saving; the runtime also converts the
+    activations at each end of the island (on the CIFAR ResNet-18 on OpenVINO, INT8 with its two smallest layers
+    in float measured 0.98x INT8, predicted 1.00x). So a probe plan (the fastest measured precision everywhere it
+    may be; at FP32 the PROBE_LAYERS layers, at most half, with the largest sensitivity at it, those a search keeps
+    in float) is measured against the same plan without the islands; the difference from the predicted change,
+    per island, is added to the FP32 term of every layer that has another option (`measure.with_island_penalty`).
+    None where no precision below FP32 was measured."""
+    layers, uniform_ms = run.layers, run.uniform_ms or {}
+    lower = sorted((uniform_ms[p], p) for p in run.plain if p != "fp32" and p in uniform_ms)
+    if not lower or not run.loss:
+        return None
+    low = lower[0][1]
+    base = tuple(low if low in layer.allowed else "fp32" if "fp32" in layer.allowed else layer.allowed[0]
+                 for layer in layers)  # fmt: skip
+    sensitive = sorted(((run.loss[i].get(low, 0.0), i) for i, layer in enumerate(layers)
+                        if base[i] == low and "fp32" in layer.allowed), reverse=True)  # fmt: skip
+    kept = sorted(i for _, i in sensitive[: min(PROBE_LAYERS, len(sensitive) // 2)])  # islands: a minority
+    if not kept:
+        return None
+    probe = tuple("fp32" if i in kept else p for i, p in enumerate(base))
+    measured = _measured_change(run, latency, base, probe)
+    predicted = sum(latency[i]["fp32"] - latency[i][low] for i in kept)
+    return {"precision": low, "layers": [layers[i].name for i in kept], **measured, "predicted_change_ms": predicted,
+            "penalty_ms": (measured["measured_change_ms"] - predicted) / len(kept)}  # fmt: skip
+
+
+def _measured_change(run: _Run, latency: tuple[dict[str, float], ...], base: Plan, probe: Plan) -> dict[str, float]:
+    """Plans `base` and `probe` exported and benchmarked in one run; the probe's change in the model's ms (the run
+    may find the machine faster or slower than the uniform bundles' run: scaled by the base plan's predicted over
+    its measured latency)."""
+    tune, layers = run.tune, run.layers
+    bundles = [tune.bundle(plan_key(plan), "mixed", plan, layers, loaded=tune.plan_model(layers, plan))
+               for plan in (base, probe)]  # fmt: skip
+    base_ms, probe_ms = tune.latencies(bundles, "probe")
+    scale = (run.uniform_ms["fp32"] + sum(latency[i][p] for i, p in enumerate(base))) / base_ms
+    return {"base_ms": base_ms, "probe_ms": probe_ms, "scale_to_model": scale,
+            "measured_change_ms": (probe_ms - base_ms) * scale}  # fmt: skip
+
+
 def _gdws_probes(run: _Run, latency: tuple[dict[str, float], ...]) -> dict[str, dict[str, Any]]:
     """Per GDWS option, what rewriting a few layers among neighbours at the option's precision costs, measured.
 
@@ -396,7 +451,7 @@ def _gdws_probes(run: _Run, latency: tuple[dict[str, float], ...]) -> dict[str, 
     plan without the rewrites, in one interleaved run; the difference between the measured change (in the model's
     ms: scaled by the base plan's predicted over its measured latency) and the predicted one, per rewritten layer,
     is added to the option's term on every layer (`measure.with_probe_penalties`)."""
-    tune, layers = run.tune, run.layers
+    layers = run.layers
     options = sorted({o for layer in layers for o in layer.allowed if parse_option(o)[0] is not None})
     probes = {}
     for option in options:
@@ -410,17 +465,9 @@ def _gdws_probes(run: _Run, latency: tuple[dict[str, float], ...]) -> dict[str, 
             continue
         rewritten, predicted = [i for _, i in chosen], sum(gain for gain, _ in chosen)
         probe = tuple(option if i in rewritten else p for i, p in enumerate(base))
-        bundles = [tune.bundle(plan_key(plan), "mixed", plan, layers, loaded=tune.plan_model(layers, plan))
-                   for plan in (base, probe)]  # fmt: skip
-        base_ms, probe_ms = tune.latencies(bundles, "probe")
-        # in the model's ms: the probe's run may find the machine faster or slower than the uniform bundles' run
-        scale = (run.uniform_ms["fp32"] + sum(latency[i][p] for i, p in enumerate(base))) / base_ms
-        measured = (probe_ms - base_ms) * scale
-        probes[option] = {
-            "layers": [layers[i].name for i in rewritten], "base_ms": base_ms, "probe_ms": probe_ms,
-            "scale_to_model": scale, "predicted_change_ms": predicted, "measured_change_ms": measured,
-            "penalty_ms": (measured - predicted) / len(rewritten),
-        }  # fmt: skip
+        measured = _measured_change(run, latency, base, probe)
+        probes[option] = {"layers": [layers[i].name for i in rewritten], **measured, "predicted_change_ms": predicted,
+                          "penalty_ms": (measured["measured_change_ms"] - predicted) / len(rewritten)}  # fmt: skip
     return probes
 
 

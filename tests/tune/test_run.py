@@ -175,10 +175,13 @@ def test_each_gdws_option_is_probed_among_unrewritten_neighbours_and_its_latency
         precision = option.split("-")[1]
         expected = [terms[option] - terms[precision] for terms in before if option in terms]
         assert expected and (option in probes) == any(gain < 0 for gain in expected)
+    island = check["island_probe"]["penalty_ms"]  # then the FP32 islands' probe (below)
     for terms_before, terms_after in zip(before, after):
         for option, change in terms_before.items():
             penalty = probes[option]["penalty_ms"] if option in probes else 0.0
+            penalty += island if option == "fp32" and len(terms_before) > 1 else 0.0  # not on a pinned layer
             assert terms_after[option] == pytest.approx(change + penalty)
+    assert "fp32 islands among" in (out / "report.md").read_text()
     # every plan measured is shown beside what the corrected model expected of it
     assert all(r["predicted_latency_ms"] > 0 for r in doc["measured"] if "plan" in r)
 
@@ -221,6 +224,44 @@ def test_a_gdws_probe_is_the_option_on_its_most_promising_layers_against_the_sam
     assert {"0": "int8", "2.depthwise": "int8", "2.pointwise": "int8", "5": "int8", "7": "fp32"} in exported
     keys = json.loads((tmp_path / "cache" / "measurements.json").read_text())["entries"]
     assert [k for k in keys if k.startswith("latency/probe/")]
+
+
+def test_the_island_probe_keeps_the_most_sensitive_layers_fp32_among_int8_ones_against_all_int8(
+    tuned, digits_loaded, tmp_path
+):
+    import shutil
+
+    import onnx
+
+    from deploy_robust.tune import run as tune_run
+    from deploy_robust.tune.space import search_layers
+    from deploy_robust.tune.workbench import Workbench
+
+    out, settings, _ = tuned
+    shutil.copytree(out / "cache", tmp_path / "cache")
+    bench = Workbench(
+        digits_loaded, tmp_path, load_dataset("digits:train"), load_dataset("digits:test"), settings, print
+    )
+    fp32 = bench.bundle("fp32", "fp32")
+    run = tune_run._Run(bench)
+    run.layers = search_layers(onnx.load(str(fp32.model_path)), "ort-cpu", ("int8",), settings.pins)
+    run.plain, run.uniform_ms = {"fp32": fp32, "int8": fp32}, {"fp32": 0.5, "int8": 0.4}
+    # a model where INT8 saves 0.1 ms on every layer, and layer 5 loses the most margin at INT8
+    run.loss = [{"fp32": 0.0, "int8": {"0": 0.2, "5": 0.3}.get(layer.name, 0.01)} for layer in run.layers]
+    latency = tuple({o: -0.1 if o == "int8" else 0.0 for o in layer.allowed} for layer in run.layers)
+    probe = tune_run._island_probe(run, latency)
+    unpinned = [layer.name for layer in run.layers if layer.allowed != ("fp32",)]
+    # islands are a minority: of the digits CNN's 3 unpinned layers, the one that loses the most at INT8
+    assert probe["precision"] == "int8" and probe["layers"] == ["5"] and len(unpinned) == 3
+    assert probe["predicted_change_ms"] == pytest.approx(0.1 * len(probe["layers"]))  # the INT8 savings given up
+    assert probe["penalty_ms"] == pytest.approx(
+        (probe["measured_change_ms"] - probe["predicted_change_ms"]) / len(probe["layers"])
+    )
+    # in the model's ms: the all-INT8 base predicted at 0.5 - 0.1 per INT8 layer
+    assert probe["scale_to_model"] == pytest.approx((0.5 - 0.1 * len(unpinned)) / probe["base_ms"])
+    exported = [_layer_precisions(bundle) for bundle in (tmp_path / "cache" / "bundles").iterdir()]
+    islands = {name: "fp32" if name in probe["layers"] else "int8" for name in unpinned}
+    assert {name: "int8" for name in unpinned} | {"7": "fp32"} in exported and islands | {"7": "fp32"} in exported
 
 
 def test_a_spent_time_budget_stops_early_and_keeps_the_fp32_reference(tuned, digits_loaded, tmp_path):
