@@ -299,10 +299,14 @@ def test_tunes_sharing_a_cache_measure_only_what_they_add_one_at_a_time(tuned, d
     shutil.copytree(out / "cache", shared)
     train, test = load_dataset("digits:train"), load_dataset("digits:test")
     clean = run_tune(digits_loaded, tmp_path / "clean", train, test, replace(settings, metric="clean"), cache=shared)
-    # the robust-driven tune's bundles, uniform checks and FP32 final check serve the clean one, which measures
-    # what it adds (clean margins as its sensitivities, its own candidates)
+    # the robust-driven tune's bundles and uniform checks serve the clean one, which measures what it adds (clean
+    # margins as its sensitivities, its own candidates)
     assert clean["cache"]["hits"] > 10 and clean["cache"]["misses"] < doc["cache"]["misses"]
-    assert clean["final_reference"] == doc["final_reference"] and clean["settings"]["metric"] == "clean"
+    assert clean["settings"]["metric"] == "clean"
+    if doc["final_reference"]["attacked"] == "every point":  # FP32 verified on every final point (the robust tune
+        # shipped it): whatever the clean tune picks (on the digits CNN FP32 and INT4 time within noise), it pairs
+        # against that run, read
+        assert clean["final_reference"] == doc["final_reference"]
     assert not (tmp_path / "clean" / "cache").exists() and (tmp_path / "clean" / "best" / "manifest.json").is_file()
     # while another tune holds the cache, a second is refused in one line and writes nothing
     with open(shared / "lock") as held:

@@ -151,3 +151,11 @@ def test_the_final_reference_attacks_fp32_where_the_candidate_lost_and_everywher
     # so the drop it gives bounds the drop against FP32 attacked everywhere from above, point by point
     assert (upper >= attacked).all() and (upper[lost] == attacked[lost]).all()
     assert paired_drop(bound, candidate)["drop"] >= paired_drop(exact, candidate)["drop"]
+    # once FP32 has been verified on every one of these points (its own final check, say), that run is the pairing:
+    # read, exact, nothing attacked again
+    whole = bench.verified(fp32, "standard", 40, skip=20)
+    misses, hits = bench.cache.misses, bench.cache.hits
+    read = bench.final_reference(fp32, candidate, 20, everywhere=False)
+    assert read["attacked"] == "every point" and read["per_example"] == whole["per_example"]
+    assert bench.cache.misses == misses and bench.cache.hits == hits + 1
+    assert paired_drop(read, candidate)["drop"] == paired_drop(whole, candidate)["drop"]
