@@ -186,15 +186,15 @@ def test_each_gdws_option_is_probed_among_unrewritten_neighbours_and_its_latency
     assert all(r["predicted_latency_ms"] > 0 for r in doc["measured"] if "plan" in r)
 
 
-def test_a_gdws_probe_is_the_option_on_its_most_promising_layers_against_the_same_plan_without_it(
-    tuned, digits_loaded, tmp_path
-):
+def _a_run_on_the_tunes_cache(tuned, digits_loaded, tmp_path, space):
+    """A tune's state on a copy of the tuned fixture's cache, before any stage: its layers (`space`: the per-layer
+    precisions, None for all) and the FP32 reference bundle, for calling one stage by hand."""
     import shutil
 
     import onnx
 
     from deploy_robust.tune import run as tune_run
-    from deploy_robust.tune.space import search_layers, with_gdws_options
+    from deploy_robust.tune.space import search_layers
     from deploy_robust.tune.workbench import Workbench
 
     out, settings, _ = tuned
@@ -203,9 +203,19 @@ def test_a_gdws_probe_is_the_option_on_its_most_promising_layers_against_the_sam
         digits_loaded, tmp_path, load_dataset("digits:train"), load_dataset("digits:test"), settings, print
     )
     fp32 = bench.bundle("fp32", "fp32")
-    layers = with_gdws_options(search_layers(onnx.load(str(fp32.model_path)), "ort-cpu", None, settings.pins),
-                               {"gdws0.5-int8": set(bench.gdws_layers(0.5))})  # fmt: skip
     run = tune_run._Run(bench)
+    run.layers = search_layers(onnx.load(str(fp32.model_path)), "ort-cpu", space, settings.pins)
+    return run, fp32
+
+
+def test_a_gdws_probe_is_the_option_on_its_most_promising_layers_against_the_same_plan_without_it(
+    tuned, digits_loaded, tmp_path
+):
+    from deploy_robust.tune import run as tune_run
+    from deploy_robust.tune.space import with_gdws_options
+
+    run, _ = _a_run_on_the_tunes_cache(tuned, digits_loaded, tmp_path, None)
+    layers = with_gdws_options(run.layers, {"gdws0.5-int8": set(run.tune.gdws_layers(0.5))})
     run.layers, run.uniform_ms = layers, {"fp32": 0.5}
     # a model expecting layer 2 rewritten at INT8 to save 1 ms over INT8 there, and nothing else to change
     latency = tuple({o: -1.0 if o == "gdws0.5-int8" else 0.0 for o in layer.allowed} for layer in layers)
@@ -229,22 +239,9 @@ def test_a_gdws_probe_is_the_option_on_its_most_promising_layers_against_the_sam
 def test_the_island_probe_keeps_the_most_sensitive_layers_fp32_among_int8_ones_against_all_int8(
     tuned, digits_loaded, tmp_path
 ):
-    import shutil
-
-    import onnx
-
     from deploy_robust.tune import run as tune_run
-    from deploy_robust.tune.space import search_layers
-    from deploy_robust.tune.workbench import Workbench
 
-    out, settings, _ = tuned
-    shutil.copytree(out / "cache", tmp_path / "cache")
-    bench = Workbench(
-        digits_loaded, tmp_path, load_dataset("digits:train"), load_dataset("digits:test"), settings, print
-    )
-    fp32 = bench.bundle("fp32", "fp32")
-    run = tune_run._Run(bench)
-    run.layers = search_layers(onnx.load(str(fp32.model_path)), "ort-cpu", ("int8",), settings.pins)
+    run, fp32 = _a_run_on_the_tunes_cache(tuned, digits_loaded, tmp_path, ("int8",))
     run.plain, run.uniform_ms = {"fp32": fp32, "int8": fp32}, {"fp32": 0.5, "int8": 0.4}
     # a model where INT8 saves 0.1 ms on every layer, and layer 5 loses the most margin at INT8
     run.loss = [{"fp32": 0.0, "int8": {"0": 0.2, "5": 0.3}.get(layer.name, 0.01)} for layer in run.layers]
