@@ -4,7 +4,8 @@
    at a few MAC budgets in fp32 and int8), benchmarked interleaved on the target runtime; each layer's
    latency change and robustness sensitivity (tune.measure). Pinned layers keep their pin everywhere.
 2. The frontier of plans under the additive model (tune.search), each GDWS option's terms first corrected by
-   a probe: a few layers rewritten among unrewritten neighbours, measured (`_gdws_probes`).
+   a probe: a few layers rewritten among unrewritten neighbours, measured (`_gdws_probes`); and the FP32 terms
+   by a probe of a few layers kept in float among INT8 ones (`_island_probe`).
 3. Along the frontier, a bisection for the fastest plan whose engine still holds: quick suite on `n`
    test points, paired with the FP32 bundle on the same points, robust and clean drops within budget.
    The uniform configurations are verified the same way.
@@ -23,9 +24,9 @@ A time budget (`time_budget_s`) bounds the whole run, and under one the pick is 
 the uniform configurations (step 4, final check included), so that a verified pick exists before the
 per-layer search starts, and again after the search, where only the contenders faster than that pick
 are checked and it stands unless one of them holds; a contender's final check starts only where, timed
-again beside the pick alone, it is at least `min_gain` faster (`_clearly_faster`). Once the budget is spent, the layers not yet
-measured stay FP32, the bisection stops at the candidates already verified, and no further final check
-starts after the first; the document says where it stopped. On a real-size model on two cores the pick's
+again beside the pick alone, it is at least `min_gain` faster (`_clearly_faster`). Once the budget is
+spent, the layers not yet measured stay FP32, the bisection stops at the candidates already verified, and
+no further final check starts after the first; the document says where it stopped. On a real-size model on two cores the pick's
 500-point final check alone is most of a 45-minute budget: verified first, the pick is what a user of
 the budget gets, rather than the FP32 fall-back of a search that used the budget up. A rerun with a
 larger budget continues from the cache.
