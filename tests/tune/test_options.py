@@ -16,6 +16,8 @@ THREAT = ThreatModel("linf", 0.1)
         (dict(target="jetson"), "--target must be one of"),
         (dict(target="tensorrt", space=("int4",)), "cannot run int4"),
         (dict(space=("gdws",), gdws_budgets=(1.5,)), "fractions of MACs kept"),
+        (dict(min_gain=5.0), r"--min-gain is a fraction of the verified pick's time, in \[0, 1\); got 5"),
+        (dict(min_gain=-0.1), "--min-gain is a fraction"),
     ],
 )
 def test_settings_are_checked_once_when_the_options_are_made(bad, message):
