@@ -85,10 +85,7 @@ def _baselines(checkpoint: str, target: str, reference: dict) -> dict:
         its_lost = n - round(final["robust_accuracy"] * n)  # FP32 was attacked at exactly these points
         lost = bound["lost"]  # FP32 holds, it loses: exact already
         gained = int(fp32_lost.sum()) - (its_lost - lost)  # it holds, FP32 loses
-        drop = (lost - gained) / n
-        half = 1.96 * (((lost + gained) - (lost - gained) ** 2 / n) ** 0.5) / n
-        out[label] = {"robust_drop": drop, "ci95": [drop - half, drop + half], "lost": lost, "gained": gained,
-                      "bound_before": bound["drop"]}  # fmt: skip
+        out[label] = measure.paired_drop_from_counts(lost, gained, n) | {"bound_before": bound["drop"]}
     return out
 
 

@@ -336,8 +336,11 @@ def paired_drop(reference: dict[str, Any], candidate: dict[str, Any], field: str
     a, b = per_example(reference, field), per_example(candidate, field)
     if a.shape != b.shape:
         raise ValueError("paired outcomes need the same points")
-    n = len(a)
-    lost, gained = int((a & ~b).sum()), int((~a & b).sum())
+    return paired_drop_from_counts(int((a & ~b).sum()), int((~a & b).sum()), len(a))
+
+
+def paired_drop_from_counts(lost: int, gained: int, n: int) -> dict[str, float]:
+    """`paired_drop` from its discordant counts: `lost` (the reference holds, the candidate not), `gained`."""
     drop = (lost - gained) / n
     half = _paired_half_width(lost, gained, n, 1.959964)
     return {"drop": drop, "ci95": [drop - half, drop + half], "lost": lost, "gained": gained, "n": n}
