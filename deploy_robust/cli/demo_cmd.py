@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib", help="calibration images for --model's INT8/INT4 bundles (default: --data)")
     parser.add_argument("--epochs", type=cli_args.positive_int, default=40, help="training epochs for the default model")
     parser.add_argument("--eps", default="0.1", help="L-inf radius for the quick verify of each bundle (0 to skip; default 0.1)")
+    parser.add_argument("--bench-seconds", type=cli_args.positive_number, default=1.0,
+                        help="seconds each bundle is timed per batch size and round (default 1; less is noisier)")
     cli_args.add_model_args(parser)
 
 
@@ -25,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     log = (lambda *_: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     result = run_demo(args.out, model=args.model, arch=args.arch, data=args.data, overrides=cli_args.overrides(args),
                       trust_pickle=args.trust_pickle, trust_code=args.trust_code, calib=args.calib, epochs=args.epochs, seed=args.seed,
-                      verify_eps=parse_eps(args.eps) or None, log=log)
+                      verify_eps=parse_eps(args.eps) or None, bench_seconds=args.bench_seconds, log=log)
     if args.json:
         emit_json(result.to_json(), "demo")
         return 0

@@ -3,7 +3,7 @@ import json
 
 
 def test_demo_trains_exports_and_evaluates(cli, tmp_path):
-    code, stdout, _ = cli("demo", "-o", tmp_path / "demo", "--epochs", "15", "--json")
+    code, stdout, _ = cli("demo", "-o", tmp_path / "demo", "--epochs", "15", "--bench-seconds", "0.2", "--json")
     doc = json.loads(stdout)
     assert code == 0 and doc["data"] == {"name": "digits:test", "n": 360} and doc["command"] == "demo"
     names = [r["name"] for r in doc["results"]]
