@@ -141,7 +141,7 @@ def tune_frontier_plot(rows: list[dict[str, Any]], out: Path, settings: dict[str
     ):
         if key == "robust_accuracy" and top is not None:
             ax.axhspan(100 * top["robust_ci95"][0], 100 * top["robust_ci95"][1], color="grey", alpha=0.15,
-                       label=f"95% CI of {top['name'].replace('uniform ', '')}")  # fmt: skip
+                       label=f"95% CI of {plan_label(top['name'])}")  # fmt: skip
         for uniform, marker in ((True, "s"), (False, "o")):
             pts = [r for r in timed if r["uniform"] == uniform]
             if not pts:
@@ -167,7 +167,7 @@ def tune_frontier_plot(rows: list[dict[str, Any]], out: Path, settings: dict[str
                         [100 * (r["robust_ci95"][1] - r[key]) for r in pts],
                     ],
                 )
-        _labels(ax, [(r["latency_ms"], 100 * r[key], r["name"].replace("uniform ", "")) for r in timed])
+        _labels(ax, [(r["latency_ms"], 100 * r[key], plan_label(r["name"])) for r in timed])
         ax.set_xlabel(
             f"{'latency per batch' if settings['objective'] == 'latency' else 'time per image'} (ms), "
             f"batch {settings['batch']}"
@@ -191,6 +191,19 @@ def tune_frontier_plot(rows: list[dict[str, Any]], out: Path, settings: dict[str
 def _within(row: dict[str, Any], top: dict[str, Any]) -> bool:
     """Whether two configurations' robust 95% intervals overlap (indistinguishable at this n)."""
     return row["robust_ci95"][1] >= top["robust_ci95"][0]
+
+
+def plan_label(name: str, width: int = 32) -> str:
+    """A configuration's name short enough to print beside its point: `int8` for `uniform int8`; a plan's full
+    name (`int8 but conv1 fp32, linear fp32`) where it fits `width`, else its layers off the common option counted
+    per option (`int8 + 5 fp32`; real-size plans name a dozen layers). report.md keeps the full names."""
+    name = name.replace("uniform ", "")
+    if len(name) <= width or " but " not in name:
+        return name
+    common, others = name.split(" but ", 1)
+    options = [item.rsplit(" ", 1)[-1] for item in others.split(", ")]
+    counted = sorted(set(options), key=lambda o: (-options.count(o), o))
+    return " + ".join([common, *(f"{options.count(o)} {o}" for o in counted)])
 
 
 def _labels(ax, points: list[tuple[float, float, str]], size: float = 6) -> None:

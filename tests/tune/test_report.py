@@ -92,3 +92,28 @@ def test_frontier_labels_of_nearby_points_do_not_overlap(tmp_path):
     assert len(boxes) == 4
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
     plt.close(fig)
+
+
+def test_a_real_size_frontier_labels_each_plan_briefly_and_fits_its_figure(tmp_path):
+    import warnings
+
+    from deploy_robust.bench.plots import plan_label, tune_frontier_plot
+
+    long_plan = "int8 but conv1 fp32, layer2.0.shortcut.0 fp32, layer3.0.shortcut.0 fp32, layer2.1.conv2 gdws0.25-int8"
+    assert plan_label("uniform int8") == "int8" and plan_label("int8 but conv1 fp32") == "int8 but conv1 fp32"
+    assert plan_label(long_plan) == "int8 + 3 fp32 + 1 gdws0.25-int8"
+    names = [
+        "uniform int8",
+        long_plan,
+        "fp32 but " + ", ".join(f"layer{i}.conv{j} int8" for i in range(4) for j in (1, 2)),
+    ]
+    rows = [
+        {"name": name, "uniform": name.startswith("uniform"), "latency_ms": 1.4 + 0.1 * i, "robust_accuracy": 0.39,
+         "robust_ci95": [0.33, 0.46], "clean_accuracy": 0.94}
+        for i, name in enumerate(names)
+    ]  # fmt: skip
+    settings = {"target": "ort-cpu", "objective": "throughput", "batch": 32, "n": 200}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns where the labels leave no room for the axes
+        tune_frontier_plot(rows, tmp_path / "frontier.png", settings)
+    assert (tmp_path / "frontier.png").stat().st_size > 1000
