@@ -104,6 +104,8 @@ def main() -> None:
         "" if (args.models, args.target) == ("small", "ort-cpu") else f"_{args.models}_{args.target.replace('-', '_')}"
     )
     name += "" if args.time_budget is None else f"_budget{args.time_budget:g}s"
+    if "robust" not in args.metrics.split(","):  # a clean-driven run alone keeps the robust run's result beside it
+        name += "_" + args.metrics.replace(",", "_")
     rows = []
     for checkpoint, eps, loaded in models(args.models, args.only):
         row = {

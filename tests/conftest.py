@@ -27,6 +27,12 @@ def pytest_configure(config) -> None:
         torch.set_num_threads(int(threads))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests in an xdist_group first: `--dist loadgroup` hands a group to one worker whole, and given at the start
+    it runs beside the other worker's share instead of being the run's tail (a stable sort: order kept within)."""
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+
+
 def built_once(tmp_path_factory, name: str, build) -> Path:
     """A file made once per test run and shared by every pytest-xdist worker (the first to take the lock
     builds it, into a temporary name, then renames it): for trained models that several workers need."""
@@ -43,6 +49,25 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
             build(partial)
             partial.rename(path)
     return path
+
+
+def tiny_bundle(tmp_path_factory, dest: Path, precision: str = "fp32"):
+    """The tiny CNN's bundle at `precision`, exported once per test run (shared by the xdist workers: an export
+    costs seconds, a copy milliseconds) and copied to `dest`, so a test that writes into its bundle (bench.json,
+    reports) writes into its own."""
+    import shutil
+
+    from deploy_robust.bundle import open_bundle
+    from deploy_robust.export import ExportOptions, export_bundle
+    from deploy_robust.ingest import LoadedModel
+    from deploy_robust.spec import InputSpec
+
+    def export(path: Path) -> None:
+        source = {"file": "t", "format": "test", "sha256": "", "arch": None, "layer_dtypes": {}}
+        export_bundle(LoadedModel(make_tiny(), InputSpec((3, 16, 16), 5), source), path, ExportOptions(precision))
+
+    shutil.copytree(built_once(tmp_path_factory, f"tiny-bundle-{precision}", export), dest)
+    return open_bundle(dest)
 
 
 def shared_path(*parts: str) -> Path:

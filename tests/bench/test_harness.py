@@ -5,16 +5,12 @@ import pytest
 from deploy_robust.bench.harness import run_bench, write_bench_json
 from deploy_robust.bundle import open_bundle
 from deploy_robust.errors import UserError
-from deploy_robust.export import ExportOptions, export_bundle
-from deploy_robust.ingest import LoadedModel
-from deploy_robust.spec import InputSpec
-from tests.conftest import make_tiny
+from tests.conftest import tiny_bundle
 
 
 @pytest.fixture
-def bundles(tmp_path):
-    loaded = LoadedModel(make_tiny(), InputSpec((3, 16, 16), 5), {"file": "t"})
-    return [export_bundle(loaded, tmp_path / "fp32"), export_bundle(loaded, tmp_path / "fp16", ExportOptions("fp16"))]
+def bundles(tmp_path_factory, tmp_path):
+    return [tiny_bundle(tmp_path_factory, tmp_path / p, p) for p in ("fp32", "fp16")]
 
 
 def test_interleaved_rounds_give_one_document_per_bundle_with_every_backend_and_batch(bundles):

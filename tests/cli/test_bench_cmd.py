@@ -6,20 +6,12 @@ import pytest
 import torch
 
 from deploy_robust.bundle import open_bundle
-from deploy_robust.export import ExportOptions, export_bundle
-from deploy_robust.ingest import LoadedModel
-from deploy_robust.spec import InputSpec
-from tests.conftest import make_tiny
+from tests.conftest import tiny_bundle
 
 
 @pytest.fixture
-def tiny_bundles(tmp_path):
-    loaded = LoadedModel(
-        make_tiny(),
-        InputSpec((3, 16, 16), 5),
-        {"file": "t", "format": "test", "sha256": "", "arch": None, "layer_dtypes": {}},
-    )
-    return [export_bundle(loaded, tmp_path / p, ExportOptions(p)) for p in ("fp32", "fp16")]
+def tiny_bundles(tmp_path_factory, tmp_path):
+    return [tiny_bundle(tmp_path_factory, tmp_path / p, p) for p in ("fp32", "fp16")]
 
 
 def test_bench_writes_a_schema_versioned_bench_json(cli, tiny_bundles):

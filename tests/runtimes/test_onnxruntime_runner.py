@@ -6,12 +6,12 @@ from deploy_robust.ingest import LoadedModel
 from deploy_robust.runtimes import create_runner
 from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 from deploy_robust.spec import InputSpec
-from tests.conftest import make_tiny
+from tests.conftest import make_tiny, tiny_bundle
 
 
 @pytest.fixture
-def bundle(tmp_path):
-    return export_bundle(LoadedModel(make_tiny(), InputSpec((3, 16, 16), 5), {"file": "t"}), tmp_path / "fp32")
+def bundle(tmp_path_factory, tmp_path):
+    return tiny_bundle(tmp_path_factory, tmp_path / "fp32")
 
 
 def test_the_registry_builds_an_ort_runner_with_the_bundles_policy(bundle):

@@ -8,17 +8,14 @@ from deploy_robust.export import export_bundle
 from deploy_robust.ingest import LoadedModel
 from deploy_robust.runtimes import create_runner
 from deploy_robust.spec import InputSpec
-from tests.conftest import make_tiny
+from tests.conftest import make_tiny, tiny_bundle
 
 SPEC = InputSpec((3, 16, 16), 5)
 
 
 @pytest.fixture
-def bundle(tmp_path):
-    loaded = LoadedModel(
-        make_tiny(), SPEC, {"file": "t", "format": "test", "sha256": "", "arch": None, "layer_dtypes": {}}
-    )
-    return export_bundle(loaded, tmp_path / "b")
+def bundle(tmp_path_factory, tmp_path):
+    return tiny_bundle(tmp_path_factory, tmp_path / "b")
 
 
 def test_ort_and_torch_backends_agree_on_a_bundle(bundle):

@@ -10,6 +10,7 @@ from deploy_robust.tune.run import run_tune
 from deploy_robust.verify import ThreatModel
 from tests.conftest import built_once
 
+pytestmark = pytest.mark.xdist_group("digits-tune")  # one worker builds `tuned` and runs every test that reads it
 SETTINGS = dict(n=60, final_n=60, sensitivity_n=32, bench_seconds=0.2, threads=1)
 
 
