@@ -5,10 +5,8 @@ CONSTRAINTS ?= constraints-cpu.txt
 PY := $(VENV)/bin/python
 PIP_C := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 PYTEST_SELECT ?= not slow and not gpu and not tensorrt
-# one pytest-xdist worker per logical CPU (a session fixture is built once per worker); tests marked with one
-# xdist_group run on one worker, so its module fixture (a real tune) is built once and nobody waits for it
+# one pytest-xdist worker per logical CPU (a session fixture is built once per worker)
 PYTEST_WORKERS ?= logical
-PYTEST_DIST ?= loadgroup
 
 .PHONY: setup demo test test-all clean
 
@@ -27,13 +25,13 @@ test: setup
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check --quiet .
 	$(VENV)/bin/ruff format --check --quiet .
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist $(PYTEST_DIST) -m "$(PYTEST_SELECT)"
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "$(PYTEST_SELECT)"
 
 test-all: setup
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check --quiet .
 	$(VENV)/bin/ruff format --check --quiet .
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist $(PYTEST_DIST)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS)
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache build *.egg-info

@@ -27,12 +27,6 @@ def pytest_configure(config) -> None:
         torch.set_num_threads(int(threads))
 
 
-def pytest_collection_modifyitems(config, items):
-    """Tests in an xdist_group first: `--dist loadgroup` hands a group to one worker whole, and given at the start
-    it runs beside the other worker's share instead of being the run's tail (a stable sort: order kept within)."""
-    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
-
-
 def built_once(tmp_path_factory, name: str, build) -> Path:
     """A file made once per test run and shared by every pytest-xdist worker (the first to take the lock
     builds it, into a temporary name, then renames it): for trained models that several workers need."""

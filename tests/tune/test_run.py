@@ -8,16 +8,13 @@ from deploy_robust.data import load_dataset
 from deploy_robust.tune.options import TuneOptions
 from deploy_robust.tune.run import run_tune
 from deploy_robust.verify import ThreatModel
-from tests.conftest import built_once
 
-pytestmark = pytest.mark.xdist_group("digits-tune")  # one worker builds `tuned` and runs every test that reads it
 SETTINGS = dict(n=60, final_n=60, sensitivity_n=32, bench_seconds=0.2, threads=1)
 
 
 @pytest.fixture(scope="module")
 def tuned(digits_loaded, tmp_path_factory):
-    """One real tune of the digits CNN, made once per test run and shared by every xdist worker (read-only: a test
-    that runs again on it works on a copy)."""
+    out = tmp_path_factory.mktemp("tune") / "out"
     # the last layer pinned to FP32, and GDWS rewrites keeping half the rewritable MACs in the space
     settings = TuneOptions(
         ThreatModel("linf", 0.1),
@@ -28,12 +25,8 @@ def tuned(digits_loaded, tmp_path_factory):
         gdws_budgets=(0.5,),
         **SETTINGS,
     )
-
-    def tune(folder):
-        run_tune(digits_loaded, folder / "out", load_dataset("digits:train"), load_dataset("digits:test"), settings)
-
-    out = built_once(tmp_path_factory, "tuned-digits", tune) / "out"
-    return out, settings, json.loads((out / "frontier.json").read_text())
+    doc = run_tune(digits_loaded, out, load_dataset("digits:train"), load_dataset("digits:test"), settings)
+    return out, settings, doc
 
 
 def test_a_tune_writes_a_verified_pick_its_frontier_and_report(tuned):
@@ -78,14 +71,9 @@ def test_the_search_pick_is_optimal_for_the_measured_costs_by_brute_force(tuned)
     assert pick["predicted_latency_ms"] == pytest.approx(best)
 
 
-def test_a_rerun_reads_every_measurement_from_the_cache_and_picks_the_same(tuned, digits_loaded, tmp_path):
-    import shutil
-
+def test_a_rerun_reads_every_measurement_from_the_cache_and_picks_the_same(tuned, digits_loaded):
     out, settings, doc = tuned
-    shutil.copytree(out, tmp_path / "out")
-    again = run_tune(digits_loaded, tmp_path / "out", load_dataset("digits:train"), load_dataset("digits:test"),
-                     settings)  # fmt: skip
-    again = json.loads(json.dumps(again))  # as the fixture's document was read back
+    again = run_tune(digits_loaded, out, load_dataset("digits:train"), load_dataset("digits:test"), settings)
     assert again["cache"]["misses"] == 0 and again["cache"]["hits"] > 10
     assert again["timings"]["sensitivities_measured"] == 0
     kept = ("cache", "timings")  # how this run went, not what it found
