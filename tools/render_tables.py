@@ -306,17 +306,18 @@ def tune_models(doc: dict) -> str:
                 skipped = ", ".join(t.get("uniform_not_checked", [])) or "none"
                 lines += ["", f"{r['model']}, {metric}-driven, time budget {r['time_budget_s']:g} s: the budget cut "
                           f"{cut}; uniform configurations not checked (slower than one that held): {skipped}."]  # fmt: skip
+    metric = "robust" if all(r.get("robust") for r in doc["results"]) else "clean"  # a clean-driven run alone
     if any(r.get("space", "precision") != "precision" for r in doc["results"]):
         lines += [
             "",
-            "Every uniform configuration of the robust-driven tunes, from the same final interleaved run "
+            f"Every uniform configuration of the {metric}-driven tunes, from the same final interleaved run "
             "(quick suite, 200 points, paired against FP32):",
             "",
             "| model | configuration | ms | robust (quick) | robust drop | clean | holds |",
             "|---|---|---|---|---|---|---|",
         ]
         for r in doc["results"]:
-            for name, u in sorted(r["robust"]["uniform"].items(), key=lambda item: item[1]["latency_ms"] or 0):
+            for name, u in sorted(r[metric]["uniform"].items(), key=lambda item: item[1]["latency_ms"] or 0):
                 ms = f"{u['latency_ms']:.3f}" if u["latency_ms"] is not None else "-"
                 lines.append(
                     f"| {r['model']} | {name} | {ms} | {100 * u['robust_accuracy']:.1f}% | "
@@ -893,6 +894,7 @@ RENDERERS = {
     "tune_models_b32_throughput_int8_gdws_resnet18_openvino_budget3600s": tune_models,
     "tune_models_b32_throughput_int8_gdws_resnet18_ort_cpu_budget2700s": tune_models,
     "tune_models_b32_throughput_int8_gdws_resnet18_openvino_budget1200s": tune_models,
+    "tune_models_b32_throughput_int8_gdws_resnet18_openvino_budget1200s_clean": tune_models,
     "tune_baselines_small": tune_baselines,
     "tune_baselines_resnet18": tune_baselines,
     "tune_baselines_resnet18_speed": tune_baselines,
