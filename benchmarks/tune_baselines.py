@@ -229,8 +229,7 @@ def _frontier(loaded, checkpoint: str, eps: float, data, args) -> None:
               for name, latency in zip(baselines, ms[len(rows):])}  # fmt: skip
     result = {"model": checkpoint, "eps": eps, "target": args.frontier, "pick": document["pick"],
               "measured": rows, "baselines": points}  # fmt: skip
-    name = f"tune_frontier_{checkpoint.split('.')[0]}_{args.frontier}".replace("-", "_")
-    out = save_result(name, [result], script="tune_baselines")
+    out = save_result(frontier_result_name(checkpoint, args.frontier), [result], script="tune_baselines")
     _frontier_plot(result, out.with_suffix(".png"))
     for name, v in points.items():
         print(
@@ -238,6 +237,11 @@ def _frontier(loaded, checkpoint: str, eps: float, data, args) -> None:
             f"(drop {100 * v['robust_drop']['drop']:+.1f} pt), clean {100 * v['clean_accuracy']:.1f}%",
             flush=True,
         )
+
+
+def frontier_result_name(checkpoint: str, target: str) -> str:
+    """The results name of `--frontier TARGET` for `checkpoint` (benchmarks/results/NAME.json and .png)."""
+    return f"tune_frontier_{checkpoint.split('.')[0]}_{target}".replace("-", "_")
 
 
 def _final_checks(baselines: dict[str, Bundle], fp32: Bundle, data, threat: ThreatModel, options: VerifyOptions):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from common import CIFAR_CALIB, SHARED
 from machine import save_result
+from tune_baselines import frontier_result_name
 from tune_models import models
 
 from deploy_robust.bundle import open_bundle
@@ -70,8 +71,7 @@ def main() -> None:
 def _baselines(checkpoint: str, target: str, reference: dict) -> dict:
     """The exact paired robust drops of `tune_baselines.py --frontier TARGET --final`'s baselines, from their
     recorded counts (see the module's doc)."""
-    name = f"tune_frontier_{checkpoint.split('.')[0]}_{target}".replace("-", "_")
-    path = HERE / "results" / f"{name}.json"
+    path = HERE / "results" / f"{frontier_result_name(checkpoint, target)}.json"
     if not path.is_file():
         return {}
     (result,) = json.loads(path.read_text())["results"]

@@ -64,6 +64,12 @@ def tiny_bundle(tmp_path_factory, dest: Path, precision: str = "fp32"):
     return open_bundle(dest)
 
 
+@pytest.fixture
+def tiny_bundles(tmp_path_factory, tmp_path):
+    """The tiny CNN's FP32 and FP16 bundles, this test's own copies."""
+    return [tiny_bundle(tmp_path_factory, tmp_path / p, p) for p in ("fp32", "fp16")]
+
+
 def shared_path(*parts: str) -> Path:
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():

@@ -5,16 +5,10 @@ import pytest
 from deploy_robust.bench.harness import run_bench, write_bench_json
 from deploy_robust.bundle import open_bundle
 from deploy_robust.errors import UserError
-from tests.conftest import tiny_bundle
 
 
-@pytest.fixture
-def bundles(tmp_path_factory, tmp_path):
-    return [tiny_bundle(tmp_path_factory, tmp_path / p, p) for p in ("fp32", "fp16")]
-
-
-def test_interleaved_rounds_give_one_document_per_bundle_with_every_backend_and_batch(bundles):
-    docs = run_bench(bundles, ["ort-cpu", "torch"], [1, 4], iters=6, duration=0.2, rounds=2, threads=1)
+def test_interleaved_rounds_give_one_document_per_bundle_with_every_backend_and_batch(tiny_bundles):
+    docs = run_bench(tiny_bundles, ["ort-cpu", "torch"], [1, 4], iters=6, duration=0.2, rounds=2, threads=1)
     assert [d["bundle"]["precision"] for d in docs] == ["fp32", "fp16"]
     for doc in docs:
         assert {(e["backend"], e["batch"]) for e in doc["results"]} == {
@@ -26,13 +20,13 @@ def test_interleaved_rounds_give_one_document_per_bundle_with_every_backend_and_
         assert doc["settings"]["rounds"] == 2 and doc["machine"]["cpu"]
 
 
-def test_the_document_is_written_into_the_bundle(bundles):
-    doc = run_bench(bundles[:1], ["ort-cpu"], [1], iters=5, duration=0.1)[0]
-    write_bench_json(bundles[0], doc)
-    reopened = open_bundle(bundles[0].path)
+def test_the_document_is_written_into_the_bundle(tiny_bundles):
+    doc = run_bench(tiny_bundles[:1], ["ort-cpu"], [1], iters=5, duration=0.1)[0]
+    write_bench_json(tiny_bundles[0], doc)
+    reopened = open_bundle(tiny_bundles[0].path)
     assert json.loads((reopened.path / "bench.json").read_text())["bundle"]["sha256"] == doc["bundle"]["sha256"]
 
 
-def test_batch_sizes_must_be_positive(bundles):
+def test_batch_sizes_must_be_positive(tiny_bundles):
     with pytest.raises(UserError, match="positive batch sizes"):
-        run_bench(bundles, ["ort-cpu"], [0])
+        run_bench(tiny_bundles, ["ort-cpu"], [0])

@@ -6,12 +6,6 @@ import pytest
 import torch
 
 from deploy_robust.bundle import open_bundle
-from tests.conftest import tiny_bundle
-
-
-@pytest.fixture
-def tiny_bundles(tmp_path_factory, tmp_path):
-    return [tiny_bundle(tmp_path_factory, tmp_path / p, p) for p in ("fp32", "fp16")]
 
 
 def test_bench_writes_a_schema_versioned_bench_json(cli, tiny_bundles):
