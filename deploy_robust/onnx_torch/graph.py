@@ -19,6 +19,9 @@ from torch import nn
 from deploy_robust.errors import UserError
 from deploy_robust.onnx_ops import WEIGHTED_OPS
 
+# Ops computed once at load time where every input is an initializer (`OnnxGraphModule._fold_constants`).
+FOLDABLE = frozenset({"DequantizeLinear"})
+
 Value = Any  # a torch.Tensor, or a static numpy array / Python list for shapes and indices
 Handler = Callable[[list[Value], dict[str, Any]], Value]
 OPS: dict[str, Handler] = {}
@@ -118,6 +121,29 @@ class OnnxGraphModule(nn.Module):
                 f"the ONNX graph uses ops deploy-robust cannot run in torch: {', '.join(missing)} "
                 f"(supported: {', '.join(sorted(self.ops))})"
             )
+        self._fold_constants()
+
+    def _fold_constants(self) -> None:
+        """Runs once, here, every node of a FOLDABLE type whose inputs are all initializers (a quantized weight's
+        DequantizeLinear), keeping its float result as a parameter. The same handler computes the same values, so
+        the graph's outputs are unchanged; what changes is that every forward pass no longer dequantizes every
+        weight again, and that the weights are parameters `module.to(memory_format=...)` lays out, where a
+        weight computed afresh stayed contiguous beside a channels-last input (the twin of an INT8 ResNet-18 then
+        ran no faster in channels-last than in NCHW)."""
+        kept = []
+        for op, ins, outs, attrs, name in self.nodes:
+            constant = all(i in self._static or i in self._param_keys for i in ins if i)
+            if op not in FOLDABLE or not constant or len(outs) != 1:
+                kept.append((op, ins, outs, attrs, name))
+                continue
+            args = [self._static[i] if i in self._static else self.params[self._param_keys[i]] if i else None
+                    for i in ins]  # fmt: skip
+            value = self.ops[op](args, dict(attrs, _float_dtype=self.float_dtype, _node=name, _op=op,
+                                            _ste=self.straight_through))  # fmt: skip
+            key = f"p{len(self._param_keys)}"
+            self.params[key] = nn.Parameter(value.detach().clone(), requires_grad=False)
+            self._param_keys[outs[0]] = key
+        self.nodes = kept
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         env: dict[str, Value] = dict(zip(self.input_names, inputs))

@@ -203,6 +203,10 @@ def report(document: dict) -> str:
         lines += ["", "Not checked, being slower than a uniform configuration that held (a time budget's first pick): "
                   + ", ".join(document["uniform_not_checked"]) + "."]  # fmt: skip
     lines += _probe_lines(document.get("cost_model", {}).get("latency_check", {}))
+    if bound := document.get("search_bound"):
+        lines += ["", f"Bisection: {bound['predicted_faster']} of the {bound['frontier_points']} frontier plans are "
+                  f"predicted faster than {bound['uniform']} ({bound['latency_ms']:.3f} ms), which held; only those "
+                  "were candidates."]  # fmt: skip
     lines += ["", document["acceptance"] + ".", "", "![frontier](frontier.png)", ""]
     return "\n".join(lines)
 
@@ -231,5 +235,7 @@ def _probe_lines(check: dict) -> list[str]:
     if island:
         lines.append(f"- fp32 islands among {island['precision']} layers ({', '.join(island['layers'])}): predicted "
                      f"{island['predicted_change_ms']:+.4f} ms, measured {island['measured_change_ms']:+.4f} ms, so "
-                     f"{island['penalty_ms']:+.4f} ms per layer kept in float")  # fmt: skip
+                     f"{island['penalty_ms']:+.4f} ms per layer kept in float"
+                     + (f" (measured {island['residual_ms']:+.4f}; a saving is not applied)"
+                        if island.get("residual_ms", 0.0) < 0 else ""))  # fmt: skip
     return lines

@@ -57,3 +57,44 @@ def test_the_attack_graph_passes_rounding_straight_through_and_returns_every_out
     plain = twin_module(model)(x)  # the logits only, rounding as autograd has it
     (grad,) = torch.autograd.grad(plain.sum(), x)
     assert torch.equal(grad, torch.zeros_like(x))
+
+
+def test_a_quantized_weight_is_dequantized_once_into_a_parameter_that_follows_the_memory_layout():
+    from onnx import TensorProto, helper, numpy_helper
+
+    from deploy_robust.quant.twin import attack_graph
+
+    rng = np.random.default_rng(0)
+    w_q, w_scale = rng.integers(-127, 128, (8, 3, 3, 3)).astype(np.int8), rng.uniform(0.01, 0.02, 8).astype(np.float32)
+    initializers = [
+        numpy_helper.from_array(w_q, "w_q"),
+        numpy_helper.from_array(w_scale, "w_scale"),
+        numpy_helper.from_array(np.zeros(8, np.int8), "w_zero"),
+        numpy_helper.from_array(np.float32(0.02), "x_scale"),
+        numpy_helper.from_array(np.uint8(128), "x_zero"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zero"], ["x_q"]),
+        helper.make_node("DequantizeLinear", ["x_q", "x_scale", "x_zero"], ["x_dq"]),
+        helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w"], axis=0),
+        helper.make_node("Conv", ["x_dq", "w"], ["y"], pads=[1, 1, 1, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "qdq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 8, 6, 6])],
+        initializers,
+    )
+    twin = attack_graph(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9))
+    assert [op for op, *_ in twin.nodes] == ["QuantizeLinear", "DequantizeLinear", "Conv"]  # the weight's DQ ran once
+    x = torch.rand(2, 3, 6, 6, requires_grad=True)
+    x_dq = (torch.clamp(torch.round(x.detach() / 0.02) + 128, 0, 255) - 128) * torch.tensor(0.02)
+    weight = torch.from_numpy(w_q.astype(np.float32)) * torch.from_numpy(w_scale).reshape(-1, 1, 1, 1)
+    (y,) = twin(x)
+    assert torch.equal(y.detach(), torch.nn.functional.conv2d(x_dq, weight, padding=1))  # the same values
+    (grad,) = torch.autograd.grad(y.sum(), x)  # straight through the input's rounding, none into the weight
+    assert grad.abs().sum() > 0 and not any(p.requires_grad for p in twin.parameters())
+    twin.to(memory_format=torch.channels_last)
+    assert any(p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+               for p in twin.parameters())  # fmt: skip

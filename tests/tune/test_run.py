@@ -55,10 +55,9 @@ def test_a_tune_writes_a_verified_pick_its_frontier_and_report(tuned):
     assert "Pick:" in (out / "report.md").read_text() and (out / "frontier.png").stat().st_size > 1000
 
 
-def test_the_search_pick_is_optimal_for_the_measured_costs_by_brute_force(tuned):
+def test_every_frontier_plan_is_optimal_for_the_measured_costs_by_brute_force(tuned):
     _, _, doc = tuned
     costs = doc["cost_model"]
-    pick = doc["search_pick"]
 
     def predict(plan):
         return (
@@ -66,9 +65,16 @@ def test_the_search_pick_is_optimal_for_the_measured_costs_by_brute_force(tuned)
             sum(costs["margin_loss"][i][p] for i, p in enumerate(plan)),
         )
 
-    plans = itertools.product(*[sorted(options) for options in costs["latency_ms"]])
-    best = min(latency for latency, loss in map(predict, plans) if loss <= pick["predicted_margin_loss"] + 1e-12)
-    assert pick["predicted_latency_ms"] == pytest.approx(best)
+    every_plan = list(map(predict, itertools.product(*[sorted(options) for options in costs["latency_ms"]])))
+    assert len(doc["predicted_frontier"]) > 1
+    for point in doc["predicted_frontier"]:
+        best = min(latency for latency, loss in every_plan if loss <= point["margin_loss"] + 1e-12)
+        assert point["latency_ms"] == pytest.approx(best)
+    # the bisection looks only at the plans predicted faster than a uniform configuration that held
+    bound = doc["search_bound"]
+    assert bound["predicted_faster"] == sum(p["latency_ms"] < bound["latency_ms"] for p in doc["predicted_frontier"])
+    if "search_pick" in doc:
+        assert doc["search_pick"]["predicted_latency_ms"] < bound["latency_ms"]
 
 
 def test_a_rerun_reads_every_measurement_from_the_cache_and_picks_the_same(tuned, digits_loaded):
@@ -251,14 +257,42 @@ def test_the_island_probe_keeps_the_most_sensitive_layers_fp32_among_int8_ones_a
     # islands are a minority: of the digits CNN's 3 unpinned layers, the one that loses the most at INT8
     assert probe["precision"] == "int8" and probe["layers"] == ["5"] and len(unpinned) == 3
     assert probe["predicted_change_ms"] == pytest.approx(0.1 * len(probe["layers"]))  # the INT8 savings given up
-    assert probe["penalty_ms"] == pytest.approx(
-        (probe["measured_change_ms"] - probe["predicted_change_ms"]) / len(probe["layers"])
-    )
+    residual = (probe["measured_change_ms"] - probe["predicted_change_ms"]) / len(probe["layers"])
+    assert probe["residual_ms"] == pytest.approx(residual)
+    assert probe["penalty_ms"] == pytest.approx(max(residual, 0.0))  # a saving is never spread over every layer
     # in the model's ms: the all-INT8 base predicted at 0.5 - 0.1 per INT8 layer
     assert probe["scale_to_model"] == pytest.approx((0.5 - 0.1 * len(unpinned)) / probe["base_ms"])
     exported = [_layer_precisions(bundle) for bundle in (tmp_path / "cache" / "bundles").iterdir()]
     islands = {name: "fp32" if name in probe["layers"] else "int8" for name in unpinned}
     assert {name: "int8" for name in unpinned} | {"7": "fp32"} in exported and islands | {"7": "fp32"} in exported
+
+
+def test_the_bisection_checks_only_plans_predicted_faster_than_a_uniform_configuration_that_held(
+    tuned, digits_loaded, tmp_path
+):
+    from deploy_robust.tune import run as tune_run
+    from deploy_robust.tune.search import Point
+    from deploy_robust.tune.workbench import Config
+
+    run, _ = _a_run_on_the_tunes_cache(tuned, digits_loaded, tmp_path, ("int8",))
+    plans = [tuple(p for _ in run.layers) for p in ("int8", "fp32")]
+    run.points = [Point(plans[0], 0.30, 0.2), Point(plans[0], 0.39, 0.1), Point(plans[1], 0.50, 0.0)]
+    run.uniform_ms = {"fp32": 0.5, "int8": 0.4}
+    run.uniform_checks = {Config("int8"): {"holds": False}}
+    assert tune_run._faster_than_holding(run) == run.points  # nothing held yet: the whole frontier
+    run.uniform_checks = {Config("int8"): {"holds": True}, Config("fp32"): {"holds": True}}
+    assert tune_run._faster_than_holding(run) == run.points[:2]  # faster than uniform INT8's 0.4 ms
+    assert run.search_bound == {"uniform": "uniform int8", "latency_ms": 0.4, "frontier_points": 3,
+                                "predicted_faster": 2}  # fmt: skip
+    run.uniform_ms["int8"] = 0.2
+    assert tune_run._faster_than_holding(run) == []  # nothing to bisect
+
+
+def _bisection_stopped(doc: dict) -> list[str]:
+    """["bisection"] where the budget had a bisection to stop: some frontier plan was predicted faster than the
+    fastest uniform configuration that held (which plans are depends on this CPU's measured latencies)."""
+    bound = doc["search_bound"]
+    return ["bisection"] if bound is None or bound["predicted_faster"] else []
 
 
 def test_a_spent_time_budget_stops_early_and_keeps_the_fp32_reference(tuned, digits_loaded, tmp_path):
@@ -276,7 +310,7 @@ def test_a_spent_time_budget_stops_early_and_keeps_the_fp32_reference(tuned, dig
     )
     # cached measurements cost nothing and are still read; anything new (here: the contenders' final benchmark)
     # does not start past the budget
-    assert hurried["time_budget"]["stopped_in"] == ["final latencies", "sensitivities", "bisection"]
+    assert hurried["time_budget"]["stopped_in"] == ["final latencies", "sensitivities", *_bisection_stopped(hurried)]
     assert all(set(options) == {"fp32"} for options in hurried["cost_model"]["margin_loss"])
     assert hurried["pick"] == "uniform fp32" and "time budget ran out" in hurried["pick_reason"]
     assert open_bundle(tmp_path / "best").precision == "fp32"
@@ -351,7 +385,7 @@ def test_under_a_time_budget_a_verified_uniform_pick_comes_before_the_per_layer_
     monkeypatch.setattr(tune_run, "_sensitivities", budget_spent_here)
     timed = run_tune(digits_loaded, tmp_path, load_dataset("digits:train"), load_dataset("digits:test"),
                      replace(settings, time_budget_s=3600))  # fmt: skip
-    assert clock.offset == 1e6 and timed["time_budget"]["stopped_in"] == ["sensitivities", "bisection"]
+    assert clock.offset == 1e6 and timed["time_budget"]["stopped_in"] == ["sensitivities", *_bisection_stopped(timed)]
     picked = next(r for r in timed["measured"] if r["name"] == timed["pick"])
     # the pick was made and verified before the budget ran out: a uniform configuration that held its 60-point
     # standard-suite check, the fastest that did, not the unverified FP32 fall-back
