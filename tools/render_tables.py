@@ -893,6 +893,7 @@ RENDERERS = {
     "tune_models_b32_throughput_int8_gdws_resnet18_openvino_budget2700s": tune_models,
     "tune_models_b32_throughput_int8_gdws_resnet18_openvino_budget3600s": tune_models,
     "tune_models_b32_throughput_int8_gdws_resnet18_ort_cpu_budget2700s": tune_models,
+    "tune_models_int8_gdws_resnet18_ort_cpu_budget2700s": tune_models,
     "tune_models_b32_throughput_int8_gdws_resnet18_openvino_budget1200s": tune_models,
     "tune_models_b32_throughput_int8_gdws_resnet18_openvino_budget1200s_clean": tune_models,
     "tune_baselines_small": tune_baselines,
