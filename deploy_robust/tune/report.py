@@ -202,11 +202,7 @@ def report(document: dict) -> str:
     if document.get("uniform_not_checked"):
         lines += ["", "Not checked, being slower than a uniform configuration that held (a time budget's first pick): "
                   + ", ".join(document["uniform_not_checked"]) + "."]  # fmt: skip
-    lines += _probe_lines(document.get("cost_model", {}).get("latency_check", {}))
-    if bound := document.get("search_bound"):
-        lines += ["", f"Bisection: {bound['predicted_faster']} of the {bound['frontier_points']} frontier plans are "
-                  f"predicted faster than {bound['uniform']} ({bound['latency_ms']:.3f} ms), which held; only those "
-                  "were candidates."]  # fmt: skip
+    lines += _search_lines(document)
     lines += ["", document["acceptance"] + ".", "", "![frontier](frontier.png)", ""]
     return "\n".join(lines)
 
@@ -220,6 +216,17 @@ def _not_worth_a_check(row: dict) -> str:
         f"not run: {1 + timed['gain']:.3f}x {timed['pick']} timed beside it, under the "
         f"{1 + timed['min_gain']:.2f}x a final check needs"
     )
+
+
+def _search_lines(document: dict) -> list[str]:
+    """The latency probes, then which frontier plans the bisection could check (those predicted faster than a
+    uniform configuration that held)."""
+    lines = _probe_lines(document.get("cost_model", {}).get("latency_check", {}))
+    if bound := document.get("search_bound"):
+        lines += ["", f"Bisection: {bound['predicted_faster']} of the {bound['frontier_points']} frontier plans are "
+                  f"predicted faster than {bound['uniform']} ({bound['latency_ms']:.3f} ms), which held; only those "
+                  "were candidates."]  # fmt: skip
+    return lines
 
 
 def _probe_lines(check: dict) -> list[str]:

@@ -56,7 +56,7 @@ def test_a_tune_writes_a_verified_pick_its_frontier_and_report(tuned):
 
 
 def test_every_frontier_plan_is_optimal_for_the_measured_costs_by_brute_force(tuned):
-    _, _, doc = tuned
+    out, _, doc = tuned
     costs = doc["cost_model"]
 
     def predict(plan):
@@ -75,6 +75,7 @@ def test_every_frontier_plan_is_optimal_for_the_measured_costs_by_brute_force(tu
     assert bound["predicted_faster"] == sum(p["latency_ms"] < bound["latency_ms"] for p in doc["predicted_frontier"])
     if "search_pick" in doc:
         assert doc["search_pick"]["predicted_latency_ms"] < bound["latency_ms"]
+    assert f"Bisection: {bound['predicted_faster']} of the" in (out / "report.md").read_text()
 
 
 def test_a_rerun_reads_every_measurement_from_the_cache_and_picks_the_same(tuned, digits_loaded):
