@@ -21,20 +21,20 @@ from machine import save_result
 from deploy_robust.bundle.store import open_bundle
 from deploy_robust.onnx_torch import graph
 from deploy_robust.quant.twin import twin_module
-from deploy_robust.verify.speed import _wrapped
+from deploy_robust.verify.speed import prepare_for_attack
 
 FORMS = [(fold, layout) for fold in (False, True) for layout in ("contiguous", "channels_last")]
 
 
-def _twin(model: Path, fold: bool, layout: str):
-    graph.FOLDABLE = frozenset({"DequantizeLinear"}) if fold else frozenset()  # read when a module is built
+def _twin(model: Path, fold: bool, layout: str, example: torch.Tensor):
+    """The twin as verify prepares it (frozen weights, `layout`, fp32 gradients), its weights folded or not."""
+    folded = graph.FOLDABLE
+    graph.FOLDABLE = folded if fold else frozenset()  # read when a module is built
     try:
         module = twin_module(model, float_dtype=torch.float32, bpda=True)
     finally:
-        graph.FOLDABLE = frozenset({"DequantizeLinear"})
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return _wrapped(module, layout, "fp32")
+        graph.FOLDABLE = folded
+    return prepare_for_attack(module, example, layout, "fp32")[0]
 
 
 def _step_seconds(model, x: torch.Tensor) -> float:
@@ -51,7 +51,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
     bundle = open_bundle(args.bundle)
-    twins = {form: _twin(bundle.model_path, *form) for form in FORMS}
+    example = torch.rand(1, *bundle.spec.shape)
+    twins = {form: _twin(bundle.model_path, *form, example) for form in FORMS}
     rows = []
     for batch in (int(b) for b in args.batches.split(",")):
         x = torch.rand(batch, *bundle.spec.shape)

@@ -136,14 +136,18 @@ class OnnxGraphModule(nn.Module):
             if op not in FOLDABLE or not constant or len(outs) != 1:
                 kept.append((op, ins, outs, attrs, name))
                 continue
-            args = [self._static[i] if i in self._static else self.params[self._param_keys[i]] if i else None
+            args = [None if not i else self._static[i] if i in self._static else self.params[self._param_keys[i]]
                     for i in ins]  # fmt: skip
-            value = self.ops[op](args, dict(attrs, _float_dtype=self.float_dtype, _node=name, _op=op,
-                                            _ste=self.straight_through))  # fmt: skip
+            value = self._run_node(op, args, attrs, name)
             key = f"p{len(self._param_keys)}"
             self.params[key] = nn.Parameter(value.detach().clone(), requires_grad=False)
             self._param_keys[outs[0]] = key
         self.nodes = kept
+
+    def _run_node(self, op: str, args: list[Value], attrs: dict[str, Any], name: str) -> Value:
+        """One node's handler, with the settings every handler may read beside the node's own attributes."""
+        return self.ops[op](args, dict(attrs, _float_dtype=self.float_dtype, _node=name, _op=op,
+                                       _ste=self.straight_through))  # fmt: skip
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         env: dict[str, Value] = dict(zip(self.input_names, inputs))
@@ -151,9 +155,7 @@ class OnnxGraphModule(nn.Module):
         for onnx_name, key in self._param_keys.items():
             env[onnx_name] = self.params[key]
         for op, ins, outs, attrs, name in self.nodes:
-            args = [env[i] if i else None for i in ins]
-            attrs = dict(attrs, _float_dtype=self.float_dtype, _node=name, _op=op, _ste=self.straight_through)
-            result = self.ops[op](args, attrs)
+            result = self._run_node(op, [env[i] if i else None for i in ins], attrs, name)
             if not isinstance(result, tuple):
                 result = (result,)
             env.update(zip(outs, result))

@@ -276,8 +276,9 @@ def _faster_than_holding(run: _Run) -> list:
     export and a quick verification (ResNet-18 on ONNX Runtime at batch 1: three of the five plans the bisection
     checked, about 10 of its 16 minutes, were predicted slower than uniform INT8). The bound goes into the
     document (`search_bound`)."""
-    holding = [(run.uniform_ms[_uniform_option(config)], config.name) for config, checked in run.uniform_checks.items()
-               if checked["holds"] and run.uniform_ms and _uniform_option(config) in run.uniform_ms]  # fmt: skip
+    measured = run.uniform_ms or {}
+    holding = [(measured[_uniform_option(config)], config.name) for config, checked in run.uniform_checks.items()
+               if checked["holds"] and _uniform_option(config) in measured]  # fmt: skip
     if not holding:
         return run.points
     bound_ms, name = min(holding)
