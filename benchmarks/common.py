@@ -18,6 +18,12 @@ CIFAR_CALIB = SHARED / "datasets" / "cifar10_train_first1017_per_batch.npz"
 MNIST_CALIB = SHARED / "datasets" / "mnist_train_first17435.npz"
 
 
+def checkpoint_slug(checkpoint: str) -> str:
+    """A checkpoint's name as results names spell it: "pyautoattack-resnet18" -> "pyautoattack_resnet18",
+    "resnet18_cifar_fgsm.pt" -> "resnet18_cifar_fgsm"."""
+    return checkpoint.split(".")[0].replace("-", "_")
+
+
 def resnet18_random() -> LoadedModel:
     """ResNet-18 (CIFAR) with a fixed random initialization: speed does not depend on trained values."""
     entry = zoo.get("resnet18")

@@ -28,7 +28,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from common import SHARED, calibration_for
+from common import SHARED, calibration_for, checkpoint_slug
 from machine import save_result
 from tune_models import models
 from vendor_int8 import nncf_accuracy_control, nncf_int8, ort_int8
@@ -241,7 +241,7 @@ def _frontier(loaded, checkpoint: str, eps: float, data, args) -> None:
 
 def frontier_result_name(checkpoint: str, target: str) -> str:
     """The results name of `--frontier TARGET` for `checkpoint` (benchmarks/results/NAME.json and .png)."""
-    return f"tune_frontier_{checkpoint.split('.')[0]}_{target}".replace("-", "_")
+    return f"tune_frontier_{checkpoint_slug(checkpoint)}_{target.replace('-', '_')}"
 
 
 def _final_checks(baselines: dict[str, Bundle], fp32: Bundle, data, threat: ThreatModel, options: VerifyOptions):

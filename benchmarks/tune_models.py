@@ -24,7 +24,7 @@ from typing import Iterator
 
 
 from autoattack_referee import _load
-from common import CIFAR_CALIB, SHARED
+from common import CIFAR_CALIB, SHARED, checkpoint_slug
 from machine import save_result
 
 from deploy_robust.data import load_dataset
@@ -100,8 +100,10 @@ def main() -> None:
         if (args.batch, args.objective) == (1, "latency")
         else f"tune_models_b{args.batch}_{args.objective}"
     ) + ("_" + args.space.replace(",", "_") if args.space else "")
+    # one model's run (`--only`) is named by that model, so that tuning another one writes a result of its own
+    models_part = checkpoint_slug(args.only) if args.only else args.models
     name += (
-        "" if (args.models, args.target) == ("small", "ort-cpu") else f"_{args.models}_{args.target.replace('-', '_')}"
+        "" if (models_part, args.target) == ("small", "ort-cpu") else f"_{models_part}_{args.target.replace('-', '_')}"
     )
     name += "" if args.time_budget is None else f"_budget{args.time_budget:g}s"
     if "robust" not in args.metrics.split(","):  # a clean-driven run alone keeps the robust run's result beside it
