@@ -327,6 +327,40 @@ def tune_models(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def int8_roofline(doc: dict) -> str:
+    """Each bundle's MACs per second against the runtime's fastest INT8 convolution; OpenVINO's per layer."""
+    lines = [
+        f"`{doc['command']}` (batch {doc['results'][0]['batch']}; the roof: eight 256-channel 3x3 Q/DQ convolutions "
+        "on 16x16 maps, timed interleaved with the bundle, best round of each):",
+        "",
+        "| bundle | runtime | ms per image | model GMAC/s | roof GMAC/s | model / roof |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in doc["results"]:
+        lines.append(
+            f"| {Path(r['bundle']).name} ({r['precision']}) | {r['backend']} | {r['model_ms_per_image']:.3f} | "
+            f"{r['model_gmacs']:.0f} | {r['roof_gmacs']:.0f} | {100 * r['model_of_roof']:.0f}% |"
+        )
+    for r in doc["results"]:
+        if not r.get("layers"):
+            continue
+        mapped = 100 * r["weighted_ms"] / r["profile_total_ms"]
+        lines += [
+            "",
+            f"{Path(r['bundle']).name} on {r['backend']}, per convolution from its own profile ({mapped:.0f}% of the "
+            "profiled time maps to them, the reorders and pooling after each included):",
+            "",
+            "| layer | MMAC per image | ms per batch | GMAC/s | of the roof |",
+            "|---|---|---|---|---|",
+        ]
+        for layer in r["layers"]:
+            lines.append(
+                f"| {layer['layer']} | {layer['mmacs']:.1f} | {layer['ms']:.3f} | {layer['gmacs']:.0f} | "
+                f"{100 * layer['of_roof']:.0f}% |"
+            )
+    return "\n".join(lines)
+
+
 def tune_layers(doc: dict) -> str:
     """Per layer of a tune's cost model: what INT8 and the fastest GDWS option save, and what each costs in margin."""
     lines = []
@@ -885,6 +919,7 @@ RENDERERS = {
     "verify_sweep": verify_sweep,
     "tune_models": tune_models,
     "tune_layers_pyautoattack_resnet18": tune_layers,
+    "int8_roofline": int8_roofline,
     "tune_sensitivity_small": tune_sensitivity,
     "tune_sensitivity": tune_sensitivity,
     "tune_models_b32_throughput": tune_models,

@@ -19,7 +19,8 @@ import onnx
 from onnx import shape_inference
 
 from deploy_robust.errors import UserError
-from deploy_robust.quant.plan import make_plan, weighted_nodes
+from deploy_robust.onnx_ops import QUANTIZABLE_OPS
+from deploy_robust.quant.plan import make_plan
 from deploy_robust.targets import get_target
 
 UNIFORM = ("fp32", "fp16", "int8", "int4")  # the uniform configurations a tune is compared with
@@ -81,7 +82,7 @@ def search_layers(
     if space is not None:
         check_space(target, space)
         precisions = tuple(p for p in precisions if p in space or p == "fp32")
-    macs = _layer_macs(fp32_graph)
+    macs = layer_macs(fp32_graph)
     plans = make_plan(fp32_graph, "fp32", export_target)
     names = [p.name for p in plans]
     unknown = [name for name, _ in pins if name not in names]
@@ -161,8 +162,9 @@ def describe(layers: list[Layer], plan: Plan) -> str:
     return common if not others else f"{common} but {', '.join(others)}"
 
 
-def _layer_macs(model: onnx.ModelProto) -> dict[str, int]:
-    """MACs per image of each Conv/Gemm/MatMul node (by node name), from ONNX shape inference at batch 1."""
+def layer_macs(model: onnx.ModelProto) -> dict[str, int]:
+    """MACs per image of each Conv/Gemm/MatMul node with a constant weight (an initializer, or in a quantized graph
+    the DequantizeLinear of one), by node name, from ONNX shape inference at batch 1."""
     graph = onnx.ModelProto()
     graph.CopyFrom(model)
     for value in graph.graph.input:
@@ -174,12 +176,16 @@ def _layer_macs(model: onnx.ModelProto) -> dict[str, int]:
         v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
         for v in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]
     }
+    weights = {i.name: list(i.dims) for i in model.graph.initializer}
+    weights |= {
+        n.output[0]: weights[n.input[0]]
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in weights
+    }
     out = {}
-    for node, weight in weighted_nodes(model):
-        w, y = list(weight.dims), shapes.get(node.output[0], [])
-        if node.op_type == "Conv":
-            spatial = math.prod(y[2:]) if len(y) > 2 and all(y[2:]) else 1
-            out[node.name] = math.prod(w) * spatial  # C_out * C_in/groups * kh * kw per output position
-        else:
-            out[node.name] = math.prod(w)
+    for node in model.graph.node:
+        if node.op_type in QUANTIZABLE_OPS and len(node.input) > 1 and weights.get(node.input[1]):
+            y = shapes.get(node.output[0], [])
+            spatial = math.prod(y[2:]) if node.op_type == "Conv" and len(y) > 2 and all(y[2:]) else 1
+            out[node.name] = math.prod(weights[node.input[1]]) * spatial  # Conv: C_out * C_in/groups * kh * kw each
     return out

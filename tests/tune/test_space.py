@@ -2,10 +2,12 @@ import json
 
 import onnx
 import pytest
+import torch
 
+from deploy_robust.data import load_dataset
 from deploy_robust.errors import UserError
-from deploy_robust.export import export_bundle
-from deploy_robust.tune.space import describe, parse_pins, plan_file, plan_key, search_layers
+from deploy_robust.export import ExportOptions, export_bundle
+from deploy_robust.tune.space import describe, layer_macs, parse_pins, plan_file, plan_key, search_layers
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +22,26 @@ def test_layers_carry_their_names_macs_and_the_targets_precisions(graph):
     assert all(layer.allowed == ("fp32", "int8", "int4") for layer in layers)
     assert search_layers(graph, "tensorrt")[0].allowed == ("fp32", "fp16", "int8")
     assert search_layers(graph, "ort-cpu", ("int8",))[0].allowed == ("fp32", "int8")
+
+
+def test_macs_per_layer_are_the_torch_models_and_read_the_same_through_int8_weights(graph, digits_loaded, tmp_path):
+    expected = []
+
+    def count(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d):
+            expected.append(output[0].numel() * module.weight[0].numel())
+        elif isinstance(module, torch.nn.Linear):
+            expected.append(module.weight.numel())
+
+    hooks = [m.register_forward_hook(count) for m in digits_loaded.module.modules()]
+    with torch.no_grad():
+        digits_loaded.module(torch.zeros(1, *digits_loaded.spec.shape))
+    for hook in hooks:
+        hook.remove()
+    assert sorted(layer_macs(graph).values()) == sorted(expected)
+    options = ExportOptions("int8", weight_rounding="nearest")
+    int8 = export_bundle(digits_loaded, tmp_path / "int8", options, calib=load_dataset("digits:train").take(64))
+    assert layer_macs(onnx.load(str(int8.model_path))) == layer_macs(graph)  # weights behind DequantizeLinear
 
 
 def test_bad_targets_and_spaces_are_one_clear_error(graph):

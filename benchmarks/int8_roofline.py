@@ -1,0 +1,166 @@
+"""How close a bundle's INT8 convolutions run to the fastest INT8 convolution the runtime has on this CPU.
+
+The roof: a chain of eight 3x3 convolutions, 256 channels in and out on 16x16 maps, each between Q/DQ pairs as
+our INT8 bundles are (U8 activations, S8 per-channel weights on [-63, 63]): 151 MMAC per image each, a shape the
+integer kernels run at their best. Its MACs per second at the batch, beside the bundle's (its MACs per image over
+its time per image), timed interleaved round by round, the best round of each kept (the machine is shared); and per
+layer, OpenVINO's own profile mapped back to the graph's convolutions (ONNX Runtime renames the nodes it fuses, so
+it gets the whole model only). A model whose layers run near the roof gets faster only by doing fewer MACs.
+
+    python benchmarks/int8_roofline.py BUNDLE [--backends openvino,ort-cpu] [--batch 32] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from machine import save_result
+
+from deploy_robust.bundle.store import open_bundle
+from deploy_robust.runtimes import create_runner
+from deploy_robust.runtimes.base import RuntimeOptions
+from deploy_robust.runtimes.onnxruntime_runner import OnnxRuntimeRunner
+from deploy_robust.runtimes.onnxruntime_session import optimization_level
+from deploy_robust.runtimes.openvino_runner import OpenVINORunner
+from deploy_robust.tune.measure import layer_times, node_names
+from deploy_robust.tune.space import layer_macs
+
+CHANNELS, SIDE, DEPTH = 256, 16, 8
+
+
+def roof_graph(channels: int = CHANNELS, side: int = SIDE, depth: int = DEPTH) -> onnx.ModelProto:
+    """`depth` Q/DQ 3x3 convolutions (`channels` in and out, `side` x `side` maps, ReLU after each)."""
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+
+    def const(name: str, value: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(value, name))
+        return name
+
+    scale, zero = const("act_scale", np.array(0.05, np.float32)), const("act_zero", np.array(0, np.uint8))
+    x = "input"
+    for i in range(depth):
+        w = const(f"w{i}", rng.integers(-63, 64, (channels, channels, 3, 3), dtype=np.int8))
+        w_scale = const(f"w{i}_scale", np.full(channels, 1e-3, np.float32))
+        w_zero = const(f"w{i}_zero", np.zeros(channels, np.int8))
+        bias = const(f"b{i}", np.zeros(channels, np.float32))
+        nodes += [
+            helper.make_node("QuantizeLinear", [x, scale, zero], [f"q{i}"]),
+            helper.make_node("DequantizeLinear", [f"q{i}", scale, zero], [f"dq{i}"]),
+            helper.make_node("DequantizeLinear", [w, w_scale, w_zero], [f"wdq{i}"], axis=0),
+            helper.make_node("Conv", [f"dq{i}", f"wdq{i}", bias], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", [f"c{i}"], [x := f"r{i}"]),
+        ]
+    shape = ["batch", channels, side, side]
+    graph = helper.make_graph(
+        nodes,
+        "int8_roof",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, shape)],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _roof_runner(backend: str, path: Path):
+    if backend == "openvino":
+        return OpenVINORunner(path, RuntimeOptions(cache=False), widen=False)
+    level = optimization_level(quantized=True, signed_activations=False, device="cpu", full_range_weights=False)
+    return OnnxRuntimeRunner(path, "cpu", optimization=level)
+
+
+def _seconds(runner, x: np.ndarray, runs: int) -> float:
+    """The median of `runs` timed runs of `x`."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        runner.infer_outputs(x)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _per_layer(runner, x: np.ndarray, bundle, graph: onnx.ModelProto, macs: dict[str, int], roof: float) -> dict:
+    """OpenVINO's profile of the bundle, per weighted layer (named as `info` names it): its ms per batch and its
+    rate against the roof's."""
+    named = {entry["node"]: entry["name"] for entry in bundle.manifest.precision.layers if "node" in entry}
+    rows = runner.layer_profile(x)
+    times = layer_times(rows, node_names(graph, list(macs)))
+    total = sum(r["ms"] for r in rows)
+    if times is None:
+        return {"profile_total_ms": total, "layers": None}
+    layers = [
+        {"layer": named.get(node, node), "mmacs": macs[node] / 1e6, "ms": ms, "gmacs": macs[node] * len(x) / ms / 1e6}
+        for node, ms in times.items()
+    ]
+    for layer in layers:
+        layer["of_roof"] = layer["gmacs"] / roof
+    return {"profile_total_ms": total, "weighted_ms": sum(times.values()), "layers": layers}
+
+
+def measure(bundle_path: Path, backend: str, batch: int, rounds: int) -> dict:
+    bundle = open_bundle(bundle_path)
+    graph = onnx.load(str(bundle.model_path))
+    macs = layer_macs(graph)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, *bundle.spec.shape), dtype=np.float32)
+    roof_x = rng.random((batch, CHANNELS, SIDE, SIDE), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        roof_path = Path(tmp) / "roof.onnx"
+        onnx.save(roof_graph(), str(roof_path))
+        roof, model = _roof_runner(backend, roof_path), create_runner(backend, bundle)
+        for runner, inputs in ((roof, roof_x), (model, x)):
+            _seconds(runner, inputs, 5)  # warm-up: kernels chosen, memory allocated
+        best_roof = best_model = float("inf")
+        for _ in range(rounds):
+            best_roof = min(best_roof, _seconds(roof, roof_x, 10))
+            best_model = min(best_model, _seconds(model, x, 10))
+        roof_macs = DEPTH * CHANNELS * CHANNELS * 9 * SIDE * SIDE * batch
+        roof_gmacs = roof_macs / best_roof / 1e9
+        model_gmacs = sum(macs.values()) * batch / best_model / 1e9
+        result = {
+            "bundle": str(bundle_path),
+            "precision": bundle.precision,
+            "backend": backend,
+            "batch": batch,
+            "execution": model.execution(),
+            "roof_gmacs": roof_gmacs,
+            "model_mmacs_per_image": sum(macs.values()) / 1e6,
+            "model_ms_per_image": 1e3 * best_model / batch,
+            "model_gmacs": model_gmacs,
+            "model_of_roof": model_gmacs / roof_gmacs,
+        }
+        if backend == "openvino":
+            result |= _per_layer(model, x, bundle, graph, macs, roof_gmacs)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", type=Path, nargs="+", help="bundles to place against the roof")
+    parser.add_argument("--backends", default="openvino,ort-cpu")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", default="int8_roofline", help="results name")
+    args = parser.parse_args()
+    rows = []
+    for path in args.bundle:
+        for backend in args.backends.split(","):
+            row = measure(path, backend, args.batch, args.rounds)
+            rows.append(row)
+            print(
+                f"{path} on {backend}: {row['model_gmacs']:.0f} GMAC/s, roof {row['roof_gmacs']:.0f} GMAC/s "
+                f"({100 * row['model_of_roof']:.0f}%), {row['model_ms_per_image']:.3f} ms per image",
+                flush=True,
+            )
+    save_result(args.out, rows, script="int8_roofline")
+
+
+if __name__ == "__main__":
+    main()
