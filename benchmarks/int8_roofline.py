@@ -84,6 +84,16 @@ def _roof_runner(backend: str, path: Path):
     return OnnxRuntimeRunner(path, "cpu", optimization=level)
 
 
+def _check_integer(runner, x: np.ndarray, name: str) -> None:
+    """Stop where the runtime runs one of the roof's convolutions in float: it would not be a roof."""
+    convolutions = [
+        r for r in runner.layer_profile(x, repeats=1) if r["op"] in ("Conv", "FusedConv", "QLinearConv", "Convolution")
+    ]
+    floats = [r["layer"] for r in convolutions if r["precision"] != "int8"]
+    if floats or len(convolutions) < DEPTH:
+        raise SystemExit(f"roof {name}: {runner.name} ran {floats or 'fewer convolutions'} not in int8 kernels")
+
+
 def _seconds(runner, x: np.ndarray, runs: int) -> float:
     """The median of `runs` timed runs of `x`."""
     times = []
@@ -124,11 +134,9 @@ def measure(bundle_path: Path, backend: str, batch: int, rounds: int) -> dict:
             path = Path(tmp) / f"roof_{channels}x{side}.onnx"
             onnx.save(roof_graph(channels, side), str(path))
             inputs = rng.random((batch, channels, side, side), dtype=np.float32)
-            timed[f"{channels}x{side}x{side}"] = (
-                _roof_runner(backend, path),
-                inputs,
-                DEPTH * channels**2 * 9 * side**2,
-            )
+            name = f"{channels}x{side}x{side}"
+            timed[name] = (_roof_runner(backend, path), inputs, DEPTH * channels**2 * 9 * side**2)
+            _check_integer(timed[name][0], inputs, name)
         model = create_runner(backend, bundle)
         timed["model"] = (model, x, sum(macs.values()))
         for runner, inputs, _ in timed.values():
