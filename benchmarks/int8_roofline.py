@@ -123,6 +123,7 @@ def _per_layer(runner, x: np.ndarray, bundle, graph: onnx.ModelProto, macs: dict
 
 
 def measure(bundle_path: Path, backend: str, batch: int, rounds: int) -> dict:
+    """One bundle on one runtime: its rate and each roof shape's, timed interleaved (the result row)."""
     bundle = open_bundle(bundle_path)
     graph = onnx.load(str(bundle.model_path))
     macs = layer_macs(graph)
