@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from machine import save_result
 
+from deploy_robust.bench.measure import measure as bench_measure
 from deploy_robust.bundle.store import open_bundle
 from deploy_robust.runtimes import create_runner
 from deploy_robust.runtimes.base import RuntimeOptions
@@ -94,16 +94,6 @@ def _check_integer(runner, x: np.ndarray, name: str) -> None:
         raise SystemExit(f"roof {name}: {runner.name} ran {floats or 'fewer convolutions'} not in int8 kernels")
 
 
-def _seconds(runner, x: np.ndarray, runs: int) -> float:
-    """The median of `runs` timed runs of `x`."""
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        runner.infer_outputs(x)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def _per_layer(runner, x: np.ndarray, bundle, graph: onnx.ModelProto, macs: dict[str, int], roof: float) -> dict:
     """OpenVINO's profile of the bundle, per weighted layer (named as `info` names it): its ms per batch and its
     rate against the roof's."""
@@ -127,25 +117,22 @@ def measure(bundle_path: Path, backend: str, batch: int, rounds: int) -> dict:
     bundle = open_bundle(bundle_path)
     graph = onnx.load(str(bundle.model_path))
     macs = layer_macs(graph)
-    rng = np.random.default_rng(0)
-    x = rng.random((batch, *bundle.spec.shape), dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:
-        timed = {}  # name -> (runner, input, MACs per run)
+        timed = {}  # name -> (runner, input shape, MACs per image)
         for channels, side in ROOF_SHAPES:
             path = Path(tmp) / f"roof_{channels}x{side}.onnx"
             onnx.save(roof_graph(channels, side), str(path))
-            inputs = rng.random((batch, channels, side, side), dtype=np.float32)
-            name = f"{channels}x{side}x{side}"
-            timed[name] = (_roof_runner(backend, path), inputs, DEPTH * channels**2 * 9 * side**2)
-            _check_integer(timed[name][0], inputs, name)
+            name, shape = f"{channels}x{side}x{side}", (channels, side, side)
+            timed[name] = (_roof_runner(backend, path), shape, DEPTH * channels**2 * 9 * side**2)
+            _check_integer(timed[name][0], np.zeros((batch, *shape), np.float32), name)
         model = create_runner(backend, bundle)
-        timed["model"] = (model, x, sum(macs.values()))
-        for runner, inputs, _ in timed.values():
-            _seconds(runner, inputs, 5)  # warm-up: kernels chosen, memory allocated
+        timed["model"] = (model, bundle.spec.shape, sum(macs.values()))
         best = dict.fromkeys(timed, float("inf"))
-        for _ in range(rounds):
-            for name, (runner, inputs, _) in timed.items():
-                best[name] = min(best[name], _seconds(runner, inputs, 10))
+        for round_ in range(rounds):
+            for name, (runner, shape, _) in timed.items():
+                # bench's own loop: rotating inputs, untimed warm-up runs first (kernels chosen, memory allocated)
+                timing = bench_measure(runner, shape, batch, warmup=5 if round_ == 0 else 1, iters=10)
+                best[name] = min(best[name], timing.latency_ms["p50"] / 1e3)
         rates = {name: macs_per_image * batch / best[name] / 1e9 for name, (_, _, macs_per_image) in timed.items()}
         model_gmacs = rates.pop("model")
         roof_gmacs = max(rates.values())
@@ -163,6 +150,7 @@ def measure(bundle_path: Path, backend: str, batch: int, rounds: int) -> dict:
             "model_of_roof": model_gmacs / roof_gmacs,
         }
         if backend == "openvino":
+            x = np.random.default_rng(0).random((batch, *bundle.spec.shape), dtype=np.float32)
             result |= _per_layer(model, x, bundle, graph, macs, roof_gmacs)
     return result
 
